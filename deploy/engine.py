@@ -1,0 +1,137 @@
+"""Inference engines: one small contract, one class per backend.
+
+``open_engine(bundle, fmt)`` verifies the file's hash and returns an engine whose
+``predict(batch)`` takes preprocessed float32 tensors (N x H x W x C, as the InputSpec makes
+them) and returns float32 class probabilities (N x classes). Quantized input/output tensors
+are (de)quantized here with the scale/zero-point stored in the model file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Bundle
+from .errors import BundleError, InputError
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Threading for a small line PC: a fixed number of intra-op threads, no spinning."""
+
+    threads: int = 1
+    spinning: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError(f"threads must be a whole number >= 1; found {self.threads!r}")
+
+
+class Engine:
+    """Base class: ``predict`` float32 NHWC batch -> float32 probabilities."""
+
+    format: str = ""
+    path: Path
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_one(self, tensor: np.ndarray) -> np.ndarray:
+        """Batch-1 path: one H x W x C tensor -> one probability vector."""
+        return self.predict(tensor[np.newaxis])[0]
+
+
+class OnnxEngine(Engine):
+    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        spin = "1" if options.spinning else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=so,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from None
+        self.path = Path(path)
+        self.format = fmt
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.options = options
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+class TFLiteEngine(Engine):
+    """Runs .tflite files with ai-edge-litert (no TensorFlow needed)."""
+
+    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise BundleError("running a TFLite model needs the 'ai-edge-litert' package "
+                              "(pip install ai-edge-litert, or edgecnn[train])") from None
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=options.threads)
+        except (ValueError, RuntimeError) as exc:
+            raise BundleError(f"LiteRT cannot load {path}: {exc}") from None
+        self.path = Path(path)
+        self.format = fmt
+        self.options = options
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = None
+
+    def _ensure_batch(self, n: int) -> None:
+        if self._batch != n:
+            shape = list(self._input["shape"])
+            shape[0] = n
+            self.interpreter.resize_tensor_input(self._input["index"], shape)
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[0]
+            self._batch = n
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        self._ensure_batch(len(batch))
+        dtype = self._input["dtype"]
+        if dtype in (np.int8, np.uint8):
+            scale, zero = self._input["quantization"]
+            info = np.iinfo(dtype)
+            batch = np.clip(np.round(batch / scale) + zero, info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self._input["index"], batch)
+        self.interpreter.invoke()
+        out = self.interpreter.get_tensor(self._output["index"])
+        if out.dtype in (np.int8, np.uint8):
+            scale, zero = self._output["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        return out.astype(np.float32, copy=False)
+
+
+def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions()) -> Engine:
+    """An engine for a model file by its format name (``onnx*`` or ``tflite*``)."""
+    if fmt.startswith("onnx"):
+        return OnnxEngine(path, fmt, options)
+    if fmt.startswith("tflite"):
+        return TFLiteEngine(path, fmt, options)
+    raise BundleError(f"no engine for format {fmt!r} (expected onnx* or tflite*)")
+
+
+def open_engine(bundle: Bundle | str | os.PathLike, fmt: str | None = None,
+                options: EngineOptions = EngineOptions()) -> Engine:
+    """Open one format of a bundle (default: the int8 ONNX model), hash verified."""
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle)
+    fmt = fmt or bundle.default_format()
+    return engine_for_file(bundle.file(fmt), fmt, options)

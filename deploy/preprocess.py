@@ -1,0 +1,199 @@
+"""The one implementation of every transform from raw input to model tensor.
+
+Training, export (calibration, parity) and the line-side runtime all call these functions
+with the model's InputSpec, so what a model saw in training is exactly what it sees on the
+line. Only numpy, scipy and OpenCV are used here.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import cv2
+import numpy as np
+from scipy import signal as sps
+
+from .errors import InputError, SpecError
+from .spec import ImageSpec, InputSpec, SignalSpec
+
+_INTERPOLATION = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST,
+    "cubic": cv2.INTER_CUBIC,
+}
+
+
+# --------------------------------------------------------------------------- images
+
+def to_color(image: np.ndarray, color: str) -> np.ndarray:
+    """Convert a decoded uint8 image (gray HxW / HxWx1, BGR HxWx3, BGRA HxWx4) to ``color``."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        if color == "gray":
+            return image
+        code = cv2.COLOR_GRAY2RGB if color == "rgb" else cv2.COLOR_GRAY2BGR
+        return cv2.cvtColor(image, code)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise InputError(f"expected an image of shape HxW, HxWx3 or HxWx4; found {image.shape}")
+    if image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if color == "gray":
+        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    if color == "rgb":
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """Decoded uint8 image (any size, gray or BGR) -> float32 H x W x C tensor.
+
+    ``out`` (float32, the spec's shape) is filled in place when given, so a camera loop can
+    reuse one buffer per frame.
+    """
+    spec = _image_spec(spec)
+    if image.size == 0:
+        raise InputError("expected a non-empty image; found an empty array")
+    if image.dtype != np.uint8:
+        raise InputError(f"expected a uint8 image; found dtype {image.dtype}")
+    pixels = to_color(image, spec.color)
+    if pixels.shape[0] != spec.height or pixels.shape[1] != spec.width:
+        pixels = cv2.resize(pixels, (spec.width, spec.height),
+                            interpolation=_INTERPOLATION[spec.interpolation])
+    pixels = pixels.reshape(spec.shape)
+    if out is None:
+        out = np.empty(spec.shape, dtype=np.float32)
+    np.multiply(pixels, np.float32(spec.scale), out=out, casting="unsafe")
+    if spec.mean != (0.0,) or spec.std != (1.0,):
+        out -= np.asarray(spec.mean, dtype=np.float32)
+        out /= np.asarray(spec.std, dtype=np.float32)
+    return out
+
+
+def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:
+    """A sequence of decoded images -> float32 N x H x W x C batch."""
+    spec = _image_spec(spec)
+    batch = np.empty((len(images), *spec.shape), dtype=np.float32)
+    for i, image in enumerate(images):
+        preprocess_image(image, spec, out=batch[i])
+    return batch
+
+
+def read_image(path, color: str = "bgr") -> np.ndarray:
+    """Decode an image file (any path, spaces and non-ASCII included) to uint8 in ``color``.
+
+    Raises InputError for a file that is missing, empty or not a decodable image.
+    """
+    try:
+        raw = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if raw.size == 0:
+        raise InputError(f"image file {path} is empty")
+    flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
+    image = cv2.imdecode(raw, flag)
+    if image is None:
+        raise InputError(f"{path} is not a decodable image (expected JPEG, PNG or BMP)")
+    return to_color(image, color) if color == "rgb" else image
+
+
+def _image_spec(spec: ImageSpec | InputSpec) -> ImageSpec:
+    if isinstance(spec, InputSpec):
+        if spec.kind != "image":
+            raise SpecError(f"expected an image model; this model takes {spec.kind} input")
+        return spec.image
+    return spec
+
+
+# --------------------------------------------------------------------------- signals
+
+def resample(samples: np.ndarray, rate_from: float, rate_to: float) -> np.ndarray:
+    """Polyphase resampling of a 1-D signal between sample rates (exact rational ratio)."""
+    if rate_from <= 0 or rate_to <= 0:
+        raise InputError(f"sample rates must be positive; found {rate_from} -> {rate_to}")
+    samples = np.asarray(samples, dtype=np.float64)
+    if rate_from == rate_to:
+        return samples
+    ratio = Fraction(rate_to / rate_from).limit_denominator(1000)
+    return sps.resample_poly(samples, ratio.numerator, ratio.denominator)
+
+
+def window_starts(n_samples: int, length: int, stride: int) -> np.ndarray:
+    """Start indices of every complete window of ``length`` samples, ``stride`` apart."""
+    if stride <= 0:
+        raise InputError(f"window stride must be positive; found {stride}")
+    if n_samples < length:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n_samples - length + 1, stride, dtype=np.int64)
+
+
+def cut_windows(samples: np.ndarray, length: int, stride: int) -> np.ndarray:
+    """1-D signal -> (N, length) array of windows (a view where possible)."""
+    starts = window_starts(len(samples), length, stride)
+    if len(starts) == 0:
+        return np.zeros((0, length), dtype=np.asarray(samples).dtype)
+    view = np.lib.stride_tricks.sliding_window_view(samples, length)
+    return view[starts]
+
+
+def magnitude_spectrogram(windows: np.ndarray, spec: SignalSpec | InputSpec) -> np.ndarray:
+    """``scipy.signal.spectrogram`` of one window (L,) or many (N, L) with the spec's
+    parameters, before the magnitude transform: (..., freq, time)."""
+    spec = _signal_spec(spec)
+    windows = np.asarray(windows, dtype=np.float64)
+    if windows.shape[-1] != spec.window_length:
+        raise InputError(f"expected windows of {spec.window_length} samples; "
+                         f"found {windows.shape[-1]}")
+    detrend = False if spec.detrend == "none" else spec.detrend
+    _, _, sxx = sps.spectrogram(windows, fs=spec.sample_rate, window=_window(spec.window),
+                                nperseg=spec.nperseg, noverlap=spec.noverlap, detrend=detrend,
+                                scaling=spec.scaling, mode=spec.mode, axis=-1)
+    return sxx
+
+
+def spectrogram_to_tensor(sxx: np.ndarray, spec: SignalSpec | InputSpec) -> np.ndarray:
+    """Magnitude transform and normalisation: (..., F, T) -> float32 (..., F, T, 1)."""
+    spec = _signal_spec(spec)
+    values = apply_transform(sxx, spec)
+    values = (values - spec.mean) / spec.std
+    return values.astype(np.float32)[..., np.newaxis]
+
+
+def apply_transform(sxx: np.ndarray, spec: SignalSpec) -> np.ndarray:
+    if spec.transform == "log":
+        return np.log(sxx + spec.eps)
+    if spec.transform == "log1p":
+        return np.log1p(sxx)
+    if spec.transform == "db":
+        factor = 20.0 if spec.mode == "magnitude" else 10.0
+        return factor * np.log10(sxx + spec.eps)
+    return np.asarray(sxx, dtype=np.float64)
+
+
+def preprocess_windows(windows: np.ndarray, spec: SignalSpec | InputSpec) -> np.ndarray:
+    """Windows of raw samples (L,) or (N, L) -> model tensors (F, T, 1) or (N, F, T, 1)."""
+    return spectrogram_to_tensor(magnitude_spectrogram(windows, spec), spec)
+
+
+def check_samples(samples: np.ndarray, clip_level: float | None = None) -> dict[str, int]:
+    """Count samples that cannot be trusted: NaN, +/-Inf and (if given) clipped values."""
+    samples = np.asarray(samples)
+    finite = np.isfinite(samples)
+    counts = {"nan": int(np.isnan(samples).sum()), "inf": int(np.isinf(samples).sum())}
+    if clip_level is not None:
+        counts["clipped"] = int((np.abs(samples[finite]) >= clip_level).sum())
+    return counts
+
+
+def _window(window):
+    return window if isinstance(window, str) else tuple(window)
+
+
+def _signal_spec(spec: SignalSpec | InputSpec) -> SignalSpec:
+    if isinstance(spec, InputSpec):
+        if spec.kind != "signal":
+            raise SpecError(f"expected a vibration model; this model takes {spec.kind} input")
+        return spec.signal
+    return spec

@@ -1,0 +1,89 @@
+"""The one thing every loader returns: labelled raw samples plus what was skipped.
+
+Images stay uint8 at their native size (the InputSpec's preprocessing turns them into
+tensors); signals are windows of raw samples already resampled to the task's sample rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.deploy.errors import DataError
+
+
+@dataclass
+class Skipped:
+    """A file a loader could not use, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class LabelledSamples:
+    """``items[i]`` has class ``labels[i]`` (index into ``class_names``).
+
+    kind      -- "image" or "signal"
+    items     -- list of uint8 images (H x W or H x W x 3, spec colour) or a float32
+                 (N, window_length) array of signal windows
+    sources   -- the file each sample came from (relative to the dataset root)
+    positions -- for signals, the start sample of each window in its recording (at the
+                 task rate); 0 for images. Training splits recordings by time with it.
+    skipped   -- unreadable files, each with the reason (already warned about)
+    fingerprint -- sha256 over the files used (path, size, content hash)
+    """
+
+    kind: str
+    items: list | np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    sources: list[str]
+    positions: np.ndarray
+    skipped: list[Skipped] = field(default_factory=list)
+    fingerprint: str = ""
+    sample_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.positions = np.asarray(self.positions, dtype=np.int64)
+        n = len(self.labels)
+        if len(self.items) != n or len(self.sources) != n or len(self.positions) != n:
+            raise ValueError("items, labels, sources and positions must have one entry per sample")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def counts(self) -> dict[str, int]:
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.class_names)}
+
+    def require_trainable(self, root: str | Path) -> None:
+        """An empty dataset or a single class cannot train a classifier."""
+        if len(self) == 0:
+            raise DataError(f"no usable samples found in {root} "
+                            f"({len(self.skipped)} files skipped)")
+        present = [name for name, count in self.counts().items() if count > 0]
+        if len(present) < 2:
+            raise DataError(f"{root} holds only one class ({', '.join(present)}); "
+                            "a classifier needs at least two")
+
+    def subset(self, index) -> "LabelledSamples":
+        index = np.asarray(index, dtype=np.int64)
+        items = (self.items[index] if isinstance(self.items, np.ndarray)
+                 else [self.items[i] for i in index])
+        return LabelledSamples(self.kind, items, self.labels[index], self.class_names,
+                               [self.sources[i] for i in index], self.positions[index],
+                               list(self.skipped), self.fingerprint, self.sample_rate)
+
+
+def fingerprint_files(root: Path, files) -> str:
+    """sha256 over (relative path, size, content sha256) of every file, in sorted order."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(f) for f in files):
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+        content = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest.update(f"{rel}\0{path.stat().st_size}\0{content}\n".encode())
+    return digest.hexdigest()
