@@ -1,0 +1,107 @@
+"""Edge-efficient architectures of our own.
+
+Batch-norm (folded into the convolutions at export), depthwise-separable convolutions and
+global average pooling keep them small and int8-friendly; few, fat operators keep batch-1
+latency low, where per-operator overhead dominates on a line PC.
+"""
+
+from __future__ import annotations
+
+from edgecnn.models.registry import register_model
+
+
+def _conv_bn(x, filters, kernel=3, strides=1, name=None):
+    from keras import layers
+
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                      name=name)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _separable(x, filters, strides=1):
+    from keras import layers
+
+    x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(filters, 1, use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.ReLU()(x)
+
+
+def _head(x, num_classes, dropout):
+    from keras import layers
+
+    x = layers.GlobalAveragePooling2D()(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    return layers.Dense(num_classes, activation="softmax")(x)
+
+
+def _stages(input_shape, stem_filters, widths, stem_stride=2, pool_first=False,
+            dropout=0.2):
+    """Stem conv, then one separable block per width; every block but the last halves the
+    smaller spatial side while it is still >= 8."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = _conv_bn(inputs, stem_filters, strides=stem_stride)
+    if pool_first:
+        x = layers.MaxPooling2D(2)(x)
+    for i, width in enumerate(widths):
+        side = min(int(x.shape[1]), int(x.shape[2]))
+        stride = 2 if (i < len(widths) - 1 and side >= 8) else 1
+        x = _separable(x, width, strides=stride)
+    return inputs, x
+
+
+@register_model("edge-image", ("image",),
+                "ours: stride-2 stem, 4 depthwise-separable blocks (32-128), BN, GAP; "
+                "textures such as NEU")
+def edge_image(input_shape, num_classes):
+    import keras
+
+    inputs, x = _stages(input_shape, 16, (32, 64, 96, 128), stem_stride=2, pool_first=True)
+    return keras.Model(inputs, _head(x, num_classes, 0.2), name="edge_image")
+
+
+@register_model("edge-digits", ("image",),
+                "ours: small-input variant (MNIST-sized), conv stem, separable blocks, GAP")
+def edge_digits(input_shape, num_classes):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = _conv_bn(inputs, 32)
+    x = _conv_bn(x, 32)
+    x = layers.MaxPooling2D(2)(x)
+    x = _separable(x, 64)
+    x = _separable(x, 64)
+    x = layers.MaxPooling2D(2)(x)
+    x = _separable(x, 128)
+    return keras.Model(inputs, _head(x, num_classes, 0.3), name="edge_digits")
+
+
+@register_model("edge-spectro", ("signal",),
+                "ours: spectrogram CNN, conv stem, separable blocks, BN, GAP")
+def edge_spectro(input_shape, num_classes):
+    import keras
+
+    inputs, x = _stages(input_shape, 16, (32, 64, 96), stem_stride=2)
+    return keras.Model(inputs, _head(x, num_classes, 0.2), name="edge_spectro")
+
+
+@register_model("tiny-test", ("image", "signal"),
+                "a few hundred parameters; for tests and smoke runs only")
+def tiny_test(input_shape, num_classes):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    x = _conv_bn(inputs, 8, strides=2)
+    x = _separable(x, 16, strides=2)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(num_classes, activation="softmax")(x),
+                       name="tiny_test")

@@ -1,0 +1,69 @@
+"""One registry of model architectures.
+
+Builders are filed under their name with ``@register_model``; ``create_model(name, spec,
+num_classes)`` builds one for an InputSpec. Unknown names fail with the list of valid ones.
+TensorFlow is imported by the builders only, so listing names stays cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.spec import InputSpec
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable
+    kinds: tuple[str, ...]  # which InputSpec kinds it accepts
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, kinds: tuple[str, ...], description: str):
+    """Decorator filing a builder ``fn(input_shape, num_classes) -> keras.Model``."""
+
+    def wrap(builder: Callable) -> Callable:
+        if name in _REGISTRY:
+            raise ValueError(f"model name {name!r} is registered twice")
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(kinds), description)
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[ModelEntry]:
+    _load_builders()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_builders()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise InputError(f"unknown model {name!r}.{hint} Valid models: "
+                         f"{', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, spec: InputSpec, num_classes: int | None = None):
+    """Build the registered architecture ``name`` for the spec's input shape."""
+    entry = get_entry(name)
+    if spec.kind not in entry.kinds:
+        raise InputError(f"model {name!r} takes {' or '.join(entry.kinds)} input; "
+                         f"the data is {spec.kind}")
+    num_classes = num_classes or spec.num_classes
+    model = entry.builder(spec.input_shape, num_classes)
+    return model
+
+
+def _load_builders() -> None:
+    # Importing the modules runs their @register_model decorators.
+    from edgecnn.models import edge, seed  # noqa: F401
