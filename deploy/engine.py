@@ -4,6 +4,10 @@
 ``predict(batch)`` takes preprocessed float32 tensors (N x H x W x C, as the InputSpec makes
 them) and returns float32 class probabilities (N x classes). Quantized input/output tensors
 are (de)quantized here with the scale/zero-point stored in the model file.
+
+A camera or vibration loop uses ``engine.runner(shape, batch)`` instead: a fixed-size input
+buffer that preprocessing writes into and an output buffer that every run overwrites, so
+the per-frame path allocates nothing (ONNX Runtime IO binding on the same memory).
 """
 
 from __future__ import annotations
@@ -30,6 +34,31 @@ class EngineOptions:
             raise InputError(f"threads must be a whole number >= 1; found {self.threads!r}")
 
 
+class Runner:
+    """Fixed-batch inference on preallocated buffers.
+
+    Write tensors into ``inputs`` (float32, batch x H x W x C), call ``run()``; it returns
+    ``outputs`` (float32, batch x classes), overwritten by the next run. Generic version:
+    one ``predict`` call per run (engines override it with a copy-free path).
+    """
+
+    def __init__(self, engine: "Engine", shape: tuple[int, ...], batch: int = 1):
+        if batch < 1:
+            raise InputError(f"batch size must be at least 1; found {batch}")
+        self.engine = engine
+        self.inputs = np.zeros((batch, *shape), dtype=np.float32)
+        first = _checked_predict(engine, self.inputs)
+        self.outputs = np.empty_like(first)
+
+    @property
+    def batch(self) -> int:
+        return len(self.inputs)
+
+    def run(self) -> np.ndarray:
+        self.outputs[...] = self.engine.predict(self.inputs)
+        return self.outputs
+
+
 class Engine:
     """Base class: ``predict`` float32 NHWC batch -> float32 probabilities."""
 
@@ -42,6 +71,55 @@ class Engine:
     def predict_one(self, tensor: np.ndarray) -> np.ndarray:
         """Batch-1 path: one H x W x C tensor -> one probability vector."""
         return self.predict(tensor[np.newaxis])[0]
+
+    def runner(self, shape: tuple[int, ...], batch: int = 1) -> Runner:
+        """A fixed-batch runner for tensors of ``shape`` (checked by one warm-up run)."""
+        return Runner(self, tuple(shape), batch)
+
+
+def _checked_predict(engine: Engine, batch: np.ndarray) -> np.ndarray:
+    """One warm-up run that turns a model/spec shape mismatch into a BundleError."""
+    try:
+        out = engine.predict(batch)
+    except (ValueError, RuntimeError) as exc:
+        raise BundleError(f"model {engine.path} does not accept input of shape "
+                          f"{tuple(batch.shape)} (the bundle's InputSpec): {exc}") from None
+    out = np.asarray(out)
+    if out.ndim != 2 or out.shape[0] != len(batch):
+        raise BundleError(f"model {engine.path} returned shape {out.shape} for a batch of "
+                          f"{len(batch)}; expected (batch, classes)")
+    return out
+
+
+class OnnxRunner(Runner):
+    """IO binding on the runner's own numpy buffers: no copies, no allocation per run.
+
+    A model whose batch axis is fixed at 1 gets one binding per batch item.
+    """
+
+    def __init__(self, engine: "OnnxEngine", shape: tuple[int, ...], batch: int = 1):
+        import onnxruntime as ort
+
+        super().__init__(engine, shape, batch)
+        fixed_one = engine.session.get_inputs()[0].shape[:1] == [1]
+        items = [(self.inputs[i:i + 1], self.outputs[i:i + 1]) for i in range(batch)] \
+            if fixed_one and batch > 1 else [(self.inputs, self.outputs)]
+        self._bindings = []
+        self._keep = []
+        for inp, out in items:
+            binding = engine.session.io_binding()
+            in_value = ort.OrtValue.ortvalue_from_numpy(inp)
+            out_value = ort.OrtValue.ortvalue_from_numpy(out)
+            binding.bind_ortvalue_input(engine.input_name, in_value)
+            binding.bind_ortvalue_output(engine.output_name, out_value)
+            self._bindings.append(binding)
+            self._keep.append((in_value, out_value))
+
+    def run(self) -> np.ndarray:
+        session = self.engine.session
+        for binding in self._bindings:
+            session.run_with_iobinding(binding)
+        return self.outputs
 
 
 class OnnxEngine(Engine):
@@ -70,6 +148,9 @@ class OnnxEngine(Engine):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def runner(self, shape: tuple[int, ...], batch: int = 1) -> Runner:
+        return OnnxRunner(self, tuple(shape), batch)
 
 
 class TFLiteEngine(Engine):
@@ -135,3 +216,21 @@ def open_engine(bundle: Bundle | str | os.PathLike, fmt: str | None = None,
         bundle = Bundle.open(bundle)
     fmt = fmt or bundle.default_format()
     return engine_for_file(bundle.file(fmt), fmt, options)
+
+
+def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None = None,
+                 options: EngineOptions = EngineOptions()):
+    """(bundle, engine, manifest entry) for a runtime command, refusing a model of the
+    wrong kind (an image model on a vibration stream and vice versa) before any source
+    is opened."""
+    if not isinstance(bundle, Bundle):
+        bundle = Bundle.open(bundle)
+    if bundle.spec.kind != kind:
+        have = "an image" if bundle.spec.kind == "image" else "a vibration (signal)"
+        want, other = ("camera", "vibration") if kind == "image" else ("vibration", "camera")
+        need = "an image" if kind == "image" else "a vibration"
+        raise BundleError(f"bundle {bundle.path} holds {have} model; 'edgecnn run {want}' "
+                          f"needs {need} model (run this bundle with 'edgecnn run {other}')")
+    fmt = fmt or bundle.default_format()
+    entry = bundle.entry(fmt)
+    return bundle, engine_for_file(bundle.file(fmt), fmt, options), entry

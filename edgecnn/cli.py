@@ -9,6 +9,7 @@ documented exit code: 0 ok, 1 check failed, 2 usage or input error.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -27,6 +28,99 @@ def cli() -> None:
 # ----------------------------------------------------------------------------- training
 # (train, eval) -- edgecnn.training / edgecnn.evaluation
 
+def _loader_options(f):
+    """Options shared by every command that reads recordings or pickles."""
+    f = click.option("--channel", default="DE", show_default=True,
+                     help="Recording channel (CWRU key suffix, CSV column or array index).")(f)
+    f = click.option("--sample-rate", type=float, default=None,
+                     help="Sample rate of recordings that do not state their own.")(f)
+    f = click.option("--label-pattern", default=None,
+                     help="Regex with a (?P<label>...) group, matched on file names.")(f)
+    f = click.option("--manifest", type=click.Path(dir_okay=False), default=None,
+                     help="CSV of file,label[,sample_rate] for recordings.")(f)
+    f = click.option("--allow-pickle", is_flag=True,
+                     help="Allow .pkl datasets (pickles can run code: only your own files).")(f)
+    return f
+
+
+def _write_json(data: dict, path) -> None:
+    if path:
+        from edgecnn.report import write_json
+
+        write_json(data, path)
+        click.echo(f"results written to {path}")
+
+
+@cli.command(help="Train a model on labelled images or recordings and write a model "
+                  "directory (model.keras, edgecnn.json, report/).")
+@click.option("--task", required=True,
+              help="Data kind: images (neu), mnist, cwru, vibration, lecture-npz.")
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Training data folder or file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Model directory to write.")
+@click.option("--arch", "architecture", default=None,
+              help="Architecture from 'edgecnn models --archs' (default: the task's).")
+@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping).")
+@click.option("--batch-size", type=int, default=None)
+@click.option("--lr", "learning_rate", type=float, default=None, help="Initial learning rate.")
+@click.option("--patience", type=int, default=None, help="Early-stopping patience (epochs).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Switch off the task's augmentation.")
+@click.option("--image-size", type=int, default=None, help="Images: model input side.")
+@click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
+@click.option("--window-length", type=int, default=None, help="Signals: samples per window.")
+@click.option("--stride", type=int, default=None, help="Signals: training window stride.")
+@click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
+              help="Signals: spectrogram magnitude transform.")
+@_loader_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the validation results as JSON.")
+def train(json_path, no_augment, **options):
+    from edgecnn.training import TrainConfig, train as run_training
+
+    result = run_training(TrainConfig(augment=not no_augment, **options))
+    click.echo(format_result(result.metrics))
+    click.echo(f"model directory: {result.model_dir.path}")
+    click.echo(f"report: {Path(result.report['confusion']).parent}")
+    _write_json(result.metrics, json_path)
+
+
+@cli.command("eval", help="Evaluate a model directory or bundle (path or shipped name) on "
+                          "labelled data: accuracy, per-class metrics, confusion matrix.")
+@click.argument("model")
+@click.option("--data", "data", required=True, type=click.Path(exists=True))
+@click.option("--format", "fmt", default=None,
+              help="Bundle format to run (default: the int8 ONNX model); 'keras' for a "
+                   "model directory.")
+@click.option("--task", default=None, help="Data kind, if the model does not record it.")
+@click.option("--stride", type=int, default=None,
+              help="Signals: window stride (default: non-overlapping windows).")
+@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write confusion.png and metrics.json here.")
+@_loader_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def eval_command(model, data, fmt, json_path, report_dir, **options):
+    from edgecnn.evaluation import evaluate
+
+    metrics = evaluate(model, data, fmt=fmt, **options)
+    click.echo(format_result(metrics))
+    if report_dir:
+        from edgecnn.report import write_report
+
+        write_report(Path(report_dir), metrics, title="Evaluation")
+        click.echo(f"report: {report_dir}")
+    _write_json(metrics, json_path)
+
+
+def format_result(metrics: dict) -> str:
+    from edgecnn.metrics import format_metrics
+
+    return format_metrics(metrics)
+
+
 
 # ----------------------------------------------------------------------------- export
 # (export, parity) -- edgecnn.export
@@ -35,6 +129,135 @@ def cli() -> None:
 # ----------------------------------------------------------------------------- runtime
 # (run camera, run vibration, events summary) -- edgecnn.deploy
 
+@cli.group(help="Run a bundle line-side on a camera or vibration stream, logging events. "
+                "Ctrl-C / SIGTERM stop cleanly and print the summary.")
+def run() -> None:
+    pass
+
+
+def _runtime_options(f):
+    """Options shared by `run camera` and `run vibration`."""
+    options = [
+        click.option("--format", "fmt", default=None,
+                     help="Model file of the bundle to run (default: onnx-int8 if present)."),
+        click.option("--threads", type=int, default=1, show_default=True,
+                     help="Intra-op threads for inference."),
+        click.option("--spinning/--no-spinning", default=False, show_default=True,
+                     help="Let idle ONNX Runtime threads spin (burns CPU between frames)."),
+        click.option("--threshold", type=float, default=0.6, show_default=True,
+                     help="Minimum confidence for a class to count."),
+        click.option("--class-threshold", "class_threshold", multiple=True,
+                     metavar="CLASS=P", help="Per-class confidence threshold (repeatable)."),
+        click.option("--ignore-class", "ignore_class", multiple=True, metavar="NAME",
+                     help="A class that is not a defect: never an event (repeatable)."),
+        click.option("--realtime", is_flag=True,
+                     help="Play a file at its own rate, like a live source."),
+        click.option("--duration", type=float, default=None, help="Stop after S seconds."),
+        click.option("--log", "log", type=click.Path(dir_okay=False), default=None,
+                     help="JSON Lines event log (appended)."),
+        click.option("--sqlite", type=click.Path(dir_okay=False), default=None,
+                     help="Also store events in this SQLite database (WAL)."),
+        click.option("--fsync", type=click.Choice(["every", "interval", "never"]),
+                     default="interval", show_default=True,
+                     help="When log lines are forced to disk (interval: at most 1/s)."),
+        click.option("--rotate-mb", type=float, default=None,
+                     help="Rotate the log when it would pass this size (MB)."),
+        click.option("--probabilities", is_flag=True,
+                     help="Store all class probabilities in each event."),
+        click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+                     help="Write the run summary as JSON here."),
+        click.option("--quiet", is_flag=True, help="Do not print events as they happen."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, quiet,
+                **options):
+    from edgecnn.deploy.decisions import parse_class_threshold
+    from edgecnn.deploy.engine import EngineOptions
+    from edgecnn.deploy.session import run_logged
+
+    thresholds = dict(parse_class_threshold(t) for t in class_threshold)
+    summary = run_logged(kind, bundle, source, fmt=fmt,
+                         options=EngineOptions(threads=threads, spinning=spinning),
+                         class_thresholds=thresholds,
+                         echo=None if quiet else click.echo, **options)
+    click.echo(summary.format())
+
+
+@run.command("camera", help="Classify frames from a camera index, video file, RTSP/HTTP URL "
+                            "or GStreamer pipeline.")
+@click.argument("bundle")
+@click.option("--source", required=True, help="0 | video.mp4 | rtsp://... | 'pipeline ! appsink'")
+@click.option("--roi", default=None, metavar="x,y,w,h", help="Only look at this region.")
+@click.option("--tiles", default=None, metavar="RxC", help="Classify R x C fixed tiles.")
+@click.option("--grid", default=None, metavar="WxH:STRIDE",
+              help="Classify a sliding grid of WxH windows.")
+@click.option("--min-frames", type=int, default=3, show_default=True,
+              help="Frames a class must persist before it is an event.")
+@click.option("--snapshots", type=click.Path(file_okay=False), default=None,
+              help="Save a JPEG of each event frame here.")
+@click.option("--show", is_flag=True, help="Preview window with overlay (q/Esc stops).")
+@click.option("--max-frames", type=int, default=None, help="Stop after N frames.")
+@click.option("--frozen-frames", type=int, default=30, show_default=True,
+              help="Identical frames in a row that mean a frozen source (0: off).")
+@_runtime_options
+def run_camera_command(bundle, source, roi, tiles, grid, min_frames, frozen_frames,
+                       ignore_class, **options):
+    from edgecnn.deploy.faults import FaultConfig
+    from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
+
+    _run_common("camera", bundle, source, roi=parse_roi(roi) if roi else None,
+                tiles=parse_tiles(tiles) if tiles else None,
+                grid=parse_grid(grid) if grid else None, min_frames=min_frames,
+                faults=FaultConfig(frozen_frames=frozen_frames),
+                ignore_classes=ignore_class, **options)
+
+
+@run.command("vibration", help="Classify windows of a recording (.mat/.wav/.csv/.npy/.npz), "
+                               "raw float32 samples on stdin (-) or a tcp://host:port stream.")
+@click.argument("bundle")
+@click.option("--source", required=True, help="recording | - | tcp://host:port")
+@click.option("--hop", type=int, default=None,
+              help="Samples between windows (default: about half a window).")
+@click.option("--sample-rate", type=float, default=None,
+              help="Rate of a stdin/TCP stream, or of a file that does not state it.")
+@click.option("--channel", default=None, help="Recording channel (default: the model's).")
+@click.option("--min-windows", type=int, default=1, show_default=True,
+              help="Windows a class must persist before it is an event.")
+@click.option("--max-windows", type=int, default=None, help="Stop after N windows.")
+@click.option("--clip-level", type=float, default=None,
+              help="|sample| at which the sensor clips (default: detect flat peaks).")
+@_runtime_options
+def run_vibration_command(bundle, source, hop, sample_rate, channel, min_windows,
+                          max_windows, clip_level, ignore_class, **options):
+    from edgecnn.deploy.vibration import SignalChecks
+
+    _run_common("vibration", bundle, source, hop=hop, sample_rate=sample_rate,
+                channel=channel, min_windows=min_windows, max_windows=max_windows,
+                checks=SignalChecks(clip_level=clip_level), ignore_classes=ignore_class,
+                **options)
+
+
+@cli.group(help="Read event logs written by `edgecnn run`.")
+def events() -> None:
+    pass
+
+
+@events.command("summary", help="Counts per class and per hour of a JSONL log (with its "
+                                "rotated files) or an SQLite event database.")
+@click.argument("log", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def events_summary(log, as_json):
+    from edgecnn.deploy.events import format_event_summary, summarize_events
+    from edgecnn.deploy.session import summary_json
+
+    summary = summarize_events(log)
+    click.echo(summary_json(summary) if as_json else format_event_summary(summary))
+
+
 
 # ----------------------------------------------------------------------------- tools
 # (bench, models, demo)
@@ -42,6 +265,13 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the group, turning our errors into clean exits."""
+    import logging
+
+    from edgecnn.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s",
+                        stream=sys.stderr)
     try:
         cli.main(args=argv, prog_name="edgecnn", standalone_mode=False)
     except EdgecnnError as exc:

@@ -15,7 +15,7 @@ def _conv_bn(x, filters, kernel=3, strides=1, name=None):
 
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                       name=name)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU()(x)
 
 
@@ -23,10 +23,10 @@ def _separable(x, filters, strides=1):
     from keras import layers
 
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.Conv2D(filters, 1, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU()(x)
 
 
@@ -63,7 +63,9 @@ def _stages(input_shape, stem_filters, widths, stem_stride=2, pool_first=False,
 def edge_image(input_shape, num_classes):
     import keras
 
-    inputs, x = _stages(input_shape, 16, (32, 64, 96, 128), stem_stride=2, pool_first=True)
+    import os
+    widths = tuple(int(w) for w in os.environ.get("EW", "32,64,96,128").split(","))
+    inputs, x = _stages(input_shape, int(os.environ.get("ES", 16)), widths, stem_stride=2, pool_first=bool(int(os.environ.get("EP", 1))))
     return keras.Model(inputs, _head(x, num_classes, 0.2), name="edge_image")
 
 

@@ -1,0 +1,233 @@
+"""The camera pipeline: source -> fault checks -> regions -> preprocess -> infer -> events.
+
+``run_camera`` is what ``edgecnn run camera`` calls. Per frame it allocates no tensors: the
+regions are preprocessed straight into the engine runner's input buffer (the InputSpec's
+own ``preprocess_image``, as in training) and classified in one batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+
+from .decisions import Debouncer, Persisted
+from .engine import EngineOptions, open_for_run
+from .errors import InputError
+from .events import utc_now
+from .faults import FAULTS, FaultConfig, FrameFaultDetector
+from .preprocess import preprocess_image
+from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
+from .sources import Backoff, FrameSource, open_frame_source
+from .tiles import Region, plan_regions
+
+PREVIEW_WINDOW = "edgecnn"
+
+
+def draw_overlay(image: np.ndarray, regions: list[Region], labels: list[str],
+                 alerts: list[bool], fault: str | None = None) -> np.ndarray:
+    """A BGR copy of ``image`` with each region boxed and labelled (red = event class)."""
+    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    for region, label, alert in zip(regions, labels, alerts):
+        color = (0, 0, 255) if alert else (0, 200, 0)
+        cv2.rectangle(canvas, (region.x, region.y),
+                      (region.x + region.w - 1, region.y + region.h - 1), color, 2)
+        cv2.putText(canvas, label, (region.x + 4, region.y + 18), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, color, 1, cv2.LINE_AA)
+    if fault:
+        cv2.putText(canvas, f"SOURCE FAULT: {fault}", (8, canvas.shape[0] - 10),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 165, 255), 2, cv2.LINE_AA)
+    return canvas
+
+
+def save_snapshot(directory: Path, image: np.ndarray, frame: int, label: str) -> Path:
+    stamp = utc_now().replace(":", "").replace("-", "")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+    path = Path(directory) / f"{stamp}_f{frame:08d}_{safe}.jpg"
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if ok:
+        data.tofile(str(path))
+    return path
+
+
+class _Preview:
+    def __init__(self) -> None:
+        if os.name != "nt" and not (os.environ.get("DISPLAY") or
+                                    os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("--show needs a display (DISPLAY is not set); run without --show")
+        self.open = True
+
+    def show(self, canvas: np.ndarray) -> bool:
+        """Draw; False when the user pressed q/Esc or closed the window."""
+        try:
+            cv2.imshow(PREVIEW_WINDOW, canvas)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as exc:
+            raise InputError(f"cannot show the preview window: {exc}") from None
+        return key not in (ord("q"), 27)
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(PREVIEW_WINDOW)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass
+
+
+def run_camera(bundle, source, *, fmt: str | None = None,
+               options: EngineOptions = EngineOptions(), roi: Region | None = None,
+               tiles: tuple[int, int] | None = None,
+               grid: tuple[int, int, int] | None = None, min_frames: int = 3,
+               threshold: float = 0.6, class_thresholds: dict[str, float] | None = None,
+               ignore_classes: Iterable[str] = (), snapshots=None, show: bool = False,
+               realtime: bool = False, max_frames: int | None = None,
+               duration: float | None = None, sinks: Iterable = (),
+               probabilities: bool = False, faults: FaultConfig = FaultConfig(),
+               backoff: Backoff = Backoff(), stop: StopFlag | None = None,
+               on_event: Callable[[dict], None] | None = None) -> RunSummary:
+    """Watch ``source`` (a FrameSource, or what ``open_frame_source`` accepts) with an image
+    bundle until the source ends, ``max_frames``/``duration`` is reached or ``stop`` is set.
+
+    Events go to every sink (``write(dict)``) and ``on_event``; the summary is returned.
+    """
+    bundle, engine, entry = open_for_run(bundle, "image", fmt, options)
+    spec = bundle.spec
+    debouncer = Debouncer(spec.labels, min_frames, threshold, class_thresholds,
+                          ignore_classes)
+    if tiles and grid:
+        raise InputError("give either --tiles or --grid, not both")
+    if snapshots is not None:
+        snapshots = Path(snapshots)
+        try:
+            snapshots.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create snapshot folder {snapshots}: "
+                             f"{exc.strerror}") from None
+    preview = _Preview() if show else None
+    sinks = list(sinks)
+    stop = stop or StopFlag()
+    src = source if isinstance(source, FrameSource) else \
+        open_frame_source(source, realtime=realtime, backoff=backoff)
+    summary = RunSummary(kind="camera", source=src.name, bundle=str(bundle.path),
+                         model_format=entry.get("format", fmt or ""),
+                         model_sha256=entry["sha256"], unit="frames")
+    detector = FrameFaultDetector(faults)
+    latency = LatencyHistogram()
+    events: Counter = Counter()
+    fault_counts: Counter = Counter({name: 0 for name in FAULTS})
+    shape = None
+    regions: list[Region] = []
+    runner = None
+    active_fault = None
+    labels_now: list[str] = []
+    alerts: list[bool] = []
+    started = time.monotonic()
+    taken = 0
+
+    def emit(event: dict) -> None:
+        for sink in sinks:
+            sink.write(event)
+        if on_event is not None:
+            on_event(event)
+
+    try:
+        while not stop.is_set():
+            if duration is not None and time.monotonic() - started >= duration:
+                stop.set("duration reached")
+                break
+            frame = src.read(timeout=0.2)
+            if frame is None:
+                if src.exhausted:
+                    stop.set("end of source")
+                    break
+                continue
+            taken += 1
+            image = frame.image
+            if image.shape != shape:
+                shape = image.shape
+                regions = plan_regions(shape, roi, tiles, grid)
+                if runner is None or runner.batch != len(regions):
+                    runner = engine.runner(spec.input_shape, len(regions))
+                debouncer.resize(len(regions))
+                detector.reset()
+            fault = detector.check(image)
+            if fault is not None:
+                fault_counts[fault] += 1
+                if fault != active_fault:
+                    debouncer.reset()
+                    emit({"time": utc_now(), "type": "fault", "source": src.name,
+                          "frame": frame.index, "fault": fault,
+                          "model_sha256": summary.model_sha256})
+                active_fault = fault
+            else:
+                active_fault = None
+                for i, region in enumerate(regions):
+                    preprocess_image(region.crop(image), spec, out=runner.inputs[i])
+                probs = runner.run()
+                done = time.monotonic()
+                latency.add(done - frame.time)
+                summary.processed += 1
+                labels_now, alerts = [], []
+                snapshot_path = None
+                for i, region in enumerate(regions):
+                    hit = debouncer.update(i, probs[i])
+                    labels_now.append(f"{spec.labels[int(np.argmax(probs[i]))]} "
+                                      f"{float(np.max(probs[i])):.2f}")
+                    alerts.append(hit is not None)
+                    if hit is None:
+                        continue
+                    if snapshots is not None and snapshot_path is None:
+                        snapshot_path = save_snapshot(snapshots, image, frame.index, hit.label)
+                    events[hit.label] += 1
+                    emit(_event(src.name, frame.index, hit, region, i, len(regions),
+                                (done - frame.time) * 1000.0, summary.model_sha256,
+                                probs[i] if probabilities else None, spec.labels,
+                                snapshot_path))
+            if preview is not None:
+                canvas = draw_overlay(image, regions, labels_now if active_fault is None
+                                      else [], alerts, active_fault)
+                if not preview.show(canvas):
+                    stop.set("preview closed")
+                    break
+            if max_frames is not None and taken >= max_frames:
+                stop.set("max frames reached")
+                break
+    finally:
+        src.close()
+        if preview is not None:
+            preview.close()
+    elapsed = time.monotonic() - started
+    summary.read = taken + src.stats.dropped
+    summary.dropped = src.stats.dropped
+    summary.corrupt = src.stats.corrupt
+    summary.reconnects = src.stats.reconnects
+    summary.faults = counter_dict(fault_counts)
+    summary.elapsed_s = round(elapsed, 3)
+    summary.fps = summary.processed / elapsed if elapsed > 0 else 0.0
+    summary.latency_p50_ms = latency.percentile(50)
+    summary.latency_p99_ms = latency.percentile(99)
+    summary.events = counter_dict(events)
+    summary.stop_reason = stop.reason or "stopped"
+    summary.extra = {"decoded": src.stats.read, "regions": len(regions)}
+    return summary
+
+
+def _event(source: str, frame: int, hit: Persisted, region: Region, index: int,
+           count: int, latency_ms: float, sha: str, probs, labels, snapshot) -> dict:
+    event = {"time": utc_now(), "type": "defect", "source": source, "frame": frame,
+             "class": hit.label, "confidence": round(hit.confidence, 6),
+             "mean_confidence": round(hit.mean_confidence, 6), "frames": hit.count,
+             "region": region.as_list(), "latency_ms": round(latency_ms, 3),
+             "model_sha256": sha}
+    if count > 1:
+        event["tile"] = index
+    if probs is not None:
+        event["probabilities"] = {l: round(float(p), 6) for l, p in zip(labels, probs)}
+    if snapshot is not None:
+        event["snapshot"] = str(snapshot)
+    return event

@@ -1,0 +1,292 @@
+"""The defect log: JSON Lines that no crash can corrupt, an optional SQLite copy, summaries.
+
+Each event is encoded to one complete line first and handed to the kernel in a single
+``write`` on a file opened with O_APPEND, so a process killed at any moment (even with
+SIGKILL) leaves only whole lines. ``fsync`` decides when the lines also reach the disk
+(``every`` event, at most once per ``interval``, or ``never``: the OS decides); a line cut
+by a power loss is trimmed the next time the log is opened. Logs rotate by size
+(``events.jsonl`` -> ``events.jsonl.1`` ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+FSYNC_POLICIES = ("every", "interval", "never")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def utc_now() -> str:
+    """UTC ISO-8601 with milliseconds and a Z, e.g. 2025-03-01T12:00:00.123Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """One event -> one UTF-8 JSON line (NaN/Inf become null: the line stays valid JSON)."""
+    return (json.dumps(_plain(event), ensure_ascii=False, separators=(",", ":"),
+                       allow_nan=False) + "\n").encode("utf-8")
+
+
+class EventLog:
+    """Append-only JSON Lines file with whole-line writes, fsync policy and rotation."""
+
+    def __init__(self, path, fsync: str = "interval", fsync_interval: float = 1.0,
+                 rotate_bytes: int | None = None, backups: int = 5):
+        if fsync not in FSYNC_POLICIES:
+            raise InputError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}; found {fsync!r}")
+        if rotate_bytes is not None and rotate_bytes <= 0:
+            raise InputError(f"rotation size must be positive; found {rotate_bytes}")
+        self.path = Path(path)
+        self.fsync = fsync
+        self.fsync_interval = fsync_interval
+        self.rotate_bytes = rotate_bytes
+        self.backups = max(1, backups)
+        self.written = 0
+        self.rotations = 0
+        self.trimmed_bytes = 0
+        self._last_sync = time.monotonic()
+        self._dirty = False
+        self._fd = self._open()
+
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(f"cannot open event log {self.path}: {exc.strerror}") from None
+        self._size = self._repair(fd)
+        return fd
+
+    def _repair(self, fd: int) -> int:
+        """Cut a trailing partial line (left by a power loss) so the log stays line-clean."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return size
+        keep = size
+        block = 1 << 16
+        while keep > 0:
+            start = max(0, keep - block)
+            chunk = os.pread(fd, keep - start, start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            keep = start
+        os.ftruncate(fd, keep)
+        self.trimmed_bytes = size - keep
+        return keep
+
+    def write(self, event: dict[str, Any]) -> None:
+        line = encode_event(event)
+        if self.rotate_bytes and self._size and self._size + len(line) > self.rotate_bytes:
+            self._rotate()
+        view = memoryview(line)
+        while view:
+            done = os.write(self._fd, view)
+            view = view[done:]
+        self._size += len(line)
+        self.written += 1
+        self._dirty = True
+        if self.fsync == "every" or (self.fsync == "interval" and
+                                     time.monotonic() - self._last_sync >= self.fsync_interval):
+            self.sync()
+
+    def sync(self) -> None:
+        if self._dirty and self._fd is not None:
+            os.fsync(self._fd)
+            self._dirty = False
+            self._last_sync = time.monotonic()
+
+    def _rotate(self) -> None:
+        if self.fsync != "never":
+            self.sync()
+        os.close(self._fd)
+        for n in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self.rotations += 1
+        self._fd = self._open()
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        if self.fsync != "never":
+            self.sync()
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SqliteSink:
+    """The same events in an SQLite table (WAL journal: readers never block the writer)."""
+
+    COLUMNS = ("time", "type", "source", "idx", "class", "confidence", "region",
+               "latency_ms", "model_sha256", "data")
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path))
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, time TEXT, "
+                "type TEXT, source TEXT, idx INTEGER, class TEXT, confidence REAL, "
+                "region TEXT, latency_ms REAL, model_sha256 TEXT, data TEXT)")
+            self.db.commit()
+        except sqlite3.Error as exc:
+            raise InputError(f"cannot use {self.path} as an SQLite event store: {exc}") from None
+
+    def write(self, event: dict[str, Any]) -> None:
+        plain = _plain(event)
+        index = plain.get("frame", plain.get("window"))
+        region = plain.get("region")
+        row = (plain.get("time"), plain.get("type"), plain.get("source"), index,
+               plain.get("class", plain.get("fault")), plain.get("confidence"),
+               json.dumps(region) if region is not None else None, plain.get("latency_ms"),
+               plain.get("model_sha256"), json.dumps(plain, ensure_ascii=False))
+        with self.db:
+            self.db.execute(f"INSERT INTO events ({', '.join(self.COLUMNS)}) "
+                            f"VALUES ({', '.join('?' * len(self.COLUMNS))})", row)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------- summaries
+
+def log_files(path) -> list[Path]:
+    """The log and its rotated predecessors, oldest first."""
+    path = Path(path)
+    rotated = []
+    for sibling in path.parent.glob(path.name + ".*"):
+        suffix = sibling.name[len(path.name) + 1:]
+        if suffix.isdigit():
+            rotated.append((int(suffix), sibling))
+    files = [p for _, p in sorted(rotated, reverse=True)]
+    return files + ([path] if path.is_file() else [])
+
+
+def _is_sqlite(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(16) == SQLITE_MAGIC
+
+
+def _read_events(path: Path):
+    """Yield event dicts, or None for a line that is not a JSON object."""
+    if _is_sqlite(path):
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            rows = db.execute("SELECT data FROM events ORDER BY id").fetchall()
+            db.close()
+        except sqlite3.Error as exc:
+            raise InputError(f"{path} is an SQLite file without a readable events table: "
+                             f"{exc}") from None
+        for (data,) in rows:
+            yield _parse(data)
+        return
+    with open(path, "rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                yield _parse(raw)
+
+
+def _parse(raw) -> dict | None:
+    try:
+        event = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def summarize_events(path) -> dict[str, Any]:
+    """Counts per class and per UTC hour for a JSONL log (with its rotations) or SQLite file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"event log {path} does not exist")
+    files = [path] if _is_sqlite(path) else log_files(path)
+    by_class: Counter = Counter()
+    faults: Counter = Counter()
+    by_hour: dict[str, Counter] = defaultdict(Counter)
+    bad = 0
+    first = last = None
+    for file in files:
+        for event in _read_events(file):
+            if event is None or "time" not in event:
+                bad += 1
+                continue
+            stamp = str(event["time"])
+            first = stamp if first is None or stamp < first else first
+            last = stamp if last is None or stamp > last else last
+            if event.get("type") == "fault":
+                faults[str(event.get("fault"))] += 1
+                continue
+            label = str(event.get("class"))
+            by_class[label] += 1
+            by_hour[stamp[:13]][label] += 1
+    return {"files": [str(f) for f in files], "events": sum(by_class.values()),
+            "by_class": dict(sorted(by_class.items())),
+            "by_hour": {h: dict(sorted(c.items())) for h, c in sorted(by_hour.items())},
+            "faults": dict(sorted(faults.items())), "bad_lines": bad,
+            "first": first, "last": last}
+
+
+def format_event_summary(summary: dict[str, Any]) -> str:
+    lines = [f"{summary['events']} events from {summary['first'] or '-'} "
+             f"to {summary['last'] or '-'} ({len(summary['files'])} file(s))"]
+    if summary["by_class"]:
+        width = max(len(c) for c in summary["by_class"])
+        lines.append("per class:")
+        lines += [f"  {c:<{width}}  {n}" for c, n in summary["by_class"].items()]
+        lines.append("per hour (UTC):")
+        for hour, counts in summary["by_hour"].items():
+            detail = ", ".join(f"{c} {n}" for c, n in counts.items())
+            lines.append(f"  {hour.replace('T', ' ')}:00  {sum(counts.values()):>5}  {detail}")
+    if summary["faults"]:
+        lines.append("source faults: " + ", ".join(f"{k} {v}" for k, v in
+                                                   summary["faults"].items()))
+    if summary["bad_lines"]:
+        lines.append(f"skipped {summary['bad_lines']} unreadable line(s)")
+    return "\n".join(lines)

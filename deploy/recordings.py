@@ -1,0 +1,307 @@
+"""Read one vibration recording (CWRU .mat, .npy, .npz, .csv, .wav) into a 1-D float64 signal.
+
+Training (``edgecnn.data``) and the line-side runtime read recordings through this one
+function, so a file means the same samples at the same sample rate in both. A sample rate
+is taken from the file when the file states one (CWRU file names, npz entries, CSV comment,
+WAV header); an explicit ``sample_rate`` only fills the gap and must agree otherwise, so an
+option is never silently overridden. Only numpy and scipy are used here.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from scipy.io import wavfile
+
+from .errors import InputError, SourceError
+
+RECORDING_SUFFIXES = (".mat", ".npy", ".npz", ".csv", ".wav")
+
+# CWRU file names carry the rate: 12k_/48k_ prefixes; the healthy baselines are 48 kHz.
+_CWRU_NAME_RATES = (("12k_", 12000.0), ("48k_", 48000.0), ("normal", 48000.0))
+_NPZ_SIGNAL_KEYS = ("signal", "samples", "x")
+_NPZ_RATE_KEYS = ("sample_rate", "fs")
+_CSV_RATE = re.compile(r"^#\s*(?:sample_rate|fs)\s*[=:]\s*([0-9.eE+-]+)\s*$")
+# What parsers of a damaged file raise; anything else is a bug and keeps its traceback.
+_READ_ERRORS = (OSError, ValueError, TypeError, EOFError, KeyError, IndexError,
+                NotImplementedError, struct.error, zlib.error, zipfile.BadZipFile,
+                scipy.io.matlab.MatReadError)
+
+
+@dataclass
+class Recording:
+    """A 1-D float64 signal and where it came from.
+
+    channel -- what was read: the CWRU channel name ("DE"), a CSV/npz column or key name,
+               a column index as text, or "0" for a single-channel file
+    rpm     -- shaft speed when the file records it (CWRU ``X<nnn>RPM``), else None
+    """
+
+    samples: np.ndarray
+    sample_rate: float
+    source: str
+    channel: str
+    rpm: float | None = None
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.sample_rate
+
+
+def read_recording(path, channel: str | int = "DE",
+                   sample_rate: float | None = None) -> Recording:
+    """Read ``path`` into a Recording.
+
+    channel     -- CWRU channel name for .mat ("DE", "FE", "BA"); a column name (CSV header,
+                   npz key) or an integer column index for multi-channel .npy/.npz/.csv/.wav
+    sample_rate -- used when the file does not state its rate; if it does and they differ,
+                   InputError
+
+    Raises SourceError for a missing, unreadable, corrupt or empty file (or one without the
+    requested channel) and InputError when the sample rate is unknown or contradicts the file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in RECORDING_SUFFIXES:
+        raise SourceError(f"{path}: unsupported recording type {path.suffix or '(none)'!r}; "
+                          f"expected one of {', '.join(RECORDING_SUFFIXES)}")
+    if not path.is_file():
+        raise SourceError(f"recording {path} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"recording {path} is empty (0 bytes)")
+    reader = _READERS[suffix]
+    try:
+        samples, file_rate, rpm, used_channel = reader(path, channel)
+    except _READ_ERRORS as exc:
+        raise SourceError(f"cannot read recording {path}: expected a valid {suffix} file "
+                          f"({_EXPECTED[suffix]}); {type(exc).__name__}: {exc}") from None
+    samples = _as_signal(path, samples)
+    rate = _resolve_rate(path, file_rate, sample_rate)
+    return Recording(samples=samples, sample_rate=rate, source=str(path),
+                     channel=used_channel, rpm=rpm)
+
+
+_EXPECTED = {
+    ".mat": "a MATLAB 5 file with a *_<channel>_time array",
+    ".npy": "a 1-D or 2-D numeric array",
+    ".npz": "a numpy archive with a 'signal', 'samples' or 'x' array",
+    ".csv": "numeric columns, optional header and '# sample_rate=...' line",
+    ".wav": "PCM or float WAV audio",
+}
+
+
+def cwru_name_rate(name: str) -> float | None:
+    """Sample rate stated by a CWRU file name (12k_/48k_ prefix, normal_ baseline), else None."""
+    lower = name.lower()
+    for prefix, rate in _CWRU_NAME_RATES:
+        if lower.startswith(prefix):
+            return rate
+    return None
+
+
+# ------------------------------------------------------------------------------ readers
+
+def _read_mat(path: Path, channel):
+    names = [name for name, _, _ in scipy.io.whosmat(str(path))]
+    suffix = f"_{channel}_time"
+    keys = sorted(name for name in names if name.endswith(suffix))
+    rpm_keys = sorted(name for name in names if name.endswith("RPM"))
+    if len(keys) > 1:
+        # Some CWRU files hold two recordings' keys; the one with an RPM entry is the file's own.
+        owned = [k for k in keys if k[: -len(suffix)] + "RPM" in rpm_keys]
+        if len(owned) != 1:
+            raise SourceError(f"{path} holds several {suffix} arrays ({', '.join(keys)}); "
+                              "expected exactly one")
+        keys = owned
+    if not keys:
+        found = ", ".join(sorted(names)) or "no variables"
+        raise SourceError(f"{path} has no channel {channel!r}: expected a variable ending in "
+                          f"{suffix!r}; found {found}")
+    key = keys[0]
+    prefix = key[: -len(suffix)]
+    rpm_key = prefix + "RPM" if prefix + "RPM" in rpm_keys else (rpm_keys[0] if rpm_keys else None)
+    wanted = [key] + ([rpm_key] if rpm_key else [])
+    data = scipy.io.loadmat(str(path), variable_names=wanted)
+    if key not in data:
+        raise SourceError(f"{path}: variable {key!r} is listed but cannot be read")
+    rpm = None
+    if rpm_key and rpm_key in data:
+        values = np.asarray(data[rpm_key], dtype=np.float64).ravel()
+        rpm = float(values[0]) if values.size else None
+    return data[key], cwru_name_rate(path.name), rpm, str(channel)
+
+
+def _read_npy(path: Path, channel):
+    with open(path, "rb") as handle:
+        if handle.read(6) != b"\x93NUMPY":
+            raise SourceError(f"{path} is not a numpy .npy file (no NUMPY header)")
+        handle.seek(0)
+        array = np.load(handle, allow_pickle=False)
+    samples, used = _pick_column(path, array, channel)
+    return samples, None, None, used
+
+
+def _read_npz(path: Path, channel):
+    if not zipfile.is_zipfile(path):
+        raise SourceError(f"{path} is not a numpy .npz archive (not a zip file)")
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+        names = list(archive.files)
+        rate = None
+        for key in _NPZ_RATE_KEYS:
+            if key in names:
+                value = np.asarray(archive[key], dtype=np.float64).ravel()
+                if value.size != 1:
+                    raise SourceError(f"{path}: entry {key!r} must be one number; "
+                                      f"found shape {value.shape}")
+                rate = float(value[0])
+                break
+        if str(channel) in names:
+            return archive[str(channel)], rate, None, str(channel)
+        candidates = [k for k in _NPZ_SIGNAL_KEYS if k in names]
+        if not candidates:
+            arrays = [k for k in names if k not in _NPZ_RATE_KEYS]
+            if len(arrays) != 1:
+                raise SourceError(f"{path}: expected an array named "
+                                  f"{' / '.join(_NPZ_SIGNAL_KEYS)} or a single array; "
+                                  f"found {', '.join(names) or 'nothing'}")
+            candidates = arrays
+        array = archive[candidates[0]]
+    samples, used = _pick_column(path, array, channel)
+    return samples, rate, None, used
+
+
+def _read_csv(path: Path, channel):
+    rate = None
+    header = None
+    skip = 0
+    with open(path, encoding="utf-8", errors="strict") as handle:
+        for line in handle:
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                match = _CSV_RATE.match(stripped)
+                if match:
+                    rate = float(match.group(1))
+                skip += 1
+                continue
+            cells = [c.strip() for c in stripped.split(",")]
+            if not all(_is_number(c) for c in cells):
+                header = cells
+                skip += 1
+            break
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "no data": reported below as empty
+        values = np.loadtxt(str(path), delimiter=",", comments="#", skiprows=skip,
+                            dtype=np.float64, ndmin=2)
+    if header is not None and values.size and len(header) != values.shape[1]:
+        raise SourceError(f"{path}: header has {len(header)} columns but the data has "
+                          f"{values.shape[1]}")
+    if values.shape[1] == 1:
+        return values[:, 0], rate, None, header[0] if header else "0"
+    if header is not None and str(channel) in header:
+        column = header.index(str(channel))
+        return values[:, column], rate, None, str(channel)
+    if header is not None and not _is_index(channel):
+        raise SourceError(f"{path} has no column {channel!r}; columns: {', '.join(header)}")
+    samples, used = _pick_column(path, values, channel)
+    return samples, rate, None, used
+
+
+def _read_wav(path: Path, channel):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", wavfile.WavFileWarning)
+        rate, data = wavfile.read(str(path))
+    for warning in caught:
+        if "EOF prematurely" in str(warning.message):
+            raise SourceError(f"recording {path} is truncated: {warning.message}")
+    data = np.asarray(data)
+    if data.dtype == np.uint8:
+        scaled = (data.astype(np.float64) - 128.0) / 128.0
+    elif np.issubdtype(data.dtype, np.integer):
+        scaled = data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))
+    else:
+        scaled = data.astype(np.float64)
+    samples, used = _pick_column(path, scaled, channel)
+    return samples, float(rate), None, used
+
+
+_READERS = {".mat": _read_mat, ".npy": _read_npy, ".npz": _read_npz, ".csv": _read_csv,
+            ".wav": _read_wav}
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def _pick_column(path: Path, array: np.ndarray, channel) -> tuple[np.ndarray, str]:
+    """1-D array as is; a 2-D array (samples x channels) needs an integer channel index."""
+    array = np.asarray(array)
+    if array.ndim == 2 and 1 in array.shape:
+        array = array.ravel()
+    if array.ndim == 1:
+        return array, "0"
+    if array.ndim != 2:
+        raise SourceError(f"{path}: expected a 1-D signal or a 2-D (samples x channels) "
+                          f"array; found shape {array.shape}")
+    if not _is_index(channel):
+        raise SourceError(f"{path} holds {array.shape[1]} channels (shape {array.shape}); "
+                          f"give the channel as a column index 0..{array.shape[1] - 1}, "
+                          f"not {channel!r}")
+    column = int(channel)
+    if not 0 <= column < array.shape[1]:
+        raise SourceError(f"{path}: channel index {column} is out of range; the file has "
+                          f"{array.shape[1]} channels (0..{array.shape[1] - 1})")
+    return array[:, column], str(column)
+
+
+def _as_signal(path: Path, samples) -> np.ndarray:
+    samples = np.asarray(samples)
+    if samples.ndim == 2 and 1 in samples.shape:
+        samples = samples.ravel()
+    if samples.ndim != 1:
+        raise SourceError(f"{path}: expected a 1-D signal; found shape {samples.shape}")
+    if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == np.bool_):
+        raise SourceError(f"{path}: expected numeric samples; found dtype {samples.dtype}")
+    if np.iscomplexobj(samples):
+        raise SourceError(f"{path}: expected real samples; found complex values")
+    if samples.size == 0:
+        raise SourceError(f"recording {path} holds no samples")
+    return np.ascontiguousarray(samples, dtype=np.float64)
+
+
+def _resolve_rate(path: Path, file_rate: float | None, given: float | None) -> float:
+    if given is not None and (isinstance(given, bool) or not given > 0):
+        raise InputError(f"sample rate must be a positive number; found {given!r}")
+    if file_rate is not None and not file_rate > 0:
+        raise SourceError(f"{path} states an invalid sample rate {file_rate!r}")
+    if file_rate is None and given is None:
+        raise InputError(f"{path} does not state its sample rate; give it explicitly "
+                         "(--sample-rate HZ, or a sample_rate column in the manifest)")
+    if file_rate is None:
+        return float(given)
+    if given is not None and abs(float(given) - file_rate) > 1e-6 * file_rate:
+        raise InputError(f"{path} is sampled at {file_rate:g} Hz but the sample rate "
+                         f"{float(given):g} Hz was given; drop the option or fix the file")
+    return float(file_rate)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_index(channel) -> bool:
+    if isinstance(channel, bool):
+        return False
+    if isinstance(channel, (int, np.integer)):
+        return True
+    return isinstance(channel, str) and channel.strip().isdigit()

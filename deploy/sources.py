@@ -1,0 +1,681 @@
+"""Where frames and samples come from: cameras, video files, network streams, recordings.
+
+Live sources (a camera, an RTSP/HTTP stream, a GStreamer pipeline, or a video paced with
+``realtime``) are read by a capture thread that keeps only the newest frame: inference never
+works on a stale, buffered frame, and every frame replaced before the pipeline took it is
+counted as dropped. A live stream that stops delivering is reopened with exponential
+backoff, forever, until the run is stopped. A video file read without ``realtime`` gives
+every frame, in order (a small read-ahead queue overlaps decoding with inference).
+
+Vibration sources hand out chunks of float64 samples at the model's sample rate: recording
+files (via ``recordings.read_recording``), raw float32 on stdin, or a TCP sample stream that
+is reconnected after a drop (the lost samples are reported as a gap).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from scipy import signal as sps
+
+from .errors import InputError, SourceError
+
+URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://",
+               "srt://")
+OPEN_TIMEOUT_MS = 10000
+READ_TIMEOUT_MS = 10000
+
+
+@dataclass
+class Frame:
+    index: int          # frame number at the source (every frame read counts)
+    image: np.ndarray   # decoded uint8 BGR or gray
+    time: float         # time.monotonic() when the frame was acquired
+
+
+@dataclass
+class SourceStats:
+    read: int = 0        # frames decoded
+    dropped: int = 0     # live: replaced by a newer frame before the pipeline took them
+    corrupt: int = 0     # frames that failed to decode (skipped)
+    disconnects: int = 0
+    reconnects: int = 0
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnect attempts: initial, doubling up to maximum (seconds)."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+
+    def delays(self):
+        delay = self.initial
+        while True:
+            yield delay
+            delay = min(self.maximum, delay * 2)
+
+
+def source_kind(src: str) -> str:
+    """device | url | gstreamer | file, from what the user typed."""
+    text = str(src).strip()
+    if text.isdigit():
+        return "device"
+    if text.lower().startswith(URL_SCHEMES):
+        return "url"
+    if "!" in text:
+        return "gstreamer"
+    return "file"
+
+
+def _valid(image) -> bool:
+    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size > 0
+            and image.ndim in (2, 3))
+
+
+# ---------------------------------------------------------------------------- frames
+
+class FrameSource:
+    """Common interface: ``read(timeout)`` -> Frame, or None when nothing new arrived in
+    time; ``exhausted`` once a finite source has ended; ``close()`` (or ``with``)."""
+
+    name: str = ""
+    live: bool = False
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self.stats = SourceStats()
+        self.exhausted = False
+
+    def read(self, timeout: float = 0.5) -> Frame | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _CaptureReader:
+    """Wraps a cv2.VideoCapture-like object; tells a corrupt frame from the end of a file."""
+
+    def __init__(self, capture, is_file: bool, max_bad: int = 25):
+        self.capture = capture
+        self.is_file = is_file
+        self.max_bad = max_bad
+        self.total = 0
+        if is_file:
+            total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            self.total = int(total) if total and total > 0 else 0
+
+    def read(self, stats: SourceStats):
+        """A valid image, or None at the end of a file / when a live stream failed."""
+        bad = 0
+        while True:
+            try:
+                ok, image = self.capture.read()
+            except cv2.error:
+                ok, image = False, None
+            if ok and _valid(image):
+                return image
+            if not self.is_file:
+                if ok:  # delivered something that is not an image: skip it
+                    stats.corrupt += 1
+                    bad += 1
+                    if bad < self.max_bad:
+                        continue
+                return None
+            position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
+            more = self.total and position < self.total
+            if ok or (more and bad < self.max_bad):
+                stats.corrupt += 1
+                bad += 1
+                if bad >= self.max_bad:
+                    return None
+                if not ok:  # step over the undecodable frame
+                    self.capture.grab()
+                continue
+            return None
+
+    def release(self) -> None:
+        try:
+            self.capture.release()
+        except cv2.error:
+            pass
+
+
+class VideoFileSource(FrameSource):
+    """Every frame of a video file, in order; a read-ahead thread keeps ``prefetch`` frames."""
+
+    live = False
+
+    def __init__(self, path, prefetch: int = 4, opener: Callable | None = None):
+        super().__init__()
+        self.name = str(path)
+        capture = (opener or _open_file)(self.name)
+        self.fps = _fps(capture)
+        self._reader = _CaptureReader(capture, is_file=True)
+        first = self._reader.read(self.stats)
+        if first is None:
+            self._reader.release()
+            raise SourceError(f"video {path} opened but no frame could be decoded from it")
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._put(first)
+        self._thread = threading.Thread(target=self._run, name="edgecnn-video", daemon=True)
+        self._thread.start()
+
+    def _put(self, image) -> bool:
+        index = self.stats.read
+        self.stats.read += 1
+        while not self._stop.is_set():
+            try:
+                self._queue.put((index, image), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                image = self._reader.read(self.stats)
+                if image is None or not self._put(image):
+                    break
+        finally:
+            self._reader.release()
+            self._queue_end()
+
+    def _queue_end(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(None, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, timeout: float = 0.5) -> Frame | None:
+        if self.exhausted:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is None:
+            self.exhausted = True
+            return None
+        index, image = item
+        return Frame(index, image, time.monotonic())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class LatestFrameSource(FrameSource):
+    """A capture thread that keeps only the newest frame.
+
+    ``opener()`` returns a cv2.VideoCapture-like object (``read``, ``release``, ``get``)
+    or raises SourceError. The first open happens here, so a source that cannot be opened
+    fails the run at once; later failures reconnect with ``backoff`` until ``close()``.
+    ``pace`` (fps) plays a finite file at its own rate and ends at its end.
+    """
+
+    live = True
+
+    def __init__(self, opener: Callable, name: str, backoff: Backoff = Backoff(),
+                 pace: float | None = None, is_file: bool = False):
+        super().__init__()
+        self.name = name
+        self._opener = opener
+        self._backoff = backoff
+        self._pace = pace
+        self._is_file = is_file
+        capture = opener()
+        self.fps = _fps(capture) or pace
+        self._reader = _CaptureReader(capture, is_file=is_file)
+        first = self._reader.read(self.stats)
+        if first is None:
+            self._reader.release()
+            raise SourceError(f"source {name} opened but delivered no frame")
+        self._cond = threading.Condition()
+        self._latest: tuple[int, np.ndarray, float] | None = None
+        self._taken = True
+        self._ended = False
+        self._stop = threading.Event()
+        self._store(first)
+        self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
+        self._thread.start()
+
+    def _store(self, image) -> None:
+        with self._cond:
+            if not self._taken:
+                self.stats.dropped += 1
+            self._latest = (self.stats.read, image, time.monotonic())
+            self.stats.read += 1
+            self._taken = False
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        reader = self._reader
+        start = time.monotonic()
+        shown = 1
+        try:
+            while not self._stop.is_set():
+                if self._pace:
+                    due = start + shown / self._pace
+                    delay = due - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        break
+                image = reader.read(self.stats)
+                if image is not None:
+                    self._store(image)
+                    shown += 1
+                    continue
+                reader.release()
+                if self._is_file:
+                    break
+                self.stats.disconnects += 1
+                reader = self._reconnect()
+                if reader is None:
+                    return
+                self._reader = reader
+        finally:
+            if reader is not None:
+                reader.release()
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _reconnect(self) -> "_CaptureReader | None":
+        for delay in self._backoff.delays():
+            if self._stop.wait(delay):
+                return None
+            try:
+                capture = self._opener()
+            except SourceError:
+                continue
+            self.stats.reconnects += 1
+            return _CaptureReader(capture, is_file=False)
+        return None
+
+    def read(self, timeout: float = 0.5) -> Frame | None:
+        with self._cond:
+            if self._taken and not self._ended:
+                self._cond.wait(timeout)
+            if not self._taken and self._latest is not None:
+                self._taken = True
+                index, image, acquired = self._latest
+                return Frame(index, image, acquired)
+            if self._ended:
+                self.exhausted = True
+            return None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _fps(capture) -> float | None:
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+    except (cv2.error, TypeError, ValueError):
+        return None
+    return fps if 0 < fps < 1000 else None
+
+
+def _open_file(path: str):
+    if not Path(path).is_file():
+        raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
+                          "(rtsp://, http://...) or a GStreamer pipeline")
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open {path} as a video (expected a file OpenCV can "
+                          "decode, e.g. .avi/.mp4/.mkv)")
+    return capture
+
+
+def _open_device(index: int):
+    capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open camera {index} (no such device, or it is in use)")
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return capture
+
+
+def _open_url(url: str):
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
+    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open stream {url} (unreachable, wrong address or "
+                          f"credentials, or not a video stream; waited {OPEN_TIMEOUT_MS} ms)")
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return capture
+
+
+def _open_gstreamer(pipeline: str):
+    capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError("cannot open the GStreamer pipeline (check it with gst-launch-1.0; "
+                          "it must end in appsink, and OpenCV must be built with GStreamer: "
+                          "the opencv-python wheels are not)")
+    return capture
+
+
+def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
+                      prefetch: int = 4) -> FrameSource:
+    """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline."""
+    text = str(src).strip()
+    kind = source_kind(text)
+    if kind == "device":
+        index = int(text)
+        return LatestFrameSource(lambda: _open_device(index), f"camera {index}", backoff)
+    if kind == "url":
+        return LatestFrameSource(lambda: _open_url(text), text, backoff)
+    if kind == "gstreamer":
+        return LatestFrameSource(lambda: _open_gstreamer(text), "gstreamer pipeline", backoff)
+    if realtime:
+        probe = _open_file(text)
+        fps = _fps(probe) or 25.0
+        probe.release()
+        return LatestFrameSource(lambda: _open_file(text), text, backoff, pace=fps,
+                                 is_file=True)
+    return VideoFileSource(text, prefetch=prefetch)
+
+
+# ---------------------------------------------------------------------------- samples
+
+@dataclass
+class Chunk:
+    samples: np.ndarray     # float64 at the model's sample rate
+    gap: bool = False       # samples were lost just before this chunk (stream reconnected)
+
+
+@dataclass
+class SampleStats:
+    samples: int = 0        # samples delivered (after resampling)
+    chunks: int = 0
+    bad_chunks: int = 0     # unreadable pieces skipped (e.g. a partial float at the end)
+    disconnects: int = 0
+    reconnects: int = 0
+
+
+class StreamResampler:
+    """``resample_poly`` for a stream: the same polyphase filter, applied chunk by chunk.
+
+    The output equals ``preprocess.resample`` of the whole signal delayed by ``delay``
+    output samples (the filter is causal here), so chunk boundaries leave no seams.
+    """
+
+    def __init__(self, rate_from: float, rate_to: float):
+        if rate_from <= 0 or rate_to <= 0:
+            raise InputError(f"sample rates must be positive; found {rate_from} -> {rate_to}")
+        ratio = Fraction(rate_to / rate_from).limit_denominator(1000)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.identity = self.up == self.down == 1
+        self.delay = 0
+        if self.identity:
+            return
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate
+        h = sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        pre = self.down - half_len % self.down
+        self.h = np.concatenate([np.zeros(pre), h])
+        self.delay = (half_len + pre) // self.down
+        self._hist = np.zeros(0)
+        self._hist_start = 0   # input index of _hist[0], always a multiple of down
+        self._received = 0
+        self._next_out = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.identity:
+            return x
+        self._hist = np.concatenate([self._hist, x])
+        self._received += len(x)
+        if self._received == 0:
+            return np.zeros(0)
+        last = ((self._received - 1) * self.up) // self.down
+        if last < self._next_out:
+            return np.zeros(0)
+        y = sps.upfirdn(self.h, self._hist, self.up, self.down)
+        shift = self._hist_start * self.up // self.down
+        out = y[self._next_out - shift:last + 1 - shift].copy()
+        self._next_out = last + 1
+        need = max(0, (self._next_out * self.down - len(self.h) + 1) // self.up)
+        start = need // self.down * self.down
+        if start > self._hist_start:
+            self._hist = self._hist[start - self._hist_start:]
+            self._hist_start = start
+        return out
+
+
+class SampleSource:
+    """``read(timeout)`` -> Chunk, or None when nothing arrived in time; ``exhausted`` at
+    the end of a finite source; ``close()``."""
+
+    name: str = ""
+    live: bool = False
+
+    def __init__(self, sample_rate: float):
+        self.sample_rate = float(sample_rate)
+        self.stats = SampleStats()
+        self.exhausted = False
+
+    def read(self, timeout: float = 0.5) -> Chunk | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _deliver(self, samples: np.ndarray, gap: bool = False) -> Chunk:
+        self.stats.samples += len(samples)
+        self.stats.chunks += 1
+        return Chunk(samples, gap)
+
+
+class RecordingSource(SampleSource):
+    """A recording file, resampled to the model rate, in chunks (paced with ``realtime``)."""
+
+    def __init__(self, path, sample_rate: float, channel: str = "DE",
+                 file_rate: float | None = None, realtime: bool = False,
+                 chunk_seconds: float = 0.1):
+        from .preprocess import resample
+        from .recordings import read_recording
+
+        super().__init__(sample_rate)
+        recording = read_recording(path, channel=channel, sample_rate=file_rate)
+        self.name = str(path)
+        self.recording = recording
+        self.samples = resample(recording.samples, recording.sample_rate, sample_rate)
+        self._chunk = max(1, int(round(chunk_seconds * sample_rate)))
+        self._pos = 0
+        self._realtime = realtime
+        self._start = time.monotonic()
+
+    def read(self, timeout: float = 0.5) -> Chunk | None:
+        if self._pos >= len(self.samples):
+            self.exhausted = True
+            return None
+        if self._realtime:
+            due = self._start + (self._pos + self._chunk) / self.sample_rate
+            delay = due - time.monotonic()
+            if delay > timeout:
+                time.sleep(timeout)
+                return None
+            if delay > 0:
+                time.sleep(delay)
+        piece = self.samples[self._pos:self._pos + self._chunk]
+        self._pos += len(piece)
+        return self._deliver(piece)
+
+
+class _RawFloatStream(SampleSource):
+    """Raw little-endian float32 samples from a file descriptor-like byte stream."""
+
+    live = True
+
+    def __init__(self, sample_rate: float, stream_rate: float | None):
+        super().__init__(sample_rate)
+        self.stream_rate = float(stream_rate or sample_rate)
+        self._resampler = StreamResampler(self.stream_rate, sample_rate)
+        self._pending = b""
+
+    def _decode(self, data: bytes) -> np.ndarray:
+        data = self._pending + data
+        usable = len(data) - len(data) % 4
+        self._pending = data[usable:]
+        raw = np.frombuffer(data[:usable], dtype="<f4").astype(np.float64)
+        return self._resampler(raw)
+
+    def _finish(self) -> None:
+        if self._pending:
+            self.stats.bad_chunks += 1   # a partial float at the very end
+            self._pending = b""
+
+
+class StdinSource(_RawFloatStream):
+    """Raw float32 samples on a pipe (``-``): ``sensor | edgecnn run vibration B --source -``."""
+
+    def __init__(self, sample_rate: float, stream_rate: float | None = None, fd: int = 0,
+                 block: int = 1 << 16):
+        super().__init__(sample_rate, stream_rate)
+        self.name = "stdin"
+        self._fd = fd
+        self._block = block
+
+    def read(self, timeout: float = 0.5) -> Chunk | None:
+        if self.exhausted:
+            return None
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            data = os.read(self._fd, self._block)
+        except OSError as exc:
+            raise SourceError(f"cannot read samples from stdin: {exc.strerror}") from None
+        if not data:
+            self._finish()
+            self.exhausted = True
+            return None
+        samples = self._decode(data)
+        return self._deliver(samples) if len(samples) else None
+
+
+class TcpSampleSource(_RawFloatStream):
+    """Raw float32 samples from ``tcp://host:port``; reconnects with backoff after a drop."""
+
+    def __init__(self, url: str, sample_rate: float, stream_rate: float | None = None,
+                 backoff: Backoff = Backoff(), connect_timeout: float = 5.0):
+        super().__init__(sample_rate, stream_rate)
+        self.name = url
+        rest = url[len("tcp://"):]
+        host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit():
+            raise InputError(f"expected tcp://host:port; found {url!r}")
+        self._address = (host.strip("[]"), int(port))
+        self._backoff = backoff
+        self._timeout = connect_timeout
+        self._sock = self._connect()
+        if self._sock is None:
+            raise SourceError(f"cannot connect to sample stream {url}")
+        self._gap = False
+        self._retry_at = 0.0
+        self._delays = None
+
+    def _connect(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(self._address, timeout=self._timeout)
+        except OSError:
+            return None
+        sock.setblocking(False)
+        return sock
+
+    def read(self, timeout: float = 0.5) -> Chunk | None:
+        if self._sock is None:
+            return self._reconnect(timeout)
+        ready, _, _ = select.select([self._sock], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            data = self._sock.recv(1 << 16)
+        except BlockingIOError:
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            self._drop()
+            return None
+        samples = self._decode(data)
+        if not len(samples):
+            return None
+        chunk = self._deliver(samples, gap=self._gap)
+        self._gap = False
+        return chunk
+
+    def _drop(self) -> None:
+        self._sock.close()
+        self._sock = None
+        self._finish()
+        self._resampler = StreamResampler(self.stream_rate, self.sample_rate)
+        self.stats.disconnects += 1
+        self._gap = True
+        self._delays = self._backoff.delays()
+        self._retry_at = time.monotonic() + next(self._delays)
+
+    def _reconnect(self, timeout: float) -> None:
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+            return None
+        sock = self._connect()
+        if sock is None:
+            self._retry_at = time.monotonic() + next(self._delays)
+            return None
+        self._sock = sock
+        self.stats.reconnects += 1
+        return None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def open_sample_source(src, sample_rate: float, channel: str = "DE",
+                       stream_rate: float | None = None, realtime: bool = False,
+                       backoff: Backoff = Backoff()) -> SampleSource:
+    """A SampleSource for a recording path, ``-`` (stdin) or ``tcp://host:port``."""
+    text = str(src).strip()
+    if text == "-":
+        return StdinSource(sample_rate, stream_rate)
+    if text.lower().startswith("tcp://"):
+        return TcpSampleSource(text, sample_rate, stream_rate, backoff)
+    return RecordingSource(text, sample_rate, channel=channel, file_rate=stream_rate,
+                           realtime=realtime)

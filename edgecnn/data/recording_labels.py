@@ -1,0 +1,155 @@
+"""How a vibration recording gets its class: CWRU file names, a CSV manifest, or a regex.
+
+Each rule maps a file's path relative to the dataset root to a class name, or None when it
+cannot tell (the loader then skips the file with a warning); ``expects`` says what it wanted.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path, PurePosixPath
+
+from edgecnn.deploy.errors import DataError, InputError
+
+CWRU_CLASSES = ("normal", "IR007", "IR014", "IR021", "B007", "B014", "B021",
+                "OR007@6", "OR014@6", "OR021@6")
+_CWRU_FAULT = re.compile(r"^(?:12k|48k)_Drive_End_(?P<label>IR\d{3}|B\d{3}|OR\d{3}@6)"
+                         r"_(?P<load>[0-3])_(?P<number>\d+)\.mat$", re.IGNORECASE)
+_CWRU_NORMAL = re.compile(r"^normal_(?P<load>[0-3])_(?P<number>\d+)\.mat$", re.IGNORECASE)
+MANIFEST_NAME = "labels.csv"
+
+
+def cwru_label(file_name: str) -> str | None:
+    """CWRU class from a file name: ``12k_Drive_End_OR007@6_1_131.mat`` -> ``OR007@6``,
+    ``normal_0_97.mat`` -> ``normal``; None for anything outside the 10-class task."""
+    name = PurePosixPath(file_name).name
+    if _CWRU_NORMAL.match(name):
+        return "normal"
+    match = _CWRU_FAULT.match(name)
+    if not match:
+        return None
+    label = match.group("label").upper()
+    return label if label in CWRU_CLASSES else None
+
+
+class CwruRule:
+    """The CWRU 12k/48k drive-end naming scheme (any motor load 0-3)."""
+
+    name = "cwru"
+    expects = ("a CWRU name such as 12k_Drive_End_IR007_1_106.mat or normal_0_97.mat, "
+               f"for one of the classes {', '.join(CWRU_CLASSES)}")
+
+    def label(self, rel: str) -> str | None:
+        return cwru_label(rel)
+
+    def sample_rate(self, rel: str) -> float | None:
+        return None
+
+
+class PatternRule:
+    """A regular expression with a named group ``label``, searched in the file name."""
+
+    name = "pattern"
+
+    def __init__(self, pattern: str | re.Pattern) -> None:
+        try:
+            self.regex = re.compile(pattern)
+        except re.error as exc:
+            raise InputError(f"label pattern {pattern!r} is not a valid regular expression: "
+                             f"{exc}") from None
+        if "label" not in self.regex.groupindex:
+            raise InputError(f"label pattern {self.regex.pattern!r} needs a named group "
+                             "(?P<label>...) that captures the class name")
+        self.expects = f"a file name matching {self.regex.pattern!r}"
+
+    def label(self, rel: str) -> str | None:
+        match = self.regex.search(PurePosixPath(rel).name)
+        return match.group("label") if match and match.group("label") else None
+
+    def sample_rate(self, rel: str) -> float | None:
+        return None
+
+
+class ManifestRule:
+    """A CSV with columns ``file,label[,sample_rate]``; files relative to the dataset root.
+
+    An entry without a folder part also matches that file name anywhere under the root, as
+    long as the name is unique in the manifest.
+    """
+
+    name = "manifest"
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+        self.entries = _read_manifest(self.path)
+        self.expects = f"an entry in the manifest {self.path}"
+        by_name: dict[str, list[str]] = {}
+        for key in self.entries:
+            if "/" not in key:
+                by_name.setdefault(key, []).append(key)
+        self._by_name = by_name
+        self.matched: set[str] = set()
+
+    def _entry(self, rel: str) -> str | None:
+        if rel in self.entries:
+            return rel
+        name = PurePosixPath(rel).name
+        return name if len(self._by_name.get(name, [])) == 1 else None
+
+    def label(self, rel: str) -> str | None:
+        key = self._entry(rel)
+        if key is None:
+            return None
+        self.matched.add(key)
+        return self.entries[key][0]
+
+    def sample_rate(self, rel: str) -> float | None:
+        key = self._entry(rel)
+        return self.entries[key][1] if key is not None else None
+
+    def unmatched(self) -> list[str]:
+        """Manifest entries that named no recording file."""
+        return sorted(set(self.entries) - self.matched)
+
+
+def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
+    if not path.is_file():
+        raise DataError(f"label manifest {path} does not exist")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle)
+                    if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read label manifest {path}: {exc}") from None
+    if not rows:
+        raise DataError(f"label manifest {path} is empty; "
+                        "expected a header file,label[,sample_rate]")
+    header = [c.strip().lower() for c in rows[0]]
+    if "file" not in header or "label" not in header:
+        raise DataError(f"label manifest {path} needs the columns file,label[,sample_rate]; "
+                        f"found {','.join(rows[0])}")
+    col_file, col_label = header.index("file"), header.index("label")
+    col_rate = header.index("sample_rate") if "sample_rate" in header else None
+    entries: dict[str, tuple[str, float | None]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        cells = [c.strip() for c in row] + [""] * len(header)
+        file_name = PurePosixPath(cells[col_file].replace("\\", "/")).as_posix()
+        file_name = file_name[2:] if file_name.startswith("./") else file_name
+        label = cells[col_label]
+        if not file_name or not label:
+            raise DataError(f"{path} line {line}: expected a file and a label; found {row}")
+        rate = None
+        if col_rate is not None and cells[col_rate]:
+            try:
+                rate = float(cells[col_rate])
+            except ValueError:
+                rate = -1.0
+            if not rate > 0:
+                raise DataError(f"{path} line {line}: sample_rate must be a positive number; "
+                                f"found {cells[col_rate]!r}")
+        if file_name in entries and entries[file_name] != (label, rate):
+            raise DataError(f"{path} line {line}: {file_name} is listed twice with different "
+                            f"labels or rates ({entries[file_name][0]} / {label})")
+        entries[file_name] = (label, rate)
+    return entries

@@ -1,0 +1,132 @@
+"""Vibration recordings -> labelled windows of raw samples at the task's sample rate.
+
+Files are read with the runtime's ``read_recording`` and cut with its ``resample`` and
+``cut_windows``, so a window in training is exactly what the line-side stream produces.
+Spectrograms are not made here: training applies the InputSpec (whose normalisation is
+fitted on these windows) later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.data.assemble import (SkipLog, finish, natural_key, relative_name,
+                                   resolve_classes)
+from edgecnn.data.recording_labels import (CWRU_CLASSES, MANIFEST_NAME, CwruRule, ManifestRule,
+                                           PatternRule)
+from edgecnn.data.samples import LabelledSamples
+from edgecnn.deploy.errors import DataError, InputError, SourceError
+from edgecnn.deploy.preprocess import check_samples, cut_windows, resample, window_starts
+from edgecnn.deploy.recordings import RECORDING_SUFFIXES, read_recording
+from edgecnn.deploy.spec import InputSpec, SignalSpec
+
+LabelRule = CwruRule | ManifestRule | PatternRule
+
+
+def make_label_rule(rule, root) -> LabelRule:
+    """``"cwru"``, ``"manifest"`` (``labels.csv`` in root) or a rule object -> rule object."""
+    if isinstance(rule, (CwruRule, ManifestRule, PatternRule)):
+        return rule
+    if rule == "cwru":
+        return CwruRule()
+    if rule == "manifest":
+        return ManifestRule(Path(root) / MANIFEST_NAME)
+    raise InputError(f"label rule must be 'cwru', 'manifest', a ManifestRule or a PatternRule; "
+                     f"found {rule!r}")
+
+
+def find_recordings(root: Path, exclude=()) -> list[Path]:
+    """Every recording file under ``root`` (or ``root`` itself), hidden files excluded."""
+    if root.is_file():
+        return [root]
+    excluded = {Path(p).resolve() for p in exclude}
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.is_file() and path.suffix.lower() in RECORDING_SUFFIXES \
+                and path.resolve() not in excluded:
+            found.append(path)
+    return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
+
+
+def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
+                    label_rule="cwru", labels: tuple[str, ...] | None = None,
+                    channel: str | int = "DE",
+                    sample_rate: float | None = None) -> LabelledSamples:
+    """Windows (float32, N x window_length) from every recording under ``root``.
+
+    Each file is resampled from its own rate to ``signal_spec.sample_rate`` and cut every
+    ``stride`` samples; ``positions`` are window starts at the task rate, ``sources`` the
+    file paths relative to root. ``sample_rate`` is used for files that do not state their
+    rate (a manifest's sample_rate column takes precedence). Files that cannot be read or
+    labelled are warned about and counted in ``.skipped``.
+    """
+    spec = signal_spec.signal if isinstance(signal_spec, InputSpec) else signal_spec
+    if not isinstance(spec, SignalSpec):
+        raise InputError(f"load_recordings needs a signal spec; found {type(signal_spec).__name__}")
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride <= 0:
+        raise InputError(f"window stride must be a positive integer; found {stride!r}")
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"recording folder {root} does not exist")
+    base = root if root.is_dir() else root.parent
+    rule = make_label_rule(label_rule, base)
+    exclude = [base / MANIFEST_NAME] + ([rule.path] if isinstance(rule, ManifestRule) else [])
+    files = find_recordings(root, exclude)
+    skips = SkipLog(base)
+
+    labelled = []
+    for path in files:
+        rel = relative_name(base, path)
+        label = rule.label(rel)
+        if label is None:
+            skips.skip(path, f"cannot tell its class: expected {rule.expects}")
+        else:
+            labelled.append((path, rel, label))
+    if isinstance(rule, ManifestRule):
+        for entry in rule.unmatched():
+            skips.skip(base / entry, f"listed in {rule.path.name} but no such recording "
+                                     f"under {base}")
+    preferred = CWRU_CLASSES if isinstance(rule, CwruRule) else ()
+    if labels is not None:  # a class the model does not know fails before any reading
+        resolve_classes({label for _, _, label in labelled}, labels, root)
+
+    windows, label_names, sources, positions, used = [], [], [], [], []
+    task_rate = float(spec.sample_rate)
+    for path, rel, label in labelled:
+        file_rate = rule.sample_rate(rel)
+        try:
+            recording = read_recording(path, channel=channel,
+                                       sample_rate=file_rate if file_rate else sample_rate)
+        except SourceError as exc:
+            skips.skip(path, str(exc))
+            continue
+        bad = check_samples(recording.samples)
+        if bad["nan"] or bad["inf"]:
+            skips.skip(path, f"holds {bad['nan']} NaN and {bad['inf']} infinite samples")
+            continue
+        signal = resample(recording.samples, recording.sample_rate, task_rate)
+        starts = window_starts(len(signal), spec.window_length, stride)
+        if len(starts) == 0:
+            skips.skip(path, f"too short: {len(signal)} samples at {task_rate:g} Hz, one window "
+                             f"needs {spec.window_length}")
+            continue
+        windows.append(cut_windows(signal, spec.window_length, stride).astype(np.float32))
+        label_names.extend([label] * len(starts))
+        positions.append(starts)
+        sources.extend([rel] * len(starts))
+        used.append(path)
+
+    items = (np.concatenate(windows) if windows
+             else np.zeros((0, spec.window_length), dtype=np.float32))
+    # Classes come from what was loaded: a class whose files all failed is not a class.
+    class_names, index = resolve_classes(set(label_names), labels, root, preferred)
+    samples = LabelledSamples(
+        "signal", items, [index[name] for name in label_names], class_names, sources,
+        np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64),
+        skips.skipped, sample_rate=task_rate)
+    return finish(samples, root, used, labels)

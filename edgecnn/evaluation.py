@@ -1,0 +1,101 @@
+"""``edgecnn eval``: accuracy, per-class metrics and confusion matrix of a model directory
+(Keras) or of one format of a bundle, on a labelled folder or recordings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecnn.data import load_dataset
+from edgecnn.deploy.bundle import Bundle
+from edgecnn.deploy.errors import InputError
+from edgecnn.metrics import classification_metrics
+from edgecnn.modeldir import ModelDir, is_model_dir
+from edgecnn.tensors import to_tensors
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class KerasPredictor:
+    """A model directory's Keras model behind the same ``predict`` as the engines."""
+
+    format = "keras"
+
+    def __init__(self, model_dir: ModelDir):
+        self.model = model_dir.load_keras()
+        self.path = model_dir.model_file
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model(batch, training=False), dtype=np.float32)
+
+
+def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1):
+    """(predictor, spec, task, description) for a model directory or a bundle/shipped name."""
+    if is_model_dir(model):
+        if fmt not in (None, "keras"):
+            raise InputError(f"{model} is a Keras model directory; --format {fmt} needs a "
+                             "bundle (make one with 'edgecnn export')")
+        model_dir = ModelDir.open(model)
+        task = model_dir.manifest.get("training", {}).get("task")
+        return KerasPredictor(model_dir), model_dir.spec, task, f"{model} (keras)"
+    from edgecnn.deploy.engine import EngineOptions, open_engine
+
+    bundle = Bundle.open(model)
+    fmt = fmt or bundle.default_format()
+    engine = open_engine(bundle, fmt, EngineOptions(threads=threads))
+    return engine, bundle.spec, bundle.manifest.get("task"), f"{bundle.path} ({fmt})"
+
+
+def predict_batched(predictor, tensors: np.ndarray, batch_size: int = 64,
+                    log: Callable[[str], None] = _stderr, what: str = "evaluating") -> np.ndarray:
+    """Class probabilities for all tensors, with a progress line about every 2 seconds."""
+    outputs = []
+    last = time.perf_counter()
+    for start in range(0, len(tensors), batch_size):
+        outputs.append(predictor.predict(tensors[start:start + batch_size]))
+        now = time.perf_counter()
+        if now - last > 2.0:
+            log(f"{what} {min(start + batch_size, len(tensors))}/{len(tensors)}")
+            last = now
+    if not outputs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(outputs)
+
+
+def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | None = None,
+                   **loader_options):
+    """Labelled data read with the model's own spec and label order."""
+    if task is None:
+        raise InputError("the model does not record its task; pass --task")
+    if spec.kind == "signal" and stride is None:
+        stride = spec.signal.window_length
+    samples = load_dataset(task, data, spec, stride=stride, labels=spec.labels,
+                           **loader_options)
+    if len(samples) == 0:
+        raise InputError(f"no usable samples in {data} ({len(samples.skipped)} files skipped)")
+    return samples
+
+
+def evaluate(model: str | Path, data: str | Path, *, fmt: str | None = None,
+             task: str | None = None, stride: int | None = None, threads: int = 1,
+             batch_size: int = 64, log: Callable[[str], None] = _stderr,
+             **loader_options) -> dict:
+    predictor, spec, model_task, description = open_predictor(model, fmt, threads)
+    samples = load_for_model(spec, task or model_task, data, stride=stride, **loader_options)
+    log(f"evaluating {description} on {len(samples)} samples from {data}")
+    tensors = to_tensors(samples, spec)
+    started = time.perf_counter()
+    probabilities = predict_batched(predictor, tensors, batch_size, log)
+    seconds = time.perf_counter() - started
+    metrics = classification_metrics(samples.labels, probabilities.argmax(axis=1), spec.labels,
+                                     skipped=len(samples.skipped))
+    metrics.update({"model": str(model), "format": predictor.format, "data": str(data),
+                    "task": task or model_task, "seconds": round(seconds, 3),
+                    "skipped_files": [s.path for s in samples.skipped]})
+    return metrics

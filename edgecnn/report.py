@@ -1,0 +1,79 @@
+"""Pictures and JSON a person reads after training or evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(metrics: dict, path: Path, title: str = "Confusion matrix") -> Path:
+    plt = _pyplot()
+    labels = metrics["labels"]
+    matrix = np.asarray(metrics["confusion"])
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}\naccuracy {metrics['accuracy'] * 100:.2f} % (n={metrics['n']})")
+    limit = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, str(value), ha="center", va="center",
+                color="white" if value > limit else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(history: dict, path: Path) -> Path:
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for key, axis in (("loss", left), ("accuracy", right)):
+        if key in history:
+            axis.plot(epochs, history[key], label=f"train {key}")
+        if f"val_{key}" in history:
+            axis.plot(epochs, history[f"val_{key}"], label=f"validation {key}")
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_json(data: dict, path: str | Path) -> Path:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+def write_report(report_dir: Path, metrics: dict, history: dict | None = None,
+                 title: str = "Validation") -> dict[str, str]:
+    """confusion.png, curves.png (if a history is given), metrics.json in ``report_dir``."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    files = {"metrics": str(write_json(metrics, report_dir / "metrics.json")),
+             "confusion": str(plot_confusion(metrics, report_dir / "confusion.png",
+                                             f"{title} confusion matrix"))}
+    if history:
+        write_json(history, report_dir / "history.json")
+        files["curves"] = str(plot_curves(history, report_dir / "curves.png"))
+    return files

@@ -1,0 +1,247 @@
+"""Calibration data: one reader from samples to model tensors, for every quantizer.
+
+The samples go through the model's InputSpec (``edgecnn.tensors.to_tensors``, i.e. the
+runtime's own preprocessing), so the int8 ranges are measured on exactly what the line PC
+will feed the model. The same tensors feed ONNX Runtime's ``CalibrationDataReader``, the
+TFLite ``representative_dataset`` and the export-time verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecnn.deploy.errors import DataError, EdgecnnError, InputError
+from edgecnn.deploy.preprocess import preprocess_images, read_image
+from edgecnn.deploy.spec import InputSpec
+
+# Below this many samples (or this many per class) the int8 ranges are a guess: warn.
+MIN_SAMPLES = 50
+MIN_PER_CLASS = 5
+DEFAULT_MAX_SAMPLES = 300
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+# Shipped calibration sets (folder in calibration_data/ -> the task that reads it).
+SHIPPED_SETS = {"neu": "images", "mnist": "mnist", "cwru": "cwru"}
+_TASK_KIND = {"images": "image", "neu": "image", "mnist": "image", "cwru": "signal",
+              "vibration": "signal", "lecture-npz": "signal"}
+
+
+def calibration_root() -> Path:
+    """``calibration_data/`` of this checkout (``EDGECNN_CALIBRATION_DATA`` overrides)."""
+    override = os.environ.get("EDGECNN_CALIBRATION_DATA")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "calibration_data"
+
+
+@dataclass
+class CalibrationSet:
+    """Model-ready calibration tensors (float32 N x H x W x C) and, where known, labels."""
+
+    tensors: np.ndarray
+    labels: np.ndarray | None
+    class_names: tuple[str, ...]
+    source: str
+    task: str | None = None
+    files_fingerprint: str = ""
+    available: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the exact tensors (and labels) used: the same data gives the same id."""
+        digest = hashlib.sha256()
+        digest.update(str(self.tensors.shape).encode())
+        digest.update(np.ascontiguousarray(self.tensors, dtype=np.float32).tobytes())
+        if self.labels is not None:
+            digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
+        return digest.hexdigest()
+
+    def counts(self) -> dict[str, int] | None:
+        if self.labels is None:
+            return None
+        return {name: int((self.labels == i).sum()) for i, name in enumerate(self.class_names)}
+
+    def batches(self, batch_size: int = 16, limit: int | None = None):
+        data = self.tensors if limit is None else self.tensors[:limit]
+        for start in range(0, len(data), batch_size):
+            yield data[start:start + batch_size]
+
+    def ort_reader(self, input_name: str, batch_size: int = 16, limit: int | None = None):
+        """A fresh ONNX Runtime ``CalibrationDataReader`` over the tensors."""
+        from onnxruntime.quantization import CalibrationDataReader
+
+        batches = self.batches(batch_size, limit)
+
+        class Reader(CalibrationDataReader):
+            def get_next(self):
+                batch = next(batches, None)
+                return None if batch is None else {input_name: batch}
+
+        return Reader()
+
+    def representative_dataset(self, limit: int | None = None, step: int = 1) -> Callable:
+        """TFLite's ``representative_dataset``: a callable yielding ``[1 x H x W x C]``."""
+        data = self.tensors if limit is None else self.tensors[:limit]
+
+        def generate():
+            for i in range(0, len(data), step):
+                yield [data[i:i + 1]]
+
+        return generate
+
+    def summary(self) -> dict:
+        return {"source": self.source, "task": self.task, "samples": len(self),
+                "available": self.available, "labelled": self.labels is not None,
+                "per_class": self.counts(), "fingerprint": self.fingerprint,
+                "files_fingerprint": self.files_fingerprint, "warnings": list(self.warnings)}
+
+
+def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None = None,
+                     max_samples: int = DEFAULT_MAX_SAMPLES,
+                     log: Callable[[str], None] = lambda message: None) -> CalibrationSet:
+    """Calibration tensors from ``calib`` (a user folder) or the matching shipped set.
+
+    Balanced across classes where labels exist (evenly spaced picks per class, at most
+    ``max_samples`` in all). Fewer than MIN_SAMPLES samples (or MIN_PER_CLASS per class)
+    warns; none is a DataError.
+    """
+    if max_samples < 1:
+        raise InputError(f"max calibration samples must be at least 1; found {max_samples}")
+    if calib is not None:
+        path = Path(calib)
+        if not path.exists():
+            raise DataError(f"calibration data {path} does not exist")
+        samples, used_task = _load_user_set(path, spec, task)
+        source = str(path)
+    else:
+        samples, used_task, path = _load_shipped_set(spec, task)
+        source = str(path)
+    if samples is None:  # unlabelled images
+        return _unlabelled(path, spec, max_samples, log)
+    if len(samples) == 0:
+        raise DataError(f"calibration data {source} holds no usable samples "
+                        f"({len(samples.skipped)} files skipped)")
+    index = _balanced(samples.labels, len(samples.class_names), max_samples)
+    picked = samples.subset(index)
+    from edgecnn.tensors import to_tensors
+
+    tensors = to_tensors(picked, spec)
+    class_names = tuple(picked.class_names)
+    calib_set = CalibrationSet(tensors, picked.labels, class_names, source, used_task,
+                               samples.fingerprint, len(samples))
+    _check_size(calib_set, spec, log)
+    return calib_set
+
+
+def _load_user_set(path: Path, spec: InputSpec, task: str | None):
+    from edgecnn.data import load_dataset
+
+    task = task or ("images" if spec.kind == "image" else None)
+    if task is None:
+        raise InputError("cannot tell how to read the calibration recordings: the model "
+                         "directory names no training task")
+    try:
+        return load_dataset(task, path, spec, labels=spec.labels), task
+    except DataError as exc:
+        if spec.kind == "image" and path.is_dir() and _image_files(path) and \
+                not any(p.is_dir() for p in path.iterdir()):
+            return None, None  # a flat folder of unlabelled images
+        raise DataError(f"calibration data {path}: {exc}") from None
+
+
+def _load_shipped_set(spec: InputSpec, task: str | None):
+    """The shipped set whose classes match the model's: the task's own set first."""
+    from edgecnn.data import load_dataset
+
+    root = calibration_root()
+    if not root.is_dir():
+        raise DataError(f"no calibration data given and no shipped calibration_data/ at "
+                        f"{root}; pass --calib DIR with samples like the training data")
+    names = [n for n, t in SHIPPED_SETS.items() if (root / n).exists()
+             and _TASK_KIND.get(t) == spec.kind]
+    wanted = {"neu": "neu", "images": "neu", "mnist": "mnist", "cwru": "cwru"}.get(task or "")
+    names.sort(key=lambda n: n != wanted)
+    tried = []
+    for name in names:
+        try:
+            samples = load_dataset(SHIPPED_SETS[name], root / name, spec, labels=spec.labels)
+        except EdgecnnError as exc:
+            tried.append(f"{name}: {exc}")
+            continue
+        if len(samples) and set(samples.class_names) == set(spec.labels):
+            return samples, SHIPPED_SETS[name], root / name
+        tried.append(f"{name}: classes {list(samples.class_names)}")
+    detail = "; ".join(tried) or "none of the right kind"
+    raise DataError(f"no shipped calibration set in {root} matches the model's classes "
+                    f"{list(spec.labels)} ({detail}); pass --calib DIR with samples like "
+                    "the training data")
+
+
+def _image_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and
+                  p.is_file())
+
+
+def _unlabelled(path: Path, spec: InputSpec, max_samples: int, log) -> CalibrationSet:
+    files = _image_files(path)
+    pick = np.unique(np.linspace(0, len(files) - 1, min(len(files), max_samples)).round()
+                     .astype(int)) if files else []
+    images, used, warnings = [], [], []
+    for i in pick:
+        try:
+            images.append(read_image(files[i], spec.image.color))
+            used.append(files[i])
+        except InputError as exc:
+            warnings.append(f"skipped {files[i]}: {exc}")
+    if not images:
+        raise DataError(f"calibration folder {path} holds no readable images")
+    from edgecnn.data.samples import fingerprint_files
+
+    calib_set = CalibrationSet(preprocess_images(images, spec), None, tuple(spec.labels),
+                               str(path), None, fingerprint_files(path, used), len(files),
+                               warnings)
+    calib_set.warnings.append(f"calibration images in {path} have no class labels: the set "
+                              "is not balanced and accuracy checks use agreement only")
+    _check_size(calib_set, spec, log)
+    return calib_set
+
+
+def _balanced(labels: np.ndarray, num_classes: int, max_samples: int) -> np.ndarray:
+    present = [c for c in range(num_classes) if (labels == c).any()]
+    per_class = max(1, max_samples // max(1, len(present)))
+    chosen = []
+    for c in present:
+        idx = np.flatnonzero(labels == c)
+        if len(idx) > per_class:
+            idx = idx[np.unique(np.linspace(0, len(idx) - 1, per_class).round().astype(int))]
+        chosen.append(idx)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _check_size(calib_set: CalibrationSet, spec: InputSpec, log) -> None:
+    if len(calib_set) < MIN_SAMPLES:
+        calib_set.warnings.append(
+            f"only {len(calib_set)} calibration samples (at least {MIN_SAMPLES} recommended): "
+            "int8 ranges may not cover what the line sees")
+    counts = calib_set.counts()
+    if counts is not None:
+        missing = [name for name in spec.labels if counts.get(name, 0) == 0]
+        thin = [name for name in spec.labels if 0 < counts.get(name, 0) < MIN_PER_CLASS]
+        if missing:
+            calib_set.warnings.append(f"calibration data has no samples of class(es) "
+                                      f"{', '.join(missing)}")
+        if thin:
+            calib_set.warnings.append(f"fewer than {MIN_PER_CLASS} calibration samples of "
+                                      f"class(es) {', '.join(thin)}")
+    for warning in calib_set.warnings:
+        log(f"warning: {warning}")

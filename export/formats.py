@@ -1,0 +1,182 @@
+"""THE table of export formats: name, file name, options it accepts, extra it needs, writer.
+
+Everything that differs between formats is a row here, so the CLI, the exporter, the
+manifest and the parity check agree on what a format is. Option values are checked against
+the row: an option a selected format does not support is an error, never silently changed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from edgecnn.deploy.errors import InputError
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Format:
+    """One export format.
+
+    options     -- option name -> allowed values, the first being the default
+    extra       -- the pip extra that installs ``modules`` (``edgecnn[train]``)
+    tolerance   -- max |delta softmax| against Keras at export, or None: report only
+                   (reduced-precision formats are judged by ``edgecnn parity``)
+    writer      -- ``writer(context, path, options) -> Written`` (export.api.ExportContext)
+    """
+
+    name: str
+    suffix: str
+    runtime: str          # "onnx" | "tflite": which engine runs it
+    precision: str        # "float32" | "float16" | "int8"
+    options: dict[str, tuple[Any, ...]]
+    extra: str
+    modules: tuple[str, ...]
+    tolerance: float | None
+    description: str
+    writer: Callable = field(repr=False, compare=False, default=None)
+
+    @property
+    def file_name(self) -> str:
+        return "model" + self.suffix
+
+    @property
+    def quantized(self) -> bool:
+        """int8 formats: calibrated, judged by top-1 agreement, eligible for layer blame."""
+        return self.precision == "int8"
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: values[0] for name, values in self.options.items()}
+
+
+def _onnx_writer(context, path, options):
+    from edgecnn.export.onnx_export import write_onnx_float
+
+    return write_onnx_float(context, path, options)
+
+
+def _onnx_int8_writer(context, path, options):
+    from edgecnn.export.onnx_export import write_onnx_int8
+
+    return write_onnx_int8(context, path, options)
+
+
+def _tflite_writer(precision):
+    def write(context, path, options):
+        from edgecnn.export.tflite_export import write_tflite
+
+        return write_tflite(context, path, precision, options)
+
+    return write
+
+
+_ONNX_MODULES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
+_TFLITE_MODULES = ("tensorflow", "ai_edge_litert")
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("onnx", ".onnx", "onnx", "float32", {}, "train", _ONNX_MODULES, 1e-4,
+           "float32 ONNX (tf2onnx, opset 17, optimised for ONNX Runtime); the float reference",
+           _onnx_writer),
+    Format("onnx-int8", ".int8.onnx", "onnx", "int8",
+           {"calib_method": CALIB_METHODS, "per_channel": (True, False),
+            "activations": ("uint8", "int8"), "reduce_range": (True, False),
+            "auto_fallback": (False, True)},
+           "train", _ONNX_MODULES, None,
+           "static int8 QDQ (ONNX Runtime), per-channel int8 weights; uint8 activations and "
+           "7-bit weight range by default so AVX2 CPUs without VNNI do not saturate",
+           _onnx_int8_writer),
+    Format("tflite", ".tflite", "tflite", "float32", {}, "train", _TFLITE_MODULES, 1e-4,
+           "float32 TensorFlow Lite", _tflite_writer("float32")),
+    Format("tflite-fp16", ".fp16.tflite", "tflite", "float16", {}, "train", _TFLITE_MODULES,
+           None, "TensorFlow Lite with float16 weights (half the size, float compute)",
+           _tflite_writer("float16")),
+    Format("tflite-int8", ".int8.tflite", "tflite", "int8",
+           {"calib_method": ("minmax",), "per_channel": (True,),
+            "auto_fallback": (False, True)},
+           "train", _TFLITE_MODULES, None,
+           "full-integer TensorFlow Lite: int8 weights, activations, input and output",
+           _tflite_writer("int8")),
+)}
+
+DEFAULT_FORMATS = tuple(FORMATS)
+
+
+def get_format(name: str) -> Format:
+    """The row for ``name``; an unknown name lists close matches and the valid names."""
+    if name in FORMATS:
+        return FORMATS[name]
+    close = difflib.get_close_matches(str(name), list(FORMATS), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise InputError(f"unknown export format {name!r}; {hint}"
+                     f"valid formats: {', '.join(FORMATS)}")
+
+
+def select_formats(names=None) -> list[Format]:
+    """Formats by name (a list, or one comma-separated string); default: all of them."""
+    if names is None:
+        return [FORMATS[n] for n in DEFAULT_FORMATS]
+    if isinstance(names, str):
+        names = [names]
+    flat = [part.strip() for name in names for part in str(name).split(",") if part.strip()]
+    if not flat:
+        raise InputError(f"no export format given; valid formats: {', '.join(FORMATS)}")
+    chosen: list[Format] = []
+    for name in flat:
+        fmt = get_format(name)
+        if fmt not in chosen:
+            chosen.append(fmt)
+    return chosen
+
+
+def resolve_options(formats: list[Format], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-format options: each format's defaults overridden by the options the user gave.
+
+    ``given`` holds only options the user set (None values are ignored). An option that no
+    selected format takes, or a value a selected format that takes the option does not
+    allow, is an InputError naming the formats and their allowed values.
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    for option, value in given.items():
+        takers = [f for f in formats if option in f.options]
+        if not takers:
+            everyone = [f.name for f in FORMATS.values() if option in f.options]
+            raise InputError(
+                f"option {option} applies to {', '.join(everyone) or 'no format'}; none of "
+                f"the selected formats ({', '.join(f.name for f in formats)}) uses it")
+        for fmt in takers:
+            if value not in fmt.options[option]:
+                allowed = ", ".join(_show(v) for v in fmt.options[option])
+                raise InputError(
+                    f"format {fmt.name} does not support {option}={_show(value)} "
+                    f"(it supports: {allowed}); export {fmt.name} separately with "
+                    f"--formats, or leave {option} at its default")
+    return {f.name: {**f.defaults(), **{k: v for k, v in given.items() if k in f.options}}
+            for f in formats}
+
+
+def check_installed(formats: list[Format]) -> None:
+    """Fail early, naming the extra to install, when a format's packages are missing."""
+    for fmt in formats:
+        missing = [m for m in fmt.modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise InputError(f"format {fmt.name} needs {', '.join(missing)}: "
+                             f"pip install 'edgecnn[{fmt.extra}]'")
+
+
+def format_table() -> str:
+    """The table as text, for ``edgecnn export --help``-style listings."""
+    lines = []
+    for fmt in FORMATS.values():
+        options = ", ".join(f"{k}={'|'.join(_show(v) for v in vs)}"
+                            for k, vs in fmt.options.items()) or "-"
+        lines.append(f"{fmt.name:<12} {fmt.file_name:<18} [{fmt.extra}] {options}")
+    return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

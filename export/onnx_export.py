@@ -1,0 +1,189 @@
+"""ONNX writers: float32 via tf2onnx, int8 via ONNX Runtime static QDQ quantization.
+
+The float model is converted once (``tf2onnx.convert.from_function`` on a ``tf.function``
+with an explicit input signature: ``from_keras`` fails on Keras 3), then run through
+``quant_pre_process``; that prepared graph is both the shipped float model and the input of
+the quantizer, so float and int8 files share tensor names and layer blame can pair them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from edgecnn.deploy.errors import CheckFailed
+from edgecnn.export.manifest import Written
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# Calibrator settings per method. ORT's own Entropy defaults (128 bins, 128 quantized bins)
+# leave a single candidate threshold, i.e. plain min/max; 2048 histogram bins make it real.
+_CALIBRATOR_OPTIONS = {
+    "minmax": {"symmetric": False},
+    "entropy": {"symmetric": False, "num_bins": 2048, "num_quantized_bins": 128},
+    "percentile": {"symmetric": False, "num_bins": 2048, "percentile": 99.999},
+}
+
+
+def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
+    """Keras model -> prepared float32 ONNX at ``path`` (input ``input``, output
+    ``probabilities``, batch axis ``batch``)."""
+    from edgecnn.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    function = tf.function(lambda x: model(x, training=False))
+    signature = [tf.TensorSpec((None, *spec.input_shape), tf.float32, name=INPUT_NAME)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=signature,
+                                                 opset=OPSET)
+    graph = proto.graph
+    _rename_value(graph, graph.output[0].name, OUTPUT_NAME)
+    for value in list(graph.input) + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    raw = workdir / "tf2onnx.onnx"
+    onnx.save(proto, str(raw))
+    # Symbolic shape inference needs sympy; our CNNs have static shapes except the batch.
+    skip_symbolic = importlib.util.find_spec("sympy") is None
+    quant_pre_process(str(raw), str(path), skip_symbolic_shape=skip_symbolic)
+    return path
+
+
+def _rename_value(graph, old: str, new: str) -> None:
+    for node in graph.node:
+        node.input[:] = [new if name == old else name for name in node.input]
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+
+
+def set_metadata(path: Path, metadata: dict[str, str], out: Path | None = None) -> None:
+    """Add ``metadata_props`` (InputSpec, labels, ...) keeping the ones already there."""
+    import onnx
+
+    model = onnx.load(str(path))
+    keep = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "edgecnn"
+    onnx.save(model, str(out or path))
+
+
+def write_onnx_float(context, path: Path, options: dict) -> Written:
+    set_metadata(context.float_onnx(), {**context.metadata, "edgecnn.format": "onnx"}, path)
+    return Written(path)
+
+
+# ----------------------------------------------------------------------------- int8
+
+def calibration_ranges(context, float_path: Path, method: str) -> Path:
+    """Activation ranges for ``method``, computed once per export (JSON calibration cache)."""
+    cache = context.workdir / f"ranges-{method}.json"
+    if cache.exists():
+        return cache
+    from onnxruntime.quantization.calibrate import (CalibrationMethod, TensorsData,
+                                                    create_calibrator, save_tensors_data)
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
+    context.log(f"onnx-int8: calibrating ({method}) on {len(context.calib)} samples")
+    with contextlib.redirect_stdout(io.StringIO()):
+        calibrator = create_calibrator(
+            str(float_path), ops, augmented_model_path=str(context.workdir / "augmented.onnx"),
+            calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
+            extra_options=_CALIBRATOR_OPTIONS[method])
+        calibrator.collect_data(context.calib.ort_reader(INPUT_NAME))
+        ranges = calibrator.compute_data()
+    if not isinstance(ranges, TensorsData):
+        raise CheckFailed(f"ONNX Runtime calibration returned {type(ranges).__name__}")
+    save_tensors_data(ranges, cache)
+    return cache
+
+
+def quantize_onnx(context, float_path: Path, out: Path, options: dict,
+                  exclude: list[str] = ()) -> Path:
+    """One static QDQ quantization with the cached ranges, ``exclude`` nodes kept float."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    method = options["calib_method"]
+    cache = calibration_ranges(context, float_path, method)
+    activation = QuantType.QUInt8 if options["activations"] == "uint8" else QuantType.QInt8
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # ORT logs advice on every call through the root logger
+    try:
+        quantize_static(str(float_path), str(out), calibration_data_reader=None,
+                        quant_format=QuantFormat.QDQ, per_channel=options["per_channel"],
+                        reduce_range=options["reduce_range"], activation_type=activation,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                        calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
+                        calibration_cache_path=str(cache))
+    finally:
+        quiet.setLevel(level)
+    return out
+
+
+def write_onnx_int8(context, path: Path, options: dict) -> Written:
+    from edgecnn.export import debug
+
+    float_path = context.float_onnx()
+    work = context.workdir / "candidate.int8.onnx"
+    quantize_onnx(context, float_path, work, options)
+    written = Written(path)
+
+    def quantize_without(nodes):
+        quantize_onnx(context, float_path, work, options, exclude=nodes)
+        return work
+
+    def blame():
+        return debug.onnx_layer_errors(float_path, work, context.calib.tensors[:64],
+                                       input_name=INPUT_NAME)
+
+    debug.settle(context, "onnx-int8", work, options["auto_fallback"], quantize_without,
+                 blame, written)
+    shutil.copyfile(work, path)
+    set_metadata(path, {**context.metadata, "edgecnn.format": "onnx-int8",
+                        "edgecnn.float_nodes": json.dumps(written.float_nodes)})
+    written.quantization = quantization_info(path, options)
+    return written
+
+
+def quantization_info(path: Path, options: dict) -> dict:
+    """What the manifest records about an int8 ONNX file: scheme, options, input scale."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    init = {t.name: t for t in model.graph.initializer}
+    graph_inputs = {v.name for v in model.graph.input}
+    quantize = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    info = {"scheme": "QDQ static", "weights": "int8",
+            "activations": options["activations"], "per_channel": options["per_channel"],
+            "reduce_range": options["reduce_range"],
+            "calibration_method": options["calib_method"],
+            "quantized_tensors": len(quantize),
+            "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in model.graph.node)}
+    for node in quantize:
+        if node.input[0] in graph_inputs and node.input[1] in init:
+            info["input"] = {"name": node.input[0],
+                             "scale": float(numpy_helper.to_array(init[node.input[1]])),
+                             "zero_point": int(numpy_helper.to_array(init[node.input[2]]))}
+    return info

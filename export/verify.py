@@ -1,0 +1,75 @@
+"""Comparing a model's probabilities with a reference's: the numbers behind every verdict.
+
+Export compares each file with the Keras model on the calibration tensors; parity compares
+each format with the float reference on labelled data. Both use ``compare`` and
+``Thresholds`` so "within 0.5 pp and 99 % agreement" means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecnn.deploy.errors import InputError
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Parity thresholds: accuracy drop in percentage points, top-1 agreement as 0-1."""
+
+    max_drop: float = 0.5
+    min_agreement: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_drop <= 100:
+            raise InputError(f"max drop must be 0-100 percentage points; found {self.max_drop}")
+        if not 0 <= self.min_agreement <= 1:
+            raise InputError(f"min agreement must be a fraction 0-1 (0.99 = 99 %); "
+                             f"found {self.min_agreement}")
+
+    def failures(self, stats: dict) -> list[str]:
+        """Why ``stats`` (from ``compare``) breaks the thresholds; empty when it passes."""
+        problems = []
+        if stats.get("drop_pp") is not None and stats["drop_pp"] > self.max_drop + 1e-9:
+            problems.append(f"accuracy drop {stats['drop_pp']:.2f} pp > {self.max_drop:g} pp")
+        if stats["agreement"] < self.min_agreement - 1e-12:
+            problems.append(f"top-1 agreement {stats['agreement'] * 100:.2f} % < "
+                            f"{self.min_agreement * 100:g} %")
+        return problems
+
+
+def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """max/mean |delta probability|, top-1 agreement and (with labels) both accuracies."""
+    reference = np.asarray(reference, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if reference.shape != probs.shape:
+        raise InputError(f"outputs differ in shape: reference {reference.shape}, "
+                         f"model {probs.shape}")
+    diff = np.abs(reference - probs)
+    ref_top = reference.argmax(axis=1)
+    top = probs.argmax(axis=1)
+    stats = {"samples": int(len(probs)),
+             "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+             "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+             "agreement": float((ref_top == top).mean()) if len(top) else 1.0,
+             "accuracy": None, "reference_accuracy": None, "drop_pp": None}
+    if labels is not None and len(labels):
+        labels = np.asarray(labels)
+        stats["accuracy"] = float((top == labels).mean())
+        stats["reference_accuracy"] = float((ref_top == labels).mean())
+        stats["drop_pp"] = (stats["reference_accuracy"] - stats["accuracy"]) * 100.0
+    return stats
+
+
+def predict_all(engine, tensors: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probabilities for every tensor, in batches (bounded memory for large sets)."""
+    parts = [engine.predict(tensors[i:i + batch_size])
+             for i in range(0, len(tensors), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def keras_predict(model, tensors: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    parts = [np.asarray(model(tensors[i:i + batch_size], training=False))
+             for i in range(0, len(tensors), batch_size)]
+    return np.concatenate(parts).astype(np.float32)

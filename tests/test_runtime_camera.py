@@ -1,0 +1,308 @@
+"""Camera runtime on generated videos, fake live sources and calibration NEU images."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.deploy.camera import draw_overlay, run_camera
+from edgecnn.deploy.engine import open_engine
+from edgecnn.deploy.errors import InputError, SourceError
+from edgecnn.deploy.events import EventLog
+from edgecnn.deploy.faults import FaultConfig
+from edgecnn.deploy.preprocess import preprocess_image
+from edgecnn.deploy.sources import (Backoff, LatestFrameSource, VideoFileSource,
+                                    open_frame_source)
+from edgecnn.deploy.tiles import Region, parse_grid, parse_roi, parse_tiles, plan_regions
+
+from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,
+                             neu_images, write_video)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("camera run")   # a space in the path
+
+
+@pytest.fixture(scope="module")
+def bright_bundle(workdir):
+    return make_image_bundle(workdir / "bright bundle", size=32)
+
+
+@pytest.fixture(scope="module")
+def conv_bundle(workdir):
+    return make_image_bundle(workdir / "conv bundle", size=64, kind="conv")
+
+
+def _levels_video(path, classes, fps=25.0, size=(96, 128)):
+    frames = [gray_frame(level_for_class(c) if c is not None else 0, size) for c in classes]
+    return write_video(path, frames, fps)
+
+
+def test_video_file_gives_every_frame_in_order(workdir):
+    levels = list(range(20, 240, 10))
+    video = write_video(workdir / "levels.avi", [gray_frame(v) for v in levels])
+    with VideoFileSource(video, prefetch=2) as src:
+        seen = []
+        while (frame := src.read(1.0)) is not None or not src.exhausted:
+            if frame is not None:
+                seen.append((frame.index, int(round(frame.image.mean()))))
+                time.sleep(0.002)   # a slow consumer must not lose frames from a file
+    assert [i for i, _ in seen] == list(range(len(levels)))
+    assert all(abs(m - v) <= 2 for (_, m), v in zip(seen, levels))
+    assert src.stats.dropped == 0 and src.stats.read == len(levels)
+
+
+def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
+    """Frames of calibration images: same probabilities as preprocessing the decoded frame."""
+    images = neu_images(2)
+    video = write_video(workdir / "neu.avi", [img for _, img in images])
+    cap = cv2.VideoCapture(str(video))
+    decoded = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        decoded.append(frame)
+    cap.release()
+    engine = open_engine(conv_bundle)
+    from edgecnn.deploy.bundle import Bundle
+    spec = Bundle.open(conv_bundle).spec
+    offline = engine.predict(np.stack([preprocess_image(f, spec) for f in decoded]))
+    got = []
+    summary = run_camera(conv_bundle, str(video), min_frames=1, threshold=0.0,
+                         probabilities=True, on_event=got.append,
+                         faults=FaultConfig(frozen_frames=0))
+    assert summary.read == summary.processed == len(images) == len(decoded)
+    assert summary.dropped == 0 and summary.corrupt == 0
+    assert summary.stop_reason == "end of source"
+    defects = [e for e in got if e["type"] == "defect"]
+    assert defects, "threshold 0 and min_frames 1 must give events"
+    for event in defects:
+        probs = np.array([event["probabilities"][c] for c in NEU_CLASSES])
+        np.testing.assert_allclose(probs, offline[event["frame"]], atol=1e-5)
+        assert event["class"] == NEU_CLASSES[int(np.argmax(offline[event["frame"]]))]
+
+
+def test_debounce_faults_and_events(workdir, bright_bundle):
+    # class 1 x5, class 2 x2 (too short), class 3 x6, black x4, class 4 x5, white x3
+    seq = [1] * 5 + [2] * 2 + [3] * 6 + [None] * 4 + [4] * 5
+    frames = [gray_frame(level_for_class(c)) if c is not None else gray_frame(0) for c in seq]
+    frames += [gray_frame(255)] * 3
+    video = write_video(workdir / "debounce.avi", frames)
+    log_path = workdir / "debounce.jsonl"
+    with EventLog(log_path, fsync="every") as log:
+        summary = run_camera(bright_bundle, str(video), min_frames=3, sinks=[log],
+                             snapshots=workdir / "snaps")
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    defects = [(e["frame"], e["class"]) for e in lines if e["type"] == "defect"]
+    assert defects == [(2, NEU_CLASSES[1]), (9, NEU_CLASSES[3]), (19, NEU_CLASSES[4])]
+    faults = [(e["frame"], e["fault"]) for e in lines if e["type"] == "fault"]
+    assert faults == [(13, "black"), (22, "overexposed")]
+    assert summary.faults["black"] == 4 and summary.faults["overexposed"] == 3
+    assert summary.processed == len(frames) - 7
+    assert summary.events == {NEU_CLASSES[1]: 1, NEU_CLASSES[3]: 1, NEU_CLASSES[4]: 1}
+    sha = json.loads((bright_bundle / "edgecnn.json").read_text())["files"]["onnx"]["sha256"]
+    for event in lines:
+        assert event["model_sha256"] == sha
+        assert event["time"].endswith("Z") and "T" in event["time"]
+        if event["type"] == "defect":
+            assert event["region"] == [0, 0, 128, 96] and event["latency_ms"] >= 0
+            snap = cv2.imread(event["snapshot"])
+            assert snap is not None and snap.shape == (96, 128, 3)
+
+
+def test_ignored_class_and_class_threshold(workdir, bright_bundle):
+    # level 74 ~ mean 0.29: class 1 with confidence ~0.8, under a 0.95 threshold
+    frames = [gray_frame(74)] * 4 + [gray_frame(level_for_class(2))] * 4 + \
+        [gray_frame(level_for_class(3))] * 4
+    video = write_video(workdir / "thresholds.avi", frames)
+    got = []
+    run_camera(bright_bundle, str(video), min_frames=2, on_event=got.append)
+    assert [e["class"] for e in got] == list(NEU_CLASSES[1:4])
+    assert 0.6 < got[0]["confidence"] < 0.95
+    got = []
+    run_camera(bright_bundle, str(video), min_frames=2, on_event=got.append,
+               class_thresholds={NEU_CLASSES[1]: 0.95}, ignore_classes=[NEU_CLASSES[2]])
+    assert [e["class"] for e in got] == [NEU_CLASSES[3]]
+    with pytest.raises(InputError, match="unknown class"):
+        run_camera(bright_bundle, str(video), ignore_classes=["good"])
+
+
+def test_tiles_locate_the_defect(workdir, bright_bundle):
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[:, :100] = level_for_class(1)
+    frame[:, 100:] = level_for_class(4)
+    video = write_video(workdir / "tiles.avi", [frame] * 3)
+    got = []
+    summary = run_camera(bright_bundle, str(video), min_frames=3, tiles=(1, 2),
+                         on_event=got.append)
+    assert sorted((e["tile"], e["class"], tuple(e["region"])) for e in got) == [
+        (0, NEU_CLASSES[1], (0, 0, 100, 100)), (1, NEU_CLASSES[4], (100, 0, 100, 100))]
+    assert summary.extra["regions"] == 2
+    got = []
+    run_camera(bright_bundle, str(video), min_frames=3, roi=Region(100, 0, 100, 100),
+               on_event=got.append)
+    assert [(e["class"], e["region"]) for e in got] == [(NEU_CLASSES[4], [100, 0, 100, 100])]
+
+
+def test_region_planning_and_parsing():
+    assert parse_roi("1,2,30,40") == Region(1, 2, 30, 40)
+    assert parse_tiles("2x3") == (2, 3) and parse_grid("50x40:25") == (50, 40, 25)
+    grid = plan_regions((100, 130), grid=(50, 40, 25))
+    assert {r.x for r in grid} == {0, 25, 50, 75, 80} and {r.y for r in grid} == {0, 25, 50, 60}
+    assert all(r.x + r.w <= 130 and r.y + r.h <= 100 for r in grid)
+    tiles = plan_regions((100, 130, 3), roi=Region(10, 0, 120, 100), tiles=(2, 3))
+    assert len(tiles) == 6 and sum(r.w * r.h for r in tiles) == 120 * 100
+    for bad in ("1,2,3", "a,b,c,d", "0,0,0,5"):
+        with pytest.raises(InputError):
+            parse_roi(bad)
+    with pytest.raises(InputError, match="does not fit"):
+        plan_regions((100, 100), roi=Region(50, 50, 60, 10))
+    with pytest.raises(InputError, match="larger"):
+        plan_regions((100, 100), grid=(120, 10, 5))
+
+
+def test_frozen_source_is_a_fault_not_a_class(workdir, bright_bundle):
+    video = _levels_video(workdir / "frozen.avi", [2] * 25)
+    got = []
+    summary = run_camera(bright_bundle, str(video), min_frames=3, on_event=got.append,
+                         faults=FaultConfig(frozen_frames=10))
+    assert summary.faults["frozen"] == 16 and summary.processed == 9
+    assert [e.get("fault", e.get("class")) for e in got] == [NEU_CLASSES[2], "frozen"]
+
+
+def test_overlay_draws_boxes():
+    image = np.full((60, 80), 128, np.uint8)
+    canvas = draw_overlay(image, [Region(10, 10, 30, 30)], ["patches 0.9"], [True], "black")
+    assert canvas.shape == (60, 80, 3)
+    assert tuple(canvas[10, 20]) == (0, 0, 255)       # red box edge for an event
+    assert tuple(image.shape) == (60, 80)            # input untouched
+
+
+class FakeCapture:
+    """A capture that delivers ``frames`` numbered frames, then fails (a dropped stream)."""
+
+    def __init__(self, first: int, frames: int, delay: float = 0.002):
+        self.next, self.end, self.delay = first, first + frames, delay
+
+    def read(self):
+        time.sleep(self.delay)
+        if self.next >= self.end:
+            return False, None
+        image = np.full((24, 32, 3), self.next % 256, np.uint8)
+        self.next += 1
+        return True, image
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def test_live_source_reconnects_with_backoff(bright_bundle):
+    sessions = iter([FakeCapture(0, 20), SourceError("down"), SourceError("down"),
+                     FakeCapture(100, 20), FakeCapture(200, 10**9)])
+    attempts = []
+
+    def opener():
+        attempts.append(time.monotonic())
+        item = next(sessions)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    src = LatestFrameSource(opener, "fake rtsp", Backoff(initial=0.01, maximum=0.02))
+    seen = []
+    stop = _stop_after(src, seen, lambda: len(attempts) >= 5 and max(seen, default=0) >= 200)
+    summary = run_camera(bright_bundle, src, min_frames=1000, stop=stop,
+                         faults=FaultConfig(frozen_frames=0))
+    assert summary.stop_reason == "test done"
+    assert src.stats.disconnects == 2 and src.stats.reconnects == 2
+    assert len(attempts) == 5
+    assert summary.reconnects == 2
+    # frames from before the drop and from both sessions after it reached the model
+    assert min(seen) < 20 and any(100 <= v < 120 for v in seen) and max(seen) >= 200
+    assert summary.read == summary.processed + sum(summary.faults.values()) + summary.dropped
+
+
+def _stop_after(src, seen, condition):
+    """Wrap ``src.read`` to record frame levels and stop the run once ``condition()``."""
+    from edgecnn.deploy.runstats import StopFlag
+
+    flag = StopFlag()
+    original = src.read
+
+    def read(timeout=0.5):
+        frame = original(timeout)
+        if frame is not None:
+            seen.append(int(frame.image[0, 0, 0]))
+        if condition():
+            flag.set("test done")
+        return frame
+
+    src.read = read
+    return flag
+
+
+def test_live_source_keeps_only_the_latest_frame():
+    src = LatestFrameSource(lambda: FakeCapture(0, 10**9, delay=0.001), "fast camera",
+                            Backoff(0.01, 0.01))
+    taken = []
+    try:
+        while len(taken) < 8:
+            frame = src.read(1.0)
+            if frame is not None:
+                taken.append(frame.index)
+                time.sleep(0.03)   # inference slower than the camera
+    finally:
+        src.close()
+    assert taken == sorted(set(taken))
+    assert src.stats.dropped > 0
+    assert max(np.diff(taken)) > 1      # stale frames were skipped, not queued
+    assert src.stats.read >= len(taken) + src.stats.dropped
+
+
+def test_realtime_video_behaves_like_a_live_source(workdir):
+    video = _levels_video(workdir / "paced.avi", [1, 2, 3, 4] * 5, fps=200.0)
+    src = open_frame_source(str(video), realtime=True, backoff=Backoff(0.01, 0.01))
+    assert src.live and src.fps == pytest.approx(200.0)
+    count = 0
+    deadline = time.monotonic() + 10
+    while not src.exhausted and time.monotonic() < deadline:
+        if src.read(0.5) is not None:
+            count += 1
+    src.close()
+    assert src.exhausted and src.stats.read == 20
+    assert count + src.stats.dropped == 20
+
+
+def test_corrupt_frames_are_skipped_and_counted(workdir, bright_bundle):
+    """Damage the JPEG data of some frames in an MJPG file: they are skipped, not fatal."""
+    video = _levels_video(workdir / "corrupt.avi", [1, 2, 3, 4] * 10)
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(starts) >= 40
+    for s in starts[10:13]:   # wreck three frames' JPEG headers
+        data[s:s + 64] = bytes(64)
+    bad = workdir / "corrupt frames.avi"
+    bad.write_bytes(bytes(data))
+    summary = run_camera(bright_bundle, str(bad), min_frames=1000,
+                         faults=FaultConfig(frozen_frames=0))
+    assert summary.corrupt >= 1
+    assert summary.read + summary.corrupt >= 40 - 3 and summary.processed >= 30
+    assert summary.stop_reason == "end of source"
+
+
+def test_unopenable_sources(workdir, bright_bundle):
+    not_video = workdir / "notes.avi"
+    not_video.write_text("this is not a video")
+    for source in (str(workdir / "missing.avi"), str(not_video), "99"):
+        with pytest.raises(SourceError):
+            run_camera(bright_bundle, source)

@@ -1,0 +1,129 @@
+"""Training and evaluation on the shipped calibration data, through the CLI and the library."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecnn.data import load_dataset
+from edgecnn.deploy.spec import SignalSpec
+from edgecnn.modeldir import ModelDir
+from edgecnn.splits import time_split, validation_split
+
+CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_neu(tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "tiny neu"
+    result = run_cli("train", "--task", "neu", "--data", str(CALIB / "neu"), "--out", str(out),
+                     "--arch", "tiny-test", "--image-size", "48", "--epochs", "3",
+                     "--json", str(out.parent / "train.json"))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_train_writes_model_directory_with_spec_report_and_fingerprint(tiny_neu):
+    out, result = tiny_neu
+    assert "epoch   3/3" in result.stderr  # per-epoch progress
+    assert f"model directory: {out}" in result.stdout
+    model_dir = ModelDir.open(out)
+    manifest = model_dir.manifest
+    assert model_dir.spec.labels == ("crazing", "inclusion", "patches", "pitted_surface",
+                                     "rolled-in_scale", "scratches")
+    assert model_dir.spec.input_shape == (48, 48, 1)
+    assert manifest["architecture"] == "tiny-test"
+    assert manifest["training"]["task"] == "neu" and manifest["training"]["seed"] == 0
+    assert len(manifest["data"]["fingerprint"]) == 64
+    assert manifest["data"]["class_counts"]["scratches"] == 20
+    assert manifest["metrics"]["validation"]["n"] == 24
+    for name in ("confusion.png", "curves.png", "metrics.json"):
+        assert (out / "report" / name).stat().st_size > 0
+    per_class = json.loads((out / "report" / "metrics.json").read_text())["per_class"]
+    assert set(per_class["crazing"]) == {"precision", "recall", "f1", "support"}
+    results = json.loads((out.parent / "train.json").read_text())
+    assert {"accuracy", "n", "skipped", "per_class", "confusion"} <= set(results)
+    assert ModelDir.open(out).load_keras().count_params() > 0
+
+
+def test_eval_reports_the_common_json_keys(tiny_neu, tmp_path):
+    out, _ = tiny_neu
+    target = tmp_path / "eval.json"
+    result = run_cli("eval", str(out), "--data", str(CALIB / "neu"), "--json", str(target))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(target.read_text())
+    assert metrics["n"] == 120 and metrics["skipped"] == 0
+    assert np.asarray(metrics["confusion"]).sum() == 120
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert "accuracy" in result.stdout
+
+
+def test_eval_counts_a_corrupt_image_and_goes_on(tiny_neu, tmp_path):
+    out, _ = tiny_neu
+    data = tmp_path / "eval data" / "scratches"
+    data.mkdir(parents=True)
+    for image in sorted((CALIB / "neu" / "scratches").glob("*.jpg"))[:3]:
+        (data / image.name).write_bytes(image.read_bytes())
+    (data / "scratches_999.jpg").write_bytes(b"not a jpeg")
+    target = tmp_path / "eval.json"
+    result = run_cli("eval", str(out), "--data", str(data.parent), "--json", str(target))
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(target.read_text())
+    assert metrics["n"] == 3 and metrics["skipped"] == 1
+    assert "scratches_999.jpg" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--task", "nue", "--data", ".", "--out", "x"], "Did you mean neu"),
+    (["train", "--task", "neu", "--data", ".", "--out", "x", "--arch", "resnet"],
+     "unknown model 'resnet'"),
+    (["eval", "no-such-model", "--data", "."], "no bundle at no-such-model"),
+])
+def test_usage_errors_are_clean_with_exit_code_2(args, message, tmp_path):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_training_on_one_class_is_refused(tmp_path):
+    only = tmp_path / "one" / "crazing"
+    only.mkdir(parents=True)
+    for image in sorted((CALIB / "neu" / "crazing").glob("*.jpg"))[:4]:
+        (only / image.name).write_bytes(image.read_bytes())
+    result = run_cli("train", "--task", "neu", "--data", str(only.parent), "--out",
+                     str(tmp_path / "m"), "--epochs", "1")
+    assert result.returncode == 2
+    assert "only one class" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_recordings_split_by_time_without_overlap():
+    spec = SignalSpec(window_length=4096)
+    samples = load_dataset("cwru", CALIB / "cwru", spec, stride=512)
+    train, val = validation_split(samples, 0.2, seed=0, window_length=4096)
+    assert len(train) and len(val)
+    sources = np.asarray(samples.sources)
+    for source in np.unique(sources):
+        t = samples.positions[train][sources[train] == source]
+        v = samples.positions[val][sources[val] == source]
+        assert len(t) and len(v), source
+        assert t.max() + 4096 <= v.min(), f"{source}: train and validation windows overlap"
+    assert set(samples.labels[val]) == set(range(10))
+
+
+def test_short_recordings_are_assigned_whole():
+    spec = SignalSpec(window_length=4096)
+    samples = load_dataset("cwru", CALIB / "cwru", spec, stride=4096)
+    # One window per recording cannot be split by time: whole recordings go to one side.
+    first = samples.subset(np.flatnonzero(samples.positions == 0))
+    train, val = time_split(first, 4096, 0.5, seed=1)
+    assert len(train) + len(val) == len(first)
+    assert not set(np.asarray(first.sources)[train]) & set(np.asarray(first.sources)[val])
