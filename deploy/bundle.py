@@ -7,13 +7,24 @@ runtime needs nothing else, and refuses any file whose hash does not match.
 Manifest layout (``format: edgecnn-bundle``, ``version: 1``)::
 
     {"format": "edgecnn-bundle", "version": 1, "created": "...Z",
-     "spec": {InputSpec}, "labels": [...],
+     "spec": {InputSpec}, "labels": [...], "task": "neu" | null,
      "files": {"onnx-int8": {"file": "model.int8.onnx", "format": "onnx-int8",
+                             "precision": "float32" | "float16" | "int8",
                              "sha256": "...", "size": 81234,
                              "inputs": [{"name", "dtype", "shape", "scale"?, "zero_point"?}],
                              "outputs": [...], "quantization": {...} | null,
                              "float_nodes": [...]}, ...},
-     "calibration": {...}, "source_model": {...}, "tools": {...}, "verification": {...}}
+     "options": {format: {option: value}, "thresholds": {"max_drop_pp", "min_agreement"}},
+     "calibration": {"source", "task", "samples", "available", "labelled", "per_class",
+                     "fingerprint", "files_fingerprint", "warnings", "method"},
+     "source_model": {"path", "sha256", "architecture", "created", "validation"},
+     "tools": {package: version}, "verification": {format: {"samples", "max_abs_diff",
+     "mean_abs_diff", "agreement", "accuracy", "reference_accuracy", "drop_pp",
+     "tolerance", "passed", "failures", "ratio_of_float", "blame"?, "fallback"?}}}
+
+``task`` is the training task (how ``edgecnn parity`` / ``eval`` read data for this model);
+``float_nodes`` are the layers auto-fallback kept in float in an int8 file; ``scale`` and
+``zero_point`` appear on quantized (int8) input/output tensors only.
 """
 
 from __future__ import annotations

@@ -111,12 +111,14 @@ def run_camera(bundle, source, *, fmt: str | None = None,
     preview = _Preview() if show else None
     sinks = list(sinks)
     stop = stop or StopFlag()
+    detector = FrameFaultDetector(faults)
+    # Fault checks run in the source's reading thread, in parallel with inference; a
+    # FrameSource built by the caller without ``inspect`` is checked here instead.
     src = source if isinstance(source, FrameSource) else \
-        open_frame_source(source, realtime=realtime, backoff=backoff)
+        open_frame_source(source, realtime=realtime, backoff=backoff, inspect=detector.check)
     summary = RunSummary(kind="camera", source=src.name, bundle=str(bundle.path),
                          model_format=entry.get("format", fmt or ""),
                          model_sha256=entry["sha256"], unit="frames")
-    detector = FrameFaultDetector(faults)
     latency = LatencyHistogram()
     events: Counter = Counter()
     fault_counts: Counter = Counter({name: 0 for name in FAULTS})
@@ -154,8 +156,7 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                 if runner is None or runner.batch != len(regions):
                     runner = engine.runner(spec.input_shape, len(regions))
                 debouncer.resize(len(regions))
-                detector.reset()
-            fault = detector.check(image)
+            fault = frame.fault if frame.inspected else detector.check(image)
             if fault is not None:
                 fault_counts[fault] += 1
                 if fault != active_fault:
@@ -172,18 +173,20 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                 done = time.monotonic()
                 latency.add(done - frame.time)
                 summary.processed += 1
-                labels_now, alerts = [], []
+                if preview is not None:
+                    labels_now = [f"{spec.labels[int(np.argmax(p))]} {float(np.max(p)):.2f}"
+                                  for p in probs]
+                    alerts = [False] * len(regions)
                 snapshot_path = None
                 for i, region in enumerate(regions):
                     hit = debouncer.update(i, probs[i])
-                    labels_now.append(f"{spec.labels[int(np.argmax(probs[i]))]} "
-                                      f"{float(np.max(probs[i])):.2f}")
-                    alerts.append(hit is not None)
                     if hit is None:
                         continue
                     if snapshots is not None and snapshot_path is None:
                         snapshot_path = save_snapshot(snapshots, image, frame.index, hit.label)
                     events[hit.label] += 1
+                    if preview is not None:
+                        alerts[i] = True
                     emit(_event(src.name, frame.index, hit, region, i, len(regions),
                                 (done - frame.time) * 1000.0, summary.model_sha256,
                                 probs[i] if probabilities else None, spec.labels,

@@ -42,13 +42,14 @@ class Runner:
     one ``predict`` call per run (engines override it with a copy-free path).
     """
 
-    def __init__(self, engine: "Engine", shape: tuple[int, ...], batch: int = 1):
+    def __init__(self, engine: "Engine", shape: tuple[int, ...], batch: int = 1,
+                 probe: int | None = None):
         if batch < 1:
             raise InputError(f"batch size must be at least 1; found {batch}")
         self.engine = engine
         self.inputs = np.zeros((batch, *shape), dtype=np.float32)
-        first = _checked_predict(engine, self.inputs)
-        self.outputs = np.empty_like(first)
+        first = _checked_predict(engine, self.inputs[:probe or batch])
+        self.outputs = np.zeros((batch, first.shape[1]), dtype=np.float32)
 
     @property
     def batch(self) -> int:
@@ -64,6 +65,8 @@ class Engine:
 
     format: str = ""
     path: Path
+    # What the backend raises for an input it cannot take (checked once, at warm-up).
+    errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -81,7 +84,7 @@ def _checked_predict(engine: Engine, batch: np.ndarray) -> np.ndarray:
     """One warm-up run that turns a model/spec shape mismatch into a BundleError."""
     try:
         out = engine.predict(batch)
-    except (ValueError, RuntimeError) as exc:
+    except engine.errors as exc:
         raise BundleError(f"model {engine.path} does not accept input of shape "
                           f"{tuple(batch.shape)} (the bundle's InputSpec): {exc}") from None
     out = np.asarray(out)
@@ -100,8 +103,8 @@ class OnnxRunner(Runner):
     def __init__(self, engine: "OnnxEngine", shape: tuple[int, ...], batch: int = 1):
         import onnxruntime as ort
 
-        super().__init__(engine, shape, batch)
         fixed_one = engine.session.get_inputs()[0].shape[:1] == [1]
+        super().__init__(engine, shape, batch, probe=1 if fixed_one else None)
         items = [(self.inputs[i:i + 1], self.outputs[i:i + 1]) for i in range(batch)] \
             if fixed_one and batch > 1 else [(self.inputs, self.outputs)]
         self._bindings = []
@@ -144,6 +147,10 @@ class OnnxEngine(Engine):
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.options = options
+        from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+        self.errors = (ValueError, RuntimeError, state.InvalidArgument, state.Fail,
+                       state.RuntimeException, state.NotImplemented)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -41,7 +41,10 @@ READ_TIMEOUT_MS = 10000
 class Frame:
     index: int          # frame number at the source (every frame read counts)
     image: np.ndarray   # decoded uint8 BGR or gray
-    time: float         # time.monotonic() when the frame was acquired
+    time: float         # time.monotonic() when acquired (live: grabbed; file: taken by the
+    #                     pipeline, so read-ahead does not count as latency)
+    fault: str | None = None   # what the source's ``inspect`` found (see FrameSource)
+    inspected: bool = False    # whether ``inspect`` ran on this frame
 
 
 @dataclass
@@ -88,15 +91,24 @@ def _valid(image) -> bool:
 
 class FrameSource:
     """Common interface: ``read(timeout)`` -> Frame, or None when nothing new arrived in
-    time; ``exhausted`` once a finite source has ended; ``close()`` (or ``with``)."""
+    time; ``exhausted`` once a finite source has ended; ``close()`` (or ``with``).
+
+    ``inspect`` (image -> str | None), given to the constructor, runs on every decoded
+    frame in the reading thread (so it sees frames a live source later drops, and runs in
+    parallel with inference); its result is ``Frame.fault``.
+    """
 
     name: str = ""
     live: bool = False
     fps: float | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, inspect: Callable | None = None) -> None:
         self.stats = SourceStats()
         self.exhausted = False
+        self.inspect = inspect
+
+    def _inspect(self, image) -> str | None:
+        return self.inspect(image) if self.inspect is not None else None
 
     def read(self, timeout: float = 0.5) -> Frame | None:
         raise NotImplementedError
@@ -124,33 +136,33 @@ class _CaptureReader:
             self.total = int(total) if total and total > 0 else 0
 
     def read(self, stats: SourceStats):
-        """A valid image, or None at the end of a file / when a live stream failed."""
-        bad = 0
+        """A valid image, or None at the end of a file / when a live stream failed.
+
+        OpenCV reports an undecodable frame of a file as a failed read and goes on with
+        the next one on the following read; failures are counted as corrupt only once a
+        good frame follows them (a run of failures at the end is the end of the file).
+        """
+        pending = junk = 0
         while True:
             try:
                 ok, image = self.capture.read()
             except cv2.error:
                 ok, image = False, None
             if ok and _valid(image):
+                stats.corrupt += pending
                 return image
-            if not self.is_file:
-                if ok:  # delivered something that is not an image: skip it
-                    stats.corrupt += 1
-                    bad += 1
-                    if bad < self.max_bad:
-                        continue
-                return None
-            position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
-            more = self.total and position < self.total
-            if ok or (more and bad < self.max_bad):
+            if ok:   # delivered something that is not an image: skip it
                 stats.corrupt += 1
-                bad += 1
-                if bad >= self.max_bad:
+                junk += 1
+                if junk >= self.max_bad:
                     return None
-                if not ok:  # step over the undecodable frame
-                    self.capture.grab()
                 continue
-            return None
+            if not self.is_file:
+                return None
+            pending += 1
+            position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
+            if pending >= self.max_bad or (self.total and position >= self.total):
+                return None
 
     def release(self) -> None:
         try:
@@ -164,8 +176,9 @@ class VideoFileSource(FrameSource):
 
     live = False
 
-    def __init__(self, path, prefetch: int = 4, opener: Callable | None = None):
-        super().__init__()
+    def __init__(self, path, prefetch: int = 4, opener: Callable | None = None,
+                 inspect: Callable | None = None):
+        super().__init__(inspect)
         self.name = str(path)
         capture = (opener or _open_file)(self.name)
         self.fps = _fps(capture)
@@ -183,9 +196,10 @@ class VideoFileSource(FrameSource):
     def _put(self, image) -> bool:
         index = self.stats.read
         self.stats.read += 1
+        item = (index, image, self._inspect(image))
         while not self._stop.is_set():
             try:
-                self._queue.put((index, image), timeout=0.1)
+                self._queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
@@ -219,8 +233,8 @@ class VideoFileSource(FrameSource):
         if item is None:
             self.exhausted = True
             return None
-        index, image = item
-        return Frame(index, image, time.monotonic())
+        index, image, fault = item
+        return Frame(index, image, time.monotonic(), fault, self.inspect is not None)
 
     def close(self) -> None:
         self._stop.set()
@@ -239,8 +253,9 @@ class LatestFrameSource(FrameSource):
     live = True
 
     def __init__(self, opener: Callable, name: str, backoff: Backoff = Backoff(),
-                 pace: float | None = None, is_file: bool = False):
-        super().__init__()
+                 pace: float | None = None, is_file: bool = False,
+                 inspect: Callable | None = None):
+        super().__init__(inspect)
         self.name = name
         self._opener = opener
         self._backoff = backoff
@@ -254,7 +269,7 @@ class LatestFrameSource(FrameSource):
             self._reader.release()
             raise SourceError(f"source {name} opened but delivered no frame")
         self._cond = threading.Condition()
-        self._latest: tuple[int, np.ndarray, float] | None = None
+        self._latest: tuple | None = None
         self._taken = True
         self._ended = False
         self._stop = threading.Event()
@@ -263,10 +278,11 @@ class LatestFrameSource(FrameSource):
         self._thread.start()
 
     def _store(self, image) -> None:
+        fault = self._inspect(image)
         with self._cond:
             if not self._taken:
                 self.stats.dropped += 1
-            self._latest = (self.stats.read, image, time.monotonic())
+            self._latest = (self.stats.read, image, time.monotonic(), fault)
             self.stats.read += 1
             self._taken = False
             self._cond.notify_all()
@@ -320,8 +336,8 @@ class LatestFrameSource(FrameSource):
                 self._cond.wait(timeout)
             if not self._taken and self._latest is not None:
                 self._taken = True
-                index, image, acquired = self._latest
-                return Frame(index, image, acquired)
+                index, image, acquired, fault = self._latest
+                return Frame(index, image, acquired, fault, self.inspect is not None)
             if self._ended:
                 self.exhausted = True
             return None
@@ -383,24 +399,29 @@ def _open_gstreamer(pipeline: str):
 
 
 def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
-                      prefetch: int = 4) -> FrameSource:
-    """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline."""
+                      prefetch: int = 4, inspect: Callable | None = None) -> FrameSource:
+    """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline.
+
+    ``inspect`` runs on every decoded frame in the reading thread (see FrameSource).
+    """
     text = str(src).strip()
     kind = source_kind(text)
     if kind == "device":
         index = int(text)
-        return LatestFrameSource(lambda: _open_device(index), f"camera {index}", backoff)
+        return LatestFrameSource(lambda: _open_device(index), f"camera {index}", backoff,
+                                 inspect=inspect)
     if kind == "url":
-        return LatestFrameSource(lambda: _open_url(text), text, backoff)
+        return LatestFrameSource(lambda: _open_url(text), text, backoff, inspect=inspect)
     if kind == "gstreamer":
-        return LatestFrameSource(lambda: _open_gstreamer(text), "gstreamer pipeline", backoff)
+        return LatestFrameSource(lambda: _open_gstreamer(text), "gstreamer pipeline",
+                                 backoff, inspect=inspect)
     if realtime:
         probe = _open_file(text)
         fps = _fps(probe) or 25.0
         probe.release()
         return LatestFrameSource(lambda: _open_file(text), text, backoff, pace=fps,
-                                 is_file=True)
-    return VideoFileSource(text, prefetch=prefetch)
+                                 is_file=True, inspect=inspect)
+    return VideoFileSource(text, prefetch=prefetch, inspect=inspect)
 
 
 # ---------------------------------------------------------------------------- samples

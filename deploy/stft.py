@@ -37,6 +37,8 @@ class SpectrogramWindow:
     start: int          # absolute index of the window's first sample
     samples: np.ndarray  # (window_length,) float64
     sxx: np.ndarray      # (freq, time) float64, before the magnitude transform
+    values: np.ndarray   # (freq, time) float64 after transform and normalisation: the
+    #                      model tensor is ``values.astype(float32)[..., None]``
 
 
 class StreamingSpectrogram:
@@ -73,7 +75,9 @@ class StreamingSpectrogram:
         self._buf = np.zeros(max(cap, self.length + 1), dtype=np.float64)
         # Reuse path: one row per segment (rows are what rfft produces), windows are views.
         self._cols = np.zeros((self.frames + len(self._buf) // self.step + 2, self.freqs))
+        self._vals = np.zeros_like(self._cols)   # the same columns, transformed+normalised
         self._sxx = np.zeros((self.freqs, self.frames))
+        self._sxx_vals = np.zeros((self.freqs, self.frames))
         self.segments_computed = 0
         self.windows_emitted = 0
         self._base = 0
@@ -126,6 +130,7 @@ class StreamingSpectrogram:
             done = self._seg_done - self._seg_base
             if first > 0:
                 self._cols[:done - first] = self._cols[first:done]
+                self._vals[:done - first] = self._vals[first:done]
                 self._seg_base += first
 
     def _compute_segments(self) -> None:
@@ -135,10 +140,12 @@ class StreamingSpectrogram:
             return
         start = self._origin + self._seg_done * self.step - self._base
         count = available - self._seg_done
-        span = self._buf[start:start + (count - 1) * self.step + self.nperseg]
-        segs = np.lib.stride_tricks.sliding_window_view(span, self.nperseg)[::self.step]
+        segs = _segments(self._buf[start:], count, self.nperseg, self.step)
         row = self._seg_done - self._seg_base
         self._cols[row:row + count] = self._columns(segs)
+        values = self._vals[row:row + count]
+        values[...] = self._cols[row:row + count]
+        normalise(values, self.spec)
         self._seg_done = available
         self.segments_computed += count
 
@@ -149,14 +156,17 @@ class StreamingSpectrogram:
             if self.reuse:
                 row = (self._next_start - self._origin) // self.step - self._seg_base
                 sxx = self._cols[row:row + self.frames].T
+                values = self._vals[row:row + self.frames].T
             else:
-                segs = np.lib.stride_tricks.sliding_window_view(window, self.nperseg)
-                self._sxx[...] = self._columns(segs[::self.step][:self.frames]).T
+                segs = _segments(window, self.frames, self.nperseg, self.step)
+                self._sxx[...] = self._columns(segs).T
                 self.segments_computed += self.frames
-                sxx = self._sxx
+                sxx, values = self._sxx, self._sxx_vals
+                values[...] = sxx
+                normalise(values, self.spec)
             index = self.windows_emitted
             self.windows_emitted += 1
-            yield SpectrogramWindow(index, self._next_start, window, sxx)
+            yield SpectrogramWindow(index, self._next_start, window, sxx, values)
             self._next_start += self.hop
 
     def _columns(self, segs: np.ndarray) -> np.ndarray:
@@ -179,12 +189,37 @@ class StreamingSpectrogram:
         return result
 
 
-class TensorWriter:
-    """``spectrogram_to_tensor`` into a preallocated (F, T, 1) float32 buffer.
+def _segments(x: np.ndarray, count: int, nperseg: int, step: int) -> np.ndarray:
+    """Read-only (count, nperseg) view of segments ``step`` apart (what scipy's
+    sliding_window_view(...)[::step] gives, without its per-call checks)."""
+    if len(x) < (count - 1) * step + nperseg:
+        raise ValueError("not enough samples for the requested segments")
+    stride = x.strides[0]
+    return np.lib.stride_tricks.as_strided(x, (count, nperseg), (stride * step, stride),
+                                           writeable=False)
 
-    The same float64 operations in the same order as ``preprocess.spectrogram_to_tensor``
-    (transform, minus mean, divided by std, cast), done in place on one scratch array.
-    """
+
+def normalise(values: np.ndarray, spec: SignalSpec) -> np.ndarray:
+    """In place: ``preprocess.spectrogram_to_tensor`` before its float32 cast -- the same
+    float64 operations in the same order (transform, minus mean, divided by std), so the
+    results are identical element by element."""
+    if spec.transform == "log":
+        values += spec.eps
+        np.log(values, out=values)
+    elif spec.transform == "log1p":
+        np.log1p(values, out=values)
+    elif spec.transform == "db":
+        values += spec.eps
+        np.log10(values, out=values)
+        values *= 20.0 if spec.mode == "magnitude" else 10.0
+    values -= spec.mean
+    values /= spec.std
+    return values
+
+
+class TensorWriter:
+    """``spectrogram_to_tensor`` of any (F, T) spectrogram into a preallocated
+    (F, T, 1) float32 buffer (streamed windows already carry ``values``)."""
 
     def __init__(self, spec: SignalSpec | InputSpec):
         self.spec = _signal_spec(spec)
@@ -192,18 +227,6 @@ class TensorWriter:
         self._scratch = np.zeros((freqs, frames), dtype=np.float64)
 
     def write(self, sxx: np.ndarray, out: np.ndarray) -> np.ndarray:
-        spec, s = self.spec, self._scratch
-        s[...] = sxx
-        if spec.transform == "log":
-            s += spec.eps
-            np.log(s, out=s)
-        elif spec.transform == "log1p":
-            np.log1p(s, out=s)
-        elif spec.transform == "db":
-            s += spec.eps
-            np.log10(s, out=s)
-            s *= 20.0 if spec.mode == "magnitude" else 10.0
-        s -= spec.mean
-        s /= spec.std
-        out[..., 0] = s
+        self._scratch[...] = sxx
+        out[..., 0] = normalise(self._scratch, self.spec)
         return out

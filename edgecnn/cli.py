@@ -125,6 +125,75 @@ def format_result(metrics: dict) -> str:
 # ----------------------------------------------------------------------------- export
 # (export, parity) -- edgecnn.export
 
+@cli.command(help="Export a model directory to a bundle: float32/int8 ONNX and TFLite files, "
+                  "each verified against the Keras model, described by edgecnn.json. "
+                  "Formats: onnx, onnx-int8, tflite, tflite-fp16, tflite-int8 (default: all).")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Bundle directory to write (new, empty, or an earlier bundle).")
+@click.option("--formats", default=None, help="Comma-separated formats (default: all).")
+@click.option("--calib", type=click.Path(exists=True), default=None,
+              help="Calibration data like the training data (default: the matching set "
+                   "in calibration_data/).")
+@click.option("--calib-method", default=None,
+              help="int8 calibration: minmax (default), entropy or percentile (onnx-int8).")
+@click.option("--activations", default=None,
+              help="onnx-int8 activation type: uint8 (default) or int8.")
+@click.option("--per-channel/--per-tensor", default=None,
+              help="onnx-int8 weight scales per output channel (default) or per tensor.")
+@click.option("--reduce-range/--full-range", default=None,
+              help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
+@click.option("--auto-fallback", is_flag=True,
+              help="Keep the worst int8 layers in float until parity holds on the "
+                   "calibration data.")
+@click.option("--max-drop", type=float, default=0.5, show_default=True,
+              help="Parity: largest accepted accuracy drop (percentage points).")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="Parity: smallest accepted top-1 agreement with float (0-1).")
+@click.option("--max-calib-samples", type=int, default=300, show_default=True,
+              help="Calibration samples to use at most (balanced across classes).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the manifest summary as JSON.")
+def export(model_dir, out, formats, calib, calib_method, activations, per_channel,
+           reduce_range, auto_fallback, max_drop, min_agreement, max_calib_samples,
+           json_path):
+    from edgecnn.export import export_model
+
+    result = export_model(model_dir, out, formats=formats, calib=calib,
+                          calib_method=calib_method, auto_fallback=auto_fallback,
+                          per_channel=per_channel, activations=activations,
+                          reduce_range=reduce_range, max_drop=max_drop,
+                          min_agreement=min_agreement,
+                          max_calibration_samples=max_calib_samples)
+    click.echo(result.format())
+    _write_json(result.summary(), json_path)
+
+
+@cli.command(help="Evaluate the float32 reference and every other format of a bundle on "
+                  "the same labelled data; exit 1 if a format breaks a threshold, and show "
+                  "which layers are to blame.")
+@click.argument("bundle")
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Labelled data in any layout the bundle's task reads.")
+@click.option("--max-drop", type=float, default=0.5, show_default=True,
+              help="Largest accepted accuracy drop vs float (percentage points).")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+              help="Smallest accepted top-1 agreement with float (0-1).")
+@click.option("--formats", default=None, help="Comma-separated formats (default: all).")
+@click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the per-format metrics and parity fields as JSON.")
+def parity(bundle, data, max_drop, min_agreement, formats, task, json_path):
+    from edgecnn.deploy.errors import CheckFailed
+    from edgecnn.export import run_parity
+
+    result = run_parity(bundle, data, max_drop=max_drop, min_agreement=min_agreement,
+                        task=task, formats=formats)
+    click.echo(result.format())
+    _write_json(result.to_dict(), json_path)
+    if not result.passed:
+        raise CheckFailed(f"parity failed for {', '.join(result.failed)}")
+
 
 # ----------------------------------------------------------------------------- runtime
 # (run camera, run vibration, events summary) -- edgecnn.deploy
@@ -261,6 +330,38 @@ def events_summary(log, as_json):
 
 # ----------------------------------------------------------------------------- tools
 # (bench, models, demo)
+
+@cli.command("bench", help="Benchmark every format of a bundle (path or shipped name) and "
+                           "its Keras source model: size, accuracy (--data), batch-1 latency "
+                           "mean/p50/p99, throughput, MACs and GMAC/s against a GEMM "
+                           "ceiling measured in the same run.")
+@click.argument("bundle")
+@click.option("--data", "data", type=click.Path(exists=True), default=None,
+              help="Labelled data for accuracy (any layout the bundle's task reads).")
+@click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Intra-op threads of every engine and of the ceiling GEMMs.")
+@click.option("--batch", type=int, default=32, show_default=True,
+              help="Batch size of the throughput measurement.")
+@click.option("--warmup", type=int, default=10, show_default=True,
+              help="Untimed batch-1 calls before timing.")
+@click.option("--iterations", type=int, default=200, show_default=True,
+              help="Timed batch-1 calls (fewer if --max-seconds runs out first).")
+@click.option("--max-seconds", type=float, default=5.0, show_default=True,
+              help="Time budget of each batch-1 timing.")
+@click.option("--formats", default=None, help="Comma-separated formats (default: all).")
+@click.option("--keras", "keras_model_dir", type=click.Path(exists=True, file_okay=False),
+              default=None, help="Keras model directory to bench too (default: the "
+                                 "bundle's source model, if it is still there).")
+@click.option("--no-keras", is_flag=True, help="Leave the Keras rows out (no TensorFlow).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write all numbers, ceilings and machine info as JSON.")
+def bench_command(bundle, json_path, no_keras, **options):
+    from edgecnn.bench import bench, format_bench
+
+    result = bench(bundle, keras=not no_keras, **options)
+    click.echo(format_bench(result))
+    _write_json(result, json_path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ class TaskDefaults:
     seed_architecture: str         # the lecture's reference architecture
     image: ImageSpec | None = None
     signal: SignalSpec | None = None
-    augment: tuple[str, ...] = ()  # "flip", "rot90" (images), "gain" (log spectrograms)
+    augment: tuple[str, ...] = ()  # "flip", "rot90", "shift" (images), "gain" (log spectrograms)
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -60,9 +60,9 @@ _VIBRATION = SignalSpec(sample_rate=12000.0, window_length=4096, nperseg=256, no
 TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "images": TaskDefaults("images", "image", "edge-image", "seed-neu",
                            image=ImageSpec(128, 128, color="gray"),
-                           augment=("flip", "rot90"), epochs=40),
+                           augment=("flip", "rot90"), epochs=60),
     "mnist": TaskDefaults("mnist", "image", "edge-digits", "seed-mnist",
-                          image=ImageSpec(28, 28, color="gray"), epochs=12,
+                          image=ImageSpec(28, 28, color="gray"), augment=("shift",), epochs=10,
                           batch_size=128, patience=4),
     "cwru": TaskDefaults("cwru", "signal", "edge-spectro", "seed-stft", signal=_VIBRATION,
                          augment=("gain",), epochs=30, batch_size=64, stride=512),

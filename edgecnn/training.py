@@ -100,6 +100,10 @@ def _augmenter(kinds: tuple[str, ...], spec: InputSpec, seed: int):
         if "flip" in kinds:
             x = tf.image.random_flip_left_right(x)
             x = tf.image.random_flip_up_down(x)
+        if "shift" in kinds and spec.kind == "image":  # up to 2 pixels each way
+            height, width = spec.image.height, spec.image.width
+            x = tf.image.resize_with_crop_or_pad(x, height + 4, width + 4)
+            x = tf.image.random_crop(x, [height, width, spec.image.channels])
         if "rot90" in kinds and square:
             x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
         if "gain" in kinds and spec.kind == "signal" and spec.signal.transform in ("log", "db"):
@@ -209,8 +213,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = _stderr) -> TrainRes
         dataset, epochs=epochs, validation_data=(x_val, y_val), class_weight=class_weight,
         verbose=0, callbacks=[
             _EpochProgress(epochs, log),
+            # Validation loss is noisy early on (batch-norm statistics settle while the
+            # learning rate is high): stop early only in the second half of the schedule.
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                          restore_best_weights=True),
+                                          restore_best_weights=True,
+                                          start_from_epoch=epochs // 2),
         ])
     seconds = time.perf_counter() - fit_started
     history = {k: [float(v) for v in values] for k, values in history.history.items()}

@@ -56,7 +56,10 @@ def io_entries(path: Path, runtime: str) -> tuple[list[dict], list[dict]]:
                 [_onnx_value(v) for v in model.graph.output])
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
+    from edgecnn.export.silence import silenced
+
+    with silenced():
+        interpreter = Interpreter(model_path=str(path))
     return ([_tflite_value(d) for d in interpreter.get_input_details()],
             [_tflite_value(d) for d in interpreter.get_output_details()])
 

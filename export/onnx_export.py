@@ -8,16 +8,14 @@ the quantizer, so float and int8 files share tensor names and layer blame can pa
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
 import logging
-import shutil
 from pathlib import Path
 
 from edgecnn.deploy.errors import CheckFailed
 from edgecnn.export.manifest import Written
+from edgecnn.export.silence import silenced
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -45,7 +43,7 @@ def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
 
     function = tf.function(lambda x: model(x, training=False))
     signature = [tf.TensorSpec((None, *spec.input_shape), tf.float32, name=INPUT_NAME)]
-    with contextlib.redirect_stdout(io.StringIO()):
+    with silenced():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature,
                                                  opset=OPSET)
     graph = proto.graph
@@ -58,8 +56,61 @@ def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
     onnx.save(proto, str(raw))
     # Symbolic shape inference needs sympy; our CNNs have static shapes except the batch.
     skip_symbolic = importlib.util.find_spec("sympy") is None
-    quant_pre_process(str(raw), str(path), skip_symbolic_shape=skip_symbolic)
+    prepared = workdir / "prepared.onnx"
+    quant_pre_process(str(raw), str(prepared), skip_symbolic_shape=skip_symbolic)
+    model = onnx.load(str(prepared))
+    tidy_names(model.graph)
+    onnx.save(model, str(path))
     return path
+
+
+def tidy_names(graph) -> None:
+    """Name every node ``<keras layer>/<op>`` and every tensor after its producer.
+
+    tf2onnx names (``edge_image_1/re_lu_1/Relu:0``, ``ConvMulFusion_W_const_fold_opt__106``)
+    are long and, after fusion, often name the wrong layer; the quantizer repeats each name
+    several times. Short names that say which layer a node is make the int8 file smaller
+    and layer blame readable. Graph inputs and outputs keep their names.
+    """
+    initializers = {t.name for t in graph.initializer}
+    firsts = [n.name.split("/", 1)[0] for n in graph.node if "/" in n.name]
+    prefix = max(set(firsts), key=firsts.count) + "/" if firsts else ""
+    keep = {v.name for v in list(graph.input) + list(graph.output)}
+    used: set[str] = set()
+    renames: dict[str, str] = {}
+    for node in graph.node:
+        layer = _layer_of(node, initializers, prefix)
+        name = f"{layer}/{node.op_type}"
+        unique, k = name, 1
+        while unique in used:
+            k += 1
+            unique = f"{name}_{k}"
+        used.add(unique)
+        node.name = unique
+        for i, output in enumerate(node.output):
+            if output and output not in keep:
+                renames[output] = unique if len(node.output) == 1 else f"{unique}:{i}"
+        for slot, value in enumerate(node.input):
+            if value in initializers and value not in renames:
+                role = {1: "W", 2: "B"}.get(slot, f"in{slot}") if node.op_type in (
+                    "Conv", "Gemm", "MatMul") else f"in{slot}"
+                renames[value] = f"{unique}/{role}"
+    for node in graph.node:
+        node.input[:] = [renames.get(v, v) for v in node.input]
+        node.output[:] = [renames.get(v, v) for v in node.output]
+    for tensor in graph.initializer:
+        tensor.name = renames.get(tensor.name, tensor.name)
+    for value in graph.value_info:
+        value.name = renames.get(value.name, value.name)
+
+
+def _layer_of(node, initializers: set[str], prefix: str) -> str:
+    """The Keras layer a converted node came from, from its name or its weights' names."""
+    names = [node.name] + [n for n in node.input if n in initializers] + list(node.output)
+    for name in names:
+        if prefix and name.startswith(prefix):
+            return name[len(prefix):].split("/", 1)[0]
+    return node.op_type.lower()
 
 
 def _rename_value(graph, old: str, new: str) -> None:
@@ -104,7 +155,7 @@ def calibration_ranges(context, float_path: Path, method: str) -> Path:
 
     ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
     context.log(f"onnx-int8: calibrating ({method}) on {len(context.calib)} samples")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with silenced():
         calibrator = create_calibrator(
             str(float_path), ops, augmented_model_path=str(context.workdir / "augmented.onnx"),
             calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
@@ -159,11 +210,47 @@ def write_onnx_int8(context, path: Path, options: dict) -> Written:
 
     debug.settle(context, "onnx-int8", work, options["auto_fallback"], quantize_without,
                  blame, written)
-    shutil.copyfile(work, path)
+    compact_qdq_names(work, path)
     set_metadata(path, {**context.metadata, "edgecnn.format": "onnx-int8",
                         "edgecnn.float_nodes": json.dumps(written.float_nodes)})
     written.quantization = quantization_info(path, options)
     return written
+
+
+# The quantizer's long name suffixes, each repeated for every quantized tensor, and the
+# short ones the shipped int8 file uses instead (layer blame understands both).
+QDQ_SUFFIXES = (("_QuantizeLinear_Output", "/q"), ("_DequantizeLinear_Output", "/dq"),
+                ("_QuantizeLinear_Input", "/qin"), ("_quantized_scale", "/qs"),
+                ("_quantized_zero_point", "/qzp"), ("_quantized", "/qw"),
+                ("_zero_point", "/zp"), ("_scale", "/s"), ("_DequantizeLinear", "/DQ"),
+                ("_QuantizeLinear", "/Q"))
+
+
+def _short(name: str, keep: set[str]) -> str:
+    if name in keep:
+        return name
+    for long, short in QDQ_SUFFIXES:
+        if name.endswith(long):
+            return name[: -len(long)] + short
+    return name
+
+
+def compact_qdq_names(source: Path, out: Path) -> None:
+    """Copy an int8 QDQ model with the quantizer's suffixes shortened (graph I/O kept)."""
+    import onnx
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    keep = {v.name for v in list(graph.input) + list(graph.output)}
+    for node in graph.node:
+        node.name = _short(node.name, keep)
+        node.input[:] = [_short(v, keep) for v in node.input]
+        node.output[:] = [_short(v, keep) for v in node.output]
+    for tensor in graph.initializer:
+        tensor.name = _short(tensor.name, keep)
+    for value in graph.value_info:
+        value.name = _short(value.name, keep)
+    onnx.save(model, str(out))
 
 
 def quantization_info(path: Path, options: dict) -> dict:
@@ -181,9 +268,14 @@ def quantization_info(path: Path, options: dict) -> dict:
             "calibration_method": options["calib_method"],
             "quantized_tensors": len(quantize),
             "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in model.graph.node)}
-    for node in quantize:
-        if node.input[0] in graph_inputs and node.input[1] in init:
-            info["input"] = {"name": node.input[0],
-                             "scale": float(numpy_helper.to_array(init[node.input[1]])),
+    # The model input reaches its QuantizeLinear directly or through layout-only nodes.
+    reached = set(graph_inputs)
+    for node in model.graph.node:
+        if node.op_type in ("Reshape", "Transpose", "Identity") and node.input[0] in reached:
+            reached.update(node.output)
+        elif node.op_type == "QuantizeLinear" and node.input[0] in reached and \
+                node.input[1] in init:
+            info["input"] = {"scale": float(numpy_helper.to_array(init[node.input[1]])),
                              "zero_point": int(numpy_helper.to_array(init[node.input[2]]))}
+            break
     return info

@@ -289,14 +289,14 @@ def test_corrupt_frames_are_skipped_and_counted(workdir, bright_bundle):
     data = bytearray(video.read_bytes())
     starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
     assert len(starts) >= 40
-    for s in starts[10:13]:   # wreck three frames' JPEG headers
-        data[s:s + 64] = bytes(64)
+    for k in (10, 11, 12, 25):   # wreck four frames' JPEG data, keep the AVI chunks
+        data[starts[k]:starts[k + 1] - 8] = bytes(starts[k + 1] - 8 - starts[k])
     bad = workdir / "corrupt frames.avi"
     bad.write_bytes(bytes(data))
     summary = run_camera(bright_bundle, str(bad), min_frames=1000,
                          faults=FaultConfig(frozen_frames=0))
-    assert summary.corrupt >= 1
-    assert summary.read + summary.corrupt >= 40 - 3 and summary.processed >= 30
+    assert summary.corrupt == 4
+    assert summary.read == summary.processed == 36
     assert summary.stop_reason == "end of source"
 
 
@@ -306,3 +306,12 @@ def test_unopenable_sources(workdir, bright_bundle):
     for source in (str(workdir / "missing.avi"), str(not_video), "99"):
         with pytest.raises(SourceError):
             run_camera(bright_bundle, source)
+
+
+def test_duration_and_max_frames_stop_a_live_run(bright_bundle):
+    src = LatestFrameSource(lambda: FakeCapture(100, 10**9), "endless", Backoff(0.01, 0.01))
+    summary = run_camera(bright_bundle, src, duration=0.3, faults=FaultConfig(frozen_frames=0))
+    assert summary.stop_reason == "duration reached" and summary.processed > 0
+    src = LatestFrameSource(lambda: FakeCapture(100, 10**9), "endless", Backoff(0.01, 0.01))
+    summary = run_camera(bright_bundle, src, max_frames=7, faults=FaultConfig(frozen_frames=0))
+    assert summary.stop_reason == "max frames reached" and summary.processed == 7

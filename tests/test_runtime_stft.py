@@ -134,3 +134,16 @@ def test_stream_resampler_matches_offline_resample(samples):
 def test_bad_hop_is_an_input_error():
     with pytest.raises(InputError, match="hop"):
         StreamingSpectrogram(SignalSpec(), 0)
+
+
+@pytest.mark.parametrize("transform", ["none", "log", "log1p", "db"])
+def test_window_values_are_the_training_tensor(samples, transform):
+    """``values`` (cached per column when columns are shared) == preprocess_windows."""
+    spec = SignalSpec(window_length=4096, transform=transform, mean=0.5, std=3.0)
+    x = samples[:20000]
+    for hop in (spec.hop, 2 * spec.hop, 1000):
+        st = StreamingSpectrogram(spec, hop)
+        for w in st.push(x):
+            tensor = w.values.astype(np.float32)[..., np.newaxis]
+            expected = preprocess_windows(x[w.start:w.start + spec.window_length], spec)
+            np.testing.assert_allclose(tensor, expected, rtol=1e-6, atol=1e-6)

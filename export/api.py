@@ -1,0 +1,280 @@
+"""``export_model``: a trained model directory -> a verified, self-describing bundle.
+
+Steps: read the model directory, build the calibration tensors through the InputSpec, run
+each format's writer (formats.py), load every written file back with the runtime's own
+engine and compare it with the Keras model on the calibration tensors, then write the
+manifest. Files are staged next to the bundle and moved in only when all of them pass, so
+a failed export never leaves a half-valid bundle behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgecnn.deploy.bundle import BUNDLE_FORMAT, MANIFEST, read_json
+from edgecnn.deploy.errors import BundleError, CheckFailed
+from edgecnn.deploy.spec import InputSpec
+from edgecnn.export.calibration import DEFAULT_MAX_SAMPLES, CalibrationSet, load_calibration
+from edgecnn.export.formats import (FORMATS, Format, check_installed, resolve_options,
+                                    select_formats)
+from edgecnn.export.manifest import (build_manifest, file_entry, manifest_summary,
+                                     write_manifest)
+from edgecnn.export.silence import silenced
+from edgecnn.export.verify import Thresholds, compare, keras_predict, predict_all
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ExportContext:
+    """What every writer needs: the model, the calibration set, the Keras reference
+    probabilities on it, the thresholds, a scratch folder and a progress log."""
+
+    model: Any
+    spec: InputSpec
+    task: str | None
+    calib: CalibrationSet
+    reference: np.ndarray
+    thresholds: Thresholds
+    workdir: Path
+    log: Callable[[str], None]
+    metadata: dict[str, str]
+    _float_onnx: Path | None = None
+    _float_tflite: Path | None = None
+
+    def float_onnx(self) -> Path:
+        """The prepared float32 ONNX model (converted on first use, shared by both ONNX
+        formats so their tensor names match)."""
+        if self._float_onnx is None:
+            from edgecnn.export.onnx_export import convert_keras
+
+            started = time.perf_counter()
+            self._float_onnx = convert_keras(self.model, self.spec,
+                                             self.workdir / "float.onnx", self.workdir)
+            self.log(f"tf2onnx conversion {time.perf_counter() - started:.1f} s")
+        return self._float_onnx
+
+    def float_tflite(self) -> Path:
+        """The float32 .tflite model (converted on first use)."""
+        if self._float_tflite is None:
+            from edgecnn.export.tflite_export import convert_float
+
+            self._float_tflite = convert_float(self.model, self.workdir / "float.tflite")
+        return self._float_tflite
+
+    def predict(self, path: Path, fmt: str) -> np.ndarray:
+        from edgecnn.deploy.engine import engine_for_file
+
+        with silenced():  # LiteRT announces its XNNPACK delegate on stderr at first use
+            return predict_all(engine_for_file(path, fmt), self.calib.tensors)
+
+    def check(self, path: Path, fmt: str) -> tuple[dict, list[str]]:
+        """Compare a candidate file with the Keras model on the calibration tensors."""
+        stats = compare(self.reference, self.predict(path, fmt), self.calib.labels)
+        return stats, self.thresholds.failures(stats)
+
+
+@dataclass
+class ExportResult:
+    bundle: Path
+    manifest: dict
+    steps: list[dict] = field(default_factory=list)  # format, seconds, size, file
+    blame: dict[str, list] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {**manifest_summary(self.manifest), "bundle": str(self.bundle),
+                "steps": self.steps}
+
+    def format(self) -> str:
+        lines = [f"{'format':<12} {'file':<18} {'size':>10} {'time':>7}  verification"]
+        for step in self.steps:
+            check = self.manifest["verification"][step["format"]]
+            if check["tolerance"] is not None:
+                verdict = f"max |dp| {check['max_abs_diff']:.1e} (<= {check['tolerance']:g})"
+            else:
+                verdict = f"top-1 agreement {check['agreement'] * 100:.2f} %"
+                if check.get("ratio_of_float") is not None:
+                    verdict += f", {check['ratio_of_float'] * 100:.0f} % of float size"
+            lines.append(f"{step['format']:<12} {step['file']:<18} "
+                         f"{step['size'] / 1024:8.1f} kB {step['seconds']:5.1f} s  {verdict}")
+        calib = self.manifest["calibration"]
+        lines.append(f"calibration: {calib['samples']} samples from {calib['source']}")
+        lines.append(f"bundle: {self.bundle}")
+        return "\n".join(lines)
+
+
+def export_model(model_dir, out, formats=None, calib=None, calib_method: str | None = None,
+                 auto_fallback: bool = False, per_channel: bool | None = None,
+                 activations: str | None = None, reduce_range: bool | None = None,
+                 max_drop: float = 0.5, min_agreement: float = 0.99,
+                 max_calibration_samples: int = DEFAULT_MAX_SAMPLES,
+                 log: Callable[[str], None] = _stderr) -> ExportResult:
+    """Export ``model_dir`` (from ``edgecnn train``) into the bundle directory ``out``.
+
+    ``formats``: names or a comma list (default: all, see formats.FORMATS). Options left at
+    None take each format's default; a value a selected format cannot honour is an error.
+    ``max_drop`` (pp) / ``min_agreement`` (0-1) are the parity thresholds that
+    ``auto_fallback`` enforces on the calibration data.
+    """
+    from edgecnn.modeldir import ModelDir
+    from edgecnn.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    chosen = sorted(select_formats(formats), key=lambda f: list(FORMATS).index(f.name))
+    options = resolve_options(chosen, {
+        "calib_method": calib_method, "per_channel": per_channel, "activations": activations,
+        "reduce_range": reduce_range, "auto_fallback": True if auto_fallback else None})
+    thresholds = Thresholds(max_drop, min_agreement)
+    check_installed(chosen)
+    source = ModelDir.open(model_dir)
+    out = Path(out)
+    _check_target(out, source.path)
+    model_sha = source.model_sha256()
+    recorded = source.manifest.get("model_sha256")
+    if recorded and recorded != model_sha:
+        raise BundleError(f"{source.model_file} does not match its manifest (sha256 recorded "
+                          f"{recorded}, found {model_sha}); refusing to export a model that "
+                          "changed after training")
+    spec = source.spec
+    task = (source.manifest.get("training") or {}).get("task")
+
+    started = time.perf_counter()
+    calib_set = load_calibration(spec, task, calib, max_calibration_samples, log)
+    counts = calib_set.counts()
+    detail = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "unlabelled")
+    log(f"calibration: {len(calib_set)} samples from {calib_set.source} ({detail}), "
+        f"preprocessed in {time.perf_counter() - started:.1f} s")
+
+    started = time.perf_counter()
+    model = source.load_keras()
+    reference = keras_predict(model, calib_set.tensors)
+    log(f"keras model {source.architecture} loaded and run in "
+        f"{time.perf_counter() - started:.1f} s")
+    if calib_set.labels is not None:
+        accuracy = float((reference.argmax(axis=1) == calib_set.labels).mean())
+        log(f"keras accuracy on the calibration samples: {accuracy * 100:.2f} %")
+        if accuracy < 0.5:
+            log("warning: the model gets most calibration samples wrong; are they the same "
+                "kind of data, preprocessed the same way, as the training data?")
+
+    import edgecnn
+
+    metadata = {"edgecnn.spec": spec.to_json(), "edgecnn.labels": json.dumps(list(spec.labels)),
+                "edgecnn.task": task or "", "edgecnn.version": edgecnn.__version__,
+                "edgecnn.source_model_sha256": model_sha}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix="edgecnn-export-"))
+    try:
+        context = ExportContext(model, spec, task, calib_set, reference, thresholds, work, log,
+                                metadata)
+        result = _write_all(context, chosen, options, stage, out)
+        manifest = build_manifest(
+            spec=spec, task=task, files=result["files"],
+            calibration={**calib_set.summary(),
+                         "method": {name: o.get("calib_method") for name, o in options.items()
+                                    if "calib_method" in o}},
+            source_model={"path": str(source.path), "sha256": model_sha,
+                          "architecture": source.architecture,
+                          "created": source.manifest.get("created"),
+                          "validation": (source.manifest.get("metrics") or {}).get("validation")},
+            verification=result["verification"],
+            options={**options, "thresholds": {"max_drop_pp": max_drop,
+                                               "min_agreement": min_agreement}})
+        write_manifest(stage, manifest)
+        _replace_bundle(stage, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(stage, ignore_errors=True)
+    log(f"bundle written to {out}")
+    return ExportResult(out, manifest, result["steps"], result["blame"])
+
+
+def _write_all(context: ExportContext, chosen: list[Format], options: dict, stage: Path,
+               out: Path) -> dict:
+    files, verification, steps, blame = {}, {}, [], {}
+    sizes: dict[str, int] = {}
+    for fmt in chosen:
+        started = time.perf_counter()
+        written = fmt.writer(context, stage / fmt.file_name, options[fmt.name])
+        seconds = time.perf_counter() - started
+        size = written.path.stat().st_size
+        sizes[fmt.precision + ":" + fmt.runtime] = size
+        context.log(f"{fmt.name:<12} {seconds:5.1f} s  {size / 1024:8.1f} kB  {fmt.file_name}")
+        steps.append({"format": fmt.name, "file": fmt.file_name, "seconds": round(seconds, 2),
+                      "size": size})
+        verification[fmt.name] = _verify(context, fmt, written, sizes)
+        if written.blame:
+            blame[fmt.name] = written.blame
+        files[fmt.name] = file_entry(fmt, written)
+    return {"files": files, "verification": verification, "steps": steps, "blame": blame}
+
+
+def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
+    """Load the written file with the runtime engine and compare with Keras."""
+    stats = compare(context.reference, context.predict(written.path, fmt.name),
+                    context.calib.labels)
+    record = {**stats, "tolerance": fmt.tolerance,
+              "failures": context.thresholds.failures(stats) if fmt.tolerance is None else []}
+    float_size = sizes.get("float32:" + fmt.runtime)
+    record["ratio_of_float"] = (round(written.path.stat().st_size / float_size, 4)
+                                if float_size and fmt.precision != "float32" else None)
+    if written.blame:
+        record["blame"] = [e.to_dict() for e in written.blame[:8]]
+    if written.fallback:
+        record["fallback"] = written.fallback
+    if fmt.tolerance is not None:
+        record["passed"] = stats["max_abs_diff"] <= fmt.tolerance
+        context.log(f"  verify {fmt.name}: max |dp| {stats['max_abs_diff']:.2e} on "
+                    f"{stats['samples']} samples (tolerance {fmt.tolerance:g})")
+        if not record["passed"]:
+            raise CheckFailed(f"{fmt.name} does not reproduce the Keras model: max |delta "
+                              f"softmax| {stats['max_abs_diff']:.3g} > {fmt.tolerance:g} on "
+                              f"{stats['samples']} calibration samples; export stopped")
+    else:
+        record["passed"] = not record["failures"]
+        accuracy = (f", accuracy {stats['accuracy'] * 100:.2f} % vs "
+                    f"{stats['reference_accuracy'] * 100:.2f} %"
+                    if stats["accuracy"] is not None else "")
+        context.log(f"  verify {fmt.name}: top-1 agreement {stats['agreement'] * 100:.2f} % "
+                    f"on {stats['samples']} samples{accuracy}, mean |dp| "
+                    f"{stats['mean_abs_diff']:.2e}")
+    return record
+
+
+def _check_target(out: Path, model_path: Path) -> None:
+    if out.resolve() == Path(model_path).resolve():
+        raise BundleError("the bundle directory must not be the model directory")
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"bundle path {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        manifest = out / MANIFEST
+        if not manifest.is_file() or read_json(manifest, "manifest").get("format") != \
+                BUNDLE_FORMAT:
+            raise BundleError(f"{out} is not empty and not an edgecnn bundle; refusing to "
+                              "write into it (choose a new or empty directory)")
+
+
+def _replace_bundle(stage: Path, out: Path) -> None:
+    """Swap the staged files in: the previous bundle's files and manifest go first."""
+    if (out / MANIFEST).is_file():
+        old = read_json(out / MANIFEST, "manifest")
+        for entry in (old.get("files") or {}).values():
+            target = out / str(entry.get("file", ""))
+            if target.is_file() and target.parent == out:
+                target.unlink()
+        (out / MANIFEST).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    for item in stage.iterdir():
+        shutil.move(str(item), str(out / item.name))

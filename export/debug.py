@@ -1,0 +1,309 @@
+"""Which layers make an int8 model disagree with the float one, and keeping them float.
+
+Blame is per layer, float vs quantized, on the same inputs:
+
+- ONNX: ONNX Runtime's ``qdq_loss_debug`` helpers record every intermediate tensor of the
+  float and the QDQ model (they share tensor names); per compute node we measure the
+  signal-to-quantization-noise ratio (SQNR) and RMSE of its output, and how much noise it
+  adds over its input (``score``: growth of the noise-to-signal power ratio).
+- TFLite: the float and int8 ``.tflite`` files run with all tensors preserved and are
+  compared tensor by tensor (their tensor names match), the same measure as for ONNX.
+
+Whole-tensor SQNR hides a tensor whose quantization wiped out its small channels (one
+outlier channel sets the range); the damage shows in the next layer's output. So a blamed
+layer is kept in float together with the producer of its input: ``exclude`` lists both,
+and that input tensor is then never quantized.
+
+``settle`` is the auto-fallback: while the int8 model breaks the parity thresholds on the
+calibration data, the worst-scored layer not yet excluded is kept in float (ONNX Runtime's
+``nodes_to_exclude``; TFLite's ``QuantizationDebugger`` with ``denylisted_nodes``) and the
+model is quantized again.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecnn.deploy.errors import CheckFailed
+
+# Ops that only move or gate values: they are fused into their producer's quantization
+# (Relu/Clip) or add no arithmetic error of their own.
+_PASS_THROUGH = {"Relu", "Clip", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose",
+                 "Identity", "QuantizeLinear", "DequantizeLinear"}
+_TFLITE_SKIP = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "TRANSPOSE"}
+
+
+@dataclass
+class LayerError:
+    """One layer's quantization error. ``name`` is what a fallback excludes (ONNX node name
+    or TFLite output tensor name); ``label`` the short layer name shown to people."""
+
+    name: str
+    label: str
+    op: str
+    sqnr_db: float
+    rmse: float
+    delta_db: float | None  # SQNR lost in this layer (input SQNR - output SQNR)
+    score: float            # noise-to-signal power this layer adds; higher = more to blame
+    exclude: list[str] = field(default_factory=list)  # what keeps it and its input float
+
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in asdict(self).items()}
+
+
+def _noise(reference: np.ndarray, value: np.ndarray) -> tuple[float, float, float]:
+    """(noise-to-signal power ratio, SQNR dB, RMSE) of ``value`` against ``reference``."""
+    reference = np.asarray(reference, dtype=np.float64).ravel()
+    value = np.asarray(value, dtype=np.float64).ravel()
+    noise = float(np.sum((reference - value) ** 2))
+    signal = max(float(np.sum(reference ** 2)), 1e-30)
+    nsr = noise / signal
+    sqnr = 10.0 * math.log10(1.0 / nsr) if nsr > 0 else math.inf
+    rmse = math.sqrt(noise / max(1, reference.size))
+    return nsr, sqnr, rmse
+
+
+def _rank(errors: list[LayerError]) -> list[LayerError]:
+    return sorted(errors, key=lambda e: -e.score)
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+def onnx_layer_errors(float_path: Path, qdq_path: Path, tensors: np.ndarray,
+                      input_name: str = "input", batch_size: int = 16) -> list[LayerError]:
+    """Per-node error of a QDQ model against its float model, worst first."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations, modify_model_output_intermediate_tensors)
+
+    def reader():
+        from onnxruntime.quantization import CalibrationDataReader
+
+        batches = iter([tensors[i:i + batch_size] for i in range(0, len(tensors), batch_size)])
+
+        class Reader(CalibrationDataReader):
+            def get_next(self):
+                batch = next(batches, None)
+                return None if batch is None else {input_name: batch}
+
+        return Reader()
+
+    with tempfile.TemporaryDirectory(prefix="edgecnn-blame-") as tmp:
+        float_aug, qdq_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
+        modify_model_output_intermediate_tensors(str(float_path), str(float_aug))
+        modify_model_output_intermediate_tensors(str(qdq_path), str(qdq_aug))
+        floats = _joined(collect_activations(str(float_aug), reader()))
+        quants = _joined(collect_activations(str(qdq_aug), reader()))
+    floats.setdefault(input_name, tensors.ravel())
+
+    def quantized(name):  # the dequantized value the next layer reads
+        for key in (f"{name}_DequantizeLinear_Output", f"{name}/dq", name):
+            if key in quants:
+                return quants[key]
+        return None
+
+    model = onnx.load(str(float_path))
+    initializers = {t.name for t in model.graph.initializer}
+    consumers = defaultdict(list)
+    producer = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers[name].append(node)
+        for name in node.output:
+            producer[name] = node
+
+    def compute_producer(name):  # through Relu/Reshape/...: the node that did arithmetic
+        node = producer.get(name)
+        while node is not None and node.op_type in _PASS_THROUGH and node.input:
+            node = producer.get(node.input[0])
+        return node
+
+    errors = []
+    for node in model.graph.node:
+        if node.op_type in _PASS_THROUGH:
+            continue
+        inputs = [name for name in node.input if name and name not in initializers]
+        if not inputs or not node.output:
+            continue
+        x, y = inputs[0], node.output[0]
+        follow = consumers.get(y, [])
+        if len(follow) == 1 and follow[0].op_type in ("Relu", "Clip"):
+            y = follow[0].output[0]  # fused activation: the quantized tensor is its output
+        fx, qx, fy, qy = floats.get(x), quantized(x), floats.get(y), quantized(y)
+        if fy is None or qy is None or fy.shape != qy.shape:
+            continue
+        nsr_out, sqnr_out, rmse = _noise(fy, qy)
+        if fx is not None and qx is not None and fx.shape == qx.shape:
+            nsr_in, sqnr_in, _ = _noise(fx, qx)
+        else:
+            nsr_in, sqnr_in = 0.0, math.inf
+        delta = sqnr_in - sqnr_out if math.isfinite(sqnr_in) else None
+        source = compute_producer(x)
+        exclude = [node.name] + ([source.name] if source is not None else [])
+        errors.append(LayerError(node.name, node.name.split("/", 1)[0] or node.op_type,
+                                 node.op_type, sqnr_out, rmse, delta, nsr_out - nsr_in,
+                                 exclude))
+    return _rank(errors)
+
+
+def _joined(activations: dict) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([np.ravel(a) for a in arrays])
+            for name, arrays in activations.items()}
+
+
+# ----------------------------------------------------------------------------- TFLite
+
+def _tflite_label(name: str) -> str:
+    """A fused TFLite tensor name (``m/re_lu_1/Relu;m/conv2d_1/convolution;...``) -> the
+    layer doing the arithmetic (``conv2d_1``)."""
+    parts = [p.split("/") for p in name.split(";")]
+    for part in parts:
+        joined = "/".join(part)
+        if any(key in joined for key in ("conv", "dense", "MatMul", "depthwise")):
+            return part[1] if len(part) > 1 else part[0]
+    first = parts[0]
+    return first[1] if len(first) > 2 else "/".join(first)
+
+
+def tflite_file_layer_errors(float_path: Path, int8_path: Path,
+                             tensors: np.ndarray) -> list[LayerError]:
+    """Per-op error of an int8 .tflite file against the float .tflite, worst first."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    def open_(path):
+        interpreter = Interpreter(
+            model_path=str(path), experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    float_it, quant_it = open_(float_path), open_(int8_path)
+    float_index = {d["name"]: d["index"] for d in float_it.get_tensor_details()}
+    produced = {}
+    for op in quant_it._get_ops_details():
+        for index in op["outputs"]:
+            produced[int(index)] = op
+    details = {d["index"]: d for d in quant_it.get_tensor_details()}
+    activations = set(produced) | {d["index"] for d in quant_it.get_input_details()}
+    floats, quants = defaultdict(list), defaultdict(list)
+    for sample in tensors:
+        _invoke(float_it, sample[np.newaxis])
+        _invoke(quant_it, sample[np.newaxis])
+        for index in activations:
+            name = details[index]["name"]
+            if name not in float_index:
+                continue
+            floats[index].append(float_it.get_tensor(float_index[name]).ravel())
+            quants[index].append(_dequantized(quant_it.get_tensor(index), details[index]))
+    floats = {k: np.concatenate(v) for k, v in floats.items()}
+    quants = {k: np.concatenate(v) for k, v in quants.items()}
+    def compute_producer(index):
+        op = produced.get(index)
+        while op is not None and op["op_name"] in _TFLITE_SKIP and len(op["inputs"]):
+            op = produced.get(int(op["inputs"][0]))
+        return op
+
+    errors = []
+    for index, op in produced.items():
+        if op["op_name"] in _TFLITE_SKIP or index not in floats:
+            continue
+        name = details[index]["name"]
+        nsr_out, sqnr_out, rmse = _noise(floats[index], quants[index])
+        source = next((int(i) for i in op["inputs"] if int(i) in floats), None)
+        if source is not None and floats[source].shape == quants[source].shape:
+            nsr_in, sqnr_in, _ = _noise(floats[source], quants[source])
+        else:
+            nsr_in, sqnr_in = 0.0, math.inf
+        delta = sqnr_in - sqnr_out if math.isfinite(sqnr_in) else None
+        exclude = [name]
+        before = compute_producer(source) if source is not None else None
+        if before is not None:
+            exclude += [details[int(i)]["name"] for i in before["outputs"]]
+        errors.append(LayerError(name, _tflite_label(name), op["op_name"], sqnr_out, rmse,
+                                 delta, nsr_out - nsr_in, exclude))
+    return _rank(errors)
+
+
+def _invoke(interpreter, batch: np.ndarray) -> None:
+    detail = interpreter.get_input_details()[0]
+    if detail["dtype"] in (np.int8, np.uint8):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        batch = np.clip(np.round(batch / scale) + zero, info.min, info.max)
+    interpreter.set_tensor(detail["index"], batch.astype(detail["dtype"]))
+    interpreter.invoke()
+
+
+def _dequantized(values: np.ndarray, detail: dict) -> np.ndarray:
+    if values.dtype in (np.int8, np.uint8, np.int16, np.int32):
+        scale, zero = detail["quantization"]
+        if scale:
+            return ((values.astype(np.float64) - zero) * scale).ravel()
+    return values.astype(np.float64).ravel()
+
+
+# ----------------------------------------------------------------------------- report
+
+def format_blame(errors: list[LayerError], limit: int = 8) -> str:
+    """A table of the worst layers: what to look at when int8 parity fails."""
+    if not errors:
+        return "  (no per-layer comparison available)"
+    width = max(12, min(40, max(len(e.label) for e in errors[:limit])))
+    lines = [f"  {'layer':<{width}}  {'op':<18} {'SQNR dB':>8} {'dSQNR':>7} {'RMSE':>10}"]
+    for error in errors[:limit]:
+        delta = f"{error.delta_db:7.1f}" if error.delta_db is not None else "      -"
+        lines.append(f"  {error.label[:width]:<{width}}  {error.op[:18]:<18} "
+                     f"{error.sqnr_db:8.1f} {delta} {error.rmse:10.4g}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- fallback
+
+def settle(context, fmt: str, work: Path, auto_fallback: bool, requantize, blame,
+           written) -> None:
+    """Check the int8 candidate at ``work``; on failure blame layers and, with
+    ``auto_fallback``, keep the worst ones float until the thresholds hold.
+
+    ``requantize(nodes) -> path`` rewrites the candidate with ``nodes`` kept float;
+    ``blame() -> [LayerError]`` ranks the layers (computed once, on the first failure).
+    """
+    stats, failures = context.check(work, fmt)
+    if not failures:
+        return
+    context.log(f"{fmt}: on the calibration data {'; '.join(failures)}; "
+                "comparing float and int8 layer by layer")
+    errors = blame()
+    written.blame = errors
+    context.log(f"{fmt}: layers with the largest quantization error:\n{format_blame(errors)}")
+    if not auto_fallback:
+        context.log(f"warning: {fmt} breaks the parity thresholds on the calibration data; "
+                    "check the calibration set, or export with --auto-fallback to keep "
+                    "the worst layers in float")
+        return
+    excluded: list[str] = []
+    for error in errors:
+        new = [name for name in error.exclude or [error.name] if name not in excluded]
+        if not new:
+            continue
+        excluded.extend(new)
+        requantize(list(excluded))
+        stats, failures = context.check(work, fmt)
+        step = {"float_nodes": list(excluded), "agreement": stats["agreement"],
+                "drop_pp": stats["drop_pp"], "passed": not failures}
+        written.fallback.append(step)
+        state = "holds" if not failures else "; ".join(failures)
+        context.log(f"{fmt}: auto-fallback keeps {len(excluded)} layer(s) float "
+                    f"(+{error.label}): agreement {stats['agreement'] * 100:.2f} %: {state}")
+        if not failures:
+            written.float_nodes = list(excluded)
+            return
+    raise CheckFailed(f"{fmt}: the parity thresholds do not hold on the calibration data even "
+                      f"with all {len(excluded)} ranked layers in float ({'; '.join(failures)});"
+                      " the calibration data or the float model itself is the problem")

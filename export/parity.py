@@ -1,0 +1,189 @@
+"""``run_parity``: does every format of a bundle classify like the float model?
+
+The float reference is the bundle's float32 ONNX file (``onnx``; ``tflite`` if a bundle
+has no ONNX file). The Keras model is not in a bundle, and export already proved the float
+files equal to it (max |delta softmax| <= 1e-4), so one reference serves every format and
+all rows of the table are comparable. Everything here runs on the runtime engines only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgecnn.deploy.bundle import Bundle
+from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.export.silence import silenced
+from edgecnn.export.verify import Thresholds, compare, predict_all
+from edgecnn.metrics import classification_metrics
+
+REFERENCE_FORMATS = ("onnx", "tflite")
+BLAME_SAMPLES = 48
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ParityResult:
+    bundle: Path
+    reference: str
+    data: str
+    thresholds: Thresholds
+    rows: dict[str, dict]               # format -> edgecnn.metrics keys + parity fields
+    blame: dict[str, list] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(row["passed"] for row in self.rows.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, row in self.rows.items() if not row["passed"]]
+
+    def to_dict(self) -> dict:
+        return {"bundle": str(self.bundle), "data": self.data, "reference": self.reference,
+                "thresholds": {"max_drop_pp": self.thresholds.max_drop,
+                               "min_agreement": self.thresholds.min_agreement},
+                "passed": self.passed, "formats": self.rows,
+                "blame": {fmt: [e.to_dict() for e in errors]
+                          for fmt, errors in self.blame.items()},
+                "notes": self.notes}
+
+    def format(self) -> str:
+        from edgecnn.export.debug import format_blame
+
+        n = next(iter(self.rows.values()))["n"]
+        lines = [f"parity on {n} samples of {self.data}; reference: {self.reference} "
+                 f"(float32); thresholds: drop <= {self.thresholds.max_drop:g} pp, agreement "
+                 f">= {self.thresholds.min_agreement * 100:g} %",
+                 f"{'format':<12} {'accuracy':>9} {'d acc pp':>9} {'agree':>8} "
+                 f"{'worst class d recall':>28} {'mean |dp|':>10}  verdict"]
+        for name, row in self.rows.items():
+            worst = (f"{row['worst_class']} {row['worst_class_delta_recall_pp']:+.1f}"
+                     if row["worst_class"] is not None else "-")
+            verdict = ("reference" if name == self.reference else
+                       "ok" if row["passed"] else "FAIL: " + "; ".join(row["failures"]))
+            lines.append(f"{name:<12} {row['accuracy'] * 100:8.2f}% "
+                         f"{row['delta_accuracy_pp']:+9.2f} {row['agreement'] * 100:7.2f}% "
+                         f"{worst:>28} {row['mean_abs_delta_prob']:10.2e}  {verdict}")
+        for fmt, errors in self.blame.items():
+            lines.append(f"{fmt}: layers with the largest quantization error "
+                         "(float vs int8 on the same inputs):")
+            lines.append(format_blame(errors))
+        lines.extend(self.notes)
+        return "\n".join(lines)
+
+
+def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99, *,
+               task: str | None = None, formats=None, blame: bool = True,
+               log: Callable[[str], None] = _stderr) -> ParityResult:
+    """Evaluate the float reference and every other format of ``bundle`` on the labelled
+    data at ``data``; rows break the thresholds when accuracy drops by more than
+    ``max_drop`` percentage points or top-1 agreement with the reference is below
+    ``min_agreement``. Failing int8 rows get a per-layer blame table."""
+    from edgecnn.data import load_dataset
+    from edgecnn.deploy.engine import open_engine
+    from edgecnn.tensors import to_tensors
+
+    thresholds = Thresholds(max_drop, min_agreement)
+    opened = Bundle.open(bundle)
+    reference = next((f for f in REFERENCE_FORMATS if f in opened.formats), None)
+    if reference is None:
+        raise BundleError(f"bundle {opened.path} has no float32 model (onnx or tflite) to "
+                          f"compare against; it has: {', '.join(opened.formats)}")
+    names = _formats(opened, reference, formats)
+    for name in names:  # every hash before any slow work: a tampered bundle fails at once
+        opened.file(name)
+
+    spec = opened.spec
+    task = task or opened.manifest.get("task") or ("images" if spec.kind == "image" else None)
+    if task is None:
+        raise InputError(f"bundle {opened.path} names no task; pass --task to say how to "
+                         "read the data")
+    started = time.perf_counter()
+    samples = load_dataset(task, data, spec, labels=spec.labels)
+    if len(samples) == 0:
+        raise DataError(f"no usable samples in {data} ({len(samples.skipped)} skipped)")
+    tensors = to_tensors(samples, spec)
+    labels = samples.labels
+    log(f"parity: {len(samples)} samples from {data} ({task}) ready in "
+        f"{time.perf_counter() - started:.1f} s")
+
+    probs = {}
+    for name in names:
+        started = time.perf_counter()
+        with silenced():  # LiteRT announces its XNNPACK delegate on stderr at first use
+            probs[name] = predict_all(open_engine(opened, name), tensors)
+        log(f"parity: {name:<12} {len(tensors)} samples in {time.perf_counter() - started:.1f} s")
+    rows = {name: _row(probs[name], probs[reference], labels, spec.labels,
+                       len(samples.skipped), thresholds, name == reference)
+            for name in names}
+    result = ParityResult(opened.path, reference, str(data), thresholds, rows)
+    if blame:
+        _blame(result, opened, tensors, log)
+    return result
+
+
+def _formats(opened: Bundle, reference: str, formats) -> list[str]:
+    if formats is None:
+        wanted = opened.formats
+    else:
+        wanted = [f.strip() for item in ([formats] if isinstance(formats, str) else formats)
+                  for f in str(item).split(",") if f.strip()]
+        for name in wanted:
+            opened.entry(name)  # unknown -> BundleError listing what the bundle has
+    return [reference] + [f for f in wanted if f != reference]
+
+
+def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_reference) -> dict:
+    predicted = probs.argmax(axis=1)
+    metrics = classification_metrics(labels, predicted, class_names, skipped=skipped)
+    ref_metrics = classification_metrics(labels, ref_probs.argmax(axis=1), class_names,
+                                         skipped=skipped)
+    stats = compare(ref_probs, probs, labels)
+    deltas = {name: (metrics["per_class"][name]["recall"] -
+                     ref_metrics["per_class"][name]["recall"]) * 100
+              for name in class_names if metrics["per_class"][name]["support"]}
+    worst = min(deltas, key=deltas.get) if deltas else None
+    failures = [] if is_reference else thresholds.failures(stats)
+    return {**metrics,
+            "delta_accuracy_pp": 0.0 - stats["drop_pp"],  # 0.0 - x: no "-0.00"
+            "agreement": stats["agreement"],
+            "worst_class": worst,
+            "worst_class_delta_recall_pp": deltas[worst] if worst is not None else None,
+            "mean_abs_delta_prob": stats["mean_abs_diff"],
+            "max_abs_delta_prob": stats["max_abs_diff"],
+            "failures": failures, "passed": not failures}
+
+
+def _blame(result: ParityResult, opened: Bundle, tensors: np.ndarray, log) -> None:
+    """Per-layer float-vs-int8 errors for every failing int8 format."""
+    from edgecnn.export import debug
+
+    sample = tensors[:BLAME_SAMPLES]
+    for name in result.failed:
+        precision = opened.entry(name).get("precision")
+        if precision != "int8" and not name.endswith("int8"):
+            continue
+        float_name = "onnx" if name.startswith("onnx") else "tflite"
+        if float_name not in opened.formats:
+            result.notes.append(f"{name}: no {float_name} float file in the bundle to compare "
+                                "layers with")
+            continue
+        log(f"parity: comparing {float_name} and {name} layer by layer")
+        if float_name == "onnx":
+            input_name = opened.entry("onnx")["inputs"][0]["name"]
+            errors = debug.onnx_layer_errors(opened.file("onnx"), opened.file(name), sample,
+                                             input_name=input_name)
+        else:
+            errors = debug.tflite_file_layer_errors(opened.file("tflite"), opened.file(name),
+                                                    sample)
+        result.blame[name] = errors

@@ -1,0 +1,70 @@
+"""Shared, session-wide fixtures: one trained model directory and one exported bundle.
+
+Training and exporting cost seconds each, so every test file that needs a real model
+reuses these instead of making its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CALIBRATION = REPO / "calibration_data"
+TRAINED_IMAGE_SIZE = 64
+TRAINED_EPOCHS = 20
+
+
+@pytest.fixture(scope="session")
+def trained_image_model_dir(tmp_path_factory) -> Path:
+    """An ``edge-image`` model (the shipped NEU architecture) at 64 x 64 gray, trained
+    briefly on calibration_data/neu (120 real images, 6 classes). It classifies those
+    images (about 97 % right), so float-vs-int8 parity on them is meaningful.
+
+    Training manifest: ``training.task == "neu"``, like ``edgecnn train --task neu``.
+    """
+    from edgecnn.tfquiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from edgecnn.data import load_dataset
+    from edgecnn.deploy.spec import ImageSpec, InputSpec
+    from edgecnn.metrics import classification_metrics
+    from edgecnn.modeldir import write_model_dir
+    from edgecnn.models import create_model
+    from edgecnn.tensors import to_tensors
+
+    placeholder = InputSpec("image", ("?", "??"),
+                            image=ImageSpec(TRAINED_IMAGE_SIZE, TRAINED_IMAGE_SIZE))
+    samples = load_dataset("neu", CALIBRATION / "neu", placeholder)
+    spec = placeholder.replace(labels=tuple(samples.class_names))
+    x, y = to_tensors(samples, spec), samples.labels
+    keras.utils.set_random_seed(0)
+    model = create_model("edge-image", spec)
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=TRAINED_EPOCHS, batch_size=16, verbose=0)
+    predicted = model.predict(x, verbose=0).argmax(axis=1)
+    metrics = classification_metrics(y, predicted, spec.labels)
+    out = tmp_path_factory.mktemp("trained") / "edge image model"
+    write_model_dir(out, model, spec, architecture="edge-image",
+                    training={"task": "neu", "data": str(CALIBRATION / "neu"),
+                              "epochs": TRAINED_EPOCHS, "seed": 0},
+                    data={"path": str(CALIBRATION / "neu"), "fingerprint": samples.fingerprint,
+                          "samples": len(samples), "class_counts": samples.counts()},
+                    metrics={"training": {k: metrics[k] for k in ("accuracy", "n")}})
+    return out
+
+
+@pytest.fixture(scope="session")
+def exported_bundle(trained_image_model_dir, tmp_path_factory):
+    """``trained_image_model_dir`` exported to every format (default calibration set):
+    ``(bundle path, ExportResult, progress lines)``."""
+    from edgecnn.export import export_model
+
+    lines: list[str] = []
+    out = tmp_path_factory.mktemp("bundles") / "neu bundle"
+    result = export_model(trained_image_model_dir, out, log=lines.append)
+    return out, result, lines

@@ -1,0 +1,127 @@
+"""``edgecnn parity``: float vs quantized on the same real images, exit codes, layer blame,
+and refusal of a tampered bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.cli import main
+from edgecnn.deploy.errors import BundleError
+
+CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
+METRIC_KEYS = {"accuracy", "n", "skipped", "labels", "per_class", "confusion"}
+PARITY_KEYS = {"delta_accuracy_pp", "agreement", "worst_class", "worst_class_delta_recall_pp",
+               "mean_abs_delta_prob", "max_abs_delta_prob", "failures", "passed"}
+
+
+def cli(*args) -> int:
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in args])
+    return stop.value.code
+
+
+def test_int8_matches_float_on_real_images(exported_bundle, tmp_path, capsys):
+    """The shipped-style architecture, int8 vs float32 on real NEU images."""
+    out, _, _ = exported_bundle
+    report = tmp_path / "parity.json"
+    assert cli("parity", out, "--data", CALIB / "neu", "--json", report) == 0
+    table = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["reference"] == "onnx"
+    assert data["thresholds"] == {"max_drop_pp": 0.5, "min_agreement": 0.99}
+    assert set(data["formats"]) == {"onnx", "onnx-int8", "tflite", "tflite-fp16",
+                                    "tflite-int8"}
+    reference = data["formats"]["onnx"]
+    assert reference["n"] == 120 and reference["accuracy"] > 0.8  # the model classifies
+    for name, row in data["formats"].items():
+        assert METRIC_KEYS | PARITY_KEYS <= set(row), name
+        assert row["n"] == 120 and len(row["confusion"]) == 6
+        assert row["passed"] and row["agreement"] >= 0.99, (name, row["agreement"])
+        assert abs(row["delta_accuracy_pp"]) <= 0.5, (name, row["delta_accuracy_pp"])
+    for name in ("onnx-int8", "tflite-int8"):
+        assert 0 < data["formats"][name]["mean_abs_delta_prob"] < 0.05
+        assert f"\n{name} " in table
+    assert "reference" in table and "FAIL" not in table and data["blame"] == {}
+
+
+@pytest.fixture(scope="module")
+def black_calibrated_bundle(trained_image_model_dir, tmp_path_factory):
+    """The same model calibrated on all-black images: the int8 ranges cannot hold a real
+    picture, so int8 collapses although export-time checks on the (black) calibration
+    samples look fine."""
+    root = tmp_path_factory.mktemp("bad") / "black calib"
+    for label in ("crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale",
+                  "scratches"):
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            cv2.imwrite(str(root / label / f"{label}_{i}.png"), np.zeros((200, 200), np.uint8))
+    out = root.parent / "bad bundle"
+    with pytest.raises(SystemExit) as stop:
+        main(["export", str(trained_image_model_dir), "--out", str(out), "--calib", str(root),
+              "--formats", "onnx,onnx-int8,tflite,tflite-int8"])
+    assert stop.value.code == 0
+    return out
+
+
+def test_bad_calibration_is_caught_with_layer_blame(black_calibrated_bundle, tmp_path, capsys):
+    report = tmp_path / "bad.json"
+    assert cli("parity", black_calibrated_bundle, "--data", CALIB / "neu",
+               "--json", report) == 1
+    captured = capsys.readouterr()
+    assert "error: parity failed for onnx-int8, tflite-int8" in captured.err
+    data = json.loads(report.read_text())
+    assert not data["passed"]
+    for name in ("onnx-int8", "tflite-int8"):
+        row = data["formats"][name]
+        assert not row["passed"] and row["agreement"] < 0.6 and row["delta_accuracy_pp"] < -20
+        assert any("top-1 agreement" in f for f in row["failures"])
+        blame = data["blame"][name]
+        assert len(blame) >= 5 and blame[0]["label"].startswith("conv2d"), blame[:2]
+        assert all({"label", "op", "sqnr_db", "rmse"} <= set(e) for e in blame)
+        assert f"{name}: layers with the largest quantization error" in captured.out
+    for name in ("onnx", "tflite"):
+        assert data["formats"][name]["passed"]
+    assert "conv2d_" in captured.out and "FAIL:" in captured.out
+    # At the strictest thresholds the float32 TFLite file still passes: the gate measures
+    # quantization, not float noise.
+    assert cli("parity", black_calibrated_bundle, "--data", CALIB / "neu", "--formats",
+               "tflite", "--max-drop", "0", "--min-agreement", "1") == 0
+
+
+def test_tampered_bundle_is_refused(exported_bundle, tmp_path, capsys):
+    from edgecnn.deploy.engine import open_engine
+
+    out, _, _ = exported_bundle
+    tampered = tmp_path / "tampered bundle"
+    shutil.copytree(out, tampered)
+    target = tampered / "model.int8.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    assert cli("parity", tampered, "--data", CALIB / "neu") == 2
+    err = capsys.readouterr().err
+    assert "model.int8.onnx does not match its manifest" in err and "refusing" in err
+    with pytest.raises(BundleError, match="does not match its manifest"):
+        open_engine(tampered, "onnx-int8")
+    open_engine(tampered, "onnx")  # the untouched files still open
+
+
+def test_parity_refuses_bad_thresholds_and_missing_reference(exported_bundle, tmp_path,
+                                                             capsys):
+    out, _, _ = exported_bundle
+    assert cli("parity", out, "--data", CALIB / "neu", "--min-agreement", "99") == 2
+    assert "fraction 0-1" in capsys.readouterr().err
+    no_float = tmp_path / "int8 only"
+    shutil.copytree(out, no_float)
+    manifest = json.loads((no_float / "edgecnn.json").read_text())
+    for name in ("onnx", "tflite", "tflite-fp16"):
+        manifest["files"].pop(name)
+    (no_float / "edgecnn.json").write_text(json.dumps(manifest))
+    assert cli("parity", no_float, "--data", CALIB / "neu") == 2
+    assert "has no float32 model" in capsys.readouterr().err

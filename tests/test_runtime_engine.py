@@ -1,0 +1,65 @@
+"""Engine runners: copy-free batch-1 path, fixed-batch models, thread options, bad models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecnn.deploy.bundle import Bundle
+from edgecnn.deploy.engine import EngineOptions, open_engine, open_for_run
+from edgecnn.deploy.errors import BundleError, InputError
+
+from runtime_helpers import brightness_model, image_spec, make_image_bundle, write_bundle
+
+
+def test_runner_shares_its_buffers_and_matches_predict(tmp_path):
+    bundle = make_image_bundle(tmp_path / "conv bundle", size=48, kind="conv")
+    engine = open_engine(bundle)
+    runner = engine.runner((48, 48, 1), 1)
+    rng = np.random.default_rng(0)
+    outputs = runner.outputs
+    for _ in range(3):
+        runner.inputs[0] = rng.random((48, 48, 1), dtype=np.float32)
+        out = runner.run()
+        assert out is outputs                      # same buffer every run: no allocation
+        np.testing.assert_allclose(out, engine.predict(runner.inputs), rtol=1e-6, atol=1e-7)
+    batch = engine.runner((48, 48, 1), 4)
+    batch.inputs[...] = rng.random(batch.inputs.shape, dtype=np.float32)
+    np.testing.assert_allclose(batch.run(), engine.predict(batch.inputs), rtol=1e-6, atol=1e-7)
+
+
+def test_fixed_batch_one_model_runs_tiles_one_by_one(tmp_path):
+    spec = image_spec(16)
+    bundle = write_bundle(tmp_path / "fixed", spec, brightness_model(spec, batch=1))
+    engine = open_engine(bundle)
+    runner = engine.runner(spec.input_shape, 3)
+    for i, level in enumerate((0.2, 0.6, 1.0)):
+        runner.inputs[i] = level
+    probs = runner.run()
+    assert list(probs.argmax(1)) == [1, 3, 5]
+    for i in range(3):
+        np.testing.assert_allclose(probs[i], engine.predict(runner.inputs[i:i + 1])[0],
+                                   rtol=1e-6)
+
+
+def test_session_options_are_applied(tmp_path):
+    bundle = make_image_bundle(tmp_path / "b", size=16)
+    engine = open_engine(bundle, options=EngineOptions(threads=2, spinning=False))
+    so = engine.session.get_session_options()
+    assert so.intra_op_num_threads == 2
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = open_engine(bundle, options=EngineOptions(spinning=True))
+    assert spinning.session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning") == "1"
+    with pytest.raises(InputError):
+        EngineOptions(threads=0)
+
+
+def test_model_that_does_not_fit_its_spec_is_a_bundle_error(tmp_path):
+    model_spec = image_spec(16)
+    bundle = write_bundle(tmp_path / "mismatch", model_spec, brightness_model(model_spec))
+    engine = open_engine(bundle)
+    with pytest.raises(BundleError, match="does not accept input"):
+        engine.runner((20, 20, 3), 1)
+    with pytest.raises(BundleError, match="needs a vibration model"):
+        open_for_run(Bundle.open(bundle), "signal")

@@ -1,0 +1,128 @@
+"""Event log: whole lines even under SIGKILL, repair, rotation, SQLite, summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.events import (EventLog, SqliteSink, format_event_summary, log_files,
+                                   summarize_events)
+
+WRITER = r"""
+import sys
+from edgecnn.deploy.events import EventLog
+log = EventLog(sys.argv[1], fsync=sys.argv[2])
+big = {f"class_{i}": i / 1000 for i in range(3000)}   # ~60 kB lines: many pages per write
+i = 0
+while True:
+    log.write({"time": "2025-01-01T00:00:00.000Z", "type": "defect", "class": "scratches",
+               "frame": i, "probabilities": big, "note": "x" * (i % 5000)})
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("fsync", ["never", "every"])
+def test_sigkill_leaves_only_whole_lines(tmp_path, fsync):
+    path = tmp_path / "kill me" / "events.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), fsync])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if path.exists() and path.stat().st_size > 3_000_000:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    data = path.read_bytes()
+    assert len(data) > 3_000_000 and data.endswith(b"\n")
+    frames = [json.loads(line)["frame"] for line in data.splitlines()]
+    assert frames == list(range(len(frames)))
+
+
+def test_partial_tail_is_trimmed_on_open(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with EventLog(path) as log:
+        log.write({"time": "2025-01-01T00:00:00Z", "class": "a", "frame": 0})
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"time": "2025-01-01T00:00:01Z", "cla')   # power cut mid-line
+    with EventLog(path) as log:
+        assert log.trimmed_bytes == len(b'{"time": "2025-01-01T00:00:01Z", "cla')
+        log.write({"time": "2025-01-01T00:00:02Z", "class": "b", "frame": 1})
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["class"] for e in lines] == ["a", "b"]
+
+
+def test_rotation_and_summary_across_files(tmp_path):
+    path = tmp_path / "log dir" / "events.jsonl"
+    with EventLog(path, fsync="never", rotate_bytes=2000, backups=3) as log:
+        for i in range(100):
+            log.write({"time": f"2025-01-01T{10 + i // 50:02d}:00:{i % 60:02d}.000Z",
+                       "type": "defect", "class": "scratches" if i % 3 else "patches",
+                       "frame": i, "value": float("nan")})
+        log.write({"time": "2025-01-01T12:00:00.000Z", "type": "fault", "fault": "black",
+                   "frame": 100})
+        rotations = log.rotations
+    files = log_files(path)
+    assert rotations > 3 and len(files) == 4            # the log + 3 backups kept
+    assert all(f.stat().st_size <= 2000 for f in files)
+    for f in files:
+        for line in f.read_text().splitlines():
+            event = json.loads(line)
+            assert "NaN" not in line and event.get("value") is None   # NaN -> null
+    summary = summarize_events(path)
+    kept = sum(len(f.read_text().splitlines()) for f in files) - 1
+    assert summary["events"] == kept and summary["faults"] == {"black": 1}
+    assert sum(summary["by_class"].values()) == kept
+    assert set(summary["by_hour"]) <= {"2025-01-01T10", "2025-01-01T11"}
+    assert "per class" in format_event_summary(summary)
+
+
+def test_sqlite_sink_and_summary(tmp_path):
+    db = tmp_path / "events.db"
+    with SqliteSink(db) as sink:
+        for i in range(5):
+            sink.write({"time": f"2025-02-03T0{i}:10:00.000Z", "type": "defect",
+                        "class": "inclusion", "frame": i, "region": [0, 0, 10, 10],
+                        "confidence": 0.9, "model_sha256": "ab"})
+    import sqlite3
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT count(*), min(idx), max(idx) FROM events").fetchone() == (5, 0, 4)
+    con.close()
+    summary = summarize_events(db)
+    assert summary["by_class"] == {"inclusion": 5} and len(summary["by_hour"]) == 5
+
+
+def test_summary_skips_garbage_and_rejects_missing(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"time": "2025-01-01T00:00:00Z", "class": "a"}\nnot json\n[1,2]\n')
+    summary = summarize_events(path)
+    assert summary["events"] == 1 and summary["bad_lines"] == 2
+    with pytest.raises(InputError, match="does not exist"):
+        summarize_events(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError, match="fsync"):
+        EventLog(tmp_path / "x.jsonl", fsync="sometimes")
+
+
+def test_log_is_append_only_between_runs(tmp_path):
+    path = tmp_path / "events.jsonl"
+    for run in range(3):
+        with EventLog(path, fsync="every") as log:
+            log.write({"time": "2025-01-01T00:00:00Z", "class": "a", "run": run})
+    assert [json.loads(l)["run"] for l in path.read_text().splitlines()] == [0, 1, 2]
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
