@@ -288,7 +288,10 @@ class _KerasCall:
         self.model = model
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(batch, training=False), dtype=np.float32)
+        from keras import ops
+
+        return ops.convert_to_numpy(self.model(batch, training=False)).astype(np.float32,
+                                                                              copy=False)
 
 
 class _KerasPredict(_KerasCall):

@@ -364,6 +364,32 @@ def bench_command(bundle, json_path, no_keras, **options):
     _write_json(result, json_path)
 
 
+@cli.command("models", help="List the shipped bundles (name, path, task, formats, "
+                            "validation accuracy) and, with --archs, the architectures.")
+@click.option("--archs", is_flag=True, help="List the model architectures of the registry.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+def models_command(archs, json_path):
+    from edgecnn.catalog import describe_shipped, format_architectures, format_shipped
+
+    if archs:
+        click.echo(format_architectures())
+        return
+    shipped = describe_shipped()
+    click.echo(format_shipped(shipped))
+    _write_json({"bundles": shipped}, json_path)
+
+
+@cli.command("demo", help="Run the main job on embedded defaults: train and export a quick "
+                          "model, parity of the shipped NEU bundle, the camera runtime on a "
+                          "sample video and the vibration runtime on a recording.")
+@click.option("--out", default="demo-output", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for everything the demo writes.")
+def demo_command(out):
+    from edgecnn.demo import run_demo
+
+    run_demo(out, echo=click.echo)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the group, turning our errors into clean exits."""
     import logging

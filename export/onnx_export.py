@@ -23,11 +23,13 @@ OUTPUT_NAME = "probabilities"
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # Calibrator settings per method. ORT's own Entropy defaults (128 bins, 128 quantized bins)
 # leave a single candidate threshold, i.e. plain min/max; 2048 histogram bins make it real.
+# Histogram methods stack the runs' outputs, so they get single-sample runs (equal shapes).
 _CALIBRATOR_OPTIONS = {
     "minmax": {"symmetric": False},
     "entropy": {"symmetric": False, "num_bins": 2048, "num_quantized_bins": 128},
     "percentile": {"symmetric": False, "num_bins": 2048, "percentile": 99.999},
 }
+_CALIBRATION_BATCH = {"minmax": 16, "entropy": 1, "percentile": 1}
 
 
 def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
@@ -160,7 +162,8 @@ def calibration_ranges(context, float_path: Path, method: str) -> Path:
             str(float_path), ops, augmented_model_path=str(context.workdir / "augmented.onnx"),
             calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
             extra_options=_CALIBRATOR_OPTIONS[method])
-        calibrator.collect_data(context.calib.ort_reader(INPUT_NAME))
+        calibrator.collect_data(context.calib.ort_reader(INPUT_NAME,
+                                                         _CALIBRATION_BATCH[method]))
         ranges = calibrator.compute_data()
     if not isinstance(ranges, TensorsData):
         raise CheckFailed(f"ONNX Runtime calibration returned {type(ranges).__name__}")

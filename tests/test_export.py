@@ -205,9 +205,9 @@ def test_export_cli_json_reexport_and_refusals(trained_image_model_dir, tmp_path
     assert "model.onnx" in capsys.readouterr().out
 
     # Re-export into the same bundle replaces it: the old file goes with the old manifest.
-    assert cli("export", trained_image_model_dir, "--out", out, "--formats", "tflite") == 0
-    assert sorted(p.name for p in out.iterdir()) == ["edgecnn.json", "model.tflite"]
-    assert Bundle.open(out).formats == ["tflite"]
+    assert cli("export", trained_image_model_dir, "--out", out, "--formats", "onnx-int8") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["edgecnn.json", "model.int8.onnx"]
+    assert Bundle.open(out).formats == ["onnx-int8"]
 
     busy = tmp_path / "busy"
     busy.mkdir()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import cv2
@@ -315,3 +314,17 @@ def test_duration_and_max_frames_stop_a_live_run(bright_bundle):
     src = LatestFrameSource(lambda: FakeCapture(100, 10**9), "endless", Backoff(0.01, 0.01))
     summary = run_camera(bright_bundle, src, max_frames=7, faults=FaultConfig(frozen_frames=0))
     assert summary.stop_reason == "max frames reached" and summary.processed == 7
+
+
+def test_sample_video_from_calibration_images(tmp_path, conv_bundle):
+    from edgecnn.deploy.samplevideo import make_sample_video
+
+    from runtime_helpers import CALIBRATION
+
+    video = make_sample_video(tmp_path / "demo" / "line.avi", CALIBRATION / "neu",
+                              per_class=2, hold=3)
+    summary = run_camera(conv_bundle, str(video), min_frames=3, threshold=0.0)
+    assert summary.read == summary.processed == 2 * 6 * 3
+    assert sum(summary.events.values()) >= 1
+    with pytest.raises(InputError, match="class folders"):
+        make_sample_video(tmp_path / "x.avi", tmp_path / "empty")
