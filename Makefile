@@ -22,3 +22,21 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+# Shipped bundles: one command each, from the public datasets (see README).
+DATASETS ?= ../shared/datasets
+.PHONY: bundles bundle-neu bundle-cwru bundle-mnist
+
+bundles: bundle-neu bundle-cwru bundle-mnist
+
+bundle-neu: $(STAMP)
+	$(BIN)/edgecnn train --task neu --data $(DATASETS)/neu/train --out runs/neu --json runs/neu-train.json
+	$(BIN)/edgecnn export runs/neu --out deploy/bundles/neu --json runs/neu-export.json
+
+bundle-cwru: $(STAMP)
+	$(BIN)/edgecnn train --task cwru --data $(DATASETS)/cwru --out runs/cwru --json runs/cwru-train.json
+	$(BIN)/edgecnn export runs/cwru --out deploy/bundles/cwru --json runs/cwru-export.json
+
+bundle-mnist: $(STAMP)
+	$(BIN)/edgecnn train --task mnist --data $(DATASETS)/mnist --out runs/mnist --json runs/mnist-train.json
+	$(BIN)/edgecnn export runs/mnist --out deploy/bundles/mnist --json runs/mnist-export.json

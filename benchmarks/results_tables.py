@@ -158,7 +158,7 @@ def _format_table(entry: dict) -> list[str]:
                 _ms(lat["mean"]), _ms(lat["p50"]), _ms(lat["p99"]),
                 f"{row['throughput']['images_per_s']:,.0f}", str(row["threads"]),
                 f"{row['gmacs']:.2f}" if row.get("gmacs") is not None else "-",
-                _pct(row.get("ceiling_fraction")).replace(".00 %", " %")
+                f"{row['ceiling_fraction'] * 100:.1f} %"
                 if row.get("ceiling_fraction") is not None else "-",
             ])
     batch = _first_bench(entry).get("settings", {}).get("batch", "?")

@@ -288,10 +288,9 @@ class _KerasCall:
         self.model = model
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        from keras import ops
-
-        return ops.convert_to_numpy(self.model(batch, training=False)).astype(np.float32,
-                                                                              copy=False)
+        out = self.model(batch, training=False)
+        out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+        return out.astype(np.float32, copy=False)
 
 
 class _KerasPredict(_KerasCall):

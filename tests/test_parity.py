@@ -35,17 +35,17 @@ def test_int8_matches_float_on_real_images(exported_bundle, tmp_path, capsys):
     data = json.loads(report.read_text())
     assert data["passed"] and data["reference"] == "onnx"
     assert data["thresholds"] == {"max_drop_pp": 0.5, "min_agreement": 0.99}
-    assert set(data["formats"]) == {"onnx", "onnx-int8", "tflite", "tflite-fp16",
+    assert set(data["rows"]) == {"onnx", "onnx-int8", "tflite", "tflite-fp16",
                                     "tflite-int8"}
-    reference = data["formats"]["onnx"]
+    reference = data["rows"]["onnx"]
     assert reference["n"] == 120 and reference["accuracy"] > 0.8  # the model classifies
-    for name, row in data["formats"].items():
+    for name, row in data["rows"].items():
         assert METRIC_KEYS | PARITY_KEYS <= set(row), name
         assert row["n"] == 120 and len(row["confusion"]) == 6
         assert row["passed"] and row["agreement"] >= 0.99, (name, row["agreement"])
         assert abs(row["delta_accuracy_pp"]) <= 0.5, (name, row["delta_accuracy_pp"])
     for name in ("onnx-int8", "tflite-int8"):
-        assert 0 < data["formats"][name]["mean_abs_delta_prob"] < 0.05
+        assert 0 < data["rows"][name]["mean_abs_delta_prob"] < 0.05
         assert f"\n{name} " in table
     assert "reference" in table and "FAIL" not in table and data["blame"] == {}
 
@@ -78,7 +78,7 @@ def test_bad_calibration_is_caught_with_layer_blame(black_calibrated_bundle, tmp
     data = json.loads(report.read_text())
     assert not data["passed"]
     for name in ("onnx-int8", "tflite-int8"):
-        row = data["formats"][name]
+        row = data["rows"][name]
         assert not row["passed"] and row["agreement"] < 0.6 and row["delta_accuracy_pp"] < -20
         assert any("top-1 agreement" in f for f in row["failures"])
         blame = data["blame"][name]
@@ -86,7 +86,7 @@ def test_bad_calibration_is_caught_with_layer_blame(black_calibrated_bundle, tmp
         assert all({"label", "op", "sqnr_db", "rmse"} <= set(e) for e in blame)
         assert f"{name}: layers with the largest quantization error" in captured.out
     for name in ("onnx", "tflite"):
-        assert data["formats"][name]["passed"]
+        assert data["rows"][name]["passed"]
     assert "conv2d_" in captured.out and "FAIL:" in captured.out
     # At the strictest thresholds the float32 TFLite file still passes: the gate measures
     # quantization, not float noise.
