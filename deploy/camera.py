@@ -1,13 +1,17 @@
 """The camera pipeline: source -> fault checks -> regions -> preprocess -> infer -> events.
 
-``run_camera`` is what ``edgecnn run camera`` calls. Per frame it allocates no tensors: the
-regions are preprocessed straight into the engine runner's input buffer (the InputSpec's
-own ``preprocess_image``, as in training) and classified in one batch.
+``run_camera`` is what ``edgecnn run camera`` calls. It is split over two threads so a
+2-core line PC spends one core on the model: the source's reading thread decodes each
+frame, checks it for faults and preprocesses its regions (the InputSpec's own
+``preprocess_image``, as in training) into a tensor owned by the frame's ring slot; the
+calling thread only runs the model on that tensor (bound as the input of the slot's own
+engine runner: no copy), debounces and logs. Nothing is allocated per frame.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,6 +28,7 @@ from .faults import FAULTS, FaultConfig, FrameFaultDetector
 from .preprocess import preprocess_image
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
 from .sources import Backoff, FrameSource, open_frame_source
+from .spec import InputSpec
 from .tiles import Region, plan_regions
 
 PREVIEW_WINDOW = "edgecnn"
@@ -79,6 +84,73 @@ class _Preview:
             pass
 
 
+
+class Prepared:
+    """What the reading thread made of one frame; one per ring slot, reused.
+
+    ``tensor`` becomes the input buffer of the slot's own engine runner (made by the
+    pipeline thread at the slot's first use), so inference reads the tensor where it was
+    written.
+    """
+
+    __slots__ = ("fault", "regions", "tensor", "ready", "runner")
+
+    def __init__(self) -> None:
+        self.fault: str | None = None
+        self.regions: list[Region] = []
+        self.tensor: np.ndarray | None = None   # float32 regions x H x W x C
+        self.ready = False                       # tensor holds this frame's regions
+        self.runner = None
+
+
+class FramePreparer:
+    """The per-frame work before inference, as a source's ``prepare`` step: fault checks
+    on every decoded frame (in order, so frozen streams are seen), then the regions'
+    model tensors for a frame without a fault (a faulty frame is not classified).
+
+    The tensors are left to the pipeline thread (``tensors``) when it is waiting for
+    this frame anyway: where decoding and preprocessing take longer than inference, the
+    two threads then share the work instead of one idling.
+    """
+
+    def __init__(self, spec: InputSpec, detector: FrameFaultDetector,
+                 roi: Region | None = None, tiles: tuple[int, int] | None = None,
+                 grid: tuple[int, int, int] | None = None, share: bool = True):
+        self.spec = spec
+        self.detector = detector
+        self.share = share
+        self._plan = (roi, tiles, grid)
+        self._shape: tuple[int, ...] | None = None
+        self._regions: list[Region] = []
+        # the reading thread calls this; the pipeline only for a frame read before it
+        # installed this step on a caller's source
+        self._lock = threading.Lock()
+
+    def __call__(self, image: np.ndarray, previous=None, waiting: bool = False) -> Prepared:
+        work = previous if isinstance(previous, Prepared) else Prepared()
+        with self._lock:
+            if image.shape != self._shape:
+                self._regions = plan_regions(image.shape, *self._plan)
+                self._shape = image.shape
+            work.regions = self._regions
+            work.fault = self.detector.check(image)
+        work.ready = False
+        if work.fault is None and not (waiting and self.share):
+            self.tensors(work, image)
+        return work
+
+    def tensors(self, work: Prepared, image: np.ndarray) -> None:
+        """Preprocess ``image``'s regions into ``work.tensor`` (either thread)."""
+        regions = work.regions
+        tensor = work.tensor
+        if tensor is None or len(tensor) != len(regions):
+            tensor = work.tensor = np.zeros((len(regions), *self.spec.input_shape),
+                                            np.float32)
+        for i, region in enumerate(regions):
+            preprocess_image(region.crop(image), self.spec, out=tensor[i])
+        work.ready = True
+
+
 def run_camera(bundle, source, *, fmt: str | None = None,
                options: EngineOptions = EngineOptions(), roi: Region | None = None,
                tiles: tuple[int, int] | None = None,
@@ -111,25 +183,26 @@ def run_camera(bundle, source, *, fmt: str | None = None,
     preview = _Preview() if show else None
     sinks = list(sinks)
     stop = stop or StopFlag()
-    detector = FrameFaultDetector(faults)
-    # Fault checks run in the source's reading thread, in parallel with inference; a
-    # FrameSource built by the caller without ``inspect`` is checked here instead.
-    src = source if isinstance(source, FrameSource) else \
-        open_frame_source(source, realtime=realtime, backoff=backoff, inspect=detector.check)
+    prepare = FramePreparer(spec, FrameFaultDetector(faults), roi, tiles, grid,
+                            share=os.environ.get("EDGECNN_NOSHARE") is None)
+    if isinstance(source, FrameSource):
+        src = source
+        src.prepare = prepare   # its reading thread prepares every frame from now on
+    else:
+        src = open_frame_source(source, realtime=realtime, backoff=backoff, prepare=prepare)
     summary = RunSummary(kind="camera", source=src.name, bundle=str(bundle.path),
                          model_format=entry.get("format", fmt or ""),
                          model_sha256=entry["sha256"], unit="frames")
     latency = LatencyHistogram()
     events: Counter = Counter()
     fault_counts: Counter = Counter({name: 0 for name in FAULTS})
-    shape = None
     regions: list[Region] = []
-    runner = None
     active_fault = None
     labels_now: list[str] = []
     alerts: list[bool] = []
     started = time.monotonic()
-    taken = 0
+    cpu_started = time.thread_time()
+    taken = processed = 0
 
     def emit(event: dict) -> None:
         for sink in sinks:
@@ -138,25 +211,26 @@ def run_camera(bundle, source, *, fmt: str | None = None,
             on_event(event)
 
     try:
+        read, monotonic = src.read, time.monotonic
         while not stop.is_set():
-            if duration is not None and time.monotonic() - started >= duration:
+            if duration is not None and monotonic() - started >= duration:
                 stop.set("duration reached")
                 break
-            frame = src.read(timeout=0.2)
+            frame = read(0.2)
             if frame is None:
                 if src.exhausted:
                     stop.set("end of source")
                     break
                 continue
             taken += 1
-            image = frame.image
-            if image.shape != shape:
-                shape = image.shape
-                regions = plan_regions(shape, roi, tiles, grid)
-                if runner is None or runner.batch != len(regions):
-                    runner = engine.runner(spec.input_shape, len(regions))
+            if frame.prepared is not prepare:   # read before ``prepare`` was installed
+                frame.work = prepare(frame.image, frame.work)
+                frame.prepared = prepare
+            work = frame.work
+            if work.regions is not regions:      # first frame, or the frame size changed
+                regions = work.regions
                 debouncer.resize(len(regions))
-            fault = frame.fault if frame.inspected else detector.check(image)
+            fault = work.fault
             if fault is not None:
                 fault_counts[fault] += 1
                 if fault != active_fault:
@@ -167,12 +241,18 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                 active_fault = fault
             else:
                 active_fault = None
-                for i, region in enumerate(regions):
-                    preprocess_image(region.crop(image), spec, out=runner.inputs[i])
+                if not work.ready:
+                    prepare.tensors(work, frame.image)
+                runner = work.runner
+                if runner is None or runner.inputs is not work.tensor:
+                    # this slot's first frame (or new region count): bind its tensor
+                    runner = engine.runner(spec.input_shape, len(regions))
+                    runner.inputs[...] = work.tensor
+                    work.tensor, work.runner = runner.inputs, runner
                 probs = runner.run()
-                done = time.monotonic()
+                done = monotonic()
                 latency.add(done - frame.time)
-                summary.processed += 1
+                processed += 1
                 if preview is not None:
                     labels_now = [f"{spec.labels[int(np.argmax(p))]} {float(np.max(p)):.2f}"
                                   for p in probs]
@@ -183,7 +263,8 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                     if hit is None:
                         continue
                     if snapshots is not None and snapshot_path is None:
-                        snapshot_path = save_snapshot(snapshots, image, frame.index, hit.label)
+                        snapshot_path = save_snapshot(snapshots, frame.image, frame.index,
+                                                      hit.label)
                     events[hit.label] += 1
                     if preview is not None:
                         alerts[i] = True
@@ -192,7 +273,7 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                                 probs[i] if probabilities else None, spec.labels,
                                 snapshot_path))
             if preview is not None:
-                canvas = draw_overlay(image, regions, labels_now if active_fault is None
+                canvas = draw_overlay(frame.image, regions, labels_now if active_fault is None
                                       else [], alerts, active_fault)
                 if not preview.show(canvas):
                     stop.set("preview closed")
@@ -201,22 +282,30 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                 stop.set("max frames reached")
                 break
     finally:
+        cpu = time.thread_time() - cpu_started
         src.close()
         if preview is not None:
             preview.close()
     elapsed = time.monotonic() - started
-    summary.read = taken + src.stats.dropped
-    summary.dropped = src.stats.dropped
-    summary.corrupt = src.stats.corrupt
-    summary.reconnects = src.stats.reconnects
+    stats = src.stats
+    summary.processed = processed
+    summary.read = taken + stats.dropped
+    summary.dropped = stats.dropped
+    summary.corrupt = stats.corrupt
+    summary.reconnects = stats.reconnects
     summary.faults = counter_dict(fault_counts)
     summary.elapsed_s = round(elapsed, 3)
-    summary.fps = summary.processed / elapsed if elapsed > 0 else 0.0
+    summary.fps = processed / elapsed if elapsed > 0 else 0.0
     summary.latency_p50_ms = latency.percentile(50)
     summary.latency_p99_ms = latency.percentile(99)
     summary.events = counter_dict(events)
     summary.stop_reason = stop.reason or "stopped"
-    summary.extra = {"decoded": src.stats.read, "regions": len(regions)}
+    # CPU ms per frame of this thread (inference included) and of the reading thread
+    # (decode, fault checks, preprocessing): which of the two limits the rate
+    summary.extra = {"decoded": stats.read, "regions": len(regions),
+                     "main_cpu_ms": round(1000.0 * cpu / taken, 4) if taken else None,
+                     "reader_cpu_ms": round(1000.0 * stats.cpu_s / stats.read, 4)
+                     if stats.read and stats.cpu_s else None}
     return summary
 
 

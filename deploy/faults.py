@@ -37,14 +37,17 @@ class FaultConfig:
 
 
 class FrameFaultDetector:
-    """``check(image)`` -> "black" | "overexposed" | "frozen" | None, one call per frame."""
+    """``check(image)`` -> "black" | "overexposed" | "frozen" | None, one call per frame.
+
+    Works on reused thumbnail buffers (a few microseconds, no allocation per frame); the
+    camera pipeline calls it in the source's reading thread.
+    """
 
     def __init__(self, config: FaultConfig = FaultConfig()):
         self.config = config
         n = config.thumbnail
-        self._thumb = np.zeros((n, n), np.uint8)
-        self._prev = np.zeros((n, n), np.float32)
-        self._cur = np.zeros((n, n), np.float32)
+        self._color: dict[int, np.ndarray] = {}     # channels -> thumbnail of the frame
+        self._gray = [np.zeros((n, n), np.uint8), np.zeros((n, n), np.uint8)]  # cur, prev
         self._have_prev = False
         self._same = 0
 
@@ -52,31 +55,42 @@ class FrameFaultDetector:
         self._have_prev = False
         self._same = 0
 
-    def check(self, image: np.ndarray) -> str | None:
-        cfg = self.config
+    def _thumbnail(self, image: np.ndarray, out: np.ndarray) -> np.ndarray:
         # nearest sampling: a 64x64 sample of the frame is plenty for these checks and costs
         # microseconds, where area averaging of a large frame costs a good part of a ms
-        small = cv2.resize(image, (cfg.thumbnail, cfg.thumbnail),
-                           interpolation=cv2.INTER_NEAREST)
-        if small.ndim == 3:
-            small = cv2.cvtColor(small, cv2.COLOR_BGRA2GRAY if small.shape[2] == 4
-                                 else cv2.COLOR_BGR2GRAY, dst=self._thumb)
+        size = (self.config.thumbnail, self.config.thumbnail)
+        if image.ndim == 2 or image.shape[2] == 1:
+            return cv2.resize(image, size, dst=out, interpolation=cv2.INTER_NEAREST)
+        channels = image.shape[2]
+        color = self._color.get(channels)
+        if color is None:
+            color = self._color[channels] = np.zeros((*size, channels), np.uint8)
+        color = cv2.resize(image, size, dst=color, interpolation=cv2.INTER_NEAREST)
+        return cv2.cvtColor(color, cv2.COLOR_BGRA2GRAY if channels == 4
+                            else cv2.COLOR_BGR2GRAY, dst=out)
+
+    def check(self, image: np.ndarray) -> str | None:
+        cfg = self.config
+        cur, prev = self._gray
+        small = self._thumbnail(image, cur)
         mean, std = cv2.meanStdDev(small)
         mean, std = float(mean[0, 0]), float(std[0, 0])
-        self._cur[...] = small
         frozen = False
         if cfg.frozen_frames:
-            if self._have_prev and float(cv2.norm(self._cur, self._prev, cv2.NORM_L1)) \
-                    / self._cur.size <= cfg.frozen_delta:
+            if self._have_prev and \
+                    cv2.norm(small, prev, cv2.NORM_L1) / small.size <= cfg.frozen_delta:
                 self._same += 1
             else:
                 self._same = 0
             frozen = self._same + 1 >= cfg.frozen_frames
-        self._prev, self._cur = self._cur, self._prev
+        self._gray = [prev, small]
         self._have_prev = True
         if mean < cfg.black_level and std < cfg.flat_std:
             return "black"
-        if (mean > cfg.bright_level and std < cfg.flat_std) or \
+        if mean > cfg.bright_level and std < cfg.flat_std:
+            return "overexposed"
+        # a share f of the pixels at >= 250 needs a mean of at least 250 f: count only then
+        if mean >= 250.0 * cfg.saturated_fraction - 1e-6 and \
                 np.count_nonzero(small >= 250) >= cfg.saturated_fraction * small.size:
             return "overexposed"
         return "frozen" if frozen else None

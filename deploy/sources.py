@@ -1,11 +1,16 @@
 """Where frames and samples come from: cameras, video files, network streams, recordings.
 
+Every frame source decodes in its own reading thread, into a small ring of reusable frame
+slots, and runs the consumer's ``prepare`` step there too (the camera pipeline's fault
+checks and preprocessing), so the consumer's thread only takes ready frames: decoding and
+preparing overlap with inference on a 2-core line PC.
+
 Live sources (a camera, an RTSP/HTTP stream, a GStreamer pipeline, or a video paced with
-``realtime``) are read by a capture thread that keeps only the newest frame: inference never
-works on a stale, buffered frame, and every frame replaced before the pipeline took it is
-counted as dropped. A live stream that stops delivering is reopened with exponential
-backoff, forever, until the run is stopped. A video file read without ``realtime`` gives
-every frame, in order (a small read-ahead queue overlaps decoding with inference).
+``realtime``) keep only the newest frame: inference never works on a stale, buffered
+frame, and every frame replaced before the pipeline took it is counted as dropped. A live
+stream that stops delivering is reopened with exponential backoff, forever, until the run
+is stopped. A video file read without ``realtime`` gives every frame, in order (the ring
+is the read-ahead).
 
 Vibration sources hand out chunks of float64 samples at the model's sample rate: recording
 files (via ``recordings.read_recording``), raw float32 on stdin, or a TCP sample stream that
@@ -23,7 +28,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -36,15 +41,30 @@ URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://"
 OPEN_TIMEOUT_MS = 10000
 READ_TIMEOUT_MS = 10000
 
+Prepare = Callable[[np.ndarray, Any, bool], Any]
+"""``prepare(image, previous, waiting) -> work``, run in the reading thread on every
+decoded frame; ``previous`` is what it returned for the last frame held by the same ring
+slot (so it can reuse that slot's buffers); ``waiting`` tells that the consumer has no
+other frame ready (it may leave work it can share to the consumer, then idle anyway);
+the result becomes ``Frame.work``."""
 
-@dataclass
+
 class Frame:
-    index: int          # frame number at the source (every frame read counts)
-    image: np.ndarray   # decoded uint8 BGR or gray
-    time: float         # time.monotonic() when acquired (live: grabbed; file: taken by the
-    #                     pipeline, so read-ahead does not count as latency)
-    fault: str | None = None   # what the source's ``inspect`` found (see FrameSource)
-    inspected: bool = False    # whether ``inspect`` ran on this frame
+    """One slot of a source's ring: a decoded frame and what ``prepare`` made of it.
+
+    ``read`` lends it out until the next ``read`` of the same source, which takes it back:
+    its image buffer is then decoded into again, so keep nothing from it past that.
+    """
+
+    __slots__ = ("index", "image", "time", "work", "prepared")
+
+    def __init__(self) -> None:
+        self.index = -1        # frame number at the source (every frame read counts)
+        self.image = None      # decoded uint8 BGR or gray (the slot's reused buffer)
+        self.time = 0.0        # time.monotonic() when acquired (live: grabbed; file: taken
+        #                        by the pipeline, so read-ahead does not count as latency)
+        self.work = None       # what ``prepared`` returned for this frame
+        self.prepared = None   # the prepare callable that made ``work`` (None: not run)
 
 
 @dataclass
@@ -54,6 +74,7 @@ class SourceStats:
     corrupt: int = 0     # frames that failed to decode (skipped)
     disconnects: int = 0
     reconnects: int = 0
+    cpu_s: float = 0.0   # CPU time of the reading thread (decode + prepare), once it ended
 
 
 @dataclass(frozen=True)
@@ -93,28 +114,105 @@ class FrameSource:
     """Common interface: ``read(timeout)`` -> Frame, or None when nothing new arrived in
     time; ``exhausted`` once a finite source has ended; ``close()`` (or ``with``).
 
-    ``inspect`` (image -> str | None), given to the constructor, runs on every decoded
-    frame in the reading thread (so it sees frames a live source later drops, and runs in
-    parallel with inference); its result is ``Frame.fault``.
+    ``prepare`` (see ``Prepare``; given to the constructor or set before the first
+    ``read``) runs on every decoded frame in the reading thread, so it sees frames a live
+    source later drops and runs in parallel with the consumer. The reading thread starts
+    at the first ``read``; an error raised by ``prepare`` ends the source and is raised
+    by ``read``.
     """
 
     name: str = ""
     live: bool = False
     fps: float | None = None
 
-    def __init__(self, inspect: Callable | None = None) -> None:
+    def __init__(self, prepare: Prepare | None = None, slots: int = 3) -> None:
         self.stats = SourceStats()
         self.exhausted = False
-        self.inspect = inspect
+        self.prepare = prepare
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(slots):
+            self._free.put(Frame())
+        self._lent: Frame | None = None
+        self._failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader: _CaptureReader | None = None
 
-    def _inspect(self, image) -> str | None:
-        return self.inspect(image) if self.inspect is not None else None
+    # -- reading thread
+    def _decode(self, frame: Frame, reader: "_CaptureReader") -> bool:
+        """Decode the next frame into ``frame``'s buffer; False at the end / on failure."""
+        image = reader.read(self.stats, frame.image)
+        if image is None:
+            return False
+        frame.image = image
+        frame.index = self.stats.read
+        frame.time = time.monotonic()
+        frame.prepared = None
+        self.stats.read += 1
+        return True
+
+    def _prepare(self, frame: Frame) -> None:
+        prepare = self.prepare
+        if prepare is not None:
+            frame.work = prepare(frame.image, frame.work, self._consumer_waiting())
+            frame.prepared = prepare
+
+    def _consumer_waiting(self) -> bool:
+        raise NotImplementedError
+
+    def _free_slot(self) -> Frame | None:
+        """A slot to decode into (waits while the consumer is behind); None once closed."""
+        while not self._stop.is_set():
+            try:
+                return self._free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _thread_main(self) -> None:
+        started = time.thread_time()
+        try:
+            self._run()
+        except Exception as exc:   # handed to the consumer: read() raises it
+            self._failure = exc
+        finally:
+            self.stats.cpu_s = time.thread_time() - started
+            self._finish()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Tell the consumer that no more frames come (reading thread, at its end)."""
+        raise NotImplementedError
+
+    # -- consumer
+    def _take_back(self) -> None:
+        if self._lent is not None:
+            self._free.put(self._lent)
+            self._lent = None
+
+    def _start(self) -> None:
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._thread_main, daemon=True,
+                                            name=f"edgecnn-{type(self).__name__}")
+            self._thread.start()
+
+    def _ended(self) -> None:
+        self.exhausted = True
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
     def read(self, timeout: float = 0.5) -> Frame | None:
         raise NotImplementedError
 
     def close(self) -> None:
-        pass
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        elif self._reader is not None:
+            self._reader.release()
 
     def __enter__(self):
         return self
@@ -130,13 +228,23 @@ class _CaptureReader:
         self.capture = capture
         self.is_file = is_file
         self.max_bad = max_bad
+        self.into = True    # capture.read(buffer) reuses the buffer (cv2.VideoCapture does)
         self.total = 0
         if is_file:
             total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
             self.total = int(total) if total and total > 0 else 0
 
-    def read(self, stats: SourceStats):
-        """A valid image, or None at the end of a file / when a live stream failed.
+    def _grab(self, buffer):
+        if buffer is not None and self.into:
+            try:
+                return self.capture.read(buffer)
+            except TypeError:   # a capture-like object whose read() takes no buffer
+                self.into = False
+        return self.capture.read()
+
+    def read(self, stats: SourceStats, buffer: np.ndarray | None = None):
+        """A valid image (in ``buffer`` when its size fits), or None at the end of a file /
+        when a live stream failed.
 
         OpenCV reports an undecodable frame of a file as a failed read and goes on with
         the next one on the following read; failures are counted as corrupt only once a
@@ -145,7 +253,7 @@ class _CaptureReader:
         pending = junk = 0
         while True:
             try:
-                ok, image = self.capture.read()
+                ok, image = self._grab(buffer)
             except cv2.error:
                 ok, image = False, None
             if ok and _valid(image):
@@ -172,73 +280,58 @@ class _CaptureReader:
 
 
 class VideoFileSource(FrameSource):
-    """Every frame of a video file, in order; a read-ahead thread keeps ``prefetch`` frames."""
+    """Every frame of a video file, in order; the reading thread keeps up to ``prefetch``
+    decoded and prepared frames ahead of the consumer."""
 
     live = False
 
     def __init__(self, path, prefetch: int = 4, opener: Callable | None = None,
-                 inspect: Callable | None = None):
-        super().__init__(inspect)
+                 prepare: Prepare | None = None):
+        super().__init__(prepare, slots=max(1, prefetch) + 2)
         self.name = str(path)
         capture = (opener or _open_file)(self.name)
         self.fps = _fps(capture)
         self._reader = _CaptureReader(capture, is_file=True)
-        first = self._reader.read(self.stats)
-        if first is None:
+        self._first = self._free.get()
+        if not self._decode(self._first, self._reader):
             self._reader.release()
             raise SourceError(f"video {path} opened but no frame could be decoded from it")
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
-        self._stop = threading.Event()
-        self._put(first)
-        self._thread = threading.Thread(target=self._run, name="edgecnn-video", daemon=True)
-        self._thread.start()
-
-    def _put(self, image) -> bool:
-        index = self.stats.read
-        self.stats.read += 1
-        item = (index, image, self._inspect(image))
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        self._ready: queue.SimpleQueue = queue.SimpleQueue()
 
     def _run(self) -> None:
+        frame, self._first = self._first, None
         try:
-            while not self._stop.is_set():
-                image = self._reader.read(self.stats)
-                if image is None or not self._put(image):
+            while frame is not None:
+                self._prepare(frame)
+                self._ready.put(frame)
+                frame = self._free_slot()
+                if frame is not None and not self._decode(frame, self._reader):
+                    self._free.put(frame)
                     break
         finally:
             self._reader.release()
-            self._queue_end()
 
-    def _queue_end(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(None, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def _finish(self) -> None:
+        self._ready.put(None)
+
+    def _consumer_waiting(self) -> bool:
+        return self._ready.empty()
 
     def read(self, timeout: float = 0.5) -> Frame | None:
+        self._take_back()
         if self.exhausted:
             return None
+        self._start()
         try:
-            item = self._queue.get(timeout=timeout)
+            frame = self._ready.get(timeout=timeout)
         except queue.Empty:
             return None
-        if item is None:
-            self.exhausted = True
+        if frame is None:
+            self._ended()
             return None
-        index, image, fault = item
-        return Frame(index, image, time.monotonic(), fault, self.inspect is not None)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        frame.time = time.monotonic()
+        self._lent = frame
+        return frame
 
 
 class LatestFrameSource(FrameSource):
@@ -254,8 +347,9 @@ class LatestFrameSource(FrameSource):
 
     def __init__(self, opener: Callable, name: str, backoff: Backoff = Backoff(),
                  pace: float | None = None, is_file: bool = False,
-                 inspect: Callable | None = None):
-        super().__init__(inspect)
+                 prepare: Prepare | None = None):
+        # three slots: one being decoded, the newest, the one lent to the consumer
+        super().__init__(prepare, slots=3)
         self.name = name
         self._opener = opener
         self._backoff = backoff
@@ -264,46 +358,46 @@ class LatestFrameSource(FrameSource):
         capture = opener()
         self.fps = _fps(capture) or pace
         self._reader = _CaptureReader(capture, is_file=is_file)
-        first = self._reader.read(self.stats)
-        if first is None:
+        self._first = self._free.get()
+        if not self._decode(self._first, self._reader):
             self._reader.release()
             raise SourceError(f"source {name} opened but delivered no frame")
         self._cond = threading.Condition()
-        self._latest: tuple | None = None
-        self._taken = True
-        self._ended = False
-        self._stop = threading.Event()
-        self._store(first)
-        self._thread = threading.Thread(target=self._run, name="edgecnn-capture", daemon=True)
-        self._thread.start()
+        self._latest: Frame | None = None
+        self._over = False
 
-    def _store(self, image) -> None:
-        fault = self._inspect(image)
+    def _store(self, frame: Frame) -> None:
+        self._prepare(frame)
         with self._cond:
-            if not self._taken:
+            if self._latest is not None:
                 self.stats.dropped += 1
-            self._latest = (self.stats.read, image, time.monotonic(), fault)
-            self.stats.read += 1
-            self._taken = False
+                self._free.put(self._latest)
+            self._latest = frame
             self._cond.notify_all()
 
     def _run(self) -> None:
         reader = self._reader
         start = time.monotonic()
         shown = 1
+        frame, self._first = self._first, None
         try:
+            self._store(frame)
             while not self._stop.is_set():
                 if self._pace:
                     due = start + shown / self._pace
                     delay = due - time.monotonic()
                     if delay > 0 and self._stop.wait(delay):
                         break
-                image = reader.read(self.stats)
-                if image is not None:
-                    self._store(image)
+                frame = self._free_slot()
+                if frame is None:
+                    break
+                if self._decode(frame, reader):
+                    self._store(frame)
                     shown += 1
                     continue
+                self._free.put(frame)
                 reader.release()
+                reader = None
                 if self._is_file:
                     break
                 self.stats.disconnects += 1
@@ -314,9 +408,14 @@ class LatestFrameSource(FrameSource):
         finally:
             if reader is not None:
                 reader.release()
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+
+    def _finish(self) -> None:
+        with self._cond:
+            self._over = True
+            self._cond.notify_all()
+
+    def _consumer_waiting(self) -> bool:
+        return self._latest is None
 
     def _reconnect(self) -> "_CaptureReader | None":
         for delay in self._backoff.delays():
@@ -331,20 +430,20 @@ class LatestFrameSource(FrameSource):
         return None
 
     def read(self, timeout: float = 0.5) -> Frame | None:
+        self._take_back()
+        self._start()
         with self._cond:
-            if self._taken and not self._ended:
+            if self._latest is None and not self._over:
                 self._cond.wait(timeout)
-            if not self._taken and self._latest is not None:
-                self._taken = True
-                index, image, acquired, fault = self._latest
-                return Frame(index, image, acquired, fault, self.inspect is not None)
-            if self._ended:
-                self.exhausted = True
-            return None
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+            frame = self._latest
+            if frame is not None:
+                self._latest = None
+                self._lent = frame
+                return frame
+            over = self._over
+        if over:
+            self._ended()
+        return None
 
 
 def _fps(capture) -> float | None:
@@ -399,29 +498,29 @@ def _open_gstreamer(pipeline: str):
 
 
 def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
-                      prefetch: int = 4, inspect: Callable | None = None) -> FrameSource:
+                      prefetch: int = 4, prepare: Prepare | None = None) -> FrameSource:
     """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline.
 
-    ``inspect`` runs on every decoded frame in the reading thread (see FrameSource).
+    ``prepare`` runs on every decoded frame in the reading thread (see FrameSource).
     """
     text = str(src).strip()
     kind = source_kind(text)
     if kind == "device":
         index = int(text)
         return LatestFrameSource(lambda: _open_device(index), f"camera {index}", backoff,
-                                 inspect=inspect)
+                                 prepare=prepare)
     if kind == "url":
-        return LatestFrameSource(lambda: _open_url(text), text, backoff, inspect=inspect)
+        return LatestFrameSource(lambda: _open_url(text), text, backoff, prepare=prepare)
     if kind == "gstreamer":
         return LatestFrameSource(lambda: _open_gstreamer(text), "gstreamer pipeline",
-                                 backoff, inspect=inspect)
+                                 backoff, prepare=prepare)
     if realtime:
         probe = _open_file(text)
         fps = _fps(probe) or 25.0
         probe.release()
         return LatestFrameSource(lambda: _open_file(text), text, backoff, pace=fps,
-                                 is_file=True, inspect=inspect)
-    return VideoFileSource(text, prefetch=prefetch, inspect=inspect)
+                                 is_file=True, prepare=prepare)
+    return VideoFileSource(text, prefetch=prefetch, prepare=prepare)
 
 
 # ---------------------------------------------------------------------------- samples

@@ -105,7 +105,7 @@ class ExportResult:
             else:
                 verdict = f"top-1 agreement {check['agreement'] * 100:.2f} %"
                 if check.get("ratio_of_float") is not None:
-                    verdict += f", {check['ratio_of_float'] * 100:.0f} % of float size"
+                    verdict += f", {check['ratio_of_float'] * 100:.1f} % of float size"
             lines.append(f"{step['format']:<12} {step['file']:<18} "
                          f"{step['size'] / 1024:8.1f} kB {step['seconds']:5.1f} s  {verdict}")
         calib = self.manifest["calibration"]
@@ -157,7 +157,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
         f"preprocessed in {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
-    model = source.load_keras()
+    with silenced():  # TensorFlow's import prints C++ start-up noise on fd 2
+        model = source.load_keras()
     reference = keras_predict(model, calib_set.tensors)
     log(f"keras model {source.architecture} loaded and run in "
         f"{time.perf_counter() - started:.1f} s")
@@ -179,7 +180,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     try:
         context = ExportContext(model, spec, task, calib_set, reference, thresholds, work, log,
                                 metadata)
-        result = _write_all(context, chosen, options, stage, out)
+        result = _write_all(context, chosen, options, stage)
         manifest = build_manifest(
             spec=spec, task=task, files=result["files"],
             calibration={**calib_set.summary(),
@@ -201,8 +202,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     return ExportResult(out, manifest, result["steps"], result["blame"])
 
 
-def _write_all(context: ExportContext, chosen: list[Format], options: dict, stage: Path,
-               out: Path) -> dict:
+def _write_all(context: ExportContext, chosen: list[Format], options: dict,
+               stage: Path) -> dict:
     files, verification, steps, blame = {}, {}, [], {}
     sizes: dict[str, int] = {}
     for fmt in chosen:

@@ -7,7 +7,7 @@ Blame is per layer, float vs quantized, on the same inputs:
   signal-to-quantization-noise ratio (SQNR) and RMSE of its output, and how much noise it
   adds over its input (``score``: growth of the noise-to-signal power ratio).
 - TFLite: the float and int8 ``.tflite`` files run with all tensors preserved and are
-  compared tensor by tensor (their tensor names match), the same measure as for ONNX.
+  compared tensor by tensor (paired by ``short_tensor_names``), the same measure as ONNX.
 
 Whole-tensor SQNR hides a tensor whose quantization wiped out its small channels (one
 outlier channel sets the range); the damage shows in the next layer's output. So a blamed
@@ -37,6 +37,7 @@ from edgecnn.deploy.errors import CheckFailed
 _PASS_THROUGH = {"Relu", "Clip", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose",
                  "Identity", "QuantizeLinear", "DequantizeLinear"}
 _TFLITE_SKIP = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "TRANSPOSE"}
+_COMPUTE_KEYS = ("conv", "dense", "MatMul", "depthwise")
 
 
 @dataclass
@@ -160,18 +161,6 @@ def _joined(activations: dict) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- TFLite
 
-def _tflite_label(name: str) -> str:
-    """A fused TFLite tensor name (``m/re_lu_1/Relu;m/conv2d_1/convolution;...``) -> the
-    layer doing the arithmetic (``conv2d_1``)."""
-    parts = [p.split("/") for p in name.split(";")]
-    for part in parts:
-        joined = "/".join(part)
-        if any(key in joined for key in ("conv", "dense", "MatMul", "depthwise")):
-            return part[1] if len(part) > 1 else part[0]
-    first = parts[0]
-    return first[1] if len(first) > 2 else "/".join(first)
-
-
 def tflite_file_layer_errors(float_path: Path, int8_path: Path,
                              tensors: np.ndarray) -> list[LayerError]:
     """Per-op error of an int8 .tflite file against the float .tflite, worst first."""
@@ -185,25 +174,28 @@ def tflite_file_layer_errors(float_path: Path, int8_path: Path,
         return interpreter
 
     float_it, quant_it = open_(float_path), open_(int8_path)
-    float_index = {d["name"]: d["index"] for d in float_it.get_tensor_details()}
+    float_index = {name: index for index, name in _paired_names(float_it).items()}
+    quant_names = _paired_names(quant_it)
     produced = {}
     for op in quant_it._get_ops_details():
         for index in op["outputs"]:
             produced[int(index)] = op
     details = {d["index"]: d for d in quant_it.get_tensor_details()}
     activations = set(produced) | {d["index"] for d in quant_it.get_input_details()}
+    outputs = {d["index"] for d in quant_it.get_output_details()}
     floats, quants = defaultdict(list), defaultdict(list)
     for sample in tensors:
         _invoke(float_it, sample[np.newaxis])
         _invoke(quant_it, sample[np.newaxis])
         for index in activations:
-            name = details[index]["name"]
+            name = quant_names.get(index)
             if name not in float_index:
                 continue
             floats[index].append(float_it.get_tensor(float_index[name]).ravel())
             quants[index].append(_dequantized(quant_it.get_tensor(index), details[index]))
     floats = {k: np.concatenate(v) for k, v in floats.items()}
     quants = {k: np.concatenate(v) for k, v in quants.items()}
+
     def compute_producer(index):
         op = produced.get(index)
         while op is not None and op["op_name"] in _TFLITE_SKIP and len(op["inputs"]):
@@ -226,9 +218,41 @@ def tflite_file_layer_errors(float_path: Path, int8_path: Path,
         before = compute_producer(source) if source is not None else None
         if before is not None:
             exclude += [details[int(i)]["name"] for i in before["outputs"]]
-        errors.append(LayerError(name, _tflite_label(name), op["op_name"], sqnr_out, rmse,
-                                 delta, nsr_out - nsr_in, exclude))
+        label = "output" if index in outputs else quant_names[index].split("/", 1)[0]
+        errors.append(LayerError(name, label, op["op_name"], sqnr_out, rmse, delta,
+                                 nsr_out - nsr_in, exclude))
     return _rank(errors)
+
+
+def short_tensor_names(names: list[str], activation: list[bool]) -> list[str]:
+    """TFLite tensor names without fusion tails and model prefix (``m/re_lu_1/Relu;m/...``
+    -> ``re_lu_1/Relu``); constants get ``/const`` (a fused bias shares its layer's name).
+    Idempotent, so a compacted int8 file and a converter-named float file pair up."""
+    firsts = [n.split("/", 1)[0] for n in names if "/" in n]
+    top = max(set(firsts), key=firsts.count) if firsts else ""
+    prefix = top + "/" if top and firsts.count(top) * 2 >= len(firsts) and \
+        any(";" in n for n in names) else ""
+    short = []
+    for name, is_activation in zip(names, activation):
+        parts = [p.removeprefix(prefix) for p in name.split(";")]
+        if is_activation:  # the part naming the layer that did the arithmetic
+            base = next((p for p in parts if any(k in p for k in _COMPUTE_KEYS)), parts[0])
+        else:
+            base = parts[0] if parts[0].endswith("/const") else parts[0] + "/const"
+        short.append(base)
+    return short
+
+
+def _paired_names(interpreter) -> dict[int, str]:
+    """Activation tensor index -> its short name (unique ones only)."""
+    details = interpreter.get_tensor_details()
+    produced = {int(i) for op in interpreter._get_ops_details() for i in op["outputs"]}
+    produced |= {d["index"] for d in interpreter.get_input_details()}
+    short = short_tensor_names([d["name"] for d in details],
+                               [d["index"] in produced for d in details])
+    unique = {n for n in short if short.count(n) == 1}
+    return {d["index"]: n for d, n in zip(details, short) if d["index"] in produced and
+            n in unique}
 
 
 def _invoke(interpreter, batch: np.ndarray) -> None:

@@ -240,20 +240,22 @@ def _short(name: str, keep: set[str]) -> str:
 
 
 def compact_qdq_names(source: Path, out: Path) -> None:
-    """Copy an int8 QDQ model with the quantizer's suffixes shortened (graph I/O kept)."""
+    """Copy an int8 QDQ model with the quantizer's suffixes shortened (graph I/O kept),
+    (De)QuantizeLinear nodes unnamed (names are optional) and no intermediate value_info
+    (ONNX Runtime infers shapes itself): the file carries weights, not bookkeeping."""
     import onnx
 
     model = onnx.load(str(source))
     graph = model.graph
     keep = {v.name for v in list(graph.input) + list(graph.output)}
     for node in graph.node:
-        node.name = _short(node.name, keep)
+        node.name = "" if node.op_type in ("QuantizeLinear", "DequantizeLinear") else \
+            _short(node.name, keep)
         node.input[:] = [_short(v, keep) for v in node.input]
         node.output[:] = [_short(v, keep) for v in node.output]
     for tensor in graph.initializer:
         tensor.name = _short(tensor.name, keep)
-    for value in graph.value_info:
-        value.name = _short(value.name, keep)
+    del graph.value_info[:]
     onnx.save(model, str(out))
 
 

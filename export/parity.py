@@ -52,7 +52,7 @@ class ParityResult:
         return {"bundle": str(self.bundle), "data": self.data, "reference": self.reference,
                 "thresholds": {"max_drop_pp": self.thresholds.max_drop,
                                "min_agreement": self.thresholds.min_agreement},
-                "passed": self.passed, "rows": self.rows,
+                "passed": self.passed, "formats": self.rows,
                 "blame": {fmt: [e.to_dict() for e in errors]
                           for fmt, errors in self.blame.items()},
                 "notes": self.notes}

@@ -46,8 +46,44 @@ def _quiet_convert(converter) -> bytes:
     return call_silenced(converter.convert)
 
 
+def compact_names(data: bytes) -> tuple[bytes, dict[str, str]]:
+    """Shorten the converter's fused tensor names in an int8 file (``debug.
+    short_tensor_names``; graph inputs/outputs keep theirs, clashing names stay long).
+
+    Names are a few kB that an int8 file of a small CNN feels (per-channel parameters
+    already cost about 4 %). Returns the bytes and a map short -> original name, so
+    auto-fallback can denylist by the converter's names.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from edgecnn.export.debug import short_tensor_names
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    graph = model.subgraphs[0]
+    keep = {int(i) for i in list(graph.inputs) + list(graph.outputs)}
+    produced = {int(i) for op in graph.operators for i in op.outputs} | keep
+    names = [t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
+             for t in graph.tensors]
+    short = short_tensor_names(names, [i in produced for i in range(len(names))])
+    clashes = {n for n in short if short.count(n) > 1}
+    mapping = {}
+    for index, tensor in enumerate(graph.tensors):
+        if index in keep or short[index] in clashes or len(short[index]) >= len(names[index]):
+            continue
+        tensor.name = short[index].encode()
+        mapping[short[index]] = names[index]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), mapping
+
+
+def _write_compact(path: Path, data: bytes) -> dict[str, str]:
+    compact, mapping = compact_names(data)
+    path.write_bytes(compact)
+    return mapping
+
+
 def convert_float(model, path: Path) -> Path:
-    """The float32 .tflite (also the reference int8 layer blame compares against)."""
+    """The float32 .tflite as the converter writes it (also the reference int8 layer blame
+    compares against)."""
     path.write_bytes(_quiet_convert(_converter(model)))
     return path
 
@@ -73,7 +109,7 @@ def _write_int8(context, path: Path, options: dict) -> Written:
 
     context.log(f"tflite-int8: calibrating (minmax) on {len(context.calib)} samples")
     work = context.workdir / "candidate.int8.tflite"
-    work.write_bytes(_quiet_convert(_int8_converter(context)))
+    originals = _write_compact(work, _quiet_convert(_int8_converter(context)))
     written = Written(path)
     state = {}
 
@@ -92,10 +128,12 @@ def _write_int8(context, path: Path, options: dict) -> Written:
                 debug_options=tf.lite.experimental.QuantizationDebugOptions(
                     fully_quantize=True))
         debugger = state["debugger"]
-        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(nodes),
+        denylist = [originals.get(name, name) for name in nodes]
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylist,
                                                                 fully_quantize=True)
         call_silenced(setattr, debugger, "options", options)  # re-quantizes, noisily
-        work.write_bytes(call_silenced(debugger.get_nondebug_quantized_model))
+        originals.update(_write_compact(work, call_silenced(
+            debugger.get_nondebug_quantized_model)))
         return work
 
     debug.settle(context, "tflite-int8", work, options["auto_fallback"], quantize_without,
