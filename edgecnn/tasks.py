@@ -62,7 +62,7 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
                            image=ImageSpec(128, 128, color="gray"),
                            augment=("flip", "rot90"), epochs=60),
     "mnist": TaskDefaults("mnist", "image", "edge-digits", "seed-mnist",
-                          image=ImageSpec(28, 28, color="gray"), augment=("shift",), epochs=10,
+                          image=ImageSpec(28, 28, color="gray"), augment=("shift",), epochs=15,
                           batch_size=128, patience=4),
     "cwru": TaskDefaults("cwru", "signal", "edge-spectro", "seed-stft", signal=_VIBRATION,
                          augment=("gain",), epochs=30, batch_size=64, stride=512),

@@ -189,7 +189,12 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
             source_model={"path": str(source.path), "sha256": model_sha,
                           "architecture": source.architecture,
                           "created": source.manifest.get("created"),
-                          "validation": (source.manifest.get("metrics") or {}).get("validation")},
+                          "validation": (source.manifest.get("metrics") or {}).get("validation"),
+                          "data_fingerprint": (source.manifest.get("data") or {}).get("fingerprint"),
+                          "data_samples": (source.manifest.get("data") or {}).get("samples"),
+                          "training": {k: (source.manifest.get("training") or {}).get(k)
+                                       for k in ("task", "data", "epochs_run", "seed",
+                                                 "val_fraction", "train_seconds")}},
             verification=result["verification"],
             options={**options, "thresholds": {"max_drop_pp": max_drop,
                                                "min_agreement": min_agreement}})
@@ -228,7 +233,8 @@ def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
                     context.calib.labels)
     record = {**stats, "tolerance": fmt.tolerance,
               "failures": context.thresholds.failures(stats) if fmt.tolerance is None else []}
-    float_size = sizes.get("float32:" + fmt.runtime)
+    made = context._float_onnx if fmt.runtime == "onnx" else context._float_tflite
+    float_size = sizes.get("float32:" + fmt.runtime) or (made.stat().st_size if made else None)
     record["ratio_of_float"] = (round(written.path.stat().st_size / float_size, 4)
                                 if float_size and fmt.precision != "float32" else None)
     if written.blame:

@@ -149,13 +149,13 @@ def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_referenc
     ref_metrics = classification_metrics(labels, ref_probs.argmax(axis=1), class_names,
                                          skipped=skipped)
     stats = compare(ref_probs, probs, labels)
-    deltas = {name: (metrics["per_class"][name]["recall"] -
-                     ref_metrics["per_class"][name]["recall"]) * 100
+    deltas = {name: round((metrics["per_class"][name]["recall"] -
+                           ref_metrics["per_class"][name]["recall"]) * 100, 4)
               for name in class_names if metrics["per_class"][name]["support"]}
     worst = min(deltas, key=deltas.get) if deltas else None
     failures = [] if is_reference else thresholds.failures(stats)
     return {**metrics,
-            "delta_accuracy_pp": 0.0 - stats["drop_pp"],  # 0.0 - x: no "-0.00"
+            "delta_accuracy_pp": round(0.0 - stats["drop_pp"], 6),  # 0.0 - x: no "-0.00"
             "agreement": stats["agreement"],
             "worst_class": worst,
             "worst_class_delta_recall_pp": deltas[worst] if worst is not None else None,

@@ -11,7 +11,7 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.deploy.bundle import Bundle, sha256_file
-from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.deploy.errors import DataError, InputError
 from edgecnn.deploy.spec import ImageSpec, InputSpec
 from edgecnn.export.calibration import load_calibration
 from edgecnn.export.formats import FORMATS, resolve_options, select_formats
@@ -206,6 +206,8 @@ def test_calibration_methods_give_their_own_ranges(exported_bundle, trained_imag
                            calib_method="entropy", log=lambda m: None)
     entry = entropy.manifest["files"]["onnx-int8"]
     assert entry["quantization"]["calibration_method"] == "entropy"
+    # No onnx file was asked for, but the float model made for quantizing gives the ratio.
+    assert 0.1 < entropy.manifest["verification"]["onnx-int8"]["ratio_of_float"] < 0.6
     assert entry["sha256"] != sha256_file(minmax)
     assert entropy.manifest["verification"]["onnx-int8"]["agreement"] >= 0.9
 
@@ -241,6 +243,20 @@ def test_export_cli_json_reexport_and_refusals(trained_image_model_dir, tmp_path
     assert cli("export", changed, "--out", tmp_path / "never") == 2
     assert "does not match its manifest" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_float_file_that_differs_from_keras_stops_the_export(trained_image_model_dir,
+                                                             tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    # A tolerance no float32 conversion can meet stands in for a broken converter.
+    monkeypatch.setitem(FORMATS, "onnx", replace(FORMATS["onnx"], tolerance=1e-12))
+    out = tmp_path / "strict"
+    assert cli("export", trained_image_model_dir, "--out", out, "--formats", "onnx") == 1
+    assert "onnx does not reproduce the Keras model: max |delta softmax|" in \
+        capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written is left
+    assert not list(tmp_path.glob(".strict.partial-*"))
 
 
 # ----------------------------------------------------------------------------- fallback

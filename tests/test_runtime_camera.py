@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from edgecnn.deploy.camera import draw_overlay, run_camera
+from edgecnn.deploy.bundle import Bundle
+from edgecnn.deploy.camera import FramePreparer, draw_overlay, run_camera
 from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.errors import InputError, SourceError
 from edgecnn.deploy.events import EventLog
-from edgecnn.deploy.faults import FaultConfig
+from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
 from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.sources import (Backoff, LatestFrameSource, VideoFileSource,
                                     open_frame_source)
@@ -57,6 +59,72 @@ def test_video_file_gives_every_frame_in_order(workdir):
     assert src.stats.dropped == 0 and src.stats.read == len(levels)
 
 
+
+def test_file_source_decodes_into_a_small_ring_and_prepares_in_its_thread(workdir):
+    levels = list(range(20, 240, 10))
+    video = write_video(workdir / "ring.avi", [gray_frame(v) for v in levels])
+    threads, held, slots, seen = set(), {}, set(), []
+
+    def prepare(image, previous, waiting):
+        threads.add(threading.get_ident())
+        return int(round(image.mean()))
+
+    with VideoFileSource(video, prefetch=2, prepare=prepare) as src:
+        while (frame := src.read(1.0)) is not None or not src.exhausted:
+            if frame is not None:
+                slots.add(id(frame))
+                held[frame.image.ctypes.data] = frame.image   # kept: no address reuse
+                seen.append((frame.index, frame.work, int(round(frame.image.mean()))))
+                time.sleep(0.002)
+    assert [i for i, _, _ in seen] == list(range(len(levels)))
+    assert all(work == mean and abs(mean - v) <= 2 for (_, work, mean), v in zip(seen, levels))
+    # prefetch + 2 slots, decoded into again and again: no image allocated per frame
+    assert len(slots) <= 4 and len(held) <= 4
+    assert threads and threading.get_ident() not in threads
+
+
+def test_an_error_in_the_reading_thread_reaches_the_pipeline(workdir, bright_bundle):
+    video = write_video(workdir / "six.avi", [gray_frame(v) for v in range(40, 100, 10)])
+    calls = []
+
+    def prepare(image, previous, waiting):
+        calls.append(1)
+        if len(calls) == 4:
+            raise InputError("frame 3 cannot be prepared")
+        return len(calls)
+
+    src = VideoFileSource(video, prepare=prepare)
+    got = []
+    with pytest.raises(InputError, match="frame 3"):
+        while (frame := src.read(1.0)) is not None or not src.exhausted:
+            if frame is not None:
+                got.append(frame.work)
+    src.close()
+    assert got == [1, 2, 3] and src.exhausted
+    with pytest.raises(InputError, match="does not fit"):
+        run_camera(bright_bundle, str(video), roi=Region(0, 0, 500, 40))
+
+
+def test_preparer_leaves_preprocessing_to_an_idle_pipeline(conv_bundle):
+    spec = Bundle.open(conv_bundle).spec
+    preparer = FramePreparer(spec, FrameFaultDetector(FaultConfig(frozen_frames=0)),
+                             tiles=(1, 2))
+    work = None
+    for _, image in neu_images(1):
+        work = preparer(image, work, waiting=True)
+        assert work.fault is None and not work.ready
+        preparer.tensors(work, image)
+        expected = np.stack([preprocess_image(r.crop(image), spec) for r in work.regions])
+        np.testing.assert_array_equal(work.tensor, expected)
+        buffer = work.tensor
+        work = preparer(image, work, waiting=False)
+        assert work.ready and work.tensor is buffer     # the slot's tensor is reused
+        np.testing.assert_array_equal(work.tensor, expected)
+    work = preparer(np.zeros((200, 200), np.uint8), work)
+    assert work.fault == "black" and not work.ready
+    eager = FramePreparer(spec, FrameFaultDetector(), share=False)
+    assert eager(neu_images(1)[0][1], None, waiting=True).ready
+
 def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
     """Frames of calibration images: same probabilities as preprocessing the decoded frame."""
     images = neu_images(2)
@@ -70,7 +138,6 @@ def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
         decoded.append(frame)
     cap.release()
     engine = open_engine(conv_bundle)
-    from edgecnn.deploy.bundle import Bundle
     spec = Bundle.open(conv_bundle).spec
     offline = engine.predict(np.stack([preprocess_image(f, spec) for f in decoded]))
     got = []
@@ -176,6 +243,25 @@ def test_frozen_source_is_a_fault_not_a_class(workdir, bright_bundle):
     assert [e.get("fault", e.get("class")) for e in got] == [NEU_CLASSES[2], "frozen"]
 
 
+
+def test_fault_checks_on_saturated_textured_gray_and_bgra_frames():
+    rng = np.random.default_rng(0)
+    textured = rng.integers(0, 200, (120, 160, 3), dtype=np.uint8)
+    mostly_white = textured.copy()
+    mostly_white[:, :96] = 255          # 60 % of the frame clipped, the rest textured
+    partly_white = textured.copy()
+    partly_white[:, :48] = 255          # 30 %: still a usable picture
+    detector = FrameFaultDetector(FaultConfig(frozen_frames=0))
+    for frame, expected in ((textured, None), (mostly_white, "overexposed"),
+                            (partly_white, None)):
+        for variant in (frame, frame[:, :, 0], frame[:, :, :1],
+                        cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)):
+            assert detector.check(np.ascontiguousarray(variant)) == expected
+    assert detector.check(np.full((50, 60), 5, np.uint8)) == "black"
+    frozen = FrameFaultDetector(FaultConfig(frozen_frames=3))
+    assert [frozen.check(textured) for _ in range(4)] == [None, None, "frozen", "frozen"]
+    assert frozen.check(partly_white) is None
+
 def test_overlay_draws_boxes():
     image = np.full((60, 80), 128, np.uint8)
     canvas = draw_overlay(image, [Region(10, 10, 30, 30)], ["patches 0.9"], [True], "black")
@@ -251,14 +337,21 @@ def _stop_after(src, seen, condition):
 
 
 def test_live_source_keeps_only_the_latest_frame():
+    prepared = []
+
+    def prepare(image, previous, waiting):   # runs on every frame, dropped ones too
+        prepared.append(int(image[0, 0, 0]))
+        return int(image[0, 0, 0])
+
     src = LatestFrameSource(lambda: FakeCapture(0, 10**9, delay=0.001), "fast camera",
-                            Backoff(0.01, 0.01))
+                            Backoff(0.01, 0.01), prepare=prepare)
     taken = []
     try:
         while len(taken) < 8:
             frame = src.read(1.0)
             if frame is not None:
                 taken.append(frame.index)
+                assert frame.work == frame.index % 256 == frame.image[0, 0, 0]
                 time.sleep(0.03)   # inference slower than the camera
     finally:
         src.close()
@@ -266,6 +359,34 @@ def test_live_source_keeps_only_the_latest_frame():
     assert src.stats.dropped > 0
     assert max(np.diff(taken)) > 1      # stale frames were skipped, not queued
     assert src.stats.read >= len(taken) + src.stats.dropped
+    assert len(prepared) == src.stats.read
+
+
+class TwoSizeCapture(FakeCapture):
+    """A camera whose resolution changes after 20 frames (e.g. reconfigured)."""
+
+    def __init__(self, first: int, frames: int):
+        super().__init__(first, frames)
+        self.first = first
+
+    def read(self):
+        ok, image = super().read()
+        if ok and self.next - self.first > 20:
+            image = np.full((48, 32, 3), image[0, 0, 0], np.uint8)
+        return ok, image
+
+
+def test_frame_size_change_replans_regions(bright_bundle):
+    src = LatestFrameSource(lambda: TwoSizeCapture(100, 40), "two sizes", is_file=True)
+    got = []
+    summary = run_camera(bright_bundle, src, grid=(16, 16, 16), min_frames=1,
+                         threshold=0.0, on_event=got.append,
+                         faults=FaultConfig(frozen_frames=0))
+    assert summary.stop_reason == "end of source"
+    assert summary.extra["regions"] == 6            # 24x32 frames: 4, 48x32 frames: 6
+    regions = {tuple(e["region"]) for e in got if e["type"] == "defect"}
+    assert (0, 8, 16, 16) in regions and (0, 32, 16, 16) in regions
+    assert summary.read == summary.processed + summary.dropped == 40
 
 
 def test_realtime_video_behaves_like_a_live_source(workdir):
