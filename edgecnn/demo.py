@@ -31,7 +31,7 @@ def _calibration_root() -> Path:
 
 
 def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = print,
-             log: Callable[[str], None] = _stderr, epochs: int = 12) -> dict:
+             log: Callable[[str], None] = _stderr, epochs: int = 30) -> dict:
     """Run the five demo steps, writing into ``out``; returns where everything is."""
     from edgecnn.deploy.bundle import shipped_bundles
     from edgecnn.deploy.samplevideo import make_sample_video
