@@ -9,8 +9,10 @@ whole camera pipeline on an MJPG video made from the calibration images: decode 
 fault checks -> preprocess -> infer -> debounce -> JSONL log, reported as a share of (1),
 by wall clock and by CPU time (the pure run's CPU ms per frame against that of the busier
 of the pipeline's two threads: what the share would be with a core for each thread, as
-on an otherwise idle 2-core line PC). A timed run splits the main thread's CPU into
-inference and the rest, beside the reading thread and alone (frames prepared up front).
+on an otherwise idle 2-core line PC). Each run also says how many cores its two threads
+got (CPU seconds per wall second; the load average is recorded too): on a shared machine
+the wall share falls with it. A timed run splits the main thread's CPU into inference and
+the rest, beside the reading thread and alone (frames prepared up front).
 For a signal bundle it does the same with the vibration pipeline on a calibration
 recording. Always: the streaming STFT alone (and with the tensor step) on one 12 kHz
 channel, as a multiple of real time. Not a test: numbers depend on the machine.

@@ -36,3 +36,14 @@ class CheckFailed(EdgecnnError):
     """A check ran and its result is below the threshold (e.g. int8 parity). Exit code 1."""
 
     exit_code = 1
+
+
+def unknown_name(what: str, name, valid, error: type[EdgecnnError] = InputError,
+                 cutoff: float = 0.6) -> EdgecnnError:
+    """``unknown <what> 'x'; did you mean ...? valid <what>s: ...`` for a closed vocabulary."""
+    import difflib
+
+    valid = list(valid)
+    close = difflib.get_close_matches(str(name), valid, n=3, cutoff=cutoff)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return error(f"unknown {what} {name!r}; {hint}valid {what}s: {', '.join(valid)}")

@@ -7,10 +7,9 @@ whether flips/rotations are valid augmentations for that kind of picture.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
-from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.errors import InputError, unknown_name
 from edgecnn.deploy.spec import ImageSpec, InputSpec, SignalSpec
 
 
@@ -77,8 +76,5 @@ TASK_DEFAULTS["neu"] = TaskDefaults(**{**TASK_DEFAULTS["images"].__dict__, "name
 
 def task_defaults(task: str) -> TaskDefaults:
     if task not in TASK_DEFAULTS:
-        close = difflib.get_close_matches(task, list(TASK_DEFAULTS), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise InputError(f"unknown task {task!r}.{hint} Valid tasks: "
-                         f"{', '.join(sorted(TASK_DEFAULTS))}")
+        raise unknown_name("task", task, sorted(TASK_DEFAULTS))
     return TASK_DEFAULTS[task]

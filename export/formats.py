@@ -7,12 +7,11 @@ the row: an option a selected format does not support is an error, never silentl
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.errors import InputError, unknown_name
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 
@@ -108,10 +107,7 @@ def get_format(name: str) -> Format:
     """The row for ``name``; an unknown name lists close matches and the valid names."""
     if name in FORMATS:
         return FORMATS[name]
-    close = difflib.get_close_matches(str(name), list(FORMATS), n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise InputError(f"unknown export format {name!r}; {hint}"
-                     f"valid formats: {', '.join(FORMATS)}")
+    raise unknown_name("export format", name, FORMATS, cutoff=0.5)
 
 
 def select_formats(names=None) -> list[Format]:

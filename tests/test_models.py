@@ -32,7 +32,7 @@ def test_unknown_model_lists_valid_names_and_close_matches():
     with pytest.raises(InputError) as info:
         create_model("edge-imag", IMAGE)
     message = str(info.value)
-    assert "Did you mean edge-image" in message
+    assert "did you mean edge-image" in message
     assert "seed-neu" in message and "edge-spectro" in message
 
 

@@ -82,7 +82,7 @@ def test_eval_counts_a_corrupt_image_and_goes_on(tiny_neu, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--task", "nue", "--data", ".", "--out", "x"], "Did you mean neu"),
+    (["train", "--task", "nue", "--data", ".", "--out", "x"], "did you mean neu"),
     (["train", "--task", "neu", "--data", ".", "--out", "x", "--arch", "resnet"],
      "unknown model 'resnet'"),
     (["eval", "no-such-model", "--data", "."], "no bundle at no-such-model"),

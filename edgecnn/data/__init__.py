@@ -7,7 +7,6 @@ tensors later, the same way the runtime does.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,7 +18,7 @@ from edgecnn.data.recording_labels import (CWRU_CLASSES, MANIFEST_NAME, CwruRule
                                            PatternRule, cwru_label)
 from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files
 from edgecnn.data.vibration import load_recordings
-from edgecnn.deploy.errors import DataError, InputError, SpecError
+from edgecnn.deploy.errors import DataError, InputError, SpecError, unknown_name
 from edgecnn.deploy.spec import ImageSpec, InputSpec, SignalSpec
 
 
@@ -60,9 +59,7 @@ def get_task(name: str) -> Task:
     """The Task called ``name``; unknown names get close matches and the valid list."""
     if name in TASKS:
         return TASKS[name]
-    close = difflib.get_close_matches(str(name), list(TASKS), n=3)
-    hint = f"did you mean {' or '.join(close)}? " if close else ""
-    raise DataError(f"unknown task {name!r}; {hint}valid tasks: {', '.join(TASKS)}")
+    raise unknown_name("task", name, TASKS, DataError)
 
 
 def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | None = None, *,

@@ -7,11 +7,10 @@ TensorFlow is imported by the builders only, so listing names stays cheap.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Callable
 
-from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.errors import InputError, unknown_name
 from edgecnn.deploy.spec import InputSpec
 
 
@@ -46,10 +45,7 @@ def list_models() -> list[ModelEntry]:
 def get_entry(name: str) -> ModelEntry:
     _load_builders()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise InputError(f"unknown model {name!r}.{hint} Valid models: "
-                         f"{', '.join(sorted(_REGISTRY))}")
+        raise unknown_name("model", name, sorted(_REGISTRY))
     return _REGISTRY[name]
 
 
