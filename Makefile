@@ -31,7 +31,7 @@ bundles: bundle-neu bundle-cwru bundle-mnist
 
 bundle-neu: $(STAMP)
 	$(BIN)/edgecnn train --task neu --data $(DATASETS)/neu/train --out runs/neu --json runs/neu-train.json
-	$(BIN)/edgecnn export runs/neu --out deploy/bundles/neu --formats onnx,onnx-int8,tflite-int8 --json runs/neu-export.json
+	$(BIN)/edgecnn export runs/neu --out deploy/bundles/neu --formats onnx,onnx-int8,tflite-int8 --float-first 2 --json runs/neu-export.json
 
 bundle-cwru: $(STAMP)
 	$(BIN)/edgecnn train --task cwru --data $(DATASETS)/cwru --out runs/cwru --json runs/cwru-train.json

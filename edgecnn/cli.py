@@ -141,6 +141,9 @@ def format_result(metrics: dict) -> str:
               help="onnx-int8 activation type: uint8 (default) or int8.")
 @click.option("--per-channel/--per-tensor", default=None,
               help="onnx-int8 weight scales per output channel (default) or per tensor.")
+@click.option("--float-first", type=int, default=None,
+              help="onnx-int8: keep the first N convolutions in float (faster on one-channel "
+                   "full-resolution input; default 0).")
 @click.option("--reduce-range/--full-range", default=None,
               help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
 @click.option("--auto-fallback", is_flag=True,
@@ -155,15 +158,15 @@ def format_result(metrics: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the manifest summary as JSON.")
 def export(model_dir, out, formats, calib, calib_method, activations, per_channel,
-           reduce_range, auto_fallback, max_drop, min_agreement, max_calib_samples,
-           json_path):
+           float_first, reduce_range, auto_fallback, max_drop, min_agreement,
+           max_calib_samples, json_path):
     from edgecnn.export import export_model
 
     result = export_model(model_dir, out, formats=formats, calib=calib,
                           calib_method=calib_method, auto_fallback=auto_fallback,
                           per_channel=per_channel, activations=activations,
-                          reduce_range=reduce_range, max_drop=max_drop,
-                          min_agreement=min_agreement,
+                          reduce_range=reduce_range, float_first=float_first,
+                          max_drop=max_drop, min_agreement=min_agreement,
                           max_calibration_samples=max_calib_samples)
     click.echo(result.format())
     _write_json(result.summary(), json_path)

@@ -117,6 +117,7 @@ class ExportResult:
 def export_model(model_dir, out, formats=None, calib=None, calib_method: str | None = None,
                  auto_fallback: bool = False, per_channel: bool | None = None,
                  activations: str | None = None, reduce_range: bool | None = None,
+                 float_first: int | None = None,
                  max_drop: float = 0.5, min_agreement: float = 0.99,
                  max_calibration_samples: int = DEFAULT_MAX_SAMPLES,
                  log: Callable[[str], None] = _stderr) -> ExportResult:
@@ -124,6 +125,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
 
     ``formats``: names or a comma list (default: all, see formats.FORMATS). Options left at
     None take each format's default; a value a selected format cannot honour is an error.
+    ``float_first`` keeps the first N convolutions of the onnx-int8 model in float (on
+    one-channel full-resolution input int8 kernels are slower than float and gain nothing).
     ``max_drop`` (pp) / ``min_agreement`` (0-1) are the parity thresholds that
     ``auto_fallback`` enforces on the calibration data.
     """
@@ -134,7 +137,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     chosen = sorted(select_formats(formats), key=lambda f: list(FORMATS).index(f.name))
     options = resolve_options(chosen, {
         "calib_method": calib_method, "per_channel": per_channel, "activations": activations,
-        "reduce_range": reduce_range, "auto_fallback": True if auto_fallback else None})
+        "reduce_range": reduce_range, "auto_fallback": True if auto_fallback else None,
+        "float_first": float_first})
     thresholds = Thresholds(max_drop, min_agreement)
     check_installed(chosen)
     source = ModelDir.open(model_dir)

@@ -82,7 +82,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("onnx-int8", ".int8.onnx", "onnx", "int8",
            {"calib_method": CALIB_METHODS, "per_channel": (True, False),
             "activations": ("uint8", "int8"), "reduce_range": (True, False),
-            "auto_fallback": (False, True)},
+            "auto_fallback": (False, True), "float_first": tuple(range(9))},
            "train", _ONNX_MODULES, None,
            "static int8 QDQ (ONNX Runtime), per-channel int8 weights; uint8 activations and "
            "7-bit weight range by default so AVX2 CPUs without VNNI do not saturate",

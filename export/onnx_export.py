@@ -199,13 +199,17 @@ def quantize_onnx(context, float_path: Path, out: Path, options: dict,
 def write_onnx_int8(context, path: Path, options: dict) -> Written:
     from edgecnn.export import debug
 
+    import onnx
+
     float_path = context.float_onnx()
     work = context.workdir / "candidate.int8.onnx"
-    quantize_onnx(context, float_path, work, options)
+    convolutions = [n.name for n in onnx.load(str(float_path)).graph.node if n.op_type == "Conv"]
+    leading = convolutions[:options["float_first"]]
+    quantize_onnx(context, float_path, work, options, exclude=leading)
     written = Written(path)
 
     def quantize_without(nodes):
-        quantize_onnx(context, float_path, work, options, exclude=nodes)
+        quantize_onnx(context, float_path, work, options, exclude=[*leading, *nodes])
         return work
 
     def blame():
@@ -214,6 +218,7 @@ def write_onnx_int8(context, path: Path, options: dict) -> Written:
 
     debug.settle(context, "onnx-int8", work, options["auto_fallback"], quantize_without,
                  blame, written)
+    written.float_nodes = [*leading, *(n for n in written.float_nodes if n not in leading)]
     compact_qdq_names(work, path)
     set_metadata(path, {**context.metadata, "edgecnn.format": "onnx-int8",
                         "edgecnn.float_nodes": json.dumps(written.float_nodes)})

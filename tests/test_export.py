@@ -348,3 +348,34 @@ def test_auto_fallback_keeps_the_worst_layers_float(outlier_model_dir, tmp_path,
 
     parity = run_parity(out, CALIB / "neu", log=lambda m: None)
     assert parity.passed and parity.rows["tflite-int8"]["agreement"] >= 0.99
+
+
+def test_float_first_keeps_the_leading_convolutions_float(trained_image_model_dir, tmp_path):
+    import onnx
+
+    from edgecnn.deploy.bundle import Bundle
+    from edgecnn.export import export_model
+
+    out = tmp_path / "float first"
+    export_model(trained_image_model_dir, out, formats="onnx,onnx-int8", float_first=1,
+                 log=lambda line: None)
+    bundle = Bundle.open(out)
+    kept = bundle.entry("onnx-int8")["float_nodes"]
+    float_graph = onnx.load(str(bundle.file("onnx"))).graph
+    first_conv = next(n.name for n in float_graph.node if n.op_type == "Conv")
+    assert kept == [first_conv]
+    int8_graph = onnx.load(str(bundle.file("onnx-int8"))).graph
+    producers = {o: n.op_type for n in int8_graph.node for o in n.output}
+    convs = [n for n in int8_graph.node if n.op_type == "Conv"]
+    # The first convolution reads float weights; the next one dequantized int8 weights.
+    assert producers.get(convs[0].input[1]) is None
+    assert producers[convs[1].input[1]] == "DequantizeLinear"
+
+
+def test_float_first_is_an_onnx_int8_option_only(trained_image_model_dir, tmp_path):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.export import export_model
+
+    with pytest.raises(InputError, match="float_first applies to onnx-int8"):
+        export_model(trained_image_model_dir, tmp_path / "b", formats="tflite-int8",
+                     float_first=2, log=lambda line: None)
