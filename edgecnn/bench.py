@@ -24,6 +24,7 @@ import numpy as np
 
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, InputError
+from edgecnn.console import stderr_line
 
 CEILING_SIZE = 512
 MIN_ITERATIONS = 5
@@ -31,9 +32,6 @@ _CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", 
               "amx_int8")
 _VERSIONS = ("numpy", "onnxruntime", "onnx", "ai-edge-litert", "tensorflow", "keras")
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -303,7 +301,7 @@ class _KerasPredict(_KerasCall):
                           dtype=np.float32)
 
 
-def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=_stderr):
+def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=stderr_line):
     """The Keras source model of a bundle: ``keras_model_dir`` if given, else the
     manifest's ``source_model.path`` when it still holds the exported model (same sha256)."""
     from edgecnn.modeldir import ModelDir, is_model_dir
@@ -414,7 +412,7 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
           iterations: int = 200, max_seconds: float = 5.0, formats=None,
           keras_model_dir=None, keras: bool = True, task: str | None = None,
           ceiling_seconds: float = 1.0, progress: bool = True,
-          log: Callable[[str], None] = _stderr) -> dict:
+          log: Callable[[str], None] = stderr_line) -> dict:
     """Benchmark every format of a bundle (and its Keras model, if found) on this machine.
 
     data            -- labelled data (path in any layout the task reads, or EvalData) for

@@ -8,16 +8,13 @@ recording. Everything it writes goes to one output folder, named at the end.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from edgecnn.deploy.errors import DataError
+from edgecnn.console import stderr_line
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _calibration_root() -> Path:
@@ -31,7 +28,7 @@ def _calibration_root() -> Path:
 
 
 def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = print,
-             log: Callable[[str], None] = _stderr, epochs: int = 30) -> dict:
+             log: Callable[[str], None] = stderr_line, epochs: int = 30) -> dict:
     """Run the five demo steps, writing into ``out``; returns where everything is."""
     from edgecnn.deploy.bundle import shipped_bundles
     from edgecnn.deploy.samplevideo import make_sample_video

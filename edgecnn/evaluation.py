@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -16,10 +15,8 @@ from edgecnn.deploy.errors import InputError
 from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, is_model_dir
 from edgecnn.tensors import to_tensors
+from edgecnn.console import stderr_line
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class KerasPredictor:
@@ -53,7 +50,7 @@ def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1):
 
 
 def predict_batched(predictor, tensors: np.ndarray, batch_size: int = 64,
-                    log: Callable[[str], None] = _stderr, what: str = "evaluating") -> np.ndarray:
+                    log: Callable[[str], None] = stderr_line, what: str = "evaluating") -> np.ndarray:
     """Class probabilities for all tensors, with a progress line about every 2 seconds."""
     outputs = []
     last = time.perf_counter()
@@ -84,7 +81,7 @@ def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | No
 
 def evaluate(model: str | Path, data: str | Path, *, fmt: str | None = None,
              task: str | None = None, stride: int | None = None, threads: int = 1,
-             batch_size: int = 64, log: Callable[[str], None] = _stderr,
+             batch_size: int = 64, log: Callable[[str], None] = stderr_line,
              **loader_options) -> dict:
     predictor, spec, model_task, description = open_predictor(model, fmt, threads)
     samples = load_for_model(spec, task or model_task, data, stride=stride, **loader_options)

@@ -7,7 +7,6 @@ best weights kept by validation loss with early stopping, one progress line per 
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -25,10 +24,8 @@ from edgecnn.report import write_report
 from edgecnn.splits import validation_split
 from edgecnn.tasks import task_defaults
 from edgecnn.tensors import to_tensors
+from edgecnn.console import stderr_line
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -135,7 +132,7 @@ class _EpochProgress:
         return Progress()
 
 
-def train(config: TrainConfig, log: Callable[[str], None] = _stderr) -> TrainResult:
+def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> TrainResult:
     """Train ``config.architecture`` (default: the task's edge architecture) and write the
     model directory ``config.out``."""
     defaults = task_defaults(config.task)

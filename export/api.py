@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,10 +29,8 @@ from edgecnn.export.manifest import (build_manifest, file_entry, manifest_summar
                                      write_manifest)
 from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare, keras_predict, predict_all
+from edgecnn.console import stderr_line
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -120,7 +117,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                  float_first: int | None = None,
                  max_drop: float = 0.5, min_agreement: float = 0.99,
                  max_calibration_samples: int = DEFAULT_MAX_SAMPLES,
-                 log: Callable[[str], None] = _stderr) -> ExportResult:
+                 log: Callable[[str], None] = stderr_line) -> ExportResult:
     """Export ``model_dir`` (from ``edgecnn train``) into the bundle directory ``out``.
 
     ``formats``: names or a comma list (default: all, see formats.FORMATS). Options left at

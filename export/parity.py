@@ -8,7 +8,6 @@ all rows of the table are comparable. Everything here runs on the runtime engine
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,11 @@ from edgecnn.deploy.errors import BundleError, DataError, InputError
 from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare, predict_all
 from edgecnn.metrics import classification_metrics
+from edgecnn.console import stderr_line
 
 REFERENCE_FORMATS = ("onnx", "tflite")
 BLAME_SAMPLES = 48
 
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -84,7 +81,7 @@ class ParityResult:
 
 def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99, *,
                task: str | None = None, formats=None, blame: bool = True,
-               log: Callable[[str], None] = _stderr) -> ParityResult:
+               log: Callable[[str], None] = stderr_line) -> ParityResult:
     """Evaluate the float reference and every other format of ``bundle`` on the labelled
     data at ``data``; rows break the thresholds when accuracy drops by more than
     ``max_drop`` percentage points or top-1 agreement with the reference is below
