@@ -179,18 +179,30 @@ def _ratio_lines(ratios: dict) -> list[str]:
     if not fmt:
         return ["No ratios: the edge model has no benched bundle format."]
     lines = [f"Ratios (same run; ours = edge {fmt}, batch-1 p50):", ""]
+    # (key, wording when ours is ahead, wording when it is behind)
     items = [
-        ("latency_vs_lecture_predict", "faster than the lecture's seed `model.predict(x)`"),
-        ("latency_vs_seed_keras_call", "faster than the seed Keras `model(x)` call"),
-        ("latency_vs_seed_onnx", "faster than the seed model as float32 ONNX"),
-        ("size_vs_seed_keras", "smaller than the seed `.keras` file"),
-        ("size_vs_seed_onnx", "smaller than the seed float32 ONNX file"),
-        ("macs_vs_seed", "fewer MACs than the seed model"),
-        ("train_time_vs_seed", "training time relative to the seed model"),
+        ("latency_vs_lecture_predict", "faster than the lecture's seed `model.predict(x)`",
+         "slower than the lecture's seed `model.predict(x)`"),
+        ("latency_vs_seed_keras_call", "faster than the seed Keras `model(x)` call",
+         "slower than the seed Keras `model(x)` call"),
+        ("latency_vs_seed_onnx", "faster than the seed model as float32 ONNX",
+         "slower than the seed model as float32 ONNX"),
+        ("size_vs_seed_keras", "smaller than the seed `.keras` file",
+         "larger than the seed `.keras` file"),
+        ("size_vs_seed_onnx", "smaller than the seed float32 ONNX file",
+         "larger than the seed float32 ONNX file"),
+        ("macs_vs_seed", "fewer MACs than the seed model", "more MACs than the seed model"),
     ]
-    for key, text in items:
-        if ratios.get(key) is not None:
-            lines.append(f"- {ratios[key]:g}x {text}")
+    for key, ahead, behind in items:
+        ratio = ratios.get(key)
+        if ratio is None:
+            continue
+        if ratio >= 1:
+            lines.append(f"- {ratio:g}x {ahead}")
+        elif ratio > 0:
+            lines.append(f"- {1 / ratio:.1f}x {behind}")
+    if ratios.get("train_time_vs_seed") is not None:
+        lines.append(f"- {ratios['train_time_vs_seed']:g}x the seed model's training time")
     if ratios.get("accuracy_delta_pp") is not None:
         lines.append(f"- validation accuracy {ratios['accuracy_delta_pp']:+.2f} pp vs the "
                      "seed Keras model")

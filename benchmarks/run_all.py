@@ -94,14 +94,19 @@ def _model_record(recipe: Recipe, model_dir: Path, bundle: Path) -> dict:
             "val_accuracy": validation.get("accuracy"), "val_n": validation.get("n")}
 
 
-def _bundle_matches(bundle: Path, model_dir: Path) -> bool:
+def _bundle_matches(bundle: Path, model_dir: Path, recipe: Recipe) -> bool:
+    """The bundle was exported from this model, with the recipe's float-first setting."""
     from edgecnn.modeldir import ModelDir
 
     if not (bundle / MANIFEST).is_file():
         return False
     manifest = read_json(bundle / MANIFEST, "bundle manifest")
     recorded = (manifest.get("source_model") or {}).get("sha256")
-    return recorded == ModelDir.open(model_dir).model_sha256()
+    if recorded != ModelDir.open(model_dir).model_sha256():
+        return False
+    int8 = (manifest.get("files") or {}).get("onnx-int8")
+    float_first = dict(recipe.export).get("float_first", 0)
+    return int8 is None or len(int8.get("float_nodes") or []) == float_first
 
 
 def prepare_model(recipe: Recipe, data: Path, base: Path, args) -> dict:
@@ -120,11 +125,12 @@ def prepare_model(recipe: Recipe, data: Path, base: Path, args) -> dict:
             f"({recipe.epochs} epochs) on {data}")
         train(TrainConfig(task=recipe.task, data=str(data), out=str(model_dir), seed=args.seed,
                           **recipe.train_options()), log=log)
-    if args.reuse and _bundle_matches(bundle, model_dir):
+    if args.reuse and _bundle_matches(bundle, model_dir, recipe):
         log(f"[{recipe.task} {recipe.role}] reusing {bundle}")
     else:
         log(f"[{recipe.task} {recipe.role}] exporting to {bundle}")
-        export_model(model_dir, bundle, formats=args.formats, log=log)
+        export_model(model_dir, bundle, formats=args.formats, log=log,
+                     **dict(recipe.export))
     return _model_record(recipe, model_dir, bundle)
 
 

@@ -8,6 +8,8 @@ calling thread runs the model on that tensor (bound as the input of the slot's o
 engine runner: no copy), debounces and logs. When the calling thread would only wait for
 the next frame, the reading thread leaves that frame's preprocessing to it, so the two
 share the work wherever decoding is the slower half. Nothing is allocated per frame.
+OpenCV's own worker pool is held to one thread for the run: otherwise a resize in the
+reading thread spreads over both cores and preempts the model.
 """
 
 from __future__ import annotations
@@ -94,11 +96,13 @@ class Prepared:
     written.
     """
 
-    __slots__ = ("fault", "regions", "tensor", "ready", "runner")
+    __slots__ = ("fault", "regions", "pixels", "gray", "tensor", "ready", "runner")
 
     def __init__(self) -> None:
         self.fault: str | None = None
         self.regions: list[Region] = []
+        self.pixels: np.ndarray | None = None   # the frame as the model's colour takes it
+        self.gray: np.ndarray | None = None     # the slot's buffer for a gray conversion
         self.tensor: np.ndarray | None = None   # float32 regions x H x W x C
         self.ready = False                       # tensor holds this frame's regions
         self.runner = None
@@ -129,19 +133,31 @@ class FramePreparer:
 
     def __call__(self, image: np.ndarray, previous=None, waiting: bool = False) -> Prepared:
         work = previous if isinstance(previous, Prepared) else Prepared()
+        work.pixels = self._pixels(image, work)
         with self._lock:
             if image.shape != self._shape:
                 self._regions = plan_regions(image.shape, *self._plan)
                 self._shape = image.shape
             work.regions = self._regions
-            work.fault = self.detector.check(image)
+            work.fault = self.detector.check(work.pixels)
         work.ready = False
         if work.fault is None and not (waiting and self.share):
-            self.tensors(work, image)
+            self.tensors(work)
         return work
 
-    def tensors(self, work: Prepared, image: np.ndarray) -> None:
-        """Preprocess ``image``'s regions into ``work.tensor`` (either thread)."""
+    def _pixels(self, image: np.ndarray, work: Prepared) -> np.ndarray:
+        """A gray model's frame converted once, into the slot's buffer, for both the fault
+        checks and every region (the same ``to_color`` conversion preprocessing would do);
+        other colours go to preprocessing as decoded."""
+        if self.spec.image.color != "gray" or image.ndim == 2 or image.shape[2] != 3:
+            return image
+        reuse = work.gray is not None and work.gray.shape == image.shape[:2]
+        work.gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=work.gray if reuse else None)
+        return work.gray
+
+    def tensors(self, work: Prepared) -> None:
+        """Preprocess the regions of ``work.pixels`` into ``work.tensor`` (either thread)."""
+        image = work.pixels
         regions = work.regions
         tensor = work.tensor
         if tensor is None or len(tensor) != len(regions):
@@ -214,6 +230,8 @@ def run_camera(bundle, source, *, fmt: str | None = None,
         if on_event is not None:
             on_event(event)
 
+    opencv_threads = cv2.getNumThreads()   # process-wide: restored when the run ends
+    cv2.setNumThreads(1)
     try:
         read, monotonic = src.read, time.monotonic
         while not stop.is_set():
@@ -246,7 +264,7 @@ def run_camera(bundle, source, *, fmt: str | None = None,
             else:
                 active_fault = None
                 if not work.ready:              # left to this thread: it was idle
-                    prepare.tensors(work, frame.image)
+                    prepare.tensors(work)
                     shared += 1
                 runner = work.runner
                 if runner is None or runner.inputs is not work.tensor:
@@ -289,6 +307,7 @@ def run_camera(bundle, source, *, fmt: str | None = None,
     finally:
         cpu = time.thread_time() - cpu_started
         src.close()
+        cv2.setNumThreads(opencv_threads)
         if preview is not None:
             preview.close()
     elapsed = time.monotonic() - started

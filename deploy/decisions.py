@@ -53,23 +53,23 @@ class Debouncer:
             raise InputError(f"unknown class name(s) {unknown}; this model's classes are: "
                              f"{', '.join(self.labels)}")
         self.min_count = min_count
-        self.thresholds = np.array([class_thresholds.get(l, threshold) for l in self.labels])
-        self.ignored = np.array([l in set(ignore) for l in self.labels])
+        # plain lists: this runs once per frame and region, where numpy scalars cost more
+        # than the arithmetic
+        self.thresholds = [float(class_thresholds.get(l, threshold)) for l in self.labels]
+        self.ignored = [l in set(ignore) for l in self.labels]
         self.resize(regions)
 
     def resize(self, regions: int) -> None:
-        self._cls = np.full(regions, -1)
-        self._count = np.zeros(regions, int)
-        self._sum = np.zeros(regions)
+        self._cls = [-1] * regions
+        self._count = [0] * regions
+        self._sum = [0.0] * regions
 
     def reset(self) -> None:
-        self._cls[:] = -1
-        self._count[:] = 0
-        self._sum[:] = 0.0
+        self.resize(len(self._cls))
 
     def top(self, probs: np.ndarray) -> tuple[int, float]:
         """Top class and its confidence; class -1 when under its threshold."""
-        index = int(np.argmax(probs))
+        index = int(probs.argmax())
         confidence = float(probs[index])
         return (index if confidence >= self.thresholds[index] else -1), confidence
 
@@ -81,10 +81,9 @@ class Debouncer:
             self._sum[region] = 0.0
         if index < 0:
             return None
-        self._count[region] += 1
+        count = self._count[region] = self._count[region] + 1
         self._sum[region] += confidence
-        count = int(self._count[region])
         if count != self.min_count or self.ignored[index]:
             return None
         return Persisted(self.labels[index], index, confidence,
-                         float(self._sum[region] / count), count)
+                         self._sum[region] / count, count)

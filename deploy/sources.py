@@ -454,6 +454,24 @@ def _fps(capture) -> float | None:
     return fps if 0 < fps < 1000 else None
 
 
+# FFmpeg pixel formats of 8-bit gray video (mono cameras, raw gray recordings)
+GRAY_PIXEL_FORMATS = ("Y800", "GREY", "GRAY", "Y8  ")
+
+
+def _keep_native_gray(capture):
+    """Let an 8-bit gray stream arrive as it is (H x W) instead of as three equal BGR
+    channels: saves a conversion to BGR and back per frame, same pixels. Only where FFmpeg
+    names the gray pixel format; every other format is converted to BGR as usual."""
+    try:
+        code = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
+    except (cv2.error, TypeError, ValueError):
+        return capture
+    name = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)) if code > 0 else ""
+    if name in GRAY_PIXEL_FORMATS:
+        capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+    return capture
+
+
 def _open_file(path: str):
     if not Path(path).is_file():
         raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
@@ -463,7 +481,7 @@ def _open_file(path: str):
         capture.release()
         raise SourceError(f"cannot open {path} as a video (expected a file OpenCV can "
                           "decode, e.g. .avi/.mp4/.mkv)")
-    return capture
+    return _keep_native_gray(capture)
 
 
 def _open_device(index: int):
@@ -484,7 +502,7 @@ def _open_url(url: str):
         raise SourceError(f"cannot open stream {url} (unreachable, wrong address or "
                           f"credentials, or not a video stream; waited {OPEN_TIMEOUT_MS} ms)")
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return capture
+    return _keep_native_gray(capture)
 
 
 def _open_gstreamer(pipeline: str):

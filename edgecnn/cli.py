@@ -43,6 +43,12 @@ def _loader_options(f):
     return f
 
 
+def _given_loader_options(options: dict) -> dict:
+    """The loader options the user actually set (defaults dropped)."""
+    return {name: value for name, value in options.items()
+            if value not in (None, False) and not (name == "channel" and value == "DE")}
+
+
 def _write_json(data: dict, path) -> None:
     if path:
         from edgecnn.report import write_json
@@ -70,6 +76,8 @@ def _write_json(data: dict, path) -> None:
 @click.option("--no-augment", is_flag=True, help="Switch off the task's augmentation.")
 @click.option("--image-size", type=int, default=None, help="Images: model input side.")
 @click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
+@click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
+              default=None, help="Images: resize to the input size (task default: linear).")
 @click.option("--window-length", type=int, default=None, help="Signals: samples per window.")
 @click.option("--stride", type=int, default=None, help="Signals: training window stride.")
 @click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
@@ -155,11 +163,12 @@ def format_result(metrics: dict) -> str:
               help="Parity: smallest accepted top-1 agreement with float (0-1).")
 @click.option("--max-calib-samples", type=int, default=300, show_default=True,
               help="Calibration samples to use at most (balanced across classes).")
+@_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the manifest summary as JSON.")
 def export(model_dir, out, formats, calib, calib_method, activations, per_channel,
            float_first, reduce_range, auto_fallback, max_drop, min_agreement,
-           max_calib_samples, json_path):
+           max_calib_samples, json_path, **loader_options):
     from edgecnn.export import export_model
 
     result = export_model(model_dir, out, formats=formats, calib=calib,
@@ -167,7 +176,8 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
                           per_channel=per_channel, activations=activations,
                           reduce_range=reduce_range, float_first=float_first,
                           max_drop=max_drop, min_agreement=min_agreement,
-                          max_calibration_samples=max_calib_samples)
+                          max_calibration_samples=max_calib_samples,
+                          calib_options=_given_loader_options(loader_options))
     click.echo(result.format())
     _write_json(result.summary(), json_path)
 
@@ -184,14 +194,15 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
               help="Smallest accepted top-1 agreement with float (0-1).")
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
+@_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the per-format metrics and parity fields as JSON.")
-def parity(bundle, data, max_drop, min_agreement, formats, task, json_path):
+def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, **loader_options):
     from edgecnn.deploy.errors import CheckFailed
     from edgecnn.export import run_parity
 
     result = run_parity(bundle, data, max_drop=max_drop, min_agreement=min_agreement,
-                        task=task, formats=formats)
+                        task=task, formats=formats, **_given_loader_options(loader_options))
     click.echo(result.format())
     _write_json(result.to_dict(), json_path)
     if not result.passed:

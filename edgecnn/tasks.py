@@ -56,9 +56,13 @@ def _replace(section, overrides):
 _VIBRATION = SignalSpec(sample_rate=12000.0, window_length=4096, nperseg=256, noverlap=32,
                         transform="log")
 
+# Camera images: 128x128 gray, bilinear resize. The resize runs on every frame at run
+# time: OpenCV's area resize at a fractional ratio (200 -> 128) costs 0.15-0.2 ms per frame
+# here, as much as the model's inference, bilinear 0.02 ms. NEU validation accuracy:
+# 99.33 % with area, 99.33-99.67 % with bilinear (two trainings, same split).
 TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "images": TaskDefaults("images", "image", "edge-image", "seed-neu",
-                           image=ImageSpec(128, 128, color="gray"),
+                           image=ImageSpec(128, 128, color="gray", interpolation="linear"),
                            augment=("flip", "rot90"), epochs=60),
     "mnist": TaskDefaults("mnist", "image", "edge-digits", "seed-mnist",
                           image=ImageSpec(28, 28, color="gray"), augment=("shift",), epochs=15,

@@ -43,6 +43,7 @@ class TrainConfig:
     augment: bool = True
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
+    interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
     window_length: int | None = None       # signals: samples per window
     stride: int | None = None              # signals: training window stride
     transform: str | None = None           # signals: none / log / log1p / db
@@ -66,7 +67,8 @@ class TrainResult:
 def _spec_overrides(config: TrainConfig, kind: str) -> dict:
     if kind == "image":
         side = config.image_size
-        return {"height": side, "width": side, "color": config.color}
+        return {"height": side, "width": side, "color": config.color,
+                "interpolation": config.interpolation}
     return {"window_length": config.window_length, "transform": config.transform,
             "channel": config.channel}
 

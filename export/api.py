@@ -117,6 +117,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                  float_first: int | None = None,
                  max_drop: float = 0.5, min_agreement: float = 0.99,
                  max_calibration_samples: int = DEFAULT_MAX_SAMPLES,
+                 calib_options: dict | None = None,
                  log: Callable[[str], None] = stderr_line) -> ExportResult:
     """Export ``model_dir`` (from ``edgecnn train``) into the bundle directory ``out``.
 
@@ -125,7 +126,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     ``float_first`` keeps the first N convolutions of the onnx-int8 model in float (on
     one-channel full-resolution input int8 kernels are slower than float and gain nothing).
     ``max_drop`` (pp) / ``min_agreement`` (0-1) are the parity thresholds that
-    ``auto_fallback`` enforces on the calibration data.
+    ``auto_fallback`` enforces on the calibration data. ``calib_options`` say how to read
+    ``calib`` (``load_dataset`` keywords such as label_pattern or manifest).
     """
     from edgecnn.modeldir import ModelDir
     from edgecnn.tfquiet import quiet_tensorflow
@@ -151,7 +153,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     task = (source.manifest.get("training") or {}).get("task")
 
     started = time.perf_counter()
-    calib_set = load_calibration(spec, task, calib, max_calibration_samples, log)
+    calib_set = load_calibration(spec, task, calib, max_calibration_samples, log,
+                                 calib_options)
     counts = calib_set.counts()
     detail = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "unlabelled")
     log(f"calibration: {len(calib_set)} samples from {calib_set.source} ({detail}), "

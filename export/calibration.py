@@ -108,8 +108,12 @@ class CalibrationSet:
 
 def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None = None,
                      max_samples: int = DEFAULT_MAX_SAMPLES,
-                     log: Callable[[str], None] = lambda message: None) -> CalibrationSet:
+                     log: Callable[[str], None] = lambda message: None,
+                     loader_options: dict | None = None) -> CalibrationSet:
     """Calibration tensors from ``calib`` (a user folder) or the matching shipped set.
+
+    ``loader_options`` (``load_dataset`` keywords: label_pattern, manifest, channel, ...)
+    say how to read ``calib``; the shipped sets need none.
 
     Balanced across classes where labels exist (evenly spaced picks per class, at most
     ``max_samples`` in all). Fewer than MIN_SAMPLES samples (or MIN_PER_CLASS per class)
@@ -121,9 +125,12 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
         path = Path(calib)
         if not path.exists():
             raise DataError(f"calibration data {path} does not exist")
-        samples, used_task = _load_user_set(path, spec, task)
+        samples, used_task = _load_user_set(path, spec, task, loader_options or {})
         source = str(path)
     else:
+        if loader_options:
+            raise InputError(f"{', '.join(sorted(loader_options))} say how to read --calib "
+                             "data; no --calib was given")
         samples, used_task, path = _load_shipped_set(spec, task)
         source = str(path)
     if samples is None:  # unlabelled images
@@ -143,7 +150,7 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
     return calib_set
 
 
-def _load_user_set(path: Path, spec: InputSpec, task: str | None):
+def _load_user_set(path: Path, spec: InputSpec, task: str | None, loader_options: dict):
     from edgecnn.data import load_dataset
 
     task = task or ("images" if spec.kind == "image" else None)
@@ -151,7 +158,7 @@ def _load_user_set(path: Path, spec: InputSpec, task: str | None):
         raise InputError("cannot tell how to read the calibration recordings: the model "
                          "directory names no training task")
     try:
-        return load_dataset(task, path, spec, labels=spec.labels), task
+        return load_dataset(task, path, spec, labels=spec.labels, **loader_options), task
     except DataError as exc:
         if spec.kind == "image" and path.is_dir() and _image_files(path) and \
                 not any(p.is_dir() for p in path.iterdir()):

@@ -81,11 +81,12 @@ class ParityResult:
 
 def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99, *,
                task: str | None = None, formats=None, blame: bool = True,
-               log: Callable[[str], None] = stderr_line) -> ParityResult:
+               log: Callable[[str], None] = stderr_line, **loader_options) -> ParityResult:
     """Evaluate the float reference and every other format of ``bundle`` on the labelled
     data at ``data``; rows break the thresholds when accuracy drops by more than
     ``max_drop`` percentage points or top-1 agreement with the reference is below
-    ``min_agreement``. Failing int8 rows get a per-layer blame table."""
+    ``min_agreement``. Failing int8 rows get a per-layer blame table. ``loader_options``
+    go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings)."""
     from edgecnn.data import load_dataset
     from edgecnn.deploy.engine import open_engine
     from edgecnn.tensors import to_tensors
@@ -106,7 +107,7 @@ def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99,
         raise InputError(f"bundle {opened.path} names no task; pass --task to say how to "
                          "read the data")
     started = time.perf_counter()
-    samples = load_dataset(task, data, spec, labels=spec.labels)
+    samples = load_dataset(task, data, spec, labels=spec.labels, **loader_options)
     if len(samples) == 0:
         raise DataError(f"no usable samples in {data} ({len(samples.skipped)} skipped)")
     tensors = to_tensors(samples, spec)

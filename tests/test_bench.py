@@ -377,6 +377,12 @@ def test_task_data_folders_and_recipes(tmp_path):
     assert options["augment"] is False and "image_size" not in edge.train_options()
     assert seed.scaled(0.0).epochs == 1 and edge.scaled(0.5).epochs == edge.epochs // 2
     assert training_recipes.recipes("cwru")[1].transform == "none"
+    # the benchmark exports our NEU model as `make bundle-neu` exports the shipped one
+    makefile = (CALIBRATION.parent / "Makefile").read_text()
+    line = next(l for l in makefile.splitlines() if "export runs/neu" in l)
+    shipped_float_first = int(line.split("--float-first")[1].split()[0])
+    assert dict(edge.export) == {"float_first": shipped_float_first}
+    assert seed.export == () and training_recipes.recipes("cwru")[0].export == ()
 
 
 def test_ratios_and_markdown_from_real_bench_results(conv_result, workdir):
@@ -406,3 +412,17 @@ def test_ratios_and_markdown_from_real_bench_results(conv_result, workdir):
     assert f"{ratios['latency_vs_lecture_predict']:g}x faster than the lecture's" in text
     assert text.count("| seed | ") == 3 and text.count("| edge | ") == 1
     assert "MatMulInteger" in text
+
+
+def test_ratio_lines_say_slower_and_larger_when_ours_is_behind():
+    """A ratio below 1 is stated the other way round, never as '0.6x faster'."""
+    lines = results_tables._ratio_lines({
+        "ours_format": "onnx-int8", "latency_vs_lecture_predict": 368.6,
+        "latency_vs_seed_onnx": 0.6, "size_vs_seed_onnx": 18.5, "macs_vs_seed": 0.4,
+        "train_time_vs_seed": 4.93, "accuracy_delta_pp": 0.31})
+    text = "\n".join(lines)
+    assert "- 368.6x faster than the lecture's seed" in text
+    assert "- 1.7x slower than the seed model as float32 ONNX" in text
+    assert "- 2.5x more MACs than the seed model" in text
+    assert "- 4.93x the seed model's training time" in text
+    assert "0.6x" not in text and "0.4x" not in text

@@ -379,3 +379,25 @@ def test_float_first_is_an_onnx_int8_option_only(trained_image_model_dir, tmp_pa
     with pytest.raises(InputError, match="float_first applies to onnx-int8"):
         export_model(trained_image_model_dir, tmp_path / "b", formats="tflite-int8",
                      float_first=2, log=lambda line: None)
+
+
+def test_calibration_recordings_read_with_loader_options(tmp_path):
+    """``export --calib DIR --label-pattern ... --sample-rate ...`` on plain .npy recordings."""
+    from edgecnn.deploy.recordings import read_recording
+    from edgecnn.deploy.spec import SignalSpec
+
+    folder = tmp_path / "my recordings"
+    folder.mkdir()
+    for label, name in (("normal", "normal_0_97.mat"),
+                        ("IR007", "12k_Drive_End_IR007_0_105.mat")):
+        samples = read_recording(CALIB / "cwru" / name).samples[:20000]
+        np.save(folder / f"{label}_1.npy", samples.astype(np.float32))
+    spec = InputSpec("signal", ("normal", "IR007"), signal=SignalSpec(window_length=2048))
+    options = {"label_pattern": r"^(?P<label>[A-Za-z0-9]+)_\d+\.npy$", "sample_rate": 12000.0}
+    calib = load_calibration(spec, "vibration", folder, loader_options=options)
+    assert calib.counts() == {"normal": len(calib) // 2, "IR007": len(calib) // 2}
+    assert len(calib) >= 20
+    with pytest.raises(DataError):   # the same files without the options
+        load_calibration(spec, "vibration", folder)
+    with pytest.raises(InputError, match="no --calib was given"):
+        load_calibration(spec, "vibration", None, loader_options=options)

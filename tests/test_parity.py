@@ -133,3 +133,35 @@ def test_parity_refuses_bad_thresholds_and_missing_reference(exported_bundle, tm
     (no_float / "edgecnn.json").write_text(json.dumps(manifest))
     assert cli("parity", no_float, "--data", CALIB / "neu") == 2
     assert "has no float32 model" in capsys.readouterr().err
+
+
+def _generic_recordings(folder: Path) -> dict[str, int]:
+    """Real CWRU calibration signals saved as plain .npy files named ``<class>_<n>.npy``
+    (no rate inside, no CWRU names): only --label-pattern and --sample-rate can read them."""
+    from edgecnn.deploy.recordings import read_recording
+
+    folder.mkdir(parents=True)
+    names = {"normal": "normal_0_97.mat", "IR007": "12k_Drive_End_IR007_0_105.mat"}
+    for label, name in names.items():
+        samples = read_recording(CALIB / "cwru" / name).samples[:12000]
+        np.save(folder / f"{label}_1.npy", samples.astype(np.float32))
+    return {label: 12000 // 2048 for label in names}
+
+
+def test_parity_reads_generic_recordings_with_loader_options(tmp_path, capsys):
+    from runtime_helpers import make_signal_bundle
+
+    bundle = make_signal_bundle(tmp_path / "signal bundle", labels=("normal", "IR007"))
+    data = _generic_recordings(tmp_path / "my recordings")
+    report = tmp_path / "parity.json"
+    pattern = r"^(?P<label>[A-Za-z0-9]+)_\d+\.npy$"
+    assert cli("parity", bundle, "--data", tmp_path / "my recordings", "--task", "vibration",
+               "--label-pattern", pattern, "--sample-rate", "12000", "--json", report) == 0
+    row = json.loads(report.read_text())["formats"]["onnx"]
+    # windows of the spec's length at the default stride (a quarter window)
+    assert row["n"] == 2 * ((12000 - 2048) // 512 + 1)
+    capsys.readouterr()
+    # without the options the generic files cannot be labelled: a usage error, no traceback
+    assert cli("parity", bundle, "--data", tmp_path / "my recordings",
+               "--task", "vibration") == 2
+    assert "error:" in capsys.readouterr().err

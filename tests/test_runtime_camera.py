@@ -113,7 +113,7 @@ def test_preparer_leaves_preprocessing_to_an_idle_pipeline(conv_bundle):
     for _, image in neu_images(1):
         work = preparer(image, work, waiting=True)
         assert work.fault is None and not work.ready
-        preparer.tensors(work, image)
+        preparer.tensors(work)
         expected = np.stack([preprocess_image(r.crop(image), spec) for r in work.regions])
         np.testing.assert_array_equal(work.tensor, expected)
         buffer = work.tensor
@@ -124,6 +124,25 @@ def test_preparer_leaves_preprocessing_to_an_idle_pipeline(conv_bundle):
     assert work.fault == "black" and not work.ready
     eager = FramePreparer(spec, FrameFaultDetector(), share=False)
     assert eager(neu_images(1)[0][1], None, waiting=True).ready
+
+def test_preparer_converts_a_colour_frame_once_for_a_gray_model(conv_bundle):
+    """Fault checks and every tile of a BGR frame use one gray conversion in the slot's
+    buffer, and the tensors equal preprocessing each BGR crop offline."""
+    spec = Bundle.open(conv_bundle).spec
+    preparer = FramePreparer(spec, FrameFaultDetector(FaultConfig(frozen_frames=0)),
+                             tiles=(2, 2), share=False)
+    work, buffer = None, None
+    for _, image in neu_images(1)[:3]:
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        bgr[:, :, 2] = 255 - bgr[:, :, 2]               # a frame that is really in colour
+        work = preparer(bgr, work)
+        assert work.pixels.shape == image.shape and work.ready
+        np.testing.assert_array_equal(work.pixels, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        expected = np.stack([preprocess_image(r.crop(bgr), spec) for r in work.regions])
+        np.testing.assert_array_equal(work.tensor, expected)
+        assert buffer is None or work.gray is buffer    # no new buffer per frame
+        buffer = work.gray
+
 
 def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
     """Frames of calibration images: same probabilities as preprocessing the decoded frame."""
@@ -140,10 +159,19 @@ def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
     engine = open_engine(conv_bundle)
     spec = Bundle.open(conv_bundle).spec
     offline = engine.predict(np.stack([preprocess_image(f, spec) for f in decoded]))
-    got = []
+    got, opencv_threads = [], []
+    before = cv2.getNumThreads()
+
+    def record(event):
+        got.append(event)
+        opencv_threads.append(cv2.getNumThreads())
+
     summary = run_camera(conv_bundle, str(video), min_frames=1, threshold=0.0,
-                         probabilities=True, on_event=got.append,
+                         probabilities=True, on_event=record,
                          faults=FaultConfig(frozen_frames=0))
+    # OpenCV's pool is held to one thread during the run (its resizes would take the
+    # model's core) and given back afterwards
+    assert set(opencv_threads) == {1} and cv2.getNumThreads() == before
     assert summary.read == summary.processed == len(images) == len(decoded)
     assert summary.dropped == 0 and summary.corrupt == 0
     assert summary.stop_reason == "end of source"
@@ -153,6 +181,36 @@ def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
         probs = np.array([event["probabilities"][c] for c in NEU_CLASSES])
         np.testing.assert_allclose(probs, offline[event["frame"]], atol=1e-5)
         assert event["class"] == NEU_CLASSES[int(np.argmax(offline[event["frame"]]))]
+
+
+def test_raw_gray_video_arrives_gray_and_classifies_like_offline(workdir, conv_bundle):
+    """An uncompressed 8-bit gray video (what a mono camera records) is read as H x W
+    frames, pixel for pixel what was written; an MJPG video still arrives as BGR."""
+    images = [img for _, img in neu_images(2)]
+    raw = workdir / "mono camera.avi"
+    writer = cv2.VideoWriter(str(raw), cv2.VideoWriter_fourcc(*"Y800"), 25.0,
+                             images[0].shape[::-1], isColor=False)
+    for image in images:
+        writer.write(image)
+    writer.release()
+    with VideoFileSource(raw) as src:
+        frame = src.read(5.0)
+        assert frame.image.ndim == 2
+        np.testing.assert_array_equal(frame.image, images[0])
+    with VideoFileSource(write_video(workdir / "colour.avi", images[:2])) as src:
+        assert src.read(5.0).image.shape == (*images[0].shape, 3)
+
+    spec = Bundle.open(conv_bundle).spec
+    offline = open_engine(conv_bundle).predict(np.stack([preprocess_image(i, spec)
+                                                         for i in images]))
+    got = []
+    summary = run_camera(conv_bundle, str(raw), min_frames=1, threshold=0.0,
+                         probabilities=True, on_event=got.append,
+                         faults=FaultConfig(frozen_frames=0))
+    assert summary.processed == len(images) and summary.corrupt == 0
+    for event in (e for e in got if e["type"] == "defect"):
+        probs = np.array([event["probabilities"][c] for c in NEU_CLASSES])
+        np.testing.assert_allclose(probs, offline[event["frame"]], atol=1e-5)
 
 
 def test_debounce_faults_and_events(workdir, bright_bundle):
