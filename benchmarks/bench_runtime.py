@@ -112,7 +112,7 @@ def _prepared_source(images: list[np.ndarray], count: int):
     """A FrameSource of ``count`` frames from a few images decoded and prepared up front
     (one per class, 20 frames each in turn, so the log sees about as many events as with
     the video): the pipeline thread's own cost with nothing running beside it."""
-    from edgecnn.deploy.sources import Frame, FrameSource
+    from edgecnn.deploy.frames import Frame, FrameSource
 
     class PreparedFrames(FrameSource):
         name = "prepared frames"

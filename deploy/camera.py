@@ -31,7 +31,8 @@ from .events import utc_now
 from .faults import FAULTS, FaultConfig, FrameFaultDetector
 from .preprocess import preprocess_image
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
-from .sources import Backoff, FrameSource, open_frame_source
+from .frames import FrameSource, open_frame_source
+from .reconnect import Backoff
 from .spec import InputSpec
 from .tiles import Region, plan_regions
 

@@ -2,7 +2,8 @@
 
 Training, export (calibration, parity) and the line-side runtime all call these functions
 with the model's InputSpec, so what a model saw in training is exactly what it sees on the
-line. Only numpy, scipy and OpenCV are used here.
+line. Only numpy, scipy and OpenCV are used here; SciPy is imported by the signal
+functions only, so a camera process does not load it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from fractions import Fraction
 
 import cv2
 import numpy as np
-from scipy import signal as sps
 
 from .errors import InputError, SpecError
 from .spec import ImageSpec, InputSpec, SignalSpec
@@ -109,15 +109,73 @@ def _image_spec(spec: ImageSpec | InputSpec) -> ImageSpec:
 
 # --------------------------------------------------------------------------- signals
 
-def resample(samples: np.ndarray, rate_from: float, rate_to: float) -> np.ndarray:
-    """Polyphase resampling of a 1-D signal between sample rates (exact rational ratio)."""
+def resample_ratio(rate_from: float, rate_to: float) -> tuple[int, int]:
+    """(up, down): the exact rational ratio between two sample rates (denominator <= 1000)."""
     if rate_from <= 0 or rate_to <= 0:
         raise InputError(f"sample rates must be positive; found {rate_from} -> {rate_to}")
-    samples = np.asarray(samples, dtype=np.float64)
-    if rate_from == rate_to:
-        return samples
     ratio = Fraction(rate_to / rate_from).limit_denominator(1000)
-    return sps.resample_poly(samples, ratio.numerator, ratio.denominator)
+    return ratio.numerator, ratio.denominator
+
+
+def resample(samples: np.ndarray, rate_from: float, rate_to: float) -> np.ndarray:
+    """Polyphase resampling of a 1-D signal between sample rates (exact rational ratio)."""
+    up, down = resample_ratio(rate_from, rate_to)
+    samples = np.asarray(samples, dtype=np.float64)
+    if up == down:
+        return samples
+    from scipy import signal as sps
+
+    return sps.resample_poly(samples, up, down)
+
+
+class StreamResampler:
+    """``resample_poly`` for a stream: the same polyphase filter, applied chunk by chunk.
+
+    The output equals ``resample`` of the whole signal delayed by ``delay``
+    output samples (the filter is causal here), so chunk boundaries leave no seams.
+    """
+
+    def __init__(self, rate_from: float, rate_to: float):
+        self.up, self.down = resample_ratio(rate_from, rate_to)
+        self.identity = self.up == self.down == 1
+        self.delay = 0
+        if self.identity:
+            return
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate
+        from scipy import signal as sps
+
+        self._upfirdn = sps.upfirdn
+        h = sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        pre = self.down - half_len % self.down
+        self.h = np.concatenate([np.zeros(pre), h])
+        self.delay = (half_len + pre) // self.down
+        self._hist = np.zeros(0)
+        self._hist_start = 0   # input index of _hist[0], always a multiple of down
+        self._received = 0
+        self._next_out = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.identity:
+            return x
+        self._hist = np.concatenate([self._hist, x])
+        self._received += len(x)
+        if self._received == 0:
+            return np.zeros(0)
+        last = ((self._received - 1) * self.up) // self.down
+        if last < self._next_out:
+            return np.zeros(0)
+        y = self._upfirdn(self.h, self._hist, self.up, self.down)
+        shift = self._hist_start * self.up // self.down
+        out = y[self._next_out - shift:last + 1 - shift].copy()
+        self._next_out = last + 1
+        need = max(0, (self._next_out * self.down - len(self.h) + 1) // self.up)
+        start = need // self.down * self.down
+        if start > self._hist_start:
+            self._hist = self._hist[start - self._hist_start:]
+            self._hist_start = start
+        return out
 
 
 def window_starts(n_samples: int, length: int, stride: int) -> np.ndarray:
@@ -146,6 +204,8 @@ def magnitude_spectrogram(windows: np.ndarray, spec: SignalSpec | InputSpec) -> 
     if windows.shape[-1] != spec.window_length:
         raise InputError(f"expected windows of {spec.window_length} samples; "
                          f"found {windows.shape[-1]}")
+    from scipy import signal as sps
+
     detrend = False if spec.detrend == "none" else spec.detrend
     _, _, sxx = sps.spectrogram(windows, fs=spec.sample_rate, window=_window(spec.window),
                                 nperseg=spec.nperseg, noverlap=spec.noverlap, detrend=detrend,

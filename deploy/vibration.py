@@ -21,7 +21,8 @@ from .engine import EngineOptions, open_for_run
 from .errors import InputError
 from .events import utc_now
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
-from .sources import Backoff, SampleSource, open_sample_source
+from .reconnect import Backoff
+from .samples import SampleSource, open_sample_source
 from .stft import StreamingSpectrogram
 
 SIGNAL_FAULTS = ("nonfinite", "clipped", "flatline", "gap")

@@ -260,7 +260,7 @@ def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, q
                 **options):
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
-    from edgecnn.deploy.session import run_logged
+    from edgecnn.deploy.run import run_logged
 
     thresholds = dict(parse_class_threshold(t) for t in class_threshold)
     summary = run_logged(kind, bundle, source, fmt=fmt,
@@ -335,7 +335,7 @@ def events() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def events_summary(log, as_json):
     from edgecnn.deploy.events import format_event_summary, summarize_events
-    from edgecnn.deploy.session import summary_json
+    from edgecnn.deploy.run import summary_json
 
     summary = summarize_events(log)
     click.echo(summary_json(summary) if as_json else format_event_summary(summary))

@@ -32,7 +32,7 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
     """Run the five demo steps, writing into ``out``; returns where everything is."""
     from edgecnn.deploy.bundle import shipped_bundles
     from edgecnn.deploy.samplevideo import make_sample_video
-    from edgecnn.deploy.session import run_logged
+    from edgecnn.deploy.run import run_logged
     from edgecnn.export import export_model
     from edgecnn.export.parity import run_parity
     from edgecnn.training import TrainConfig, train

@@ -6,7 +6,7 @@ with the float reference on labelled data. TensorFlow, tf2onnx and onnx are impo
 the functions that use them.
 """
 
-from edgecnn.export.api import ExportResult, export_model
+from edgecnn.export.exporter import ExportResult, export_model
 from edgecnn.export.formats import DEFAULT_FORMATS, FORMATS, Format, get_format, select_formats
 from edgecnn.export.parity import ParityResult, run_parity
 from edgecnn.export.verify import Thresholds

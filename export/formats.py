@@ -24,7 +24,7 @@ class Format:
     extra       -- the pip extra that installs ``modules`` (``edgecnn[train]``)
     tolerance   -- max |delta softmax| against Keras at export, or None: report only
                    (reduced-precision formats are judged by ``edgecnn parity``)
-    writer      -- ``writer(context, path, options) -> Written`` (export.api.ExportContext)
+    writer      -- ``writer(context, path, options) -> Written`` (export.exporter.ExportContext)
     """
 
     name: str

@@ -27,7 +27,7 @@ class Written:
     path: Path
     quantization: dict[str, Any] | None = None
     float_nodes: list[str] = field(default_factory=list)
-    blame: list = field(default_factory=list)        # debug.LayerError, worst first
+    blame: list = field(default_factory=list)        # blame.LayerError, worst first
     fallback: list[dict[str, Any]] = field(default_factory=list)  # auto-fallback steps
 
 

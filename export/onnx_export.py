@@ -197,7 +197,7 @@ def quantize_onnx(context, float_path: Path, out: Path, options: dict,
 
 
 def write_onnx_int8(context, path: Path, options: dict) -> Written:
-    from edgecnn.export import debug
+    from edgecnn.export import blame as layer_blame
 
     import onnx
 
@@ -213,10 +213,10 @@ def write_onnx_int8(context, path: Path, options: dict) -> Written:
         return work
 
     def blame():
-        return debug.onnx_layer_errors(float_path, work, context.calib.tensors[:64],
+        return layer_blame.onnx_layer_errors(float_path, work, context.calib.tensors[:64],
                                        input_name=INPUT_NAME)
 
-    debug.settle(context, "onnx-int8", work, options["auto_fallback"], quantize_without,
+    layer_blame.settle(context, "onnx-int8", work, options["auto_fallback"], quantize_without,
                  blame, written)
     written.float_nodes = [*leading, *(n for n in written.float_nodes if n not in leading)]
     compact_qdq_names(work, path)

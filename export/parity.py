@@ -55,7 +55,7 @@ class ParityResult:
                 "notes": self.notes}
 
     def format(self) -> str:
-        from edgecnn.export.debug import format_blame
+        from edgecnn.export.blame import format_blame
 
         n = next(iter(self.rows.values()))["n"]
         lines = [f"parity on {n} samples of {self.data}; reference: {self.reference} "
@@ -164,7 +164,7 @@ def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_referenc
 
 def _blame(result: ParityResult, opened: Bundle, tensors: np.ndarray, log) -> None:
     """Per-layer float-vs-int8 errors for every failing int8 format."""
-    from edgecnn.export import debug
+    from edgecnn.export import blame as layer_blame
 
     sample = tensors[:BLAME_SAMPLES]
     for name in result.failed:
@@ -179,9 +179,9 @@ def _blame(result: ParityResult, opened: Bundle, tensors: np.ndarray, log) -> No
         log(f"parity: comparing {float_name} and {name} layer by layer")
         if float_name == "onnx":
             input_name = opened.entry("onnx")["inputs"][0]["name"]
-            errors = debug.onnx_layer_errors(opened.file("onnx"), opened.file(name), sample,
+            errors = layer_blame.onnx_layer_errors(opened.file("onnx"), opened.file(name), sample,
                                              input_name=input_name)
         else:
-            errors = debug.tflite_file_layer_errors(opened.file("tflite"), opened.file(name),
+            errors = layer_blame.tflite_file_layer_errors(opened.file("tflite"), opened.file(name),
                                                     sample)
         result.blame[name] = errors

@@ -2,7 +2,7 @@
 
 int8 is full integer (int8 input and output tensors; their scale/zero-point go into the
 manifest) calibrated with the shared calibration tensors as ``representative_dataset``.
-Layer blame compares the int8 file with the float one tensor by tensor (export.debug);
+Layer blame compares the int8 file with the float one tensor by tensor (export.blame);
 auto-fallback re-quantizes through ``QuantizationDebugger``, whose ``denylisted_nodes`` keep
 chosen layers in float.
 """
@@ -56,7 +56,7 @@ def compact_names(data: bytes) -> tuple[bytes, dict[str, str]]:
     """
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from edgecnn.export.debug import short_tensor_names
+    from edgecnn.export.blame import short_tensor_names
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
     graph = model.subgraphs[0]
@@ -105,7 +105,7 @@ def write_tflite(context, path: Path, precision: str, options: dict) -> Written:
 
 
 def _write_int8(context, path: Path, options: dict) -> Written:
-    from edgecnn.export import debug
+    from edgecnn.export import blame as layer_blame
 
     context.log(f"tflite-int8: calibrating (minmax) on {len(context.calib)} samples")
     work = context.workdir / "candidate.int8.tflite"
@@ -114,7 +114,7 @@ def _write_int8(context, path: Path, options: dict) -> Written:
     state = {}
 
     def blame():
-        return debug.tflite_file_layer_errors(context.float_tflite(), work,
+        return layer_blame.tflite_file_layer_errors(context.float_tflite(), work,
                                               context.calib.tensors[:DEBUG_SAMPLES])
 
     def quantize_without(nodes):
@@ -136,7 +136,7 @@ def _write_int8(context, path: Path, options: dict) -> Written:
             debugger.get_nondebug_quantized_model)))
         return work
 
-    debug.settle(context, "tflite-int8", work, options["auto_fallback"], quantize_without,
+    layer_blame.settle(context, "tflite-int8", work, options["auto_fallback"], quantize_without,
                  blame, written)
     path.write_bytes(work.read_bytes())
     written.quantization = {"scheme": "full integer", "weights": "int8", "activations": "int8",

@@ -17,8 +17,8 @@ from edgecnn.deploy.errors import InputError, SourceError
 from edgecnn.deploy.events import EventLog
 from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
 from edgecnn.deploy.preprocess import preprocess_image
-from edgecnn.deploy.sources import (Backoff, LatestFrameSource, VideoFileSource,
-                                    open_frame_source)
+from edgecnn.deploy.frames import LatestFrameSource, VideoFileSource, open_frame_source
+from edgecnn.deploy.reconnect import Backoff
 from edgecnn.deploy.tiles import Region, parse_grid, parse_roi, parse_tiles, plan_regions
 
 from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,

@@ -26,7 +26,8 @@ def test_every_deploy_module_imports_without_tensorflow():
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     modules = set(result["modules"])
-    for name in ("engine", "stft", "sources", "camera", "vibration", "events", "faults",
-                 "tiles", "decisions", "runstats", "session", "preprocess", "bundle"):
+    for name in ("engine", "stft", "frames", "samples", "reconnect", "camera", "vibration",
+                 "events", "faults", "tiles", "decisions", "runstats", "run", "preprocess",
+                 "bundle"):
         assert f"edgecnn.deploy.{name}" in modules
     assert result["heavy"] == [], result["heavy"]

@@ -10,7 +10,7 @@ from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import (magnitude_spectrogram, preprocess_windows, resample,
                                        window_starts)
 from edgecnn.deploy.recordings import read_recording
-from edgecnn.deploy.sources import StreamResampler
+from edgecnn.deploy.preprocess import StreamResampler
 from edgecnn.deploy.spec import SignalSpec
 from edgecnn.deploy.stft import StreamingSpectrogram, TensorWriter, default_hop
 
@@ -89,7 +89,7 @@ def test_other_spec_parameters_and_tensor(samples, options):
 
 def test_48k_recording_resampled_like_offline():
     """The normal clip is 48 kHz: the file source resamples it exactly as training does."""
-    from edgecnn.deploy.sources import RecordingSource
+    from edgecnn.deploy.samples import RecordingSource
 
     src = RecordingSource(NORMAL_48K, sample_rate=12000.0)
     rec = read_recording(NORMAL_48K)

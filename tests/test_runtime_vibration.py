@@ -15,7 +15,7 @@ from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.preprocess import preprocess_windows, resample, window_starts
 from edgecnn.deploy.recordings import read_recording
-from edgecnn.deploy.sources import Backoff
+from edgecnn.deploy.reconnect import Backoff
 from edgecnn.deploy.vibration import SignalChecks, run_vibration, window_faults
 
 from runtime_helpers import CALIBRATION, CWRU_CLASSES, make_signal_bundle

@@ -17,7 +17,7 @@ from edgecnn.data.mnist import load_mnist
 from edgecnn.data.recording_labels import (CWRU_CLASSES, MANIFEST_NAME, CwruRule, ManifestRule,
                                            PatternRule, cwru_label)
 from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files
-from edgecnn.data.vibration import load_recordings
+from edgecnn.data.windows import load_recordings
 from edgecnn.deploy.errors import DataError, InputError, SpecError, unknown_name
 from edgecnn.deploy.spec import ImageSpec, InputSpec, SignalSpec
 
