@@ -17,22 +17,22 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
 import numpy as np
 
-from .decisions import Debouncer, Persisted
-from .engine import EngineOptions, open_for_run
+from .decisions import Debouncer
+from .engine import open_for_run
 from .errors import InputError
 from .events import utc_now
-from .faults import FAULTS, FaultConfig, FrameFaultDetector
-from .preprocess import preprocess_image
-from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
+from .faults import FAULTS, FrameFaultDetector
 from .frames import FrameSource, open_frame_source
-from .reconnect import Backoff
+from .loop import RunLoop
+from .options import CameraSource, RunPlan, plan_from_keywords
+from .preprocess import preprocess_image
+from .runstats import RunSummary, StopFlag
 from .spec import InputSpec
 from .tiles import Region, plan_regions
 
@@ -169,183 +169,176 @@ class FramePreparer:
         work.ready = True
 
 
-def run_camera(bundle, source, *, fmt: str | None = None,
-               options: EngineOptions = EngineOptions(), roi: Region | None = None,
-               tiles: tuple[int, int] | None = None,
-               grid: tuple[int, int, int] | None = None, min_frames: int = 3,
-               threshold: float = 0.6, class_thresholds: dict[str, float] | None = None,
-               ignore_classes: Iterable[str] = (), snapshots=None, show: bool = False,
-               realtime: bool = False, max_frames: int | None = None,
-               duration: float | None = None, sinks: Iterable = (),
-               probabilities: bool = False, faults: FaultConfig = FaultConfig(),
-               backoff: Backoff = Backoff(), stop: StopFlag | None = None,
-               on_event: Callable[[dict], None] | None = None) -> RunSummary:
+def run_camera(bundle, source, *, sinks: Iterable = (), stop: StopFlag | None = None,
+               on_event: Callable[[dict], None] | None = None, **keywords) -> RunSummary:
     """Watch ``source`` (a FrameSource, or what ``open_frame_source`` accepts) with an image
-    bundle until the source ends, ``max_frames``/``duration`` is reached or ``stop`` is set.
+    bundle until the source ends, the frame/duration limit is reached or ``stop`` is set.
 
-    Events go to every sink (``write(dict)``) and ``on_event``; the summary is returned.
-    Its ``extra`` has the CPU milliseconds per frame of this thread (``main_cpu_ms``:
-    inference, debouncing, logging) and of the reading thread (``reader_cpu_ms``:
-    decoding, fault checks, preprocessing), so a slow run shows which side limits it, and
-    how many frames this thread preprocessed itself (``preprocessed_here``).
+    ``keywords`` are the run settings by name (``min_frames``, ``threshold``, ``tiles``,
+    ``fmt``, ...; see ``options.plan_from_keywords``). Events go to every sink
+    (``write(dict)``) and ``on_event``; the summary is returned.
     """
-    bundle, engine, entry = open_for_run(bundle, "image", fmt, options)
-    spec = bundle.spec
-    debouncer = Debouncer(spec.labels, min_frames, threshold, class_thresholds,
-                          ignore_classes)
-    if tiles and grid:
-        raise InputError("give either --tiles or --grid, not both")
-    if snapshots is not None:
-        snapshots = Path(snapshots)
+    plan = plan_from_keywords("camera", source, **keywords)
+    return CameraPipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
+
+
+class CameraPipeline:
+    """One camera source through one bundle: ``step`` takes and classifies the next frame,
+    ``run`` steps until the loop stops and returns the summary.
+
+    The summary's ``extra`` has the CPU milliseconds per frame of the stepping thread
+    (``main_cpu_ms``: inference, debouncing, logging) and of the reading thread
+    (``reader_cpu_ms``: decoding, fault checks, preprocessing), so a slow run shows which
+    side limits it, and how many frames the stepping thread preprocessed itself
+    (``preprocessed_here``).
+    """
+
+    def __init__(self, bundle, plan: RunPlan, *, sinks: Iterable = (),
+                 stop: StopFlag | None = None,
+                 on_event: Callable[[dict], None] | None = None):
+        cam: CameraSource = plan.source
+        self.bundle, self.engine, entry = open_for_run(bundle, "image", plan.model.fmt,
+                                                       plan.model.engine)
+        self.spec = spec = self.bundle.spec
+        d = plan.decisions
+        self.debouncer = Debouncer(spec.labels, d.count_for("camera"), d.threshold,
+                                   d.class_thresholds, d.ignore_classes)
+        self.probabilities = d.probabilities
+        self.snapshots = _snapshot_dir(cam.snapshots)
+        self.preview = _Preview() if cam.show else None
+        self.prepare = FramePreparer(spec, FrameFaultDetector(cam.faults), cam.roi, cam.tiles,
+                                     cam.grid)
+        if isinstance(cam.source, FrameSource):
+            self.src = cam.source
+            self.src.prepare = self.prepare   # its reading thread prepares every frame now
+        else:
+            self.src = open_frame_source(cam.source, realtime=cam.realtime,
+                                         backoff=cam.backoff, prepare=self.prepare)
+        summary = RunSummary(kind="camera", source=self.src.name, bundle=str(self.bundle.path),
+                             model_format=entry.get("format", plan.model.fmt or ""),
+                             model_sha256=entry["sha256"], unit="frames")
+        self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
+                            on_event=on_event, fault_names=FAULTS, item="frame")
+        self.regions: list[Region] = []
+        self.active_fault: str | None = None
+        self.labels_now: list[str] = []
+        self.alerts: list[bool] = []
+        self.taken = self.shared = 0
+
+    def run(self) -> RunSummary:
+        opencv_threads = cv2.getNumThreads()   # process-wide: restored when the run ends
+        cv2.setNumThreads(1)
+        cpu_started = time.thread_time()
         try:
-            snapshots.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create snapshot folder {snapshots}: "
-                             f"{exc.strerror}") from None
-    preview = _Preview() if show else None
-    sinks = list(sinks)
-    stop = stop or StopFlag()
-    prepare = FramePreparer(spec, FrameFaultDetector(faults), roi, tiles, grid)
-    if isinstance(source, FrameSource):
-        src = source
-        src.prepare = prepare   # its reading thread prepares every frame from now on
-    else:
-        src = open_frame_source(source, realtime=realtime, backoff=backoff, prepare=prepare)
-    summary = RunSummary(kind="camera", source=src.name, bundle=str(bundle.path),
-                         model_format=entry.get("format", fmt or ""),
-                         model_sha256=entry["sha256"], unit="frames")
-    latency = LatencyHistogram()
-    events: Counter = Counter()
-    fault_counts: Counter = Counter({name: 0 for name in FAULTS})
-    regions: list[Region] = []
-    active_fault = None
-    labels_now: list[str] = []
-    alerts: list[bool] = []
-    started = time.monotonic()
-    cpu_started = time.thread_time()
-    taken = processed = shared = 0
+            while self.loop.running():
+                self.step(0.2)
+        finally:
+            cpu = time.thread_time() - cpu_started
+            self.src.close()
+            cv2.setNumThreads(opencv_threads)
+            if self.preview is not None:
+                self.preview.close()
+        return self.finish(cpu)
 
-    def emit(event: dict) -> None:
-        for sink in sinks:
-            sink.write(event)
-        if on_event is not None:
-            on_event(event)
+    def step(self, timeout: float) -> bool:
+        """Take the next frame (waiting up to ``timeout``) and classify it; False when
+        none came (the loop is stopped at the end of a finite source)."""
+        loop = self.loop
+        frame = self.src.read(timeout)
+        if frame is None:
+            if self.src.exhausted:
+                loop.stop.set("end of source")
+            return False
+        self.taken += 1
+        prepare = self.prepare
+        if frame.prepared is not prepare:   # read before ``prepare`` was installed
+            frame.work = prepare(frame.image, frame.work)
+            frame.prepared = prepare
+        work = frame.work
+        if work.regions is not self.regions:   # first frame, or the frame size changed
+            self.regions = work.regions
+            self.debouncer.resize(len(self.regions))
+        if work.fault is not None:
+            loop.faults[work.fault] += 1
+            if work.fault != self.active_fault:
+                self.debouncer.reset()
+                loop.fault(work.fault, frame.index)
+            self.active_fault = work.fault
+        else:
+            self.active_fault = None
+            self._classify(frame, work)
+        if self.preview is not None:
+            canvas = draw_overlay(frame.image, self.regions,
+                                  self.labels_now if self.active_fault is None else [],
+                                  self.alerts, self.active_fault)
+            if not self.preview.show(canvas):
+                loop.stop.set("preview closed")
+                return True
+        loop.counted()
+        return True
 
-    opencv_threads = cv2.getNumThreads()   # process-wide: restored when the run ends
-    cv2.setNumThreads(1)
-    try:
-        read, monotonic = src.read, time.monotonic
-        while not stop.is_set():
-            if duration is not None and monotonic() - started >= duration:
-                stop.set("duration reached")
-                break
-            frame = read(0.2)
-            if frame is None:
-                if src.exhausted:
-                    stop.set("end of source")
-                    break
+    def _classify(self, frame, work: Prepared) -> None:
+        loop, spec, regions = self.loop, self.spec, self.regions
+        if not work.ready:              # left to this thread: it was idle
+            self.prepare.tensors(work)
+            self.shared += 1
+        runner = work.runner
+        if runner is None or runner.inputs is not work.tensor:
+            # this slot's first frame (or new region count): bind its tensor
+            runner = self.engine.runner(spec.input_shape, len(regions))
+            runner.inputs[...] = work.tensor
+            work.tensor, work.runner = runner.inputs, runner
+        probs = runner.run()
+        done = time.monotonic()
+        latency_ms = (done - frame.time) * 1000.0
+        loop.latency.add(done - frame.time)
+        loop.summary.processed += 1
+        if self.preview is not None:
+            self.labels_now = [f"{spec.labels[int(np.argmax(p))]} {float(np.max(p)):.2f}"
+                               for p in probs]
+            self.alerts = [False] * len(regions)
+        snapshot_path = None
+        for i, region in enumerate(regions):
+            hit = self.debouncer.update(i, probs[i])
+            if hit is None:
                 continue
-            taken += 1
-            if frame.prepared is not prepare:   # read before ``prepare`` was installed
-                frame.work = prepare(frame.image, frame.work)
-                frame.prepared = prepare
-            work = frame.work
-            if work.regions is not regions:      # first frame, or the frame size changed
-                regions = work.regions
-                debouncer.resize(len(regions))
-            fault = work.fault
-            if fault is not None:
-                fault_counts[fault] += 1
-                if fault != active_fault:
-                    debouncer.reset()
-                    emit({"time": utc_now(), "type": "fault", "source": src.name,
-                          "frame": frame.index, "fault": fault,
-                          "model_sha256": summary.model_sha256})
-                active_fault = fault
-            else:
-                active_fault = None
-                if not work.ready:              # left to this thread: it was idle
-                    prepare.tensors(work)
-                    shared += 1
-                runner = work.runner
-                if runner is None or runner.inputs is not work.tensor:
-                    # this slot's first frame (or new region count): bind its tensor
-                    runner = engine.runner(spec.input_shape, len(regions))
-                    runner.inputs[...] = work.tensor
-                    work.tensor, work.runner = runner.inputs, runner
-                probs = runner.run()
-                done = monotonic()
-                latency.add(done - frame.time)
-                processed += 1
-                if preview is not None:
-                    labels_now = [f"{spec.labels[int(np.argmax(p))]} {float(np.max(p)):.2f}"
-                                  for p in probs]
-                    alerts = [False] * len(regions)
-                snapshot_path = None
-                for i, region in enumerate(regions):
-                    hit = debouncer.update(i, probs[i])
-                    if hit is None:
-                        continue
-                    if snapshots is not None and snapshot_path is None:
-                        snapshot_path = save_snapshot(snapshots, frame.image, frame.index,
-                                                      hit.label)
-                    events[hit.label] += 1
-                    if preview is not None:
-                        alerts[i] = True
-                    emit(_event(src.name, frame.index, hit, region, i, len(regions),
-                                (done - frame.time) * 1000.0, summary.model_sha256,
-                                probs[i] if probabilities else None, spec.labels,
-                                snapshot_path))
-            if preview is not None:
-                canvas = draw_overlay(frame.image, regions, labels_now if active_fault is None
-                                      else [], alerts, active_fault)
-                if not preview.show(canvas):
-                    stop.set("preview closed")
-                    break
-            if max_frames is not None and taken >= max_frames:
-                stop.set("max frames reached")
-                break
-    finally:
-        cpu = time.thread_time() - cpu_started
-        src.close()
-        cv2.setNumThreads(opencv_threads)
-        if preview is not None:
-            preview.close()
-    elapsed = time.monotonic() - started
-    stats = src.stats
-    summary.processed = processed
-    summary.read = taken + stats.dropped
-    summary.dropped = stats.dropped
-    summary.corrupt = stats.corrupt
-    summary.reconnects = stats.reconnects
-    summary.faults = counter_dict(fault_counts)
-    summary.elapsed_s = round(elapsed, 3)
-    summary.fps = processed / elapsed if elapsed > 0 else 0.0
-    summary.latency_p50_ms = latency.percentile(50)
-    summary.latency_p99_ms = latency.percentile(99)
-    summary.events = counter_dict(events)
-    summary.stop_reason = stop.reason or "stopped"
-    # CPU ms per frame of this thread (inference included) and of the reading thread
-    # (decode, fault checks, preprocessing): which of the two limits the rate
-    summary.extra = {"decoded": stats.read, "regions": len(regions),
-                     "preprocessed_here": shared,
-                     "main_cpu_ms": round(1000.0 * cpu / taken, 4) if taken else None,
-                     "reader_cpu_ms": round(1000.0 * stats.cpu_s / stats.read, 4)
-                     if stats.read and stats.cpu_s else None}
-    return summary
+            if self.snapshots is not None and snapshot_path is None:
+                snapshot_path = save_snapshot(self.snapshots, frame.image, frame.index,
+                                              hit.label)
+            if self.preview is not None:
+                self.alerts[i] = True
+            tail = {}
+            if len(regions) > 1:
+                tail["tile"] = i
+            if self.probabilities:
+                tail["probabilities"] = {l: round(float(p), 6)
+                                         for l, p in zip(spec.labels, probs[i])}
+            if snapshot_path is not None:
+                tail["snapshot"] = str(snapshot_path)
+            loop.defect(hit.label, frame.index, hit.fields("frames") | {
+                "region": region.as_list(), "latency_ms": round(latency_ms, 3)}, tail)
+
+    def finish(self, cpu: float) -> RunSummary:
+        stats = self.src.stats
+        taken = self.taken
+        # CPU ms per frame of this thread (inference included) and of the reading thread
+        # (decode, fault checks, preprocessing): which of the two limits the rate
+        extra = {"decoded": stats.read, "regions": len(self.regions),
+                 "preprocessed_here": self.shared,
+                 "main_cpu_ms": round(1000.0 * cpu / taken, 4) if taken else None,
+                 "reader_cpu_ms": round(1000.0 * stats.cpu_s / stats.read, 4)
+                 if stats.read and stats.cpu_s else None}
+        return self.loop.finish(read=taken + stats.dropped, dropped=stats.dropped,
+                                corrupt=stats.corrupt, reconnects=stats.reconnects,
+                                extra=extra)
 
 
-def _event(source: str, frame: int, hit: Persisted, region: Region, index: int,
-           count: int, latency_ms: float, sha: str, probs, labels, snapshot) -> dict:
-    event = {"time": utc_now(), "type": "defect", "source": source, "frame": frame,
-             "class": hit.label, "confidence": round(hit.confidence, 6),
-             "mean_confidence": round(hit.mean_confidence, 6), "frames": hit.count,
-             "region": region.as_list(), "latency_ms": round(latency_ms, 3),
-             "model_sha256": sha}
-    if count > 1:
-        event["tile"] = index
-    if probs is not None:
-        event["probabilities"] = {l: round(float(p), 6) for l, p in zip(labels, probs)}
-    if snapshot is not None:
-        event["snapshot"] = str(snapshot)
-    return event
+def _snapshot_dir(snapshots) -> Path | None:
+    if snapshots is None:
+        return None
+    path = Path(snapshots)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create snapshot folder {path}: {exc.strerror}") from None
+    return path

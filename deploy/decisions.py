@@ -23,6 +23,12 @@ class Persisted:
     mean_confidence: float   # over the run
     count: int
 
+    def fields(self, unit: str) -> dict:
+        """The run behind an event: confidence now and over the run, its length in
+        ``unit`` (frames or windows)."""
+        return {"confidence": round(self.confidence, 6),
+                "mean_confidence": round(self.mean_confidence, 6), unit: self.count}
+
 
 def parse_class_threshold(text: str) -> tuple[str, float]:
     name, sep, value = str(text).rpartition("=")

@@ -1,8 +1,9 @@
 """One line-side run with its sinks: what ``edgecnn run camera|vibration`` calls.
 
-Opens the event log (and SQLite copy), turns SIGINT/SIGTERM into a clean stop, runs the
-camera or vibration pipeline, closes the sinks whatever happens, and writes the summary
-JSON. Kept apart from the pipelines so they stay usable as plain library functions.
+Opens the event log (and SQLite copy) that ``Logging`` names, turns SIGINT/SIGTERM into a
+clean stop, runs the camera or vibration pipeline of a ``RunPlan``, closes the sinks
+whatever happens, and writes the summary JSON. Kept apart from the pipelines so they stay
+usable as plain library functions.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable
 
 from .errors import InputError
 from .events import EventLog, SqliteSink
+from .options import Logging, RunPlan
 from .runstats import RunSummary, StopFlag, stop_on_signals
 
 
@@ -32,39 +34,39 @@ def format_event(event: dict) -> str:
             f"{unit} {where}{tile}{place}{extra}")
 
 
-def run_logged(kind: str, bundle, source, *, log=None, sqlite=None, fsync: str = "interval",
-               rotate_mb: float | None = None, json_path=None,
-               echo: Callable[[str], None] | None = None, **options) -> RunSummary:
-    """Run ``kind`` ("camera" or "vibration") with sinks; returns the summary."""
-    from .camera import run_camera
-    from .vibration import run_vibration
+def run_logged(bundle, plan: RunPlan, logging: Logging = Logging(), *,
+               echo: Callable[[str], None] | None = None) -> RunSummary:
+    """Run one source's ``plan`` with the sinks ``logging`` names; returns the summary."""
+    from .camera import CameraPipeline
+    from .vibration import VibrationPipeline
 
-    if kind not in ("camera", "vibration"):
-        raise InputError(f"run kind must be camera or vibration; found {kind!r}")
-    if rotate_mb is not None and rotate_mb <= 0:
-        raise InputError(f"--rotate-mb must be positive; found {rotate_mb}")
-    pipeline = run_camera if kind == "camera" else run_vibration
+    pipeline = CameraPipeline if plan.kind == "camera" else VibrationPipeline
     stop = StopFlag()
     with ExitStack() as stack:
-        sinks = []
-        if log is not None:
-            sinks.append(stack.enter_context(EventLog(
-                log, fsync=fsync,
-                rotate_bytes=int(rotate_mb * 1024 * 1024) if rotate_mb else None)))
-        if sqlite is not None:
-            sinks.append(stack.enter_context(SqliteSink(sqlite)))
+        sinks = open_sinks(logging, stack)
         stack.enter_context(stop_on_signals(stop))
         on_event = (lambda event: echo(format_event(event))) if echo else None
-        summary = pipeline(bundle, source, sinks=sinks, stop=stop, on_event=on_event,
-                           **options)
-    if log is not None:
-        summary.extra["log"] = str(log)
-    if json_path:
+        summary = pipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
+    if logging.log is not None:
+        summary.extra["log"] = str(logging.log)
+    if logging.json_path:
         try:
-            Path(json_path).write_text(summary.to_json() + "\n", encoding="utf-8")
+            Path(logging.json_path).write_text(summary.to_json() + "\n", encoding="utf-8")
         except OSError as exc:
-            raise InputError(f"cannot write {json_path}: {exc.strerror}") from None
+            raise InputError(f"cannot write {logging.json_path}: {exc.strerror}") from None
     return summary
+
+
+def open_sinks(logging: Logging, stack: ExitStack) -> list:
+    """The event sinks ``logging`` asks for, closed when ``stack`` closes."""
+    sinks = []
+    if logging.log is not None:
+        rotate = int(logging.rotate_mb * 1024 * 1024) if logging.rotate_mb else None
+        sinks.append(stack.enter_context(EventLog(logging.log, fsync=logging.fsync,
+                                                  rotate_bytes=rotate)))
+    if logging.sqlite is not None:
+        sinks.append(stack.enter_context(SqliteSink(logging.sqlite)))
+    return sinks
 
 
 def summary_json(summary: dict) -> str:

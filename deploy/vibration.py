@@ -10,18 +10,17 @@ stream gaps are reported as source faults.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
 
-from .decisions import Debouncer, Persisted
-from .engine import EngineOptions, open_for_run
+from .decisions import Debouncer
+from .engine import open_for_run
 from .errors import InputError
-from .events import utc_now
-from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
-from .reconnect import Backoff
+from .loop import RunLoop
+from .options import RunPlan, VibrationSource, plan_from_keywords
+from .runstats import RunSummary, StopFlag
 from .samples import SampleSource, open_sample_source
 from .stft import StreamingSpectrogram
 
@@ -94,128 +93,118 @@ def _longest_flat_run(samples: np.ndarray) -> int:
     return int(np.max(np.diff(bounds)))
 
 
-def run_vibration(bundle, source, *, fmt: str | None = None,
-                  options: EngineOptions = EngineOptions(), hop: int | None = None,
-                  realtime: bool = False, sample_rate: float | None = None,
-                  channel: str | None = None, min_windows: int = 1,
-                  threshold: float = 0.6, class_thresholds: dict[str, float] | None = None,
-                  ignore_classes: Iterable[str] = (), max_windows: int | None = None,
-                  duration: float | None = None, sinks: Iterable = (),
-                  probabilities: bool = False, checks: SignalChecks = SignalChecks(),
-                  backoff: Backoff = Backoff(), stop: StopFlag | None = None,
-                  on_event: Callable[[dict], None] | None = None) -> RunSummary:
+def run_vibration(bundle, source, *, sinks: Iterable = (), stop: StopFlag | None = None,
+                  on_event: Callable[[dict], None] | None = None, **keywords) -> RunSummary:
     """Classify every window of ``source`` (a SampleSource, a recording path, ``-`` for
     float32 on stdin, or ``tcp://host:port``) with a vibration bundle.
 
-    ``sample_rate`` is the rate of a stdin/TCP stream (default: the model's), or of a
-    recording file that does not state its own. Events go to every sink and ``on_event``.
+    ``keywords`` are the run settings by name (``hop``, ``sample_rate`` -- the rate of a
+    stdin/TCP stream, default the model's, or of a recording that does not state its own
+    --, ``min_windows``, ``threshold``, ``fmt``, ...; see ``options.plan_from_keywords``).
+    Events go to every sink and ``on_event``.
     """
-    bundle, engine, entry = open_for_run(bundle, "signal", fmt, options)
-    spec = bundle.spec
-    sig = spec.signal
-    debouncer = Debouncer(spec.labels, min_windows, threshold, class_thresholds,
-                          ignore_classes)
-    streamer = StreamingSpectrogram(spec, hop)
-    runner = engine.runner(spec.input_shape, 1)
-    sinks = list(sinks)
-    stop = stop or StopFlag()
-    checker = WindowChecker(sig.window_length, checks,
-                            int(round(checks.flat_seconds * sig.sample_rate)))
-    src = source if isinstance(source, SampleSource) else open_sample_source(
-        source, sig.sample_rate, channel=channel or sig.channel, stream_rate=sample_rate,
-        realtime=realtime, backoff=backoff)
-    summary = RunSummary(kind="vibration", source=src.name, bundle=str(bundle.path),
-                         model_format=entry.get("format", fmt or ""),
-                         model_sha256=entry["sha256"], unit="windows")
-    latency = LatencyHistogram()
-    events: Counter = Counter()
-    faults: Counter = Counter({name: 0 for name in SIGNAL_FAULTS})
-    active: set[str] = set()
-    started = time.monotonic()
-    windows = 0
+    plan = plan_from_keywords("vibration", source, **keywords)
+    return VibrationPipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
 
-    def emit(event: dict) -> None:
-        for sink in sinks:
-            sink.write(event)
-        if on_event is not None:
-            on_event(event)
 
-    def fault_event(kind: str, window: int, start: int) -> None:
-        emit({"time": utc_now(), "type": "fault", "source": src.name, "window": window,
-              "start_s": round(start / sig.sample_rate, 6), "fault": kind,
-              "model_sha256": summary.model_sha256})
+class VibrationPipeline:
+    """One sample source through one bundle: ``step`` takes the next chunk and classifies
+    every window it completes; ``run`` steps until the loop stops."""
 
-    try:
-        while not stop.is_set():
-            if duration is not None and time.monotonic() - started >= duration:
-                stop.set("duration reached")
+    def __init__(self, bundle, plan: RunPlan, *, sinks: Iterable = (),
+                 stop: StopFlag | None = None,
+                 on_event: Callable[[dict], None] | None = None):
+        vib: VibrationSource = plan.source
+        checks = vib.checks or SignalChecks()
+        self.bundle, engine, entry = open_for_run(bundle, "signal", plan.model.fmt,
+                                                  plan.model.engine)
+        self.spec = spec = self.bundle.spec
+        self.sig = sig = spec.signal
+        d = plan.decisions
+        self.debouncer = Debouncer(spec.labels, d.count_for("vibration"), d.threshold,
+                                   d.class_thresholds, d.ignore_classes)
+        self.probabilities = d.probabilities
+        self.streamer = StreamingSpectrogram(spec, vib.hop)
+        self.runner = engine.runner(spec.input_shape, 1)
+        self.checker = WindowChecker(sig.window_length, checks,
+                                     int(round(checks.flat_seconds * sig.sample_rate)))
+        self.src = vib.source if isinstance(vib.source, SampleSource) else open_sample_source(
+            vib.source, sig.sample_rate, channel=vib.channel or sig.channel,
+            stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff)
+        summary = RunSummary(kind="vibration", source=self.src.name,
+                             bundle=str(self.bundle.path),
+                             model_format=entry.get("format", plan.model.fmt or ""),
+                             model_sha256=entry["sha256"], unit="windows")
+        self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
+                            on_event=on_event, fault_names=SIGNAL_FAULTS, item="window")
+        self.active: set[str] = set()
+
+    def run(self) -> RunSummary:
+        try:
+            while self.loop.running():
+                self.step(0.2)
+        finally:
+            self.src.close()
+        return self.finish()
+
+    def _fault(self, kind: str, window: int, start: int) -> None:
+        self.loop.fault(kind, window, start_s=round(start / self.sig.sample_rate, 6))
+
+    def step(self, timeout: float) -> bool:
+        loop, streamer = self.loop, self.streamer
+        chunk = self.src.read(timeout=timeout)
+        if chunk is None:
+            if self.src.exhausted:
+                loop.stop.set("end of source")
+            return False
+        arrived = time.monotonic()
+        if chunk.gap:
+            loop.faults["gap"] += 1
+            self._fault("gap", streamer.windows_emitted, streamer.samples_pushed)
+            streamer.reset()
+            self.debouncer.reset()
+        for window in streamer.push(chunk.samples):
+            found = self.checker(window.samples)
+            for kind in found:
+                loop.faults[kind] += 1
+                if kind not in self.active:
+                    self._fault(kind, window.index, window.start)
+            self.active = set(found)
+            if "nonfinite" in found:
+                self.debouncer.reset()
+            else:
+                self._classify(window, arrived, "clipped" in found)
+            if loop.counted():
                 break
-            chunk = src.read(timeout=0.2)
-            if chunk is None:
-                if src.exhausted:
-                    stop.set("end of source")
-                    break
-                continue
-            arrived = time.monotonic()
-            if chunk.gap:
-                faults["gap"] += 1
-                fault_event("gap", streamer.windows_emitted, streamer.samples_pushed)
-                streamer.reset()
-                debouncer.reset()
-            for window in streamer.push(chunk.samples):
-                windows += 1
-                found = checker(window.samples)
-                for kind in found:
-                    faults[kind] += 1
-                    if kind not in active:
-                        fault_event(kind, window.index, window.start)
-                active = set(found)
-                if "nonfinite" in found:
-                    debouncer.reset()
-                else:
-                    runner.inputs[0, :, :, 0] = window.values
-                    probs = runner.run()[0]
-                    done = time.monotonic()
-                    latency.add(done - arrived)
-                    summary.processed += 1
-                    hit = debouncer.update(0, probs)
-                    if hit is not None:
-                        events[hit.label] += 1
-                        emit(_event(src.name, window.index, window.start, sig.sample_rate,
-                                    sig.window_length, hit, (done - arrived) * 1000.0,
-                                    summary.model_sha256, "clipped" in found,
-                                    probs if probabilities else None, spec.labels))
-                if max_windows is not None and windows >= max_windows:
-                    stop.set("max windows reached")
-                    break
-    finally:
-        src.close()
-    elapsed = time.monotonic() - started
-    summary.read = windows
-    summary.corrupt = src.stats.bad_chunks
-    summary.reconnects = src.stats.reconnects
-    summary.faults = counter_dict(faults)
-    summary.elapsed_s = round(elapsed, 3)
-    summary.fps = summary.processed / elapsed if elapsed > 0 else 0.0
-    summary.latency_p50_ms = latency.percentile(50)
-    summary.latency_p99_ms = latency.percentile(99)
-    summary.events = counter_dict(events)
-    summary.stop_reason = stop.reason or "stopped"
-    seconds = src.stats.samples / sig.sample_rate
-    summary.extra = {"signal_s": round(seconds, 3), "hop": streamer.hop,
-                     "x_realtime": round(seconds / elapsed, 1) if elapsed > 0 else None}
-    return summary
+        return True
 
+    def _classify(self, window, arrived: float, clipped: bool) -> None:
+        loop, sig = self.loop, self.sig
+        self.runner.inputs[0, :, :, 0] = window.values
+        probs = self.runner.run()[0]
+        done = time.monotonic()
+        loop.latency.add(done - arrived)
+        loop.summary.processed += 1
+        hit = self.debouncer.update(0, probs)
+        if hit is None:
+            return
+        fields = hit.fields("windows") | {
+            "region": [window.start, sig.window_length],
+            "start_s": round(window.start / sig.sample_rate, 6),
+            "latency_ms": round((done - arrived) * 1000.0, 3)}
+        tail = {}
+        if clipped:
+            tail["clipped"] = True
+        if self.probabilities:
+            tail["probabilities"] = {l: round(float(p), 6)
+                                     for l, p in zip(self.spec.labels, probs)}
+        loop.defect(hit.label, window.index, fields, tail)
 
-def _event(source: str, index: int, start: int, rate: float, length: int, hit: Persisted,
-           latency_ms: float, sha: str, clipped: bool, probs, labels) -> dict:
-    event = {"time": utc_now(), "type": "defect", "source": source, "window": index,
-             "class": hit.label, "confidence": round(hit.confidence, 6),
-             "mean_confidence": round(hit.mean_confidence, 6), "windows": hit.count,
-             "region": [start, length], "start_s": round(start / rate, 6),
-             "latency_ms": round(latency_ms, 3), "model_sha256": sha}
-    if clipped:
-        event["clipped"] = True
-    if probs is not None:
-        event["probabilities"] = {l: round(float(p), 6) for l, p in zip(labels, probs)}
-    return event
+    def finish(self) -> RunSummary:
+        stats = self.src.stats
+        elapsed = time.monotonic() - self.loop.started
+        seconds = stats.samples / self.sig.sample_rate
+        extra = {"signal_s": round(seconds, 3), "hop": self.streamer.hop,
+                 "x_realtime": round(seconds / elapsed, 1) if elapsed > 0 else None}
+        return self.loop.finish(read=self.loop.items, corrupt=stats.bad_chunks,
+                                reconnects=stats.reconnects, extra=extra)

@@ -256,17 +256,22 @@ def _runtime_options(f):
     return f
 
 
-def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, quiet,
-                **options):
+def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
+                ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
+                probabilities, json_path, quiet):
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
+    from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
     from edgecnn.deploy.run import run_logged
 
-    thresholds = dict(parse_class_threshold(t) for t in class_threshold)
-    summary = run_logged(kind, bundle, source, fmt=fmt,
-                         options=EngineOptions(threads=threads, spinning=spinning),
-                         class_thresholds=thresholds,
-                         echo=None if quiet else click.echo, **options)
+    plan = RunPlan(kind, source,
+                   ModelOptions(fmt, EngineOptions(threads=threads, spinning=spinning)),
+                   Decisions(min_count, threshold,
+                             dict(parse_class_threshold(t) for t in class_threshold),
+                             tuple(ignore_class), probabilities),
+                   Limits(duration, max_items))
+    logging = Logging(log, sqlite, fsync, rotate_mb, json_path)
+    summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo)
     click.echo(summary.format())
 
 
@@ -278,25 +283,27 @@ def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, q
 @click.option("--tiles", default=None, metavar="RxC", help="Classify R x C fixed tiles.")
 @click.option("--grid", default=None, metavar="WxH:STRIDE",
               help="Classify a sliding grid of WxH windows.")
-@click.option("--min-frames", type=int, default=3, show_default=True,
+@click.option("--min-frames", "min_count", type=int, default=3, show_default=True,
               help="Frames a class must persist before it is an event.")
 @click.option("--snapshots", type=click.Path(file_okay=False), default=None,
               help="Save a JPEG of each event frame here.")
 @click.option("--show", is_flag=True, help="Preview window with overlay (q/Esc stops).")
-@click.option("--max-frames", type=int, default=None, help="Stop after N frames.")
+@click.option("--max-frames", "max_items", type=int, default=None, help="Stop after N frames.")
 @click.option("--frozen-frames", type=int, default=30, show_default=True,
               help="Identical frames in a row that mean a frozen source (0: off).")
 @_runtime_options
-def run_camera_command(bundle, source, roi, tiles, grid, min_frames, frozen_frames,
-                       ignore_class, **options):
+def run_camera_command(bundle, source, roi, tiles, grid, frozen_frames, snapshots, show,
+                       realtime, **options):
     from edgecnn.deploy.faults import FaultConfig
+    from edgecnn.deploy.options import CameraSource
     from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
 
-    _run_common("camera", bundle, source, roi=parse_roi(roi) if roi else None,
-                tiles=parse_tiles(tiles) if tiles else None,
-                grid=parse_grid(grid) if grid else None, min_frames=min_frames,
-                faults=FaultConfig(frozen_frames=frozen_frames),
-                ignore_classes=ignore_class, **options)
+    camera = CameraSource(source, roi=parse_roi(roi) if roi else None,
+                          tiles=parse_tiles(tiles) if tiles else None,
+                          grid=parse_grid(grid) if grid else None, realtime=realtime,
+                          faults=FaultConfig(frozen_frames=frozen_frames),
+                          snapshots=snapshots, show=show)
+    _run_common(bundle, camera, kind="camera", **options)
 
 
 @run.command("vibration", help="Classify windows of a recording (.mat/.wav/.csv/.npy/.npz), "
@@ -308,20 +315,21 @@ def run_camera_command(bundle, source, roi, tiles, grid, min_frames, frozen_fram
 @click.option("--sample-rate", type=float, default=None,
               help="Rate of a stdin/TCP stream, or of a file that does not state it.")
 @click.option("--channel", default=None, help="Recording channel (default: the model's).")
-@click.option("--min-windows", type=int, default=1, show_default=True,
+@click.option("--min-windows", "min_count", type=int, default=1, show_default=True,
               help="Windows a class must persist before it is an event.")
-@click.option("--max-windows", type=int, default=None, help="Stop after N windows.")
+@click.option("--max-windows", "max_items", type=int, default=None,
+              help="Stop after N windows.")
 @click.option("--clip-level", type=float, default=None,
               help="|sample| at which the sensor clips (default: detect flat peaks).")
 @_runtime_options
-def run_vibration_command(bundle, source, hop, sample_rate, channel, min_windows,
-                          max_windows, clip_level, ignore_class, **options):
+def run_vibration_command(bundle, source, hop, sample_rate, channel, clip_level, realtime,
+                          **options):
+    from edgecnn.deploy.options import VibrationSource
     from edgecnn.deploy.vibration import SignalChecks
 
-    _run_common("vibration", bundle, source, hop=hop, sample_rate=sample_rate,
-                channel=channel, min_windows=min_windows, max_windows=max_windows,
-                checks=SignalChecks(clip_level=clip_level), ignore_classes=ignore_class,
-                **options)
+    vibration = VibrationSource(source, hop=hop, sample_rate=sample_rate, channel=channel,
+                                realtime=realtime, checks=SignalChecks(clip_level=clip_level))
+    _run_common(bundle, vibration, kind="vibration", **options)
 
 
 @cli.group(help="Read event logs written by `edgecnn run`.")

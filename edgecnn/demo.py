@@ -32,6 +32,7 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
     """Run the five demo steps, writing into ``out``; returns where everything is."""
     from edgecnn.deploy.bundle import shipped_bundles
     from edgecnn.deploy.samplevideo import make_sample_video
+    from edgecnn.deploy.options import Logging, plan_from_keywords
     from edgecnn.deploy.run import run_logged
     from edgecnn.export import export_model
     from edgecnn.export.parity import run_parity
@@ -72,16 +73,16 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
     step(4, "camera runtime: shipped NEU int8 bundle on a sample line video")
     video = make_sample_video(out / "line video.avi", calib / "neu", per_class=3, hold=5)
     camera_log = out / "camera-events.jsonl"
-    summary = run_logged("camera", "neu", str(video), log=camera_log,
-                         echo=lambda line: echo("   " + line), min_frames=3)
+    summary = run_logged("neu", plan_from_keywords("camera", str(video), min_frames=3),
+                         Logging(log=str(camera_log)), echo=lambda line: echo("   " + line))
     echo(summary.format())
     where["camera events"] = str(camera_log)
 
     step(5, "vibration runtime: shipped CWRU int8 bundle on a calibration recording")
     recording = sorted((calib / "cwru").glob("12k_Drive_End_IR014_*.mat"))[0]
     vibration_log = out / "vibration-events.jsonl"
-    summary = run_logged("vibration", "cwru", str(recording), log=vibration_log,
-                         echo=lambda line: echo("   " + line))
+    summary = run_logged("cwru", plan_from_keywords("vibration", str(recording)),
+                         Logging(log=str(vibration_log)), echo=lambda line: echo("   " + line))
     echo(summary.format())
     where["vibration events"] = str(vibration_log)
 

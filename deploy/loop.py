@@ -1,0 +1,102 @@
+"""What every line-side pipeline shares: events to sinks, stop/limit checks, latency,
+counters and the end-of-run summary.
+
+A pipeline (camera or vibration) reads its source and classifies; it reports through one
+``RunLoop``: ``defect`` and ``fault`` build the event (time, source, model hash added
+here), ``emit`` hands it to every sink and the ``on_event`` callback, ``running`` says
+whether to go on (stop flag, duration), ``counted`` applies the item limit, and
+``finish`` fills the summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Callable, Iterable
+
+from .events import utc_now
+from .options import Limits
+from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
+
+
+class RunLoop:
+    def __init__(self, summary: RunSummary, *, limits: Limits = Limits(),
+                 sinks: Iterable = (), stop: StopFlag | None = None,
+                 on_event: Callable[[dict], None] | None = None,
+                 fault_names: Iterable[str] = (), item: str = "frame"):
+        self.summary = summary
+        self.limits = limits
+        self.sinks = list(sinks)
+        self.stop = stop or StopFlag()
+        self.on_event = on_event
+        self.item = item                        # "frame" or "window": the event's index key
+        self.latency = LatencyHistogram()
+        self.events: Counter = Counter()
+        self.faults: Counter = Counter({name: 0 for name in fault_names})
+        self.items = 0
+        self.started = time.monotonic()
+
+    # -- control
+    def running(self) -> bool:
+        """False once stopped or past the duration (then the stop reason is set)."""
+        if self.stop.is_set():
+            return False
+        duration = self.limits.duration
+        if duration is not None and time.monotonic() - self.started >= duration:
+            self.stop.set("duration reached")
+            return False
+        return True
+
+    def counted(self, n: int = 1) -> bool:
+        """Count ``n`` items; True (and stopped) when the item limit is reached."""
+        self.items += n
+        limit = self.limits.max_items
+        if limit is not None and self.items >= limit:
+            self.stop.set(f"max {self.item}s reached")
+            return True
+        return False
+
+    # -- events
+    def emit(self, event: dict) -> None:
+        for sink in self.sinks:
+            sink.write(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _base(self, kind: str, index: int) -> dict:
+        return {"time": utc_now(), "type": kind, "source": self.summary.source,
+                self.item: index}
+
+    def fault(self, fault: str, index: int, **fields) -> None:
+        event = self._base("fault", index)
+        event.update(fields)
+        event["fault"] = fault
+        event["model_sha256"] = self.summary.model_sha256
+        self.emit(event)
+
+    def defect(self, label: str, index: int, fields: dict, tail: dict | None = None) -> None:
+        """An event of class ``label``: time/type/source/index/class, ``fields``, the model
+        hash, then the optional ``tail`` (tile, probabilities, snapshot)."""
+        self.events[label] += 1
+        event = self._base("defect", index)
+        event["class"] = label
+        event.update(fields)
+        event["model_sha256"] = self.summary.model_sha256
+        if tail:
+            event.update(tail)
+        self.emit(event)
+
+    # -- end
+    def finish(self, **fields) -> RunSummary:
+        summary = self.summary
+        elapsed = time.monotonic() - self.started
+        summary.elapsed_s = round(elapsed, 3)
+        summary.fps = summary.processed / elapsed if elapsed > 0 else 0.0
+        summary.latency_p50_ms = self.latency.percentile(50)
+        summary.latency_p99_ms = self.latency.percentile(99)
+        summary.events = counter_dict(self.events)
+        summary.faults = counter_dict(self.faults)
+        summary.stop_reason = self.stop.reason or "stopped"
+        for name, value in fields.items():
+            setattr(summary, name, value)
+        return summary

@@ -1,0 +1,146 @@
+"""What a line-side run is told, as typed groups that travel from the CLI (or a config
+file) to the pipelines unchanged.
+
+Which model runs (``ModelOptions``), how probabilities become events (``Decisions``), when
+the run ends (``Limits``), where events go (``Logging``) and, per source, what is read and
+how (``CameraSource`` / ``VibrationSource``). ``RunPlan`` holds one source's groups.
+The library functions ``run_camera`` / ``run_vibration`` also take the same settings as
+flat keywords; ``plan_from_keywords`` is the one place that sorts them into the groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from .engine import EngineOptions
+from .errors import InputError
+from .faults import FaultConfig
+from .reconnect import Backoff
+from .tiles import Region
+
+RUN_KINDS = ("camera", "vibration")
+# Consecutive frames (windows) a class must persist before it is an event.
+DEFAULT_MIN_COUNT = {"camera": 3, "vibration": 1}
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    fmt: str | None = None                     # bundle format (default: the bundle's)
+    engine: EngineOptions = EngineOptions()
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Thresholds, ignored classes and debounce (see ``decisions.Debouncer``)."""
+
+    min_count: int | None = None               # None: DEFAULT_MIN_COUNT of the run kind
+    threshold: float = DEFAULT_THRESHOLD
+    class_thresholds: Mapping[str, float] = field(default_factory=dict)
+    ignore_classes: tuple[str, ...] = ()
+    probabilities: bool = False                # store every class probability in events
+
+    def count_for(self, kind: str) -> int:
+        return DEFAULT_MIN_COUNT[kind] if self.min_count is None else self.min_count
+
+
+@dataclass(frozen=True)
+class Limits:
+    duration: float | None = None              # seconds of wall time
+    max_items: int | None = None               # frames read / windows completed
+
+    def __post_init__(self) -> None:
+        if self.duration is not None and self.duration <= 0:
+            raise InputError(f"--duration must be positive; found {self.duration}")
+        if self.max_items is not None and self.max_items < 1:
+            raise InputError(f"the frame/window limit must be >= 1; found {self.max_items}")
+
+
+@dataclass(frozen=True)
+class Logging:
+    """The run's sinks: JSON Lines log, SQLite copy, summary JSON."""
+
+    log: str | None = None
+    sqlite: str | None = None
+    fsync: str = "interval"
+    rotate_mb: float | None = None
+    json_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.rotate_mb is not None and self.rotate_mb <= 0:
+            raise InputError(f"--rotate-mb must be positive; found {self.rotate_mb}")
+
+
+@dataclass(frozen=True)
+class CameraSource:
+    source: Any                                # what open_frame_source takes, or a FrameSource
+    roi: Region | None = None
+    tiles: tuple[int, int] | None = None
+    grid: tuple[int, int, int] | None = None
+    realtime: bool = False
+    faults: FaultConfig = FaultConfig()
+    snapshots: str | None = None
+    show: bool = False
+    backoff: Backoff = Backoff()
+
+    def __post_init__(self) -> None:
+        if self.tiles and self.grid:
+            raise InputError("give either --tiles or --grid, not both")
+
+
+@dataclass(frozen=True)
+class VibrationSource:
+    source: Any                                # a path, '-', tcp://host:port or a SampleSource
+    hop: int | None = None
+    sample_rate: float | None = None           # of a stream, or of a file without one
+    channel: str | None = None                 # None: the model's channel
+    realtime: bool = False
+    checks: Any = None                         # vibration.SignalChecks (None: defaults)
+    backoff: Backoff = Backoff()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one source's run needs besides the bundle and the sinks."""
+
+    kind: str
+    source: CameraSource | VibrationSource
+    model: ModelOptions = ModelOptions()
+    decisions: Decisions = Decisions()
+    limits: Limits = Limits()
+
+    def __post_init__(self) -> None:
+        if self.kind not in RUN_KINDS:
+            raise InputError(f"run kind must be camera or vibration; found {self.kind!r}")
+
+
+# flat keyword -> (group, field) where the names differ
+_RENAMED = {"fmt": ("model", "fmt"), "options": ("model", "engine"),
+            "min_frames": ("decisions", "min_count"), "min_windows": ("decisions", "min_count"),
+            "max_frames": ("limits", "max_items"), "max_windows": ("limits", "max_items")}
+
+
+def plan_from_keywords(kind: str, source, **keywords) -> RunPlan:
+    """A RunPlan from the flat keywords of ``run_camera`` / ``run_vibration``; a keyword
+    that belongs to no group is refused rather than ignored."""
+    source_type = CameraSource if kind == "camera" else VibrationSource
+    groups: dict[str, dict] = {"model": {}, "decisions": {}, "limits": {}, "source": {}}
+    owners = {"decisions": Decisions, "limits": Limits, "source": source_type}
+    for name, value in keywords.items():
+        if name in _RENAMED:
+            group, target = _RENAMED[name]
+        else:
+            group = next((g for g, cls in owners.items()
+                          if name in {f.name for f in fields(cls)}), None)
+            target = name
+            if group is None:
+                raise InputError(f"unknown {kind} run option {name!r}")
+        if name == "class_thresholds":
+            value = dict(value or {})
+        if name == "ignore_classes":
+            value = tuple(value)
+        groups[group][target] = value
+    return RunPlan(kind, source_type(source, **groups["source"]),
+                   ModelOptions(**groups["model"]), Decisions(**groups["decisions"]),
+                   Limits(**groups["limits"]))
