@@ -89,6 +89,31 @@ class _Preview:
             pass
 
 
+class _OpenCvPool:
+    """OpenCV's worker pool is process-wide: held to one thread while any camera pipeline
+    runs (its resizes would otherwise spread over both cores and preempt the model),
+    restored when the last one closes."""
+
+    _lock = threading.Lock()
+    _holders = 0
+    _saved = 1
+
+    @classmethod
+    def hold(cls) -> None:
+        with cls._lock:
+            if cls._holders == 0:
+                cls._saved = cv2.getNumThreads()
+                cv2.setNumThreads(1)
+            cls._holders += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._holders -= 1
+            if cls._holders == 0:
+                cv2.setNumThreads(cls._saved)
+
+
 class Prepared:
     """What the reading thread made of one frame; one per ring slot, reused.
 
@@ -214,7 +239,8 @@ class CameraPipeline:
         else:
             self.src = open_frame_source(cam.source, realtime=cam.realtime,
                                          backoff=cam.backoff, prepare=self.prepare)
-        summary = RunSummary(kind="camera", source=self.src.name, bundle=str(self.bundle.path),
+        summary = RunSummary(kind="camera", source=cam.name or self.src.name,
+                             bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
                              model_sha256=entry["sha256"], unit="frames")
         self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
@@ -224,21 +250,29 @@ class CameraPipeline:
         self.labels_now: list[str] = []
         self.alerts: list[bool] = []
         self.taken = self.shared = 0
+        self._closed = False
+        _OpenCvPool.hold()
+        self._cpu_started = time.thread_time()
+        self._cpu = 0.0
 
     def run(self) -> RunSummary:
-        opencv_threads = cv2.getNumThreads()   # process-wide: restored when the run ends
-        cv2.setNumThreads(1)
-        cpu_started = time.thread_time()
         try:
             while self.loop.running():
                 self.step(0.2)
         finally:
-            cpu = time.thread_time() - cpu_started
-            self.src.close()
-            cv2.setNumThreads(opencv_threads)
-            if self.preview is not None:
-                self.preview.close()
-        return self.finish(cpu)
+            self.close()
+        return self.finish()
+
+    def close(self) -> None:
+        """Stop the source and restore OpenCV's thread pool (once; ``run`` calls it)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cpu = time.thread_time() - self._cpu_started
+        self.src.close()
+        _OpenCvPool.release()
+        if self.preview is not None:
+            self.preview.close()
 
     def step(self, timeout: float) -> bool:
         """Take the next frame (waiting up to ``timeout``) and classify it; False when
@@ -318,9 +352,9 @@ class CameraPipeline:
             loop.defect(hit.label, frame.index, hit.fields("frames") | {
                 "region": region.as_list(), "latency_ms": round(latency_ms, 3)}, tail)
 
-    def finish(self, cpu: float) -> RunSummary:
+    def finish(self) -> RunSummary:
         stats = self.src.stats
-        taken = self.taken
+        taken, cpu = self.taken, self._cpu
         # CPU ms per frame of this thread (inference included) and of the reading thread
         # (decode, fault checks, preprocessing): which of the two limits the rate
         extra = {"decoded": stats.read, "regions": len(self.regions),

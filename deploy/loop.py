@@ -86,6 +86,16 @@ class RunLoop:
             event.update(tail)
         self.emit(event)
 
+    def status(self) -> dict:
+        """A live snapshot of this source's counters (for status messages and pages)."""
+        s = self.summary
+        return {"source": s.source, "kind": s.kind, "running": not self.stop.is_set(),
+                "uptime_s": round(time.monotonic() - self.started, 3),
+                "items": self.items, "processed": s.processed,
+                "events": counter_dict(self.events),
+                "faults": {k: v for k, v in counter_dict(self.faults).items() if v},
+                "latency_p50_ms": self.latency.percentile(50)}
+
     # -- end
     def finish(self, **fields) -> RunSummary:
         summary = self.summary

@@ -83,6 +83,7 @@ class CameraSource:
     snapshots: str | None = None
     show: bool = False
     backoff: Backoff = Backoff()
+    name: str | None = None                    # the source's name in events (default: as read)
 
     def __post_init__(self) -> None:
         if self.tiles and self.grid:
@@ -98,6 +99,7 @@ class VibrationSource:
     realtime: bool = False
     checks: Any = None                         # vibration.SignalChecks (None: defaults)
     backoff: Backoff = Backoff()
+    name: str | None = None                    # the source's name in events (default: as read)
 
 
 @dataclass(frozen=True)

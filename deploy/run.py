@@ -16,7 +16,7 @@ from typing import Callable
 from .errors import InputError
 from .events import EventLog, SqliteSink
 from .options import Logging, RunPlan
-from .runstats import RunSummary, StopFlag, stop_on_signals
+from .runstats import RunSummary
 
 
 def format_event(event: dict) -> str:
@@ -37,16 +37,10 @@ def format_event(event: dict) -> str:
 def run_logged(bundle, plan: RunPlan, logging: Logging = Logging(), *,
                echo: Callable[[str], None] | None = None) -> RunSummary:
     """Run one source's ``plan`` with the sinks ``logging`` names; returns the summary."""
-    from .camera import CameraPipeline
-    from .vibration import VibrationPipeline
+    from .multi import run_many
 
-    pipeline = CameraPipeline if plan.kind == "camera" else VibrationPipeline
-    stop = StopFlag()
-    with ExitStack() as stack:
-        sinks = open_sinks(logging, stack)
-        stack.enter_context(stop_on_signals(stop))
-        on_event = (lambda event: echo(format_event(event))) if echo else None
-        summary = pipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
+    on_event = (lambda event: echo(format_event(event))) if echo else None
+    summary, = run_many([(bundle, plan)], logging, on_event=on_event)
     if logging.log is not None:
         summary.extra["log"] = str(logging.log)
     if logging.json_path:

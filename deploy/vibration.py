@@ -131,7 +131,7 @@ class VibrationPipeline:
         self.src = vib.source if isinstance(vib.source, SampleSource) else open_sample_source(
             vib.source, sig.sample_rate, channel=vib.channel or sig.channel,
             stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff)
-        summary = RunSummary(kind="vibration", source=self.src.name,
+        summary = RunSummary(kind="vibration", source=vib.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
                              model_sha256=entry["sha256"], unit="windows")
@@ -144,8 +144,11 @@ class VibrationPipeline:
             while self.loop.running():
                 self.step(0.2)
         finally:
-            self.src.close()
+            self.close()
         return self.finish()
+
+    def close(self) -> None:
+        self.src.close()
 
     def _fault(self, kind: str, window: int, start: int) -> None:
         self.loop.fault(kind, window, start_s=round(start / self.sig.sample_rate, 6))

@@ -1,0 +1,55 @@
+"""Several sources in one process: every source processed, events naming their sources."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+
+from edgecnn.deploy.multi import run_many
+from edgecnn.deploy.options import Logging, plan_from_keywords
+
+from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,
+                             make_signal_bundle, write_video)
+from runtime_helpers import CALIBRATION
+
+NORMAL_48K = CALIBRATION / "cwru" / "normal_0_97.mat"
+
+
+@pytest.fixture(scope="module")
+def bright_bundle(tmp_path_factory):
+    return make_image_bundle(tmp_path_factory.mktemp("multi") / "bundle", size=32)
+
+
+def _video(path, classes, hold=4):
+    # flat frames of mid gray levels (0 and 5 would be black / overexposed faults)
+    frames = [gray_frame(level_for_class(c)) for c in classes for _ in range(hold)]
+    return write_video(path, frames)
+
+
+def test_two_cameras_and_a_recording_in_one_process(bright_bundle, tmp_path):
+    signal_bundle = make_signal_bundle(tmp_path / "signal", window_length=2048)
+    first = _video(tmp_path / "a.avi", [1, 2, 3])
+    second = _video(tmp_path / "b.avi", [4, 3, 2, 1, 4])
+    log = tmp_path / "events.jsonl"
+    before = cv2.getNumThreads()
+    summaries = run_many(
+        [(bright_bundle, plan_from_keywords("camera", str(first), min_frames=2, name="cam-a")),
+         (bright_bundle, plan_from_keywords("camera", str(second), min_frames=2, name="cam-b")),
+         (signal_bundle, plan_from_keywords("vibration", str(NORMAL_48K), name="pump",
+                                            threshold=0.0, max_windows=20))],
+        Logging(log=str(log)))
+    assert cv2.getNumThreads() == before
+    a, b, pump = summaries
+    assert (a.source, b.source, pump.source) == ("cam-a", "cam-b", "pump")
+    assert a.processed == 12 and b.processed == 20 and pump.read == 20
+    assert a.stop_reason == b.stop_reason == "end of source"
+    assert pump.stop_reason == "max windows reached"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    by_source = {}
+    for event in events:
+        by_source.setdefault(event["source"], []).append(event)
+    assert [e["class"] for e in by_source["cam-a"]] == list(NEU_CLASSES[1:4])
+    assert [e["class"] for e in by_source["cam-b"]] == [NEU_CLASSES[i] for i in (4, 3, 2, 1, 4)]
+    assert len(by_source["pump"]) >= 1 and all("window" in e for e in by_source["pump"])
