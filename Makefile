@@ -29,14 +29,9 @@ DATASETS ?= ../shared/datasets
 
 bundles: bundle-neu bundle-cwru bundle-mnist
 
-bundle-neu: $(STAMP)
-	$(BIN)/edgecnn train --task neu --data $(DATASETS)/neu/train --out runs/neu --json runs/neu-train.json
-	$(BIN)/edgecnn export runs/neu --out deploy/bundles/neu --formats onnx,onnx-int8,tflite-int8 --float-first 2 --json runs/neu-export.json
-
-bundle-cwru: $(STAMP)
-	$(BIN)/edgecnn train --task cwru --data $(DATASETS)/cwru --out runs/cwru --json runs/cwru-train.json
-	$(BIN)/edgecnn export runs/cwru --out deploy/bundles/cwru --json runs/cwru-export.json
-
-bundle-mnist: $(STAMP)
-	$(BIN)/edgecnn train --task mnist --data $(DATASETS)/mnist --out runs/mnist --json runs/mnist-train.json
-	$(BIN)/edgecnn export runs/mnist --out deploy/bundles/mnist --json runs/mnist-export.json
+# `edgecnn recipe X` prints the shipped recipe of the task table (data folder, train and
+# export options); nothing of it is repeated here.
+bundle-neu bundle-cwru bundle-mnist: bundle-%: $(STAMP)
+	$(BIN)/edgecnn train --out runs/$* --json runs/$*-train.json \
+	    --data $(DATASETS)/$$($(BIN)/edgecnn recipe $* --step data) $$($(BIN)/edgecnn recipe $* --step train)
+	$(BIN)/edgecnn export runs/$* --out deploy/bundles/$* --json runs/$*-export.json $$($(BIN)/edgecnn recipe $* --step export)

@@ -13,18 +13,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgecnn.deploy.errors import DataError
-from edgecnn.tasks import task_defaults
+from edgecnn.tasks import SHIPPED, get_task
 
-TASKS = ("neu", "cwru", "mnist")
-# Folder of each task inside a datasets root, first match wins: ../shared/datasets holds
-# neu/train/<class>/, calibration_data/ holds neu/<class>/.
-DATA_FOLDERS = {"neu": ("neu/train", "neu"), "cwru": ("cwru",), "mnist": ("mnist",)}
+# The tasks with a shipped bundle; their data folders and export options come from the
+# task table (``edgecnn recipe``), as ``make bundle-<task>`` uses them.
+TASKS = tuple(SHIPPED)
 LECTURE_EPOCHS = 10
 LECTURE_LEARNING_RATE = 1e-3  # keras.optimizers.Adam() default
-# Export options of our models, the same as `make bundle-<task>` uses for the shipped
-# bundle: NEU keeps its stem and first depthwise convolution in float (one-channel
-# full-resolution input, where int8 kernels are slower than float and lose accuracy).
-EDGE_EXPORT = {"neu": (("float_first", 2),)}
 
 
 @dataclass(frozen=True)
@@ -60,11 +55,13 @@ class Recipe:
 
 def recipes(task: str) -> tuple[Recipe, Recipe]:
     """(edge, seed) recipes of a task."""
-    defaults = task_defaults(task)
+    defaults = get_task(task)
+    # the shipped bundle's export options, its format list aside (the benchmark benches
+    # every format)
+    export = tuple((k, v) for k, v in defaults.shipped.export if k != "formats")
     edge = Recipe("edge", task, defaults.architecture, defaults.epochs,
                   note="edgecnn task defaults (architecture, input size, augmentation, "
-                       "learning rate, early stopping)",
-                  export=EDGE_EXPORT.get(task, ()))
+                       "learning rate, early stopping)", export=export)
     seed = {
         # The lecture trained its 3-block CNN on the full 200x200 NEU images for 10 epochs.
         "neu": dict(image_size=200, note="lecture: 200x200 input, 10 epochs, no augmentation"),
@@ -83,10 +80,11 @@ def recipes(task: str) -> tuple[Recipe, Recipe]:
 def task_data(root: Path, task: str) -> Path:
     """The folder of ``task`` inside a datasets root (``../shared/datasets`` layout)."""
     root = Path(root)
-    for folder in DATA_FOLDERS[task]:
+    folders = SHIPPED[task].shipped.data
+    for folder in folders:
         if (root / folder).is_dir():
             return root / folder
-    expected = " or ".join(f"{root / f}" for f in DATA_FOLDERS[task])
+    expected = " or ".join(f"{root / f}" for f in folders)
     raise DataError(f"no {task} data under {root}: expected {expected}")
 
 

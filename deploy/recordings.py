@@ -22,6 +22,7 @@ import scipy.io
 from scipy.io import wavfile
 
 from .errors import InputError, SourceError
+from .spec import DEFAULT_CHANNEL
 
 RECORDING_SUFFIXES = (".mat", ".npy", ".npz", ".csv", ".wav")
 
@@ -57,7 +58,7 @@ class Recording:
         return len(self.samples) / self.sample_rate
 
 
-def read_recording(path, channel: str | int = "DE",
+def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
                    sample_rate: float | None = None) -> Recording:
     """Read ``path`` into a Recording.
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError, SourceError
+from .spec import DEFAULT_CHANNEL
 from .preprocess import StreamResampler
 from .reconnect import Backoff
 
@@ -67,7 +68,7 @@ class SampleSource:
 class RecordingSource(SampleSource):
     """A recording file, resampled to the model rate, in chunks (paced with ``realtime``)."""
 
-    def __init__(self, path, sample_rate: float, channel: str = "DE",
+    def __init__(self, path, sample_rate: float, channel: str = DEFAULT_CHANNEL,
                  file_rate: float | None = None, realtime: bool = False,
                  chunk_seconds: float = 0.1):
         from .preprocess import resample
@@ -232,7 +233,7 @@ class TcpSampleSource(_RawFloatStream):
             self._sock = None
 
 
-def open_sample_source(src, sample_rate: float, channel: str = "DE",
+def open_sample_source(src, sample_rate: float, channel: str = DEFAULT_CHANNEL,
                        stream_rate: float | None = None, realtime: bool = False,
                        backoff: Backoff = Backoff()) -> SampleSource:
     """A SampleSource for a recording path, ``-`` (stdin) or ``tcp://host:port``."""

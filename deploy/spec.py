@@ -20,6 +20,8 @@ INTERPOLATIONS = ("area", "linear", "nearest", "cubic")
 MAGNITUDE_TRANSFORMS = ("none", "log", "log1p", "db")
 STFT_SCALINGS = ("spectrum", "density")
 STFT_MODES = ("magnitude", "psd")
+# The CWRU drive-end accelerometer: the channel a recording is read from by default.
+DEFAULT_CHANNEL = "DE"
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -96,7 +98,7 @@ class SignalSpec:
     eps: float = 1e-10
     mean: float = 0.0
     std: float = 1.0
-    channel: str = "DE"
+    channel: str = DEFAULT_CHANNEL
 
     def __post_init__(self) -> None:
         _positive("sample_rate", self.sample_rate)

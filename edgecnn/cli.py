@@ -401,6 +401,20 @@ def models_command(archs, json_path):
     _write_json({"bundles": shipped}, json_path)
 
 
+@cli.command("recipe", help="Show how a shipped bundle (neu, cwru, mnist) is made: its data "
+                            "folder and the train and export options of the task table. "
+                            "--step prints one step's options as shell words (the "
+                            "Makefile's bundle targets use them).")
+@click.argument("bundle")
+@click.option("--step", type=click.Choice(["data", "train", "export"]), default=None,
+              help="Print only this step: the data folder inside a datasets root, or the "
+                   "options of edgecnn train / edgecnn export.")
+def recipe_command(bundle, step):
+    from edgecnn.tasks import describe_recipe, recipe_arguments
+
+    click.echo(recipe_arguments(bundle, step) if step else describe_recipe(bundle))
+
+
 @cli.command("demo", help="Run the main job on embedded defaults: train and export a quick "
                           "model, parity of the shipped NEU bundle, the camera runtime on a "
                           "sample video and the vibration runtime on a recording.")

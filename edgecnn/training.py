@@ -17,12 +17,12 @@ import numpy as np
 from edgecnn.data import load_dataset
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import apply_transform, magnitude_spectrogram
-from edgecnn.deploy.spec import InputSpec
+from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec
 from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
 from edgecnn.splits import validation_split
-from edgecnn.tasks import task_defaults
+from edgecnn.tasks import get_task
 from edgecnn.tensors import to_tensors
 from edgecnn.console import stderr_line
 
@@ -47,7 +47,7 @@ class TrainConfig:
     window_length: int | None = None       # signals: samples per window
     stride: int | None = None              # signals: training window stride
     transform: str | None = None           # signals: none / log / log1p / db
-    channel: str = "DE"
+    channel: str = DEFAULT_CHANNEL
     sample_rate: float | None = None       # recordings that do not state their rate
     label_pattern: str | None = None
     manifest: str | None = None
@@ -137,7 +137,7 @@ class _EpochProgress:
 def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> TrainResult:
     """Train ``config.architecture`` (default: the task's edge architecture) and write the
     model directory ``config.out``."""
-    defaults = task_defaults(config.task)
+    defaults = get_task(config.task)
     architecture = config.architecture or defaults.architecture
     epochs = config.epochs or defaults.epochs
     batch_size = config.batch_size or defaults.batch_size

@@ -26,10 +26,6 @@ MIN_PER_CLASS = 5
 DEFAULT_MAX_SAMPLES = 300
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
-# Shipped calibration sets (folder in calibration_data/ -> the task that reads it).
-SHIPPED_SETS = {"neu": "images", "mnist": "mnist", "cwru": "cwru"}
-_TASK_KIND = {"images": "image", "neu": "image", "mnist": "image", "cwru": "signal",
-              "vibration": "signal", "lecture-npz": "signal"}
 
 
 def calibration_root() -> Path:
@@ -174,19 +170,22 @@ def _load_shipped_set(spec: InputSpec, task: str | None):
     if not root.is_dir():
         raise DataError(f"no calibration data given and no shipped calibration_data/ at "
                         f"{root}; pass --calib DIR with samples like the training data")
-    names = [n for n, t in SHIPPED_SETS.items() if (root / n).exists()
-             and _TASK_KIND.get(t) == spec.kind]
-    wanted = {"neu": "neu", "images": "neu", "mnist": "mnist", "cwru": "cwru"}.get(task or "")
-    names.sort(key=lambda n: n != wanted)
+    from edgecnn.tasks import SHIPPED, TASKS
+
+    # calibration_data/<bundle> holds samples of each shipped bundle's task: the model's
+    # own task first
+    own = TASKS.get(task or "")
+    names = [n for n, t in SHIPPED.items() if (root / n).exists() and t.kind == spec.kind]
+    names.sort(key=lambda n: SHIPPED[n] is not own)
     tried = []
     for name in names:
         try:
-            samples = load_dataset(SHIPPED_SETS[name], root / name, spec, labels=spec.labels)
+            samples = load_dataset(SHIPPED[name].name, root / name, spec, labels=spec.labels)
         except EdgecnnError as exc:
             tried.append(f"{name}: {exc}")
             continue
         if len(samples) and set(samples.class_names) == set(spec.labels):
-            return samples, SHIPPED_SETS[name], root / name
+            return samples, SHIPPED[name].name, root / name
         tried.append(f"{name}: classes {list(samples.class_names)}")
     detail = "; ".join(tried) or "none of the right kind"
     raise DataError(f"no shipped calibration set in {root} matches the model's classes "

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecnn.tasks import recipe_arguments
+
 from edgecnn.bench import ProgressBar, bench, format_bench, time_calls
 from edgecnn.cli import main
 from edgecnn.deploy.bundle import MANIFEST, sha256_file
@@ -377,10 +379,13 @@ def test_task_data_folders_and_recipes(tmp_path):
     assert options["augment"] is False and "image_size" not in edge.train_options()
     assert seed.scaled(0.0).epochs == 1 and edge.scaled(0.5).epochs == edge.epochs // 2
     assert training_recipes.recipes("cwru")[1].transform == "none"
-    # the benchmark exports our NEU model as `make bundle-neu` exports the shipped one
+    # the benchmark exports our NEU model as `make bundle-neu` exports the shipped one:
+    # both read the recipe of the task table, the Makefile through `edgecnn recipe`
     makefile = (CALIBRATION.parent / "Makefile").read_text()
-    line = next(l for l in makefile.splitlines() if "export runs/neu" in l)
-    shipped_float_first = int(line.split("--float-first")[1].split()[0])
+    line = next(l for l in makefile.splitlines() if "export runs/$*" in l)
+    assert "recipe $* --step export" in line and "--float-first" not in line
+    words = recipe_arguments("neu", "export").split()
+    shipped_float_first = int(words[words.index("--float-first") + 1])
     assert dict(edge.export) == {"float_first": shipped_float_first}
     assert seed.export == () and training_recipes.recipes("cwru")[0].export == ()
 

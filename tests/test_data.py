@@ -13,7 +13,8 @@ import pytest
 import scipy.io
 from scipy.io import wavfile
 
-from edgecnn.data import (CWRU_CLASSES, TASKS, cwru_label, load_dataset, load_image_folder,
+from edgecnn.tasks import TASKS
+from edgecnn.data import (CWRU_CLASSES, cwru_label, load_dataset, load_image_folder,
                           load_lecture_npz, load_mnist, load_recordings)
 from edgecnn.data.images import flat_class_name
 from edgecnn.deploy.errors import DataError, InputError, SourceError

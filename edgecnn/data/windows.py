@@ -20,7 +20,7 @@ from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError, SourceError
 from edgecnn.deploy.preprocess import check_samples, cut_windows, resample, window_starts
 from edgecnn.deploy.recordings import RECORDING_SUFFIXES, read_recording
-from edgecnn.deploy.spec import InputSpec, SignalSpec
+from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec, SignalSpec
 
 LabelRule = CwruRule | ManifestRule | PatternRule
 
@@ -55,7 +55,7 @@ def find_recordings(root: Path, exclude=()) -> list[Path]:
 
 def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
                     label_rule="cwru", labels: tuple[str, ...] | None = None,
-                    channel: str | int = "DE",
+                    channel: str | int = DEFAULT_CHANNEL,
                     sample_rate: float | None = None) -> LabelledSamples:
     """Windows (float32, N x window_length) from every recording under ``root``.
 
