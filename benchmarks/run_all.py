@@ -172,7 +172,7 @@ def bench_model(model: dict, data: Path, args) -> dict:
     eval_data = validation_data(Path(model["model_dir"]), data)
     result = bench(model["bundle"], eval_data, threads=args.threads, batch=args.batch,
                    iterations=args.iterations, max_seconds=args.max_seconds,
-                   keras_model_dir=model["model_dir"], log=log)
+                   keras_model_dir=model["model_dir"], log=log).to_dict()
     write_json(result, Path(model["bundle"]).parent / "bench.json")
     return result
 
@@ -180,7 +180,7 @@ def bench_model(model: dict, data: Path, args) -> dict:
 # ----------------------------------------------------------------------------- main
 
 def run(args) -> dict:
-    from edgecnn.bench import machine_info
+    from edgecnn.machine import machine_info
     from edgecnn.report import write_json
     from edgecnn.tfquiet import quiet_tensorflow
 

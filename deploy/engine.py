@@ -71,10 +71,6 @@ class Engine:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def predict_one(self, tensor: np.ndarray) -> np.ndarray:
-        """Batch-1 path: one H x W x C tensor -> one probability vector."""
-        return self.predict(tensor[np.newaxis])[0]
-
     def runner(self, shape: tuple[int, ...], batch: int = 1) -> Runner:
         """A fixed-batch runner for tensors of ``shape`` (checked by one warm-up run)."""
         return Runner(self, tuple(shape), batch)
@@ -125,20 +121,29 @@ class OnnxRunner(Runner):
         return self.outputs
 
 
+def session_options(options: EngineOptions = EngineOptions()):
+    """ONNX Runtime session options for a small line PC: ``options.threads`` intra-op
+    threads, one inter-op thread, sequential execution, all graph optimisations, spinning
+    only when asked for (idle spinning threads burn the core the next frame needs)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = options.threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spin = "1" if options.spinning else "0"
+    so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    return so
+
+
 class OnnxEngine(Engine):
     def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = options.threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        spin = "1" if options.spinning else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so,
+            self.session = ort.InferenceSession(str(path), sess_options=session_options(options),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from None

@@ -27,9 +27,9 @@ FSYNC_POLICIES = ("every", "interval", "never")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def utc_now() -> str:
-    """UTC ISO-8601 with milliseconds and a Z, e.g. 2025-03-01T12:00:00.123Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def utc_now(timespec: str = "milliseconds") -> str:
+    """UTC ISO-8601 with a Z, e.g. 2025-03-01T12:00:00.123Z (``timespec`` as isoformat)."""
+    return datetime.now(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _plain(value: Any) -> Any:

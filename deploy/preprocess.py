@@ -16,6 +16,9 @@ import numpy as np
 from .errors import InputError, SpecError
 from .spec import ImageSpec, InputSpec, SignalSpec
 
+# Image files the loaders and the sample-video maker read (OpenCV decodes them).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
 _INTERPOLATION = {
     "area": cv2.INTER_AREA,
     "linear": cv2.INTER_LINEAR,

@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .preprocess import read_image
+from .preprocess import IMAGE_SUFFIXES, read_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 def make_sample_video(out, image_dir, per_class: int = 3, hold: int = 4,

@@ -11,27 +11,41 @@ integer GEMM, the kernel ONNX Runtime's QDQ convolutions run on) for int8 format
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import platform
-import sys
-import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from edgecnn.console import ProgressBar, stderr_line
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, InputError
-from edgecnn.console import stderr_line
+from edgecnn.machine import latency_stats, machine_info, measure_ceilings, time_calls
+from edgecnn.predictors import KerasPredictCall, KerasPredictor, predict_batched
 
-CEILING_SIZE = 512
-MIN_ITERATIONS = 5
-_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni",
-              "amx_int8")
-_VERSIONS = ("numpy", "onnxruntime", "onnx", "ai-edge-litert", "tensorflow", "keras")
 
+@dataclass
+class BenchResult:
+    """Everything one ``edgecnn bench`` run measured; ``to_dict`` is its ``--json``."""
+
+    bundle: str
+    task: str | None
+    input_shape: list
+    labels: list
+    source_model: str | None
+    machine: dict
+    settings: dict
+    data: dict | None
+    macs: dict
+    ceilings: dict
+    rows: list[dict]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        return format_bench(self.to_dict())
 
 
 @dataclass
@@ -41,216 +55,6 @@ class EvalData:
     tensors: np.ndarray
     labels: np.ndarray
     source: str
-
-
-# ----------------------------------------------------------------------------- progress
-
-class ProgressBar:
-    """One line per measured item on stderr: redrawn with \\r on a terminal, otherwise a
-    plain start line and a result line (logs stay readable)."""
-
-    def __init__(self, stream=None, width: int = 24, enabled: bool = True):
-        self.stream = stream if stream is not None else sys.stderr
-        self.width = width
-        self.enabled = enabled
-        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.label = ""
-        self._last = 0.0
-
-    def start(self, label: str) -> None:
-        self.label = label
-        self._last = 0.0
-        if not self.enabled:
-            return
-        if self.tty:
-            self._draw(0.0, "")
-        else:
-            print(f"{label} ...", file=self.stream, flush=True)
-
-    def update(self, fraction: float, note: str = "") -> None:
-        if not self.tty:
-            return
-        now = time.perf_counter()
-        if now - self._last < 0.1:  # redraw at most ten times a second
-            return
-        self._last = now
-        self._draw(fraction, note)
-
-    def _draw(self, fraction: float, note: str) -> None:
-        fraction = min(max(fraction, 0.0), 1.0)
-        filled = int(round(fraction * self.width))
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label:<18} [{bar}] {fraction * 100:3.0f}% {note:<28}")
-        self.stream.flush()
-
-    def done(self, summary: str) -> None:
-        if not self.enabled:
-            return
-        if self.tty:
-            line = f"\r{self.label:<18} [{'#' * self.width}] {summary}"
-            self.stream.write(line.ljust(self.width + 60) + "\n")
-            self.stream.flush()
-        else:
-            print(f"{self.label}: {summary}", file=self.stream, flush=True)
-
-
-# ----------------------------------------------------------------------------- timing
-
-def time_calls(call: Callable[[], object], *, warmup: int, iterations: int,
-               max_seconds: float, tick: Callable[[float, str], None] | None = None
-               ) -> np.ndarray:
-    """Seconds per call after ``warmup`` untimed calls; stops at ``iterations`` calls or
-    after ``max_seconds`` (but not before a few calls), whichever comes first."""
-    for _ in range(max(warmup, 0)):
-        call()
-    floor = min(MIN_ITERATIONS, iterations)
-    times = []
-    started = time.perf_counter()
-    while len(times) < iterations:
-        t0 = time.perf_counter()
-        call()
-        t1 = time.perf_counter()
-        times.append(t1 - t0)
-        elapsed = t1 - started
-        if tick is not None:
-            tick(max(len(times) / iterations, elapsed / max_seconds),
-                 f"{len(times)}/{iterations}")
-        if elapsed > max_seconds and len(times) >= floor:
-            break
-    return np.asarray(times, dtype=np.float64)
-
-
-def latency_stats(seconds: np.ndarray) -> dict:
-    ms = np.asarray(seconds) * 1e3
-    return {"mean": round(float(ms.mean()), 4), "p50": round(float(np.percentile(ms, 50)), 4),
-            "p99": round(float(np.percentile(ms, 99)), 4), "min": round(float(ms.min()), 4),
-            "std": round(float(ms.std()), 4), "iterations": int(len(ms))}
-
-
-# ----------------------------------------------------------------------------- machine
-
-def machine_info() -> dict:
-    """CPU model, SIMD flags that matter for float/int8 kernels, cores, load, versions."""
-    cpu, flags = None, set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and cpu is None:
-                    cpu = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    cpu = cpu or platform.processor() or platform.machine()
-    versions = {}
-    for name in _VERSIONS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count()
-    try:
-        load = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        load = None
-    return {"cpu": cpu, "cpu_flags": [f for f in _CPU_FLAGS if f in flags],
-            "cores": os.cpu_count(), "cores_available": available, "load_average": load,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "versions": versions}
-
-
-# ----------------------------------------------------------------------------- ceilings
-
-def _ort_session(model_bytes: bytes, threads: int):
-    """An ONNX Runtime session with the runtime engine's own threading settings."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, sess_options=so,
-                                providers=["CPUExecutionProvider"])
-
-
-def _ceiling_models(n: int):
-    """(float32 MatMul, MatMulInteger uint8 x int8) n x n x n models with constant weights."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-
-    def model(node, a_type, c_type, inits, name):
-        graph = helper.make_graph(
-            [node], name, [helper.make_tensor_value_info("a", a_type, [n, n])],
-            [helper.make_tensor_value_info("c", c_type, [n, n])], inits)
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                                 ir_version=8).SerializeToString()
-
-    weights = rng.standard_normal((n, n)).astype(np.float32)
-    float_model = model(helper.make_node("MatMul", ["a", "b"], ["c"]), TensorProto.FLOAT,
-                        TensorProto.FLOAT, [numpy_helper.from_array(weights, "b")],
-                        "ceiling_float32")
-    # 7-bit weights, as the exporter's reduce_range default: no pmaddubsw saturation.
-    qweights = rng.integers(-64, 64, (n, n)).astype(np.int8)
-    int8_model = model(
-        helper.make_node("MatMulInteger", ["a", "b", "a_zero", "b_zero"], ["c"]),
-        TensorProto.UINT8, TensorProto.INT32,
-        [numpy_helper.from_array(qweights, "b"),
-         numpy_helper.from_array(np.array(128, np.uint8), "a_zero"),
-         numpy_helper.from_array(np.array(0, np.int8), "b_zero")], "ceiling_int8")
-    inputs = {"float32": rng.standard_normal((n, n)).astype(np.float32),
-              "int8": rng.integers(0, 256, (n, n)).astype(np.uint8)}
-    return {"float32": float_model, "int8": int8_model}, inputs
-
-
-def measure_ceilings(threads: int = 1, size: int = CEILING_SIZE, max_seconds: float = 1.0,
-                     progress: ProgressBar | None = None) -> dict:
-    """GMAC/s of a large float32 and uint8 x int8 GEMM in ONNX Runtime at ``threads``.
-
-    The ceiling is the fastest run (the peak this machine reached in this run); the p50
-    is kept too, since on a busy machine the two differ."""
-    try:
-        models, inputs = _ceiling_models(size)
-    except ImportError:
-        return {"error": "the ceiling models are built with 'onnx' (pip install onnx)"}
-    macs = size ** 3
-    simd = machine_info()["cpu_flags"]
-    int8_path = ("VNNI (vpdpbusd)" if {"avx512_vnni", "avx_vnni"} & set(simd)
-                 else "AVX2 vpmaddubsw/vpmaddwd" if "avx2" in simd else "SSE/scalar")
-    methods = {
-        "float32": f"ONNX Runtime MatMul float32 {size}x{size} @ {size}x{size} (constant "
-                   f"weights), {threads} thread(s); MLAS SGEMM, the kernel of float Conv/Gemm",
-        "int8": f"ONNX Runtime MatMulInteger uint8 x int8 {size}x{size} @ {size}x{size} "
-                f"(constant 7-bit weights), {threads} thread(s); MLAS QGEMM U8S8, the "
-                f"kernel ONNX Runtime's QLinearConv/QDQ Conv runs on, here via {int8_path}. "
-                "An estimate for TFLite int8, which runs XNNPACK's own kernels",
-    }
-    out = {"threads": threads, "size": size, "macs": macs}
-    for precision in ("float32", "int8"):
-        if progress:
-            progress.start(f"ceiling {precision}")
-        session = _ort_session(models[precision], threads)
-        feed = {"a": inputs[precision]}
-        times = time_calls(lambda: session.run(None, feed), warmup=3, iterations=200,
-                           max_seconds=max_seconds,
-                           tick=(lambda f, note: progress.update(f, note)) if progress
-                           else None)
-        stats = latency_stats(times)
-        best = macs / (stats["min"] * 1e-3) / 1e9
-        typical = macs / (stats["p50"] * 1e-3) / 1e9
-        out[precision] = {"gmacs": round(best, 2), "gmacs_p50": round(typical, 2),
-                          "latency_ms": stats, "method": methods[precision]}
-        if progress:
-            progress.done(f"{best:.1f} GMAC/s (fastest run; p50 {typical:.1f})")
-    return out
 
 
 # ----------------------------------------------------------------------------- models
@@ -275,30 +79,6 @@ def bundle_macs(bundle: Bundle) -> dict:
                 return {"total": None, "note": "counting MACs needs 'onnx' (pip install onnx)"}
             return {**count.to_dict(), "source_format": fmt}
     return {"total": None, "note": "no ONNX file in the bundle to count MACs from"}
-
-
-class _KerasCall:
-    """The Keras model as a predictor: ``model(x, training=False)``."""
-
-    format = "keras"
-
-    def __init__(self, model):
-        self.model = model
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        out = self.model(batch, training=False)
-        out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
-        return out.astype(np.float32, copy=False)
-
-
-class _KerasPredict(_KerasCall):
-    """The lecture's way of classifying a frame: ``model.predict(x)``."""
-
-    format = "keras-predict"
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict(batch, batch_size=len(batch), verbose=0),
-                          dtype=np.float32)
 
 
 def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=stderr_line):
@@ -361,8 +141,6 @@ def _measure(name: str, predictor, *, precision: str, file: Path | None, size: i
              macs: int | None, ceilings: dict, warmup: int, iterations: int,
              max_seconds: float, progress: ProgressBar, kind: str,
              accuracy_from: dict | None = None) -> dict:
-    from edgecnn.evaluation import predict_batched
-
     progress.start(name)
     row = {"name": name, "kind": kind, "file": str(file) if file else None,
            "size_bytes": size, "precision": precision, "threads": threads,
@@ -372,8 +150,7 @@ def _measure(name: str, predictor, *, precision: str, file: Path | None, size: i
         row["accuracy_note"] = accuracy_from["note"]
     elif data is not None:
         progress.update(0.0, "accuracy")
-        probabilities = predict_batched(predictor, data.tensors, len(many),
-                                        log=lambda _m: None)
+        probabilities = predict_batched(predictor, data.tensors, len(many))
         predicted = probabilities.argmax(axis=1)
         row["accuracy"] = float((predicted == data.labels).mean())
         row["n"] = int(len(data.labels))
@@ -412,7 +189,7 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
           iterations: int = 200, max_seconds: float = 5.0, formats=None,
           keras_model_dir=None, keras: bool = True, task: str | None = None,
           ceiling_seconds: float = 1.0, progress: bool = True,
-          log: Callable[[str], None] = stderr_line) -> dict:
+          log: Callable[[str], None] = stderr_line) -> "BenchResult":
     """Benchmark every format of a bundle (and its Keras model, if found) on this machine.
 
     data            -- labelled data (path in any layout the task reads, or EvalData) for
@@ -459,27 +236,24 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
                              size=path.stat().st_size, threads=threads, data=eval_data,
                              one=one, many=many, macs=macs.get("total"), ceilings=ceilings,
                              kind="bundle", **timing))
-    return {
-        "bundle": str(bundle.path),
-        "task": task or bundle.manifest.get("task"),
-        "input_shape": list(bundle.spec.input_shape),
-        "labels": list(bundle.labels),
-        "source_model": (str(model_dir.path) if model_dir is not None else None),
-        "machine": machine_info(),
-        "settings": {"threads": threads, "batch": batch, "warmup": warmup,
-                     "iterations": iterations, "max_seconds": max_seconds,
-                     "latency": "time.perf_counter around predict() of one preprocessed "
-                                "batch-1 tensor, after the warm-up calls",
-                     "throughput": f"images/s = {batch} / median time of predict() on a "
-                                   f"batch of {batch}",
-                     "gmacs": "MACs (batch 1) / p50 batch-1 latency; gmacs_batch = MACs x "
-                              "throughput"},
-        "data": ({"source": eval_data.source, "n": int(len(eval_data.labels))}
-                 if eval_data is not None else None),
-        "macs": macs,
-        "ceilings": ceilings,
-        "rows": rows,
-    }
+    return BenchResult(
+        bundle=str(bundle.path),
+        task=task or bundle.manifest.get("task"),
+        input_shape=list(bundle.spec.input_shape),
+        labels=list(bundle.labels),
+        source_model=(str(model_dir.path) if model_dir is not None else None),
+        machine=machine_info(),
+        settings={"threads": threads, "batch": batch, "warmup": warmup,
+                  "iterations": iterations, "max_seconds": max_seconds,
+                  "latency": "time.perf_counter around predict() of one preprocessed "
+                             "batch-1 tensor, after the warm-up calls",
+                  "throughput": f"images/s = {batch} / median time of predict() on a "
+                                f"batch of {batch}",
+                  "gmacs": "MACs (batch 1) / p50 batch-1 latency; gmacs_batch = MACs x "
+                           "throughput"},
+        data=({"source": eval_data.source, "n": int(len(eval_data.labels))}
+              if eval_data is not None else None),
+        macs=macs, ceilings=ceilings, rows=rows)
 
 
 def _choose_formats(bundle: Bundle, formats) -> list[str]:
@@ -509,12 +283,13 @@ def _keras_rows(model_dir, bundle: Bundle, data, one, many, macs, ceilings, timi
     common = dict(precision="float32", file=model_dir.model_file, size=size, threads=threads,
                   data=data, one=one, many=many, macs=macs.get("total"), ceilings=ceilings,
                   kind="keras", **timing)
-    call = _measure("keras", _KerasCall(model), **common)
+    call = _measure("keras", KerasPredictor(model), **common)
     call["threads_note"] = "TensorFlow's default intra-op threading (all cores)"
     # model.predict computes exactly what model(x) does: its accuracy is not run twice.
     reuse = ({"accuracy": call["accuracy"], "n": call["n"],
               "note": "same computation as the keras row"} if data is not None else None)
-    predict = _measure("keras-predict", _KerasPredict(model), accuracy_from=reuse, **common)
+    predict = _measure("keras-predict", KerasPredictCall(model), accuracy_from=reuse,
+                       **common)
     predict["threads_note"] = call["threads_note"]
     return [call, predict]
 

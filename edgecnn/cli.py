@@ -379,11 +379,11 @@ def events_summary(log, as_json):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all numbers, ceilings and machine info as JSON.")
 def bench_command(bundle, json_path, no_keras, **options):
-    from edgecnn.bench import bench, format_bench
+    from edgecnn.bench import bench
 
     result = bench(bundle, keras=not no_keras, **options)
-    click.echo(format_bench(result))
-    _write_json(result, json_path)
+    click.echo(result.format())
+    _write_json(result.to_dict(), json_path)
 
 
 @cli.command("models", help="List the shipped bundles (name, path, task, formats, "

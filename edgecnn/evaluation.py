@@ -14,22 +14,9 @@ from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import InputError
 from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, is_model_dir
-from edgecnn.tensors import to_tensors
 from edgecnn.console import stderr_line
-
-
-
-class KerasPredictor:
-    """A model directory's Keras model behind the same ``predict`` as the engines."""
-
-    format = "keras"
-
-    def __init__(self, model_dir: ModelDir):
-        self.model = model_dir.load_keras()
-        self.path = model_dir.model_file
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model(batch, training=False), dtype=np.float32)
+from edgecnn.predictors import KerasPredictor, predict_batched
+from edgecnn.tensors import to_tensors
 
 
 def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1):
@@ -40,29 +27,14 @@ def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1):
                              "bundle (make one with 'edgecnn export')")
         model_dir = ModelDir.open(model)
         task = model_dir.manifest.get("training", {}).get("task")
-        return KerasPredictor(model_dir), model_dir.spec, task, f"{model} (keras)"
+        return (KerasPredictor.from_model_dir(model_dir), model_dir.spec, task,
+                f"{model} (keras)")
     from edgecnn.deploy.engine import EngineOptions, open_engine
 
     bundle = Bundle.open(model)
     fmt = fmt or bundle.default_format()
     engine = open_engine(bundle, fmt, EngineOptions(threads=threads))
     return engine, bundle.spec, bundle.manifest.get("task"), f"{bundle.path} ({fmt})"
-
-
-def predict_batched(predictor, tensors: np.ndarray, batch_size: int = 64,
-                    log: Callable[[str], None] = stderr_line, what: str = "evaluating") -> np.ndarray:
-    """Class probabilities for all tensors, with a progress line about every 2 seconds."""
-    outputs = []
-    last = time.perf_counter()
-    for start in range(0, len(tensors), batch_size):
-        outputs.append(predictor.predict(tensors[start:start + batch_size]))
-        now = time.perf_counter()
-        if now - last > 2.0:
-            log(f"{what} {min(start + batch_size, len(tensors))}/{len(tensors)}")
-            last = now
-    if not outputs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.concatenate(outputs)
 
 
 def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | None = None,

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgecnn.deploy.bundle import read_json, sha256_file
 from edgecnn.deploy.errors import BundleError
+from edgecnn.deploy.events import utc_now
 from edgecnn.deploy.spec import InputSpec
 
 MODEL_FILE = "model.keras"
@@ -84,7 +84,7 @@ def write_model_dir(path: str | Path, model, spec: InputSpec, *, architecture: s
     manifest = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "created": utc_now("seconds"),
         "edgecnn": edgecnn.__version__,
         "architecture": architecture,
         "spec": spec.to_dict(),

@@ -17,14 +17,13 @@ from typing import Callable
 import numpy as np
 
 from edgecnn.deploy.errors import DataError, EdgecnnError, InputError
-from edgecnn.deploy.preprocess import preprocess_images, read_image
+from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, preprocess_images, read_image
 from edgecnn.deploy.spec import InputSpec
 
 # Below this many samples (or this many per class) the int8 ranges are a guess: warn.
 MIN_SAMPLES = 50
 MIN_PER_CLASS = 5
 DEFAULT_MAX_SAMPLES = 300
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 

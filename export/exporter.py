@@ -28,7 +28,8 @@ from edgecnn.export.formats import (FORMATS, Format, check_installed, resolve_op
 from edgecnn.export.manifest import (build_manifest, file_entry, manifest_summary,
                                      write_manifest)
 from edgecnn.export.silence import silenced
-from edgecnn.export.verify import Thresholds, compare, keras_predict, predict_all
+from edgecnn.export.verify import Thresholds, compare
+from edgecnn.predictors import KerasPredictor, predict_batched
 from edgecnn.console import stderr_line
 
 
@@ -74,7 +75,7 @@ class ExportContext:
         from edgecnn.deploy.engine import engine_for_file
 
         with silenced():  # LiteRT announces its XNNPACK delegate on stderr at first use
-            return predict_all(engine_for_file(path, fmt), self.calib.tensors)
+            return predict_batched(engine_for_file(path, fmt), self.calib.tensors)
 
     def check(self, path: Path, fmt: str) -> tuple[dict, list[str]]:
         """Compare a candidate file with the Keras model on the calibration tensors."""
@@ -163,7 +164,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     started = time.perf_counter()
     with silenced():  # TensorFlow's import prints C++ start-up noise on fd 2
         model = source.load_keras()
-    reference = keras_predict(model, calib_set.tensors)
+    reference = predict_batched(KerasPredictor(model), calib_set.tensors)
     log(f"keras model {source.architecture} loaded and run in "
         f"{time.perf_counter() - started:.1f} s")
     if calib_set.labels is not None:

@@ -6,15 +6,15 @@ the runtime refuses a file that changed after export.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from edgecnn.deploy.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, sha256_file
+from edgecnn.deploy.events import utc_now
 from edgecnn.deploy.spec import InputSpec
+from edgecnn.versions import package_versions
 
 TOOLS = ("edgecnn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert",
          "numpy")
@@ -32,17 +32,7 @@ class Written:
 
 
 def tool_versions() -> dict[str, str | None]:
-    versions = {}
-    for name in TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return package_versions(TOOLS)
 
 
 def io_entries(path: Path, runtime: str) -> tuple[list[dict], list[dict]]:
@@ -97,7 +87,7 @@ def file_entry(fmt, written: Written) -> dict[str, Any]:
 def build_manifest(*, spec: InputSpec, task: str | None, files: dict[str, dict],
                    calibration: dict, source_model: dict, verification: dict,
                    options: dict) -> dict[str, Any]:
-    return {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "created": utc_now(),
+    return {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "created": utc_now("seconds"),
             "spec": spec.to_dict(), "labels": list(spec.labels), "task": task,
             "files": files, "options": options, "calibration": calibration,
             "source_model": source_model, "tools": tool_versions(),

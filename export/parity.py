@@ -18,7 +18,8 @@ import numpy as np
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, DataError, InputError
 from edgecnn.export.silence import silenced
-from edgecnn.export.verify import Thresholds, compare, predict_all
+from edgecnn.export.verify import Thresholds, compare
+from edgecnn.predictors import predict_batched
 from edgecnn.metrics import classification_metrics
 from edgecnn.console import stderr_line
 
@@ -119,7 +120,7 @@ def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99,
     for name in names:
         started = time.perf_counter()
         with silenced():  # LiteRT announces its XNNPACK delegate on stderr at first use
-            probs[name] = predict_all(open_engine(opened, name), tensors)
+            probs[name] = predict_batched(open_engine(opened, name), tensors)
         log(f"parity: {name:<12} {len(tensors)} samples in {time.perf_counter() - started:.1f} s")
     rows = {name: _row(probs[name], probs[reference], labels, spec.labels,
                        len(samples.skipped), thresholds, name == reference)

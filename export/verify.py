@@ -60,16 +60,3 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None 
         stats["reference_accuracy"] = float((ref_top == labels).mean())
         stats["drop_pp"] = (stats["reference_accuracy"] - stats["accuracy"]) * 100.0
     return stats
-
-
-def predict_all(engine, tensors: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Probabilities for every tensor, in batches (bounded memory for large sets)."""
-    parts = [engine.predict(tensors[i:i + batch_size])
-             for i in range(0, len(tensors), batch_size)]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
-
-
-def keras_predict(model, tensors: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    parts = [np.asarray(model(tensors[i:i + batch_size], training=False))
-             for i in range(0, len(tensors), batch_size)]
-    return np.concatenate(parts).astype(np.float32)

@@ -14,7 +14,9 @@ import pytest
 
 from edgecnn.tasks import recipe_arguments
 
-from edgecnn.bench import ProgressBar, bench, format_bench, time_calls
+from edgecnn.bench import bench
+from edgecnn.console import ProgressBar
+from edgecnn.machine import time_calls
 from edgecnn.cli import main
 from edgecnn.deploy.bundle import MANIFEST, sha256_file
 from edgecnn.deploy.errors import BundleError, DataError, InputError
@@ -151,10 +153,10 @@ def conv_result(conv_bundle):
 
 def test_bench_times_every_format(conv_bundle, conv_result):
     result = conv_result
-    assert RESULT_KEYS <= set(result)
-    assert [row["name"] for row in result["rows"]] == ["onnx", "onnx-int8"]
-    assert result["macs"]["total"] == CONV_MACS and result["macs"]["source_format"] == "onnx"
-    for row in result["rows"]:
+    assert RESULT_KEYS <= set(result.to_dict())
+    assert [row["name"] for row in result.rows] == ["onnx", "onnx-int8"]
+    assert result.macs["total"] == CONV_MACS and result.macs["source_format"] == "onnx"
+    for row in result.rows:
         assert ROW_KEYS <= set(row)
         latency = row["latency_ms"]
         assert 0 < latency["min"] <= latency["p50"] <= latency["p99"]
@@ -166,27 +168,27 @@ def test_bench_times_every_format(conv_bundle, conv_result):
                                              rel=1e-2)
         assert row["ceiling_fraction"] > 0
         assert row["accuracy"] is None and row["n"] is None
-    by_name = {row["name"]: row for row in result["rows"]}
+    by_name = {row["name"]: row for row in result.rows}
     assert by_name["onnx"]["precision"] == "float32" and by_name["onnx"]["ceiling"] == "float32"
     assert by_name["onnx-int8"]["ceiling"] == "int8"
     assert by_name["onnx-int8"]["size_bytes"] < by_name["onnx"]["size_bytes"] / 2
     for precision in ("float32", "int8"):
-        ceiling = result["ceilings"][precision]
+        ceiling = result.ceilings[precision]
         assert ceiling["gmacs"] >= ceiling["gmacs_p50"] > 0
         assert "ONNX Runtime" in ceiling["method"]
-    assert "MatMulInteger uint8 x int8" in result["ceilings"]["int8"]["method"]
-    machine = result["machine"]
+    assert "MatMulInteger uint8 x int8" in result.ceilings["int8"]["method"]
+    machine = result.machine
     assert machine["cores"] >= 1 and machine["cpu"]
     assert machine["versions"]["onnxruntime"] and machine["versions"]["numpy"]
-    table = format_bench(result)
+    table = result.format()
     assert "onnx-int8" in table and "ceiling int8" in table and "MatMulInteger" in table
 
 
 def test_bench_formats_and_threads_options(conv_bundle):
     result = bench(conv_bundle, formats="onnx-int8", threads=2, batch=4, **FAST)
-    assert [row["name"] for row in result["rows"]] == ["onnx-int8"]
-    assert result["rows"][0]["threads"] == 2 and result["ceilings"]["threads"] == 2
-    assert result["rows"][0]["throughput"]["batch"] == 4
+    assert [row["name"] for row in result.rows] == ["onnx-int8"]
+    assert result.rows[0]["threads"] == 2 and result.ceilings["threads"] == 2
+    assert result.rows[0]["throughput"]["batch"] == 4
     with pytest.raises(BundleError, match="has no tflite model"):
         bench(conv_bundle, formats="tflite", **FAST)
 
@@ -205,12 +207,12 @@ def test_bench_data_gives_accuracy_and_n(workdir):
     bundle = make_image_bundle(workdir / "bright bundle", size=32)
     data = _gray_level_folder(workdir / "gray levels")
     result = bench(bundle, data, task="images", **FAST)
-    assert result["data"] == {"source": str(data), "n": 12}
-    row = result["rows"][0]
+    assert result.data == {"source": str(data), "n": 12}
+    row = result.rows[0]
     assert row["accuracy"] == 1.0 and row["n"] == 12
     # Real NEU photos are not flat gray: the same model gets most of them wrong.
     neu = bench(bundle, CALIBRATION / "neu", task="images", **FAST)
-    assert neu["rows"][0]["n"] == 120 and neu["rows"][0]["accuracy"] < 0.5
+    assert neu.rows[0]["n"] == 120 and neu.rows[0]["accuracy"] < 0.5
 
 
 def test_bench_without_task_and_data_names_the_fix(workdir):
@@ -234,8 +236,8 @@ def test_source_model_that_changed_is_left_out(workdir):
     (bundle / MANIFEST).write_text(json.dumps(manifest))
     notes = []
     result = bench(bundle, **{**FAST, "keras": True}, log=notes.append)
-    assert [row["name"] for row in result["rows"]] == ["onnx"]
-    assert result["source_model"] is None
+    assert [row["name"] for row in result.rows] == ["onnx"]
+    assert result.source_model is None
     assert any("sha256 differs" in note for note in notes)
 
 
@@ -260,9 +262,9 @@ def test_keras_source_model_rows(conv_bundle, workdir):
 
     data = _gray_level_folder(workdir / "keras gray levels", per_class=1)
     result = bench(bundle, data, formats="onnx", batch=4, **{**FAST, "keras": True})
-    rows = {row["name"]: row for row in result["rows"]}
+    rows = {row["name"]: row for row in result.rows}
     assert list(rows) == ["keras", "keras-predict", "onnx"]
-    assert result["source_model"] == str(model_dir.path)
+    assert result.source_model == str(model_dir.path)
     for name in ("keras", "keras-predict"):
         row = rows[name]
         assert row["kind"] == "keras" and row["precision"] == "float32"
@@ -393,22 +395,22 @@ def test_task_data_folders_and_recipes(tmp_path):
 def test_ratios_and_markdown_from_real_bench_results(conv_result, workdir):
     """Ratios are quotients of the numbers measured in the run, and every row shows up."""
     edge_result = bench(make_image_bundle(workdir / "edge like", size=32), **FAST)
-    seed_result = json.loads(json.dumps(conv_result))
+    seed_result = json.loads(json.dumps(conv_result.to_dict()))
     baseline = dict(seed_result["rows"][0], name="keras-predict", kind="keras")
     seed_result["rows"].insert(0, baseline)
-    edge = {"bench": edge_result, "train_seconds": 10.0, "architecture": "edge-image",
+    edge = {"bench": edge_result.to_dict(), "train_seconds": 10.0, "architecture": "edge-image",
             "input_shape": [32, 32, 1]}
     seed = {"bench": seed_result, "train_seconds": 40.0, "architecture": "seed-neu",
             "input_shape": [64, 64, 1]}
     ratios = results_tables.task_ratios(edge, seed)
-    ours = edge_result["rows"][0]
+    ours = edge_result.rows[0]
     assert ratios["ours_format"] == "onnx"
     assert ratios["latency_vs_lecture_predict"] == round(
         baseline["latency_ms"]["p50"] / ours["latency_ms"]["p50"], 1)
     assert ratios["size_vs_seed_onnx"] == round(
         seed_result["rows"][1]["size_bytes"] / ours["size_bytes"], 1)
     assert ratios["train_time_vs_seed"] == 0.25
-    results = {"created": "now", "datasets": "somewhere", "machine": edge_result["machine"],
+    results = {"created": "now", "datasets": "somewhere", "machine": edge_result.machine,
                "settings": {"threads": 1}, "tasks": {"neu": {
                    "data": "somewhere/neu", "val_samples": 0,
                    "models": {"edge": edge, "seed": seed}, "ratios": ratios}}}

@@ -16,10 +16,9 @@ from edgecnn.data.assemble import (SkipLog, empty_positions, finish, natural_key
                                    relative_name, resolve_classes)
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError
-from edgecnn.deploy.preprocess import read_image
+from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, read_image
 from edgecnn.deploy.spec import COLOR_MODES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 # NEU: "rolled-in_scale_12" -> "rolled-in_scale"; the class name may hold "-" and "_".
 _FLAT_NAME = re.compile(r"^(?P<label>.+?)_(?P<number>\d+)$")
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
