@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/edgecnn demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -15,6 +15,8 @@ import click
 
 from edgecnn import __version__
 from edgecnn.deploy.errors import EdgecnnError
+from edgecnn.deploy.spec import DEFAULT_CHANNEL
+from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
 
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 check failed, 2 usage or input error."
 
@@ -30,7 +32,7 @@ def cli() -> None:
 
 def _loader_options(f):
     """Options shared by every command that reads recordings or pickles."""
-    f = click.option("--channel", default="DE", show_default=True,
+    f = click.option("--channel", default=DEFAULT_CHANNEL, show_default=True,
                      help="Recording channel (CWRU key suffix, CSV column or array index).")(f)
     f = click.option("--sample-rate", type=float, default=None,
                      help="Sample rate of recordings that do not state their own.")(f)
@@ -46,7 +48,7 @@ def _loader_options(f):
 def _given_loader_options(options: dict) -> dict:
     """The loader options the user actually set (defaults dropped)."""
     return {name: value for name, value in options.items()
-            if value not in (None, False) and not (name == "channel" and value == "DE")}
+            if value not in (None, False) and not (name == "channel" and value == DEFAULT_CHANNEL)}
 
 
 def _write_json(data: dict, path) -> None:
@@ -157,11 +159,12 @@ def format_result(metrics: dict) -> str:
 @click.option("--auto-fallback", is_flag=True,
               help="Keep the worst int8 layers in float until parity holds on the "
                    "calibration data.")
-@click.option("--max-drop", type=float, default=0.5, show_default=True,
+@click.option("--max-drop", type=float, default=MAX_DROP_PP, show_default=True,
               help="Parity: largest accepted accuracy drop (percentage points).")
-@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+@click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,
               help="Parity: smallest accepted top-1 agreement with float (0-1).")
-@click.option("--max-calib-samples", type=int, default=300, show_default=True,
+@click.option("--max-calib-samples", type=int, default=CALIBRATION_SAMPLES,
+              show_default=True,
               help="Calibration samples to use at most (balanced across classes).")
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
@@ -188,9 +191,9 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
 @click.argument("bundle")
 @click.option("--data", "data", required=True, type=click.Path(exists=True),
               help="Labelled data in any layout the bundle's task reads.")
-@click.option("--max-drop", type=float, default=0.5, show_default=True,
+@click.option("--max-drop", type=float, default=MAX_DROP_PP, show_default=True,
               help="Largest accepted accuracy drop vs float (percentage points).")
-@click.option("--min-agreement", type=float, default=0.99, show_default=True,
+@click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,
               help="Smallest accepted top-1 agreement with float (0-1).")
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--task", default=None, help="Data kind, if the bundle does not record it.")

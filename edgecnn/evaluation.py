@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from edgecnn.data import load_dataset
 from edgecnn.deploy.bundle import Bundle

@@ -29,7 +29,7 @@ class Shipped:
 
     bundle: str                              # deploy/bundles/<bundle>, calibration_data/<bundle>
     data: tuple[str, ...]                    # folder inside a datasets root, first match wins
-    export: tuple[tuple[str, Any], ...] = () # edgecnn export options of the shipped bundle
+    export: tuple[tuple[str, Any], ...] = ()  # edgecnn export options of that bundle
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Task:
     name: str
     kind: str                                # "image" or "signal"
     description: str
-    loader: Callable[..., Any]               # loaders.load_*(path, section, labels, stride, **options)
+    loader: Callable[..., Any]               # loaders.load_*(path, section, labels, stride, ...)
     architecture: str                        # our edge architecture for it
     seed_architecture: str                   # the lecture's reference architecture
     options: frozenset[str] = frozenset()    # loader options it accepts

@@ -6,10 +6,18 @@ with the float reference on labelled data. TensorFlow, tf2onnx and onnx are impo
 the functions that use them.
 """
 
-from edgecnn.export.exporter import ExportResult, export_model
-from edgecnn.export.formats import DEFAULT_FORMATS, FORMATS, Format, get_format, select_formats
-from edgecnn.export.parity import ParityResult, run_parity
-from edgecnn.export.verify import Thresholds
+from importlib import import_module
 
-__all__ = ["DEFAULT_FORMATS", "FORMATS", "ExportResult", "Format", "ParityResult",
-           "Thresholds", "export_model", "get_format", "run_parity", "select_formats"]
+# name -> module; imported on first use, so that importing edgecnn.export.defaults (the
+# CLI's help) does not load the exporter
+_EXPORTS = {"ExportResult": "exporter", "export_model": "exporter",
+            "DEFAULT_FORMATS": "formats", "FORMATS": "formats", "Format": "formats",
+            "get_format": "formats", "select_formats": "formats",
+            "ParityResult": "parity", "run_parity": "parity", "Thresholds": "verify"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"edgecnn.export.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'edgecnn.export' has no attribute {name!r}")

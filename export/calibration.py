@@ -19,11 +19,11 @@ import numpy as np
 from edgecnn.deploy.errors import DataError, EdgecnnError, InputError
 from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, preprocess_images, read_image
 from edgecnn.deploy.spec import InputSpec
+from edgecnn.export.defaults import CALIBRATION_SAMPLES
 
 # Below this many samples (or this many per class) the int8 ranges are a guess: warn.
 MIN_SAMPLES = 50
 MIN_PER_CLASS = 5
-DEFAULT_MAX_SAMPLES = 300
 
 
 
@@ -102,7 +102,7 @@ class CalibrationSet:
 
 
 def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None = None,
-                     max_samples: int = DEFAULT_MAX_SAMPLES,
+                     max_samples: int = CALIBRATION_SAMPLES,
                      log: Callable[[str], None] = lambda message: None,
                      loader_options: dict | None = None) -> CalibrationSet:
     """Calibration tensors from ``calib`` (a user folder) or the matching shipped set.

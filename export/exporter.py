@@ -22,7 +22,8 @@ import numpy as np
 from edgecnn.deploy.bundle import BUNDLE_FORMAT, MANIFEST, read_json
 from edgecnn.deploy.errors import BundleError, CheckFailed
 from edgecnn.deploy.spec import InputSpec
-from edgecnn.export.calibration import DEFAULT_MAX_SAMPLES, CalibrationSet, load_calibration
+from edgecnn.export.calibration import CalibrationSet, load_calibration
+from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
 from edgecnn.export.formats import (FORMATS, Format, check_installed, resolve_options,
                                     select_formats)
 from edgecnn.export.manifest import (build_manifest, file_entry, manifest_summary,
@@ -116,8 +117,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                  auto_fallback: bool = False, per_channel: bool | None = None,
                  activations: str | None = None, reduce_range: bool | None = None,
                  float_first: int | None = None,
-                 max_drop: float = 0.5, min_agreement: float = 0.99,
-                 max_calibration_samples: int = DEFAULT_MAX_SAMPLES,
+                 max_drop: float = MAX_DROP_PP, min_agreement: float = MIN_AGREEMENT,
+                 max_calibration_samples: int = CALIBRATION_SAMPLES,
                  calib_options: dict | None = None,
                  log: Callable[[str], None] = stderr_line) -> ExportResult:
     """Export ``model_dir`` (from ``edgecnn train``) into the bundle directory ``out``.
@@ -152,6 +153,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                           "changed after training")
     spec = source.spec
     task = (source.manifest.get("training") or {}).get("task")
+    data = source.manifest.get("data") or {}
 
     started = time.perf_counter()
     calib_set = load_calibration(spec, task, calib, max_calibration_samples, log,
@@ -195,8 +197,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                           "architecture": source.architecture,
                           "created": source.manifest.get("created"),
                           "validation": (source.manifest.get("metrics") or {}).get("validation"),
-                          "data_fingerprint": (source.manifest.get("data") or {}).get("fingerprint"),
-                          "data_samples": (source.manifest.get("data") or {}).get("samples"),
+                          "data_fingerprint": data.get("fingerprint"),
+                          "data_samples": data.get("samples"),
                           "training": {k: (source.manifest.get("training") or {}).get(k)
                                        for k in ("task", "data", "epochs_run", "seed",
                                                  "val_fraction", "train_seconds")}},

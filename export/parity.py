@@ -17,6 +17,7 @@ import numpy as np
 
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
 from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare
 from edgecnn.predictors import predict_batched
@@ -80,7 +81,8 @@ class ParityResult:
         return "\n".join(lines)
 
 
-def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99, *,
+def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
+               min_agreement: float = MIN_AGREEMENT, *,
                task: str | None = None, formats=None, blame: bool = True,
                log: Callable[[str], None] = stderr_line, **loader_options) -> ParityResult:
     """Evaluate the float reference and every other format of ``bundle`` on the labelled

@@ -12,14 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecnn.deploy.errors import InputError
+from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """Parity thresholds: accuracy drop in percentage points, top-1 agreement as 0-1."""
 
-    max_drop: float = 0.5
-    min_agreement: float = 0.99
+    max_drop: float = MAX_DROP_PP
+    min_agreement: float = MIN_AGREEMENT
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_drop <= 100:

@@ -135,7 +135,7 @@ def test_parity_refuses_bad_thresholds_and_missing_reference(exported_bundle, tm
     assert "has no float32 model" in capsys.readouterr().err
 
 
-def _generic_recordings(folder: Path) -> dict[str, int]:
+def _generic_recordings(folder: Path) -> None:
     """Real CWRU calibration signals saved as plain .npy files named ``<class>_<n>.npy``
     (no rate inside, no CWRU names): only --label-pattern and --sample-rate can read them."""
     from edgecnn.deploy.recordings import read_recording
@@ -145,14 +145,13 @@ def _generic_recordings(folder: Path) -> dict[str, int]:
     for label, name in names.items():
         samples = read_recording(CALIB / "cwru" / name).samples[:12000]
         np.save(folder / f"{label}_1.npy", samples.astype(np.float32))
-    return {label: 12000 // 2048 for label in names}
 
 
 def test_parity_reads_generic_recordings_with_loader_options(tmp_path, capsys):
     from runtime_helpers import make_signal_bundle
 
     bundle = make_signal_bundle(tmp_path / "signal bundle", labels=("normal", "IR007"))
-    data = _generic_recordings(tmp_path / "my recordings")
+    _generic_recordings(tmp_path / "my recordings")
     report = tmp_path / "parity.json"
     pattern = r"^(?P<label>[A-Za-z0-9]+)_\d+\.npy$"
     assert cli("parity", bundle, "--data", tmp_path / "my recordings", "--task", "vibration",
