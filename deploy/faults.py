@@ -51,10 +51,6 @@ class FrameFaultDetector:
         self._have_prev = False
         self._same = 0
 
-    def reset(self) -> None:
-        self._have_prev = False
-        self._same = 0
-
     def _thumbnail(self, image: np.ndarray, out: np.ndarray) -> np.ndarray:
         # nearest sampling: a 64x64 sample of the frame is plenty for these checks and costs
         # microseconds, where area averaging of a large frame costs a good part of a ms

@@ -1,8 +1,10 @@
-"""The one implementation of every transform from raw input to model tensor.
+"""Every transform from raw input to model tensor, implemented once.
 
 Training, export (calibration, parity) and the line-side runtime all call these functions
 with the model's InputSpec, so what a model saw in training is exactly what it sees on the
-line. Only numpy, scipy and OpenCV are used here; SciPy is imported by the signal
+line. The one other path is the runtime's streaming spectrogram (``stft.py``), which
+computes the same numbers incrementally and is tested equal to ``magnitude_spectrogram``.
+Only numpy, scipy and OpenCV are used here; SciPy is imported by the signal
 functions only, so a camera process does not load it.
 """
 
@@ -210,7 +212,7 @@ def magnitude_spectrogram(windows: np.ndarray, spec: SignalSpec | InputSpec) -> 
     from scipy import signal as sps
 
     detrend = False if spec.detrend == "none" else spec.detrend
-    _, _, sxx = sps.spectrogram(windows, fs=spec.sample_rate, window=_window(spec.window),
+    _, _, sxx = sps.spectrogram(windows, fs=spec.sample_rate, window=spec.window,
                                 nperseg=spec.nperseg, noverlap=spec.noverlap, detrend=detrend,
                                 scaling=spec.scaling, mode=spec.mode, axis=-1)
     return sxx
@@ -248,10 +250,6 @@ def check_samples(samples: np.ndarray, clip_level: float | None = None) -> dict[
     if clip_level is not None:
         counts["clipped"] = int((np.abs(samples[finite]) >= clip_level).sum())
     return counts
-
-
-def _window(window):
-    return window if isinstance(window, str) else tuple(window)
 
 
 def _signal_spec(spec: SignalSpec | InputSpec) -> SignalSpec:

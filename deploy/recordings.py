@@ -52,11 +52,6 @@ class Recording:
     channel: str
     rpm: float | None = None
 
-    @property
-    def duration(self) -> float:
-        """Length in seconds."""
-        return len(self.samples) / self.sample_rate
-
 
 def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
                    sample_rate: float | None = None) -> Recording:

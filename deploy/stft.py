@@ -63,8 +63,7 @@ class StreamingSpectrogram:
         self.freqs, self.frames, _ = spec.shape
         self.shift = self.hop // self.step
         self.reuse = self.hop % self.step == 0 and self.shift <= self.frames
-        win = sps.get_window(spec.window if isinstance(spec.window, str)
-                             else tuple(spec.window), spec.nperseg)
+        win = sps.get_window(spec.window, spec.nperseg)   # SignalSpec keeps it a str/tuple
         self._win = np.asarray(win, dtype=np.float64)
         if spec.scaling == "density":
             scale = 1.0 / (spec.sample_rate * (self._win * self._win).sum())
