@@ -29,7 +29,7 @@ from .errors import InputError
 from .events import utc_now
 from .faults import FAULTS, FrameFaultDetector
 from .frames import FrameSource, open_frame_source
-from .loop import RunLoop
+from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
 from .preprocess import preprocess_image
 from .runstats import RunSummary, StopFlag
@@ -207,7 +207,7 @@ def run_camera(bundle, source, *, sinks: Iterable = (), stop: StopFlag | None = 
     return CameraPipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
 
 
-class CameraPipeline:
+class CameraPipeline(Pipeline):
     """One camera source through one bundle: ``step`` takes and classifies the next frame,
     ``run`` steps until the loop stops and returns the summary.
 
@@ -254,14 +254,6 @@ class CameraPipeline:
         _OpenCvPool.hold()
         self._cpu_started = time.thread_time()
         self._cpu = 0.0
-
-    def run(self) -> RunSummary:
-        try:
-            while self.loop.running():
-                self.step(0.2)
-        finally:
-            self.close()
-        return self.finish()
 
     def close(self) -> None:
         """Stop the source and restore OpenCV's thread pool (once; ``run`` calls it)."""

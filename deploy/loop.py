@@ -110,3 +110,29 @@ class RunLoop:
         for name, value in fields.items():
             setattr(summary, name, value)
         return summary
+
+
+class Pipeline:
+    """One source through one bundle, reporting through ``self.loop``: ``step(timeout)``
+    takes and classifies what the source has (False when nothing came), ``close()``
+    releases the source, ``finish()`` fills the summary; ``run`` steps until the loop
+    stops. ``multi.run_many`` steps several pipelines in one thread instead."""
+
+    loop: RunLoop
+
+    def step(self, timeout: float) -> bool:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> RunSummary:
+        raise NotImplementedError
+
+    def run(self) -> RunSummary:
+        try:
+            while self.loop.running():
+                self.step(0.2)
+        finally:
+            self.close()
+        return self.finish()

@@ -15,8 +15,8 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
-from .errors import InputError, SpecError
-from .spec import ImageSpec, InputSpec, SignalSpec
+from .errors import InputError
+from .spec import ImageSpec, InputSpec, SignalSpec, spec_section
 
 # Image files the loaders and the sample-video maker read (OpenCV decodes them).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -58,7 +58,7 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
     ``out`` (float32, the spec's shape) is filled in place when given, so a camera loop can
     reuse one buffer per frame.
     """
-    spec = _image_spec(spec)
+    spec = spec_section(spec, "image")
     if image.size == 0:
         raise InputError("expected a non-empty image; found an empty array")
     if image.dtype != np.uint8:
@@ -79,7 +79,7 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
 
 def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:
     """A sequence of decoded images -> float32 N x H x W x C batch."""
-    spec = _image_spec(spec)
+    spec = spec_section(spec, "image")
     batch = np.empty((len(images), *spec.shape), dtype=np.float32)
     for i, image in enumerate(images):
         preprocess_image(image, spec, out=batch[i])
@@ -102,14 +102,6 @@ def read_image(path, color: str = "bgr") -> np.ndarray:
     if image is None:
         raise InputError(f"{path} is not a decodable image (expected JPEG, PNG or BMP)")
     return to_color(image, color) if color == "rgb" else image
-
-
-def _image_spec(spec: ImageSpec | InputSpec) -> ImageSpec:
-    if isinstance(spec, InputSpec):
-        if spec.kind != "image":
-            raise SpecError(f"expected an image model; this model takes {spec.kind} input")
-        return spec.image
-    return spec
 
 
 # --------------------------------------------------------------------------- signals
@@ -204,7 +196,7 @@ def cut_windows(samples: np.ndarray, length: int, stride: int) -> np.ndarray:
 def magnitude_spectrogram(windows: np.ndarray, spec: SignalSpec | InputSpec) -> np.ndarray:
     """``scipy.signal.spectrogram`` of one window (L,) or many (N, L) with the spec's
     parameters, before the magnitude transform: (..., freq, time)."""
-    spec = _signal_spec(spec)
+    spec = spec_section(spec, "signal")
     windows = np.asarray(windows, dtype=np.float64)
     if windows.shape[-1] != spec.window_length:
         raise InputError(f"expected windows of {spec.window_length} samples; "
@@ -220,7 +212,7 @@ def magnitude_spectrogram(windows: np.ndarray, spec: SignalSpec | InputSpec) -> 
 
 def spectrogram_to_tensor(sxx: np.ndarray, spec: SignalSpec | InputSpec) -> np.ndarray:
     """Magnitude transform and normalisation: (..., F, T) -> float32 (..., F, T, 1)."""
-    spec = _signal_spec(spec)
+    spec = spec_section(spec, "signal")
     values = apply_transform(sxx, spec)
     values = (values - spec.mean) / spec.std
     return values.astype(np.float32)[..., np.newaxis]
@@ -250,11 +242,3 @@ def check_samples(samples: np.ndarray, clip_level: float | None = None) -> dict[
     if clip_level is not None:
         counts["clipped"] = int((np.abs(samples[finite]) >= clip_level).sum())
     return counts
-
-
-def _signal_spec(spec: SignalSpec | InputSpec) -> SignalSpec:
-    if isinstance(spec, InputSpec):
-        if spec.kind != "signal":
-            raise SpecError(f"expected a vibration model; this model takes {spec.kind} input")
-        return spec.signal
-    return spec

@@ -200,6 +200,20 @@ class InputSpec:
         return cls.from_dict(data)
 
 
+def spec_section(spec: "InputSpec | ImageSpec | SignalSpec", kind: str):
+    """The ImageSpec ("image") or SignalSpec ("signal") of ``spec`` -- an InputSpec or a
+    section itself -- refusing a spec of the other kind."""
+    wanted = ImageSpec if kind == "image" else SignalSpec
+    section = spec
+    if isinstance(spec, InputSpec):
+        section = spec.image if kind == "image" else spec.signal
+    if not isinstance(section, wanted):
+        found = spec.kind if isinstance(spec, InputSpec) else type(spec).__name__
+        what = "an image" if kind == "image" else "a vibration (signal)"
+        raise SpecError(f"expected {what} input spec; this one is for {found} input")
+    return section
+
+
 def _section(kind: type, data: Any):
     if not isinstance(data, dict):
         raise SpecError(f"InputSpec needs a {kind.__name__} object; found {data!r}")

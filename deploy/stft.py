@@ -17,13 +17,12 @@ from scipy import fft as sp_fft
 from scipy import signal as sps
 
 from .errors import InputError
-from .preprocess import _signal_spec
-from .spec import InputSpec, SignalSpec
+from .spec import InputSpec, SignalSpec, spec_section
 
 
 def default_hop(spec: SignalSpec | InputSpec) -> int:
     """Half a window, rounded down to a multiple of the segment step (so columns are reused)."""
-    spec = _signal_spec(spec)
+    spec = spec_section(spec, "signal")
     return max(spec.hop, (spec.window_length // 2) // spec.hop * spec.hop)
 
 
@@ -52,7 +51,7 @@ class StreamingSpectrogram:
 
     def __init__(self, spec: SignalSpec | InputSpec, hop: int | None = None,
                  capacity: int | None = None):
-        self.spec = spec = _signal_spec(spec)
+        self.spec = spec = spec_section(spec, "signal")
         hop = default_hop(spec) if hop is None else hop
         if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or hop < 1:
             raise InputError(f"hop must be a whole number of samples >= 1; found {hop!r}")
@@ -221,7 +220,7 @@ class TensorWriter:
     (F, T, 1) float32 buffer (streamed windows already carry ``values``)."""
 
     def __init__(self, spec: SignalSpec | InputSpec):
-        self.spec = _signal_spec(spec)
+        self.spec = spec_section(spec, "signal")
         freqs, frames, _ = self.spec.shape
         self._scratch = np.zeros((freqs, frames), dtype=np.float64)
 

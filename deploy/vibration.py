@@ -18,7 +18,7 @@ import numpy as np
 from .decisions import Debouncer
 from .engine import open_for_run
 from .errors import InputError
-from .loop import RunLoop
+from .loop import Pipeline, RunLoop
 from .options import RunPlan, VibrationSource, plan_from_keywords
 from .runstats import RunSummary, StopFlag
 from .samples import SampleSource, open_sample_source
@@ -107,7 +107,7 @@ def run_vibration(bundle, source, *, sinks: Iterable = (), stop: StopFlag | None
     return VibrationPipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
 
 
-class VibrationPipeline:
+class VibrationPipeline(Pipeline):
     """One sample source through one bundle: ``step`` takes the next chunk and classifies
     every window it completes; ``run`` steps until the loop stops."""
 
@@ -138,14 +138,6 @@ class VibrationPipeline:
         self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
                             on_event=on_event, fault_names=SIGNAL_FAULTS, item="window")
         self.active: set[str] = set()
-
-    def run(self) -> RunSummary:
-        try:
-            while self.loop.running():
-                self.step(0.2)
-        finally:
-            self.close()
-        return self.finish()
 
     def close(self) -> None:
         self.src.close()

@@ -17,8 +17,9 @@ from edgecnn.data.recording_labels import (CWRU_CLASSES, CwruRule, ManifestRule,
                                            cwru_label)
 from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files
 from edgecnn.data.windows import load_recordings
-from edgecnn.deploy.errors import DataError, InputError, SpecError
-from edgecnn.deploy.spec import DEFAULT_CHANNEL, ImageSpec, InputSpec, SignalSpec
+from edgecnn.deploy.errors import DataError, InputError
+from edgecnn.deploy.spec import (DEFAULT_CHANNEL, ImageSpec, InputSpec, SignalSpec,
+                                 spec_section)
 
 
 def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | None = None, *,
@@ -50,25 +51,12 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
     if not path.exists():
         raise DataError(f"dataset path {path} does not exist")
     labels = tuple(labels) if labels is not None else None
-    section = _section(spec, chosen.kind)
+    section = None if spec is None else spec_section(spec, chosen.kind)
     if chosen.kind == "signal":
         section = section or SignalSpec()
         stride = section.window_length // 4 if stride is None else stride
     given.pop("stride", None)
     return chosen.loader(path, section, labels, stride, **given)
-
-
-def _section(spec, kind: str):
-    """The ImageSpec/SignalSpec inside ``spec``, refusing one of the wrong kind."""
-    if spec is None:
-        return None
-    section = spec if not isinstance(spec, InputSpec) else (
-        spec.image if kind == "image" else spec.signal)
-    wanted = ImageSpec if kind == "image" else SignalSpec
-    if not isinstance(section, wanted):
-        found = spec.kind if isinstance(spec, InputSpec) else type(spec).__name__
-        raise SpecError(f"this task reads {kind} data but the spec is for {found} input")
-    return section
 
 
 __all__ = [
