@@ -198,18 +198,30 @@ class TFLiteEngine(Engine):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.asarray(batch, dtype=np.float32)
         self._ensure_batch(len(batch))
-        dtype = self._input["dtype"]
-        if dtype in (np.int8, np.uint8):
-            scale, zero = self._input["quantization"]
-            info = np.iinfo(dtype)
-            batch = np.clip(np.round(batch / scale) + zero, info.min, info.max).astype(dtype)
-        self.interpreter.set_tensor(self._input["index"], batch)
+        self.interpreter.set_tensor(self._input["index"], quantize_input(batch, self._input))
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self._output["index"])
-        if out.dtype in (np.int8, np.uint8):
-            scale, zero = self._output["quantization"]
-            out = (out.astype(np.float32) - zero) * scale
-        return out.astype(np.float32, copy=False)
+        return dequantize(out, self._output).astype(np.float32, copy=False)
+
+
+def quantize_input(batch: np.ndarray, detail: dict) -> np.ndarray:
+    """A float batch as a LiteRT input tensor wants it: quantized with the tensor's own
+    scale and zero point when it is int8/uint8, unchanged otherwise."""
+    dtype = detail["dtype"]
+    if dtype not in (np.int8, np.uint8):
+        return np.asarray(batch, dtype=dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(batch / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    """A LiteRT tensor as float: (q - zero point) x scale for quantized integer tensors."""
+    if values.dtype in (np.int8, np.uint8, np.int16, np.int32):
+        scale, zero = detail["quantization"]
+        if scale:
+            return (values.astype(np.float32) - zero) * scale
+    return values
 
 
 def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions()) -> Engine:

@@ -218,15 +218,25 @@ def spectrogram_to_tensor(sxx: np.ndarray, spec: SignalSpec | InputSpec) -> np.n
     return values.astype(np.float32)[..., np.newaxis]
 
 
-def apply_transform(sxx: np.ndarray, spec: SignalSpec) -> np.ndarray:
+def apply_transform(sxx: np.ndarray, spec: SignalSpec,
+                    out: np.ndarray | None = None) -> np.ndarray:
+    """The spec's magnitude transform (log, log1p, dB or none) in float64; written into
+    ``out`` when given (which may be ``sxx`` itself: the streaming spectrogram transforms
+    its columns in place), else into a new array."""
+    if out is None:
+        out = np.array(sxx, dtype=np.float64)
+    elif out is not sxx:
+        out[...] = sxx
     if spec.transform == "log":
-        return np.log(sxx + spec.eps)
-    if spec.transform == "log1p":
-        return np.log1p(sxx)
-    if spec.transform == "db":
-        factor = 20.0 if spec.mode == "magnitude" else 10.0
-        return factor * np.log10(sxx + spec.eps)
-    return np.asarray(sxx, dtype=np.float64)
+        out += spec.eps
+        np.log(out, out=out)
+    elif spec.transform == "log1p":
+        np.log1p(out, out=out)
+    elif spec.transform == "db":
+        out += spec.eps
+        np.log10(out, out=out)
+        out *= 20.0 if spec.mode == "magnitude" else 10.0
+    return out
 
 
 def preprocess_windows(windows: np.ndarray, spec: SignalSpec | InputSpec) -> np.ndarray:

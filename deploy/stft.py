@@ -17,6 +17,7 @@ from scipy import fft as sp_fft
 from scipy import signal as sps
 
 from .errors import InputError
+from .preprocess import apply_transform
 from .spec import InputSpec, SignalSpec, spec_section
 
 
@@ -201,15 +202,7 @@ def normalise(values: np.ndarray, spec: SignalSpec) -> np.ndarray:
     """In place: ``preprocess.spectrogram_to_tensor`` before its float32 cast -- the same
     float64 operations in the same order (transform, minus mean, divided by std), so the
     results are identical element by element."""
-    if spec.transform == "log":
-        values += spec.eps
-        np.log(values, out=values)
-    elif spec.transform == "log1p":
-        np.log1p(values, out=values)
-    elif spec.transform == "db":
-        values += spec.eps
-        np.log10(values, out=values)
-        values *= 20.0 if spec.mode == "magnitude" else 10.0
+    apply_transform(values, spec, out=values)
     values -= spec.mean
     values /= spec.std
     return values

@@ -84,17 +84,10 @@ def onnx_layer_errors(float_path: Path, qdq_path: Path, tensors: np.ndarray,
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations, modify_model_output_intermediate_tensors)
 
+    from edgecnn.export.calibration import ort_reader
+
     def reader():
-        from onnxruntime.quantization import CalibrationDataReader
-
-        batches = iter([tensors[i:i + batch_size] for i in range(0, len(tensors), batch_size)])
-
-        class Reader(CalibrationDataReader):
-            def get_next(self):
-                batch = next(batches, None)
-                return None if batch is None else {input_name: batch}
-
-        return Reader()
+        return ort_reader(tensors, input_name, batch_size)
 
     with tempfile.TemporaryDirectory(prefix="edgecnn-blame-") as tmp:
         float_aug, qdq_aug = Path(tmp) / "float.onnx", Path(tmp) / "qdq.onnx"
@@ -256,21 +249,17 @@ def _paired_names(interpreter) -> dict[int, str]:
 
 
 def _invoke(interpreter, batch: np.ndarray) -> None:
+    from edgecnn.deploy.engine import quantize_input
+
     detail = interpreter.get_input_details()[0]
-    if detail["dtype"] in (np.int8, np.uint8):
-        scale, zero = detail["quantization"]
-        info = np.iinfo(detail["dtype"])
-        batch = np.clip(np.round(batch / scale) + zero, info.min, info.max)
-    interpreter.set_tensor(detail["index"], batch.astype(detail["dtype"]))
+    interpreter.set_tensor(detail["index"], quantize_input(batch, detail))
     interpreter.invoke()
 
 
 def _dequantized(values: np.ndarray, detail: dict) -> np.ndarray:
-    if values.dtype in (np.int8, np.uint8, np.int16, np.int32):
-        scale, zero = detail["quantization"]
-        if scale:
-            return ((values.astype(np.float64) - zero) * scale).ravel()
-    return values.astype(np.float64).ravel()
+    from edgecnn.deploy.engine import dequantize
+
+    return dequantize(values, detail).astype(np.float64).ravel()
 
 
 # ----------------------------------------------------------------------------- report

@@ -66,23 +66,10 @@ class CalibrationSet:
             return None
         return {name: int((self.labels == i).sum()) for i, name in enumerate(self.class_names)}
 
-    def batches(self, batch_size: int = 16, limit: int | None = None):
-        data = self.tensors if limit is None else self.tensors[:limit]
-        for start in range(0, len(data), batch_size):
-            yield data[start:start + batch_size]
-
     def ort_reader(self, input_name: str, batch_size: int = 16, limit: int | None = None):
         """A fresh ONNX Runtime ``CalibrationDataReader`` over the tensors."""
-        from onnxruntime.quantization import CalibrationDataReader
-
-        batches = self.batches(batch_size, limit)
-
-        class Reader(CalibrationDataReader):
-            def get_next(self):
-                batch = next(batches, None)
-                return None if batch is None else {input_name: batch}
-
-        return Reader()
+        data = self.tensors if limit is None else self.tensors[:limit]
+        return ort_reader(data, input_name, batch_size)
 
     def representative_dataset(self, limit: int | None = None, step: int = 1) -> Callable:
         """TFLite's ``representative_dataset``: a callable yielding ``[1 x H x W x C]``."""
@@ -99,6 +86,21 @@ class CalibrationSet:
                 "available": self.available, "labelled": self.labels is not None,
                 "per_class": self.counts(), "fingerprint": self.fingerprint,
                 "files_fingerprint": self.files_fingerprint, "warnings": list(self.warnings)}
+
+
+def ort_reader(tensors: np.ndarray, input_name: str, batch_size: int = 16):
+    """An ONNX Runtime ``CalibrationDataReader`` feeding ``tensors`` in batches (the
+    quantizer's calibration and layer blame both read tensors this way)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    batches = (tensors[i:i + batch_size] for i in range(0, len(tensors), batch_size))
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            batch = next(batches, None)
+            return None if batch is None else {input_name: batch}
+
+    return Reader()
 
 
 def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None = None,
