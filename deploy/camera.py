@@ -290,6 +290,8 @@ class CameraPipeline(Pipeline):
                 self.debouncer.reset()
                 loop.fault(work.fault, frame.index)
             self.active_fault = work.fault
+            if loop.preview is not None and loop.preview.wants():
+                loop.preview.offer(frame.image, self.regions, [], [], work.fault)
         else:
             self.active_fault = None
             self._classify(frame, work)
@@ -314,12 +316,15 @@ class CameraPipeline(Pipeline):
             runner = self.engine.runner(spec.input_shape, len(regions))
             runner.inputs[...] = work.tensor
             work.tensor, work.runner = runner.inputs, runner
+        started = time.monotonic()
         probs = runner.run()
         done = time.monotonic()
         latency_ms = (done - frame.time) * 1000.0
         loop.latency.add(done - frame.time)
+        loop.inference.add(done - started)
         loop.summary.processed += 1
-        if self.preview is not None:
+        live = loop.preview is not None and loop.preview.wants()
+        if self.preview is not None or live:
             self.labels_now = [f"{spec.labels[int(np.argmax(p))]} {float(np.max(p)):.2f}"
                                for p in probs]
             self.alerts = [False] * len(regions)
@@ -331,7 +336,7 @@ class CameraPipeline(Pipeline):
             if self.snapshots is not None and snapshot_path is None:
                 snapshot_path = save_snapshot(self.snapshots, frame.image, frame.index,
                                               hit.label)
-            if self.preview is not None:
+            if self.alerts:
                 self.alerts[i] = True
             tail = {}
             if len(regions) > 1:
@@ -343,6 +348,11 @@ class CameraPipeline(Pipeline):
                 tail["snapshot"] = str(snapshot_path)
             loop.defect(hit.label, frame.index, hit.fields("frames") | {
                 "region": region.as_list(), "latency_ms": round(latency_ms, 3)}, tail)
+        if live:
+            loop.preview.offer(frame.image, regions, self.labels_now, self.alerts, None)
+
+    def active_faults(self) -> list[str]:
+        return [self.active_fault] if self.active_fault else []
 
     def finish(self) -> RunSummary:
         stats = self.src.stats

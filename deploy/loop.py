@@ -30,11 +30,15 @@ class RunLoop:
         self.stop = stop or StopFlag()
         self.on_event = on_event
         self.item = item                        # "frame" or "window": the event's index key
-        self.latency = LatencyHistogram()
+        self.latency = LatencyHistogram()      # frame/window arrival -> probabilities
+        self.inference = LatencyHistogram()    # the model's run alone
         self.events: Counter = Counter()
         self.faults: Counter = Counter({name: 0 for name in fault_names})
         self.items = 0
         self.started = time.monotonic()
+        self.last_item: float | None = None    # monotonic time of the last item taken
+        # a live view (``live.LiveHub``) sets this; the pipeline then offers it frames
+        self.preview = None
 
     # -- control
     def running(self) -> bool:
@@ -50,6 +54,7 @@ class RunLoop:
     def counted(self, n: int = 1) -> bool:
         """Count ``n`` items; True (and stopped) when the item limit is reached."""
         self.items += n
+        self.last_item = time.monotonic()
         limit = self.limits.max_items
         if limit is not None and self.items >= limit:
             self.stop.set(f"max {self.item}s reached")
@@ -128,6 +133,10 @@ class Pipeline:
 
     def finish(self) -> RunSummary:
         raise NotImplementedError
+
+    def active_faults(self) -> list[str]:
+        """The source faults in force now (empty while the source is healthy)."""
+        return []
 
     def run(self) -> RunSummary:
         try:

@@ -29,13 +29,17 @@ def open_pipeline(bundle, plan: RunPlan, **kwargs):
 
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,
              stop: StopFlag | None = None,
-             on_event: Callable[[dict], None] | None = None) -> list[RunSummary]:
+             on_event: Callable[[dict], None] | None = None,
+             http=None, on_http: Callable[[str], None] | None = None) -> list[RunSummary]:
     """Run every (bundle, plan) of ``sources`` in this process until all have ended or
     ``stop`` is set; one summary per source, in order. Events of all sources go to the
-    same sinks, each naming its source."""
+    same sinks, each naming its source. ``http`` (``httpview.HttpOptions``) serves the
+    live page while the sources run; ``on_http`` is told its address."""
     from .run import open_sinks
 
     stop = stop or StopFlag()
+    if http is not None:
+        http.address()   # a bad address or a missing token fails before any source opens
     with ExitStack() as stack:
         sinks = open_sinks(logging, stack)
         stack.enter_context(stop_on_signals(stop))
@@ -43,10 +47,26 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         try:
             for bundle, plan in sources:
                 pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event))
+            if http is not None:
+                _serve(http, pipelines, stack, on_http)
             return _step_all(pipelines, stop)
         finally:
             for pipeline in pipelines:
                 pipeline.close()
+
+
+def _serve(http, pipelines, stack: ExitStack, on_http) -> None:
+    from .httpview import LiveServer, page_url
+    from .live import LiveHub
+
+    hub = LiveHub(pipelines)
+    for pipeline in pipelines:
+        pipeline.loop.sinks.append(hub)   # the hub sees every event, after the log
+    stack.callback(hub.close)
+    server = LiveServer(http, hub)
+    stack.callback(server.close)
+    if on_http is not None:
+        on_http(page_url(server))
 
 
 def _step_all(pipelines, stop: StopFlag) -> list[RunSummary]:

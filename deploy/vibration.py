@@ -176,9 +176,14 @@ class VibrationPipeline(Pipeline):
     def _classify(self, window, arrived: float, clipped: bool) -> None:
         loop, sig = self.loop, self.sig
         self.runner.inputs[0, :, :, 0] = window.values
+        started = time.monotonic()
         probs = self.runner.run()[0]
         done = time.monotonic()
         loop.latency.add(done - arrived)
+        loop.inference.add(done - started)
+        if loop.preview is not None and loop.preview.wants():
+            label = self.spec.labels[int(np.argmax(probs))]
+            loop.preview.offer_spectrogram(window.values, f"{label} {float(np.max(probs)):.2f}")
         loop.summary.processed += 1
         hit = self.debouncer.update(0, probs)
         if hit is None:
@@ -194,6 +199,9 @@ class VibrationPipeline(Pipeline):
             tail["probabilities"] = {l: round(float(p), 6)
                                      for l, p in zip(self.spec.labels, probs)}
         loop.defect(hit.label, window.index, fields, tail)
+
+    def active_faults(self) -> list[str]:
+        return sorted(self.active)
 
     def finish(self) -> RunSummary:
         stats = self.src.stats

@@ -253,6 +253,13 @@ def _runtime_options(f):
         click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
                      help="Write the run summary as JSON here."),
         click.option("--quiet", is_flag=True, help="Do not print events as they happen."),
+        click.option("--http", "http_listen", default=None, metavar="HOST:PORT",
+                     help="Serve the live page, /api, /metrics and /healthz here "
+                          "(127.0.0.1 unless --http-token is given)."),
+        click.option("--http-token", default=None, envvar="EDGECNN_HTTP_TOKEN",
+                     help="Token every request to --http must carry (Bearer header or "
+                          "?token=); required for addresses other than loopback "
+                          "[env EDGECNN_HTTP_TOKEN]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -261,7 +268,7 @@ def _runtime_options(f):
 
 def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
                 ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
-                probabilities, json_path, quiet):
+                probabilities, json_path, quiet, http_listen, http_token):
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
     from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
@@ -274,7 +281,12 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
                              tuple(ignore_class), probabilities),
                    Limits(duration, max_items))
     logging = Logging(log, sqlite, fsync, rotate_mb, json_path)
-    summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo)
+    http = None
+    if http_listen:
+        from edgecnn.deploy.httpview import HttpOptions
+
+        http = HttpOptions(http_listen, http_token)
+    summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo, http=http)
     click.echo(summary.format())
 
 

@@ -44,7 +44,7 @@ class Task:
     aliases: tuple[str, ...] = ()
     image: ImageSpec | None = None
     signal: SignalSpec | None = None
-    augment: tuple[str, ...] = ()            # "flip", "rot90", "shift" (images), "gain" (log spectrograms)
+    augment: tuple[str, ...] = ()            # flip, rot90, shift (images); gain (log spectra)
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 3e-3

@@ -1,0 +1,189 @@
+"""The runtime's own web page, JSON API, Prometheus metrics and health probe.
+
+Served by the runtime process itself from the standard library's threaded HTTP server:
+``/`` (the page: inline HTML, CSS and script, nothing fetched from elsewhere),
+``/api/status``, ``/api/events?since=SEQ``, ``/frame/<source>.jpg`` (the annotated live
+frame or spectrogram), ``/snapshot/<seq>`` (an event's snapshot, looked up by event, never
+by a path from the request), ``/metrics`` (Prometheus text format), ``/healthz``.
+
+Read-only (GET and HEAD). Bound to 127.0.0.1 by default; any other address needs a token,
+which every request must then carry (``Authorization: Bearer T`` or ``?token=T``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import threading
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from .errors import InputError
+from .live import LiveHub
+from .metrics import prometheus_text
+from .page import PAGE
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """``--http HOST:PORT`` and ``--http-token``: where the live view listens."""
+
+    listen: str = "127.0.0.1:8080"
+    token: str | None = None
+
+    def address(self) -> tuple[str, int]:
+        host, sep, port = str(self.listen).rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise InputError(f"--http must look like HOST:PORT (e.g. 127.0.0.1:8080); "
+                             f"found {self.listen!r}")
+        if not _loopback(host) and not self.token:
+            raise InputError(f"--http on {host} is reachable from other machines: give a "
+                             "token with --http-token (or `token` in the [http] table), "
+                             "or listen on 127.0.0.1")
+        return host, int(port)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class LiveServer:
+    """The HTTP server of a run, in a daemon thread; ``close()`` stops it."""
+
+    def __init__(self, options: HttpOptions, hub: LiveHub):
+        host, port = options.address()
+        self.hub = hub
+        self.token = options.token
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        try:
+            self.httpd = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {options.listen}: {exc.strerror}") from None
+        self.httpd.daemon_threads = True
+        self.url = f"http://{host}:{self.httpd.server_address[1]}/"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                        name="edgecnn-http")
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: LiveServer
+    server_version = "edgecnn"
+    sys_version = ""
+
+    def log_message(self, format, *args) -> None:   # the run's stderr is for the run
+        pass
+
+    # -- plumbing
+    def _send(self, status: int, body: bytes, content_type: str,
+              headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, data, status: int = 200) -> None:
+        self._send(status, json.dumps(data, default=str).encode(), "application/json")
+
+    def _authorised(self, query: dict) -> bool:
+        token = self.server_state.token
+        if not token:
+            return True
+        given = self.headers.get("Authorization", "")
+        given = given[7:] if given.startswith("Bearer ") else (query.get("token") or [""])[0]
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def do_POST(self) -> None:
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"read-only\n", "text/plain",
+                   {"Allow": "GET, HEAD"})
+
+    do_PUT = do_DELETE = do_PATCH = do_POST
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        if not self._authorised(query):
+            self._send(HTTPStatus.UNAUTHORIZED, b"token required\n", "text/plain",
+                       {"WWW-Authenticate": "Bearer"})
+            return
+        hub = self.server_state.hub
+        path = parts.path
+        try:
+            if path in ("/", "/index.html"):
+                self._send(200, PAGE.encode(), "text/html; charset=utf-8")
+            elif path == "/api/status":
+                self._json(hub.status())
+            elif path == "/api/events":
+                since = int((query.get("since") or ["0"])[0] or 0)
+                self._json({"events": hub.events(since)})
+            elif path == "/healthz":
+                self._health(hub)
+            elif path == "/metrics":
+                self._send(200, prometheus_text(hub).encode(),
+                           "text/plain; version=0.0.4; charset=utf-8")
+            elif path.startswith("/frame/") and path.endswith(".jpg"):
+                self._frame(hub, unquote(path[len("/frame/"):-len(".jpg")]))
+            elif path.startswith("/snapshot/"):
+                self._snapshot(hub, path[len("/snapshot/"):])
+            else:
+                self._send(404, b"not found\n", "text/plain")
+        except ValueError:
+            self._send(400, b"bad request\n", "text/plain")
+
+    # -- routes
+    def _health(self, hub: LiveHub) -> None:
+        checks = {name: hub.health(name) for name in hub.pipelines}
+        ok = all(up for up, _ in checks.values())
+        body = {"status": "ok" if ok else "unhealthy",
+                "sources": {n: {"up": up, "reason": why} for n, (up, why) in checks.items()}}
+        self._json(body, 200 if ok else 503)
+
+    def _frame(self, hub: LiveHub, name: str) -> None:
+        preview = hub.previews.get(name)
+        if preview is None:
+            self._send(404, b"no such source\n", "text/plain")
+            return
+        data = preview.jpeg()
+        if data is None:   # the pipeline hands a frame over at its next frame
+            self._send(503, b"no frame yet\n", "text/plain", {"Retry-After": "1"})
+            return
+        self._send(200, data, "image/jpeg")
+
+    def _snapshot(self, hub: LiveHub, seq: str) -> None:
+        if not seq.isdigit():
+            raise ValueError(seq)
+        event = hub.event(int(seq))
+        path = Path(event["snapshot"]) if event and event.get("snapshot") else None
+        if path is None or not path.is_file():
+            self._send(404, b"no snapshot for this event\n", "text/plain")
+            return
+        self._send(200, path.read_bytes(), "image/jpeg")
+
+
+def page_url(server: LiveServer) -> str:
+    token = server.token
+    return server.url + (f"?token={quote(token)}" if token else "")

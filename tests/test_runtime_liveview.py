@@ -1,0 +1,199 @@
+"""The live view: a real run served over HTTP on a free loopback port, read with urllib
+and rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from edgecnn.cli import main as cli_main
+from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.httpview import HttpOptions
+from edgecnn.deploy.multi import run_many
+from edgecnn.deploy.options import Logging, plan_from_keywords
+from edgecnn.deploy.runstats import StopFlag
+
+from runtime_helpers import NEU_CLASSES, gray_frame, level_for_class, make_image_bundle, write_video
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+METRIC_LINE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+-]+$|^# (HELP|TYPE) ')
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_image_bundle(tmp_path_factory.mktemp("live") / "bundle", size=32)
+
+
+def _video(path, classes, hold=25, tail_black=0):
+    rng = np.random.default_rng(0)
+    frames = [gray_frame(level_for_class(c)) + rng.integers(0, 3, (96, 128, 3), dtype=np.uint8)
+              for c in classes for _ in range(hold)]
+    frames += [gray_frame(0)] * tail_black
+    return write_video(path, frames)
+
+
+class LiveRun:
+    """run_many in a thread with the live view on a free port; ``url`` once serving."""
+
+    def __init__(self, sources, http: HttpOptions, snapshots=None):
+        self.urls, self.summaries, self.errors = [], [], []
+        self.stop = StopFlag()
+
+        def go():
+            try:
+                self.summaries = run_many(sources, Logging(), stop=self.stop, http=http,
+                                          on_http=self.urls.append)
+            except Exception as exc:   # surfaced by the test
+                self.errors.append(exc)
+
+        self.thread = threading.Thread(target=go, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.urls and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.errors, self.errors
+        self.url = self.urls[0].split("?")[0]
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set("test over")
+        self.thread.join(timeout=30)
+
+    def get(self, path, token=None, headers=None):
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read()
+
+
+def _wait_for(condition, seconds=15.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    return condition()
+
+
+def test_status_events_metrics_health_and_frames(bundle, tmp_path):
+    long = _video(tmp_path / "long.avi", [1, 2, 3, 4] * 3)
+    short = _video(tmp_path / "short.avi", [2], hold=10)
+    sources = [(bundle, plan_from_keywords("camera", str(long), realtime=True, name="line-1",
+                                           min_frames=2)),
+               (bundle, plan_from_keywords("camera", str(short), realtime=True, name="line-2",
+                                           min_frames=2))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0")) as run:
+        status, headers, body = run.get("")
+        assert status == 200 and b"edgecnn live view" in body
+        assert headers["Content-Type"].startswith("text/html")
+        assert b"https://" not in body and b"http://" not in body   # nothing from elsewhere
+
+        # events with increasing sequence numbers; ?since= gives only newer ones
+        events = _wait_for(lambda: json.loads(run.get("api/events")[2])["events"])
+        assert events and all(e["source"] in ("line-1", "line-2") for e in events)
+        newest = events[-1]["seq"]
+        later = json.loads(run.get(f"api/events?since={newest}")[2])["events"]
+        assert all(e["seq"] > newest for e in later)
+
+        status = json.loads(run.get("api/status")[2])
+        names = [s["source"] for s in status["sources"]]
+        assert names == ["line-1", "line-2"]
+        assert status["sources"][0]["labels"] == list(NEU_CLASSES)
+
+        # a frame only once someone watches: first 503 (or a frame), then a JPEG
+        run.get("frame/line-1.jpg")
+        code, headers, jpeg = _wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+            run.get("frame/line-1.jpg")))
+        assert headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
+        assert run.get("frame/nowhere.jpg")[0] == 404
+
+        metrics = run.get("metrics")[2].decode()
+        for line in metrics.strip().splitlines():
+            assert METRIC_LINE.match(line), line
+        for family in ("edgecnn_frames_total", "edgecnn_events_total",
+                       "edgecnn_faults_total", "edgecnn_inference_seconds_bucket",
+                       "edgecnn_source_up"):
+            assert f'{family}{{source="line-1"' in metrics
+        assert 'edgecnn_inference_seconds_bucket{source="line-1",le="+Inf"}' in metrics
+
+        # the short source ends: health turns 503 and names it
+        code, _, body = _wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
+            run.get("healthz")), seconds=20)
+        health = json.loads(body)
+        assert code == 503 and health["sources"]["line-2"]["up"] is False
+        assert "end of source" in health["sources"]["line-2"]["reason"]
+
+        # read-only, no files by path
+        request = urllib.request.Request(run.url + "api/status", data=b"x", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405
+        assert run.get("../../etc/passwd")[0] == 404
+        assert run.get("snapshot/..%2F..%2Fetc%2Fpasswd")[0] == 400
+
+
+def test_token_guards_every_request(bundle, tmp_path):
+    video = _video(tmp_path / "v.avi", [1, 2], hold=50)
+    sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True, name="cam"))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0", token="s3cret")) as run:
+        assert run.get("api/status")[0] == 401
+        assert run.get("api/status", token="wrong")[0] == 401
+        assert run.get("api/status", token="s3cret")[0] == 200
+        assert run.get("metrics?token=s3cret")[0] == 200
+
+
+def test_other_addresses_need_a_token(bundle, tmp_path, capsys):
+    with pytest.raises(InputError, match="--http-token"):
+        HttpOptions("0.0.0.0:8080").address()
+    with pytest.raises(InputError, match="HOST:PORT"):
+        HttpOptions("8080").address()
+    video = _video(tmp_path / "v.avi", [1], hold=5)
+    with pytest.raises(SystemExit) as exited:
+        cli_main(["run", "camera", str(bundle), "--source", str(video),
+                  "--http", "0.0.0.0:8080"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--http-token" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed "
+                                             "(apt-get install chromium)")
+def test_page_renders_in_headless_chromium(bundle, tmp_path):
+    video = _video(tmp_path / "v.avi", [1, 2, 3, 4] * 3)
+    sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True,
+                                           name="press-7", min_frames=2))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0")) as run:
+        _wait_for(lambda: json.loads(run.get("api/events")[2])["events"])
+        common = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync",
+                  f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1100,900",
+                  "--virtual-time-budget=4000"]
+        dom = subprocess.run(common + ["--dump-dom", run.url], capture_output=True, text=True,
+                             timeout=120).stdout
+        shot = tmp_path / "page.png"
+        subprocess.run(common + [f"--screenshot={shot}", run.url], capture_output=True,
+                       timeout=120)
+    assert "press-7" in dom and all(name in dom for name in NEU_CLASSES)
+    assert re.search(r'<img class="frame"[^>]*data-loaded="1"', dom), dom[:2000]
+    import cv2
+
+    picture = cv2.imread(str(shot))
+    assert picture is not None and picture.shape[1] == 1100
+    assert picture.std() > 10           # a rendered page, not a blank canvas
