@@ -20,6 +20,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import BundleError, InputError
+from .formats import model_format
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class Engine:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def classes(self) -> int | None:
+        """The model's output width when the file fixes it, else None."""
+        return None
 
     def predict_one(self, tensor: np.ndarray) -> np.ndarray:
         """Batch-1 path: one H x W x C tensor -> one probability vector."""
@@ -152,6 +157,10 @@ class OnnxEngine(Engine):
         self.errors = (ValueError, RuntimeError, state.InvalidArgument, state.Fail,
                        state.RuntimeException, state.NotImplemented)
 
+    def classes(self) -> int | None:
+        shape = self.session.get_outputs()[0].shape
+        return shape[-1] if shape and isinstance(shape[-1], int) else None
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
@@ -167,8 +176,9 @@ class TFLiteEngine(Engine):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise BundleError("running a TFLite model needs the 'ai-edge-litert' package "
-                              "(pip install ai-edge-litert, or edgecnn[train])") from None
+            package = model_format(fmt).package
+            raise BundleError(f"running a {fmt} model needs the '{package}' package "
+                              f"(pip install {package}, or edgecnn[train])") from None
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=options.threads)
         except (ValueError, RuntimeError) as exc:
@@ -179,6 +189,10 @@ class TFLiteEngine(Engine):
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = None
+
+    def classes(self) -> int | None:
+        shape = self._output["shape"]
+        return int(shape[-1]) if len(shape) and shape[-1] > 0 else None
 
     def _ensure_batch(self, n: int) -> None:
         if self._batch != n:
@@ -208,21 +222,33 @@ class TFLiteEngine(Engine):
 
 
 def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions()) -> Engine:
-    """An engine for a model file by its format name (``onnx*`` or ``tflite*``)."""
-    if fmt.startswith("onnx"):
-        return OnnxEngine(path, fmt, options)
-    if fmt.startswith("tflite"):
-        return TFLiteEngine(path, fmt, options)
-    raise BundleError(f"no engine for format {fmt!r} (expected onnx* or tflite*)")
+    """An engine for a model file by its format (the runtime column of the format table)."""
+    engine = _ENGINES[model_format(fmt).runtime]
+    return engine(path, fmt, options)
 
 
 def open_engine(bundle: Bundle | str | os.PathLike, fmt: str | None = None,
                 options: EngineOptions = EngineOptions()) -> Engine:
-    """Open one format of a bundle (default: the int8 ONNX model), hash verified."""
+    """Open one format of a bundle (default: the int8 ONNX model), hash verified and its
+    output width checked against the bundle's labels."""
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
     fmt = fmt or bundle.default_format()
-    return engine_for_file(bundle.file(fmt), fmt, options)
+    engine = engine_for_file(bundle.file(fmt), fmt, options)
+    _check_classes(engine, bundle)
+    return engine
+
+
+def _check_classes(engine: Engine, bundle: Bundle) -> None:
+    """The model must have one output per label: other labels would name wrong classes."""
+    width = engine.classes()
+    if width is None:  # a dynamic output width: ask the model with one zero input
+        width = _checked_predict(engine, np.zeros((1, *bundle.spec.input_shape),
+                                                  np.float32)).shape[1]
+    if width != len(bundle.labels):
+        raise BundleError(f"model {engine.path} has {width} outputs but bundle "
+                          f"{bundle.path} lists {len(bundle.labels)} labels "
+                          f"({', '.join(bundle.labels)}); its labels do not fit its model")
 
 
 def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None = None,
@@ -240,4 +266,7 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
                           f"needs {need} model (run this bundle with 'edgecnn run {other}')")
     fmt = fmt or bundle.default_format()
     entry = bundle.entry(fmt)
-    return bundle, engine_for_file(bundle.file(fmt), fmt, options), entry
+    return bundle, open_engine(bundle, fmt, options), entry
+
+
+_ENGINES = {"onnx": OnnxEngine, "tflite": TFLiteEngine}

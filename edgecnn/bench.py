@@ -24,6 +24,7 @@ import numpy as np
 
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, InputError
+from edgecnn.deploy.formats import FORMATS
 from edgecnn.console import stderr_line
 
 CEILING_SIZE = 512
@@ -255,20 +256,13 @@ def measure_ceilings(threads: int = 1, size: int = CEILING_SIZE, max_seconds: fl
 
 # ----------------------------------------------------------------------------- models
 
-def _precision(fmt: str, entry: dict) -> str:
-    if entry.get("precision"):
-        return entry["precision"]
-    if "int8" in fmt:
-        return "int8"
-    return "float16" if "fp16" in fmt else "float32"
-
-
 def bundle_macs(bundle: Bundle) -> dict:
     """MACs at batch 1 from the bundle's float ONNX file (else its int8 ONNX file)."""
     from edgecnn.macs import count_macs
 
-    for fmt in ("onnx", "onnx-int8"):
-        if fmt in bundle.manifest["files"]:
+    onnx = [f.name for f in FORMATS.values() if f.runtime == "onnx"]
+    for fmt in sorted(onnx, key=lambda name: FORMATS[name].quantized):  # float first
+        if fmt in bundle.files:
             try:
                 count = count_macs(bundle.file(fmt))
             except ImportError:
@@ -455,7 +449,7 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
         entry = bundle.entry(fmt)
         engine = open_engine(bundle, fmt, options)
         path = bundle.path / entry["file"]
-        rows.append(_measure(fmt, engine, precision=_precision(fmt, entry), file=path,
+        rows.append(_measure(fmt, engine, precision=FORMATS[fmt].precision, file=path,
                              size=path.stat().st_size, threads=threads, data=eval_data,
                              one=one, many=many, macs=macs.get("total"), ceilings=ceilings,
                              kind="bundle", **timing))
