@@ -135,7 +135,7 @@ def _optional(data: dict, key: str, where: str, check, *args):
 def check_file_name(value: Any, key: str) -> str:
     """A file name relative to the bundle folder that cannot leave it (no '..', no root)."""
     name = _string(value, key)
-    if not name or "\x00" in name or "\\" in name or len(name) > 255:
+    if not PurePosixPath(name).parts or "\x00" in name or "\\" in name or len(name) > 255:
         raise fail(key, f"{_kind(name)} is not a usable file name")
     path = PurePosixPath(name)
     if path.is_absolute() or re.match(r"[A-Za-z]:", name):

@@ -420,8 +420,8 @@ def keys_generate(out, name):
 
 
 @cli.command("sign", help="Sign a bundle's manifest (which holds every file's sha256) with "
-                          "a private key; writes edgecnn.json.sig into the bundle. Runs with "
-                          "--trusted-key then accept it, and refuse it after any change.")
+                          "a private key: writes edgecnn.json.sig into the bundle. Commands "
+                          "given --trusted-key PUB accept it, and refuse it after any change.")
 @click.argument("bundle")
 @click.option("--key", required=True, type=click.Path(dir_okay=False),
               help="Private key from 'edgecnn keys generate'.")
