@@ -177,3 +177,17 @@ def test_three_labels_for_a_six_class_model(neu):
             open_engine(bundle, fmt)
     proc = run_cli("eval", neu, "--data", CALIBRATION / "neu")
     assert_clean_refusal(proc, "has 6 outputs", "lists 3 labels")
+
+
+def test_no_code_tests_a_format_by_its_name():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r'startswith\("(onnx|tflite)|"(int8|fp16)" in ')
+    hits = [f"{path.relative_to(root)}:{number}"
+            for folder in ("edgecnn", "export", "deploy")
+            for path in sorted((root / folder).rglob("*.py"))
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if pattern.search(line)]
+    assert hits == []

@@ -161,3 +161,12 @@ def test_without_cryptography_one_line_names_the_extra(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, "keys", "generate", "--out",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert_clean_refusal(proc, "pip install 'edgecnn[sign]'")
+
+
+def test_a_new_export_over_a_signed_bundle_drops_the_old_signature(signed, tmp_path):
+    from edgecnn.export.exporter import _replace_bundle
+
+    stage = copy_shipped("mnist", tmp_path / "stage")
+    _replace_bundle(stage, signed)
+    assert not (signed / SIGNATURE).exists()
+    assert Bundle.open(signed, Trust()).labels == Bundle.open("mnist").labels
