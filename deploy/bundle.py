@@ -157,18 +157,30 @@ class Bundle:
     def file(self, fmt: str | None = None) -> Path:
         """Path of a model file after checking it lies inside the bundle and matches the
         manifest's sha256."""
-        fmt = fmt or self.default_format()
-        entry = self.file_entry(fmt)
-        path = inside(self.path, entry.file, f"files.{fmt}.file")
-        shown = self.path / entry.file
-        if not path.is_file():
-            raise BundleError(f"bundle file {shown} is missing")
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise BundleError(f"bundle file {shown} does not match its manifest "
-                              f"(sha256 expected {entry.sha256}, found {digest}); "
-                              "refusing a modified or corrupted model")
+        path, entry = self._model_path(fmt)
+        self._check_digest(entry, sha256_file(path))
         return path
+
+    def model_bytes(self, fmt: str | None = None) -> bytes:
+        """A model file's bytes, read once and checked: what runs is what was hashed, even
+        if the file is replaced after the check."""
+        path, entry = self._model_path(fmt)
+        data = path.read_bytes()
+        self._check_digest(entry, hashlib.sha256(data).hexdigest())
+        return data
+
+    def _model_path(self, fmt: str | None) -> tuple[Path, FileEntry]:
+        entry = self.file_entry(fmt)
+        path = inside(self.path, entry.file, f"files.{entry.format}.file")
+        if not path.is_file():
+            raise BundleError(f"bundle file {self.path / entry.file} is missing")
+        return path, entry
+
+    def _check_digest(self, entry: FileEntry, digest: str) -> None:
+        if digest != entry.sha256:
+            raise BundleError(f"bundle file {self.path / entry.file} does not match its "
+                              f"manifest (sha256 expected {entry.sha256}, found {digest}); "
+                              "refusing a modified or corrupted model")
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -131,7 +131,8 @@ class OnnxRunner(Runner):
 
 
 class OnnxEngine(Engine):
-    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
+    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions(),
+                 content: bytes | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -143,7 +144,8 @@ class OnnxEngine(Engine):
         so.add_session_config_entry("session.intra_op.allow_spinning", spin)
         so.add_session_config_entry("session.inter_op.allow_spinning", spin)
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=so,
+            model = str(path) if content is None else content
+            self.session = ort.InferenceSession(model, sess_options=so,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from None
@@ -172,7 +174,8 @@ class OnnxEngine(Engine):
 class TFLiteEngine(Engine):
     """Runs .tflite files with ai-edge-litert (no TensorFlow needed)."""
 
-    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
+    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions(),
+                 content: bytes | None = None):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
@@ -180,12 +183,15 @@ class TFLiteEngine(Engine):
             raise BundleError(f"running a {fmt} model needs the '{package}' package "
                               f"(pip install {package}, or edgecnn[train])") from None
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=options.threads)
+            source = {"model_path": str(path)} if content is None else \
+                {"model_content": content}
+            self.interpreter = Interpreter(**source, num_threads=options.threads)
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"LiteRT cannot load {path}: {exc}") from None
         self.path = Path(path)
         self.format = fmt
         self.options = options
+        self._content = content  # the interpreter reads from this buffer: keep it alive
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = None
@@ -221,10 +227,12 @@ class TFLiteEngine(Engine):
         return out.astype(np.float32, copy=False)
 
 
-def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions()) -> Engine:
-    """An engine for a model file by its format (the runtime column of the format table)."""
+def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions(),
+                    content: bytes | None = None) -> Engine:
+    """An engine for a model file by its format (the runtime column of the format table);
+    ``content``: the file's bytes, already read and checked (``path`` then names it)."""
     engine = _ENGINES[model_format(fmt).runtime]
-    return engine(path, fmt, options)
+    return engine(path, fmt, options, content)
 
 
 def open_engine(bundle: Bundle | str | os.PathLike, fmt: str | None = None,
@@ -234,7 +242,8 @@ def open_engine(bundle: Bundle | str | os.PathLike, fmt: str | None = None,
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
     fmt = fmt or bundle.default_format()
-    engine = engine_for_file(bundle.file(fmt), fmt, options)
+    path = bundle.path / bundle.file_entry(fmt).file
+    engine = engine_for_file(path, fmt, options, content=bundle.model_bytes(fmt))
     _check_classes(engine, bundle)
     return engine
 

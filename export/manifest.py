@@ -92,7 +92,8 @@ def file_entry(fmt, written: Written) -> dict[str, Any]:
     inputs, outputs = io_entries(written.path, fmt.runtime)
     return FileEntry(file=written.path.name, format=fmt.name, precision=fmt.precision,
                      sha256=sha256_file(written.path), size=written.path.stat().st_size,
-                     inputs=tuple(inputs), outputs=tuple(outputs), quantization=written.quantization,
+                     inputs=tuple(inputs), outputs=tuple(outputs),
+                     quantization=written.quantization,
                      float_nodes=tuple(written.float_nodes)).to_dict()
 
 

@@ -123,3 +123,23 @@ def test_a_bare_name_means_the_shipped_bundle_and_a_path_means_the_folder(tmp_pa
     assert Bundle.open(local).labels == tuple(manifest(local)["labels"])
     proc = run_cli("models", cwd=tmp_path)
     assert proc.returncode == 0 and str(shipped_bundles()["neu"]) in proc.stdout
+
+
+def test_what_runs_is_what_was_hashed_even_if_the_file_is_swapped_after(cwru, monkeypatch):
+    import numpy as np
+
+    bundle = Bundle.open(cwru)
+    x = np.random.default_rng(0).normal(size=(4, *bundle.spec.input_shape)).astype(np.float32)
+    for fmt, other in (("onnx-int8", "model.onnx"), ("tflite-int8", "model.tflite")):
+        expected = open_engine(bundle, fmt).predict(x)
+        read = Bundle.model_bytes
+
+        def read_then_swap(self, name=None, fmt=fmt, other=other):
+            data = read(self, name)
+            shutil.copy(cwru / other, cwru / self.file_entry(fmt).file)  # after the check
+            return data
+        monkeypatch.setattr(Bundle, "model_bytes", read_then_swap)
+        np.testing.assert_array_equal(open_engine(bundle, fmt).predict(x), expected)
+        monkeypatch.setattr(Bundle, "model_bytes", read)
+        with pytest.raises(BundleError, match="does not match its manifest"):
+            open_engine(bundle, fmt)             # the swap itself is caught next time
