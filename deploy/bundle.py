@@ -4,8 +4,9 @@ The manifest (layout and its one validating loader: ``edgecnn.deploy.manifest``)
 InputSpec, the labels and, per model file, its format, sha256 and tensors. The runtime needs
 nothing else. A bundle is confined to its folder: a name with ``..``, an absolute path, or a
 link that leads out (the manifest included) is refused before anything is opened, and no
-error shows anything of an outside file. Model hashes are checked on use; under a ``Trust``
-with keys, the manifest's Ed25519 signature is checked at open (``edgecnn.deploy.signing``).
+error shows anything of an outside file. Model hashes are checked on use (engines load the
+very bytes that were hashed); under a ``Trust`` with keys, the manifest's Ed25519 signature
+is checked at open (``edgecnn.deploy.signing``).
 """
 
 from __future__ import annotations
