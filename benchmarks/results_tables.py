@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgecnn.deploy.bundle import RUNTIME_PREFERENCE
+from edgecnn.deploy.formats import PREFERENCE as RUNTIME_PREFERENCE
 
 BASELINE = "keras-predict"  # the lecture's way of classifying one frame
 TASK_TITLES = {"neu": "NEU steel surface defects", "cwru": "CWRU bearing vibration",

@@ -1,49 +1,33 @@
 """Reading a self-describing bundle: ``BUNDLE_DIR/edgecnn.json`` plus model files.
 
-The manifest (written by ``edgecnn.export``) holds the InputSpec, the labels and, per model
-file, its format, sha256, size, tensor names/dtypes and quantization parameters. The
-runtime needs nothing else, and refuses any file whose hash does not match.
-
-Manifest layout (``format: edgecnn-bundle``, ``version: 1``)::
-
-    {"format": "edgecnn-bundle", "version": 1, "created": "...Z",
-     "spec": {InputSpec}, "labels": [...], "task": "neu" | null,
-     "files": {"onnx-int8": {"file": "model.int8.onnx", "format": "onnx-int8",
-                             "precision": "float32" | "float16" | "int8",
-                             "sha256": "...", "size": 81234,
-                             "inputs": [{"name", "dtype", "shape", "scale"?, "zero_point"?}],
-                             "outputs": [...], "quantization": {...} | null,
-                             "float_nodes": [...]}, ...},
-     "options": {format: {option: value}, "thresholds": {"max_drop_pp", "min_agreement"}},
-     "calibration": {"source", "task", "samples", "available", "labelled", "per_class",
-                     "fingerprint", "files_fingerprint", "warnings", "method"},
-     "source_model": {"path", "sha256", "architecture", "created", "validation"},
-     "tools": {package: version}, "verification": {format: {"samples", "max_abs_diff",
-     "mean_abs_diff", "agreement", "accuracy", "reference_accuracy", "drop_pp",
-     "tolerance", "passed", "failures", "ratio_of_float", "blame"?, "fallback"?}}}
-
-``task`` is the training task (how ``edgecnn parity`` / ``eval`` read data for this model);
-``float_nodes`` are the layers auto-fallback kept in float in an int8 file; ``scale`` and
-``zero_point`` appear on quantized (int8) input/output tensors only.
+The manifest (layout and its one validating loader: ``edgecnn.deploy.manifest``) holds the
+InputSpec, the labels and, per model file, its format, sha256 and tensors. The runtime needs
+nothing else. A bundle is confined to its folder: a name with ``..``, an absolute path, or a
+link that leads out (the manifest included) is refused before anything is opened, and no
+error shows anything of an outside file. Model hashes are checked on use (engines load the
+very bytes that were hashed); under a ``Trust`` with keys, the manifest's Ed25519 signature
+is checked at open (``edgecnn.deploy.signing``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass
+import os
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import BundleError
+from .formats import preferred
+from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_JSON_BYTES, FileEntry,
+                       parse_json, parse_manifest)
+from .signing import SIGNATURE, Trust
 from .spec import InputSpec
 
 MANIFEST = "edgecnn.json"
-BUNDLE_FORMAT = "edgecnn-bundle"
-BUNDLE_VERSION = 1
 SHIPPED_DIR = Path(__file__).resolve().parent / "bundles"
-# Preferred runtime format first: the int8 ONNX model is what a line PC should run.
-RUNTIME_PREFERENCE = ("onnx-int8", "onnx", "tflite-int8", "tflite-fp16", "tflite")
+MAX_SIGNATURE_BYTES = 64 << 10
 
 
 def sha256_file(path: Path) -> str:
@@ -62,46 +46,92 @@ def shipped_bundles() -> dict[str, Path]:
 
 
 def resolve_bundle_path(name_or_path: str | Path) -> Path:
-    """A bundle directory from a path or a shipped bundle name."""
+    """A bundle directory from a shipped bundle name or a path.
+
+    A bare name (``neu``, no path separator) given as a string is the shipped bundle even
+    when a folder of that name is in the working directory; ``./neu`` is that folder.
+    """
+    text = str(name_or_path)
+    shipped = shipped_bundles()
+    bare = isinstance(name_or_path, str) and text not in (".", "..") and \
+        "/" not in text and not (os.altsep and os.altsep in text) and os.sep not in text
+    if bare and text in shipped:
+        return shipped[text]
     path = Path(name_or_path)
     if path.exists():
         return path
-    shipped = shipped_bundles()
-    if str(name_or_path) in shipped:
-        return shipped[str(name_or_path)]
     names = ", ".join(shipped) or "none installed"
     raise BundleError(f"no bundle at {path} and no shipped bundle of that name "
                       f"(shipped bundles: {names})")
 
 
+def inside(folder: Path, name: str, key: str) -> Path:
+    """``folder/name`` resolved, refused when a link leads it out of ``folder``.
+
+    ``name`` has passed the manifest's lexical check (relative, no ``..``); only the
+    path is resolved, nothing outside is opened or stat-ed.
+    """
+    root = Path(os.path.realpath(folder))
+    real = Path(os.path.realpath(root / name))
+    if not real.is_relative_to(root) or real == root:
+        raise BundleError(f"{key}: {name!r} is a link that leads out of the bundle folder "
+                          f"{folder}; refused")
+    return real
+
+
+def read_inside(folder: Path, name: str, key: str, limit: int) -> bytes | None:
+    """The bytes of a small regular file inside ``folder``; None when there is none."""
+    path = inside(folder, name, key)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BundleError(f"{key}: {folder / name} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BundleError(f"{key}: {folder / name} is not a regular file")
+    if info.st_size > limit:
+        raise BundleError(f"{key}: {folder / name} is {info.st_size} bytes; at most {limit} "
+                          "are read")
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit + 1)
+    except OSError as exc:
+        raise BundleError(f"{key}: {folder / name} cannot be read: {exc.strerror}") from None
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """An opened bundle: manifest read and checked; file hashes checked on use."""
+    """An opened bundle: manifest read, validated and (under trust) signature-checked;
+    file hashes checked on use."""
 
     path: Path
     manifest: dict[str, Any]
     spec: InputSpec
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    raw: bytes = field(default=b"", repr=False)      # the manifest bytes, as signed
+    signed_by: str | None = None                     # fingerprint of the trusted signer
 
     @classmethod
-    def open(cls, name_or_path: str | Path) -> "Bundle":
-        path = resolve_bundle_path(name_or_path)
-        manifest_path = path / MANIFEST if path.is_dir() else path
-        if not manifest_path.is_file():
-            raise BundleError(f"{path} is not a bundle: expected {MANIFEST} inside it")
-        manifest = read_json(manifest_path, "bundle manifest")
-        if manifest.get("format") != BUNDLE_FORMAT:
-            found = manifest.get("format", "no 'format' key")
-            raise BundleError(f"{manifest_path} is not an edgecnn bundle manifest "
-                              f"(expected format {BUNDLE_FORMAT!r}, found {found!r}); "
-                              "a training model directory is exported with 'edgecnn export'")
-        if manifest.get("version") != BUNDLE_VERSION:
-            raise BundleError(f"bundle version {manifest.get('version')!r} is not supported "
-                              f"(this edgecnn reads version {BUNDLE_VERSION})")
-        files = manifest.get("files")
-        if not isinstance(files, dict) or not files:
-            raise BundleError(f"{manifest_path} lists no model files")
-        spec = InputSpec.from_dict(manifest.get("spec"))
-        return cls(path=manifest_path.parent, manifest=manifest, spec=spec)
+    def open(cls, name_or_path: str | Path, trust: Trust | None = None) -> "Bundle":
+        """Open a bundle folder, its manifest file, or a shipped bundle by name.
+
+        ``trust``: the keys it must be signed by; default ``Trust.resolve()`` (the keys in
+        EDGECNN_TRUSTED_KEYS, none when it is unset).
+        """
+        trust = Trust.resolve() if trust is None else trust
+        given = resolve_bundle_path(name_or_path)
+        folder, name = (given, MANIFEST) if given.is_dir() else (given.parent, given.name)
+        raw = read_inside(folder, name, MANIFEST, MAX_JSON_BYTES)
+        if raw is None:
+            raise BundleError(f"{given} is not a bundle: expected {MANIFEST} inside it")
+        signed_by = None
+        if trust.required:  # before the untrusted JSON is parsed
+            signed_by = trust.check(folder, raw, read_inside(folder, SIGNATURE, SIGNATURE,
+                                                             MAX_SIGNATURE_BYTES))
+        manifest = parse_manifest(raw, str(folder / name))
+        return cls(path=folder, manifest=manifest.data, spec=manifest.spec,
+                   files=manifest.files, raw=raw, signed_by=signed_by)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -109,40 +139,62 @@ class Bundle:
 
     @property
     def formats(self) -> list[str]:
-        return list(self.manifest["files"])
+        return list(self.files)
 
     def default_format(self) -> str:
-        for name in RUNTIME_PREFERENCE:
-            if name in self.manifest["files"]:
-                return name
-        return self.formats[0]
+        return preferred(self.files)[0]
+
+    def file_entry(self, fmt: str | None = None) -> FileEntry:
+        fmt = fmt or self.default_format()
+        if fmt not in self.files:
+            raise BundleError(f"bundle {self.path} has no {fmt!r} model; "
+                              f"it has: {', '.join(self.files)}")
+        return self.files[fmt]
 
     def entry(self, fmt: str | None = None) -> dict[str, Any]:
-        fmt = fmt or self.default_format()
-        files = self.manifest["files"]
-        if fmt not in files:
-            raise BundleError(f"bundle {self.path} has no {fmt!r} model; "
-                              f"it has: {', '.join(files)}")
-        return files[fmt]
+        """The manifest's JSON entry of a format (``file_entry`` is the typed one)."""
+        return self.manifest["files"][self.file_entry(fmt).format]
 
     def file(self, fmt: str | None = None) -> Path:
-        """Path of a model file after checking its size and sha256 against the manifest."""
-        entry = self.entry(fmt)
-        path = self.path / entry["file"]
-        if not path.is_file():
-            raise BundleError(f"bundle file {path} is missing")
-        digest = sha256_file(path)
-        if digest != entry.get("sha256"):
-            raise BundleError(f"bundle file {path} does not match its manifest "
-                              f"(sha256 expected {entry.get('sha256')}, found {digest}); "
-                              "refusing a modified or corrupted model")
+        """Path of a model file after checking it lies inside the bundle and matches the
+        manifest's sha256."""
+        path, entry = self._model_path(fmt)
+        self._check_digest(entry, sha256_file(path))
         return path
+
+    def model_bytes(self, fmt: str | None = None) -> bytes:
+        """A model file's bytes, read once and checked: what runs is what was hashed, even
+        if the file is replaced after the check."""
+        path, entry = self._model_path(fmt)
+        data = path.read_bytes()
+        self._check_digest(entry, hashlib.sha256(data).hexdigest())
+        return data
+
+    def _model_path(self, fmt: str | None) -> tuple[Path, FileEntry]:
+        entry = self.file_entry(fmt)
+        path = inside(self.path, entry.file, f"files.{entry.format}.file")
+        if not path.is_file():
+            raise BundleError(f"bundle file {self.path / entry.file} is missing")
+        return path, entry
+
+    def _check_digest(self, entry: FileEntry, digest: str) -> None:
+        if digest != entry.sha256:
+            raise BundleError(f"bundle file {self.path / entry.file} does not match its "
+                              f"manifest (sha256 expected {entry.sha256}, found {digest}); "
+                              "refusing a modified or corrupted model")
 
 
 def read_json(path: Path, what: str) -> Any:
+    """A small JSON file (model or bundle manifest) with the manifest's size/depth limits."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_JSON_BYTES + 1)
     except FileNotFoundError:
         raise BundleError(f"{what} {path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{what} {path} is not readable JSON: {exc}") from None
+    except OSError as exc:
+        raise BundleError(f"{what} {path} is not readable JSON: {exc.strerror}") from None
+    return parse_json(data, f"{what} {path}")
+
+
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "MANIFEST", "Bundle", "FileEntry", "Trust",
+           "read_json", "resolve_bundle_path", "sha256_file", "shipped_bundles"]

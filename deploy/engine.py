@@ -20,6 +20,7 @@ import numpy as np
 
 from .bundle import Bundle
 from .errors import BundleError, InputError
+from .formats import model_format
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,10 @@ class Engine:
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def classes(self) -> int | None:
+        """The model's output width when the file fixes it, else None."""
+        return None
 
     def runner(self, shape: tuple[int, ...], batch: int = 1) -> Runner:
         """A fixed-batch runner for tensors of ``shape`` (checked by one warm-up run)."""
@@ -139,11 +144,13 @@ def session_options(options: EngineOptions = EngineOptions()):
 
 
 class OnnxEngine(Engine):
-    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
+    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions(),
+                 content: bytes | None = None):
         import onnxruntime as ort
 
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=session_options(options),
+            model = str(path) if content is None else content
+            self.session = ort.InferenceSession(model, sess_options=session_options(options),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from None
@@ -157,6 +164,10 @@ class OnnxEngine(Engine):
         self.errors = (ValueError, RuntimeError, state.InvalidArgument, state.Fail,
                        state.RuntimeException, state.NotImplemented)
 
+    def classes(self) -> int | None:
+        shape = self.session.get_outputs()[0].shape
+        return shape[-1] if shape and isinstance(shape[-1], int) else None
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
@@ -168,22 +179,31 @@ class OnnxEngine(Engine):
 class TFLiteEngine(Engine):
     """Runs .tflite files with ai-edge-litert (no TensorFlow needed)."""
 
-    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions()):
+    def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions(),
+                 content: bytes | None = None):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise BundleError("running a TFLite model needs the 'ai-edge-litert' package "
-                              "(pip install ai-edge-litert, or edgecnn[train])") from None
+            package = model_format(fmt).package
+            raise BundleError(f"running a {fmt} model needs the '{package}' package "
+                              f"(pip install {package}, or edgecnn[train])") from None
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=options.threads)
+            source = {"model_path": str(path)} if content is None else \
+                {"model_content": content}
+            self.interpreter = Interpreter(**source, num_threads=options.threads)
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"LiteRT cannot load {path}: {exc}") from None
         self.path = Path(path)
         self.format = fmt
         self.options = options
+        self._content = content  # the interpreter reads from this buffer: keep it alive
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = None
+
+    def classes(self) -> int | None:
+        shape = self._output["shape"]
+        return int(shape[-1]) if len(shape) and shape[-1] > 0 else None
 
     def _ensure_batch(self, n: int) -> None:
         if self._batch != n:
@@ -224,22 +244,37 @@ def dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
     return values
 
 
-def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions()) -> Engine:
-    """An engine for a model file by its format name (``onnx*`` or ``tflite*``)."""
-    if fmt.startswith("onnx"):
-        return OnnxEngine(path, fmt, options)
-    if fmt.startswith("tflite"):
-        return TFLiteEngine(path, fmt, options)
-    raise BundleError(f"no engine for format {fmt!r} (expected onnx* or tflite*)")
+def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions(),
+                    content: bytes | None = None) -> Engine:
+    """An engine for a model file by its format (the runtime column of the format table);
+    ``content``: the file's bytes, already read and checked (``path`` then names it)."""
+    engine = _ENGINES[model_format(fmt).runtime]
+    return engine(path, fmt, options, content)
 
 
 def open_engine(bundle: Bundle | str | os.PathLike, fmt: str | None = None,
                 options: EngineOptions = EngineOptions()) -> Engine:
-    """Open one format of a bundle (default: the int8 ONNX model), hash verified."""
+    """Open one format of a bundle (default: the int8 ONNX model), hash verified and its
+    output width checked against the bundle's labels."""
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
     fmt = fmt or bundle.default_format()
-    return engine_for_file(bundle.file(fmt), fmt, options)
+    path = bundle.path / bundle.file_entry(fmt).file
+    engine = engine_for_file(path, fmt, options, content=bundle.model_bytes(fmt))
+    _check_classes(engine, bundle)
+    return engine
+
+
+def _check_classes(engine: Engine, bundle: Bundle) -> None:
+    """The model must have one output per label: other labels would name wrong classes."""
+    width = engine.classes()
+    if width is None:  # a dynamic output width: ask the model with one zero input
+        width = _checked_predict(engine, np.zeros((1, *bundle.spec.input_shape),
+                                                  np.float32)).shape[1]
+    if width != len(bundle.labels):
+        raise BundleError(f"model {engine.path} has {width} outputs but bundle "
+                          f"{bundle.path} lists {len(bundle.labels)} labels "
+                          f"({', '.join(bundle.labels)}); its labels do not fit its model")
 
 
 def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None = None,
@@ -257,4 +292,7 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
                           f"needs {need} model (run this bundle with 'edgecnn run {other}')")
     fmt = fmt or bundle.default_format()
     entry = bundle.entry(fmt)
-    return bundle, engine_for_file(bundle.file(fmt), fmt, options), entry
+    return bundle, open_engine(bundle, fmt, options), entry
+
+
+_ENGINES = {"onnx": OnnxEngine, "tflite": TFLiteEngine}

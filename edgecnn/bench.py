@@ -21,6 +21,7 @@ import numpy as np
 from edgecnn.console import ProgressBar, stderr_line
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, InputError
+from edgecnn.deploy.formats import FORMATS
 from edgecnn.machine import latency_stats, machine_info, measure_ceilings, time_calls
 from edgecnn.predictors import KerasPredictCall, KerasPredictor, predict_batched
 
@@ -59,20 +60,13 @@ class EvalData:
 
 # ----------------------------------------------------------------------------- models
 
-def _precision(fmt: str, entry: dict) -> str:
-    if entry.get("precision"):
-        return entry["precision"]
-    if "int8" in fmt:
-        return "int8"
-    return "float16" if "fp16" in fmt else "float32"
-
-
 def bundle_macs(bundle: Bundle) -> dict:
     """MACs at batch 1 from the bundle's float ONNX file (else its int8 ONNX file)."""
     from edgecnn.macs import count_macs
 
-    for fmt in ("onnx", "onnx-int8"):
-        if fmt in bundle.manifest["files"]:
+    onnx = [f.name for f in FORMATS.values() if f.runtime == "onnx"]
+    for fmt in sorted(onnx, key=lambda name: FORMATS[name].quantized):  # float first
+        if fmt in bundle.files:
             try:
                 count = count_macs(bundle.file(fmt))
             except ImportError:
@@ -232,7 +226,7 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
         entry = bundle.entry(fmt)
         engine = open_engine(bundle, fmt, options)
         path = bundle.path / entry["file"]
-        rows.append(_measure(fmt, engine, precision=_precision(fmt, entry), file=path,
+        rows.append(_measure(fmt, engine, precision=FORMATS[fmt].precision, file=path,
                              size=path.stat().st_size, threads=threads, data=eval_data,
                              one=one, many=many, macs=macs.get("total"), ceilings=ceilings,
                              kind="bundle", **timing))
@@ -262,7 +256,7 @@ def _choose_formats(bundle: Bundle, formats) -> list[str]:
     if isinstance(formats, str):
         formats = formats.split(",")
     chosen = [f.strip() for f in formats if f.strip()]
-    missing = [f for f in chosen if f not in bundle.manifest["files"]]
+    missing = [f for f in chosen if f not in bundle.files]
     if missing or not chosen:
         raise BundleError(f"bundle {bundle.path} has no {', '.join(missing) or 'formats'} "
                           f"model; it has: {', '.join(bundle.formats)}")

@@ -15,6 +15,7 @@ import click
 
 from edgecnn import __version__
 from edgecnn.deploy.errors import EdgecnnError
+from edgecnn.deploy.formats import FORMAT_NAMES, PREFERENCE
 from edgecnn.deploy.spec import DEFAULT_CHANNEL
 from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
 
@@ -57,6 +58,19 @@ def _write_json(data: dict, path) -> None:
 
         write_json(data, path)
         click.echo(f"results written to {path}")
+
+
+def _trust_option(f):
+    """--trusted-key: then a bundle must be signed by one of these keys (see `edgecnn sign`)."""
+    return click.option("--trusted-key", "trusted_keys", multiple=True, metavar="PUB",
+                        help="Only open bundles signed by this public key (repeatable; "
+                             "adds to EDGECNN_TRUSTED_KEYS).")(f)
+
+
+def _trust(trusted_keys):
+    from edgecnn.deploy.signing import Trust
+
+    return Trust.resolve(trusted_keys)
 
 
 @cli.command(help="Train a model on labelled images or recordings and write a model "
@@ -102,8 +116,9 @@ def train(json_path, no_augment, **options):
 @click.argument("model")
 @click.option("--data", "data", required=True, type=click.Path(exists=True))
 @click.option("--format", "fmt", default=None,
-              help="Bundle format to run (default: the int8 ONNX model); 'keras' for a "
-                   "model directory.")
+              help=f"Bundle format to run: {', '.join(FORMAT_NAMES)} (default: the first "
+                   f"the bundle has of {', '.join(PREFERENCE)}); 'keras' for a model "
+                   "directory.")
 @click.option("--task", default=None, help="Data kind, if the model does not record it.")
 @click.option("--stride", type=int, default=None,
               help="Signals: window stride (default: non-overlapping windows).")
@@ -111,11 +126,12 @@ def train(json_path, no_augment, **options):
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Also write confusion.png and metrics.json here.")
 @_loader_options
+@_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
-def eval_command(model, data, fmt, json_path, report_dir, **options):
+def eval_command(model, data, fmt, json_path, report_dir, trusted_keys, **options):
     from edgecnn.evaluation import evaluate
 
-    metrics = evaluate(model, data, fmt=fmt, **options)
+    metrics = evaluate(model, data, fmt=fmt, trust=_trust(trusted_keys), **options)
     click.echo(format_result(metrics))
     if report_dir:
         from edgecnn.report import write_report
@@ -137,7 +153,7 @@ def format_result(metrics: dict) -> str:
 
 @cli.command(help="Export a model directory to a bundle: float32/int8 ONNX and TFLite files, "
                   "each verified against the Keras model, described by edgecnn.json. "
-                  "Formats: onnx, onnx-int8, tflite, tflite-fp16, tflite-int8 (default: all).")
+                  f"Formats: {', '.join(FORMAT_NAMES)} (default: all).")
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Bundle directory to write (new, empty, or an earlier bundle).")
@@ -198,14 +214,17 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
 @_loader_options
+@_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the per-format metrics and parity fields as JSON.")
-def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, **loader_options):
+def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, trusted_keys,
+           **loader_options):
     from edgecnn.deploy.errors import CheckFailed
     from edgecnn.export import run_parity
 
     result = run_parity(bundle, data, max_drop=max_drop, min_agreement=min_agreement,
-                        task=task, formats=formats, **_given_loader_options(loader_options))
+                        task=task, formats=formats, trust=_trust(trusted_keys),
+                        **_given_loader_options(loader_options))
     click.echo(result.format())
     _write_json(result.to_dict(), json_path)
     if not result.passed:
@@ -225,7 +244,8 @@ def _runtime_options(f):
     """Options shared by `run camera` and `run vibration`."""
     options = [
         click.option("--format", "fmt", default=None,
-                     help="Model file of the bundle to run (default: onnx-int8 if present)."),
+                     help=f"Model file of the bundle to run (default: the first it has of "
+                          f"{', '.join(PREFERENCE)})."),
         click.option("--threads", type=int, default=1, show_default=True,
                      help="Intra-op threads for inference."),
         click.option("--spinning/--no-spinning", default=False, show_default=True,
@@ -263,12 +283,13 @@ def _runtime_options(f):
     ]
     for option in reversed(options):
         f = option(f)
-    return f
+    return _trust_option(f)
 
 
 def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
                 ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
-                probabilities, json_path, quiet, http_listen, http_token):
+                probabilities, json_path, quiet, http_listen, http_token, trusted_keys):
+    from edgecnn.deploy.bundle import Bundle
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
     from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
@@ -286,6 +307,7 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
         from edgecnn.deploy.httpview import HttpOptions
 
         http = HttpOptions(http_listen, http_token)
+    bundle = Bundle.open(bundle, _trust(trusted_keys))
     summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo, http=http)
     click.echo(summary.format())
 
@@ -391,14 +413,46 @@ def events_summary(log, as_json):
               default=None, help="Keras model directory to bench too (default: the "
                                  "bundle's source model, if it is still there).")
 @click.option("--no-keras", is_flag=True, help="Leave the Keras rows out (no TensorFlow).")
+@_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all numbers, ceilings and machine info as JSON.")
-def bench_command(bundle, json_path, no_keras, **options):
+def bench_command(bundle, json_path, no_keras, trusted_keys, **options):
     from edgecnn.bench import bench
+    from edgecnn.deploy.bundle import Bundle
 
-    result = bench(bundle, keras=not no_keras, **options)
+    result = bench(Bundle.open(bundle, _trust(trusted_keys)), keras=not no_keras, **options)
     click.echo(result.format())
     _write_json(result.to_dict(), json_path)
+
+
+@cli.group(help="Ed25519 keys for signing bundles (needs edgecnn[sign]).")
+def keys() -> None:
+    pass
+
+
+@keys.command("generate", help="Write a new key pair: NAME.key (private, mode 0600) and "
+                               "NAME.pub (give it to --trusted-key). Never overwrites.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the two key files (created if missing).")
+@click.option("--name", default="edgecnn", show_default=True, help="Key file name stem.")
+def keys_generate(out, name):
+    from edgecnn.deploy.signing import generate_keys
+
+    private, public, key_id = generate_keys(out, name)
+    click.echo(f"key {key_id}: private {private} (keep it secret), public {public}")
+
+
+@cli.command("sign", help="Sign a bundle's manifest (which holds every file's sha256) with "
+                          "a private key: writes edgecnn.json.sig into the bundle. Commands "
+                          "given --trusted-key PUB accept it, and refuse it after any change.")
+@click.argument("bundle")
+@click.option("--key", required=True, type=click.Path(dir_okay=False),
+              help="Private key from 'edgecnn keys generate'.")
+def sign_command(bundle, key):
+    from edgecnn.deploy.signing import sign_bundle
+
+    path, key_id = sign_bundle(bundle, key)
+    click.echo(f"signed with key {key_id}: {path}")
 
 
 @cli.command("models", help="List the shipped bundles (name, path, task, formats, "

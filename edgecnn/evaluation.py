@@ -18,8 +18,10 @@ from edgecnn.predictors import KerasPredictor, predict_batched
 from edgecnn.tensors import to_tensors
 
 
-def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1):
-    """(predictor, spec, task, description) for a model directory or a bundle/shipped name."""
+def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1,
+                   trust=None):
+    """(predictor, spec, task, description) for a model directory or a bundle/shipped name
+    (``trust``: the keys a bundle must be signed by, see ``Bundle.open``)."""
     if is_model_dir(model):
         if fmt not in (None, "keras"):
             raise InputError(f"{model} is a Keras model directory; --format {fmt} needs a "
@@ -30,7 +32,7 @@ def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1):
                 f"{model} (keras)")
     from edgecnn.deploy.engine import EngineOptions, open_engine
 
-    bundle = Bundle.open(model)
+    bundle = Bundle.open(model, trust)
     fmt = fmt or bundle.default_format()
     engine = open_engine(bundle, fmt, EngineOptions(threads=threads))
     return engine, bundle.spec, bundle.manifest.get("task"), f"{bundle.path} ({fmt})"
@@ -52,9 +54,9 @@ def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | No
 
 def evaluate(model: str | Path, data: str | Path, *, fmt: str | None = None,
              task: str | None = None, stride: int | None = None, threads: int = 1,
-             batch_size: int = 64, log: Callable[[str], None] = stderr_line,
+             batch_size: int = 64, log: Callable[[str], None] = stderr_line, trust=None,
              **loader_options) -> dict:
-    predictor, spec, model_task, description = open_predictor(model, fmt, threads)
+    predictor, spec, model_task, description = open_predictor(model, fmt, threads, trust)
     samples = load_for_model(spec, task or model_task, data, stride=stride, **loader_options)
     log(f"evaluating {description} on {len(samples)} samples from {data}")
     tensors = to_tensors(samples, spec)

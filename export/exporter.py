@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecnn.deploy.bundle import BUNDLE_FORMAT, MANIFEST, read_json
+from edgecnn.deploy.signing import SIGNATURE
 from edgecnn.deploy.errors import BundleError, CheckFailed
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.export.calibration import CalibrationSet, load_calibration
@@ -274,8 +275,8 @@ def _check_target(out: Path, model_path: Path) -> None:
         raise BundleError(f"bundle path {out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()):
         manifest = out / MANIFEST
-        if not manifest.is_file() or read_json(manifest, "manifest").get("format") != \
-                BUNDLE_FORMAT:
+        old = read_json(manifest, "manifest") if manifest.is_file() else None
+        if not isinstance(old, dict) or old.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{out} is not empty and not an edgecnn bundle; refusing to "
                               "write into it (choose a new or empty directory)")
 
@@ -285,10 +286,11 @@ def _replace_bundle(stage: Path, out: Path) -> None:
     if (out / MANIFEST).is_file():
         old = read_json(out / MANIFEST, "manifest")
         for entry in (old.get("files") or {}).values():
-            target = out / str(entry.get("file", ""))
+            target = out / str(entry.get("file", "") if isinstance(entry, dict) else "")
             if target.is_file() and target.parent == out:
                 target.unlink()
         (out / MANIFEST).unlink()
+        (out / SIGNATURE).unlink(missing_ok=True)  # it signed the manifest just replaced
     out.mkdir(parents=True, exist_ok=True)
     for item in stage.iterdir():
         shutil.move(str(item), str(out / item.name))

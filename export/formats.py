@@ -1,8 +1,10 @@
-"""THE table of export formats: name, file name, options it accepts, extra it needs, writer.
+"""How each format is written: writer, options it accepts, extra it needs, tolerance.
 
-Everything that differs between formats is a row here, so the CLI, the exporter, the
-manifest and the parity check agree on what a format is. Option values are checked against
-the row: an option a selected format does not support is an error, never silently changed.
+The formats themselves (names, suffixes, runtimes, precisions) are the lean table in
+``edgecnn.deploy.formats``; this module attaches the export half to those rows by name, so
+the CLI, the exporter, the manifest and the parity check agree on what a format is. Option
+values are checked against the row: an option a selected format does not support is an
+error, never silently changed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from edgecnn.deploy import formats as lean
 from edgecnn.deploy.errors import InputError, unknown_name
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
@@ -18,7 +21,7 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 @dataclass(frozen=True)
 class Format:
-    """One export format.
+    """One export format: a lean row plus how to write it.
 
     options     -- option name -> allowed values, the first being the default
     extra       -- the pip extra that installs ``modules`` (``edgecnn[train]``)
@@ -27,10 +30,7 @@ class Format:
     writer      -- ``writer(context, path, options) -> Written`` (export.exporter.ExportContext)
     """
 
-    name: str
-    suffix: str
-    runtime: str          # "onnx" | "tflite": which engine runs it
-    precision: str        # "float32" | "float16" | "int8"
+    lean: lean.ModelFormat
     options: dict[str, tuple[Any, ...]]
     extra: str
     modules: tuple[str, ...]
@@ -38,14 +38,12 @@ class Format:
     description: str
     writer: Callable = field(repr=False, compare=False, default=None)
 
-    @property
-    def file_name(self) -> str:
-        return "model" + self.suffix
-
-    @property
-    def quantized(self) -> bool:
-        """int8 formats: calibrated, judged by top-1 agreement, eligible for layer blame."""
-        return self.precision == "int8"
+    name = property(lambda self: self.lean.name)
+    suffix = property(lambda self: self.lean.suffix)
+    runtime = property(lambda self: self.lean.runtime)      # "onnx" | "tflite"
+    precision = property(lambda self: self.lean.precision)  # "float32" | "float16" | "int8"
+    file_name = property(lambda self: self.lean.file_name)
+    quantized = property(lambda self: self.lean.quantized)
 
     def defaults(self) -> dict[str, Any]:
         return {name: values[0] for name, values in self.options.items()}
@@ -74,31 +72,35 @@ def _tflite_writer(precision):
 
 _ONNX_MODULES = ("tensorflow", "tf2onnx", "onnx", "onnxruntime")
 _TFLITE_MODULES = ("tensorflow", "ai_edge_litert")
+_MODULES = {"onnx": _ONNX_MODULES, "tflite": _TFLITE_MODULES}
 
-FORMATS: dict[str, Format] = {f.name: f for f in (
-    Format("onnx", ".onnx", "onnx", "float32", {}, "train", _ONNX_MODULES, 1e-4,
-           "float32 ONNX (tf2onnx, opset 17, optimised for ONNX Runtime); the float reference",
-           _onnx_writer),
-    Format("onnx-int8", ".int8.onnx", "onnx", "int8",
-           {"calib_method": CALIB_METHODS, "per_channel": (True, False),
-            "activations": ("uint8", "int8"), "reduce_range": (True, False),
-            "auto_fallback": (False, True), "float_first": tuple(range(9))},
-           "train", _ONNX_MODULES, None,
-           "static int8 QDQ (ONNX Runtime), per-channel int8 weights; uint8 activations and "
-           "7-bit weight range by default so AVX2 CPUs without VNNI do not saturate",
-           _onnx_int8_writer),
-    Format("tflite", ".tflite", "tflite", "float32", {}, "train", _TFLITE_MODULES, 1e-4,
-           "float32 TensorFlow Lite", _tflite_writer("float32")),
-    Format("tflite-fp16", ".fp16.tflite", "tflite", "float16", {}, "train", _TFLITE_MODULES,
-           None, "TensorFlow Lite with float16 weights (half the size, float compute)",
-           _tflite_writer("float16")),
-    Format("tflite-int8", ".int8.tflite", "tflite", "int8",
-           {"calib_method": ("minmax",), "per_channel": (True,),
-            "auto_fallback": (False, True)},
-           "train", _TFLITE_MODULES, None,
-           "full-integer TensorFlow Lite: int8 weights, activations, input and output",
-           _tflite_writer("int8")),
-)}
+# name -> (options, tolerance, description, writer); rows come from the lean table.
+_EXPORT: dict[str, tuple] = {
+    "onnx": ({}, 1e-4, "float32 ONNX (tf2onnx, opset 17, optimised for ONNX Runtime); the "
+             "float reference", _onnx_writer),
+    "onnx-int8": ({"calib_method": CALIB_METHODS, "per_channel": (True, False),
+                   "activations": ("uint8", "int8"), "reduce_range": (True, False),
+                   "auto_fallback": (False, True), "float_first": tuple(range(9))}, None,
+                  "static int8 QDQ (ONNX Runtime), per-channel int8 weights; uint8 "
+                  "activations and 7-bit weight range by default so AVX2 CPUs without VNNI "
+                  "do not saturate", _onnx_int8_writer),
+    "tflite": ({}, 1e-4, "float32 TensorFlow Lite", _tflite_writer("float32")),
+    "tflite-fp16": ({}, None, "TensorFlow Lite with float16 weights (half the size, float "
+                    "compute)", _tflite_writer("float16")),
+    "tflite-int8": ({"calib_method": ("minmax",), "per_channel": (True,),
+                     "auto_fallback": (False, True)}, None,
+                    "full-integer TensorFlow Lite: int8 weights, activations, input and output",
+                    _tflite_writer("int8")),
+}
+if set(_EXPORT) != set(lean.FORMATS):  # a row added to one half only is a bug
+    raise RuntimeError(f"export formats {sorted(_EXPORT)} differ from the model formats "
+                       f"{sorted(lean.FORMATS)}")
+
+FORMATS: dict[str, Format] = {
+    row.name: Format(row, options, "train", _MODULES[row.runtime], tolerance, description,
+                     writer)
+    for row in lean.FORMATS.values()
+    for options, tolerance, description, writer in [_EXPORT[row.name]]}
 
 DEFAULT_FORMATS = tuple(FORMATS)
 
@@ -160,16 +162,6 @@ def check_installed(formats: list[Format]) -> None:
         if missing:
             raise InputError(f"format {fmt.name} needs {', '.join(missing)}: "
                              f"pip install 'edgecnn[{fmt.extra}]'")
-
-
-def format_table() -> str:
-    """The table as text, for ``edgecnn export --help``-style listings."""
-    lines = []
-    for fmt in FORMATS.values():
-        options = ", ".join(f"{k}={'|'.join(_show(v) for v in vs)}"
-                            for k, vs in fmt.options.items()) or "-"
-        lines.append(f"{fmt.name:<12} {fmt.file_name:<18} [{fmt.extra}] {options}")
-    return "\n".join(lines)
 
 
 def _show(value: Any) -> str:

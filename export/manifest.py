@@ -1,7 +1,8 @@
 """The bundle manifest ``edgecnn.json``: what each exported file is, and where it came from.
 
-Schema: see ``edgecnn.deploy.bundle`` (the reader). Every file entry carries its sha256 so
-the runtime refuses a file that changed after export.
+Layout and reader: ``edgecnn.deploy.manifest``; file entries are its ``FileEntry`` and
+``TensorInfo``, so what is written here is what the loader validates. Every file entry
+carries its sha256 so the runtime refuses a file that changed after export.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.deploy.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST, sha256_file
+from edgecnn.deploy.bundle import MANIFEST, sha256_file
 from edgecnn.deploy.events import utc_now
+from edgecnn.deploy.manifest import BUNDLE_FORMAT, BUNDLE_VERSION, FileEntry, TensorInfo
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.versions import package_versions
 
@@ -35,7 +37,7 @@ def tool_versions() -> dict[str, str | None]:
     return package_versions(TOOLS)
 
 
-def io_entries(path: Path, runtime: str) -> tuple[list[dict], list[dict]]:
+def io_entries(path: Path, runtime: str) -> tuple[list[TensorInfo], list[TensorInfo]]:
     """Input and output tensors of a model file: name, dtype, shape (None = any), and the
     scale/zero-point of quantized tensors."""
     if runtime == "onnx":
@@ -54,34 +56,35 @@ def io_entries(path: Path, runtime: str) -> tuple[list[dict], list[dict]]:
             [_tflite_value(d) for d in interpreter.get_output_details()])
 
 
-def _onnx_value(value) -> dict:
+def _onnx_value(value) -> TensorInfo:
     from onnx import helper
 
     tensor = value.type.tensor_type
-    shape = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
     dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
-    return {"name": value.name, "dtype": dtype, "shape": shape}
+    return TensorInfo(value.name, dtype, shape)
 
 
-def _tflite_value(detail: dict) -> dict:
+def _tflite_value(detail: dict) -> TensorInfo:
     import numpy as np
 
     signature = detail.get("shape_signature", detail["shape"])
-    entry = {"name": detail["name"], "dtype": np.dtype(detail["dtype"]).name,
-             "shape": [None if int(d) < 0 else int(d) for d in signature]}
+    shape = tuple(None if int(d) < 0 else int(d) for d in signature)
+    dtype = np.dtype(detail["dtype"])
     scale, zero_point = detail.get("quantization", (0.0, 0))
-    if np.dtype(detail["dtype"]).kind in "iu" and scale:
-        entry["scale"] = float(scale)
-        entry["zero_point"] = int(zero_point)
-    return entry
+    if dtype.kind in "iu" and scale:
+        return TensorInfo(detail["name"], dtype.name, shape, float(scale), int(zero_point))
+    return TensorInfo(detail["name"], dtype.name, shape)
 
 
 def file_entry(fmt, written: Written) -> dict[str, Any]:
+    """The manifest entry of a written file (``FileEntry`` in its JSON form)."""
     inputs, outputs = io_entries(written.path, fmt.runtime)
-    return {"file": written.path.name, "format": fmt.name, "precision": fmt.precision,
-            "sha256": sha256_file(written.path), "size": written.path.stat().st_size,
-            "inputs": inputs, "outputs": outputs, "quantization": written.quantization,
-            "float_nodes": list(written.float_nodes)}
+    return FileEntry(file=written.path.name, format=fmt.name, precision=fmt.precision,
+                     sha256=sha256_file(written.path), size=written.path.stat().st_size,
+                     inputs=tuple(inputs), outputs=tuple(outputs),
+                     quantization=written.quantization,
+                     float_nodes=tuple(written.float_nodes)).to_dict()
 
 
 def build_manifest(*, spec: InputSpec, task: str | None, files: dict[str, dict],

@@ -1,9 +1,10 @@
 """``run_parity``: does every format of a bundle classify like the float model?
 
-The float reference is the bundle's float32 ONNX file (``onnx``; ``tflite`` if a bundle
-has no ONNX file). The Keras model is not in a bundle, and export already proved the float
-files equal to it (max |delta softmax| <= 1e-4), so one reference serves every format and
-all rows of the table are comparable. Everything here runs on the runtime engines only.
+The float reference is the bundle's first float32 format in runtime preference order
+(``onnx``; ``tflite`` if a bundle has no ONNX file: ``deploy.formats.REFERENCES``). The
+Keras model is not in a bundle, and export already proved the float files equal to it
+(max |delta softmax| <= 1e-4), so one reference serves every format and all rows of the
+table are comparable. Everything here runs on the runtime engines only.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from edgecnn.deploy.bundle import Bundle
+from edgecnn.deploy.bundle import Bundle, Trust
 from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.deploy.formats import FORMATS, REFERENCES
 from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
 from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare
@@ -24,9 +26,7 @@ from edgecnn.predictors import predict_batched
 from edgecnn.metrics import classification_metrics
 from edgecnn.console import stderr_line
 
-REFERENCE_FORMATS = ("onnx", "tflite")
 BLAME_SAMPLES = 48
-
 
 
 @dataclass
@@ -84,21 +84,24 @@ class ParityResult:
 def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
                min_agreement: float = MIN_AGREEMENT, *,
                task: str | None = None, formats=None, blame: bool = True,
-               log: Callable[[str], None] = stderr_line, **loader_options) -> ParityResult:
+               log: Callable[[str], None] = stderr_line, trust: Trust | None = None,
+               **loader_options) -> ParityResult:
     """Evaluate the float reference and every other format of ``bundle`` on the labelled
     data at ``data``; rows break the thresholds when accuracy drops by more than
     ``max_drop`` percentage points or top-1 agreement with the reference is below
     ``min_agreement``. Failing int8 rows get a per-layer blame table. ``loader_options``
-    go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings)."""
+    go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings);
+    ``trust`` goes to ``Bundle.open``."""
     from edgecnn.data import load_dataset
     from edgecnn.deploy.engine import open_engine
     from edgecnn.tensors import to_tensors
 
     thresholds = Thresholds(max_drop, min_agreement)
-    opened = Bundle.open(bundle)
-    reference = next((f for f in REFERENCE_FORMATS if f in opened.formats), None)
+    opened = Bundle.open(bundle, trust)
+    reference = next((f for f in REFERENCES if f in opened.formats), None)
     if reference is None:
-        raise BundleError(f"bundle {opened.path} has no float32 model (onnx or tflite) to "
+        raise BundleError(f"bundle {opened.path} has no float32 model "
+                          f"({' or '.join(REFERENCES)}) to "
                           f"compare against; it has: {', '.join(opened.formats)}")
     names = _formats(opened, reference, formats)
     for name in names:  # every hash before any slow work: a tampered bundle fails at once
@@ -171,20 +174,20 @@ def _blame(result: ParityResult, opened: Bundle, tensors: np.ndarray, log) -> No
 
     sample = tensors[:BLAME_SAMPLES]
     for name in result.failed:
-        precision = opened.entry(name).get("precision")
-        if precision != "int8" and not name.endswith("int8"):
+        row = FORMATS[name]
+        if not row.quantized:
             continue
-        float_name = "onnx" if name.startswith("onnx") else "tflite"
+        float_name = row.reference
         if float_name not in opened.formats:
             result.notes.append(f"{name}: no {float_name} float file in the bundle to compare "
                                 "layers with")
             continue
         log(f"parity: comparing {float_name} and {name} layer by layer")
-        if float_name == "onnx":
-            input_name = opened.entry("onnx")["inputs"][0]["name"]
-            errors = layer_blame.onnx_layer_errors(opened.file("onnx"), opened.file(name), sample,
-                                             input_name=input_name)
+        if row.runtime == "onnx":
+            input_name = opened.file_entry(float_name).inputs[0].name
+            errors = layer_blame.onnx_layer_errors(opened.file(float_name), opened.file(name),
+                                                   sample, input_name=input_name)
         else:
-            errors = layer_blame.tflite_file_layer_errors(opened.file("tflite"), opened.file(name),
-                                                    sample)
+            errors = layer_blame.tflite_file_layer_errors(opened.file(float_name),
+                                                          opened.file(name), sample)
         result.blame[name] = errors
