@@ -210,13 +210,15 @@ def run_camera(bundle, source, *, fmt: str | None = None,
         src = source
         src.prepare = prepare   # its reading thread prepares every frame from now on
     else:
-        src = open_frame_source(source, realtime=realtime, backoff=backoff, prepare=prepare)
+        src = open_frame_source(source, realtime=realtime, backoff=backoff, prepare=prepare,
+                                stop=stop)
     summary = RunSummary(kind="camera", source=src.name, bundle=str(bundle.path),
                          model_format=entry.get("format", fmt or ""),
                          model_sha256=entry["sha256"], unit="frames")
     latency = LatencyHistogram()
     events: Counter = Counter()
     fault_counts: Counter = Counter({name: 0 for name in FAULTS})
+    source_faults: Counter = Counter()   # stalled / disconnected / realigned: times
     regions: list[Region] = []
     active_fault = None
     labels_now: list[str] = []
@@ -240,6 +242,10 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                 stop.set("duration reached")
                 break
             frame = read(0.2)
+            for change in src.poll_status():    # stalled / disconnected, start and end
+                source_faults[change.fault] += change.state != "end"
+                emit(change.event(src.name, frame=src.stats.read,
+                                  model_sha256=summary.model_sha256))
             if frame is None:
                 if src.exhausted:
                     stop.set("end of source")
@@ -328,6 +334,7 @@ def run_camera(bundle, source, *, fmt: str | None = None,
     # CPU ms per frame of this thread (inference included) and of the reading thread
     # (decode, fault checks, preprocessing): which of the two limits the rate
     summary.extra = {"decoded": stats.read, "regions": len(regions),
+                     "source_faults": counter_dict(source_faults),
                      "preprocessed_here": shared,
                      "main_cpu_ms": round(1000.0 * cpu / taken, 4) if taken else None,
                      "reader_cpu_ms": round(1000.0 * stats.cpu_s / stats.read, 4)

@@ -123,13 +123,14 @@ def run_vibration(bundle, source, *, fmt: str | None = None,
                             int(round(checks.flat_seconds * sig.sample_rate)))
     src = source if isinstance(source, SampleSource) else open_sample_source(
         source, sig.sample_rate, channel=channel or sig.channel, stream_rate=sample_rate,
-        realtime=realtime, backoff=backoff)
+        realtime=realtime, backoff=backoff, stop=stop)
     summary = RunSummary(kind="vibration", source=src.name, bundle=str(bundle.path),
                          model_format=entry.get("format", fmt or ""),
                          model_sha256=entry["sha256"], unit="windows")
     latency = LatencyHistogram()
     events: Counter = Counter()
     faults: Counter = Counter({name: 0 for name in SIGNAL_FAULTS})
+    source_faults: Counter = Counter()   # stalled / disconnected / realigned: times
     active: set[str] = set()
     started = time.monotonic()
     windows = 0
@@ -151,6 +152,10 @@ def run_vibration(bundle, source, *, fmt: str | None = None,
                 stop.set("duration reached")
                 break
             chunk = src.read(timeout=0.2)
+            for change in src.poll_status():   # stalled / disconnected / realigned
+                source_faults[change.fault] += change.state != "end"
+                emit(change.event(src.name, window=streamer.windows_emitted,
+                                  model_sha256=summary.model_sha256))
             if chunk is None:
                 if src.exhausted:
                     stop.set("end of source")
@@ -203,6 +208,7 @@ def run_vibration(bundle, source, *, fmt: str | None = None,
     summary.stop_reason = stop.reason or "stopped"
     seconds = src.stats.samples / sig.sample_rate
     summary.extra = {"signal_s": round(seconds, 3), "hop": streamer.hop,
+                     "source_faults": counter_dict(source_faults),
                      "x_realtime": round(seconds / elapsed, 1) if elapsed > 0 else None}
     return summary
 

@@ -236,6 +236,11 @@ def _runtime_options(f):
         click.option("--realtime", is_flag=True,
                      help="Play a file at its own rate, like a live source."),
         click.option("--duration", type=float, default=None, help="Stop after S seconds."),
+        click.option("--connect-timeout", type=float, default=60.0, show_default=True,
+                     help="Seconds to wait for a live source (stream, camera, TCP sensor) "
+                          "that is not up yet, retrying with backoff (files: no wait)."),
+        click.option("--stall-seconds", type=float, default=5.0, show_default=True,
+                     help="A connected source silent this long is a 'stalled' fault."),
         click.option("--log", "log", type=click.Path(dir_okay=False), default=None,
                      help="JSON Lines event log (appended)."),
         click.option("--sqlite", type=click.Path(dir_okay=False), default=None,
@@ -257,15 +262,18 @@ def _runtime_options(f):
 
 
 def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, quiet,
-                **options):
+                connect_timeout, stall_seconds, **options):
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
+    from edgecnn.deploy.reconnect import Backoff
     from edgecnn.deploy.run import run_logged
 
     thresholds = dict(parse_class_threshold(t) for t in class_threshold)
     summary = run_logged(kind, bundle, source, fmt=fmt,
                          options=EngineOptions(threads=threads, spinning=spinning),
                          class_thresholds=thresholds,
+                         backoff=Backoff(connect_timeout=connect_timeout,
+                                         stall_seconds=stall_seconds),
                          echo=None if quiet else click.echo, **options)
     click.echo(summary.format())
 
