@@ -60,7 +60,9 @@ class WindowChecker:
 
     def __call__(self, samples: np.ndarray) -> list[str]:
         """Fault names for one window of samples (empty: the window is clean)."""
-        if not np.isfinite(np.add.reduce(samples)):   # any NaN/Inf makes the sum non-finite
+        with np.errstate(invalid="ignore", over="ignore"):   # NaN/Inf: reported below
+            total = np.add.reduce(samples)
+        if not np.isfinite(total):   # any NaN/Inf makes the sum non-finite (or overflow)
             if not np.isfinite(samples).all():
                 return ["nonfinite"]
         found = []
