@@ -62,9 +62,11 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
             waited = time.monotonic() - started
             delay = next(delays)
             left = backoff.connect_timeout - waited
-            if left <= 0 or (stop is not None and stop.is_set()):
-                tried = ("1 attempt" if attempts == 1 else
-                         f"{attempts} attempts over {waited:.1f} s")
+            tried = ("1 attempt" if attempts == 1 else
+                     f"{attempts} attempts over {waited:.1f} s")
+            if stop is not None and stop.is_set():
+                raise SourceError(f"{exc} (stopped while waiting: {tried})") from None
+            if left <= 0:
                 raise SourceError(f"{exc} ({tried}; --connect-timeout "
                                   f"{backoff.connect_timeout:g} s)") from None
             if attempts == 1:

@@ -363,3 +363,66 @@ def test_a_few_nan_samples_are_not_a_slip():
     assert len(out) == len(x) and stream.stats.realigned == 0
     assert np.isnan(out[1000:1003]).all() and not np.isnan(np.delete(out, [1000, 1001,
                                                                           1002])).any()
+
+
+class RepeatingCapture:
+    """A live capture that, like a broken stream, hands out frames without a new stream
+    time (the decoder's leftovers) between real ones: every third frame is new."""
+
+    def __init__(self, frames: int):
+        self.n = 0
+        self.frames = frames
+        self.position = 0.0
+
+    def read(self):
+        if self.n >= self.frames:
+            return False, None
+        self.n += 1
+        if self.n % 3 == 1:
+            self.position += 40.0
+        return True, np.full((24, 32, 3), 60 + self.n % 3 * 40, np.uint8)
+
+    def get(self, prop):
+        import cv2
+
+        return self.position if prop == cv2.CAP_PROP_POS_MSEC else 0.0
+
+    def release(self):
+        pass
+
+
+def test_frames_without_a_new_stream_time_count_as_corrupt(image_bundle):
+    from edgecnn.deploy.frames import LatestFrameSource
+
+    sessions = iter([RepeatingCapture(300)])
+
+    def opener():
+        capture = next(sessions, None)
+        if capture is None:
+            raise SourceError("down")
+        return capture
+
+    src = LatestFrameSource(opener, "broken stream", Backoff(0.05, 0.1))
+    seen = []
+    original = src.read
+
+    def read(timeout=0.5):
+        frame = original(timeout)
+        if frame is not None:
+            seen.append(int(frame.image[0, 0, 0]))
+        return frame
+
+    src.read = read
+    summary = run_camera(image_bundle, src, faults=FaultConfig(frozen_frames=0),
+                         stop=_stop_when(lambda: src.stats.disconnects == 1))
+    assert src.stats.read == 100 and summary.corrupt == 200
+    assert seen and set(seen) == {100}      # only the frames with a new stream time
+
+
+def test_tiny_frames_are_a_fault_not_a_class(image_bundle):
+    from edgecnn.deploy.faults import FrameFaultDetector
+
+    detector = FrameFaultDetector()
+    assert detector.check(np.full((2, 2, 3), 128, np.uint8)) == "tiny"
+    assert detector.check(np.full((1, 640), 128, np.uint8)) == "tiny"
+    assert detector.check(np.full((24, 32, 3), 128, np.uint8)) is None
