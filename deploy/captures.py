@@ -123,8 +123,8 @@ def _why_unreachable(url: str, timeout: float) -> str:
         return f"no answer from {host}:{port} (timed out after {timeout:g} s)"
     except OSError as exc:
         return f"cannot reach {host}:{port} ({exc.strerror or exc})"
-    return (f"{host}:{port} accepts connections, but it is not a video stream OpenCV can "
-            "open (wrong path or credentials?)")
+    return (f"{host}:{port} accepts connections, but OpenCV could not open a video "
+            "stream there (wrong path or credentials, not a video, or it was not up yet)")
 
 
 def open_url(url: str):
