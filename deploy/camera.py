@@ -136,11 +136,12 @@ class FramePreparer:
         work = previous if isinstance(previous, Prepared) else Prepared()
         work.pixels = self._pixels(image, work)
         with self._lock:
-            if image.shape != self._shape:
+            work.fault = self.detector.check(work.pixels)
+            # a tiny frame is a fault, not a frame to plan regions in (they may not fit)
+            if image.shape != self._shape and work.fault != "tiny":
                 self._regions = plan_regions(image.shape, *self._plan)
                 self._shape = image.shape
             work.regions = self._regions
-            work.fault = self.detector.check(work.pixels)
         work.ready = False
         if work.fault is None and not (waiting and self.share):
             self.tensors(work)

@@ -421,8 +421,27 @@ def test_frames_without_a_new_stream_time_count_as_corrupt(image_bundle):
 
 def test_tiny_frames_are_a_fault_not_a_class(image_bundle):
     from edgecnn.deploy.faults import FrameFaultDetector
+    from edgecnn.deploy.frames import LatestFrameSource
 
     detector = FrameFaultDetector()
     assert detector.check(np.full((2, 2, 3), 128, np.uint8)) == "tiny"
     assert detector.check(np.full((1, 640), 128, np.uint8)) == "tiny"
     assert detector.check(np.full((24, 32, 3), 128, np.uint8)) is None
+    # through the pipeline, with a grid that cannot fit such a frame: faults, no crash
+    src = LatestFrameSource(lambda: TinyCapture(12), "tiny camera", is_file=True)
+    events = []
+    summary = run_camera(image_bundle, src, grid=(16, 16, 16), on_event=events.append,
+                         min_frames=1, threshold=0.0, faults=FaultConfig(frozen_frames=0))
+    assert summary.processed == 0 and summary.faults["tiny"] >= 1
+    assert summary.read == summary.faults["tiny"] + summary.dropped == 12
+    assert [e["fault"] for e in events] == ["tiny"]
+
+
+class TinyCapture(RepeatingCapture):
+    """2x2 uniform frames (a broken or misconfigured camera)."""
+
+    def read(self):
+        if self.n >= self.frames:
+            return False, None
+        self.n += 1
+        return True, np.full((2, 2, 3), 128, np.uint8)
