@@ -182,21 +182,23 @@ class _RawFloatStream(SampleSource):
                 self._queue(raw[:first + SLIP_PROBE])
                 data = data[(first + SLIP_PROBE) * 4:]
                 continue
-            cut = max(0, first - SLIP_BACK)
-            self._queue(raw[:cut])
-            rest = data[cut * 4:]
-            shift, share = min(((k, _bad_share(rest[k:])) for k in (1, 2, 3)),
+            # the slip happened at or before sample ``first``: whole samples in the new
+            # phase start from there on; the few old-phase samples just before it may be
+            # misread already and are dropped with the slip
+            tail = data[first * 4:]
+            shift, share = min(((k, _bad_share(tail[k:])) for k in (1, 2, 3)),
                                key=lambda item: item[1])
             if share > PHASE_OK:     # no phase gives readings: passed on as it is
-                self._queue(np.frombuffer(rest, dtype="<f4", count=len(rest) // 4))
-                self._pending = rest[len(rest) - len(rest) % 4:]
+                self._queue(raw)
+                self._pending = data[usable:]
                 return
+            self._queue(raw[:max(0, first - SLIP_BACK)])
             self.stats.realigned += 1
             self.stats.slipped_bytes += shift
             self._status.once("realigned", f"byte slip: skipped {shift} byte(s) to read "
                                            "whole float32 samples again")
             self._mark_gap()
-            data = rest[shift:]
+            data = tail[shift:]
 
     def _queue(self, raw: np.ndarray) -> None:
         if len(raw):

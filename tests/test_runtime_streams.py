@@ -445,3 +445,24 @@ class TinyCapture(RepeatingCapture):
             return False, None
         self.n += 1
         return True, np.full((2, 2, 3), 128, np.uint8)
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+def test_after_a_slip_the_samples_are_exactly_the_sensors_again(lost):
+    from edgecnn.deploy.samples import _RawFloatStream
+
+    x = sensor_signal(1.0, seed=lost)
+    data = x.tobytes()
+    at = 5000 * 4 + 1                                # inside sample 5000
+    stream = _RawFloatStream(RATE, None)
+    for start in range(0, len(data) - lost, 4096):   # arrives in network-sized pieces
+        piece = (data[:at] + data[at + lost:])[start:start + 4096]
+        stream._decode(piece)
+    pieces = list(stream._ready)
+    assert stream.stats.realigned == 1 and stream.stats.slipped_bytes == 4 - lost
+    gaps = [i for i, (_, gap) in enumerate(pieces) if gap]
+    assert len(gaps) == 1
+    before = np.concatenate([raw for raw, _ in pieces[:gaps[0]]])
+    after = np.concatenate([raw for raw, _ in pieces[gaps[0]:]])
+    assert 4990 <= len(before) <= 5000 and np.array_equal(before, x[:len(before)])
+    assert len(after) >= len(x) - 5010 and np.array_equal(after, x[len(x) - len(after):])
