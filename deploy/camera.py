@@ -32,7 +32,7 @@ from .frames import FrameSource, open_frame_source
 from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
 from .preprocess import preprocess_image
-from .runstats import RunSummary, StopFlag
+from .runstats import RunSummary, StopFlag, counter_dict
 from .spec import InputSpec
 from .tiles import Region, plan_regions
 
@@ -161,11 +161,12 @@ class FramePreparer:
         work = previous if isinstance(previous, Prepared) else Prepared()
         work.pixels = self._pixels(image, work)
         with self._lock:
-            if image.shape != self._shape:
+            work.fault = self.detector.check(work.pixels)
+            # a tiny frame is a fault, not a frame to plan regions in (they may not fit)
+            if image.shape != self._shape and work.fault != "tiny":
                 self._regions = plan_regions(image.shape, *self._plan)
                 self._shape = image.shape
             work.regions = self._regions
-            work.fault = self.detector.check(work.pixels)
         work.ready = False
         if work.fault is None and not (waiting and self.share):
             self.tensors(work)
@@ -222,6 +223,7 @@ class CameraPipeline(Pipeline):
                  stop: StopFlag | None = None,
                  on_event: Callable[[dict], None] | None = None):
         cam: CameraSource = plan.source
+        stop = stop or StopFlag()
         self.bundle, self.engine, entry = open_for_run(bundle, "image", plan.model.fmt,
                                                        plan.model.engine)
         self.spec = spec = self.bundle.spec
@@ -238,7 +240,8 @@ class CameraPipeline(Pipeline):
             self.src.prepare = self.prepare   # its reading thread prepares every frame now
         else:
             self.src = open_frame_source(cam.source, realtime=cam.realtime,
-                                         backoff=cam.backoff, prepare=self.prepare)
+                                         backoff=cam.backoff, prepare=self.prepare,
+                                         stop=stop)
         summary = RunSummary(kind="camera", source=cam.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
@@ -271,6 +274,7 @@ class CameraPipeline(Pipeline):
         none came (the loop is stopped at the end of a finite source)."""
         loop = self.loop
         frame = self.src.read(timeout)
+        loop.source_changes(self.src.poll_status(), self.src.stats.read)
         if frame is None:
             if self.src.exhausted:
                 loop.stop.set("end of source")
@@ -352,7 +356,8 @@ class CameraPipeline(Pipeline):
             loop.preview.offer(frame.image, regions, self.labels_now, self.alerts, None)
 
     def active_faults(self) -> list[str]:
-        return [self.active_fault] if self.active_fault else []
+        return sorted(self.loop.source_active) + ([self.active_fault] if self.active_fault
+                                                  else [])
 
     def finish(self) -> RunSummary:
         stats = self.src.stats
@@ -360,6 +365,7 @@ class CameraPipeline(Pipeline):
         # CPU ms per frame of this thread (inference included) and of the reading thread
         # (decode, fault checks, preprocessing): which of the two limits the rate
         extra = {"decoded": stats.read, "regions": len(self.regions),
+                 "source_faults": counter_dict(self.loop.source_faults),
                  "preprocessed_here": self.shared,
                  "main_cpu_ms": round(1000.0 * cpu / taken, 4) if taken else None,
                  "reader_cpu_ms": round(1000.0 * stats.cpu_s / stats.read, 4)

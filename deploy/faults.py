@@ -1,8 +1,8 @@
 """Source faults: frames that show the camera, not the product.
 
-A black frame (lens cap, lost signal, lamp off), an overexposed one (flash, open shutter)
-or a frozen stream (the same picture over and over) would otherwise be classified as
-some product class. These checks run on a small gray thumbnail before inference; a frame
+A black frame (lens cap, lost signal, lamp off), an overexposed one (flash, open shutter),
+a frozen stream (the same picture over and over) or a tiny frame (a few pixels: a broken
+stream or a misconfigured camera) would otherwise be classified as some product class. These checks run on a small gray thumbnail before inference; a frame
 with a fault is reported and not classified.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 
-FAULTS = ("black", "overexposed", "frozen")
+FAULTS = ("black", "overexposed", "frozen", "tiny")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class FaultConfig:
     frozen_frames: int = 30          # this many identical consecutive frames -> frozen
     frozen_delta: float = 0.1        # mean absolute change that still counts as identical
     thumbnail: int = 64
+    min_side: int = 8                # a frame narrower or lower than this -> tiny
 
     def __post_init__(self) -> None:
         if self.frozen_frames < 0 or self.thumbnail < 4:
@@ -37,7 +38,7 @@ class FaultConfig:
 
 
 class FrameFaultDetector:
-    """``check(image)`` -> "black" | "overexposed" | "frozen" | None, one call per frame.
+    """``check(image)`` -> "black" | "overexposed" | "frozen" | "tiny" | None, per frame.
 
     Works on reused thumbnail buffers (a few microseconds, no allocation per frame); the
     camera pipeline calls it in the source's reading thread.
@@ -67,6 +68,8 @@ class FrameFaultDetector:
 
     def check(self, image: np.ndarray) -> str | None:
         cfg = self.config
+        if min(image.shape[:2]) < cfg.min_side:
+            return "tiny"
         cur, prev = self._gray
         small = self._thumbnail(image, cur)
         mean, std = cv2.meanStdDev(small)

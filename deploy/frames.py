@@ -8,9 +8,11 @@ preparing overlap with inference on a 2-core line PC.
 Live sources (a camera, an RTSP/HTTP stream, a GStreamer pipeline, or a video paced with
 ``realtime``) keep only the newest frame: inference never works on a stale, buffered
 frame, and every frame replaced before the pipeline took it is counted as dropped. A live
-stream that stops delivering is reopened with exponential backoff, forever, until the run
-is stopped. A video file read without ``realtime`` gives every frame, in order (the ring
-is the read-ahead).
+source that is not up yet is retried with backoff for ``Backoff.connect_timeout`` seconds;
+one that stops delivering is reopened with exponential backoff, forever, until the run is
+stopped. Silence (``stall_seconds`` without a frame) and every disconnect are state changes
+the run loop reads with ``poll_status()``. A video file read without ``realtime`` gives
+every frame, in order (the ring is the read-ahead); a missing file fails at once.
 """
 
 from __future__ import annotations
@@ -19,19 +21,17 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import cv2
 import numpy as np
 
+from .captures import capture_fps, open_device, open_file, open_gstreamer, open_url
 from .errors import SourceError
-from .reconnect import Backoff
+from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://",
                "srt://")
-OPEN_TIMEOUT_MS = 10000
-READ_TIMEOUT_MS = 10000
 
 Prepare = Callable[[np.ndarray, Any, bool], Any]
 """``prepare(image, previous, waiting) -> work``, run in the reading thread on every
@@ -113,6 +113,12 @@ class FrameSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reader: _CaptureReader | None = None
+        self._status = StatusLog()
+
+    def poll_status(self) -> list[StatusChange]:
+        """State changes since the last call (stalled / disconnected, start or end), in
+        order; the run loop logs each as a fault event. Files have none."""
+        return self._status.poll()
 
     # -- reading thread
     def _decode(self, frame: Frame, reader: "_CaptureReader") -> bool:
@@ -206,6 +212,7 @@ class _CaptureReader:
         self.max_bad = max_bad
         self.into = True    # capture.read(buffer) reuses the buffer (cv2.VideoCapture does)
         self.total = 0
+        self.position = 0.0  # live: stream time (ms) of the last frame, 0 when not known
         if is_file:
             total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
             self.total = int(total) if total and total > 0 else 0
@@ -232,10 +239,10 @@ class _CaptureReader:
                 ok, image = self._grab(buffer)
             except cv2.error:
                 ok, image = False, None
-            if ok and _valid(image):
+            if ok and _valid(image) and (self.is_file or self._advanced()):
                 stats.corrupt += pending
                 return image
-            if ok:   # delivered something that is not an image: skip it
+            if ok:   # not an image, or no new picture (a broken stream's partial decode)
                 stats.corrupt += 1
                 junk += 1
                 if junk >= self.max_bad:
@@ -247,6 +254,18 @@ class _CaptureReader:
             position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
             if pending >= self.max_bad or (self.total and position >= self.total):
                 return None
+
+    def _advanced(self) -> bool:
+        """False when a live stream repeats the stream time of the previous frame: FFmpeg
+        then handed out a frame it could not decode again (a broken stream does this
+        thousands of times a second); where the stream tells no time, every frame counts."""
+        try:
+            position = float(self.capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        except (cv2.error, TypeError, ValueError):
+            return True
+        repeated = position > 0 and position == self.position
+        self.position = position
+        return not repeated
 
     def release(self) -> None:
         try:
@@ -265,8 +284,8 @@ class VideoFileSource(FrameSource):
                  prepare: Prepare | None = None):
         super().__init__(prepare, slots=max(1, prefetch) + 2)
         self.name = str(path)
-        capture = (opener or _open_file)(self.name)
-        self.fps = _fps(capture)
+        capture = (opener or open_file)(self.name)
+        self.fps = capture_fps(capture)
         self._reader = _CaptureReader(capture, is_file=True)
         self._first = self._free.get()
         if not self._decode(self._first, self._reader):
@@ -314,16 +333,18 @@ class LatestFrameSource(FrameSource):
     """A capture thread that keeps only the newest frame.
 
     ``opener()`` returns a cv2.VideoCapture-like object (``read``, ``release``, ``get``)
-    or raises SourceError. The first open happens here, so a source that cannot be opened
-    fails the run at once; later failures reconnect with ``backoff`` until ``close()``.
-    ``pace`` (fps) plays a finite file at its own rate and ends at its end.
+    or raises SourceError. The first open happens here and is retried with ``backoff`` for
+    up to ``backoff.connect_timeout`` seconds (``stop``, Event-like, ends the wait), so a
+    source that never comes up fails the run with the last reason and the time waited;
+    later failures reconnect with ``backoff`` until ``close()``. ``pace`` (fps) plays a
+    finite file at its own rate and ends at its end (a file is opened once, no waiting).
     """
 
     live = True
 
     def __init__(self, opener: Callable, name: str, backoff: Backoff = Backoff(),
                  pace: float | None = None, is_file: bool = False,
-                 prepare: Prepare | None = None):
+                 prepare: Prepare | None = None, stop=None):
         # three slots: one being decoded, the newest, the one lent to the consumer
         super().__init__(prepare, slots=3)
         self.name = name
@@ -331,16 +352,44 @@ class LatestFrameSource(FrameSource):
         self._backoff = backoff
         self._pace = pace
         self._is_file = is_file
-        capture = opener()
-        self.fps = _fps(capture) or pace
-        self._reader = _CaptureReader(capture, is_file=is_file)
         self._first = self._free.get()
-        if not self._decode(self._first, self._reader):
-            self._reader.release()
-            raise SourceError(f"source {name} opened but delivered no frame")
+        if is_file:
+            self._reader = self._open_first()
+        else:
+            self._reader = connect_with_backoff(self._open_first, backoff, stop)
+        self.fps = capture_fps(self._reader.capture) or pace
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._over = False
+        self._last_frame = time.monotonic()   # when the reading thread last decoded one
+        self._connected = True
+
+    def _open_first(self) -> "_CaptureReader":
+        """Open and decode the first frame (one connection attempt)."""
+        capture = self._opener()
+        reader = _CaptureReader(capture, is_file=self._is_file)
+        if not self._decode(self._first, reader):
+            reader.release()
+            raise SourceError(f"source {self.name} opened but delivered no frame")
+        return reader
+
+    def poll_status(self) -> list[StatusChange]:
+        """State changes since the last call; a connected source that delivered no frame
+        for ``backoff.stall_seconds`` starts a "stalled" fault here (the reading thread
+        may be blocked inside the decoder), the next frame ends it."""
+        if self._connected and not self._over and not self._status.active("stalled"):
+            silent = time.monotonic() - self._last_frame
+            if silent >= self._backoff.stall_seconds:
+                self._status.start("stalled", f"connected, no frame for {silent:.1f} s")
+        return self._status.poll()
+
+    def _decode(self, frame: Frame, reader: "_CaptureReader") -> bool:
+        if not super()._decode(frame, reader):
+            return False
+        self._last_frame = frame.time
+        if self._status.active("stalled"):
+            self._status.end("stalled", "frames again")
+        return True
 
     def _store(self, frame: Frame) -> None:
         self._prepare(frame)
@@ -377,6 +426,9 @@ class LatestFrameSource(FrameSource):
                 if self._is_file:
                     break
                 self.stats.disconnects += 1
+                self._connected = False
+                self._status.end("stalled", "disconnected")
+                self._status.start("disconnected", "the stream stopped delivering frames")
                 reader = self._reconnect()
                 if reader is None:
                     return
@@ -402,6 +454,9 @@ class LatestFrameSource(FrameSource):
             except SourceError:
                 continue
             self.stats.reconnects += 1
+            self._last_frame = time.monotonic()
+            self._connected = True
+            self._status.end("disconnected", "reconnected")
             return _CaptureReader(capture, is_file=False)
         return None
 
@@ -422,96 +477,31 @@ class LatestFrameSource(FrameSource):
         return None
 
 
-def _fps(capture) -> float | None:
-    try:
-        fps = float(capture.get(cv2.CAP_PROP_FPS))
-    except (cv2.error, TypeError, ValueError):
-        return None
-    return fps if 0 < fps < 1000 else None
-
-
-# FFmpeg pixel formats of 8-bit gray video (mono cameras, raw gray recordings)
-GRAY_PIXEL_FORMATS = ("Y800", "GREY", "GRAY", "Y8  ")
-
-
-def _keep_native_gray(capture):
-    """Let an 8-bit gray stream arrive as it is (H x W) instead of as three equal BGR
-    channels: saves a conversion to BGR and back per frame, same pixels. Only where FFmpeg
-    names the gray pixel format; every other format is converted to BGR as usual."""
-    try:
-        code = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
-    except (cv2.error, TypeError, ValueError):
-        return capture
-    name = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)) if code > 0 else ""
-    if name in GRAY_PIXEL_FORMATS:
-        capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
-    return capture
-
-
-def _open_file(path: str):
-    if not Path(path).is_file():
-        raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
-                          "(rtsp://, http://...) or a GStreamer pipeline")
-    capture = cv2.VideoCapture(path)
-    if not capture.isOpened():
-        capture.release()
-        raise SourceError(f"cannot open {path} as a video (expected a file OpenCV can "
-                          "decode, e.g. .avi/.mp4/.mkv)")
-    return _keep_native_gray(capture)
-
-
-def _open_device(index: int):
-    capture = cv2.VideoCapture(index)
-    if not capture.isOpened():
-        capture.release()
-        raise SourceError(f"cannot open camera {index} (no such device, or it is in use)")
-    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return capture
-
-
-def _open_url(url: str):
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
-    capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-    if not capture.isOpened():
-        capture.release()
-        raise SourceError(f"cannot open stream {url} (unreachable, wrong address or "
-                          f"credentials, or not a video stream; waited {OPEN_TIMEOUT_MS} ms)")
-    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return _keep_native_gray(capture)
-
-
-def _open_gstreamer(pipeline: str):
-    capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
-    if not capture.isOpened():
-        capture.release()
-        raise SourceError("cannot open the GStreamer pipeline (check it with gst-launch-1.0; "
-                          "it must end in appsink, and OpenCV must be built with GStreamer: "
-                          "the opencv-python wheels are not)")
-    return capture
-
-
 def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
-                      prefetch: int = 4, prepare: Prepare | None = None) -> FrameSource:
+                      prefetch: int = 4, prepare: Prepare | None = None,
+                      stop=None) -> FrameSource:
     """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline.
 
-    ``prepare`` runs on every decoded frame in the reading thread (see FrameSource).
+    ``prepare`` runs on every decoded frame in the reading thread (see FrameSource). A
+    live source is waited for up to ``backoff.connect_timeout`` seconds (``stop``, e.g.
+    the run's StopFlag, ends the wait); a file that cannot be opened fails at once.
     """
     text = str(src).strip()
     kind = source_kind(text)
     if kind == "device":
         index = int(text)
-        return LatestFrameSource(lambda: _open_device(index), f"camera {index}", backoff,
-                                 prepare=prepare)
+        return LatestFrameSource(lambda: open_device(index), f"camera {index}", backoff,
+                                 prepare=prepare, stop=stop)
     if kind == "url":
-        return LatestFrameSource(lambda: _open_url(text), text, backoff, prepare=prepare)
+        return LatestFrameSource(lambda: open_url(text), text, backoff, prepare=prepare,
+                                 stop=stop)
     if kind == "gstreamer":
-        return LatestFrameSource(lambda: _open_gstreamer(text), "gstreamer pipeline",
-                                 backoff, prepare=prepare)
+        return LatestFrameSource(lambda: open_gstreamer(text), "gstreamer pipeline",
+                                 backoff, prepare=prepare, stop=stop)
     if realtime:
-        probe = _open_file(text)
-        fps = _fps(probe) or 25.0
+        probe = open_file(text)
+        fps = capture_fps(probe) or 25.0
         probe.release()
-        return LatestFrameSource(lambda: _open_file(text), text, backoff, pace=fps,
+        return LatestFrameSource(lambda: open_file(text), text, backoff, pace=fps,
                                  is_file=True, prepare=prepare)
     return VideoFileSource(text, prefetch=prefetch, prepare=prepare)

@@ -34,6 +34,8 @@ class RunLoop:
         self.inference = LatencyHistogram()    # the model's run alone
         self.events: Counter = Counter()
         self.faults: Counter = Counter({name: 0 for name in fault_names})
+        self.source_faults: Counter = Counter()   # stalled / disconnected / realigned: times
+        self.source_active: set[str] = set()      # stalled / disconnected now
         self.items = 0
         self.started = time.monotonic()
         self.last_item: float | None = None    # monotonic time of the last item taken
@@ -78,6 +80,19 @@ class RunLoop:
         event["fault"] = fault
         event["model_sha256"] = self.summary.model_sha256
         self.emit(event)
+
+    def source_changes(self, changes, index: int) -> None:
+        """Log a source's state changes (``reconnect.StatusChange``: stalled or
+        disconnected start/end, realigned) as fault events at item ``index``."""
+        for change in changes:
+            if change.state != "end":
+                self.source_faults[change.fault] += 1
+            if change.state == "start":
+                self.source_active.add(change.fault)
+            elif change.state == "end":
+                self.source_active.discard(change.fault)
+            self.emit(change.event(self.summary.source, **{self.item: index},
+                                   model_sha256=self.summary.model_sha256))
 
     def defect(self, label: str, index: int, fields: dict, tail: dict | None = None) -> None:
         """An event of class ``label``: time/type/source/index/class, ``fields``, the model

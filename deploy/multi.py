@@ -46,7 +46,9 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         pipelines = []
         try:
             for bundle, plan in sources:
-                pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event))
+                # each source stops on its own at its end, all of them on ``stop``
+                pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event,
+                                               stop=StopFlag(parent=stop)))
             if http is not None:
                 _serve(http, pipelines, stack, on_http)
             return _step_all(pipelines, stop)
@@ -81,7 +83,4 @@ def _step_all(pipelines, stop: StopFlag) -> list[RunSummary]:
             busy |= pipeline.step(0.2 if single else 0.0)
         if not busy and not single:
             time.sleep(IDLE_SLEEP_S)
-    for pipeline in pipelines:
-        if stop.is_set():
-            pipeline.loop.stop.set(stop.reason)
     return [pipeline.finish() for pipeline in pipelines]

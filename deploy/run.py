@@ -24,7 +24,9 @@ def format_event(event: dict) -> str:
     where = event.get("frame", event.get("window"))
     unit = "frame" if "frame" in event else "window"
     if event.get("type") == "fault":
-        return f"{event['time']}  FAULT {event['fault']:<12} {unit} {where}"
+        state = f" {event['state']}" if "state" in event else ""   # stalled start/end...
+        detail = f" ({event['detail']})" if "detail" in event else ""
+        return f"{event['time']}  FAULT {event['fault']:<12} {unit} {where}{state}{detail}"
     tile = f" tile {event['tile']}" if "tile" in event else ""
     region = event.get("region")
     place = f" at {region}" if region is not None and unit == "frame" else \

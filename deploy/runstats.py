@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from bisect import bisect_left
 from collections import Counter
 from contextlib import contextmanager
@@ -96,22 +97,39 @@ class RunSummary:
 
 
 class StopFlag:
-    """A threading.Event that remembers why it was set."""
+    """A threading.Event that remembers why it was set. A flag with a ``parent`` (one
+    source of several in a process) is also set while the parent is (the signal that
+    stops them all); setting it leaves the parent and its siblings alone."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: "StopFlag | None" = None) -> None:
         self.event = threading.Event()
-        self.reason = ""
+        self.parent = parent
+        self._reason = ""
+
+    @property
+    def reason(self) -> str:
+        if not self._reason and self.parent is not None:
+            return self.parent.reason
+        return self._reason
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
-            self.reason = reason
+            self._reason = reason
         self.event.set()
 
     def is_set(self) -> bool:
-        return self.event.is_set()
+        return self.event.is_set() or (self.parent is not None and self.parent.is_set())
 
     def wait(self, timeout: float) -> bool:
-        return self.event.wait(timeout)
+        if self.parent is None:
+            return self.event.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.event.wait(min(left, 0.05))
+        return True
 
 
 @contextmanager

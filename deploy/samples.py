@@ -2,7 +2,12 @@
 
 Sample sources hand out chunks of float64 samples at the model's sample rate: recording
 files (via ``recordings.read_recording``), raw float32 on stdin, or a TCP sample stream that
-is reconnected after a drop (the lost samples are reported as a gap).
+is waited for when it is not up yet and reconnected after a drop (the lost samples are
+reported as a gap). A raw stream that slipped a byte (every float read from the wrong
+4-byte phase) is re-aligned on the phase that gives plausible samples; a connected stream
+that stays silent for ``Backoff.stall_seconds`` is "stalled". Both, and every disconnect,
+are state changes the run loop reads with ``poll_status()``; a chunk after any of them is
+marked ``gap`` so no window mixes samples from both sides.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 import select
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +24,42 @@ import numpy as np
 from .errors import InputError, SourceError
 from .spec import DEFAULT_CHANNEL
 from .preprocess import StreamResampler
-from .reconnect import Backoff
+from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
+
+# What a raw float32 vibration sample can plausibly be: finite, |x| at most PLAUSIBLE_MAX
+# (g, m/s^2, even raw 24-bit ADC counts stay below it) and zero or at least PLAUSIBLE_MIN.
+# Floats read from the wrong byte phase have random exponents: about half of them fall
+# outside these bounds, so a slip shows within a few samples.
+PLAUSIBLE_MAX = 1e7
+PLAUSIBLE_MIN = 1e-30
+SLIP_PROBE = 64        # samples after the first implausible one that decide: slip or not
+SLIP_BAD = 0.25        # share of implausible samples in the probe that means a slip
+PHASE_OK = 0.02        # share a candidate phase may have and still be taken
+PHASE_SAMPLES = 256    # samples a candidate phase is scored on (at most)
+SLIP_BACK = 4          # samples before the first implausible one dropped with the slip
+SOCKET_TIMEOUT = 5.0   # seconds one TCP connection attempt may take
+
+
+def implausible(samples: np.ndarray) -> np.ndarray:
+    """True where a sample cannot be a reading (non-finite, absurdly large or tiny)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        magnitude = np.abs(samples)
+        return ~(magnitude <= PLAUSIBLE_MAX) | ((magnitude < PLAUSIBLE_MIN) & (magnitude > 0))
+
+
+def _bad_share(data: bytes) -> float:
+    """Share of implausible samples among the first PHASE_SAMPLES floats of ``data``."""
+    count = min(len(data) // 4, PHASE_SAMPLES)
+    if count == 0:
+        return 1.0
+    return float(implausible(np.frombuffer(data, dtype="<f4", count=count)).mean())
+
 
 @dataclass
 class Chunk:
     samples: np.ndarray     # float64 at the model's sample rate
-    gap: bool = False       # samples were lost just before this chunk (stream reconnected)
+    gap: bool = False       # samples were lost or delayed just before this chunk
+    #                         (reconnected, re-aligned or resumed after a stall)
 
 
 @dataclass
@@ -33,6 +69,8 @@ class SampleStats:
     bad_chunks: int = 0     # unreadable pieces skipped (e.g. a partial float at the end)
     disconnects: int = 0
     reconnects: int = 0
+    realigned: int = 0      # byte slips re-aligned on a raw float32 stream
+    slipped_bytes: int = 0  # bytes skipped to re-align
 
 
 class SampleSource:
@@ -46,6 +84,12 @@ class SampleSource:
         self.sample_rate = float(sample_rate)
         self.stats = SampleStats()
         self.exhausted = False
+        self._status = StatusLog()
+
+    def poll_status(self) -> list[StatusChange]:
+        """State changes since the last call (stalled / disconnected start or end,
+        realigned), in order; the run loop logs each as a fault event."""
+        return self._status.poll()
 
     def read(self, timeout: float = 0.5) -> Chunk | None:
         raise NotImplementedError
@@ -102,22 +146,96 @@ class RecordingSource(SampleSource):
 
 
 class _RawFloatStream(SampleSource):
-    """Raw little-endian float32 samples from a file descriptor-like byte stream."""
+    """Raw little-endian float32 samples from a byte stream: decoding with re-alignment
+    after a byte slip, stall detection, chunks marked where samples are missing."""
 
     live = True
 
-    def __init__(self, sample_rate: float, stream_rate: float | None):
+    def __init__(self, sample_rate: float, stream_rate: float | None,
+                 stall_seconds: float = Backoff().stall_seconds):
         super().__init__(sample_rate)
         self.stream_rate = float(stream_rate or sample_rate)
         self._resampler = StreamResampler(self.stream_rate, sample_rate)
         self._pending = b""
+        self._ready: deque = deque()   # (samples, gap) decoded but not handed out yet
+        self._gap = False              # the next piece follows lost / delayed samples
+        self._stall_seconds = stall_seconds
+        self._last_data = time.monotonic()
 
-    def _decode(self, data: bytes) -> np.ndarray:
+    def _decode(self, data: bytes) -> None:
+        """Queue the samples in ``data`` (after what was pending) as pieces for ``read``."""
         data = self._pending + data
-        usable = len(data) - len(data) % 4
-        self._pending = data[usable:]
-        raw = np.frombuffer(data[:usable], dtype="<f4").astype(np.float64)
-        return self._resampler(raw)
+        while True:
+            usable = len(data) - len(data) % 4
+            raw = np.frombuffer(data, dtype="<f4", count=usable // 4)
+            bad = implausible(raw)
+            if not bad.any():
+                self._queue(raw)
+                self._pending = data[usable:]
+                return
+            first = int(np.argmax(bad))
+            if len(raw) - first < SLIP_PROBE:    # too few samples yet to tell
+                self._queue(raw[:first])
+                self._pending = data[first * 4:]
+                return
+            if bad[first:first + SLIP_PROBE].mean() < SLIP_BAD:
+                # a few bad samples, not a slip: delivered, the window checks report them
+                self._queue(raw[:first + SLIP_PROBE])
+                data = data[(first + SLIP_PROBE) * 4:]
+                continue
+            # the slip happened at or before sample ``first``: whole samples in the new
+            # phase start from there on; the few old-phase samples just before it may be
+            # misread already and are dropped with the slip
+            tail = data[first * 4:]
+            shift, share = min(((k, _bad_share(tail[k:])) for k in (1, 2, 3)),
+                               key=lambda item: item[1])
+            if share > PHASE_OK:     # no phase gives readings: passed on as it is
+                self._queue(raw)
+                self._pending = data[usable:]
+                return
+            self._queue(raw[:max(0, first - SLIP_BACK)])
+            self.stats.realigned += 1
+            self.stats.slipped_bytes += shift
+            self._status.once("realigned", f"byte slip: skipped {shift} byte(s) to read "
+                                           "whole float32 samples again")
+            self._mark_gap()
+            data = tail[shift:]
+
+    def _queue(self, raw: np.ndarray) -> None:
+        if len(raw):
+            self._ready.append((raw.astype(np.float64), self._gap))
+            self._gap = False
+
+    def _mark_gap(self) -> None:
+        """Samples are missing here: no filter state or window spans the break."""
+        self._resampler = StreamResampler(self.stream_rate, self.sample_rate)
+        self._gap = True
+
+    def _next_chunk(self) -> Chunk | None:
+        """The next decoded piece, resampled, as a Chunk (None: nothing ready)."""
+        while self._ready:
+            raw, gap = self._ready.popleft()
+            samples = self._resampler(raw)
+            if len(samples):
+                return self._deliver(samples, gap)
+            if gap:
+                self._gap = True     # keep the mark for the next piece
+        return None
+
+    def _received(self, data: bytes) -> Chunk | None:
+        self._last_data = time.monotonic()
+        if self._status.active("stalled"):
+            self._status.end("stalled", "samples again")
+            self._mark_gap()
+        self._decode(data)
+        return self._next_chunk()
+
+    def _silent(self) -> None:
+        """No data this time: a connected stream silent for ``stall_seconds`` stalls."""
+        if not self._status.active("stalled"):
+            silent = time.monotonic() - self._last_data
+            if silent >= self._stall_seconds:
+                self._status.start("stalled", f"connected, no samples for {silent:.1f} s")
 
     def _finish(self) -> None:
         if self._pending:
@@ -129,17 +247,20 @@ class StdinSource(_RawFloatStream):
     """Raw float32 samples on a pipe (``-``): ``sensor | edgecnn run vibration B --source -``."""
 
     def __init__(self, sample_rate: float, stream_rate: float | None = None, fd: int = 0,
-                 block: int = 1 << 16):
-        super().__init__(sample_rate, stream_rate)
+                 block: int = 1 << 16, stall_seconds: float = Backoff().stall_seconds):
+        super().__init__(sample_rate, stream_rate, stall_seconds)
         self.name = "stdin"
         self._fd = fd
         self._block = block
 
     def read(self, timeout: float = 0.5) -> Chunk | None:
+        if self._ready:
+            return self._next_chunk()
         if self.exhausted:
             return None
         ready, _, _ = select.select([self._fd], [], [], timeout)
         if not ready:
+            self._silent()
             return None
         try:
             data = os.read(self._fd, self._block)
@@ -149,16 +270,16 @@ class StdinSource(_RawFloatStream):
             self._finish()
             self.exhausted = True
             return None
-        samples = self._decode(data)
-        return self._deliver(samples) if len(samples) else None
+        return self._received(data)
 
 
 class TcpSampleSource(_RawFloatStream):
-    """Raw float32 samples from ``tcp://host:port``; reconnects with backoff after a drop."""
+    """Raw float32 samples from ``tcp://host:port``: waited for up to
+    ``backoff.connect_timeout`` seconds, reconnected with backoff after a drop."""
 
     def __init__(self, url: str, sample_rate: float, stream_rate: float | None = None,
-                 backoff: Backoff = Backoff(), connect_timeout: float = 5.0):
-        super().__init__(sample_rate, stream_rate)
+                 backoff: Backoff = Backoff(), stop=None):
+        super().__init__(sample_rate, stream_rate, backoff.stall_seconds)
         self.name = url
         rest = url[len("tcp://"):]
         host, _, port = rest.rpartition(":")
@@ -166,27 +287,36 @@ class TcpSampleSource(_RawFloatStream):
             raise InputError(f"expected tcp://host:port; found {url!r}")
         self._address = (host.strip("[]"), int(port))
         self._backoff = backoff
-        self._timeout = connect_timeout
-        self._sock = self._connect()
-        if self._sock is None:
-            raise SourceError(f"cannot connect to sample stream {url}")
-        self._gap = False
+        self._sock = connect_with_backoff(self._connect_once, backoff, stop)
+        self._last_data = time.monotonic()
         self._retry_at = 0.0
         self._delays = None
 
-    def _connect(self) -> socket.socket | None:
+    def _connect_once(self) -> socket.socket:
+        host, port = self._address
         try:
-            sock = socket.create_connection(self._address, timeout=self._timeout)
-        except OSError:
-            return None
-        sock.setblocking(False)
-        return sock
+            sock = socket.create_connection(self._address, timeout=SOCKET_TIMEOUT)
+        except socket.gaierror:
+            why = f"host {host!r} not found"
+        except ConnectionRefusedError:
+            why = "connection refused"
+        except (socket.timeout, TimeoutError):
+            why = f"no answer (timed out after {SOCKET_TIMEOUT:g} s)"
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        else:
+            sock.setblocking(False)
+            return sock
+        raise SourceError(f"cannot connect to sample stream {self.name}: {why}")
 
     def read(self, timeout: float = 0.5) -> Chunk | None:
+        if self._ready:
+            return self._next_chunk()
         if self._sock is None:
             return self._reconnect(timeout)
         ready, _, _ = select.select([self._sock], [], [], timeout)
         if not ready:
+            self._silent()
             return None
         try:
             data = self._sock.recv(1 << 16)
@@ -197,20 +327,17 @@ class TcpSampleSource(_RawFloatStream):
         if not data:
             self._drop()
             return None
-        samples = self._decode(data)
-        if not len(samples):
-            return None
-        chunk = self._deliver(samples, gap=self._gap)
-        self._gap = False
-        return chunk
+        return self._received(data)
 
     def _drop(self) -> None:
         self._sock.close()
         self._sock = None
         self._finish()
-        self._resampler = StreamResampler(self.stream_rate, self.sample_rate)
+        self._ready.clear()
+        self._mark_gap()
         self.stats.disconnects += 1
-        self._gap = True
+        self._status.end("stalled", "disconnected")
+        self._status.start("disconnected", "the sensor closed the connection")
         self._delays = self._backoff.delays()
         self._retry_at = time.monotonic() + next(self._delays)
 
@@ -219,12 +346,15 @@ class TcpSampleSource(_RawFloatStream):
         if wait > 0:
             time.sleep(min(wait, timeout))
             return None
-        sock = self._connect()
-        if sock is None:
+        try:
+            sock = self._connect_once()
+        except SourceError:
             self._retry_at = time.monotonic() + next(self._delays)
             return None
         self._sock = sock
+        self._last_data = time.monotonic()
         self.stats.reconnects += 1
+        self._status.end("disconnected", "reconnected")
         return None
 
     def close(self) -> None:
@@ -235,12 +365,13 @@ class TcpSampleSource(_RawFloatStream):
 
 def open_sample_source(src, sample_rate: float, channel: str = DEFAULT_CHANNEL,
                        stream_rate: float | None = None, realtime: bool = False,
-                       backoff: Backoff = Backoff()) -> SampleSource:
-    """A SampleSource for a recording path, ``-`` (stdin) or ``tcp://host:port``."""
+                       backoff: Backoff = Backoff(), stop=None) -> SampleSource:
+    """A SampleSource for a recording path, ``-`` (stdin) or ``tcp://host:port`` (waited
+    for up to ``backoff.connect_timeout`` s; ``stop``, Event-like, ends the wait)."""
     text = str(src).strip()
     if text == "-":
-        return StdinSource(sample_rate, stream_rate)
+        return StdinSource(sample_rate, stream_rate, stall_seconds=backoff.stall_seconds)
     if text.lower().startswith("tcp://"):
-        return TcpSampleSource(text, sample_rate, stream_rate, backoff)
+        return TcpSampleSource(text, sample_rate, stream_rate, backoff, stop=stop)
     return RecordingSource(text, sample_rate, channel=channel, file_rate=stream_rate,
                            realtime=realtime)

@@ -113,7 +113,8 @@ class StreamingSpectrogram:
             self._fill += take
             pos += take
             if self.reuse:
-                self._compute_segments()
+                with np.errstate(invalid="ignore", over="ignore"):   # NaN/Inf input: the
+                    self._compute_segments()   # window checks report it, no warnings
             yield from self._windows()
 
     def _make_room(self) -> None:
@@ -158,11 +159,12 @@ class StreamingSpectrogram:
                 values = self._vals[row:row + self.frames].T
             else:
                 segs = _segments(window, self.frames, self.nperseg, self.step)
-                self._sxx[...] = self._columns(segs).T
+                with np.errstate(invalid="ignore", over="ignore"):
+                    self._sxx[...] = self._columns(segs).T
+                    sxx, values = self._sxx, self._sxx_vals
+                    values[...] = sxx
+                    normalise(values, self.spec)
                 self.segments_computed += self.frames
-                sxx, values = self._sxx, self._sxx_vals
-                values[...] = sxx
-                normalise(values, self.spec)
             index = self.windows_emitted
             self.windows_emitted += 1
             yield SpectrogramWindow(index, self._next_start, window, sxx, values)

@@ -20,7 +20,7 @@ from .engine import open_for_run
 from .errors import InputError
 from .loop import Pipeline, RunLoop
 from .options import RunPlan, VibrationSource, plan_from_keywords
-from .runstats import RunSummary, StopFlag
+from .runstats import RunSummary, StopFlag, counter_dict
 from .samples import SampleSource, open_sample_source
 from .stft import StreamingSpectrogram
 
@@ -59,7 +59,9 @@ class WindowChecker:
 
     def __call__(self, samples: np.ndarray) -> list[str]:
         """Fault names for one window of samples (empty: the window is clean)."""
-        if not np.isfinite(np.add.reduce(samples)):   # any NaN/Inf makes the sum non-finite
+        with np.errstate(invalid="ignore", over="ignore"):   # NaN/Inf: reported below
+            total = np.add.reduce(samples)
+        if not np.isfinite(total):   # any NaN/Inf makes the sum non-finite (or overflow)
             if not np.isfinite(samples).all():
                 return ["nonfinite"]
         found = []
@@ -115,6 +117,7 @@ class VibrationPipeline(Pipeline):
                  stop: StopFlag | None = None,
                  on_event: Callable[[dict], None] | None = None):
         vib: VibrationSource = plan.source
+        stop = stop or StopFlag()
         checks = vib.checks or SignalChecks()
         self.bundle, engine, entry = open_for_run(bundle, "signal", plan.model.fmt,
                                                   plan.model.engine)
@@ -130,7 +133,8 @@ class VibrationPipeline(Pipeline):
                                      int(round(checks.flat_seconds * sig.sample_rate)))
         self.src = vib.source if isinstance(vib.source, SampleSource) else open_sample_source(
             vib.source, sig.sample_rate, channel=vib.channel or sig.channel,
-            stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff)
+            stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff,
+            stop=stop)
         summary = RunSummary(kind="vibration", source=vib.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
@@ -148,6 +152,7 @@ class VibrationPipeline(Pipeline):
     def step(self, timeout: float) -> bool:
         loop, streamer = self.loop, self.streamer
         chunk = self.src.read(timeout=timeout)
+        loop.source_changes(self.src.poll_status(), streamer.windows_emitted)
         if chunk is None:
             if self.src.exhausted:
                 loop.stop.set("end of source")
@@ -201,13 +206,14 @@ class VibrationPipeline(Pipeline):
         loop.defect(hit.label, window.index, fields, tail)
 
     def active_faults(self) -> list[str]:
-        return sorted(self.active)
+        return sorted(self.loop.source_active | self.active)
 
     def finish(self) -> RunSummary:
         stats = self.src.stats
         elapsed = time.monotonic() - self.loop.started
         seconds = stats.samples / self.sig.sample_rate
         extra = {"signal_s": round(seconds, 3), "hop": self.streamer.hop,
+                 "source_faults": counter_dict(self.loop.source_faults),
                  "x_realtime": round(seconds / elapsed, 1) if elapsed > 0 else None}
         return self.loop.finish(read=self.loop.items, corrupt=stats.bad_chunks,
                                 reconnects=stats.reconnects, extra=extra)

@@ -9,6 +9,7 @@ documented exit code: 0 ok, 1 check failed, 2 usage or input error.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -16,6 +17,7 @@ import click
 from edgecnn import __version__
 from edgecnn.deploy.errors import EdgecnnError
 from edgecnn.deploy.formats import FORMAT_NAMES, PREFERENCE
+from edgecnn.deploy.reconnect import DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALL_SECONDS
 from edgecnn.deploy.spec import DEFAULT_CHANNEL
 from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
 
@@ -259,6 +261,13 @@ def _runtime_options(f):
         click.option("--realtime", is_flag=True,
                      help="Play a file at its own rate, like a live source."),
         click.option("--duration", type=float, default=None, help="Stop after S seconds."),
+        click.option("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT,
+                     show_default=True,
+                     help="Seconds to wait for a live source (stream, camera, TCP sensor) "
+                          "that is not up yet, retrying with backoff (files: no wait)."),
+        click.option("--stall-seconds", type=float, default=DEFAULT_STALL_SECONDS,
+                     show_default=True,
+                     help="A connected source silent this long is a 'stalled' fault."),
         click.option("--log", "log", type=click.Path(dir_okay=False), default=None,
                      help="JSON Lines event log (appended)."),
         click.option("--sqlite", type=click.Path(dir_okay=False), default=None,
@@ -288,13 +297,17 @@ def _runtime_options(f):
 
 def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
                 ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
-                probabilities, json_path, quiet, http_listen, http_token, trusted_keys):
+                probabilities, json_path, quiet, http_listen, http_token, trusted_keys,
+                connect_timeout, stall_seconds):
     from edgecnn.deploy.bundle import Bundle
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
     from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
+    from edgecnn.deploy.reconnect import Backoff
     from edgecnn.deploy.run import run_logged
 
+    source = replace(source, backoff=Backoff(connect_timeout=connect_timeout,
+                                             stall_seconds=stall_seconds))
     plan = RunPlan(kind, source,
                    ModelOptions(fmt, EngineOptions(threads=threads, spinning=spinning)),
                    Decisions(min_count, threshold,

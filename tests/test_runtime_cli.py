@@ -72,7 +72,8 @@ def _bad_cases(root, image, sig, video):
     return [
         (["run", "camera", image, "--source", root / "missing.mp4"], "not a file"),
         (["run", "camera", image, "--source", text], "cannot open"),
-        (["run", "camera", image, "--source", "rtsp://127.0.0.1:9/none"], "cannot open"),
+        (["run", "camera", image, "--source", "rtsp://127.0.0.1:9/none",
+          "--connect-timeout", "0"], "cannot open"),
         (["run", "camera", sig, "--source", video], "vibration (signal) model"),
         (["run", "vibration", image, "--source", RECORDING], "holds an image model"),
         (["run", "camera", tampered, "--source", video], "does not match its manifest"),

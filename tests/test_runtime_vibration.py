@@ -168,7 +168,7 @@ def test_unreachable_tcp_source_is_a_source_error(bundle):
     port = sock.getsockname()[1]
     sock.close()
     with pytest.raises(SourceError, match="cannot connect"):
-        run_vibration(bundle, f"tcp://127.0.0.1:{port}")
+        run_vibration(bundle, f"tcp://127.0.0.1:{port}", backoff=Backoff(connect_timeout=0))
 
 
 def test_realtime_pacing_reads_at_the_signal_rate(tmp_path, bundle, spec):

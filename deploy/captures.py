@@ -1,0 +1,156 @@
+"""Opening OpenCV captures: files, camera devices, network streams, GStreamer pipelines.
+
+Each ``open_*`` returns an opened cv2.VideoCapture or raises SourceError saying what went
+wrong (no such file or device, connection refused, timed out, not a video). Opening is
+quiet: FFmpeg's and OpenCV's own complaints are held back, our message tells the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+
+from .errors import SourceError
+
+OPEN_TIMEOUT_MS = 10000
+READ_TIMEOUT_MS = 10000
+DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935}
+# FFmpeg's own log level for OpenCV captures unless the user set one: "fatal" only, so a
+# broken stream does not write megabytes of decoder complaints to stderr (what went wrong
+# is counted instead: corrupt frames, disconnected / stalled faults). Set
+# OPENCV_FFMPEG_LOGLEVEL=24 (warning) to see them.
+FFMPEG_LOGLEVEL = "8"
+# OpenCV reads it once, when its FFmpeg backend starts: set it as early as we can
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOGLEVEL)
+
+
+def capture_fps(capture) -> float | None:
+    try:
+        fps = float(capture.get(cv2.CAP_PROP_FPS))
+    except (cv2.error, TypeError, ValueError):
+        return None
+    return fps if 0 < fps < 1000 else None
+
+
+# FFmpeg pixel formats of 8-bit gray video (mono cameras, raw gray recordings)
+GRAY_PIXEL_FORMATS = ("Y800", "GREY", "GRAY", "Y8  ")
+
+
+def _keep_native_gray(capture):
+    """Let an 8-bit gray stream arrive as it is (H x W) instead of as three equal BGR
+    channels: saves a conversion to BGR and back per frame, same pixels. Only where FFmpeg
+    names the gray pixel format; every other format is converted to BGR as usual."""
+    try:
+        code = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
+    except (cv2.error, TypeError, ValueError):
+        return capture
+    name = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)) if code > 0 else ""
+    if name in GRAY_PIXEL_FORMATS:
+        capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+    return capture
+
+
+@contextmanager
+def _quiet_capture():
+    """Around opening a capture: OpenCV's own warnings, such as "backend is generally available but can't be
+    used to capture by name" after every failed open of a stream, are held back (unless
+    OPENCV_LOG_LEVEL is set). The reason of a failure is in our own error message."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
+def open_file(path: str):
+    if not Path(path).is_file():
+        raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
+                          "(rtsp://, http://...) or a GStreamer pipeline")
+    with _quiet_capture():
+        capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open {path} as a video (expected a file OpenCV can "
+                          "decode, e.g. .avi/.mp4/.mkv)")
+    return _keep_native_gray(capture)
+
+
+def open_device(index: int):
+    if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+        raise SourceError(f"cannot open camera {index}: there is no /dev/video{index}")
+    with _quiet_capture():
+        capture = cv2.VideoCapture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open camera {index} (no such device, or it is in use)")
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return capture
+
+
+def _why_unreachable(url: str, timeout: float) -> str:
+    """Why OpenCV could not open ``url``, from one plain TCP connection to its host (made
+    only after OpenCV failed, so a single-client server is not disturbed while it works)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return "its port is not a number"
+    host = parts.hostname
+    if not host or not port:
+        return "not a video stream OpenCV can open (or no answer)"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror:
+        return f"host {host!r} not found"
+    except ConnectionRefusedError:
+        return f"connection refused by {host}:{port}"
+    except (socket.timeout, TimeoutError):
+        return f"no answer from {host}:{port} (timed out after {timeout:g} s)"
+    except OSError as exc:
+        return f"cannot reach {host}:{port} ({exc.strerror or exc})"
+    return (f"{host}:{port} accepts connections, but OpenCV could not open a video "
+            "stream there (wrong path or credentials, not a video, or it was not up yet)")
+
+
+def open_url(url: str):
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
+    started = time.monotonic()
+    with _quiet_capture():
+        capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+    if not capture.isOpened():
+        capture.release()
+        took = time.monotonic() - started
+        if took >= 0.9 * OPEN_TIMEOUT_MS / 1000.0:
+            why = f"no answer (timed out after {took:.1f} s)"
+        else:
+            why = _why_unreachable(url, timeout=min(5.0, OPEN_TIMEOUT_MS / 1000.0))
+        raise SourceError(f"cannot open stream {url}: {why}")
+    capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return _keep_native_gray(capture)
+
+
+def open_gstreamer(pipeline: str):
+    with _quiet_capture():
+        capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError("cannot open the GStreamer pipeline (check it with gst-launch-1.0; "
+                          "it must end in appsink, and OpenCV must be built with GStreamer: "
+                          "the opencv-python wheels are not)")
+    return capture

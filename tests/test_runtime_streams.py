@@ -1,0 +1,468 @@
+"""Live sources against real servers: an HTTP MJPEG stream served by ffmpeg (killed,
+restarted, paused, started late, never up) and a TCP float32 sensor written in Python
+(slips a byte, goes silent with the socket open, disconnects)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edgecnn.deploy.camera import run_camera
+from edgecnn.deploy.errors import SourceError
+from edgecnn.deploy.faults import FaultConfig
+from edgecnn.deploy.frames import open_frame_source
+from edgecnn.deploy.reconnect import Backoff
+from edgecnn.deploy.runstats import StopFlag
+from edgecnn.deploy.samples import TcpSampleSource
+from edgecnn.deploy.vibration import run_vibration
+
+from runtime_helpers import make_image_bundle, make_signal_bundle
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="ffmpeg is not installed: the HTTP "
+                                  "MJPEG stream tests need it (apt-get install ffmpeg)")
+RATE = 12000.0   # the signal bundle's sample rate
+WINDOW = 2048
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class MjpegServer:
+    """ffmpeg serving a 25 fps test pattern as HTTP multipart JPEG on 127.0.0.1 (one
+    client per process: ``start`` again after ``kill`` to come back on the same port)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/feed.mjpg"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [FFMPEG, "-hide_banner", "-loglevel", "quiet", "-re", "-f", "lavfi",
+             "-i", "testsrc=size=160x120:rate=25", "-f", "mpjpeg", "-listen", "1", self.url],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def server():
+    server = MjpegServer()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory):
+    return make_image_bundle(tmp_path_factory.mktemp("streams") / "bright", size=32)
+
+
+@pytest.fixture(scope="module")
+def signal_bundle(tmp_path_factory):
+    return make_signal_bundle(tmp_path_factory.mktemp("streams") / "signal", WINDOW)
+
+
+def _faults(events, fault):
+    return [e for e in events if e.get("type") == "fault" and e["fault"] == fault]
+
+
+def _run_in_thread(target, **kwargs):
+    result = {}
+
+    def main():
+        try:
+            result["summary"] = target(**kwargs)
+        except BaseException as exc:   # handed to the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=main, daemon=True)
+    thread.start()
+    return thread, result
+
+
+@needs_ffmpeg
+def test_http_stream_killed_then_restarted_is_a_disconnect_with_start_and_end(
+        server, image_bundle):
+    server.start()
+    src = open_frame_source(server.url, backoff=Backoff(0.1, 0.5, connect_timeout=20))
+    events, stop = [], StopFlag()
+    thread, result = _run_in_thread(run_camera, bundle=image_bundle, source=src, stop=stop,
+                                    on_event=events.append, duration=60,
+                                    faults=FaultConfig(frozen_frames=0))
+    try:
+        assert wait_for(lambda: src.stats.read >= 10)
+        server.kill()
+        assert wait_for(lambda: _faults(events, "disconnected"))
+        time.sleep(0.5)                       # reconnects are refused meanwhile
+        server.start()
+        assert wait_for(lambda: len(_faults(events, "disconnected")) >= 2)
+        before = src.stats.read
+        assert wait_for(lambda: src.stats.read >= before + 10)
+    finally:
+        stop.set("test done")
+        thread.join(30)
+    summary = result["summary"]
+    start, end = _faults(events, "disconnected")
+    assert start["state"] == "start" and end["state"] == "end"
+    assert end["since"] == start["time"] and end["duration_s"] >= 0.5
+    assert summary.reconnects == 1 and src.stats.disconnects == 1
+    assert summary.extra["source_faults"] == {"disconnected": 1}
+    assert summary.processed >= 20 and summary.stop_reason == "test done"
+
+
+@needs_ffmpeg
+def test_http_stream_that_pauses_is_stalled_then_recovers(server, image_bundle):
+    server.start()
+    src = open_frame_source(server.url,
+                            backoff=Backoff(0.1, 0.5, connect_timeout=20, stall_seconds=0.5))
+    events, stop = [], StopFlag()
+    thread, result = _run_in_thread(run_camera, bundle=image_bundle, source=src, stop=stop,
+                                    on_event=events.append, duration=60,
+                                    faults=FaultConfig(frozen_frames=0))
+    try:
+        assert wait_for(lambda: src.stats.read >= 10)
+        server.pause()                        # connected, nothing sent
+        assert wait_for(lambda: _faults(events, "stalled"))
+        time.sleep(0.5)
+        server.resume()
+        assert wait_for(lambda: len(_faults(events, "stalled")) >= 2)
+    finally:
+        stop.set("test done")
+        thread.join(30)
+    summary = result["summary"]
+    start, end = _faults(events, "stalled")[:2]
+    assert (start["state"], end["state"]) == ("start", "end")
+    assert end["duration_s"] >= 0.4 and "no frame" in start["detail"]
+    assert not _faults(events, "disconnected") and summary.reconnects == 0
+    assert summary.extra["source_faults"]["stalled"] >= 1
+
+
+@needs_ffmpeg
+def test_stream_that_starts_late_is_waited_for(server, image_bundle, capfd):
+    starter = threading.Timer(1.5, server.start)
+    starter.start()
+    try:
+        summary = run_camera(image_bundle, server.url, max_frames=15,
+                             backoff=Backoff(0.2, 0.5, connect_timeout=30),
+                             faults=FaultConfig(frozen_frames=0))
+    finally:
+        starter.cancel()
+    assert summary.stop_reason == "max frames reached" and summary.processed == 15
+    err = capfd.readouterr().err
+    assert "waiting for the source" in err and "connection refused" in err
+    assert "can't be used to capture by name" not in err and "[tcp @" not in err
+
+
+@needs_ffmpeg
+def test_stream_that_never_comes_up_fails_cleanly_after_the_timeout(image_bundle):
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-c", "from edgecnn.cli import main; main()", "run", "camera",
+         str(image_bundle), "--source", f"http://127.0.0.1:{port}/feed.mjpg",
+         "--connect-timeout", "1.5"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot open stream") and "connection refused" in last
+    assert "attempts over" in last and "--connect-timeout 1.5 s" in last
+    assert "waited 10000 ms" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "capture by name" not in proc.stderr and "[tcp @" not in proc.stderr
+
+
+def test_missing_file_fails_at_once(image_bundle, tmp_path):
+    started = time.monotonic()
+    with pytest.raises(SourceError, match="not a file"):
+        run_camera(image_bundle, str(tmp_path / "missing.avi"))
+    assert time.monotonic() - started < 5   # no connect wait for files (generous bound)
+
+
+# ------------------------------------------------------------------------- TCP sensor
+
+def sensor_signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """A plausible vibration: two tones and noise, about 1 g."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    return (0.8 * np.sin(2 * np.pi * 157 * t) + 0.3 * np.sin(2 * np.pi * 1230 * t)
+            + 0.1 * rng.normal(size=len(t))).astype("<f4")
+
+
+class TcpSensor:
+    """A sensor on 127.0.0.1 that plays a script per connection: a list of steps,
+    ``bytes`` (send them), a float (stay silent that long), "close" (cut the connection;
+    the next script goes to the next client) and "hold" (keep the socket open)."""
+
+    def __init__(self, *scripts, port: int | None = None, late: float = 0.0):
+        self.port = port or free_port()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.scripts = list(scripts)
+        self.late = late             # seconds before the sensor starts listening
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        if not late:
+            wait_for(lambda: hasattr(self, "sock"), 10)
+
+    def _serve(self):
+        time.sleep(self.late)
+        self.sock = socket.create_server(("127.0.0.1", self.port))
+        held = []
+        for script in self.scripts:
+            conn, _ = self.sock.accept()
+            for step in script:
+                if isinstance(step, bytes):
+                    conn.sendall(step)
+                elif isinstance(step, float):
+                    time.sleep(step)
+                elif step == "close":
+                    conn.close()
+                    break
+                else:
+                    held.append(conn)
+        self.done.wait(60)
+        for conn in held:
+            conn.close()
+        self.sock.close()
+
+
+def test_tcp_byte_slip_is_realigned_within_two_seconds(signal_bundle):
+    x = sensor_signal(6.0)
+    cut = int(2.0 * RATE) * 4 + 1              # one byte lost in the middle of sample 24000
+    data = x.tobytes()
+    sensor = TcpSensor([data[:cut], data[cut + 1:], "hold"])
+    events = []
+    try:
+        src = TcpSampleSource(sensor.url, RATE, backoff=Backoff(0.05, 0.1))
+        summary = run_vibration(signal_bundle, src, hop=1024, on_event=events.append,
+                                duration=30, max_windows=10 ** 6,
+                                stop=_stop_when(lambda: src.stats.samples >= len(x) - 64))
+    finally:
+        sensor.done.set()
+    realigned = _faults(events, "realigned")
+    assert len(realigned) == 1 and "skipped 3 byte" in realigned[0]["detail"]
+    assert summary.extra["source_faults"]["realigned"] == 1
+    assert src.stats.realigned == 1 and src.stats.slipped_bytes == 3
+    # no window of garbage: every window is finite and classified
+    assert summary.faults["nonfinite"] == 0 and summary.processed == summary.read
+    # what the slip cost: a few samples, and one window's worth before windows resume
+    lost = len(x) - src.stats.samples
+    assert 0 < lost < 16
+    gap = _faults(events, "gap")
+    assert len(gap) == 1 and abs(gap[0]["start_s"] - 2.0) < 0.01
+    before = len(range(0, int(2.0 * RATE) - WINDOW + 1 - 8, 1024))
+    after = len(range(0, len(x) - int(2.0 * RATE) - WINDOW + 1 - 8, 1024))
+    assert summary.read >= before + after - 2
+
+
+def _stop_when(condition):
+    """A StopFlag a watcher thread sets once ``condition()`` holds (or after 30 s)."""
+    flag = StopFlag()
+
+    def watch():
+        wait_for(condition, 30)
+        time.sleep(0.3)
+        flag.set("test done")
+
+    threading.Thread(target=watch, daemon=True).start()
+    return flag
+
+
+def test_silent_tcp_sensor_is_stalled_and_no_window_spans_the_silence(signal_bundle):
+    x = sensor_signal(2.0)
+    half = len(x) // 2
+    sensor = TcpSensor([x[:half].tobytes(), 1.5, x[half:].tobytes(), "hold"])
+    events = []
+    try:
+        src = TcpSampleSource(sensor.url, RATE, backoff=Backoff(0.05, 0.1,
+                                                               stall_seconds=0.5))
+        summary = run_vibration(signal_bundle, src, hop=1024, on_event=events.append,
+                                duration=30,
+                                stop=_stop_when(lambda: src.stats.samples >= len(x)))
+    finally:
+        sensor.done.set()
+    start, end = _faults(events, "stalled")
+    assert (start["state"], end["state"]) == ("start", "end") and end["duration_s"] >= 0.5
+    assert summary.extra["source_faults"] == {"stalled": 1}
+    gap = _faults(events, "gap")
+    assert len(gap) == 1 and gap[0]["start_s"] == pytest.approx(half / RATE, abs=1e-3)
+    # windows restart after the silence: none holds samples from both sides
+    expected = len(range(0, half - WINDOW + 1, 1024)) * 2
+    assert summary.read == expected and summary.processed == expected
+
+
+def test_tcp_sensor_disconnect_is_a_fault_with_start_and_end(signal_bundle):
+    x = sensor_signal(1.0)
+    sensor = TcpSensor([x.tobytes(), "close"], [x.tobytes(), "hold"])
+    events = []
+    try:
+        src = TcpSampleSource(sensor.url, RATE, backoff=Backoff(0.2, 0.4))
+        summary = run_vibration(signal_bundle, src, hop=1024, on_event=events.append,
+                                duration=30,
+                                stop=_stop_when(lambda: src.stats.samples >= 2 * len(x)))
+    finally:
+        sensor.done.set()
+    start, end = _faults(events, "disconnected")
+    assert (start["state"], end["state"]) == ("start", "end")
+    assert end["since"] == start["time"] and end["duration_s"] >= 0.15
+    assert summary.reconnects == 1 and summary.faults["gap"] == 1
+    assert summary.extra["source_faults"] == {"disconnected": 1}
+
+
+def test_tcp_sensor_that_is_not_up_yet_is_waited_for(signal_bundle):
+    x = sensor_signal(1.0)
+    sensor = TcpSensor([x.tobytes(), "hold"], late=1.0)
+    try:
+        summary = run_vibration(signal_bundle, sensor.url, hop=1024,
+                                backoff=Backoff(0.2, 0.5, connect_timeout=20),
+                                max_windows=len(range(0, len(x) - WINDOW + 1, 1024)))
+    finally:
+        sensor.done.set()
+    assert summary.stop_reason == "max windows reached" and summary.processed > 0
+    with pytest.raises(SourceError, match=r"connection refused \(\d+ attempts over"):
+        run_vibration(signal_bundle, f"tcp://127.0.0.1:{free_port()}",
+                      backoff=Backoff(0.1, 0.2, connect_timeout=0.5))
+
+
+def test_a_few_nan_samples_are_not_a_slip():
+    from edgecnn.deploy.samples import _RawFloatStream
+
+    x = sensor_signal(0.5)
+    x[1000:1003] = np.nan                      # the sensor's own bad readings
+    stream = _RawFloatStream(RATE, None)
+    stream._decode(x.tobytes())
+    out = np.concatenate([raw for raw, _ in stream._ready])
+    assert len(out) == len(x) and stream.stats.realigned == 0
+    assert np.isnan(out[1000:1003]).all() and not np.isnan(np.delete(out, [1000, 1001,
+                                                                          1002])).any()
+
+
+class RepeatingCapture:
+    """A live capture that, like a broken stream, hands out frames without a new stream
+    time (the decoder's leftovers) between real ones: every third frame is new."""
+
+    def __init__(self, frames: int):
+        self.n = 0
+        self.frames = frames
+        self.position = 0.0
+
+    def read(self):
+        if self.n >= self.frames:
+            return False, None
+        self.n += 1
+        if self.n % 3 == 1:
+            self.position += 40.0
+        return True, np.full((24, 32, 3), 60 + self.n % 3 * 40, np.uint8)
+
+    def get(self, prop):
+        import cv2
+
+        return self.position if prop == cv2.CAP_PROP_POS_MSEC else 0.0
+
+    def release(self):
+        pass
+
+
+def test_frames_without_a_new_stream_time_count_as_corrupt(image_bundle):
+    from edgecnn.deploy.frames import LatestFrameSource
+
+    sessions = iter([RepeatingCapture(300)])
+
+    def opener():
+        capture = next(sessions, None)
+        if capture is None:
+            raise SourceError("down")
+        return capture
+
+    src = LatestFrameSource(opener, "broken stream", Backoff(0.05, 0.1))
+    seen = []
+    original = src.read
+
+    def read(timeout=0.5):
+        frame = original(timeout)
+        if frame is not None:
+            seen.append(int(frame.image[0, 0, 0]))
+        return frame
+
+    src.read = read
+    summary = run_camera(image_bundle, src, faults=FaultConfig(frozen_frames=0),
+                         stop=_stop_when(lambda: src.stats.disconnects == 1))
+    assert src.stats.read == 100 and summary.corrupt == 200
+    assert seen and set(seen) == {100}      # only the frames with a new stream time
+
+
+def test_tiny_frames_are_a_fault_not_a_class(image_bundle):
+    from edgecnn.deploy.faults import FrameFaultDetector
+    from edgecnn.deploy.frames import LatestFrameSource
+
+    detector = FrameFaultDetector()
+    assert detector.check(np.full((2, 2, 3), 128, np.uint8)) == "tiny"
+    assert detector.check(np.full((1, 640), 128, np.uint8)) == "tiny"
+    assert detector.check(np.full((24, 32, 3), 128, np.uint8)) is None
+    # through the pipeline, with a grid that cannot fit such a frame: faults, no crash
+    src = LatestFrameSource(lambda: TinyCapture(12), "tiny camera", is_file=True)
+    events = []
+    summary = run_camera(image_bundle, src, grid=(16, 16, 16), on_event=events.append,
+                         min_frames=1, threshold=0.0, faults=FaultConfig(frozen_frames=0))
+    assert summary.processed == 0 and summary.faults["tiny"] >= 1
+    assert summary.read == summary.faults["tiny"] + summary.dropped == 12
+    assert [e["fault"] for e in events] == ["tiny"]
+
+
+class TinyCapture(RepeatingCapture):
+    """2x2 uniform frames (a broken or misconfigured camera)."""
+
+    def read(self):
+        if self.n >= self.frames:
+            return False, None
+        self.n += 1
+        return True, np.full((2, 2, 3), 128, np.uint8)
+
+
+@pytest.mark.parametrize("lost", [1, 2, 3])
+def test_after_a_slip_the_samples_are_exactly_the_sensors_again(lost):
+    from edgecnn.deploy.samples import _RawFloatStream
+
+    x = sensor_signal(1.0, seed=lost)
+    data = x.tobytes()
+    at = 5000 * 4 + 1                                # inside sample 5000
+    stream = _RawFloatStream(RATE, None)
+    for start in range(0, len(data) - lost, 4096):   # arrives in network-sized pieces
+        piece = (data[:at] + data[at + lost:])[start:start + 4096]
+        stream._decode(piece)
+    pieces = list(stream._ready)
+    assert stream.stats.realigned == 1 and stream.stats.slipped_bytes == 4 - lost
+    gaps = [i for i, (_, gap) in enumerate(pieces) if gap]
+    assert len(gaps) == 1
+    before = np.concatenate([raw for raw, _ in pieces[:gaps[0]]])
+    after = np.concatenate([raw for raw, _ in pieces[gaps[0]:]])
+    assert 4990 <= len(before) <= 5000 and np.array_equal(before, x[:len(before)])
+    assert len(after) >= len(x) - 5010 and np.array_equal(after, x[len(x) - len(after):])
