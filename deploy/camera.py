@@ -18,7 +18,6 @@ import os
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
@@ -33,6 +32,7 @@ from .preprocess import preprocess_image
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
 from .frames import FrameSource, open_frame_source
 from .reconnect import Backoff
+from .snapshots import SnapshotStore
 from .spec import InputSpec
 from .tiles import Region, plan_regions
 
@@ -53,16 +53,6 @@ def draw_overlay(image: np.ndarray, regions: list[Region], labels: list[str],
         cv2.putText(canvas, f"SOURCE FAULT: {fault}", (8, canvas.shape[0] - 10),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 165, 255), 2, cv2.LINE_AA)
     return canvas
-
-
-def save_snapshot(directory: Path, image: np.ndarray, frame: int, label: str) -> Path:
-    stamp = utc_now().replace(":", "").replace("-", "")
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-    path = Path(directory) / f"{stamp}_f{frame:08d}_{safe}.jpg"
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if ok:
-        data.tofile(str(path))
-    return path
 
 
 class _Preview:
@@ -195,13 +185,8 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                           ignore_classes)
     if tiles and grid:
         raise InputError("give either --tiles or --grid, not both")
-    if snapshots is not None:
-        snapshots = Path(snapshots)
-        try:
-            snapshots.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create snapshot folder {snapshots}: "
-                             f"{exc.strerror}") from None
+    if snapshots is not None and not isinstance(snapshots, SnapshotStore):
+        snapshots = SnapshotStore(snapshots)   # a folder, without retention
     preview = _Preview() if show else None
     sinks = list(sinks)
     stop = stop or StopFlag()
@@ -282,13 +267,14 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                                   for p in probs]
                     alerts = [False] * len(regions)
                 snapshot_path = None
+                snapshot_tried = False
                 for i, region in enumerate(regions):
                     hit = debouncer.update(i, probs[i])
                     if hit is None:
                         continue
-                    if snapshots is not None and snapshot_path is None:
-                        snapshot_path = save_snapshot(snapshots, frame.image, frame.index,
-                                                      hit.label)
+                    if snapshots is not None and not snapshot_tried:
+                        snapshot_path = snapshots.save(frame.image, frame.index, hit.label)
+                        snapshot_tried = True
                     events[hit.label] += 1
                     if preview is not None:
                         alerts[i] = True

@@ -245,6 +245,12 @@ def _runtime_options(f):
                      help="When log lines are forced to disk (interval: at most 1/s)."),
         click.option("--rotate-mb", type=float, default=None,
                      help="Rotate the log when it would pass this size (MB)."),
+        click.option("--sqlite-keep-days", type=float, default=None,
+                     help="Delete SQLite events older than this many days (hourly)."),
+        click.option("--on-storage-error", type=click.Choice(["continue", "stop"]),
+                     default="continue", show_default=True,
+                     help="When the disk refuses events: keep classifying and retry "
+                          "(a storage fault), or stop with exit 2."),
         click.option("--probabilities", is_flag=True,
                      help="Store all class probabilities in each event."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
@@ -282,6 +288,10 @@ def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, q
               help="Frames a class must persist before it is an event.")
 @click.option("--snapshots", type=click.Path(file_okay=False), default=None,
               help="Save a JPEG of each event frame here.")
+@click.option("--snapshots-max-mb", type=float, default=None,
+              help="Keep the snapshot folder under this size (oldest deleted first).")
+@click.option("--snapshots-keep-days", type=float, default=None,
+              help="Delete snapshots older than this many days.")
 @click.option("--show", is_flag=True, help="Preview window with overlay (q/Esc stops).")
 @click.option("--max-frames", type=int, default=None, help="Stop after N frames.")
 @click.option("--frozen-frames", type=int, default=30, show_default=True,
