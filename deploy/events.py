@@ -27,12 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .storage import BufferedSink, is_storage_error
-
-try:
-    import fcntl
-except ImportError:   # Windows
-    fcntl = None
+from .storage import BufferedSink, disk_trouble, is_storage_error, lock_one_writer
 
 FSYNC_POLICIES = ("every", "interval", "never")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -100,33 +95,11 @@ class EventLog(BufferedSink):
         self._lock_fd: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = self._lock()
+            self._lock_fd = lock_one_writer(self.path, "event log", "--log")
             self._fd = self._open()
         except OSError as exc:
             self.close()
             raise InputError(f"cannot open event log {self.path}: {exc.strerror}") from None
-
-    def _lock(self) -> int | None:
-        if fcntl is None:     # no flock (Windows): one writer is the user's business
-            return None
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise InputError(
-                f"event log {self.path} is in use by another run"
-                f"{f' (pid {holder})' if holder.isdigit() else ''}: one log takes one "
-                f"writer (it would rotate under the other); give each run its own --log"
-            ) from None
-        try:   # who holds it, for the message above (a full disk only loses the pid)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
-            pass
-        return fd
 
     def _open(self) -> int:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -270,25 +243,35 @@ class SqliteSink(BufferedSink):
         self._insert = (f"INSERT INTO events ({', '.join(self.COLUMNS)}) "
                         f"VALUES ({', '.join('?' * len(self.COLUMNS))})")
         self.db = None
+        self._closed = False
+        self._next_prune = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path))
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(
+            self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            if not disk_trouble(exc):
+                raise InputError(f"cannot use {self.path} as an SQLite event store: "
+                                 f"{exc}") from None
+            self._failed(exc)       # a full disk at start: rows wait, connect is retried
+        if keep_days is not None and self.db is not None:
+            self.prune()
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(str(self.path))
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, time TEXT, "
                 "type TEXT, source TEXT, idx INTEGER, class TEXT, confidence REAL, "
                 "region TEXT, latency_ms REAL, model_sha256 TEXT, data TEXT)")
-            if keep_days is not None:
-                self.db.execute("CREATE INDEX IF NOT EXISTS events_time ON events (time)")
-            self.db.commit()
-        except (sqlite3.Error, OSError) as exc:
-            if self.db is not None:
-                self.db.close()
-            raise InputError(f"cannot use {self.path} as an SQLite event store: {exc}") from None
-        self._next_prune = 0.0
-        if keep_days is not None:
-            self.prune()
+            if self.keep_days is not None:
+                db.execute("CREATE INDEX IF NOT EXISTS events_time ON events (time)")
+            db.commit()
+        except BaseException:
+            db.close()
+            raise
+        self.db = db
 
     def write(self, event: dict[str, Any]) -> None:
         plain = _plain(event)
@@ -299,11 +282,14 @@ class SqliteSink(BufferedSink):
                    json.dumps(region) if region is not None else None,
                    plain.get("latency_ms"), plain.get("model_sha256"),
                    json.dumps(plain, ensure_ascii=False)))
-        if self.keep_days is not None and time.monotonic() >= self._next_prune:
+        if self.keep_days is not None and self.db is not None and \
+                time.monotonic() >= self._next_prune:
             self.prune()
 
     def _store(self, rows: list) -> None:
-        if not self.health.ok:
+        if self.db is None:
+            self._connect()
+        elif not self.health.ok:
             self._checkpoint()
         with self.db:       # one transaction: all rows or (rolled back) none
             self.db.executemany(self._insert, rows)
@@ -336,11 +322,13 @@ class SqliteSink(BufferedSink):
         return deleted
 
     def close(self) -> None:
-        if self.db is None:
+        if self._closed:
             return
+        self._closed = True
         self._give_up()
-        self.db.close()
-        self.db = None
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     def __enter__(self):
         return self

@@ -24,7 +24,8 @@ def format_event(event: dict) -> str:
     where = event.get("frame", event.get("window"))
     unit = "frame" if "frame" in event else "window"
     if event.get("type") == "fault":
-        return f"{event['time']}  FAULT {event['fault']:<12} {unit} {where}" + \
+        at = f" {unit} {where}" if where is not None else ""
+        return f"{event['time']}  FAULT {event['fault']:<12}{at}" + \
             (f"  {event['message']}" if "message" in event else "")
     tile = f" tile {event['tile']}" if "tile" in event else ""
     region = event.get("region")
@@ -52,6 +53,9 @@ def run_logged(kind: str, bundle, source, *, log=None, sqlite=None, fsync: str =
         raise InputError(f"--rotate-mb must be positive; found {rotate_mb}")
     pipeline = run_camera if kind == "camera" else run_vibration
     storage = StorageOptions.from_options(options)
+    if options.get("snapshots") is None and (storage.snapshots_max_mb or
+                                             storage.snapshots_keep_days):
+        raise InputError("--snapshots-max-mb and --snapshots-keep-days need --snapshots")
     stop = StopFlag()
     with ExitStack() as stack:
         sinks = []
@@ -67,8 +71,6 @@ def run_logged(kind: str, bundle, source, *, log=None, sqlite=None, fsync: str =
         if options.get("snapshots") is not None:
             snapshots = options["snapshots"] = SnapshotStore(
                 options["snapshots"], storage.snapshots_max_mb, storage.snapshots_keep_days)
-        elif storage.snapshots_max_mb or storage.snapshots_keep_days:
-            raise InputError("--snapshots-max-mb and --snapshots-keep-days need --snapshots")
         stack.enter_context(stop_on_signals(stop))
         on_event = (lambda event: echo(format_event(event))) if echo else None
         guard = StorageGuard(sinks, [snapshots], storage.on_error, stop, on_event)

@@ -16,6 +16,7 @@ failure sets the run's stop flag; the caller then ends with ``StorageError`` (ex
 from __future__ import annotations
 
 import errno as errno_names
+import os
 import sqlite3
 import time
 from collections import deque
@@ -23,6 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import InputError
+
+try:
+    import fcntl
+except ImportError:   # Windows: no flock
+    fcntl = None
 
 ON_STORAGE_ERROR = ("continue", "stop")
 
@@ -42,6 +48,41 @@ def is_storage_error(exc: BaseException) -> bool:
         return True
     return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
         exc, (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.InterfaceError))
+
+
+def disk_trouble(exc: BaseException) -> bool:
+    """SQLITE_FULL or SQLITE_IOERR (any extended code): the disk, not the file, is at fault."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
+
+
+def lock_one_writer(path, what: str, option: str) -> int | None:
+    """An exclusive ``flock`` on ``<path>.lock`` for as long as the returned fd is open.
+
+    A second process is refused (InputError naming the holder's pid): a sink that keeps
+    its own size count, rotates or cuts back a failed write must be the file's only
+    writer. The lock file stays (unlinking it would race); the kernel drops the lock
+    when the process ends, however it ends. Raises OSError when it cannot be created.
+    """
+    if fcntl is None:
+        return None
+    lock_path = f"{path}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise InputError(
+            f"{what} {path} is in use by another run"
+            f"{f' (pid {holder})' if holder.isdigit() else ''}: one file takes one writer "
+            f"(it would rotate under the other); give each run its own {option}") from None
+    try:   # who holds it, for the message above (a full disk only loses the pid)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass
+    return fd
 
 
 @dataclass
@@ -227,6 +268,7 @@ class StorageGuard:
         self.watched = self.sinks + [w for w in self.watched if w is not None]
         self._ok = [True] * len(self.watched)
         self._context: dict[str, Any] = {}
+        self.poll()     # a sink that could not even open (a full disk at start) says so now
 
     def write(self, event: dict) -> None:
         for key in ("source", "frame", "window", "model_sha256"):

@@ -24,8 +24,10 @@ from edgecnn.deploy.run import run_logged
 from edgecnn.deploy.snapshots import SnapshotStore
 from edgecnn.deploy.storage import StorageGuard
 
-from runtime_helpers import gray_frame, level_for_class, make_image_bundle, write_video
+from runtime_helpers import (CALIBRATION, gray_frame, level_for_class, make_image_bundle,
+                             make_signal_bundle, write_video)
 
+RECORDING = CALIBRATION / "cwru" / "12k_Drive_End_B007_1_119.mat"
 CYCLE = [1, 2, 3, 4]          # classes with min_frames 1: one event per frame
 
 
@@ -43,6 +45,11 @@ def media(tmp_path_factory):
         noisy.append(np.clip(level + noise, 0, 255).astype(np.uint8))
     textured = write_video(root / "textured.avi", noisy)
     return bundle, flat, textured
+
+
+@pytest.fixture(scope="module")
+def signal_bundle(tmp_path_factory):
+    return make_signal_bundle(tmp_path_factory.mktemp("storage signal") / "signal bundle")
 
 
 @pytest.fixture
@@ -169,20 +176,26 @@ def test_cut_write_is_taken_back_and_a_full_backlog_drops_oldest(small_disk):
     assert [e["frame"] for e in whole_lines(path)] == [0, 3, 4, 5]
 
 
-def test_stop_on_storage_error_exits_2_with_one_line(media, small_disk, capsys):
+@pytest.mark.parametrize("kind", ["camera", "vibration"])
+def test_stop_on_storage_error_exits_2_with_one_line(kind, media, signal_bundle, small_disk,
+                                                     capsys):
     bundle, video, _ = media
     disk = small_disk("64k")
     log = disk / "events.jsonl"
     fill(disk, leave=4096)
-    code, out, err = _cli(capsys, "run", "camera", bundle, "--source", video, "--log", log,
-                          "--min-frames", "1", "--on-storage-error", "stop", "--quiet")
+    if kind == "camera":
+        args = [bundle, "--source", video, "--min-frames", "1"]
+    else:
+        args = [signal_bundle, "--source", RECORDING, "--hop", "1024", "--threshold", "0"]
+    code, out, err = _cli(capsys, "run", kind, *args, "--log", log,
+                          "--on-storage-error", "stop", "--quiet")
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "ENOSPC" in lines[0] and "--on-storage-error stop" in lines[0]
     assert lines[0].startswith("error: cannot store to log")
     whole_lines(log)
-    assert "camera run" not in out       # stopped: no summary
+    assert f"{kind} run" not in out       # stopped: no summary
 
 
 # ----------------------------------------------------------------------------- SQLite
@@ -208,6 +221,35 @@ def test_sqlite_on_a_full_disk(media, small_disk, tmp_path):
     # the same run on the freed disk: everything stored
     summary = run_logged("camera", bundle, str(video), sqlite=db, min_frames=1)
     assert summary.extra["unstored"] == 0 and summary.extra["storage"] == "ok"
+
+
+def test_sqlite_that_cannot_open_on_a_full_disk_starts_failing_and_catches_up(
+        small_disk, media, capsys):
+    bundle, video, _ = media
+    disk = small_disk("1m")
+    db = disk / "events.db"
+    filler = fill(disk)
+    run = ["run", "camera", bundle, "--source", video, "--sqlite", db, "--min-frames", "1"]
+    code, out, err = _cli(capsys, *run, "--on-storage-error", "stop", "--quiet")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "SQLITE_FULL" in err or "SQLITE_IOERR" in err
+    code, out, err = _cli(capsys, *run, "--max-frames", "10")
+    assert code == 0 and err == "" and "FAULT storage" in out, err
+    assert "sqlite: 11 events not stored" in out      # 10 events and the fault itself
+    sink = SqliteSink(db, retry_s=0)          # no InputError: the disk is the trouble
+    assert not sink.health.ok and sink.db is None
+    for i in range(5):
+        sink.write({"time": "2026-01-01T00:00:00.000Z", "type": "defect", "class": "a",
+                    "frame": i})
+    assert sink.health.pending == 5
+    filler.unlink()
+    sink.write({"time": "2026-01-01T00:00:00.000Z", "type": "defect", "class": "a",
+                "frame": 5})
+    assert sink.health.ok and sink.health.late == 6
+    sink.close()
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT idx FROM events ORDER BY id")] == list(range(6))
+    con.close()
 
 
 def test_sqlite_retention(tmp_path, media, capsys):
