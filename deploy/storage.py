@@ -199,6 +199,8 @@ class BufferedSink:
             self._queue(item)
             return
         self.health.stored += 1
+        if not self.health.ok:      # failed with nothing pending (it could not open)
+            self._recovered()
 
     def _queue(self, item) -> None:
         if len(self._backlog) >= self._limit:

@@ -250,6 +250,13 @@ def test_sqlite_that_cannot_open_on_a_full_disk_starts_failing_and_catches_up(
     con = sqlite3.connect(db)
     assert [r[0] for r in con.execute("SELECT idx FROM events ORDER BY id")] == list(range(6))
     con.close()
+    filler = fill(disk)
+    sink = SqliteSink(db, retry_s=0)          # failing at open, nothing pending
+    assert not sink.health.ok
+    filler.unlink()
+    sink.write({"time": "2026-01-01T00:00:00.000Z", "type": "defect", "frame": 6})
+    assert sink.health.ok and sink.health.stored == 1
+    sink.close()
 
 
 def test_sqlite_retention(tmp_path, media, capsys):
