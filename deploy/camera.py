@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Iterable
 
 import cv2
@@ -26,13 +25,13 @@ import numpy as np
 from .decisions import Debouncer
 from .engine import open_for_run
 from .errors import InputError
-from .events import utc_now
 from .faults import FAULTS, FrameFaultDetector
 from .frames import FrameSource, open_frame_source
 from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
 from .preprocess import preprocess_image
 from .runstats import RunSummary, StopFlag, counter_dict
+from .snapshots import SnapshotStore
 from .spec import InputSpec
 from .tiles import Region, plan_regions
 
@@ -53,16 +52,6 @@ def draw_overlay(image: np.ndarray, regions: list[Region], labels: list[str],
         cv2.putText(canvas, f"SOURCE FAULT: {fault}", (8, canvas.shape[0] - 10),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 165, 255), 2, cv2.LINE_AA)
     return canvas
-
-
-def save_snapshot(directory: Path, image: np.ndarray, frame: int, label: str) -> Path:
-    stamp = utc_now().replace(":", "").replace("-", "")
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-    path = Path(directory) / f"{stamp}_f{frame:08d}_{safe}.jpg"
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    if ok:
-        data.tofile(str(path))
-    return path
 
 
 class _Preview:
@@ -231,7 +220,10 @@ class CameraPipeline(Pipeline):
         self.debouncer = Debouncer(spec.labels, d.count_for("camera"), d.threshold,
                                    d.class_thresholds, d.ignore_classes)
         self.probabilities = d.probabilities
-        self.snapshots = _snapshot_dir(cam.snapshots)
+        self.snapshots = cam.snapshots
+        if cam.snapshots is not None and not isinstance(cam.snapshots, SnapshotStore):
+            self.snapshots = SnapshotStore(cam.snapshots, cam.snapshots_max_mb,
+                                           cam.snapshots_keep_days)
         self.preview = _Preview() if cam.show else None
         self.prepare = FramePreparer(spec, FrameFaultDetector(cam.faults), cam.roi, cam.tiles,
                                      cam.grid)
@@ -333,13 +325,14 @@ class CameraPipeline(Pipeline):
                                for p in probs]
             self.alerts = [False] * len(regions)
         snapshot_path = None
+        snapshot_tried = False
         for i, region in enumerate(regions):
             hit = self.debouncer.update(i, probs[i])
             if hit is None:
                 continue
-            if self.snapshots is not None and snapshot_path is None:
-                snapshot_path = save_snapshot(self.snapshots, frame.image, frame.index,
-                                              hit.label)
+            if self.snapshots is not None and not snapshot_tried:   # one per frame
+                snapshot_path = self.snapshots.save(frame.image, frame.index, hit.label)
+                snapshot_tried = True
             if self.alerts:
                 self.alerts[i] = True
             tail = {}
@@ -373,14 +366,3 @@ class CameraPipeline(Pipeline):
         return self.loop.finish(read=taken + stats.dropped, dropped=stats.dropped,
                                 corrupt=stats.corrupt, reconnects=stats.reconnects,
                                 extra=extra)
-
-
-def _snapshot_dir(snapshots) -> Path | None:
-    if snapshots is None:
-        return None
-    path = Path(snapshots)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create snapshot folder {path}: {exc.strerror}") from None
-    return path

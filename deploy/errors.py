@@ -32,6 +32,10 @@ class SourceError(InputError):
     """A camera, video, stream or recording that cannot be opened or read."""
 
 
+class StorageError(EdgecnnError):
+    """The disk refused events or snapshots and the run was told to stop on that."""
+
+
 class CheckFailed(EdgecnnError):
     """A check ran and its result is below the threshold (e.g. int8 parity). Exit code 1."""
 

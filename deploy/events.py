@@ -5,7 +5,12 @@ Each event is encoded to one complete line first and handed to the kernel in a s
 SIGKILL) leaves only whole lines. ``fsync`` decides when the lines also reach the disk
 (``every`` event, at most once per ``interval``, or ``never``: the OS decides); a line cut
 by a power loss is trimmed the next time the log is opened. Logs rotate by size
-(``events.jsonl`` -> ``events.jsonl.1`` ...).
+(``events.jsonl`` -> ``events.jsonl.1`` ...); one process writes a log (a ``flock``).
+
+A disk that refuses a write (full, quota, I/O error) never raises out of ``write`` and
+never leaves a cut line: the line is taken back and kept in a bounded backlog that is
+written, in order, when the disk has room again (``storage.BufferedSink``; the SQLite sink
+does the same with rolled-back inserts). Each sink's ``health`` says what it could not store.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import os
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import InputError
+from .storage import BufferedSink, disk_trouble, is_storage_error, lock_one_writer
 
 FSYNC_POLICIES = ("every", "interval", "never")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -55,16 +61,25 @@ def encode_event(event: dict[str, Any]) -> bytes:
                        allow_nan=False) + "\n").encode("utf-8")
 
 
-class EventLog:
-    """Append-only JSON Lines file with whole-line writes, fsync policy and rotation."""
+class EventLog(BufferedSink):
+    """Append-only JSON Lines file with whole-line writes, fsync policy and rotation.
+
+    One writer per log: an exclusive ``flock`` on ``<log>.lock`` (held for the life of the
+    log) refuses a second process, whose own size count would rotate the file under the
+    first. A write the disk refuses (ENOSPC, EIO...) is cut back to the last whole line
+    and the line waits in the backlog (``storage.BufferedSink``); ``write`` never raises
+    for a storage error, ``health`` says what happened.
+    """
 
     def __init__(self, path, fsync: str = "interval", fsync_interval: float = 1.0,
-                 rotate_bytes: int | None = None, backups: int = 5):
+                 rotate_bytes: int | None = None, backups: int = 5, *,
+                 backlog: int = 10_000, retry_s: float = 1.0):
         if fsync not in FSYNC_POLICIES:
             raise InputError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}; found {fsync!r}")
         if rotate_bytes is not None and rotate_bytes <= 0:
             raise InputError(f"rotation size must be positive; found {rotate_bytes}")
         self.path = Path(path)
+        super().__init__("log", self.path, backlog, retry_s)
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self.rotate_bytes = rotate_bytes
@@ -74,14 +89,20 @@ class EventLog:
         self.trimmed_bytes = 0
         self._last_sync = time.monotonic()
         self._dirty = False
-        self._fd = self._open()
-
-    def _open(self) -> int:
+        self._sync_failed = False
+        self._torn: int | None = None     # a cut line starts here: truncate before writing
+        self._fd: int | None = None
+        self._lock_fd: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            self._lock_fd = lock_one_writer(self.path, "event log", "--log")
+            self._fd = self._open()
         except OSError as exc:
+            self.close()
             raise InputError(f"cannot open event log {self.path}: {exc.strerror}") from None
+
+    def _open(self) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = self._repair(fd)
         return fd
 
@@ -105,13 +126,35 @@ class EventLog:
         return keep
 
     def write(self, event: dict[str, Any]) -> None:
-        line = encode_event(event)
+        self.push(encode_event(event))
+
+    def _store(self, lines: list) -> None:
+        for line in lines:
+            self._write_line(line)
+
+    def _write_line(self, line: bytes) -> None:
+        if self._fd is None:                # a rotation could not open the new file
+            self._fd = self._open()
+        if self._torn is not None:          # a cut line is still there: remove it first
+            os.ftruncate(self._fd, self._torn)
+            self._size, self._torn = self._torn, None
         if self.rotate_bytes and self._size and self._size + len(line) > self.rotate_bytes:
             self._rotate()
+        start = self._size
         view = memoryview(line)
-        while view:
-            done = os.write(self._fd, view)
-            view = view[done:]
+        try:
+            while view:
+                done = os.write(self._fd, view)
+                view = view[done:]
+        except OSError:
+            if len(view) < len(line):       # part of the line is in: cut it back
+                self._torn = start
+                try:
+                    os.ftruncate(self._fd, start)
+                    self._torn = None
+                except OSError:
+                    pass
+            raise
         self._size += len(line)
         self.written += 1
         self._dirty = True
@@ -120,15 +163,30 @@ class EventLog:
             self.sync()
 
     def sync(self) -> None:
+        """fsync; a failure marks the log failing (the lines stay written) until one works."""
         if self._dirty and self._fd is not None:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._sync_failed = True
+                self._failed(exc)
+                return
             self._dirty = False
             self._last_sync = time.monotonic()
+            if self._sync_failed:
+                self._sync_failed = False
+                if not self._backlog:
+                    self._recovered()
+
+    def _recovered(self) -> None:
+        if not self._sync_failed:
+            super()._recovered()
 
     def _rotate(self) -> None:
         if self.fsync != "never":
             self.sync()
         os.close(self._fd)
+        self._fd = None
         for n in range(self.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{n}")
             if older.exists():
@@ -138,12 +196,20 @@ class EventLog:
         self._fd = self._open()
 
     def close(self) -> None:
-        if self._fd is None:
-            return
-        if self.fsync != "never":
-            self.sync()
-        os.close(self._fd)
-        self._fd = None
+        if self._fd is not None:
+            self._give_up()
+            if self._torn is not None:
+                try:
+                    os.ftruncate(self._fd, self._torn)
+                except OSError:
+                    pass                    # the next open trims it
+            if self.fsync != "never":
+                self.sync()
+            os.close(self._fd)
+            self._fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)         # releases the flock
+            self._lock_fd = None
 
     def __enter__(self):
         return self
@@ -152,41 +218,117 @@ class EventLog:
         self.close()
 
 
-class SqliteSink:
-    """The same events in an SQLite table (WAL journal: readers never block the writer)."""
+class SqliteSink(BufferedSink):
+    """The same events in an SQLite table (WAL journal: readers never block the writer).
+
+    A full disk or I/O error rolls the insert back and keeps the row in the backlog (the
+    backlog is written in transactions of ``BATCH`` rows). ``keep_days`` deletes rows
+    older than that at open and then every ``prune_every_s`` (not per event).
+    """
 
     COLUMNS = ("time", "type", "source", "idx", "class", "confidence", "region",
                "latency_ms", "model_sha256", "data")
+    BATCH = 500
 
-    def __init__(self, path):
+    def __init__(self, path, *, keep_days: float | None = None,
+                 prune_every_s: float = 3600.0, backlog: int = 10_000, retry_s: float = 1.0):
         self.path = Path(path)
+        super().__init__("sqlite", self.path, backlog, retry_s)
+        if keep_days is not None and not keep_days > 0:
+            raise InputError(f"--sqlite-keep-days must be positive; found {keep_days}")
+        self.keep_days = keep_days
+        self.prune_every_s = prune_every_s
+        self.pruned = 0
+        self.prune_failures = 0
+        self._insert = (f"INSERT INTO events ({', '.join(self.COLUMNS)}) "
+                        f"VALUES ({', '.join('?' * len(self.COLUMNS))})")
+        self.db = None
+        self._closed = False
+        self._next_prune = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path))
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(
+            self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            if not disk_trouble(exc):
+                raise InputError(f"cannot use {self.path} as an SQLite event store: "
+                                 f"{exc}") from None
+            self._failed(exc)       # a full disk at start: rows wait, connect is retried
+        if keep_days is not None and self.db is not None:
+            self.prune()
+
+    def _connect(self) -> None:
+        db = sqlite3.connect(str(self.path))
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
                 "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, time TEXT, "
                 "type TEXT, source TEXT, idx INTEGER, class TEXT, confidence REAL, "
                 "region TEXT, latency_ms REAL, model_sha256 TEXT, data TEXT)")
-            self.db.commit()
-        except sqlite3.Error as exc:
-            raise InputError(f"cannot use {self.path} as an SQLite event store: {exc}") from None
+            if self.keep_days is not None:
+                db.execute("CREATE INDEX IF NOT EXISTS events_time ON events (time)")
+            db.commit()
+        except BaseException:
+            db.close()
+            raise
+        self.db = db
 
     def write(self, event: dict[str, Any]) -> None:
         plain = _plain(event)
         index = plain.get("frame", plain.get("window"))
         region = plain.get("region")
-        row = (plain.get("time"), plain.get("type"), plain.get("source"), index,
-               plain.get("class", plain.get("fault")), plain.get("confidence"),
-               json.dumps(region) if region is not None else None, plain.get("latency_ms"),
-               plain.get("model_sha256"), json.dumps(plain, ensure_ascii=False))
-        with self.db:
-            self.db.execute(f"INSERT INTO events ({', '.join(self.COLUMNS)}) "
-                            f"VALUES ({', '.join('?' * len(self.COLUMNS))})", row)
+        self.push((plain.get("time"), plain.get("type"), plain.get("source"), index,
+                   plain.get("class", plain.get("fault")), plain.get("confidence"),
+                   json.dumps(region) if region is not None else None,
+                   plain.get("latency_ms"), plain.get("model_sha256"),
+                   json.dumps(plain, ensure_ascii=False)))
+        if self.keep_days is not None and self.db is not None and \
+                time.monotonic() >= self._next_prune:
+            self.prune()
+
+    def _store(self, rows: list) -> None:
+        if self.db is None:
+            self._connect()
+        elif not self.health.ok:
+            self._checkpoint()
+        with self.db:       # one transaction: all rows or (rolled back) none
+            self.db.executemany(self._insert, rows)
+
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it: on a full disk the WAL (up to
+        ~4 MB before SQLite's own checkpoint) is often the space that is missing."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            if not is_storage_error(exc):
+                raise
+
+    def prune(self) -> int:
+        """Delete rows older than ``keep_days`` (by their UTC ``time``); a failure (a full
+        disk: deleting needs journal space) is counted and tried again next period."""
+        self._next_prune = time.monotonic() + self.prune_every_s
+        cutoff = datetime.now(timezone.utc) - timedelta(days=self.keep_days)
+        stamp = cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        try:
+            with self.db:
+                deleted = self.db.execute("DELETE FROM events WHERE time < ?",
+                                          (stamp,)).rowcount
+        except sqlite3.Error as exc:
+            if not is_storage_error(exc):
+                raise
+            self.prune_failures += 1
+            return 0
+        self.pruned += deleted
+        return deleted
 
     def close(self) -> None:
-        self.db.close()
+        if self._closed:
+            return
+        self._closed = True
+        self._give_up()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     def __enter__(self):
         return self
@@ -261,7 +403,8 @@ def summarize_events(path) -> dict[str, Any]:
             first = stamp if first is None or stamp < first else first
             last = stamp if last is None or stamp > last else last
             if event.get("type") == "fault":
-                faults[str(event.get("fault"))] += 1
+                if event.get("state") != "end":   # a fault that ends was counted at start
+                    faults[str(event.get("fault"))] += 1
                 continue
             label = str(event.get("class"))
             by_class[label] += 1

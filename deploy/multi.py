@@ -13,10 +13,12 @@ import time
 from contextlib import ExitStack
 from typing import Callable, Sequence
 
+from .errors import StorageError
 from .options import Logging, RunPlan
 from .runstats import RunSummary, StopFlag, stop_on_signals
 
 IDLE_SLEEP_S = 0.002   # a round in which no source had anything ready
+POLL_S = 0.5           # storage retries and fault checks between events
 
 
 def open_pipeline(bundle, plan: RunPlan, **kwargs):
@@ -41,20 +43,29 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
     if http is not None:
         http.address()   # a bad address or a missing token fails before any source opens
     with ExitStack() as stack:
-        sinks = open_sinks(logging, stack)
+        guard = open_sinks(logging, stack, stop, on_event)
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
         try:
             for bundle, plan in sources:
                 # each source stops on its own at its end, all of them on ``stop``
-                pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event,
-                                               stop=StopFlag(parent=stop)))
+                pipeline = open_pipeline(bundle, plan, sinks=[guard], on_event=on_event,
+                                         stop=StopFlag(parent=stop))
+                pipelines.append(pipeline)
+                guard.watch(getattr(pipeline, "snapshots", None))
             if http is not None:
                 _serve(http, pipelines, stack, on_http)
-            return _step_all(pipelines, stop)
+            summaries = _step_all(pipelines, stop, guard)
         finally:
             for pipeline in pipelines:
                 pipeline.close()
+    report = guard.report()
+    for summary in summaries:
+        summary.extra.update(report)
+    if guard.failure:
+        raise StorageError(f"{guard.failure}; run stopped (--on-storage-error stop), "
+                           f"{guard.unstored} event(s) not stored")
+    return summaries
 
 
 def _serve(http, pipelines, stack: ExitStack, on_http) -> None:
@@ -71,10 +82,15 @@ def _serve(http, pipelines, stack: ExitStack, on_http) -> None:
         on_http(page_url(server))
 
 
-def _step_all(pipelines, stop: StopFlag) -> list[RunSummary]:
+def _step_all(pipelines, stop: StopFlag, guard) -> list[RunSummary]:
     live = list(pipelines)
     single = len(live) == 1
+    next_poll = 0.0
     while live and not stop.is_set():
+        now = time.monotonic()
+        if now >= next_poll:             # storage retries also while no event comes
+            guard.poll()
+            next_poll = now + POLL_S
         busy = False
         for pipeline in list(live):
             if not pipeline.loop.running():

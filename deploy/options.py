@@ -17,6 +17,7 @@ from .engine import EngineOptions
 from .errors import InputError
 from .faults import FaultConfig
 from .reconnect import Backoff
+from .storage import StorageOptions
 from .tiles import Region
 
 RUN_KINDS = ("camera", "vibration")
@@ -66,6 +67,7 @@ class Logging:
     fsync: str = "interval"
     rotate_mb: float | None = None
     json_path: str | None = None
+    storage: StorageOptions = StorageOptions()   # full disks: backlog, stop policy, retention
 
     def __post_init__(self) -> None:
         if self.rotate_mb is not None and self.rotate_mb <= 0:
@@ -80,7 +82,9 @@ class CameraSource:
     grid: tuple[int, int, int] | None = None
     realtime: bool = False
     faults: FaultConfig = FaultConfig()
-    snapshots: str | None = None
+    snapshots: Any = None                      # a folder, or a snapshots.SnapshotStore
+    snapshots_max_mb: float | None = None      # retention of that folder
+    snapshots_keep_days: float | None = None
     show: bool = False
     backoff: Backoff = Backoff()
     name: str | None = None                    # the source's name in events (default: as read)
@@ -88,6 +92,8 @@ class CameraSource:
     def __post_init__(self) -> None:
         if self.tiles and self.grid:
             raise InputError("give either --tiles or --grid, not both")
+        if self.snapshots is None and (self.snapshots_max_mb or self.snapshots_keep_days):
+            raise InputError("--snapshots-max-mb and --snapshots-keep-days need --snapshots")
 
 
 @dataclass(frozen=True)

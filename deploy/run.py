@@ -15,6 +15,7 @@ from typing import Callable
 
 from .errors import InputError
 from .events import EventLog, SqliteSink
+from .storage import StorageGuard
 from .options import Logging, RunPlan
 from .runstats import RunSummary
 
@@ -23,6 +24,8 @@ def format_event(event: dict) -> str:
     """One short human line per event (the log itself holds the full JSON)."""
     where = event.get("frame", event.get("window"))
     unit = "frame" if "frame" in event else "window"
+    if event.get("type") == "fault" and event.get("fault") == "storage":
+        return f"{event['time']}  FAULT storage      {event.get('message', '')}"
     if event.get("type") == "fault":
         state = f" {event['state']}" if "state" in event else ""   # stalled start/end...
         detail = f" ({event['detail']})" if "detail" in event else ""
@@ -56,16 +59,23 @@ def run_logged(bundle, plan: RunPlan, logging: Logging = Logging(), *,
     return summary
 
 
-def open_sinks(logging: Logging, stack: ExitStack) -> list:
-    """The event sinks ``logging`` asks for, closed when ``stack`` closes."""
+def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None) -> StorageGuard:
+    """The event sinks ``logging`` asks for behind one ``StorageGuard`` (storage faults,
+    backlog, stop policy), all closed when ``stack`` closes -- the guard first, for a last
+    retry."""
+    storage = logging.storage
     sinks = []
     if logging.log is not None:
         rotate = int(logging.rotate_mb * 1024 * 1024) if logging.rotate_mb else None
         sinks.append(stack.enter_context(EventLog(logging.log, fsync=logging.fsync,
-                                                  rotate_bytes=rotate)))
+                                                  rotate_bytes=rotate,
+                                                  **storage.sink_args())))
     if logging.sqlite is not None:
-        sinks.append(stack.enter_context(SqliteSink(logging.sqlite)))
-    return sinks
+        sinks.append(stack.enter_context(SqliteSink(
+            logging.sqlite, keep_days=storage.sqlite_keep_days, **storage.sink_args())))
+    guard = StorageGuard(sinks, [], storage.on_error, stop, on_fault)
+    stack.callback(guard.close)
+    return guard
 
 
 def summary_json(summary: dict) -> str:

@@ -277,6 +277,12 @@ def _runtime_options(f):
                      help="When log lines are forced to disk (interval: at most 1/s)."),
         click.option("--rotate-mb", type=float, default=None,
                      help="Rotate the log when it would pass this size (MB)."),
+        click.option("--sqlite-keep-days", type=float, default=None,
+                     help="Delete SQLite events older than this many days (hourly)."),
+        click.option("--on-storage-error", type=click.Choice(["continue", "stop"]),
+                     default="continue", show_default=True,
+                     help="When the disk refuses events: keep classifying and retry "
+                          "(a storage fault), or stop with exit 2."),
         click.option("--probabilities", is_flag=True,
                      help="Store all class probabilities in each event."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
@@ -298,7 +304,7 @@ def _runtime_options(f):
 def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
                 ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
                 probabilities, json_path, quiet, http_listen, http_token, trusted_keys,
-                connect_timeout, stall_seconds):
+                connect_timeout, stall_seconds, sqlite_keep_days, on_storage_error):
     from edgecnn.deploy.bundle import Bundle
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
@@ -314,7 +320,11 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
                              dict(parse_class_threshold(t) for t in class_threshold),
                              tuple(ignore_class), probabilities),
                    Limits(duration, max_items))
-    logging = Logging(log, sqlite, fsync, rotate_mb, json_path)
+    from edgecnn.deploy.storage import StorageOptions
+
+    logging = Logging(log, sqlite, fsync, rotate_mb, json_path,
+                      StorageOptions(on_error=on_storage_error,
+                                     sqlite_keep_days=sqlite_keep_days))
     http = None
     if http_listen:
         from edgecnn.deploy.httpview import HttpOptions
@@ -337,13 +347,17 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
               help="Frames a class must persist before it is an event.")
 @click.option("--snapshots", type=click.Path(file_okay=False), default=None,
               help="Save a JPEG of each event frame here.")
+@click.option("--snapshots-max-mb", type=float, default=None,
+              help="Keep the snapshot folder under this size (oldest deleted first).")
+@click.option("--snapshots-keep-days", type=float, default=None,
+              help="Delete snapshots older than this many days.")
 @click.option("--show", is_flag=True, help="Preview window with overlay (q/Esc stops).")
 @click.option("--max-frames", "max_items", type=int, default=None, help="Stop after N frames.")
 @click.option("--frozen-frames", type=int, default=30, show_default=True,
               help="Identical frames in a row that mean a frozen source (0: off).")
 @_runtime_options
 def run_camera_command(bundle, source, roi, tiles, grid, frozen_frames, snapshots, show,
-                       realtime, **options):
+                       realtime, snapshots_max_mb, snapshots_keep_days, **options):
     from edgecnn.deploy.faults import FaultConfig
     from edgecnn.deploy.options import CameraSource
     from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
@@ -352,7 +366,8 @@ def run_camera_command(bundle, source, roi, tiles, grid, frozen_frames, snapshot
                           tiles=parse_tiles(tiles) if tiles else None,
                           grid=parse_grid(grid) if grid else None, realtime=realtime,
                           faults=FaultConfig(frozen_frames=frozen_frames),
-                          snapshots=snapshots, show=show)
+                          snapshots=snapshots, snapshots_max_mb=snapshots_max_mb,
+                          snapshots_keep_days=snapshots_keep_days, show=show)
     _run_common(bundle, camera, kind="camera", **options)
 
 
