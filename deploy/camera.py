@@ -220,10 +220,13 @@ class CameraPipeline:
 
     def __init__(self, bundle, plan: RunPlan, *, sinks: Iterable = (),
                  stop: StopFlag | None = None,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None,
+                 engines: dict | None = None):
         cam: CameraSource = plan.source
+        batch = cam.tiles[0] * cam.tiles[1] if cam.tiles else 1
         self.bundle, self.engine, entry = open_for_run(bundle, "image", plan.model.fmt,
-                                                       plan.model.engine)
+                                                       plan.model.engine, batch=batch,
+                                                       shared=engines)
         self.spec = spec = self.bundle.spec
         d = plan.decisions
         self.debouncer = Debouncer(spec.labels, d.count_for("camera"), d.threshold,
@@ -252,8 +255,7 @@ class CameraPipeline:
         self.taken = self.shared = 0
         self._closed = False
         _OpenCvPool.hold()
-        self._cpu_started = time.thread_time()
-        self._cpu = 0.0
+        self._cpu = 0.0                 # this pipeline's steps' CPU seconds
 
     def run(self) -> RunSummary:
         try:
@@ -268,7 +270,6 @@ class CameraPipeline:
         if self._closed:
             return
         self._closed = True
-        self._cpu = time.thread_time() - self._cpu_started
         self.src.close()
         _OpenCvPool.release()
         if self.preview is not None:
@@ -277,6 +278,13 @@ class CameraPipeline:
     def step(self, timeout: float) -> bool:
         """Take the next frame (waiting up to ``timeout``) and classify it; False when
         none came (the loop is stopped at the end of a finite source)."""
+        started = time.thread_time()
+        try:
+            return self._step(timeout)
+        finally:
+            self._cpu += time.thread_time() - started
+
+    def _step(self, timeout: float) -> bool:
         loop = self.loop
         frame = self.src.read(timeout)
         if frame is None:

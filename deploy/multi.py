@@ -1,5 +1,6 @@
 """Several sources in one process: one thread steps every source's pipeline in turn.
 
+Sources on the same bundle and format share one engine (one ONNX Runtime session).
 Each source keeps its own reading thread (frames are decoded and prepared there), its own
 counters, faults, events and summary; the stepping thread takes whatever is ready, source
 after source, so no source starves another (a source with a frame ready is served at
@@ -20,10 +21,11 @@ IDLE_SLEEP_S = 0.002   # a round in which no source had anything ready
 
 
 def open_pipeline(bundle, plan: RunPlan, **kwargs):
-    from .camera import CameraPipeline
-    from .vibration import VibrationPipeline
-
-    pipeline = CameraPipeline if plan.kind == "camera" else VibrationPipeline
+    # only the kind's own module: a camera run does not load the vibration path (SciPy)
+    if plan.kind == "camera":
+        from .camera import CameraPipeline as pipeline
+    else:
+        from .vibration import VibrationPipeline as pipeline
     return pipeline(bundle, plan, **kwargs)
 
 
@@ -40,9 +42,11 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         sinks = open_sinks(logging, stack)
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
+        engines: dict = {}   # one engine per bundle, format and options (engine.open_for_run)
         try:
             for bundle, plan in sources:
-                pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event))
+                pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event,
+                                               engines=engines))
             return _step_all(pipelines, stop)
         finally:
             for pipeline in pipelines:
