@@ -428,14 +428,39 @@ def events_summary(log, as_json):
               default=None, help="Keras model directory to bench too (default: the "
                                  "bundle's source model, if it is still there).")
 @click.option("--no-keras", is_flag=True, help="Leave the Keras rows out (no TensorFlow).")
+@click.option("--select", "select", is_flag=True,
+              help="Only time the formats that passed parity, at --select-batches, and "
+                   "record the fastest per batch size for this machine (in "
+                   "$XDG_CONFIG_HOME/edgecnn/hosts/): the runtime's default format then.")
+@click.option("--select-batches", default="1,32", show_default=True, metavar="N,N",
+              help="Batch sizes that --select times.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all numbers, ceilings and machine info as JSON.")
-def bench_command(bundle, json_path, no_keras, **options):
+def bench_command(bundle, json_path, no_keras, select, select_batches, **options):
+    if select:
+        from edgecnn.select import format_selection, select_formats
+
+        result = select_formats(bundle, batches=_batch_sizes(select_batches),
+                                threads=options["threads"],
+                                seconds=min(options["max_seconds"], 1.0))
+        click.echo(format_selection(result))
+        _write_json(result, json_path)
+        return
     from edgecnn.bench import bench, format_bench
 
     result = bench(bundle, keras=not no_keras, **options)
     click.echo(format_bench(result))
     _write_json(result, json_path)
+
+
+def _batch_sizes(text: str) -> list[int]:
+    from edgecnn.deploy.errors import InputError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--select-batches takes whole numbers like 1,32; "
+                         f"found {text!r}") from None
 
 
 @cli.command("models", help="List the shipped bundles (name, path, task, formats, "
