@@ -78,7 +78,10 @@ class _Preview:
             cv2.imshow(PREVIEW_WINDOW, canvas)
             key = cv2.waitKey(1) & 0xFF
         except cv2.error as exc:
-            raise InputError(f"cannot show the preview window: {exc}") from None
+            hint = (" (this OpenCV has no GUI: the runtime installs opencv-python-headless; "
+                    "for --show install opencv-python in its place)"
+                    if "not implemented" in str(exc).lower() else "")
+            raise InputError(f"cannot show the preview window: {exc}{hint}") from None
         return key not in (ord("q"), 27)
 
     def close(self) -> None:
