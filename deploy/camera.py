@@ -34,6 +34,7 @@ from .options import CameraSource, RunPlan, plan_from_keywords
 from .preprocess import preprocess_image
 from .runstats import RunSummary, StopFlag
 from .spec import InputSpec
+from .tilebatch import TileBatch
 from .tiles import Region, plan_regions
 
 PREVIEW_WINDOW = "edgecnn"
@@ -125,7 +126,8 @@ class Prepared:
     written.
     """
 
-    __slots__ = ("fault", "regions", "pixels", "gray", "tensor", "ready", "runner")
+    __slots__ = ("fault", "regions", "pixels", "gray", "tensor", "ready", "runner",
+                 "resized")
 
     def __init__(self) -> None:
         self.fault: str | None = None
@@ -135,6 +137,7 @@ class Prepared:
         self.tensor: np.ndarray | None = None   # float32 regions x H x W x C
         self.ready = False                       # tensor holds this frame's regions
         self.runner = None
+        self.resized: np.ndarray | None = None  # the slot's buffer for a TileBatch resize
 
 
 class FramePreparer:
@@ -156,6 +159,7 @@ class FramePreparer:
         self._plan = (roi, tiles, grid)
         self._shape: tuple[int, ...] | None = None
         self._regions: list[Region] = []
+        self._batch: TileBatch | None = None    # all tiles with one resize, if it equals
         # the reading thread calls this; the pipeline only for a frame read before it
         # installed this step on a caller's source
         self._lock = threading.Lock()
@@ -166,6 +170,7 @@ class FramePreparer:
         with self._lock:
             if image.shape != self._shape:
                 self._regions = plan_regions(image.shape, *self._plan)
+                self._batch = TileBatch.plan(self._regions, self.spec)
                 self._shape = image.shape
             work.regions = self._regions
             work.fault = self.detector.check(work.pixels)
@@ -192,8 +197,12 @@ class FramePreparer:
         if tensor is None or len(tensor) != len(regions):
             tensor = work.tensor = np.zeros((len(regions), *self.spec.input_shape),
                                             np.float32)
-        for i, region in enumerate(regions):
-            preprocess_image(region.crop(image), self.spec, out=tensor[i])
+        batch = self._batch
+        if batch is not None and batch.regions is regions:   # planned for this frame size
+            work.resized = batch.fill(image, regions, tensor, work.resized)
+        else:
+            for i, region in enumerate(regions):
+                preprocess_image(region.crop(image), self.spec, out=tensor[i])
         work.ready = True
 
 

@@ -218,3 +218,32 @@ def test_the_shared_engine_serves_every_source(bundle, videos):
         for p in pipes:
             p.close()
     assert np.isfinite(pipes[0].engine.predict(np.zeros((1, 32, 32, 1), np.float32))).all()
+
+
+def test_tiles_with_one_resize_equal_tiles_one_by_one():
+    """An 1800x1000 frame in 5x9 tiles of 200x200 for a 128x128 model: the batched
+    preprocessing (one resize, tiles as views) is used and equals preprocess_image of
+    each tile bit for bit; a layout it cannot do (overlapping grid) goes tile by tile."""
+    import cv2
+
+    from edgecnn.deploy.camera import FramePreparer
+    from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+    from edgecnn.deploy.preprocess import preprocess_image
+    from edgecnn.deploy.tiles import plan_regions
+
+    from runtime_helpers import image_spec, neu_images
+
+    spec = image_spec(128)
+    tiles = [img for _, img in neu_images(8)][:45]
+    frame = np.vstack([np.hstack(tiles[r * 9:(r + 1) * 9]) for r in range(5)])
+    bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    for plan, batched in (({"tiles": (5, 9)}, True), ({"grid": (200, 200, 150)}, False)):
+        prepare = FramePreparer(spec, FrameFaultDetector(FaultConfig()), **plan)
+        work = None
+        for _ in range(3):            # first frame: checked both ways; then batched only
+            work = prepare(bgr, work)
+        regions = plan_regions(frame.shape, **plan)
+        expected = np.stack([preprocess_image(r.crop(frame), spec) for r in regions])
+        np.testing.assert_array_equal(work.tensor, expected)
+        assert (prepare._batch is not None and prepare._batch.verified) is batched
+        assert (work.resized is not None) is batched
