@@ -33,6 +33,7 @@ from .preprocess import preprocess_image
 from .runstats import RunSummary, StopFlag, counter_dict
 from .snapshots import SnapshotStore
 from .spec import InputSpec
+from .tilebatch import TileBatch
 from .tiles import Region, plan_regions
 
 PREVIEW_WINDOW = "edgecnn"
@@ -67,7 +68,10 @@ class _Preview:
             cv2.imshow(PREVIEW_WINDOW, canvas)
             key = cv2.waitKey(1) & 0xFF
         except cv2.error as exc:
-            raise InputError(f"cannot show the preview window: {exc}") from None
+            hint = (" (this OpenCV has no GUI: the runtime installs opencv-python-headless; "
+                    "for --show install opencv-python in its place)"
+                    if "not implemented" in str(exc).lower() else "")
+            raise InputError(f"cannot show the preview window: {exc}{hint}") from None
         return key not in (ord("q"), 27)
 
     def close(self) -> None:
@@ -111,7 +115,8 @@ class Prepared:
     written.
     """
 
-    __slots__ = ("fault", "regions", "pixels", "gray", "tensor", "ready", "runner")
+    __slots__ = ("fault", "regions", "pixels", "gray", "tensor", "ready", "runner",
+                 "resized")
 
     def __init__(self) -> None:
         self.fault: str | None = None
@@ -121,6 +126,7 @@ class Prepared:
         self.tensor: np.ndarray | None = None   # float32 regions x H x W x C
         self.ready = False                       # tensor holds this frame's regions
         self.runner = None
+        self.resized: np.ndarray | None = None  # the slot's buffer for a TileBatch resize
 
 
 class FramePreparer:
@@ -142,6 +148,7 @@ class FramePreparer:
         self._plan = (roi, tiles, grid)
         self._shape: tuple[int, ...] | None = None
         self._regions: list[Region] = []
+        self._batch: TileBatch | None = None    # all tiles with one resize, if it equals
         # the reading thread calls this; the pipeline only for a frame read before it
         # installed this step on a caller's source
         self._lock = threading.Lock()
@@ -154,6 +161,7 @@ class FramePreparer:
             # a tiny frame is a fault, not a frame to plan regions in (they may not fit)
             if image.shape != self._shape and work.fault != "tiny":
                 self._regions = plan_regions(image.shape, *self._plan)
+                self._batch = TileBatch.plan(self._regions, self.spec)
                 self._shape = image.shape
             work.regions = self._regions
         work.ready = False
@@ -179,8 +187,12 @@ class FramePreparer:
         if tensor is None or len(tensor) != len(regions):
             tensor = work.tensor = np.zeros((len(regions), *self.spec.input_shape),
                                             np.float32)
-        for i, region in enumerate(regions):
-            preprocess_image(region.crop(image), self.spec, out=tensor[i])
+        batch = self._batch
+        if batch is not None and batch.regions is regions:   # planned for this frame size
+            work.resized = batch.fill(image, regions, tensor, work.resized)
+        else:
+            for i, region in enumerate(regions):
+                preprocess_image(region.crop(image), self.spec, out=tensor[i])
         work.ready = True
 
 
@@ -210,11 +222,14 @@ class CameraPipeline(Pipeline):
 
     def __init__(self, bundle, plan: RunPlan, *, sinks: Iterable = (),
                  stop: StopFlag | None = None,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None,
+                 engines: dict | None = None):
         cam: CameraSource = plan.source
         stop = stop or StopFlag()
+        batch = cam.tiles[0] * cam.tiles[1] if cam.tiles else 1
         self.bundle, self.engine, entry = open_for_run(bundle, "image", plan.model.fmt,
-                                                       plan.model.engine)
+                                                       plan.model.engine, batch=batch,
+                                                       shared=engines)
         self.spec = spec = self.bundle.spec
         d = plan.decisions
         self.debouncer = Debouncer(spec.labels, d.count_for("camera"), d.threshold,
@@ -247,15 +262,13 @@ class CameraPipeline(Pipeline):
         self.taken = self.shared = 0
         self._closed = False
         _OpenCvPool.hold()
-        self._cpu_started = time.thread_time()
-        self._cpu = 0.0
+        self._cpu = 0.0                 # this pipeline's steps' CPU seconds
 
     def close(self) -> None:
         """Stop the source and restore OpenCV's thread pool (once; ``run`` calls it)."""
         if self._closed:
             return
         self._closed = True
-        self._cpu = time.thread_time() - self._cpu_started
         self.src.close()
         _OpenCvPool.release()
         if self.preview is not None:
@@ -264,6 +277,13 @@ class CameraPipeline(Pipeline):
     def step(self, timeout: float) -> bool:
         """Take the next frame (waiting up to ``timeout``) and classify it; False when
         none came (the loop is stopped at the end of a finite source)."""
+        started = time.thread_time()
+        try:
+            return self._step(timeout)
+        finally:
+            self._cpu += time.thread_time() - started
+
+    def _step(self, timeout: float) -> bool:
         loop = self.loop
         frame = self.src.read(timeout)
         loop.source_changes(self.src.poll_status(), self.src.stats.read)

@@ -278,10 +278,19 @@ def _check_classes(engine: Engine, bundle: Bundle) -> None:
 
 
 def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None = None,
-                 options: EngineOptions = EngineOptions()):
+                 options: EngineOptions = EngineOptions(), *, batch: int = 1,
+                 shared: dict | None = None):
     """(bundle, engine, manifest entry) for a runtime command, refusing a model of the
     wrong kind (an image model on a vibration stream and vice versa) before any source
-    is opened."""
+    is opened.
+
+    No ``fmt``: this machine's choice from ``edgecnn bench --select`` for about ``batch``
+    items per inference (``hosts.selected_format``), else the bundle's default. With a
+    ``shared`` dict, sources of one process share one ONNX Runtime engine per bundle,
+    format and options (one session: its memory once; every run comes from the one
+    stepping thread). LiteRT interpreters are not shared: one resized per batch size would
+    reallocate at every switch between sources.
+    """
     if not isinstance(bundle, Bundle):
         bundle = Bundle.open(bundle)
     if bundle.spec.kind != kind:
@@ -290,9 +299,19 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
         need = "an image" if kind == "image" else "a vibration"
         raise BundleError(f"bundle {bundle.path} holds {have} model; 'edgecnn run {want}' "
                           f"needs {need} model (run this bundle with 'edgecnn run {other}')")
-    fmt = fmt or bundle.default_format()
+    if fmt is None:
+        from .hosts import selected_format
+
+        fmt, _ = selected_format(bundle, batch)
     entry = bundle.entry(fmt)
-    return bundle, open_engine(bundle, fmt, options), entry
+    shareable = shared is not None and model_format(fmt).runtime == "onnx"
+    key = (str(bundle.path.resolve()), fmt, options)
+    engine = shared.get(key) if shareable else None
+    if engine is None:
+        engine = open_engine(bundle, fmt, options)
+        if shareable:
+            shared[key] = engine
+    return bundle, engine, entry
 
 
 _ENGINES = {"onnx": OnnxEngine, "tflite": TFLiteEngine}

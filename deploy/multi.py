@@ -1,5 +1,6 @@
 """Several sources in one process: one thread steps every source's pipeline in turn.
 
+Sources on the same bundle and format share one engine (one ONNX Runtime session).
 Each source keeps its own reading thread (frames are decoded and prepared there), its own
 counters, faults, events and summary; the stepping thread takes whatever is ready, source
 after source, so no source starves another (a source with a frame ready is served at
@@ -22,10 +23,11 @@ POLL_S = 0.5           # storage retries and fault checks between events
 
 
 def open_pipeline(bundle, plan: RunPlan, **kwargs):
-    from .camera import CameraPipeline
-    from .vibration import VibrationPipeline
-
-    pipeline = CameraPipeline if plan.kind == "camera" else VibrationPipeline
+    # only the kind's own module: a camera run does not load the vibration path (SciPy)
+    if plan.kind == "camera":
+        from .camera import CameraPipeline as pipeline
+    else:
+        from .vibration import VibrationPipeline as pipeline
     return pipeline(bundle, plan, **kwargs)
 
 
@@ -46,11 +48,12 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         guard = open_sinks(logging, stack, stop, on_event)
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
+        engines: dict = {}   # one engine per bundle, format and options (engine.open_for_run)
         try:
             for bundle, plan in sources:
                 # each source stops on its own at its end, all of them on ``stop``
                 pipeline = open_pipeline(bundle, plan, sinks=[guard], on_event=on_event,
-                                         stop=StopFlag(parent=stop))
+                                         stop=StopFlag(parent=stop), engines=engines)
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
             if http is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import InputError
 from .events import EventLog, SqliteSink
@@ -20,8 +20,11 @@ from .options import Logging, RunPlan
 from .runstats import RunSummary
 
 
-def format_event(event: dict) -> str:
-    """One short human line per event (the log itself holds the full JSON)."""
+def format_event(event: dict, source: bool = False) -> str:
+    """One short human line per event (the log itself holds the full JSON); ``source``
+    starts it with the source's name (a run of several sources)."""
+    if source:
+        return f"[{event.get('source')}] {format_event(event)}"
     where = event.get("frame", event.get("window"))
     unit = "frame" if "frame" in event else "window"
     if event.get("type") == "fault" and event.get("fault") == "storage":
@@ -41,22 +44,36 @@ def format_event(event: dict) -> str:
 
 def run_logged(bundle, plan: RunPlan, logging: Logging = Logging(), *,
                echo: Callable[[str], None] | None = None, http=None) -> RunSummary:
-    """Run one source's ``plan`` with the sinks ``logging`` names (and the live page
-    ``http`` asks for); returns the summary."""
+    """Run one source's ``plan`` with the sinks ``logging`` names; returns the summary."""
+    summary, = run_logged_many([(bundle, plan)], logging, echo=echo, http=http)
+    return summary
+
+
+def run_logged_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(),
+                    *, echo: Callable[[str], None] | None = None,
+                    http=None) -> list[RunSummary]:
+    """Run every (bundle, plan) of ``sources`` in this process (``multi.run_many``) with
+    the sinks ``logging`` names and the live page ``http`` asks for; one summary per
+    source. The summary JSON holds the one summary of a single source, or
+    ``{"sources": [summary, ...]}`` of several."""
     from .multi import run_many
 
-    on_event = (lambda event: echo(format_event(event))) if echo else None
+    several = len(sources) > 1
+    on_event = (lambda event: echo(format_event(event, several))) if echo else None
     on_http = (lambda url: echo(f"live view: {url}")) if echo else None
-    summary, = run_many([(bundle, plan)], logging, on_event=on_event, http=http,
-                        on_http=on_http)
-    if logging.log is not None:
-        summary.extra["log"] = str(logging.log)
+    summaries = run_many(sources, logging, on_event=on_event, http=http, on_http=on_http)
+    for summary in summaries:
+        if logging.log is not None:
+            summary.extra["log"] = str(logging.log)
     if logging.json_path:
+        data = {"sources": [s.to_dict() for s in summaries]} if several \
+            else summaries[0].to_dict()
         try:
-            Path(logging.json_path).write_text(summary.to_json() + "\n", encoding="utf-8")
+            Path(logging.json_path).write_text(json.dumps(data, indent=2, sort_keys=True)
+                                               + "\n", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot write {logging.json_path}: {exc.strerror}") from None
-    return summary
+    return summaries
 
 
 def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None) -> StorageGuard:

@@ -115,12 +115,13 @@ class VibrationPipeline(Pipeline):
 
     def __init__(self, bundle, plan: RunPlan, *, sinks: Iterable = (),
                  stop: StopFlag | None = None,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None,
+                 engines: dict | None = None):
         vib: VibrationSource = plan.source
         stop = stop or StopFlag()
         checks = vib.checks or SignalChecks()
         self.bundle, engine, entry = open_for_run(bundle, "signal", plan.model.fmt,
-                                                  plan.model.engine)
+                                                  plan.model.engine, shared=engines)
         self.spec = spec = self.bundle.spec
         self.sig = sig = spec.signal
         d = plan.decisions

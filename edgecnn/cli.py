@@ -301,27 +301,28 @@ def _runtime_options(f):
     return _trust_option(f)
 
 
-def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
+def _run_common(bundle, sources, *, kind, fmt, threads, spinning, threshold, class_threshold,
                 ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
                 probabilities, json_path, quiet, http_listen, http_token, trusted_keys,
                 connect_timeout, stall_seconds, sqlite_keep_days, on_storage_error):
+    """One RunPlan per source (same model, decisions and limits), run in one process."""
     from edgecnn.deploy.bundle import Bundle
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
     from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
     from edgecnn.deploy.reconnect import Backoff
-    from edgecnn.deploy.run import run_logged
-
-    source = replace(source, backoff=Backoff(connect_timeout=connect_timeout,
-                                             stall_seconds=stall_seconds))
-    plan = RunPlan(kind, source,
-                   ModelOptions(fmt, EngineOptions(threads=threads, spinning=spinning)),
-                   Decisions(min_count, threshold,
-                             dict(parse_class_threshold(t) for t in class_threshold),
-                             tuple(ignore_class), probabilities),
-                   Limits(duration, max_items))
+    from edgecnn.deploy.run import run_logged_many
     from edgecnn.deploy.storage import StorageOptions
 
+    bundle = Bundle.open(bundle, _trust(trusted_keys))
+    backoff = Backoff(connect_timeout=connect_timeout, stall_seconds=stall_seconds)
+    model = ModelOptions(fmt, EngineOptions(threads=threads, spinning=spinning))
+    decisions = Decisions(min_count, threshold,
+                          dict(parse_class_threshold(t) for t in class_threshold),
+                          tuple(ignore_class), probabilities)
+    plans = [(bundle, RunPlan(kind, replace(source, backoff=backoff), model, decisions,
+                              Limits(duration, max_items)))
+             for source in sources]
     logging = Logging(log, sqlite, fsync, rotate_mb, json_path,
                       StorageOptions(on_error=on_storage_error,
                                      sqlite_keep_days=sqlite_keep_days))
@@ -330,19 +331,35 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
         from edgecnn.deploy.httpview import HttpOptions
 
         http = HttpOptions(http_listen, http_token)
-    bundle = Bundle.open(bundle, _trust(trusted_keys))
-    summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo, http=http)
-    click.echo(summary.format())
+    for summary in run_logged_many(plans, logging, echo=None if quiet else click.echo,
+                                   http=http):
+        click.echo(summary.format())
 
 
-@run.command("camera", help="Classify frames from a camera index, video file, RTSP/HTTP URL "
-                            "or GStreamer pipeline.")
+def _named_sources(values) -> list[tuple[str | None, str]]:
+    from edgecnn.deploy.plans import check_unique_names, named_source
+
+    named = [named_source(v) for v in values]
+    check_unique_names([name or text for name, text in named])
+    return named
+
+
+SOURCE_HELP = ("Repeatable: one process watches every source. NAME=SOURCE names a source "
+               "in its events and summary.")
+PER_SOURCE = "Once for every source, or once per --source in order ('none': not for that one)."
+
+
+@run.command("camera", help="Classify frames from camera indexes, video files, RTSP/HTTP "
+                            "URLs or GStreamer pipelines (one or several, in one process).")
 @click.argument("bundle")
-@click.option("--source", required=True, help="0 | video.mp4 | rtsp://... | 'pipeline ! appsink'")
-@click.option("--roi", default=None, metavar="x,y,w,h", help="Only look at this region.")
-@click.option("--tiles", default=None, metavar="RxC", help="Classify R x C fixed tiles.")
-@click.option("--grid", default=None, metavar="WxH:STRIDE",
-              help="Classify a sliding grid of WxH windows.")
+@click.option("--source", "sources", required=True, multiple=True,
+              help="0 | video.mp4 | rtsp://... | 'pipeline ! appsink'. " + SOURCE_HELP)
+@click.option("--roi", multiple=True, metavar="x,y,w,h",
+              help="Only look at this region. " + PER_SOURCE)
+@click.option("--tiles", multiple=True, metavar="RxC",
+              help="Classify R x C fixed tiles. " + PER_SOURCE)
+@click.option("--grid", multiple=True, metavar="WxH:STRIDE",
+              help="Classify a sliding grid of WxH windows. " + PER_SOURCE)
 @click.option("--min-frames", "min_count", type=int, default=3, show_default=True,
               help="Frames a class must persist before it is an event.")
 @click.option("--snapshots", type=click.Path(file_okay=False), default=None,
@@ -352,49 +369,84 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
 @click.option("--snapshots-keep-days", type=float, default=None,
               help="Delete snapshots older than this many days.")
 @click.option("--show", is_flag=True, help="Preview window with overlay (q/Esc stops).")
-@click.option("--max-frames", "max_items", type=int, default=None, help="Stop after N frames.")
+@click.option("--max-frames", "max_items", type=int, default=None,
+              help="Stop a source after N frames.")
 @click.option("--frozen-frames", type=int, default=30, show_default=True,
               help="Identical frames in a row that mean a frozen source (0: off).")
 @_runtime_options
-def run_camera_command(bundle, source, roi, tiles, grid, frozen_frames, snapshots, show,
+def run_camera_command(bundle, sources, roi, tiles, grid, frozen_frames, snapshots, show,
                        realtime, snapshots_max_mb, snapshots_keep_days, **options):
+    from edgecnn.deploy.errors import InputError
     from edgecnn.deploy.faults import FaultConfig
     from edgecnn.deploy.options import CameraSource
+    from edgecnn.deploy.plans import per_source
     from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
 
-    camera = CameraSource(source, roi=parse_roi(roi) if roi else None,
-                          tiles=parse_tiles(tiles) if tiles else None,
-                          grid=parse_grid(grid) if grid else None, realtime=realtime,
-                          faults=FaultConfig(frozen_frames=frozen_frames),
-                          snapshots=snapshots, snapshots_max_mb=snapshots_max_mb,
-                          snapshots_keep_days=snapshots_keep_days, show=show)
-    _run_common(bundle, camera, kind="camera", **options)
+    named = _named_sources(sources)
+    if show and len(named) > 1:
+        raise InputError("--show previews one source; found "
+                         f"{len(named)} --source options")
+    n = len(named)
+    cameras = [CameraSource(text, roi=r, tiles=t, grid=g, realtime=realtime,
+                            faults=FaultConfig(frozen_frames=frozen_frames),
+                            snapshots=snapshots, snapshots_max_mb=snapshots_max_mb,
+                            snapshots_keep_days=snapshots_keep_days, show=show, name=name)
+               for (name, text), r, t, g in zip(named, per_source(roi, n, "--roi", parse_roi),
+                                                per_source(tiles, n, "--tiles", parse_tiles),
+                                                per_source(grid, n, "--grid", parse_grid))]
+    _run_common(bundle, cameras, kind="camera", **options)
 
 
-@run.command("vibration", help="Classify windows of a recording (.mat/.wav/.csv/.npy/.npz), "
-                               "raw float32 samples on stdin (-) or a tcp://host:port stream.")
+@run.command("vibration", help="Classify windows of recordings (.mat/.wav/.csv/.npy/.npz), "
+                               "raw float32 samples on stdin (-) or tcp://host:port streams "
+                               "(one or several, in one process).")
 @click.argument("bundle")
-@click.option("--source", required=True, help="recording | - | tcp://host:port")
-@click.option("--hop", type=int, default=None,
-              help="Samples between windows (default: about half a window).")
-@click.option("--sample-rate", type=float, default=None,
-              help="Rate of a stdin/TCP stream, or of a file that does not state it.")
-@click.option("--channel", default=None, help="Recording channel (default: the model's).")
+@click.option("--source", "sources", required=True, multiple=True,
+              help="recording | - | tcp://host:port. " + SOURCE_HELP)
+@click.option("--hop", multiple=True, metavar="N",
+              help="Samples between windows (default: about half a window). " + PER_SOURCE)
+@click.option("--sample-rate", multiple=True, metavar="HZ",
+              help="Rate of a stdin/TCP stream, or of a file that does not state it. "
+                   + PER_SOURCE)
+@click.option("--channel", multiple=True,
+              help="Recording channel (default: the model's). " + PER_SOURCE)
 @click.option("--min-windows", "min_count", type=int, default=1, show_default=True,
               help="Windows a class must persist before it is an event.")
 @click.option("--max-windows", "max_items", type=int, default=None,
-              help="Stop after N windows.")
+              help="Stop a source after N windows.")
 @click.option("--clip-level", type=float, default=None,
               help="|sample| at which the sensor clips (default: detect flat peaks).")
 @_runtime_options
-def run_vibration_command(bundle, source, hop, sample_rate, channel, clip_level, realtime,
+def run_vibration_command(bundle, sources, hop, sample_rate, channel, clip_level, realtime,
                           **options):
     from edgecnn.deploy.options import VibrationSource
+    from edgecnn.deploy.plans import per_source
     from edgecnn.deploy.vibration import SignalChecks
 
-    vibration = VibrationSource(source, hop=hop, sample_rate=sample_rate, channel=channel,
-                                realtime=realtime, checks=SignalChecks(clip_level=clip_level))
-    _run_common(bundle, vibration, kind="vibration", **options)
+    named = _named_sources(sources)
+    n = len(named)
+    if sum(1 for _, text in named if text == "-") > 1:
+        from edgecnn.deploy.errors import InputError
+
+        raise InputError("stdin (-) can feed one --source only")
+    vibrations = [VibrationSource(text, hop=h, sample_rate=r, channel=c, realtime=realtime,
+                                  checks=SignalChecks(clip_level=clip_level), name=name)
+                  for (name, text), h, r, c in zip(
+                      named, per_source(hop, n, "--hop", lambda v: _number(v, int, "--hop")),
+                      per_source(sample_rate, n, "--sample-rate",
+                                 lambda v: _number(v, float, "--sample-rate")),
+                      per_source(channel, n, "--channel"))]
+    _run_common(bundle, vibrations, kind="vibration", **options)
+
+
+def _number(text: str, kind, option: str):
+    from edgecnn.deploy.errors import InputError
+
+    try:
+        return kind(text)
+    except ValueError:
+        raise InputError(f"{option} takes a {'whole ' if kind is int else ''}number; "
+                         f"found {text!r}") from None
 
 
 @cli.group(help="Read event logs written by `edgecnn run`.")
@@ -442,13 +494,31 @@ def events_summary(log, as_json):
                                  "bundle's source model, if it is still there).")
 @click.option("--no-keras", is_flag=True, help="Leave the Keras rows out (no TensorFlow).")
 @_trust_option
+@click.option("--select", "select", is_flag=True,
+              help="Only time the formats that passed parity, at --select-batches, and "
+                   "record the fastest per batch size for this machine (in "
+                   "$XDG_CONFIG_HOME/edgecnn/hosts/): the runtime's default format then.")
+@click.option("--select-batches", default="1,32", show_default=True, metavar="N,N",
+              help="Batch sizes that --select times.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write all numbers, ceilings and machine info as JSON.")
-def bench_command(bundle, json_path, no_keras, trusted_keys, **options):
-    from edgecnn.bench import bench
+def bench_command(bundle, json_path, no_keras, select, select_batches, trusted_keys,
+                  **options):
     from edgecnn.deploy.bundle import Bundle
 
-    result = bench(Bundle.open(bundle, _trust(trusted_keys)), keras=not no_keras, **options)
+    bundle = Bundle.open(bundle, _trust(trusted_keys))
+    if select:
+        from edgecnn.select import format_selection, select_formats
+
+        result = select_formats(bundle, batches=_batch_sizes(select_batches),
+                                threads=options["threads"],
+                                seconds=min(options["max_seconds"], 1.0))
+        click.echo(format_selection(result))
+        _write_json(result, json_path)
+        return
+    from edgecnn.bench import bench
+
+    result = bench(bundle, keras=not no_keras, **options)
     click.echo(result.format())
     _write_json(result.to_dict(), json_path)
 
@@ -481,6 +551,16 @@ def sign_command(bundle, key):
 
     path, key_id = sign_bundle(bundle, key)
     click.echo(f"signed with key {key_id}: {path}")
+
+
+def _batch_sizes(text: str) -> list[int]:
+    from edgecnn.deploy.errors import InputError
+
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--select-batches takes whole numbers like 1,32; "
+                         f"found {text!r}") from None
 
 
 @cli.command("models", help="List the shipped bundles (name, path, task, formats, "

@@ -84,3 +84,10 @@ def exported_bundle(trained_image_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "neu bundle"
     result = export_model(trained_image_model_dir, out, log=lines.append)
     return out, result, lines
+
+
+@pytest.fixture(autouse=True)
+def _own_config_dir(tmp_path_factory, monkeypatch):
+    """No test reads the developer's own host files (``edgecnn bench --select``): the
+    runtime's default format is the bundle's unless a test writes one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))

@@ -1,0 +1,274 @@
+"""Capacity of a line PC: the camera pipeline against the 2-core bound, one run.
+
+    python benchmarks/bench_capacity.py [BUNDLE=neu] [--format F] [--runs 3]
+                                        [--seconds 3] [--select] [--json out.json]
+
+For each case it measures, back to back in the same run: decode-only (the source's
+capture read loop, frames/s), inference-only (the engine runner on the frame's regions,
+one batched run per frame), the pipeline (``multi.run_many``, every source in this
+process) and the ratio of the pipeline's rate to the 2-core bound 2 / (t_decode +
+t_infer) (for several sources: their total rate against the same per-frame bound).
+Cases: 200x200 MJPG and raw gray (Y800), 1800x1000 MJPG with 45 tiles of 200x200, four
+200x200 MJPG sources, two tiled 1800x1000 sources; the tiled case also against a plain
+single-threaded loop (read, slice, one ``engine.predict`` on the 45 tiles). Then the CPU
+% of a paced 30 frames/s stream (200x200 and tiled), peak RSS of ``edgecnn run camera``
+with one and four sources (own processes), and with ``--select`` each shipped bundle's
+format timings (``edgecnn.select``). The machine may be shared: the load average is
+recorded before and after each case, and each case also reports the CPU its threads got
+(cores used) and the share of the bound those cores allow (``ratio_to_cores_used``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+NEU = REPO / "calibration_data" / "neu"
+TILES = (5, 9)               # 45 tiles of 200 x 200 in an 1800 x 1000 frame
+
+
+def _load() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def _neu_images() -> list[np.ndarray]:
+    files = sorted(NEU.glob("*/*.jpg"))
+    if not files:
+        sys.exit(f"no calibration images under {NEU}")
+    return [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]
+
+
+def _tiled(images, k: int) -> np.ndarray:
+    rows, cols = TILES
+    picks = [images[(k * 7 + i) % len(images)] for i in range(rows * cols)]
+    return np.vstack([np.hstack(picks[r * cols:(r + 1) * cols]) for r in range(rows)])
+
+
+def write_video(path: Path, frames, codec: str = "mjpg", fps: float = 25.0) -> Path:
+    fourcc, color = {"mjpg": ("MJPG", True), "raw": ("Y800", False)}[codec]
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h),
+                             isColor=color)
+    if not writer.isOpened():
+        sys.exit(f"this OpenCV build cannot write {fourcc} video")
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if color else frame)
+    writer.release()
+    return path
+
+
+def decode_only(video: Path) -> dict:
+    """The reading thread's decode alone: the capture as the source opens it."""
+    from edgecnn.deploy.frames import _open_file
+
+    cap = _open_file(str(video))
+    n, buffer = 0, None
+    start, cpu = time.perf_counter(), time.thread_time()
+    while True:
+        ok, buffer = cap.read(buffer)
+        if not ok:
+            break
+        n += 1
+    wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    cap.release()
+    return {"frames": n, "ms": 1000 * wall / n, "cpu_ms": 1000 * cpu / n}
+
+
+def infer_only(engine, spec, regions: int, tile: np.ndarray, seconds: float) -> dict:
+    """One batched runner run per frame on the frame's regions (preallocated buffers)."""
+    from edgecnn.deploy.preprocess import preprocess_image
+
+    runner = engine.runner(spec.input_shape, regions)
+    for i in range(regions):
+        preprocess_image(tile, spec, out=runner.inputs[i])
+    for _ in range(3):
+        runner.run()
+    n, start, cpu = 0, time.perf_counter(), time.thread_time()
+    while time.perf_counter() - start < seconds:
+        runner.run()
+        n += 1
+    return {"ms": 1000 * (time.perf_counter() - start) / n,
+            "cpu_ms": 1000 * (time.thread_time() - cpu) / n}
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def pipeline(bundle, fmt, videos, tiles=None, realtime: bool = False,
+             duration: float | None = None) -> dict:
+    from edgecnn.deploy.faults import FaultConfig
+    from edgecnn.deploy.multi import run_many
+    from edgecnn.deploy.options import Logging, plan_from_keywords
+
+    plans = [(bundle, plan_from_keywords("camera", str(v), name=f"cam{i}", fmt=fmt,
+                                         tiles=tiles, min_frames=3, realtime=realtime,
+                                         duration=duration, faults=FaultConfig()))
+             for i, v in enumerate(videos)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu, start = _cpu_s(), time.perf_counter()
+        summaries = run_many(plans, Logging(log=str(Path(tmp) / "events.jsonl")))
+        wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
+    processed = sum(s.processed for s in summaries)
+    return {"frames_per_s": processed / wall, "processed": [s.processed for s in summaries],
+            "dropped": sum(s.dropped for s in summaries), "wall_s": round(wall, 3),
+            "cores_used": round(cpu / wall, 3), "cpu_ms_per_frame": 1000 * cpu / processed,
+            "sources_named": sorted({s.source for s in summaries})}
+
+
+def plain_loop(engine, spec, video: Path) -> dict:
+    """Read, slice, one ``engine.predict`` on the tiles: one thread, nothing overlapped."""
+    from edgecnn.deploy.preprocess import preprocess_image
+    from edgecnn.deploy.tiles import plan_regions
+
+    cap = cv2.VideoCapture(str(video))
+    batch, regions, n = None, None, 0
+    start = time.perf_counter()
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if regions is None:
+            regions = plan_regions(gray.shape, tiles=TILES)
+            batch = np.empty((len(regions), *spec.input_shape), np.float32)
+        for i, region in enumerate(regions):
+            preprocess_image(region.crop(gray), spec, out=batch[i])
+        engine.predict(batch)
+        n += 1
+    cap.release()
+    return {"frames_per_s": n / (time.perf_counter() - start)}
+
+
+def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=None) -> dict:
+    load = _load()
+    dec = decode_only(videos[0])
+    inf = infer_only(engine, bundle.spec, regions, tile, seconds)
+    pipe = pipeline(bundle, fmt, videos, tiles)
+    bound = 2000.0 / (dec["ms"] + inf["ms"])
+    # the same bound for the cores the run actually got (a shared machine gives less
+    # than two): with c cores, c / (t_decode + t_infer) by CPU time
+    cpu_bound = pipe["cores_used"] * 1000.0 / (dec["cpu_ms"] + inf["cpu_ms"])
+    row = {"case": name, "sources": len(videos), "regions": regions,
+           "decode_ms": round(dec["ms"], 4), "decode_per_s": round(1000 / dec["ms"], 1),
+           "infer_ms": round(inf["ms"], 4), "infer_per_s": round(1000 / inf["ms"], 1),
+           "pipeline_per_s": round(pipe["frames_per_s"], 1),
+           "bound_2_cores_per_s": round(bound, 1),
+           "ratio_to_2_core_bound": round(pipe["frames_per_s"] / bound, 3),
+           "ratio_to_cores_used": round(pipe["frames_per_s"] / cpu_bound, 3),
+           "pipeline": pipe, "load_before": load, "load_after": _load()}
+    return row
+
+
+def paced_cpu(bundle, fmt, video: Path, tiles=None, seconds: float = 5.0) -> dict:
+    run = pipeline(bundle, fmt, [video], tiles, realtime=True, duration=seconds)
+    return {"cpu_percent": round(100 * run["cores_used"], 1),
+            "frames_per_s": round(run["frames_per_s"], 1), "dropped": run["dropped"]}
+
+
+def peak_rss_mb(bundle_name: str, videos) -> float:
+    """Peak RSS of ``edgecnn run camera`` in its own process. Measured by /usr/bin/time
+    (a small parent): the rusage of a child forked from this big benchmark process would
+    count the pages it had before its exec."""
+    exe = Path(sys.executable).with_name("edgecnn")
+    args = [str(exe), "run", "camera", bundle_name, "--quiet"]
+    for i, v in enumerate(videos):
+        args += ["--source", f"cam{i}={v}"]
+    if not Path("/usr/bin/time").exists():
+        return float("nan")
+    proc = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"edgecnn run camera failed: {proc.stderr}")
+    line = next(l for l in proc.stderr.splitlines() if "Maximum resident set size" in l)
+    return round(int(line.split(":")[1]) / 1024, 1)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bundle", nargs="?", default="neu")
+    parser.add_argument("--format", dest="fmt", default=None)
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of every case")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="inference-only timing per case")
+    parser.add_argument("--frames", type=int, default=1500, help="200x200 video frames")
+    parser.add_argument("--tiled-frames", type=int, default=300)
+    parser.add_argument("--select", action="store_true",
+                        help="also time every shipped bundle's formats (edgecnn.select)")
+    parser.add_argument("--json", dest="json_path", default=None)
+    args = parser.parse_args(argv)
+    from edgecnn.deploy.bundle import Bundle, shipped_bundles
+    from edgecnn.deploy.engine import open_for_run
+
+    bundle, engine, entry = open_for_run(args.bundle, "image", args.fmt)
+    fmt = entry["format"]
+    images = _neu_images()
+    result = {"bundle": str(bundle.path), "format": fmt, "cpus": os.cpu_count(),
+              "load_start": _load(), "cases": [], "runs": args.runs}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        small = [images[i % len(images)] for i in range(args.frames)]
+        mjpg = write_video(tmp / "small mjpg.avi", small)
+        raw = write_video(tmp / "small raw.avi", small, "raw")
+        tiled = write_video(tmp / "tiled mjpg.avi",
+                            [_tiled(images, k) for k in range(args.tiled_frames)])
+        paced = write_video(tmp / "paced.avi", small[:300], fps=30.0)
+        paced_tiled = write_video(tmp / "paced tiled.avi",
+                                  [_tiled(images, k) for k in range(150)], fps=30.0)
+        tile = images[0]
+        for _ in range(args.runs):
+            result["cases"] += [
+                run_case("200x200 mjpg", bundle, engine, fmt, [mjpg], tile, 1, args.seconds),
+                run_case("200x200 raw gray", bundle, engine, fmt, [raw], tile, 1,
+                         args.seconds),
+                run_case("1800x1000 mjpg 45 tiles", bundle, engine, fmt, [tiled], tile, 45,
+                         args.seconds, TILES),
+                run_case("4 x 200x200 mjpg", bundle, engine, fmt, [mjpg] * 4, tile, 1,
+                         args.seconds),
+                run_case("2 x 1800x1000 mjpg 45 tiles", bundle, engine, fmt, [tiled] * 2,
+                         tile, 45, args.seconds, TILES)]
+            plain = plain_loop(engine, bundle.spec, tiled)["frames_per_s"]
+            tiled_row = [r for r in result["cases"] if r["case"].startswith("1800")][-1]
+            tiled_row["plain_loop_per_s"] = round(plain, 1)
+            tiled_row["x_plain_loop"] = round(tiled_row["pipeline_per_s"] / plain, 3)
+        result["paced_30_fps"] = {"200x200": paced_cpu(bundle, fmt, paced),
+                                  "1800x1000 45 tiles": paced_cpu(bundle, fmt, paced_tiled,
+                                                                  TILES)}
+        result["peak_rss_mb"] = {"one_source": peak_rss_mb(args.bundle, [mjpg]),
+                                 "four_sources": peak_rss_mb(args.bundle, [mjpg] * 4),
+                                 "one_tiled_source": peak_rss_mb(args.bundle, [tiled])}
+    if args.select:
+        from edgecnn.select import select_formats
+
+        result["formats"] = {}
+        for name, path in shipped_bundles().items():
+            sel = select_formats(path, write=False)
+            default = Bundle.open(path).default_format()
+            result["formats"][name] = {
+                b: {"default": default, "selected": row["chosen"],
+                    "default_x_fastest": round(row["ms_per_batch"][default]
+                                               / row["ms_per_batch"][row["fastest"]], 3),
+                    "selected_x_fastest": round(row["ms_per_batch"][row["chosen"]]
+                                                / row["ms_per_batch"][row["fastest"]], 3),
+                    "ms": row["ms_per_batch"]}
+                for b, row in sel["batches"].items()}
+    result["load_end"] = _load()
+    text = json.dumps(result, indent=2)
+    if args.json_path:
+        Path(args.json_path).write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Which format of a bundle this machine should run: the host file of ``bench --select``.
+
+``edgecnn bench BUNDLE --select`` times every format that passed parity (the manifest's
+verification) on this machine and writes the choice per batch size to a small JSON file
+in the user's config directory, never into the bundle (a shipped or installed bundle is
+read-only and shared by machines)::
+
+    $XDG_CONFIG_HOME/edgecnn/hosts/<machine fingerprint>/<manifest sha256>.json
+
+The machine fingerprint covers the CPU, the core count and the versions of the
+inference packages, so a new CPU or an upgraded runtime does not inherit an old choice.
+The runtime's default format follows the file when present (``--format`` still wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .bundle import MANIFEST, Bundle, sha256_file
+from .errors import InputError
+
+HOST_FILE_FORMAT = "edgecnn-host-selection"
+# Formats within this share of the fastest count as equally fast; the one needing fewer
+# packages is chosen then.
+TIE_SHARE = 0.05
+# The packages each format family needs to run (onnxruntime is always installed;
+# ai-edge-litert is an extra). Local until deploy/formats.py holds the format table.
+FORMAT_PACKAGES = {"onnx": ("onnxruntime",), "tflite": ("onnxruntime", "ai-edge-litert")}
+_MODULES = {"onnxruntime": "onnxruntime", "ai-edge-litert": "ai_edge_litert"}
+_log = logging.getLogger(__name__)
+
+
+def packages_for(fmt: str) -> tuple[str, ...]:
+    family = fmt.split("-")[0]
+    return FORMAT_PACKAGES.get(family, (family,))
+
+
+def missing_packages(fmt: str) -> list[str]:
+    return [p for p in packages_for(fmt)
+            if importlib.util.find_spec(_MODULES.get(p, p.replace("-", "_"))) is None]
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "edgecnn" / "hosts"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine() -> dict[str, Any]:
+    """What the fingerprint is made of (also written into the host file)."""
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "arch": platform.machine(),
+            "system": platform.system(),
+            "packages": {p: _version(p) for p in ("onnxruntime", "ai-edge-litert")}}
+
+
+def fingerprint(info: dict[str, Any] | None = None) -> str:
+    text = json.dumps(info or machine(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def host_file(bundle: Bundle) -> Path:
+    return config_dir() / fingerprint() / f"{sha256_file(bundle.path / MANIFEST)}.json"
+
+
+def choose(times_ms: dict[str, float]) -> str:
+    """The fastest format, or, among those within TIE_SHARE of it, the one needing the
+    fewest packages (then the faster)."""
+    fastest = min(times_ms.values())
+    close = [f for f, t in times_ms.items() if t <= fastest * (1 + TIE_SHARE)]
+    return min(close, key=lambda f: (len(packages_for(f)), times_ms[f]))
+
+
+def write_selection(bundle: Bundle, selection: dict[str, Any]) -> Path:
+    """Write ``selection`` (from ``edgecnn.select``) as this machine's host file."""
+    path = host_file(bundle)
+    bundle_dir = bundle.path.resolve()
+    if path.resolve().is_relative_to(bundle_dir):
+        raise InputError(f"the host file {path} would be inside the bundle {bundle_dir}; "
+                         "set XDG_CONFIG_HOME to a folder outside it")
+    data = {"format": HOST_FILE_FORMAT, "version": 1, **selection,
+            "manifest_sha256": sha256_file(bundle.path / MANIFEST),
+            "fingerprint": fingerprint(), "machine": machine()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise InputError(f"cannot write the host file {path}: {exc.strerror}") from None
+    return path
+
+
+def read_selection(bundle: Bundle) -> tuple[dict[str, Any], Path] | None:
+    """This machine's host file for ``bundle`` and its path, or None (none, or unreadable:
+    then a warning and the bundle's own default)."""
+    path = host_file(bundle)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        _log.warning("ignoring the unreadable host file %s (%s); run 'edgecnn bench "
+                     "BUNDLE --select' again", path, exc)
+        return None
+    if not isinstance(data, dict) or data.get("format") != HOST_FILE_FORMAT:
+        _log.warning("ignoring %s: not an edgecnn host selection file", path)
+        return None
+    return data, path
+
+
+def selected_format(bundle: Bundle, batch: int = 1) -> tuple[str, Path | None]:
+    """The format to run at about ``batch`` items per inference: the host file's choice
+    for the nearest measured batch size when it is usable here, else the bundle's
+    default; and the host file it came from (None: the bundle's default)."""
+    found = read_selection(bundle)
+    if found is not None:
+        data, path = found
+        batches = {int(k): v for k, v in (data.get("batches") or {}).items()
+                   if str(k).isdigit() and isinstance(v, dict)}
+        if batches:
+            nearest = min(batches, key=lambda b: (abs(b - batch), b))
+            fmt = batches[nearest].get("chosen")
+            if fmt in bundle.formats and not missing_packages(fmt):
+                return fmt, path
+            _log.warning("host file %s chose %r, which cannot run here; using %s", path,
+                         fmt, bundle.default_format())
+    return bundle.default_format(), None

@@ -1,0 +1,249 @@
+"""Several sources through the CLI, fair scheduling, the host format selection and a
+camera process that does not load the vibration path (SciPy)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edgecnn.cli import main
+from edgecnn.deploy.bundle import MANIFEST
+from edgecnn.deploy.frames import Frame, FrameSource
+from edgecnn.deploy.multi import run_many
+from edgecnn.deploy.options import Logging, plan_from_keywords
+from edgecnn.deploy.plans import named_source, per_source
+
+from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,
+                             write_video)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_image_bundle(tmp_path_factory.mktemp("capacity") / "bundle", size=32)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("capacity videos")
+    a = write_video(root / "line a.avi", [gray_frame(level_for_class(c))
+                                          for c in (1, 2) for _ in range(4)])
+    b = write_video(root / "line b.avi", [gray_frame(level_for_class(c))
+                                          for c in (4, 3, 1) for _ in range(4)])
+    return a, b
+
+
+def _cli(capsys, *args) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_two_named_sources_through_the_cli(capsys, bundle, videos, tmp_path):
+    a, b = videos
+    log = tmp_path / "events.jsonl"
+    code, out, err = _cli(capsys, "run", "camera", bundle, "--source", f"east={a}",
+                          "--source", b, "--tiles", "1x2", "--tiles", "none",
+                          "--min-frames", "2", "--log", log, "--json", tmp_path / "s.json")
+    assert code == 0, err
+    assert "camera run on east" in out and f"camera run on {b}" in out
+    assert "[east]" in out                   # each printed event names its source
+    summaries = json.loads((tmp_path / "s.json").read_text())["sources"]
+    assert [s["source"] for s in summaries] == ["east", str(b)]
+    assert [s["processed"] for s in summaries] == [8, 12]
+    assert [s["extra"]["regions"] for s in summaries] == [2, 1]   # per-source tiles
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    east = [e for e in events if e["source"] == "east"]
+    other = [e for e in events if e["source"] == str(b)]
+    assert len(east) + len(other) == len(events)
+    assert [e["class"] for e in east if e["tile"] == 0] == [NEU_CLASSES[1], NEU_CLASSES[2]]
+    assert {e["tile"] for e in east} == {0, 1}
+    assert [e["class"] for e in other] == [NEU_CLASSES[i] for i in (4, 3, 1)]
+    assert all("tile" not in e for e in other)
+
+
+def test_per_source_options_are_checked(capsys, bundle, videos):
+    a, b = videos
+    code, _, err = _cli(capsys, "run", "camera", bundle, "--source", a, "--source", b,
+                        "--source", f"third={a}", "--tiles", "1x2", "--tiles", "2x2")
+    assert code == 2 and "--tiles was given 2 times for 3 sources" in err
+    code, _, err = _cli(capsys, "run", "camera", bundle, "--source", a, "--source", a)
+    assert code == 2 and "two sources are named" in err and "Traceback" not in err
+    code, _, err = _cli(capsys, "run", "camera", bundle, "--source", f"x={a}",
+                        "--source", f"x={b}")
+    assert code == 2 and "'x'" in err
+
+
+def test_source_names_and_values():
+    assert named_source("cam1=rtsp://host/s?a=b") == ("cam1", "rtsp://host/s?a=b")
+    assert named_source("rtsp://host/s?a=b") == (None, "rtsp://host/s?a=b")
+    pipeline = "videotestsrc ! video/x-raw,width=200 ! appsink"
+    assert named_source(pipeline) == (None, pipeline)
+    assert named_source("0") == (None, "0")
+    assert per_source(["2x2"], 3, "--tiles") == ["2x2"] * 3
+    assert per_source(["a", "none"], 2, "--x") == ["a", None]
+    assert per_source([], 2, "--x") == [None, None]
+
+
+class AlwaysReady(FrameSource):
+    """A source that always has the next frame ready (faster than anything downstream)."""
+
+    name = "always ready"
+
+    def __init__(self) -> None:
+        super().__init__(slots=0)
+        self.frame = Frame()
+        self.frame.image = gray_frame(level_for_class(2))
+        self.taken = 0
+
+    def read(self, timeout: float = 0.5):
+        frame = self.frame
+        if frame.prepared is not self.prepare:
+            frame.work = self.prepare(frame.image, frame.work, False)
+            frame.prepared = self.prepare
+        frame.index, frame.time = self.taken, time.monotonic()
+        self.taken += 1
+        return frame
+
+
+def test_a_paced_source_is_served_beside_one_that_is_always_ready(bundle, tmp_path):
+    slow = write_video(tmp_path / "paced.avi",
+                       [gray_frame(level_for_class(c)) for c in (1, 4) for _ in range(6)])
+    order = []
+    fast, paced = run_many(
+        [(bundle, plan_from_keywords("camera", AlwaysReady(), name="fast", min_frames=1,
+                                     duration=2.0, probabilities=False)),
+         (bundle, plan_from_keywords("camera", str(slow), name="paced", realtime=True,
+                                     min_frames=1))],
+        Logging(), on_event=lambda e: order.append(e["source"]))
+    # the paced source (25 frames/s) ends after about 0.5 s, long before the other one:
+    # had the always-ready source kept the stepping thread, it would have got at most
+    # its last frame, every other one overwritten in its latest-frame slot (a loaded
+    # machine drops a few anyway, one source alone too)
+    assert paced.stop_reason == "end of source" and fast.stop_reason == "duration reached"
+    assert paced.processed + paced.dropped == 12
+    assert paced.processed >= 4, paced
+    assert fast.processed > paced.processed
+    assert order.count("paced") == 2 and "fast" in order
+
+
+def _with_formats(src, tmp_path):
+    """The test bundle with a second and a third format entry on the same model file:
+    'onnx-int8' (the bundle's default) and 'tflite-fp16' (failed parity; never loaded)."""
+    import shutil
+
+    target = tmp_path / "formats bundle"
+    shutil.copytree(src, target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    entry = manifest["files"]["onnx"]
+    manifest["files"]["onnx-int8"] = dict(entry, format="onnx-int8")
+    manifest["files"]["tflite-fp16"] = dict(entry, format="tflite-fp16")
+    manifest["verification"] = {"onnx": {"passed": True}, "onnx-int8": {"passed": True},
+                                "tflite-fp16": {"passed": False}}
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    return target
+
+
+def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
+        capsys, bundle, videos, tmp_path, monkeypatch):
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    target = _with_formats(bundle, tmp_path)
+    code, out, err = _cli(capsys, "bench", target, "--select", "--select-batches", "1,4",
+                          "--max-seconds", "0.05", "--json", tmp_path / "select.json")
+    assert code == 0, err
+    assert "skipped tflite-fp16: failed parity" in out
+    files = list((config / "edgecnn" / "hosts").glob("*/*.json"))
+    assert len(files) == 1 and not list(target.glob("*host*"))
+    host = json.loads(files[0].read_text())
+    assert set(host["batches"]) == {"1", "4"}
+    assert set(host["batches"]["1"]["ms_per_batch"]) == {"onnx", "onnx-int8"}
+    assert host["fingerprint"] == files[0].parent.name
+
+    def run(*extra):
+        code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0],
+                            "--quiet", "--json", tmp_path / "run.json", *extra)
+        assert code == 0, err
+        return json.loads((tmp_path / "run.json").read_text())["model_format"]
+
+    # the choice is honoured whichever it is: make it the non-default one
+    for row in host["batches"].values():
+        row["chosen"] = "onnx"
+    files[0].write_text(json.dumps(host))
+    assert run() == "onnx"
+    assert run("--format", "onnx-int8") == "onnx-int8"    # --format wins
+    files[0].unlink()
+    assert run() == "onnx-int8"                            # no host file: the default
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(target))     # never inside the bundle
+    code, _, err = _cli(capsys, "bench", target, "--select", "--max-seconds", "0.05")
+    assert code == 2 and "inside the bundle" in err
+
+
+PROBE = r"""
+import sys
+from edgecnn.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print("SCIPY" if any(m == "scipy" or m.startswith("scipy.") for m in sys.modules)
+      else "NO-SCIPY", code)
+"""
+
+
+def test_a_camera_run_does_not_import_scipy(bundle, videos, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PROBE, "run", "camera", str(bundle),
+                           "--source", str(videos[0]), "--source", f"b={videos[1]}",
+                           "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "NO-SCIPY 0", proc.stdout
+
+
+def test_the_shared_engine_serves_every_source(bundle, videos):
+    """Two sources on one bundle and format run on one engine (one session)."""
+    from edgecnn.deploy.camera import CameraPipeline
+
+    shared: dict = {}
+    pipes = [CameraPipeline(bundle, plan_from_keywords("camera", str(v)), engines=shared)
+             for v in videos]
+    try:
+        assert pipes[0].engine is pipes[1].engine and len(shared) == 1
+    finally:
+        for p in pipes:
+            p.close()
+    assert np.isfinite(pipes[0].engine.predict(np.zeros((1, 32, 32, 1), np.float32))).all()
+
+
+def test_tiles_with_one_resize_equal_tiles_one_by_one():
+    """An 1800x1000 frame in 5x9 tiles of 200x200 for a 128x128 model: the batched
+    preprocessing (one resize, tiles as views) is used and equals preprocess_image of
+    each tile bit for bit; a layout it cannot do (overlapping grid) goes tile by tile."""
+    import cv2
+
+    from edgecnn.deploy.camera import FramePreparer
+    from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+    from edgecnn.deploy.preprocess import preprocess_image
+    from edgecnn.deploy.tiles import plan_regions
+
+    from runtime_helpers import image_spec, neu_images
+
+    spec = image_spec(128)
+    tiles = [img for _, img in neu_images(8)][:45]
+    frame = np.vstack([np.hstack(tiles[r * 9:(r + 1) * 9]) for r in range(5)])
+    bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    for plan, batched in (({"tiles": (5, 9)}, True), ({"grid": (200, 200, 150)}, False)):
+        prepare = FramePreparer(spec, FrameFaultDetector(FaultConfig()), **plan)
+        work = None
+        for _ in range(3):            # first frame: checked both ways; then batched only
+            work = prepare(bgr, work)
+        regions = plan_regions(frame.shape, **plan)
+        expected = np.stack([preprocess_image(r.crop(frame), spec) for r in regions])
+        np.testing.assert_array_equal(work.tensor, expected)
+        assert (prepare._batch is not None and prepare._batch.verified) is batched
+        assert (work.resized is not None) is batched
