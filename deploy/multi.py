@@ -29,21 +29,36 @@ def open_pipeline(bundle, plan: RunPlan, **kwargs):
 
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,
              stop: StopFlag | None = None,
-             on_event: Callable[[dict], None] | None = None) -> list[RunSummary]:
+             on_event: Callable[[dict], None] | None = None,
+             sinks: Sequence = ()) -> list[RunSummary]:
     """Run every (bundle, plan) of ``sources`` in this process until all have ended or
     ``stop`` is set; one summary per source, in order. Events of all sources go to the
-    same sinks, each naming its source."""
+    same sinks, each naming its source.
+
+    ``sinks`` are extra, caller-owned sinks (e.g. MQTT) after those ``logging`` names; one
+    with a ``watch(loop)`` method is shown every source's RunLoop once it is open (for live
+    status), one with ``finish(summaries)`` is called with the summaries before they are
+    returned (to flush and add its counts)."""
     from .run import open_sinks
 
     stop = stop or StopFlag()
     with ExitStack() as stack:
-        sinks = open_sinks(logging, stack)
+        extra = list(sinks)
+        sinks = open_sinks(logging, stack) + extra
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
         try:
             for bundle, plan in sources:
                 pipelines.append(open_pipeline(bundle, plan, sinks=sinks, on_event=on_event))
-            return _step_all(pipelines, stop)
+            for sink in extra:
+                if hasattr(sink, "watch"):
+                    for pipeline in pipelines:
+                        sink.watch(pipeline.loop)
+            summaries = _step_all(pipelines, stop)
+            for sink in extra:
+                if hasattr(sink, "finish"):
+                    sink.finish(summaries)
+            return summaries
         finally:
             for pipeline in pipelines:
                 pipeline.close()

@@ -35,12 +35,13 @@ def format_event(event: dict) -> str:
 
 
 def run_logged(bundle, plan: RunPlan, logging: Logging = Logging(), *,
-               echo: Callable[[str], None] | None = None) -> RunSummary:
-    """Run one source's ``plan`` with the sinks ``logging`` names; returns the summary."""
+               echo: Callable[[str], None] | None = None, sinks=()) -> RunSummary:
+    """Run one source's ``plan`` with the sinks ``logging`` names (and the extra ``sinks``
+    of ``run_many``); returns the summary."""
     from .multi import run_many
 
     on_event = (lambda event: echo(format_event(event))) if echo else None
-    summary, = run_many([(bundle, plan)], logging, on_event=on_event)
+    summary, = run_many([(bundle, plan)], logging, on_event=on_event, sinks=sinks)
     if logging.log is not None:
         summary.extra["log"] = str(logging.log)
     if logging.json_path:

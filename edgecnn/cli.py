@@ -250,29 +250,73 @@ def _runtime_options(f):
         click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
                      help="Write the run summary as JSON here."),
         click.option("--quiet", is_flag=True, help="Do not print events as they happen."),
+        click.option("--mqtt", default=None, metavar="URL",
+                     help="Also publish events to MQTT: mqtt://[user:pass@]host:port/PREFIX "
+                          "(mqtts:// for TLS; ?spool=DIR&ca=FILE&cert=FILE&key=FILE). "
+                          "Needs edgecnn[mqtt]."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
 
 
-def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, class_threshold,
-                ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
-                probabilities, json_path, quiet):
+def _run_common(bundle, kind: str, params: dict) -> None:
+    from contextlib import ExitStack
+
+    from edgecnn.deploy.run import run_logged
+
+    quiet, mqtt = params.pop("quiet"), params.pop("mqtt")
+    plan, logging = runtime_plan(kind, params)
+    with ExitStack() as stack:
+        if mqtt:
+            from edgecnn.deploy.mqtt import MqttSinks, options_from_url
+
+            sinks = [stack.enter_context(MqttSinks(options_from_url(mqtt)))]
+        summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo,
+                             sinks=sinks if mqtt else ())
+    click.echo(summary.format())
+
+
+def runtime_plan(kind: str, params: dict, name: str | None = None):
+    """The (RunPlan, Logging) of `run camera|vibration` parameters (click's names); `serve`
+    builds every config table's plan with it too."""
     from edgecnn.deploy.decisions import parse_class_threshold
     from edgecnn.deploy.engine import EngineOptions
     from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
-    from edgecnn.deploy.run import run_logged
 
+    p = dict(params)
+    source = (_camera_source if kind == "camera" else _vibration_source)(p, name)
     plan = RunPlan(kind, source,
-                   ModelOptions(fmt, EngineOptions(threads=threads, spinning=spinning)),
-                   Decisions(min_count, threshold,
-                             dict(parse_class_threshold(t) for t in class_threshold),
-                             tuple(ignore_class), probabilities),
-                   Limits(duration, max_items))
-    logging = Logging(log, sqlite, fsync, rotate_mb, json_path)
-    summary = run_logged(bundle, plan, logging, echo=None if quiet else click.echo)
-    click.echo(summary.format())
+                   ModelOptions(p["fmt"], EngineOptions(threads=p["threads"],
+                                                        spinning=p["spinning"])),
+                   Decisions(p["min_count"], p["threshold"],
+                             dict(parse_class_threshold(t) for t in p["class_threshold"]),
+                             tuple(p["ignore_class"]), p["probabilities"]),
+                   Limits(p["duration"], p["max_items"]))
+    logging = Logging(p["log"], p["sqlite"], p["fsync"], p["rotate_mb"], p["json_path"])
+    return plan, logging
+
+
+def _camera_source(p: dict, name):
+    from edgecnn.deploy.faults import FaultConfig
+    from edgecnn.deploy.options import CameraSource
+    from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
+
+    return CameraSource(p["source"], roi=parse_roi(p["roi"]) if p["roi"] else None,
+                        tiles=parse_tiles(p["tiles"]) if p["tiles"] else None,
+                        grid=parse_grid(p["grid"]) if p["grid"] else None,
+                        realtime=p["realtime"],
+                        faults=FaultConfig(frozen_frames=p["frozen_frames"]),
+                        snapshots=p["snapshots"], show=p["show"], name=name)
+
+
+def _vibration_source(p: dict, name):
+    from edgecnn.deploy.options import VibrationSource
+    from edgecnn.deploy.vibration import SignalChecks
+
+    return VibrationSource(p["source"], hop=p["hop"], sample_rate=p["sample_rate"],
+                           channel=p["channel"], realtime=p["realtime"],
+                           checks=SignalChecks(clip_level=p["clip_level"]), name=name)
 
 
 @run.command("camera", help="Classify frames from a camera index, video file, RTSP/HTTP URL "
@@ -292,18 +336,8 @@ def _run_common(bundle, source, *, kind, fmt, threads, spinning, threshold, clas
 @click.option("--frozen-frames", type=int, default=30, show_default=True,
               help="Identical frames in a row that mean a frozen source (0: off).")
 @_runtime_options
-def run_camera_command(bundle, source, roi, tiles, grid, frozen_frames, snapshots, show,
-                       realtime, **options):
-    from edgecnn.deploy.faults import FaultConfig
-    from edgecnn.deploy.options import CameraSource
-    from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
-
-    camera = CameraSource(source, roi=parse_roi(roi) if roi else None,
-                          tiles=parse_tiles(tiles) if tiles else None,
-                          grid=parse_grid(grid) if grid else None, realtime=realtime,
-                          faults=FaultConfig(frozen_frames=frozen_frames),
-                          snapshots=snapshots, show=show)
-    _run_common(bundle, camera, kind="camera", **options)
+def run_camera_command(bundle, **params):
+    _run_common(bundle, "camera", params)
 
 
 @run.command("vibration", help="Classify windows of a recording (.mat/.wav/.csv/.npy/.npz), "
@@ -322,14 +356,8 @@ def run_camera_command(bundle, source, roi, tiles, grid, frozen_frames, snapshot
 @click.option("--clip-level", type=float, default=None,
               help="|sample| at which the sensor clips (default: detect flat peaks).")
 @_runtime_options
-def run_vibration_command(bundle, source, hop, sample_rate, channel, clip_level, realtime,
-                          **options):
-    from edgecnn.deploy.options import VibrationSource
-    from edgecnn.deploy.vibration import SignalChecks
-
-    vibration = VibrationSource(source, hop=hop, sample_rate=sample_rate, channel=channel,
-                                realtime=realtime, checks=SignalChecks(clip_level=clip_level))
-    _run_common(bundle, vibration, kind="vibration", **options)
+def run_vibration_command(bundle, **params):
+    _run_common(bundle, "vibration", params)
 
 
 @cli.group(help="Read event logs written by `edgecnn run`.")
@@ -410,6 +438,16 @@ def demo_command(out):
     from edgecnn.demo import run_demo
 
     run_demo(out, echo=click.echo)
+
+
+def _add_service_commands() -> None:
+    from edgecnn.servecli import serve_command, service_group
+
+    cli.add_command(serve_command)
+    cli.add_command(service_group)
+
+
+_add_service_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
