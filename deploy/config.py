@@ -36,6 +36,14 @@ class ServiceConfig:
     logging: Logging
     mqtt: Any = None                       # MqttOptions | None
     http: dict | None = None
+    text: str = ""
+
+    def where(self, source: int, key: str | None = None) -> str:
+        """``FILE line N: [[camera]] #2 key 'k'`` of the ``source``-th source."""
+        kind = self.sources[source][1].kind
+        index = sum(plan.kind == kind for _, plan in self.sources[:source])
+        where = _Where(self.path, self.text, kind, index)
+        return str(where.error(key, "")).rstrip(": ")
 
 
 def key_line(text: str, table: str, index: int, key: str | None = None) -> int | None:
@@ -190,7 +198,7 @@ def load_config(path) -> ServiceConfig:
     sections = {"camera", "vibration", "run", "mqtt", "http"}
     for key, value in data.items():
         if key not in sections:
-            line = key_line(text, key) or next(
+            line = key_line(text, key, 0) or next(
                 (n for n, l in enumerate(text.splitlines(), 1)
                  if re.match(rf"\s*{re.escape(key)}\s*=", l)), None)
             at = f" line {line}" if line else ""
@@ -247,7 +255,7 @@ def load_config(path) -> ServiceConfig:
     if not sources:
         raise InputError(f"{path}: no [[camera]] or [[vibration]] table: nothing to run")
     return ServiceConfig(path, sources, Logging(**logging_params),
-                         _mqtt(data, path, text, base), _http(data, path, text))
+                         _mqtt(data, path, text, base), _http(data, path, text), text)
 
 
 def _mqtt(data, path, text, base):

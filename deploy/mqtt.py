@@ -90,7 +90,7 @@ def parse_url(url: str) -> Target:
     if port == 0:
         raise InputError(f"the port of MQTT URL {text!r} must be a number in 1-65535")
     prefix = parts.path.strip("/") or "edgecnn"
-    if re.search(r"[#+\s]", prefix) or "//" in prefix:
+    if re.search(r"[#+\s]", prefix) or "//" in prefix or "#" in text:
         raise InputError(f"MQTT topic prefix {prefix!r} must not hold '#', '+', blanks "
                          "or empty levels")
     tls = parts.scheme == "mqtts"
@@ -159,6 +159,7 @@ class SourcePublisher:
         self._drain = False           # after a reconnect: the client resends its own first
         self._closing = False
         self._down_logged = False
+        self._unreachable = False     # the last attempt to connect failed
         self._mids: dict[int, int] = {}
         self._cursor = 0
         client_id = f"edgecnn-{socket.gethostname()}-{target.prefix}-{level}"[:200]
@@ -187,7 +188,7 @@ class SourcePublisher:
             return
         log.info("mqtt %s: connected to %s (%d events spooled)", self.source, self.where,
                  self.spool.pending)
-        self._down_logged = False
+        self._down_logged = self._unreachable = False
         self._drain = True
         self._connected.set()
         self._wake.set()
@@ -195,11 +196,13 @@ class SourcePublisher:
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        self._unreachable = True
         if was and not self._closing:
             log.warning("mqtt %s: lost the broker %s (%s); events are spooled in %s",
                         self.source, self.where, reason, self.spool.path)
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._unreachable = True
         if not self._down_logged:
             self._down_logged = True
             log.warning("mqtt %s: cannot reach the broker %s; events are spooled in %s "
@@ -267,10 +270,11 @@ class SourcePublisher:
                 "dropped": self.spool.dropped}
 
     def close(self) -> dict:
-        """Wait up to ``flush_timeout`` for the backlog (while connected), say offline,
-        disconnect; the counts. Whatever is not acknowledged stays spooled for next time."""
+        """Wait up to ``flush_timeout`` for the backlog (unless the broker is out of
+        reach), say offline, disconnect; the counts. Whatever is not acknowledged stays
+        spooled for next time."""
         deadline = time.monotonic() + self.options.flush_timeout
-        while self.spool.pending and self._connected.is_set() and time.monotonic() < deadline:
+        while self.spool.pending and not self._unreachable and time.monotonic() < deadline:
             self._wake.set()
             time.sleep(0.05)
         self._closing = True

@@ -73,7 +73,7 @@ def check(config: ServiceConfig) -> list[str]:
     from .engine import open_for_run
 
     lines = []
-    for bundle_name, plan in config.sources:
+    for number, (bundle_name, plan) in enumerate(config.sources):
         name = plan.source.name
         try:
             bundle, _, entry = open_for_run(bundle_name, "image" if plan.kind == "camera"
@@ -82,7 +82,11 @@ def check(config: ServiceConfig) -> list[str]:
             Debouncer(bundle.labels, d.count_for(plan.kind), d.threshold,
                       d.class_thresholds, d.ignore_classes)
         except InputError as exc:
-            raise type(exc)(f"{config.path}: source {name!r}: {exc}") from None
+            d, text = plan.decisions, str(exc)
+            key = "ignore_class" if any(repr(c) in text for c in d.ignore_classes) else \
+                "class_threshold" if d.class_thresholds and "class name" in text else \
+                "format" if plan.model.fmt and "model" in text else "bundle"
+            raise type(exc)(f"{config.where(number, key)} ({name}): {exc}") from None
         lines.append(f"{name}: {plan.kind} {plan.source.source} -> {bundle.path} "
                      f"[{entry.get('format')}]")
     return lines
