@@ -248,7 +248,7 @@ def load_config(path) -> ServiceConfig:
             try:
                 plan, _ = runtime_plan(kind, params, name=name)
             except InputError as exc:
-                option = re.match(r"--([a-z-]+)", str(exc))
+                option = re.search(r"--([a-z-]+)", str(exc))
                 key = option.group(1).replace("-", "_") if option else None
                 raise where.error(key if key in table else None, str(exc)) from None
             sources.append((_relative(base, bundle, must_exist=True), plan))
@@ -283,7 +283,7 @@ def _mqtt(data, path, text, base):
     try:
         return MqttOptions(**values)
     except InputError as exc:
-        raise where.error(None, str(exc)) from None
+        raise where.error("url" if "URL" in str(exc) else None, str(exc)) from None
 
 
 def _http(data, path, text):
