@@ -8,8 +8,9 @@ options (``log``, ``sqlite``, ``fsync``, ``rotate_mb``, ``json``) and defaults f
 source key; ``[mqtt]`` the fields of ``MqttOptions``; ``[http]`` ``listen`` and ``token``.
 
 The allowed keys, their types and their meaning come from the click options of the two
-run commands and ``edgecnn.cli.runtime_plan`` builds each RunPlan, so a new run option is
-a config key the moment it exists. Relative paths are relative to the config's folder.
+run commands and ``edgecnn.runplans.runtime_plan`` builds each RunPlan, so a new run
+option is a config key the moment it exists. Relative paths are relative to the config's
+folder.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def _check_keys(table: dict, allowed, where: _Where) -> None:
 
 def load_config(path) -> ServiceConfig:
     """Read and check a service config; every error names file, line and key."""
-    from edgecnn.cli import runtime_plan
+    from edgecnn.runplans import runtime_plan
 
     path = Path(path)
     try:

@@ -131,7 +131,7 @@ def default_spool_dir() -> Path:
     return Path(base) / "edgecnn" / "mqtt-spool"
 
 
-def _paho():
+def require_paho():
     try:
         import paho.mqtt.client as client
     except ImportError:
@@ -143,7 +143,7 @@ class SourcePublisher:
     """One source's client, spool and sending thread."""
 
     def __init__(self, options: MqttOptions, source: str, status=None):
-        mqtt = _paho()
+        mqtt = require_paho()
         target = options.target
         self.options, self.source, self.status_fn = options, source, status
         level = topic_level(source)
@@ -298,7 +298,7 @@ class MqttSinks:
     """The run's MQTT sink (see ``multi.run_many``): one publisher per source."""
 
     def __init__(self, options: MqttOptions):
-        _paho()
+        require_paho()
         self.options = options
         self.publishers: dict[str, SourcePublisher] = {}
         self.counts: dict[str, dict] = {}

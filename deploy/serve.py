@@ -24,7 +24,9 @@ from .errors import InputError
 from .runstats import RunSummary, StopFlag
 
 log = logging.getLogger("edgecnn.serve")
-HTTP_MODULE = "edgecnn.deploy.liveview"   # [http]: its start_http(http, loops, stop)
+# [http]: ``start_http(table, stop=StopFlag)`` of this module gives a context manager whose
+# value is a run_many sink (write(event); watch(loop) for each source's live status)
+HTTP_MODULE = "edgecnn.deploy.liveview"
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
              logging.CRITICAL: 2}
 
@@ -72,6 +74,13 @@ def check(config: ServiceConfig) -> list[str]:
     from .decisions import Debouncer
     from .engine import open_for_run
 
+    if config.mqtt is not None:
+        from .mqtt import require_paho
+
+        require_paho()
+    if config.http is not None and importlib.util.find_spec(HTTP_MODULE) is None:
+        raise InputError(f"{config.path}: [http] needs the live view ({HTTP_MODULE}), "
+                         "which this edgecnn does not have")
     lines = []
     for number, (bundle_name, plan) in enumerate(config.sources):
         name = plan.source.name
@@ -96,9 +105,6 @@ def _http(config: ServiceConfig, stack: ExitStack, stop: StopFlag):
     """The live view of the ``[http]`` table, if this build has it; a hook for run_many."""
     if config.http is None:
         return []
-    if importlib.util.find_spec(HTTP_MODULE) is None:
-        raise InputError(f"{config.path}: [http] needs the live view ({HTTP_MODULE}), "
-                         "which this edgecnn does not have")
     module = importlib.import_module(HTTP_MODULE)
     return [stack.enter_context(module.start_http(dict(config.http), stop=stop))]
 

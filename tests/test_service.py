@@ -229,3 +229,28 @@ def test_service_install_writes_a_unit(line, tmp_path):
     assert dry.returncode == 0 and dry.stdout == unit
     bad = _cli("service", "install", config, "--user", "Bad User", "--unit-dir", tmp_path)
     assert bad.returncode == 2 and "--user must be a system user name" in bad.stderr
+
+
+def test_http_table_needs_the_live_view(line, tmp_path):
+    import importlib.util
+
+    from edgecnn.deploy.serve import HTTP_MODULE
+
+    if importlib.util.find_spec(HTTP_MODULE) is not None:
+        pytest.skip(f"{HTTP_MODULE} exists: its own tests cover [http]")
+    path = _config(line, extra='[http]\nlisten = "127.0.0.1:0"\n', name="http.toml")
+    assert load_config(path).http == {"listen": "127.0.0.1:0"}
+    proc = _cli("serve", "--check", path)
+    assert proc.returncode == 2 and "[http] needs the live view" in proc.stderr
+
+
+def test_without_paho_one_line_names_the_extra(line, tmp_path):
+    no_paho = "import sys; sys.modules['paho'] = None; from edgecnn.cli import main; main()"
+    path = _config(line, extra='[mqtt]\nurl = "mqtt://127.0.0.1:1/p"\n', name="mqtt.toml")
+    for args in (["serve", "--check", str(path)],
+                 ["run", "camera", str(line / "img"), "--source", str(line / "a.avi"),
+                  "--mqtt", "mqtt://127.0.0.1:1/p"]):
+        proc = subprocess.run([sys.executable, "-c", no_paho, *args], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == "error: MQTT needs paho-mqtt: pip install 'edgecnn[mqtt]'"

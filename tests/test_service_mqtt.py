@@ -162,3 +162,54 @@ def test_tls_with_a_test_ca(bundle, tmp_path):
     assert summary.extra["mqtt"] == "published 0, pending 4, dropped 0"
     subscriber.close()
     broker.stop()
+
+
+def test_serve_publishes_each_source_to_its_own_topics(bundle, tmp_path):
+    from edgecnn.deploy.serve import serve
+
+    from runtime_helpers import CALIBRATION, make_signal_bundle
+
+    broker = Broker(tmp_path / "broker").start()
+    subscriber = Subscriber(broker, "plant/#", client_id="plant")
+    signal_bundle = make_signal_bundle(tmp_path / "sig", window_length=2048)
+    for name in ("a", "b"):
+        _video(tmp_path / f"{name}.avi", cycles=1)
+    config = tmp_path / "line.toml"
+    config.write_text(f"""
+[run]
+log = "events.jsonl"
+min_frames = 2
+bundle = "{bundle}"
+
+[[camera]]
+name = "cam-a"
+source = "a.avi"
+
+[[camera]]
+name = "cam-b"
+source = "b.avi"
+
+[[vibration]]
+name = "pump"
+bundle = "{signal_bundle}"
+source = "{CALIBRATION / 'cwru' / 'normal_0_97.mat'}"
+threshold = 0.0
+max_windows = 6
+
+[mqtt]
+url = "{broker.url}/plant/line-1"
+spool = "spool"
+""")
+    summaries = serve(config, echo=lambda line: None)
+    assert all(s.extra["mqtt"].endswith("pending 0, dropped 0") for s in summaries)
+    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {e["source"] for e in events} == {"cam-a", "cam-b", "pump"}
+    assert subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= len(events))
+    with subscriber.lock:
+        topics = {p["id"]: t for t, p, _ in subscriber.messages if t.endswith("/events")}
+    assert {e["id"]: f"plant/line-1/{e['source']}/events" for e in events} == topics
+    offline = {t: p for t, p, _ in subscriber.messages if t.endswith("/status")}
+    assert {p["state"] for p in offline.values()} == {"offline"} and len(offline) == 3
+    assert (tmp_path / "spool" / "pump.sqlite").exists()
+    subscriber.close()
+    broker.stop()
