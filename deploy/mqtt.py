@@ -53,6 +53,9 @@ class MqttOptions:
             raise InputError("MQTT status_interval must be > 0, flush_timeout >= 0 and "
                              f"spool_max >= 1; found {self.status_interval}, "
                              f"{self.flush_timeout}, {self.spool_max}")
+        if not parse_url(self.url).tls and (self.ca or self.cert or self.key):
+            raise InputError("MQTT ca, cert and key are for mqtts:// URLs; found "
+                             f"{self.url!r}")
         if (self.cert is None) != (self.key is None):
             raise InputError("MQTT client certificates need both cert and key")
         for name in ("ca", "cert", "key"):
@@ -234,34 +237,46 @@ class SourcePublisher:
             self.published += len(done)
 
     def _send_loop(self) -> None:
-        next_status = 0.0
+        self._next_status = 0.0
         while True:
             self._wake.wait(0.5)
             self._wake.clear()
-            self._take_acks()
-            if self._closing:
-                return
-            if not self._connected.is_set():
-                continue
-            if self._drain and self._mids:
-                continue                     # the client resends what it holds first
-            self._drain = False
-            if not self._mids:               # nothing in flight: restart from the spool
-                self._cursor = 0
-            for seq, topic, payload in self.spool.after(self._cursor, WINDOW - len(self._mids)):
-                info = self.client.publish(topic, payload, qos=1)
-                self._mids[info.mid] = seq
-                self._cursor = seq
-            now = time.monotonic()
-            if now >= next_status:
-                next_status = now + self.options.status_interval
-                self.client.publish(self.status_topic, self._status_payload("online"),
-                                    qos=1, retain=True)
+            try:
+                self._take_acks()
+                if self._closing:
+                    return
+                self._send()
+            except Exception:                # keep sending; the events stay spooled
+                log.exception("mqtt %s: sending failed", self.source)
+                time.sleep(1.0)
+
+    def _send(self) -> None:
+        if not self._connected.is_set():
+            return
+        if self._drain and self._mids:
+            return                           # the client resends what it holds first
+        self._drain = False
+        if not self._mids:                   # nothing in flight: restart from the spool
+            self._cursor = 0
+        for seq, topic, payload in self.spool.after(self._cursor, WINDOW - len(self._mids)):
+            info = self.client.publish(topic, payload, qos=1)
+            self._mids[info.mid] = seq
+            self._cursor = seq
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._next_status = now + self.options.status_interval
+            self.client.publish(self.status_topic, self._status_payload("online"),
+                                qos=1, retain=True)
 
     def _status_payload(self, state: str) -> bytes:
         status = {"state": state, "time": utc_now(), "source": self.source}
         if self.status_fn is not None:
-            status.update(self.status_fn())
+            for _ in range(3):               # the counters change under us now and then
+                try:
+                    status.update(self.status_fn())
+                    break
+                except RuntimeError:
+                    continue
         status["mqtt"] = self.counts()
         return json.dumps(_plain(status), separators=(",", ":")).encode("utf-8")
 

@@ -58,6 +58,12 @@ def test_url_parts_and_query_options(tmp_path):
     assert options.spool == str(tmp_path) and options.spool_max == 7
     with pytest.raises(InputError, match="unknown MQTT URL parameter"):
         options_from_url("mqtt://h/x?spoool=1")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(InputError, match="are for mqtts:// URLs"):
+        options_from_url(f"mqtt://h/x?ca={ca}")
+    with pytest.raises(InputError, match="ca file .* not found"):
+        MqttOptions("mqtts://h/x", ca=str(tmp_path / "missing.pem"))
 
 
 def test_cli_refuses_a_bad_url_with_exit_2(bundle, tmp_path):
@@ -68,6 +74,7 @@ def test_cli_refuses_a_bad_url_with_exit_2(bundle, tmp_path):
     assert "must look like mqtt://" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_broker_down_for_6_s_loses_no_event(bundle, tmp_path):
     """`run camera --mqtt` on a realtime video; the broker stops mid-run for ~6 s and comes
     back: every id of the JSONL log reaches the persistent subscriber."""
