@@ -25,6 +25,7 @@ from .errors import InputError, unknown_name
 from .options import RUN_KINDS, Logging, RunPlan
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+SECTIONS = ("camera", "vibration", "run", "mqtt", "http")
 HTTP_KEYS = ("listen", "token")
 NOT_CONFIG = {"quiet", "mqtt", "json_path"}          # CLI-only, or [run]-wide here
 LOGGING_FIELDS = {f.name for f in fields(Logging)}
@@ -182,8 +183,6 @@ def _check_keys(table: dict, allowed, where: _Where) -> None:
 
 def load_config(path) -> ServiceConfig:
     """Read and check a service config; every error names file, line and key."""
-    from edgecnn.runplans import runtime_plan
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -195,19 +194,17 @@ def load_config(path) -> ServiceConfig:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
     base = path.resolve().parent
-    top = _Where(path, text, "", 0)
-    sections = {"camera", "vibration", "run", "mqtt", "http"}
     for key, value in data.items():
-        if key not in sections:
-            line = key_line(text, key, 0) or next(
-                (n for n, l in enumerate(text.splitlines(), 1)
-                 if re.match(rf"\s*{re.escape(key)}\s*=", l)), None)
-            at = f" line {line}" if line else ""
-            raise InputError(f"{path}{at}: {unknown_name('table', key, sorted(sections))}")
         is_list = key in RUN_KINDS
-        if is_list != isinstance(value, list) or (not is_list and not isinstance(value, dict)):
-            raise top.error(None, f"'{key}' must be " + (f"a [[{key}]] table (one per source)"
-                                                         if is_list else f"a [{key}] table"))
+        line = key_line(text, key, 0) or next(
+            (n for n, l in enumerate(text.splitlines(), 1)
+             if re.match(rf"\s*{re.escape(key)}\s*=", l)), None)
+        at = f"{path} line {line}" if line else str(path)
+        if key not in SECTIONS:
+            raise InputError(f"{at}: {unknown_name('table', key, SECTIONS)}")
+        if not isinstance(value, list if is_list else dict):
+            raise InputError(f"{at}: '{key}' must be " + (
+                f"[[{key}]] tables (one per source)" if is_list else f"a [{key}] table"))
     options = {kind: _run_options(kind) for kind in RUN_KINDS}
     source_keys = {kind: {k for k, p in opts.items()
                           if p.name not in NOT_CONFIG | LOGGING_FIELDS} | {"name", "bundle"}
@@ -216,47 +213,53 @@ def load_config(path) -> ServiceConfig:
 
     run = data.get("run", {})
     run_where = _Where(path, text, "run", 0)
-    _check_keys(run, logging_keys | ((source_keys["camera"] | source_keys["vibration"]) - {"name"}),
-                run_where)
+    shared = (source_keys["camera"] | source_keys["vibration"]) - {"name", "source"}
+    _check_keys(run, logging_keys | shared, run_where)
     logging_params = _values({k: v for k, v in run.items() if k in logging_keys},
                              options["camera"], run_where, base)
-
     sources, names = [], {}
     for kind in RUN_KINDS:
         for index, table in enumerate(data.get(kind, [])):
             where = _Where(path, text, kind, index)
             _check_keys(table, source_keys[kind], where)
             name = table.get("name")
-            if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-                raise where.error("name" if "name" in table else None,
-                                  "needs a 'name': letters, digits, '.', '_' or '-' (the "
-                                  f"source in events, topics and logs); found {name!r}")
             if name in names:
                 raise where.error("name", f"duplicate name {name!r} (also {names[name]})")
             names[name] = where.label
-            bundle = table.get("bundle", run.get("bundle"))
-            if not isinstance(bundle, str):
-                raise where.error("bundle" if "bundle" in table else None,
-                                  f"needs a 'bundle' (a path or a shipped name); found "
-                                  f"{bundle!r}")
             defaults = {k: v for k, v in run.items() if k in source_keys[kind]}
-            if "source" not in table:
-                raise where.error(None, "needs a 'source' (a camera, video, URL or recording)")
-            params = {**_defaults(kind),
-                      **_values(defaults, options[kind], run_where, base),
-                      **_values(table, options[kind], where, base), **logging_params}
-            params["source"] = _relative(base, params["source"], must_exist=True)
-            try:
-                plan, _ = runtime_plan(kind, params, name=name)
-            except InputError as exc:
-                option = re.search(r"--([a-z-]+)", str(exc))
-                key = option.group(1).replace("-", "_") if option else None
-                raise where.error(key if key in table else None, str(exc)) from None
-            sources.append((_relative(base, bundle, must_exist=True), plan))
+            sources.append(_source(kind, table, defaults, logging_params, options[kind],
+                                   where, run_where, base))
     if not sources:
         raise InputError(f"{path}: no [[camera]] or [[vibration]] table: nothing to run")
     return ServiceConfig(path, sources, Logging(**logging_params),
                          _mqtt(data, path, text, base), _http(data, path, text), text)
+
+
+def _source(kind, table, defaults, logging_params, options, where, run_where, base):
+    """(bundle, RunPlan) of one [[camera]] / [[vibration]] table."""
+    from edgecnn.runplans import runtime_plan
+
+    name = table.get("name")
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise where.error("name" if "name" in table else None,
+                          "needs a 'name': letters, digits, '.', '_' or '-' (the source in "
+                          f"events, topics and logs); found {name!r}")
+    bundle = table.get("bundle", defaults.get("bundle"))
+    if not isinstance(bundle, str):
+        raise where.error("bundle" if "bundle" in table else None,
+                          f"needs a 'bundle' (a path or a shipped name); found {bundle!r}")
+    if "source" not in table:
+        raise where.error(None, "needs a 'source' (a camera, video, URL or recording)")
+    params = {**_defaults(kind), **_values(defaults, options, run_where, base),
+              **_values(table, options, where, base), **logging_params}
+    params["source"] = _relative(base, params["source"], must_exist=True)
+    try:
+        plan, _ = runtime_plan(kind, params, name=name)
+    except InputError as exc:   # the parsers name the option: --roi, --tiles ...
+        option = re.search(r"--([a-z-]+)", str(exc))
+        key = option.group(1).replace("-", "_") if option else None
+        raise where.error(key if key in table else None, str(exc)) from None
+    return _relative(base, bundle, must_exist=True), plan
 
 
 def _mqtt(data, path, text, base):

@@ -91,8 +91,8 @@ class RunLoop:
             self.on_event(event)
 
     def _base(self, kind: str, index: int) -> dict:
-        return {"id": event_id(), "time": utc_now(), "type": kind, "source": self.summary.source,
-                self.item: index}
+        return {"id": event_id(), "time": utc_now(), "type": kind,
+                "source": self.summary.source, self.item: index}
 
     def fault(self, fault: str, index: int, **fields) -> None:
         event = self._base("fault", index)
