@@ -5,18 +5,45 @@ A pipeline (camera or vibration) reads its source and classifies; it reports thr
 ``RunLoop``: ``defect`` and ``fault`` build the event (time, source, model hash added
 here), ``emit`` hands it to every sink and the ``on_event`` callback, ``running`` says
 whether to go on (stop flag, duration), ``counted`` applies the item limit, and
-``finish`` fills the summary.
+``finish`` fills the summary. Every event gets a unique, time-sortable ``id`` (the same
+in the log, the database and MQTT, so a consumer can drop duplicates).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+import uuid
 from collections import Counter
 from typing import Callable, Iterable
 
 from .events import utc_now
 from .options import Limits
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
+
+
+_ID_LOCK = threading.Lock()
+_last_id = [0, 0]   # milliseconds, sequence of the last id
+
+
+def event_id() -> str:
+    """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then a 12-bit sequence within the
+    millisecond and 62 random bits; strictly increasing within a process, so ids sort in
+    the order the events were made."""
+    with _ID_LOCK:
+        ms = time.time_ns() // 1_000_000
+        last_ms, seq = _last_id
+        if ms <= last_ms:
+            ms, seq = last_ms, seq + 1
+            if seq > 0xFFF:            # 4096 ids in one millisecond: borrow the next one
+                ms, seq = ms + 1, 0
+        else:
+            seq = 0
+        _last_id[:] = [ms, seq]
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand
+    return str(uuid.UUID(int=value))
 
 
 class RunLoop:
@@ -71,8 +98,8 @@ class RunLoop:
             self.on_event(event)
 
     def _base(self, kind: str, index: int) -> dict:
-        return {"time": utc_now(), "type": kind, "source": self.summary.source,
-                self.item: index}
+        return {"id": event_id(), "time": utc_now(), "type": kind,
+                "source": self.summary.source, self.item: index}
 
     def fault(self, fault: str, index: int, **fields) -> None:
         event = self._base("fault", index)

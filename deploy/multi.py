@@ -34,11 +34,17 @@ def open_pipeline(bundle, plan: RunPlan, **kwargs):
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,
              stop: StopFlag | None = None,
              on_event: Callable[[dict], None] | None = None,
-             http=None, on_http: Callable[[str], None] | None = None) -> list[RunSummary]:
+             http=None, on_http: Callable[[str], None] | None = None,
+             sinks: Sequence = ()) -> list[RunSummary]:
     """Run every (bundle, plan) of ``sources`` in this process until all have ended or
     ``stop`` is set; one summary per source, in order. Events of all sources go to the
     same sinks, each naming its source. ``http`` (``httpview.HttpOptions``) serves the
-    live page while the sources run; ``on_http`` is told its address."""
+    live page while the sources run; ``on_http`` is told its address.
+
+    ``sinks`` are extra, caller-owned sinks (e.g. MQTT) after those ``logging`` names; one
+    with a ``watch(loop)`` method is shown every source's RunLoop once it is open (for live
+    status), one with ``finish(summaries)`` is called with the summaries before they are
+    returned (to flush and add its counts)."""
     from .run import open_sinks
 
     stop = stop or StopFlag()
@@ -46,19 +52,28 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         http.address()   # a bad address or a missing token fails before any source opens
     with ExitStack() as stack:
         guard = open_sinks(logging, stack, stop, on_event)
+        extra = list(sinks)
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
         engines: dict = {}   # one engine per bundle, format and options (engine.open_for_run)
         try:
             for bundle, plan in sources:
                 # each source stops on its own at its end, all of them on ``stop``
-                pipeline = open_pipeline(bundle, plan, sinks=[guard], on_event=on_event,
-                                         stop=StopFlag(parent=stop), engines=engines)
+                pipeline = open_pipeline(bundle, plan, sinks=[guard, *extra],
+                                         on_event=on_event, stop=StopFlag(parent=stop),
+                                         engines=engines)
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
+            for sink in extra:
+                if hasattr(sink, "watch"):
+                    for pipeline in pipelines:
+                        sink.watch(pipeline.loop)
             if http is not None:
                 _serve(http, pipelines, stack, on_http)
             summaries = _step_all(pipelines, stop, guard)
+            for sink in extra:
+                if hasattr(sink, "finish"):
+                    sink.finish(summaries)
         finally:
             for pipeline in pipelines:
                 pipeline.close()

@@ -43,15 +43,17 @@ def format_event(event: dict, source: bool = False) -> str:
 
 
 def run_logged(bundle, plan: RunPlan, logging: Logging = Logging(), *,
-               echo: Callable[[str], None] | None = None, http=None) -> RunSummary:
-    """Run one source's ``plan`` with the sinks ``logging`` names; returns the summary."""
-    summary, = run_logged_many([(bundle, plan)], logging, echo=echo, http=http)
+               echo: Callable[[str], None] | None = None, http=None,
+               sinks=()) -> RunSummary:
+    """Run one source's ``plan`` with the sinks ``logging`` names (and the extra ``sinks``
+    of ``run_many``); returns the summary."""
+    summary, = run_logged_many([(bundle, plan)], logging, echo=echo, http=http, sinks=sinks)
     return summary
 
 
 def run_logged_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(),
                     *, echo: Callable[[str], None] | None = None,
-                    http=None) -> list[RunSummary]:
+                    http=None, sinks=()) -> list[RunSummary]:
     """Run every (bundle, plan) of ``sources`` in this process (``multi.run_many``) with
     the sinks ``logging`` names and the live page ``http`` asks for; one summary per
     source. The summary JSON holds the one summary of a single source, or
@@ -61,7 +63,8 @@ def run_logged_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging 
     several = len(sources) > 1
     on_event = (lambda event: echo(format_event(event, several))) if echo else None
     on_http = (lambda url: echo(f"live view: {url}")) if echo else None
-    summaries = run_many(sources, logging, on_event=on_event, http=http, on_http=on_http)
+    summaries = run_many(sources, logging, on_event=on_event, http=http, on_http=on_http,
+                         sinks=sinks)
     for summary in summaries:
         if logging.log is not None:
             summary.extra["log"] = str(logging.log)

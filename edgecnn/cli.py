@@ -295,53 +295,38 @@ def _runtime_options(f):
                      help="Token every request to --http must carry (Bearer header or "
                           "?token=); required for addresses other than loopback "
                           "[env EDGECNN_HTTP_TOKEN]."),
+        click.option("--mqtt", default=None, metavar="URL",
+                     help="Also publish events to MQTT: mqtt://[user:pass@]host:port/PREFIX "
+                          "(mqtts:// for TLS; ?spool=DIR&ca=FILE&cert=FILE&key=FILE). "
+                          "Needs edgecnn[mqtt]."),
     ]
     for option in reversed(options):
         f = option(f)
     return _trust_option(f)
 
 
-def _run_common(bundle, sources, *, kind, fmt, threads, spinning, threshold, class_threshold,
-                ignore_class, min_count, duration, max_items, log, sqlite, fsync, rotate_mb,
-                probabilities, json_path, quiet, http_listen, http_token, trusted_keys,
-                connect_timeout, stall_seconds, sqlite_keep_days, on_storage_error):
+def _run_common(bundle, kind: str, params: dict) -> None:
     """One RunPlan per source (same model, decisions and limits), run in one process."""
+    from contextlib import ExitStack
+
     from edgecnn.deploy.bundle import Bundle
-    from edgecnn.deploy.decisions import parse_class_threshold
-    from edgecnn.deploy.engine import EngineOptions
-    from edgecnn.deploy.options import Decisions, Limits, Logging, ModelOptions, RunPlan
-    from edgecnn.deploy.reconnect import Backoff
     from edgecnn.deploy.run import run_logged_many
-    from edgecnn.deploy.storage import StorageOptions
+    from edgecnn.runplans import runtime_settings
 
-    bundle = Bundle.open(bundle, _trust(trusted_keys))
-    backoff = Backoff(connect_timeout=connect_timeout, stall_seconds=stall_seconds)
-    model = ModelOptions(fmt, EngineOptions(threads=threads, spinning=spinning))
-    decisions = Decisions(min_count, threshold,
-                          dict(parse_class_threshold(t) for t in class_threshold),
-                          tuple(ignore_class), probabilities)
-    plans = [(bundle, RunPlan(kind, replace(source, backoff=backoff), model, decisions,
-                              Limits(duration, max_items)))
-             for source in sources]
-    logging = Logging(log, sqlite, fsync, rotate_mb, json_path,
-                      StorageOptions(on_error=on_storage_error,
-                                     sqlite_keep_days=sqlite_keep_days))
-    http = None
-    if http_listen:
-        from edgecnn.deploy.httpview import HttpOptions
+    quiet = params.pop("quiet")
+    settings = runtime_settings(kind, params)
+    bundle = Bundle.open(bundle, _trust(settings.trusted_keys))
+    with ExitStack() as stack:
+        sinks = []
+        if settings.mqtt:
+            from edgecnn.deploy.mqtt import MqttSinks, options_from_url
 
-        http = HttpOptions(http_listen, http_token)
-    for summary in run_logged_many(plans, logging, echo=None if quiet else click.echo,
-                                   http=http):
+            sinks.append(stack.enter_context(MqttSinks(options_from_url(settings.mqtt))))
+        summaries = run_logged_many([(bundle, plan) for plan in settings.plans],
+                                    settings.logging, echo=None if quiet else click.echo,
+                                    http=settings.http, sinks=sinks)
+    for summary in summaries:
         click.echo(summary.format())
-
-
-def _named_sources(values) -> list[tuple[str | None, str]]:
-    from edgecnn.deploy.plans import check_unique_names, named_source
-
-    named = [named_source(v) for v in values]
-    check_unique_names([name or text for name, text in named])
-    return named
 
 
 SOURCE_HELP = ("Repeatable: one process watches every source. NAME=SOURCE names a source "
@@ -374,27 +359,8 @@ PER_SOURCE = "Once for every source, or once per --source in order ('none': not 
 @click.option("--frozen-frames", type=int, default=30, show_default=True,
               help="Identical frames in a row that mean a frozen source (0: off).")
 @_runtime_options
-def run_camera_command(bundle, sources, roi, tiles, grid, frozen_frames, snapshots, show,
-                       realtime, snapshots_max_mb, snapshots_keep_days, **options):
-    from edgecnn.deploy.errors import InputError
-    from edgecnn.deploy.faults import FaultConfig
-    from edgecnn.deploy.options import CameraSource
-    from edgecnn.deploy.plans import per_source
-    from edgecnn.deploy.tiles import parse_grid, parse_roi, parse_tiles
-
-    named = _named_sources(sources)
-    if show and len(named) > 1:
-        raise InputError("--show previews one source; found "
-                         f"{len(named)} --source options")
-    n = len(named)
-    cameras = [CameraSource(text, roi=r, tiles=t, grid=g, realtime=realtime,
-                            faults=FaultConfig(frozen_frames=frozen_frames),
-                            snapshots=snapshots, snapshots_max_mb=snapshots_max_mb,
-                            snapshots_keep_days=snapshots_keep_days, show=show, name=name)
-               for (name, text), r, t, g in zip(named, per_source(roi, n, "--roi", parse_roi),
-                                                per_source(tiles, n, "--tiles", parse_tiles),
-                                                per_source(grid, n, "--grid", parse_grid))]
-    _run_common(bundle, cameras, kind="camera", **options)
+def run_camera_command(bundle, **params):
+    _run_common(bundle, "camera", params)
 
 
 @run.command("vibration", help="Classify windows of recordings (.mat/.wav/.csv/.npy/.npz), "
@@ -417,36 +383,8 @@ def run_camera_command(bundle, sources, roi, tiles, grid, frozen_frames, snapsho
 @click.option("--clip-level", type=float, default=None,
               help="|sample| at which the sensor clips (default: detect flat peaks).")
 @_runtime_options
-def run_vibration_command(bundle, sources, hop, sample_rate, channel, clip_level, realtime,
-                          **options):
-    from edgecnn.deploy.options import VibrationSource
-    from edgecnn.deploy.plans import per_source
-    from edgecnn.deploy.vibration import SignalChecks
-
-    named = _named_sources(sources)
-    n = len(named)
-    if sum(1 for _, text in named if text == "-") > 1:
-        from edgecnn.deploy.errors import InputError
-
-        raise InputError("stdin (-) can feed one --source only")
-    vibrations = [VibrationSource(text, hop=h, sample_rate=r, channel=c, realtime=realtime,
-                                  checks=SignalChecks(clip_level=clip_level), name=name)
-                  for (name, text), h, r, c in zip(
-                      named, per_source(hop, n, "--hop", lambda v: _number(v, int, "--hop")),
-                      per_source(sample_rate, n, "--sample-rate",
-                                 lambda v: _number(v, float, "--sample-rate")),
-                      per_source(channel, n, "--channel"))]
-    _run_common(bundle, vibrations, kind="vibration", **options)
-
-
-def _number(text: str, kind, option: str):
-    from edgecnn.deploy.errors import InputError
-
-    try:
-        return kind(text)
-    except ValueError:
-        raise InputError(f"{option} takes a {'whole ' if kind is int else ''}number; "
-                         f"found {text!r}") from None
+def run_vibration_command(bundle, **params):
+    _run_common(bundle, "vibration", params)
 
 
 @cli.group(help="Read event logs written by `edgecnn run`.")
@@ -601,6 +539,16 @@ def demo_command(out):
     from edgecnn.demo import run_demo
 
     run_demo(out, echo=click.echo)
+
+
+def _add_service_commands() -> None:
+    from edgecnn.servecli import serve_command, service_group
+
+    cli.add_command(serve_command)
+    cli.add_command(service_group)
+
+
+_add_service_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,350 @@
+"""Events to the plant over MQTT, with store-and-forward.
+
+Every event goes as JSON, QoS 1, to ``PREFIX/<source>/events``; a retained
+``PREFIX/<source>/status`` says ``online`` (with the source's counters and current faults,
+every ``status_interval`` seconds) or ``offline`` (the broker's Last Will when the line PC
+vanishes, or our own message when it stops). Each source has its own client (MQTT allows
+one Last Will per connection) and its own spool file: an event is on disk before it is
+handed to the client and leaves the spool only when the broker has acknowledged it, so a
+broker that is down (at start or for a while) loses nothing; the backlog goes out in order
+once it is back. paho-mqtt is the optional extra ``edgecnn[mqtt]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import InputError
+from .events import _plain, utc_now
+from .spool import Spool
+
+log = logging.getLogger("edgecnn.mqtt")
+URL_FORM = "mqtt://[user:pass@]host:port/PREFIX (or mqtts:// for TLS)"
+WINDOW = 20            # messages handed to the client and not yet acknowledged, at most
+
+
+@dataclass(frozen=True)
+class MqttOptions:
+    """The ``[mqtt]`` table of a service config; the same names work as query parameters
+    of ``--mqtt URL?spool=DIR&ca=FILE``."""
+
+    url: str
+    ca: str | None = None              # mqtts: CA bundle that signed the broker's certificate
+    cert: str | None = None            # mqtts: client certificate (PEM) ...
+    key: str | None = None             # ... and its private key
+    spool: str | None = None           # folder of the spool files (default: state directory)
+    spool_max: int = 100_000           # events kept per source while the broker is away
+    status_interval: float = 5.0       # seconds between status messages
+    flush_timeout: float = 10.0        # at the end: wait this long for acknowledgements
+
+    def __post_init__(self) -> None:
+        parse_url(self.url)
+        if self.status_interval <= 0 or self.flush_timeout < 0 or self.spool_max < 1:
+            raise InputError("MQTT status_interval must be > 0, flush_timeout >= 0 and "
+                             f"spool_max >= 1; found {self.status_interval}, "
+                             f"{self.flush_timeout}, {self.spool_max}")
+        if not parse_url(self.url).tls and (self.ca or self.cert or self.key):
+            raise InputError("MQTT ca, cert and key are for mqtts:// URLs; found "
+                             f"{self.url!r}")
+        if (self.cert is None) != (self.key is None):
+            raise InputError("MQTT client certificates need both cert and key")
+        for name in ("ca", "cert", "key"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise InputError(f"MQTT {name} file {value} not found")
+
+    @property
+    def target(self) -> "Target":
+        return parse_url(self.url)
+
+
+@dataclass(frozen=True)
+class Target:
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    prefix: str
+
+
+def parse_url(url: str) -> Target:
+    """``mqtt[s]://[user:pass@]host[:port]/PREFIX`` (query parameters ignored here)."""
+    text = str(url)
+    parts = urlsplit(text)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise InputError(f"an MQTT URL must look like {URL_FORM}; found {text!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"the port of MQTT URL {text!r} must be a number in 1-65535") from None
+    if not parts.hostname:
+        raise InputError(f"MQTT URL {text!r} names no broker host; expected {URL_FORM}")
+    if port == 0:
+        raise InputError(f"the port of MQTT URL {text!r} must be a number in 1-65535")
+    prefix = parts.path.strip("/") or "edgecnn"
+    if re.search(r"[#+\s]", prefix) or "//" in prefix or "#" in text:
+        raise InputError(f"MQTT topic prefix {prefix!r} must not hold '#', '+', blanks "
+                         "or empty levels")
+    tls = parts.scheme == "mqtts"
+    return Target(tls, parts.hostname, port or (8883 if tls else 1883),
+                  unquote(parts.username) if parts.username else None,
+                  unquote(parts.password) if parts.password else None, prefix)
+
+
+def options_from_url(url: str) -> MqttOptions:
+    """``--mqtt URL``: MqttOptions from the URL and its query parameters."""
+    query = dict(parse_qsl(urlsplit(str(url)).query))
+    known = {f.name: f for f in fields(MqttOptions) if f.name != "url"}
+    unknown = sorted(set(query) - set(known))
+    if unknown:
+        raise InputError(f"unknown MQTT URL parameter(s) {unknown}; known: {', '.join(known)}")
+    values = {}
+    for name, text in query.items():
+        kind = known[name].type
+        try:
+            values[name] = int(text) if "int" in kind else float(text) if "float" in kind \
+                else text
+        except ValueError:
+            raise InputError(f"MQTT URL parameter {name} must be a number; found {text!r}") \
+                from None
+    return MqttOptions(str(url).split("?", 1)[0], **values)
+
+
+def topic_level(name: str) -> str:
+    """A source name as one topic level (and file name): no '/', '+', '#' or blanks."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(name)) or "_"
+
+
+def default_spool_dir() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")   # systemd StateDirectory=
+    if state:
+        return Path(state.split(":")[0]) / "mqtt-spool"
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "edgecnn" / "mqtt-spool"
+
+
+def require_paho():
+    try:
+        import paho.mqtt.client as client
+    except ImportError:
+        raise InputError("MQTT needs paho-mqtt: pip install 'edgecnn[mqtt]'") from None
+    return client
+
+
+class SourcePublisher:
+    """One source's client, spool and sending thread."""
+
+    def __init__(self, options: MqttOptions, source: str, status=None):
+        mqtt = require_paho()
+        target = options.target
+        self.options, self.source, self.status_fn = options, source, status
+        level = topic_level(source)
+        self.events_topic = f"{target.prefix}/{level}/events"
+        self.status_topic = f"{target.prefix}/{level}/status"
+        spool_dir = Path(options.spool) if options.spool else default_spool_dir()
+        self.spool = Spool(spool_dir / f"{level}.sqlite", options.spool_max)
+        self.published = 0
+        self.where = f"{target.host}:{target.port}"
+        self._acks: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._connected = threading.Event()
+        self._drain = False           # after a reconnect: the client resends its own first
+        self._closing = False
+        self._down_logged = False
+        self._unreachable = False     # the last attempt to connect failed
+        self._mids: dict[int, int] = {}
+        self._cursor = 0
+        client_id = f"edgecnn-{socket.gethostname()}-{target.prefix}-{level}"[:200]
+        self.client = c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=mqtt.MQTTv311, clean_session=True)
+        if target.username:
+            c.username_pw_set(target.username, target.password)
+        if target.tls:
+            c.tls_set(ca_certs=options.ca, certfile=options.cert, keyfile=options.key)
+        c.will_set(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
+        c.max_inflight_messages_set(WINDOW)
+        c.reconnect_delay_set(0.2, 2.0)
+        c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
+        c.on_connect_fail, c.on_publish = self._on_connect_fail, self._on_publish
+        c.connect_async(target.host, target.port, keepalive=10)
+        c.loop_start()
+        self._thread = threading.Thread(target=self._send_loop, daemon=True,
+                                        name=f"mqtt {source}")
+        self._thread.start()
+
+    # -- paho callbacks (its network thread)
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            log.error("mqtt %s: broker %s refused the connection: %s", self.source,
+                      self.where, reason)
+            return
+        log.info("mqtt %s: connected to %s (%d events spooled)", self.source, self.where,
+                 self.spool.pending)
+        self._down_logged = self._unreachable = False
+        self._drain = True
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        was = self._connected.is_set()
+        self._connected.clear()
+        self._unreachable = True
+        if was and not self._closing:
+            log.warning("mqtt %s: lost the broker %s (%s); events are spooled in %s",
+                        self.source, self.where, reason, self.spool.path)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._unreachable = True
+        if not self._down_logged:
+            self._down_logged = True
+            log.warning("mqtt %s: cannot reach the broker %s; events are spooled in %s "
+                        "and sent when it is back", self.source, self.where, self.spool.path)
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        self._acks.put(mid)
+        self._wake.set()
+
+    # -- the sending thread
+    def write(self, event: dict) -> None:
+        payload = json.dumps(_plain(event), ensure_ascii=False, separators=(",", ":"))
+        self.spool.append(self.events_topic, payload.encode("utf-8"),
+                          keep_after=self._cursor)
+        self._wake.set()
+
+    def _take_acks(self) -> None:
+        done = []
+        while True:
+            try:
+                mid = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            seq = self._mids.pop(mid, None)
+            if seq is not None:
+                done.append(seq)
+        if done:
+            self.spool.remove(done)
+            self.published += len(done)
+
+    def _send_loop(self) -> None:
+        self._next_status = 0.0
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._take_acks()
+                if self._closing:
+                    return
+                self._send()
+            except Exception:                # keep sending; the events stay spooled
+                log.exception("mqtt %s: sending failed", self.source)
+                time.sleep(1.0)
+
+    def _send(self) -> None:
+        if not self._connected.is_set():
+            return
+        if self._drain and self._mids:
+            return                           # the client resends what it holds first
+        self._drain = False
+        if not self._mids:                   # nothing in flight: restart from the spool
+            self._cursor = 0
+        for seq, topic, payload in self.spool.after(self._cursor, WINDOW - len(self._mids)):
+            info = self.client.publish(topic, payload, qos=1)
+            self._mids[info.mid] = seq
+            self._cursor = seq
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._next_status = now + self.options.status_interval
+            self.client.publish(self.status_topic, self._status_payload("online"),
+                                qos=1, retain=True)
+
+    def _status_payload(self, state: str) -> bytes:
+        status = {"state": state, "time": utc_now(), "source": self.source}
+        if self.status_fn is not None:
+            for _ in range(3):               # the counters change under us now and then
+                try:
+                    status.update(self.status_fn())
+                    break
+                except RuntimeError:
+                    continue
+        status["mqtt"] = self.counts()
+        return json.dumps(_plain(status), separators=(",", ":")).encode("utf-8")
+
+    def counts(self) -> dict:
+        return {"published": self.published, "pending": self.spool.pending,
+                "dropped": self.spool.dropped}
+
+    def close(self) -> dict:
+        """Wait up to ``flush_timeout`` for the backlog (unless the broker is out of
+        reach), say offline, disconnect; the counts. Whatever is not acknowledged stays
+        spooled for next time."""
+        deadline = time.monotonic() + self.options.flush_timeout
+        while self.spool.pending and not self._unreachable and time.monotonic() < deadline:
+            self._wake.set()
+            time.sleep(0.05)
+        self._closing = True
+        self._wake.set()
+        self._thread.join(5.0)
+        counts = self.counts()
+        if self._connected.is_set():
+            info = self.client.publish(self.status_topic, self._status_payload("offline"),
+                                       qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(1.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.spool.close()
+        return counts
+
+
+class MqttSinks:
+    """The run's MQTT sink (see ``multi.run_many``): one publisher per source."""
+
+    def __init__(self, options: MqttOptions):
+        require_paho()
+        self.options = options
+        self.publishers: dict[str, SourcePublisher] = {}
+        self.counts: dict[str, dict] = {}
+
+    def _publisher(self, source: str, status=None) -> SourcePublisher:
+        publisher = self.publishers.get(source)
+        if publisher is None:
+            publisher = self.publishers[source] = SourcePublisher(self.options, source, status)
+        return publisher
+
+    def watch(self, loop) -> None:
+        self._publisher(loop.summary.source, loop.status)
+
+    def write(self, event: dict) -> None:
+        self._publisher(str(event.get("source"))).write(event)
+
+    def finish(self, summaries) -> None:
+        self.close()
+        for summary in summaries:
+            counts = self.counts.get(summary.source)
+            if counts is not None:
+                summary.extra["mqtt"] = (f"published {counts['published']}, pending "
+                                         f"{counts['pending']}, dropped {counts['dropped']}")
+
+    def close(self) -> None:
+        for source, publisher in list(self.publishers.items()):
+            self.counts[source] = publisher.close()
+            del self.publishers[source]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

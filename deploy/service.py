@@ -1,0 +1,60 @@
+"""``edgecnn service install CONFIG``: a systemd unit that runs ``edgecnn serve CONFIG``.
+
+The unit is the template shipped in ``deploy/systemd/edgecnn.service`` with the config's
+absolute path, the dedicated user and the absolute path of this ``edgecnn`` filled in
+(Restart=on-failure, output to the journal, ``serve --check`` before each start).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+TEMPLATE = Path(__file__).resolve().parent / "systemd" / "edgecnn.service"
+UNIT_DIR = Path("/etc/systemd/system")
+UNIT_NAME = "edgecnn.service"
+
+
+def edgecnn_executable() -> Path:
+    """The absolute path of the ``edgecnn`` command of this installation."""
+    beside = Path(sys.executable).parent / "edgecnn"
+    if beside.is_file():
+        return beside.absolute()
+    found = shutil.which("edgecnn")
+    if found is None:
+        raise InputError("cannot find the edgecnn command (not beside "
+                         f"{sys.executable} nor on PATH)")
+    return Path(found).absolute()
+
+
+def render_unit(config, user: str = "edgecnn", executable=None) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise InputError(f"--user must be a system user name (lower case); found {user!r}")
+    config = Path(config).absolute()
+    executable = Path(executable) if executable else edgecnn_executable()
+    for path in (config, executable):
+        if re.search(r"\s", str(path)):
+            raise InputError(f"systemd paths must not hold blanks; found {str(path)!r}")
+    text = TEMPLATE.read_text(encoding="utf-8")
+    return (text.replace("@CONFIG@", str(config)).replace("@USER@", user)
+            .replace("@EDGECNN@", str(executable)))
+
+
+def install_unit(config, *, user: str = "edgecnn", unit_dir=None,
+                 dry_run: bool = False) -> tuple[Path, str]:
+    """Write the unit (unless ``dry_run``); (unit path, unit text). The caller checks the
+    config first (``edgecnn service install`` does)."""
+    text = render_unit(config, user)
+    path = Path(unit_dir or UNIT_DIR) / UNIT_NAME
+    if not dry_run:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write {path}: {exc.strerror} (run as root, or give "
+                             "--unit-dir)") from None
+    return path, text

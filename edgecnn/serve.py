@@ -1,0 +1,159 @@
+"""``edgecnn serve CONFIG``: every source of a config file in one process, unattended.
+
+All sources run through ``run_many`` (one stepping thread, events to the shared log and
+database and, with ``[mqtt]``, to the broker); SIGTERM/SIGINT stop them all cleanly and
+the service exits 0 with one summary per source; when every source is a file the service
+ends when they do. Log lines go to stderr, one per line, prefixed ``<N>`` (syslog
+priority) when stderr is the systemd journal, so ``journalctl -p warning`` works.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Callable
+
+from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.runstats import RunSummary, StopFlag
+from edgecnn.serviceconfig import ServiceConfig, load_config
+
+log = logging.getLogger("edgecnn.serve")
+_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+             logging.CRITICAL: 2}
+
+
+class JournalFormatter(logging.Formatter):
+    """``<6>edgecnn.mqtt: message`` under systemd (it adds time and unit), else
+    ``2025-01-01T12:00:00Z INFO edgecnn.mqtt: message``."""
+
+    def __init__(self, journal: bool):
+        super().__init__()
+        self.journal = journal
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage().replace("\n", " ")
+        if self.journal:
+            return f"<{_PRIORITY.get(record.levelno, 6)}>{record.name}: {message}"
+        from edgecnn.deploy.events import utc_now
+
+        return f"{utc_now()} {record.levelname} {record.name}: {message}"
+
+
+def setup_logging(stream=None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JournalFormatter(bool(os.environ.get("JOURNAL_STREAM"))))
+    root = logging.getLogger("edgecnn")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def event_line(event: dict) -> str:
+    """One line per event for the journal."""
+    where = event.get("frame", event.get("window"))
+    unit = "frame" if "frame" in event else "window"
+    if event.get("type") == "fault":
+        return f"fault {event['fault']} at {unit} {where} (id {event.get('id')})"
+    tile = f" tile {event['tile']}" if "tile" in event else ""
+    return (f"defect {event['class']} confidence {event['confidence']:.3f} at {unit} "
+            f"{where}{tile} (id {event.get('id')})")
+
+
+def check(config: ServiceConfig) -> list[str]:
+    """Open every bundle and model, check it fits its source kind and that the classes
+    named in thresholds and ignore lists exist; one line per source."""
+    from edgecnn.deploy.decisions import Debouncer
+    from edgecnn.deploy.engine import open_for_run
+
+    if config.mqtt is not None:
+        from edgecnn.deploy.mqtt import require_paho
+
+        require_paho()
+    _http_options(config)    # a bad address or a missing token: refused before the start
+    lines = []
+    for number, (bundle_name, plan) in enumerate(config.sources):
+        name = plan.source.name
+        try:
+            bundle, _, entry = open_for_run(_open_bundle(config, bundle_name),
+                                            "image" if plan.kind == "camera" else "signal",
+                                            plan.model.fmt, plan.model.engine)
+            d = plan.decisions
+            Debouncer(bundle.labels, d.count_for(plan.kind), d.threshold,
+                      d.class_thresholds, d.ignore_classes)
+        except InputError as exc:
+            d, text = plan.decisions, str(exc)
+            key = "ignore_class" if any(repr(c) in text for c in d.ignore_classes) else \
+                "class_threshold" if d.class_thresholds and "class name" in text else \
+                "format" if plan.model.fmt and "model" in text else "bundle"
+            raise type(exc)(f"{config.where(number, key)} ({name}): {exc}") from None
+        lines.append(f"{name}: {plan.kind} {plan.source.source} -> {bundle.path} "
+                     f"[{entry.get('format')}]")
+    return lines
+
+
+def _http_options(config: ServiceConfig):
+    """The live view of the ``[http]`` table (``listen``, ``token``), checked."""
+    if config.http is None:
+        return None
+    from edgecnn.deploy.httpview import HttpOptions
+
+    http = HttpOptions(config.http.get("listen", HttpOptions.listen), config.http.get("token"))
+    try:
+        http.address()
+    except InputError as exc:
+        raise InputError(f"{config.path} [http]: {exc}") from None
+    return http
+
+
+def _open_bundle(config: ServiceConfig, name: str):
+    """A source's bundle, under the service's trusted keys ([run] trusted_key, plus
+    EDGECNN_TRUSTED_KEYS)."""
+    from edgecnn.deploy.bundle import Bundle
+    from edgecnn.deploy.signing import Trust
+
+    return Bundle.open(name, Trust.resolve(config.trusted_keys))
+
+
+def serve(path, *, check_only: bool = False,
+          echo: Callable[[str], None] = print) -> list[RunSummary] | list[str]:
+    """Run (or with ``check_only`` only check) the service config at ``path``."""
+    from edgecnn.deploy.multi import run_many
+
+    config = load_config(path)
+    lines = check(config)
+    if check_only:
+        return lines
+    for line in lines:
+        log.info("source %s", line)
+    stop = StopFlag()
+    sources = [(_open_bundle(config, bundle), plan) for bundle, plan in config.sources]
+    with ExitStack() as stack:
+        sinks = []
+        if config.mqtt is not None:
+            from edgecnn.deploy.mqtt import MqttSinks
+
+            sinks.append(stack.enter_context(MqttSinks(config.mqtt)))
+
+        def on_event(event: dict) -> None:
+            logging.getLogger(f"edgecnn.{event.get('source')}").info(event_line(event))
+
+        summaries = run_many(sources, config.logging, stop=stop, on_event=on_event,
+                             sinks=sinks, http=_http_options(config),
+                             on_http=lambda url: log.info("live view: %s", url))
+    for summary in summaries:
+        log.info("stopped %s (%s): %s processed, events %s", summary.source,
+                 summary.stop_reason, summary.processed, summary.events or "none")
+        echo(summary.format())
+    if config.logging.json_path:
+        try:
+            Path(config.logging.json_path).write_text(
+                json.dumps([s.to_dict() for s in summaries], indent=2, sort_keys=True) + "\n",
+                encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot write {config.logging.json_path}: {exc.strerror}") \
+                from None
+    return summaries

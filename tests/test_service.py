@@ -1,0 +1,253 @@
+"""`edgecnn serve CONFIG.toml` and `edgecnn service install`: one file for a line's
+sources, errors naming file, line and key, SIGTERM, the systemd unit."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgecnn.serviceconfig import key_line, load_config
+from edgecnn.deploy.errors import InputError
+
+from runtime_helpers import (CALIBRATION, NEU_CLASSES, gray_frame, level_for_class,
+                             make_image_bundle, make_signal_bundle, write_video)
+
+EDGECNN = [sys.executable, "-c", "from edgecnn.cli import main; main()"]
+RECORDING = CALIBRATION / "cwru" / "normal_0_97.mat"
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory):
+    """A folder with an image and a signal bundle and two videos (relative paths)."""
+    d = tmp_path_factory.mktemp("line")
+    make_image_bundle(d / "img", size=32)
+    make_signal_bundle(d / "sig", window_length=2048)
+    for name, classes in (("a.avi", [1, 2, 3]), ("b.avi", [4, 3, 2, 1])):
+        write_video(d / name, [gray_frame(level_for_class(c)) for c in classes
+                               for _ in range(4)])
+    return d
+
+
+CONFIG = """\
+[run]
+log = "events.jsonl"
+min_frames = 2
+
+[[camera]]
+name = "cam-a"
+bundle = "img"
+source = "a.avi"
+
+[[camera]]
+name = "cam-b"
+bundle = "img"
+source = "b.avi"
+class_threshold = {{ patches = 0.5 }}
+ignore_class = ["crazing"]
+{camera_extra}
+[[vibration]]
+name = "pump"
+bundle = "sig"
+source = "{recording}"
+threshold = 0.0
+max_windows = 10
+{extra}"""
+
+
+def _config(directory: Path, camera_extra: str = "", extra: str = "",
+            name: str = "line.toml") -> Path:
+    path = directory / name
+    path.write_text(CONFIG.format(recording=RECORDING, camera_extra=camera_extra,
+                                  extra=extra))
+    return path
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([*EDGECNN, *map(str, args)], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def test_two_cameras_and_a_sensor_from_one_file(line):
+    (line / "events.jsonl").unlink(missing_ok=True)
+    proc = _cli("serve", _config(line), cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(" run on ") == 3
+    assert "camera run on cam-a (end of source)" in proc.stdout
+    assert "vibration run on pump (max windows reached)" in proc.stdout
+    events = [json.loads(l) for l in (line / "events.jsonl").read_text().splitlines()]
+    by_source: dict[str, list] = {}
+    for event in events:
+        by_source.setdefault(event["source"], []).append(event)
+    assert [e["class"] for e in by_source["cam-a"]] == list(NEU_CLASSES[1:4])
+    assert [e["class"] for e in by_source["cam-b"]] == [NEU_CLASSES[i] for i in (4, 3, 2, 1)]
+    assert len(by_source["pump"]) >= 1
+    assert len({e["id"] for e in events}) == len(events)
+    # one line per event on stderr, naming its source and id
+    for event in events:
+        assert f"edgecnn.{event['source']}: " in proc.stderr and event["id"] in proc.stderr
+
+
+def test_check_validates_without_running(line):
+    (line / "events.jsonl").unlink(missing_ok=True)
+    proc = _cli("serve", "--check", _config(line))
+    assert proc.returncode == 0, proc.stderr
+    assert "OK (3 sources)" in proc.stdout
+    assert not (line / "events.jsonl").exists()
+
+
+@pytest.mark.parametrize("camera_extra, extra, line_no, message", [
+    ('min_framse = 3\n', "", 16, "[[camera]] #2 key 'min_framse': unknown key 'min_framse'; "
+                                 "did you mean min_frames"),
+    ('min_frames = "3"\n', "", 16, "key 'min_frames': must be an integer; found str '3'"),
+    ('realtime = 1\n', "", 16, "key 'realtime': must be true or false"),
+    ('roi = "1,2"\n', "", 16, "key 'roi': --roi must look like x,y,w,h"),
+    ('tiles = "2x2"\ngrid = "8x8:4"\n', "", 16, "key 'tiles': give either --tiles"),
+    ('ignore_class = "crazing"\n', "", None, "Cannot overwrite a value"),
+    ("", '[mqtt]\nurl = "http://x"\n', 24, "[mqtt] key 'url': an MQTT URL must look like"),
+    ("", '[mqtt]\nurl = "mqtt://h/p"\nspool_max = "many"\n', 25,
+     "[mqtt] key 'spool_max': must be an integer"),
+    ("", '[http]\nlisten = "127.0.0.1:8080"\nport = 1\n', 25, "[http] key 'port'"),
+])
+def test_bad_keys_name_file_line_and_key(line, camera_extra, extra, line_no, message):
+    path = _config(line, camera_extra, extra, name="bad.toml")
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert message in text
+    if line_no:
+        assert text.startswith(f"{path} line {line_no}: ")
+
+
+def test_duplicate_and_missing_names(line):
+    path = line / "dup.toml"
+    path.write_text(_config(line).read_text().replace('name = "cam-b"', 'name = "cam-a"'))
+    with pytest.raises(InputError, match=r"line 11: \[\[camera\]\] #2 key 'name': duplicate "
+                                         r"name 'cam-a' \(also \[\[camera\]\] #1\)"):
+        load_config(path)
+    path.write_text(_config(line).read_text().replace('name = "pump"\n', ''))
+    with pytest.raises(InputError, match=r"line 17: \[\[vibration\]\] #1: needs a 'name'"):
+        load_config(path)
+
+
+def test_unknown_key_through_the_cli_exits_2_with_its_line(line):
+    path = _config(line, 'tiles = "2x2"\nthreshhold = 0.7\n', name="bad.toml")
+    proc = _cli("serve", path)
+    assert proc.returncode == 2
+    assert f"{path} line 17: [[camera]] #2 key 'threshhold': unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_opens_bundles_and_knows_their_classes(line):
+    path = _config(line).with_name("classes.toml")
+    path.write_text(_config(line).read_text().replace("patches = 0.5", "patchez = 0.5"))
+    proc = _cli("serve", "--check", path)
+    assert proc.returncode == 2
+    assert "line 14: [[camera]] #2 key 'class_threshold' (cam-b): unknown class name(s) " \
+           "['patchez']" in proc.stderr
+    path.write_text(_config(line).read_text().replace('bundle = "sig"', 'bundle = "img"'))
+    proc = _cli("serve", "--check", path)
+    assert proc.returncode == 2 and "key 'bundle' (pump)" in proc.stderr
+    assert "needs a vibration model" in proc.stderr
+
+
+def test_every_run_option_is_a_config_key():
+    """The config keys come from the run commands' options: nothing to keep in sync."""
+    from edgecnn.cli import run_camera_command, run_vibration_command
+    from edgecnn import serviceconfig as config
+
+    for kind, command in (("camera", run_camera_command), ("vibration", run_vibration_command)):
+        keys = set(config._run_options(kind))
+        longs = {o[2:].replace("-", "_") for p in command.params for o in p.opts
+                 if o.startswith("--")}
+        assert keys == longs
+
+
+def test_key_line_finds_keys_in_their_table():
+    text = ('[run]\nthreshold = 0.5\n[[camera]]\nname = "a"\n\n[[camera]]\n  name = "b"\n'
+            'threshold=0.9\n[camera.class_threshold]\nx = 1\n')
+    assert key_line(text, "run", 0, "threshold") == 2
+    assert key_line(text, "camera", 1, "threshold") == 8
+    assert key_line(text, "camera", 0, "threshold") is None
+    assert key_line(text, "camera", 1, "name") == 7
+    assert key_line(text, "camera", 1) == 6
+    assert key_line(text, "camera", 1, "class_threshold") == 9
+
+
+def test_sigterm_stops_every_source_with_exit_0(line, tmp_path):
+    long_video = write_video(tmp_path / "long.avi", [gray_frame(level_for_class(c))
+                                                     for c in [1, 2, 3, 4] * 20
+                                                     for _ in range(5)])
+    path = tmp_path / "live.toml"
+    path.write_text(f"""
+[run]
+log = "events.jsonl"
+realtime = true
+json = "summaries.json"
+
+[[camera]]
+name = "cam-1"
+bundle = "{line / 'img'}"
+source = "{long_video}"
+
+[[vibration]]
+name = "pump"
+bundle = "{line / 'sig'}"
+source = "{RECORDING}"
+""")
+    proc = subprocess.Popen([*EDGECNN, "serve", str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "camera run on cam-1 (SIGTERM)" in out and "vibration run on pump (SIGTERM)" in out
+    summaries = json.loads((tmp_path / "summaries.json").read_text())
+    assert [s["source"] for s in summaries] == ["cam-1", "pump"]
+    assert all(s["stop_reason"] == "SIGTERM" for s in summaries)
+
+
+def test_service_install_writes_a_unit(line, tmp_path):
+    config = _config(line)
+    proc = _cli("service", "install", config, "--unit-dir", tmp_path, "--user", "inspect")
+    assert proc.returncode == 0, proc.stderr
+    unit = (tmp_path / "edgecnn.service").read_text()
+    exe = Path(sys.executable).parent / "edgecnn"
+    assert f"ExecStart={exe} serve {config.resolve()}" in unit
+    assert "Restart=on-failure" in unit and "User=inspect" in unit
+    assert "StandardError=journal" in unit and not re.search("@[A-Z]+@", unit)
+    dry = _cli("service", "install", config, "--dry-run", "--user", "inspect")
+    assert dry.returncode == 0 and dry.stdout == unit
+    bad = _cli("service", "install", config, "--user", "Bad User", "--unit-dir", tmp_path)
+    assert bad.returncode == 2 and "--user must be a system user name" in bad.stderr
+
+
+def test_http_table_opens_the_live_view_and_off_loopback_needs_a_token(line, tmp_path):
+    path = _config(line, extra='[http]\nlisten = "127.0.0.1:0"\n', name="http.toml")
+    assert load_config(path).http == {"listen": "127.0.0.1:0"}
+    assert _cli("serve", "--check", path).returncode == 0
+    exposed = _config(line, extra='[http]\nlisten = "0.0.0.0:8080"\n', name="open.toml")
+    proc = _cli("serve", "--check", exposed)
+    assert proc.returncode == 2 and "[http]" in proc.stderr and "token" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_without_paho_one_line_names_the_extra(line, tmp_path):
+    no_paho = "import sys; sys.modules['paho'] = None; from edgecnn.cli import main; main()"
+    path = _config(line, extra='[mqtt]\nurl = "mqtt://127.0.0.1:1/p"\n', name="mqtt.toml")
+    for args in (["serve", "--check", str(path)],
+                 ["run", "camera", str(line / "img"), "--source", str(line / "a.avi"),
+                  "--mqtt", "mqtt://127.0.0.1:1/p"]):
+        proc = subprocess.run([sys.executable, "-c", no_paho, *args], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == "error: MQTT needs paho-mqtt: pip install 'edgecnn[mqtt]'"

@@ -1,0 +1,222 @@
+"""Events to a real Mosquitto broker: QoS 1, status, store-and-forward through an outage,
+TLS with a test CA, bad URLs and an unreachable broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.mqtt import MqttOptions, MqttSinks, options_from_url, parse_url
+from edgecnn.deploy.options import Logging, plan_from_keywords
+from edgecnn.deploy.run import run_logged
+
+from mqtt_broker import Broker, Subscriber, free_port, make_test_ca, need_mosquitto
+from runtime_helpers import gray_frame, level_for_class, make_image_bundle, write_video
+
+EDGECNN = [sys.executable, "-c", "from edgecnn.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_image_bundle(tmp_path_factory.mktemp("mqtt") / "bundle", size=32)
+
+
+def _video(path, cycles: int, hold: int = 5, fps: float = 25.0):
+    classes = [1, 2, 3, 4] * cycles
+    return write_video(path, [gray_frame(level_for_class(c)) for c in classes
+                              for _ in range(hold)], fps)
+
+
+def _log_ids(log: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in log.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("mqtt://", "names no broker host"),
+    ("http://x", "must look like mqtt://"),
+    ("mqtt://host:notaport/p", "must be a number in 1-65535"),
+    ("mqtt://host:99999/p", "must be a number in 1-65535"),
+    ("mqtt://host:1883/a/#", "must not hold"),
+    ("mqtt://host:1883/a/+/b", "must not hold"),
+])
+def test_bad_urls_are_refused_clearly(url, expected):
+    with pytest.raises(InputError, match=expected):
+        parse_url(url)
+
+
+def test_url_parts_and_query_options(tmp_path):
+    target = parse_url("mqtts://user:p%40ss@broker.local/plant/line-3")
+    assert (target.tls, target.host, target.port, target.username, target.password,
+            target.prefix) == (True, "broker.local", 8883, "user", "p@ss", "plant/line-3")
+    options = options_from_url(f"mqtt://h:1884/x?spool={tmp_path}&spool_max=7")
+    assert options.spool == str(tmp_path) and options.spool_max == 7
+    with pytest.raises(InputError, match="unknown MQTT URL parameter"):
+        options_from_url("mqtt://h/x?spoool=1")
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(InputError, match="are for mqtts:// URLs"):
+        options_from_url(f"mqtt://h/x?ca={ca}")
+    with pytest.raises(InputError, match="ca file .* not found"):
+        MqttOptions("mqtts://h/x", ca=str(tmp_path / "missing.pem"))
+
+
+def test_cli_refuses_a_bad_url_with_exit_2(bundle, tmp_path):
+    video = _video(tmp_path / "v.avi", 1)
+    proc = subprocess.run([*EDGECNN, "run", "camera", str(bundle), "--source", str(video),
+                           "--mqtt", "http://x"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "must look like mqtt://" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_broker_down_for_6_s_loses_no_event(bundle, tmp_path):
+    """`run camera --mqtt` on a realtime video; the broker stops mid-run for ~6 s and comes
+    back: every id of the JSONL log reaches the persistent subscriber."""
+    broker = Broker(tmp_path / "broker").start()
+    subscriber = Subscriber(broker, "line/#")
+    video = _video(tmp_path / "line.avi", cycles=16)   # 320 frames: 12.8 s at 25 fps
+    log = tmp_path / "events.jsonl"
+    spool = tmp_path / "spool"
+    run = subprocess.Popen(
+        [*EDGECNN, "run", "camera", str(bundle), "--source", str(video), "--realtime",
+         "--min-frames", "2", "--quiet", "--log", str(log), "--fsync", "every",
+         "--mqtt", f"{broker.url}/line?spool={spool}&status_interval=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= 3)
+        broker.stop()
+        outage_started = len(_log_ids(log))
+        time.sleep(6)
+        made_during_outage = len(_log_ids(log)) - outage_started
+        broker.start()
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    ids = _log_ids(log)
+    assert made_during_outage >= 5
+    assert subscriber.wait_for(
+        lambda: set(ids) <= {p["id"] for p in subscriber.payloads("/events")}, 30)
+    received = [p["id"] for p in subscriber.payloads("/events")]
+    unique = list(dict.fromkeys(received))
+    assert unique == sorted(unique) == ids          # in order, duplicates aside
+    assert f"published {len(ids)}, pending 0" in out
+    statuses = subscriber.payloads("/status")
+    assert statuses[-1]["state"] == "offline" and statuses[-1]["mqtt"]["pending"] == 0
+    assert any(s["state"] == "online" and "events" in s for s in statuses)
+    subscriber.close()
+    broker.stop()
+
+
+def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path):
+    need_mosquitto()
+    port = free_port()                      # nobody listens here yet
+    video = _video(tmp_path / "v.avi", cycles=2)
+    log = tmp_path / "events.jsonl"
+    options = MqttOptions(f"mqtt://127.0.0.1:{port}/p", spool=str(tmp_path / "spool"),
+                          flush_timeout=0.5)
+    plan = plan_from_keywords("camera", str(video), min_frames=2, name="cam")
+    with MqttSinks(options) as sinks:
+        summary = run_logged(bundle, plan, Logging(log=str(log)), sinks=[sinks])
+    ids = _log_ids(log)
+    assert len(ids) == 8 and summary.processed == 40
+    assert summary.extra["mqtt"] == "published 0, pending 8, dropped 0"
+    # the broker appears on that port: the spooled events go out first, in order
+    broker = Broker(tmp_path / "broker", port=port).start()
+    subscriber = Subscriber(broker, "p/#", client_id="late")
+    with MqttSinks(options) as sinks:
+        summary = run_logged(bundle, plan, Logging(log=str(log)), sinks=[sinks])
+    assert summary.extra["mqtt"] == "published 16, pending 0, dropped 0"
+    assert subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= 16)
+    assert [p["id"] for p in subscriber.payloads("/events")] == _log_ids(log)
+    subscriber.close()
+    broker.stop()
+
+
+def test_spool_is_bounded_oldest_dropped_with_a_count(bundle, tmp_path):
+    options = MqttOptions(f"mqtt://127.0.0.1:{free_port()}/p", spool=str(tmp_path / "s"),
+                          spool_max=3, flush_timeout=0)
+    video = _video(tmp_path / "v.avi", cycles=2)
+    plan = plan_from_keywords("camera", str(video), min_frames=2, name="cam")
+    with MqttSinks(options) as sinks:
+        summary = run_logged(bundle, plan, sinks=[sinks])
+    assert summary.extra["mqtt"] == "published 0, pending 3, dropped 5"
+
+
+def test_tls_with_a_test_ca(bundle, tmp_path):
+    tls = make_test_ca(tmp_path / "ca")
+    broker = Broker(tmp_path / "broker", tls=tls).start()
+    subscriber = Subscriber(broker, "secure/#", tls_ca=tls["ca"])
+    video = _video(tmp_path / "v.avi", cycles=1)
+    plan = plan_from_keywords("camera", str(video), min_frames=2, name="cam")
+    options = MqttOptions(f"{broker.url}/secure", ca=tls["ca"], spool=str(tmp_path / "s"))
+    with MqttSinks(options) as sinks:
+        summary = run_logged(bundle, plan, sinks=[sinks])
+    assert summary.extra["mqtt"] == "published 4, pending 0, dropped 0"
+    assert subscriber.wait_for(lambda: len(subscriber.payloads("/cam/events")) == 4)
+    # without the CA the broker's certificate is not trusted: nothing is sent, all kept
+    untrusted = MqttOptions(f"{broker.url}/secure", spool=str(tmp_path / "s2"),
+                            flush_timeout=1)
+    with MqttSinks(untrusted) as sinks:
+        summary = run_logged(bundle, plan, sinks=[sinks])
+    assert summary.extra["mqtt"] == "published 0, pending 4, dropped 0"
+    subscriber.close()
+    broker.stop()
+
+
+def test_serve_publishes_each_source_to_its_own_topics(bundle, tmp_path):
+    from edgecnn.serve import serve
+
+    from runtime_helpers import CALIBRATION, make_signal_bundle
+
+    broker = Broker(tmp_path / "broker").start()
+    subscriber = Subscriber(broker, "plant/#", client_id="plant")
+    signal_bundle = make_signal_bundle(tmp_path / "sig", window_length=2048)
+    for name in ("a", "b"):
+        _video(tmp_path / f"{name}.avi", cycles=1)
+    config = tmp_path / "line.toml"
+    config.write_text(f"""
+[run]
+log = "events.jsonl"
+min_frames = 2
+bundle = "{bundle}"
+
+[[camera]]
+name = "cam-a"
+source = "a.avi"
+
+[[camera]]
+name = "cam-b"
+source = "b.avi"
+
+[[vibration]]
+name = "pump"
+bundle = "{signal_bundle}"
+source = "{CALIBRATION / 'cwru' / 'normal_0_97.mat'}"
+threshold = 0.0
+max_windows = 6
+
+[mqtt]
+url = "{broker.url}/plant/line-1"
+spool = "spool"
+""")
+    summaries = serve(config, echo=lambda line: None)
+    assert all(s.extra["mqtt"].endswith("pending 0, dropped 0") for s in summaries)
+    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert {e["source"] for e in events} == {"cam-a", "cam-b", "pump"}
+    assert subscriber.wait_for(lambda: len(subscriber.payloads("/events")) >= len(events))
+    with subscriber.lock:
+        topics = {p["id"]: t for t, p, _ in subscriber.messages if t.endswith("/events")}
+    assert {e["id"]: f"plant/line-1/{e['source']}/events" for e in events} == topics
+    offline = {t: p for t, p, _ in subscriber.messages if t.endswith("/status")}
+    assert {p["state"] for p in offline.values()} == {"offline"} and len(offline) == 3
+    assert (tmp_path / "spool" / "pump.sqlite").exists()
+    subscriber.close()
+    broker.stop()
