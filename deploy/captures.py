@@ -1,8 +1,9 @@
-"""Opening OpenCV captures: files, camera devices, network streams, GStreamer pipelines.
+"""Opening and reading OpenCV captures: files, camera devices, streams, GStreamer pipelines.
 
 Each ``open_*`` returns an opened cv2.VideoCapture or raises SourceError saying what went
-wrong (no such file or device, connection refused, timed out, not a video). Opening is
-quiet: FFmpeg's and OpenCV's own complaints are held back, our message tells the reason.
+wrong (no such file or device, connection refused, timed out, not a video);
+``CaptureReader`` reads one, telling a corrupt frame from the end. Opening is quiet:
+FFmpeg's and OpenCV's own complaints are held back, our message tells the reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from .errors import SourceError
 
@@ -54,6 +56,83 @@ def _keep_native_gray(capture):
     if name in GRAY_PIXEL_FORMATS:
         capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
     return capture
+
+
+def _valid(image) -> bool:
+    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size > 0
+            and image.ndim in (2, 3))
+
+
+class CaptureReader:
+    """Wraps a cv2.VideoCapture-like object; tells a corrupt frame from the end of a file."""
+
+    def __init__(self, capture, is_file: bool, max_bad: int = 25):
+        self.capture = capture
+        self.is_file = is_file
+        self.max_bad = max_bad
+        self.into = True    # capture.read(buffer) reuses the buffer (cv2.VideoCapture does)
+        self.total = 0
+        self.position = 0.0  # live: stream time (ms) of the last frame, 0 when not known
+        if is_file:
+            total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            self.total = int(total) if total and total > 0 else 0
+
+    def _grab(self, buffer):
+        if buffer is not None and self.into:
+            try:
+                return self.capture.read(buffer)
+            except TypeError:   # a capture-like object whose read() takes no buffer
+                self.into = False
+        return self.capture.read()
+
+    def read(self, stats, buffer: np.ndarray | None = None):
+        """A valid image (in ``buffer`` when its size fits), or None at the end of a file /
+        when a live stream failed; corrupt frames are counted in ``stats`` (the source's
+        frames.SourceStats).
+
+        OpenCV reports an undecodable frame of a file as a failed read and goes on with
+        the next one on the following read; failures are counted as corrupt only once a
+        good frame follows them (a run of failures at the end is the end of the file).
+        """
+        pending = junk = 0
+        while True:
+            try:
+                ok, image = self._grab(buffer)
+            except cv2.error:
+                ok, image = False, None
+            if ok and _valid(image) and (self.is_file or self._advanced()):
+                stats.corrupt += pending
+                return image
+            if ok:   # not an image, or no new picture (a broken stream's partial decode)
+                stats.corrupt += 1
+                junk += 1
+                if junk >= self.max_bad:
+                    return None
+                continue
+            if not self.is_file:
+                return None
+            pending += 1
+            position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
+            if pending >= self.max_bad or (self.total and position >= self.total):
+                return None
+
+    def _advanced(self) -> bool:
+        """False when a live stream repeats the stream time of the previous frame: FFmpeg
+        then handed out a frame it could not decode again (a broken stream does this
+        thousands of times a second); where the stream tells no time, every frame counts."""
+        try:
+            position = float(self.capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        except (cv2.error, TypeError, ValueError):
+            return True
+        repeated = position > 0 and position == self.position
+        self.position = position
+        return not repeated
+
+    def release(self) -> None:
+        try:
+            self.capture.release()
+        except cv2.error:
+            pass
 
 
 @contextmanager

@@ -26,7 +26,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .captures import capture_fps, open_device, open_file, open_gstreamer, open_url
+from .captures import (CaptureReader, capture_fps, open_device, open_file,
+                       open_gstreamer, open_url)
 from .errors import SourceError
 from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
 
@@ -81,11 +82,6 @@ def source_kind(src: str) -> str:
     return "file"
 
 
-def _valid(image) -> bool:
-    return (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size > 0
-            and image.ndim in (2, 3))
-
-
 class FrameSource:
     """Common interface: ``read(timeout)`` -> Frame, or None when nothing new arrived in
     time; ``exhausted`` once a finite source has ended; ``close()`` (or ``with``).
@@ -112,7 +108,7 @@ class FrameSource:
         self._failure: BaseException | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._reader: _CaptureReader | None = None
+        self._reader: CaptureReader | None = None
         self._status = StatusLog()
 
     def poll_status(self) -> list[StatusChange]:
@@ -121,7 +117,7 @@ class FrameSource:
         return self._status.poll()
 
     # -- reading thread
-    def _decode(self, frame: Frame, reader: "_CaptureReader") -> bool:
+    def _decode(self, frame: Frame, reader: "CaptureReader") -> bool:
         """Decode the next frame into ``frame``'s buffer; False at the end / on failure."""
         image = reader.read(self.stats, frame.image)
         if image is None:
@@ -203,77 +199,6 @@ class FrameSource:
         self.close()
 
 
-class _CaptureReader:
-    """Wraps a cv2.VideoCapture-like object; tells a corrupt frame from the end of a file."""
-
-    def __init__(self, capture, is_file: bool, max_bad: int = 25):
-        self.capture = capture
-        self.is_file = is_file
-        self.max_bad = max_bad
-        self.into = True    # capture.read(buffer) reuses the buffer (cv2.VideoCapture does)
-        self.total = 0
-        self.position = 0.0  # live: stream time (ms) of the last frame, 0 when not known
-        if is_file:
-            total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-            self.total = int(total) if total and total > 0 else 0
-
-    def _grab(self, buffer):
-        if buffer is not None and self.into:
-            try:
-                return self.capture.read(buffer)
-            except TypeError:   # a capture-like object whose read() takes no buffer
-                self.into = False
-        return self.capture.read()
-
-    def read(self, stats: SourceStats, buffer: np.ndarray | None = None):
-        """A valid image (in ``buffer`` when its size fits), or None at the end of a file /
-        when a live stream failed.
-
-        OpenCV reports an undecodable frame of a file as a failed read and goes on with
-        the next one on the following read; failures are counted as corrupt only once a
-        good frame follows them (a run of failures at the end is the end of the file).
-        """
-        pending = junk = 0
-        while True:
-            try:
-                ok, image = self._grab(buffer)
-            except cv2.error:
-                ok, image = False, None
-            if ok and _valid(image) and (self.is_file or self._advanced()):
-                stats.corrupt += pending
-                return image
-            if ok:   # not an image, or no new picture (a broken stream's partial decode)
-                stats.corrupt += 1
-                junk += 1
-                if junk >= self.max_bad:
-                    return None
-                continue
-            if not self.is_file:
-                return None
-            pending += 1
-            position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
-            if pending >= self.max_bad or (self.total and position >= self.total):
-                return None
-
-    def _advanced(self) -> bool:
-        """False when a live stream repeats the stream time of the previous frame: FFmpeg
-        then handed out a frame it could not decode again (a broken stream does this
-        thousands of times a second); where the stream tells no time, every frame counts."""
-        try:
-            position = float(self.capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
-        except (cv2.error, TypeError, ValueError):
-            return True
-        repeated = position > 0 and position == self.position
-        self.position = position
-        return not repeated
-
-    def release(self) -> None:
-        try:
-            self.capture.release()
-        except cv2.error:
-            pass
-
-
 class VideoFileSource(FrameSource):
     """Every frame of a video file, in order; the reading thread keeps up to ``prefetch``
     decoded and prepared frames ahead of the consumer."""
@@ -286,7 +211,7 @@ class VideoFileSource(FrameSource):
         self.name = str(path)
         capture = (opener or open_file)(self.name)
         self.fps = capture_fps(capture)
-        self._reader = _CaptureReader(capture, is_file=True)
+        self._reader = CaptureReader(capture, is_file=True)
         self._first = self._free.get()
         if not self._decode(self._first, self._reader):
             self._reader.release()
@@ -364,10 +289,10 @@ class LatestFrameSource(FrameSource):
         self._last_frame = time.monotonic()   # when the reading thread last decoded one
         self._connected = True
 
-    def _open_first(self) -> "_CaptureReader":
+    def _open_first(self) -> "CaptureReader":
         """Open and decode the first frame (one connection attempt)."""
         capture = self._opener()
-        reader = _CaptureReader(capture, is_file=self._is_file)
+        reader = CaptureReader(capture, is_file=self._is_file)
         if not self._decode(self._first, reader):
             reader.release()
             raise SourceError(f"source {self.name} opened but delivered no frame")
@@ -383,7 +308,7 @@ class LatestFrameSource(FrameSource):
                 self._status.start("stalled", f"connected, no frame for {silent:.1f} s")
         return self._status.poll()
 
-    def _decode(self, frame: Frame, reader: "_CaptureReader") -> bool:
+    def _decode(self, frame: Frame, reader: "CaptureReader") -> bool:
         if not super()._decode(frame, reader):
             return False
         self._last_frame = frame.time
@@ -445,7 +370,7 @@ class LatestFrameSource(FrameSource):
     def _consumer_waiting(self) -> bool:
         return self._latest is None
 
-    def _reconnect(self) -> "_CaptureReader | None":
+    def _reconnect(self) -> "CaptureReader | None":
         for delay in self._backoff.delays():
             if self._stop.wait(delay):
                 return None
@@ -457,7 +382,7 @@ class LatestFrameSource(FrameSource):
             self._last_frame = time.monotonic()
             self._connected = True
             self._status.end("disconnected", "reconnected")
-            return _CaptureReader(capture, is_file=False)
+            return CaptureReader(capture, is_file=False)
         return None
 
     def read(self, timeout: float = 0.5) -> Frame | None:
