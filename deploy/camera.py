@@ -298,8 +298,10 @@ class CameraPipeline:
                 self.debouncer.reset()
                 loop.fault(work.fault, frame.index)
             self.active_fault = work.fault
+            loop.active_faults = (work.fault,)
         else:
             self.active_fault = None
+            loop.active_faults = ()
             self._classify(frame, work)
         if self.preview is not None:
             canvas = draw_overlay(frame.image, self.regions,

@@ -61,6 +61,7 @@ class RunLoop:
         self.events: Counter = Counter()
         self.faults: Counter = Counter({name: 0 for name in fault_names})
         self.items = 0
+        self.active_faults: tuple[str, ...] = ()   # present now (the pipeline sets it)
         self.started = time.monotonic()
 
     # -- control
@@ -121,6 +122,7 @@ class RunLoop:
                 "items": self.items, "processed": s.processed,
                 "events": counter_dict(self.events),
                 "faults": {k: v for k, v in counter_dict(self.faults).items() if v},
+                "current_faults": list(self.active_faults),
                 "latency_p50_ms": self.latency.percentile(50)}
 
     # -- end

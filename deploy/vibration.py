@@ -173,6 +173,7 @@ class VibrationPipeline:
                 if kind not in self.active:
                     self._fault(kind, window.index, window.start)
             self.active = set(found)
+            loop.active_faults = tuple(sorted(self.active))
             if "nonfinite" in found:
                 self.debouncer.reset()
             else:

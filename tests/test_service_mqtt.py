@@ -220,3 +220,27 @@ spool = "spool"
     assert (tmp_path / "spool" / "pump.sqlite").exists()
     subscriber.close()
     broker.stop()
+
+
+def test_status_is_retained_with_counters_and_current_faults(bundle, tmp_path):
+    broker = Broker(tmp_path / "broker").start()
+    frames = [gray_frame(level_for_class(2))] * 10 + [gray_frame(0)] * 40   # lens cap on
+    video = write_video(tmp_path / "cap.avi", frames, fps=25.0)
+    plan = plan_from_keywords("camera", str(video), min_frames=2, name="cam", realtime=True)
+    options = MqttOptions(f"{broker.url}/s", spool=str(tmp_path / "spool"),
+                          status_interval=0.2)
+    subscriber = Subscriber(broker, "s/#", client_id="status")
+    with MqttSinks(options) as sinks:
+        run_logged(bundle, plan, sinks=[sinks])
+    statuses = subscriber.payloads("/cam/status")
+    online = [s for s in statuses if s["state"] == "online"]
+    assert any(s["current_faults"] == ["black"] and s["faults"] == {"black": s["faults"]["black"]}
+               for s in online)
+    assert statuses[-1]["state"] == "offline" and statuses[-1]["events"] == {"patches": 1}
+    subscriber.close()
+    # a late subscriber gets the retained status at once
+    late = Subscriber(broker, "s/+/status", client_id="late-status")
+    assert late.wait_for(lambda: late.payloads("/status"), 5)
+    assert late.payloads("/status")[-1]["state"] == "offline"
+    late.close()
+    broker.stop()
