@@ -115,7 +115,7 @@ def test_broker_down_for_6_s_loses_no_event(bundle, tmp_path):
     broker.stop()
 
 
-def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path):
+def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path, caplog):
     need_mosquitto()
     port = free_port()                      # nobody listens here yet
     video = _video(tmp_path / "v.avi", cycles=2)
@@ -128,6 +128,7 @@ def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path):
     ids = _log_ids(log)
     assert len(ids) == 8 and summary.processed == 40
     assert summary.extra["mqtt"] == "published 0, pending 8, dropped 0"
+    assert f"cannot reach the broker 127.0.0.1:{port}; events are spooled in" in caplog.text
     # the broker appears on that port: the spooled events go out first, in order
     broker = Broker(tmp_path / "broker", port=port).start()
     subscriber = Subscriber(broker, "p/#", client_id="late")
