@@ -306,10 +306,12 @@ class CameraPipeline(Pipeline):
                 self.debouncer.reset()
                 loop.fault(work.fault, frame.index)
             self.active_fault = work.fault
+            loop.active_faults = (work.fault,)
             if loop.preview is not None and loop.preview.wants():
                 loop.preview.offer(frame.image, self.regions, [], [], work.fault)
         else:
             self.active_fault = None
+            loop.active_faults = ()
             self._classify(frame, work)
         if self.preview is not None:
             canvas = draw_overlay(frame.image, self.regions,
@@ -367,10 +369,6 @@ class CameraPipeline(Pipeline):
                 "region": region.as_list(), "latency_ms": round(latency_ms, 3)}, tail)
         if live:
             loop.preview.offer(frame.image, regions, self.labels_now, self.alerts, None)
-
-    def active_faults(self) -> list[str]:
-        return sorted(self.loop.source_active) + ([self.active_fault] if self.active_fault
-                                                  else [])
 
     def finish(self) -> RunSummary:
         stats = self.src.stats

@@ -146,7 +146,7 @@ class LiveHub:
         loop = pipeline.loop
         if loop.stop.is_set():
             return False, f"stopped ({loop.stop.reason or 'stopped'})"
-        faults = pipeline.active_faults()
+        faults = loop.current_faults()
         if faults:
             return False, f"source fault: {', '.join(faults)}"
         last = loop.last_item if loop.last_item is not None else loop.started
@@ -167,6 +167,6 @@ class LiveHub:
                             "latency_p99_ms": loop.latency.percentile(99),
                             "inference_p50_ms": loop.inference.percentile(50),
                             "events_last_hour": self._last_hour(name),
-                            "active_faults": pipeline.active_faults(),
+                            "active_faults": loop.current_faults(),
                             "labels": list(pipeline.bundle.labels)})
         return {"sources": sources}

@@ -64,6 +64,7 @@ class RunLoop:
         self.source_faults: Counter = Counter()   # stalled / disconnected / realigned: times
         self.source_active: set[str] = set()      # stalled / disconnected now
         self.items = 0
+        self.active_faults: tuple[str, ...] = ()   # present now (the pipeline sets it)
         self.started = time.monotonic()
         self.last_item: float | None = None    # monotonic time of the last item taken
         # a live view (``live.LiveHub``) sets this; the pipeline then offers it frames
@@ -133,6 +134,11 @@ class RunLoop:
             event.update(tail)
         self.emit(event)
 
+    def current_faults(self) -> list[str]:
+        """The source faults in force now: stalled/disconnected, then the input's own
+        (black, overexposed, clipped ...); empty while the source is healthy."""
+        return sorted(self.source_active) + list(self.active_faults)
+
     def status(self) -> dict:
         """A live snapshot of this source's counters (for status messages and pages)."""
         s = self.summary
@@ -141,6 +147,7 @@ class RunLoop:
                 "items": self.items, "processed": s.processed,
                 "events": counter_dict(self.events),
                 "faults": {k: v for k, v in counter_dict(self.faults).items() if v},
+                "current_faults": self.current_faults(),
                 "latency_p50_ms": self.latency.percentile(50)}
 
     # -- end
@@ -175,10 +182,6 @@ class Pipeline:
 
     def finish(self) -> RunSummary:
         raise NotImplementedError
-
-    def active_faults(self) -> list[str]:
-        """The source faults in force now (empty while the source is healthy)."""
-        return []
 
     def run(self) -> RunSummary:
         try:

@@ -171,6 +171,7 @@ class VibrationPipeline(Pipeline):
                 if kind not in self.active:
                     self._fault(kind, window.index, window.start)
             self.active = set(found)
+            loop.active_faults = tuple(sorted(self.active))
             if "nonfinite" in found:
                 self.debouncer.reset()
             else:
@@ -205,9 +206,6 @@ class VibrationPipeline(Pipeline):
             tail["probabilities"] = {l: round(float(p), 6)
                                      for l, p in zip(self.spec.labels, probs)}
         loop.defect(hit.label, window.index, fields, tail)
-
-    def active_faults(self) -> list[str]:
-        return sorted(self.loop.source_active | self.active)
 
     def finish(self) -> RunSummary:
         stats = self.src.stats

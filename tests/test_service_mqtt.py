@@ -115,7 +115,7 @@ def test_broker_down_for_6_s_loses_no_event(bundle, tmp_path):
     broker.stop()
 
 
-def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path):
+def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path, caplog):
     need_mosquitto()
     port = free_port()                      # nobody listens here yet
     video = _video(tmp_path / "v.avi", cycles=2)
@@ -128,6 +128,7 @@ def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path):
     ids = _log_ids(log)
     assert len(ids) == 8 and summary.processed == 40
     assert summary.extra["mqtt"] == "published 0, pending 8, dropped 0"
+    assert f"cannot reach the broker 127.0.0.1:{port}; events are spooled in" in caplog.text
     # the broker appears on that port: the spooled events go out first, in order
     broker = Broker(tmp_path / "broker", port=port).start()
     subscriber = Subscriber(broker, "p/#", client_id="late")
@@ -219,4 +220,28 @@ spool = "spool"
     assert {p["state"] for p in offline.values()} == {"offline"} and len(offline) == 3
     assert (tmp_path / "spool" / "pump.sqlite").exists()
     subscriber.close()
+    broker.stop()
+
+
+def test_status_is_retained_with_counters_and_current_faults(bundle, tmp_path):
+    broker = Broker(tmp_path / "broker").start()
+    frames = [gray_frame(level_for_class(2))] * 10 + [gray_frame(0)] * 40   # lens cap on
+    video = write_video(tmp_path / "cap.avi", frames, fps=25.0)
+    plan = plan_from_keywords("camera", str(video), min_frames=2, name="cam", realtime=True)
+    options = MqttOptions(f"{broker.url}/s", spool=str(tmp_path / "spool"),
+                          status_interval=0.2)
+    subscriber = Subscriber(broker, "s/#", client_id="status")
+    with MqttSinks(options) as sinks:
+        run_logged(bundle, plan, sinks=[sinks])
+    statuses = subscriber.payloads("/cam/status")
+    online = [s for s in statuses if s["state"] == "online"]
+    assert any(s["current_faults"] == ["black"] and s["faults"] == {"black": s["faults"]["black"]}
+               for s in online)
+    assert statuses[-1]["state"] == "offline" and statuses[-1]["events"] == {"patches": 1}
+    subscriber.close()
+    # a late subscriber gets the retained status at once
+    late = Subscriber(broker, "s/+/status", client_id="late-status")
+    assert late.wait_for(lambda: late.payloads("/status"), 5)
+    assert late.payloads("/status")[-1]["state"] == "offline"
+    late.close()
     broker.stop()
