@@ -73,7 +73,13 @@ def _write_json(data: dict, path) -> None:
 @click.option("--patience", type=int, default=None, help="Early-stopping patience (epochs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
-@click.option("--no-augment", is_flag=True, help="Switch off the task's augmentation.")
+@click.option("--augment", default=None, metavar="NAMES|none",
+              help="Raw-domain augmentation families, comma-separated, or 'none' (default: "
+                   "the task's; images: gain, offset, gamma, contrast, noise, defocus, motion, "
+                   "jpeg, rotate, zoom, shift, flip, rot90; signals: gain, dc, noise, hum, "
+                   "speed).")
+@click.option("--augment-strength", type=float, default=None,
+              help="Scale of every augmentation range, 0-2 (default: the task's, usually 1).")
 @click.option("--image-size", type=int, default=None, help="Images: model input side.")
 @click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
 @click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
@@ -85,10 +91,10 @@ def _write_json(data: dict, path) -> None:
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the validation results as JSON.")
-def train(json_path, no_augment, **options):
+def train(json_path, augment, **options):
     from edgecnn.training import TrainConfig, train as run_training
 
-    result = run_training(TrainConfig(augment=not no_augment, **options))
+    result = run_training(TrainConfig(augment=True if augment is None else augment, **options))
     click.echo(format_result(result.metrics))
     click.echo(f"model directory: {result.model_dir.path}")
     click.echo(f"report: {Path(result.report['confusion']).parent}")

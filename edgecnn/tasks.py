@@ -21,7 +21,8 @@ class TaskDefaults:
     seed_architecture: str         # the lecture's reference architecture
     image: ImageSpec | None = None
     signal: SignalSpec | None = None
-    augment: tuple[str, ...] = ()  # "flip", "rot90", "shift" (images), "gain" (log spectrograms)
+    augment: tuple[str, ...] = ()  # raw-domain families, see edgecnn.augment
+    augment_strength: float = 1.0  # scales every family's range (0 = no change)
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -56,6 +57,12 @@ def _replace(section, overrides):
 _VIBRATION = SignalSpec(sample_rate=12000.0, window_length=4096, nperseg=256, noverlap=32,
                         transform="log")
 
+# What a line does to a camera / a sensor (edgecnn.augment), on by default.
+_CAMERA = ("gain", "offset", "gamma", "contrast", "noise", "defocus", "motion", "jpeg",
+           "rotate", "zoom", "shift")
+_DIGITS = ("gain", "offset", "noise", "defocus", "jpeg", "rotate", "zoom", "shift")
+_SENSOR = ("gain", "dc", "noise", "hum", "speed")
+
 # Camera images: 128x128 gray, bilinear resize. The resize runs on every frame at run
 # time: OpenCV's area resize at a fractional ratio (200 -> 128) costs 0.15-0.2 ms per frame
 # here, as much as the model's inference, bilinear 0.02 ms. NEU validation accuracy:
@@ -63,14 +70,15 @@ _VIBRATION = SignalSpec(sample_rate=12000.0, window_length=4096, nperseg=256, no
 TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "images": TaskDefaults("images", "image", "edge-image", "seed-neu",
                            image=ImageSpec(128, 128, color="gray", interpolation="linear"),
-                           augment=("flip", "rot90"), epochs=60),
+                           augment=_CAMERA + ("flip", "rot90"), epochs=60),
     "mnist": TaskDefaults("mnist", "image", "edge-digits", "seed-mnist",
-                          image=ImageSpec(28, 28, color="gray"), augment=("shift",), epochs=15,
-                          batch_size=128, patience=4),
+                          image=ImageSpec(28, 28, color="gray"), augment=_DIGITS,
+                          augment_strength=0.5, epochs=15, batch_size=128, patience=4),
     "cwru": TaskDefaults("cwru", "signal", "edge-spectro", "seed-stft", signal=_VIBRATION,
-                         augment=("gain",), epochs=30, batch_size=64, stride=512),
+                         augment=_SENSOR, epochs=30, batch_size=64, stride=512),
     "vibration": TaskDefaults("vibration", "signal", "edge-spectro", "seed-stft",
-                              signal=_VIBRATION, augment=("gain",), epochs=30, batch_size=64),
+                              signal=_VIBRATION, augment=_SENSOR, epochs=30,
+                              batch_size=64),
     # The lecture's own recipe: raw magnitude spectrogram of 10 000-sample recordings.
     "lecture-npz": TaskDefaults("lecture-npz", "signal", "edge-spectro", "seed-stft",
                                 signal=SignalSpec(), epochs=20),
