@@ -113,12 +113,27 @@ def train(json_path, augment, **options):
               help="Signals: window stride (default: non-overlapping windows).")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write confusion.png and metrics.json here.")
+              help="Also write confusion.png and metrics.json here (robustness.png with "
+                   "--robustness).")
+@click.option("--robustness", is_flag=True,
+              help="Accuracy under the fixed suite of camera / sensor changes, float and int8 "
+                   "side by side, with a heat-map (robustness.png).")
+@click.option("--perturbations", default=None, metavar="NAMES",
+              help="With --robustness: only these families, comma-separated.")
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
-def eval_command(model, data, fmt, json_path, report_dir, **options):
+def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbations, **options):
     from edgecnn.evaluation import evaluate
 
+    if robustness or perturbations:
+        from edgecnn.robustness import evaluate_robustness, format_robustness, plot_robustness
+
+        result = evaluate_robustness(model, data, fmt=fmt, families=perturbations, **options)
+        click.echo(format_robustness(result))
+        picture = plot_robustness(result, Path(report_dir or ".") / "robustness.png")
+        click.echo(f"heat-map: {picture}")
+        _write_json(result, json_path)
+        return
     metrics = evaluate(model, data, fmt=fmt, **options)
     click.echo(format_result(metrics))
     if report_dir:

@@ -111,6 +111,25 @@ def _training_batches(samples, train_index, y_train, x_train, spec, batch_size, 
                             strength=strength, seed=seed, tensors=x_train)
 
 
+def _robustness_report(model, samples, val_index, y_val, spec, report_dir, log) -> dict:
+    """The robustness suite (``edgecnn.robustness``) on the validation samples, Keras model."""
+    from edgecnn.report import write_json
+    from edgecnn.robustness import plot_robustness, run_suite
+
+    class InMemory:
+        def predict(self, batch):
+            return np.asarray(model(batch, training=False))
+
+    items = samples.items
+    result = run_suite({"keras": InMemory()}, [items[i] for i in val_index], y_val, spec,
+                       log=lambda line: None)
+    log(f"robustness on validation: mean {result['mean']['keras'] * 100:.2f} %, worst "
+        f"{result['worst']['keras']['accuracy'] * 100:.2f} % "
+        f"({result['worst']['keras']['cell']})")
+    return {"robustness": str(write_json(result, report_dir / "robustness.json")),
+            "robustness_png": str(plot_robustness(result, report_dir / "robustness.png"))}
+
+
 class _EpochProgress:
     """One line per epoch on stderr: losses, accuracies, learning rate and time."""
 
@@ -235,4 +254,6 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                                 metrics={"validation": {k: metrics[k] for k in
                                                         ("accuracy", "n", "per_class")}})
     report = write_report(Path(config.out) / "report", metrics, history)
+    report.update(_robustness_report(model, samples, val_index, y_val, spec,
+                                     Path(config.out) / "report", log))
     return TrainResult(model_dir, metrics, seconds, len(history["loss"]), report)
