@@ -29,6 +29,7 @@ from .engine import EngineOptions, open_for_run
 from .errors import InputError
 from .events import utc_now
 from .faults import FAULTS, FaultConfig, FrameFaultDetector
+from .health import IMAGE_HEALTH_FAULTS, fault_config_kwargs, fault_event, monitor_for
 from .preprocess import preprocess_image
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
 from .frames import FrameSource, open_frame_source
@@ -205,6 +206,9 @@ def run_camera(bundle, source, *, fmt: str | None = None,
     preview = _Preview() if show else None
     sinks = list(sinks)
     stop = stop or StopFlag()
+    health = monitor_for(bundle, "image")   # source health from the training envelope
+    if health is not None and faults == FaultConfig():
+        faults = FaultConfig(**{**faults.__dict__, **fault_config_kwargs(health.envelope)})
     prepare = FramePreparer(spec, FrameFaultDetector(faults), roi, tiles, grid)
     if isinstance(source, FrameSource):
         src = source
@@ -216,7 +220,8 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                          model_sha256=entry["sha256"], unit="frames")
     latency = LatencyHistogram()
     events: Counter = Counter()
-    fault_counts: Counter = Counter({name: 0 for name in FAULTS})
+    fault_counts: Counter = Counter({name: 0 for name in FAULTS + (
+        IMAGE_HEALTH_FAULTS if health is not None else ())})
     regions: list[Region] = []
     active_fault = None
     labels_now: list[str] = []
@@ -254,7 +259,16 @@ def run_camera(bundle, source, *, fmt: str | None = None,
                 regions = work.regions
                 debouncer.resize(len(regions))
             fault = work.fault
-            if fault is not None:
+            checked = health is not None and fault is None   # a black frame is not 'dark'
+            for change in health.check(work.pixels) if checked else ():
+                fault_counts[change["fault"]] += change["state"] == "start"
+                emit({"time": utc_now(), "source": src.name, "frame": frame.index,
+                      **fault_event(change), "model_sha256": summary.model_sha256})
+            if fault is None and health is not None and health.active:
+                fault = health.active[0]   # not classified while the source is unhealthy
+                debouncer.reset()
+                active_fault = fault
+            elif fault is not None:
                 fault_counts[fault] += 1
                 if fault != active_fault:
                     debouncer.reset()

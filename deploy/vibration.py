@@ -18,6 +18,7 @@ import numpy as np
 
 from .decisions import Debouncer, Persisted
 from .engine import EngineOptions, open_for_run
+from .health import SIGNAL_HEALTH_FAULTS, fault_event as health_event, monitor_for
 from .errors import InputError
 from .events import utc_now
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
@@ -129,7 +130,9 @@ def run_vibration(bundle, source, *, fmt: str | None = None,
                          model_sha256=entry["sha256"], unit="windows")
     latency = LatencyHistogram()
     events: Counter = Counter()
-    faults: Counter = Counter({name: 0 for name in SIGNAL_FAULTS})
+    health = monitor_for(bundle, "signal")   # source health from the training envelope
+    faults: Counter = Counter({name: 0 for name in SIGNAL_FAULTS + (
+        SIGNAL_HEALTH_FAULTS if health is not None else ())})
     active: set[str] = set()
     started = time.monotonic()
     windows = 0
@@ -170,8 +173,14 @@ def run_vibration(bundle, source, *, fmt: str | None = None,
                     if kind not in active:
                         fault_event(kind, window.index, window.start)
                 active = set(found)
-                if "nonfinite" in found:
-                    debouncer.reset()
+                for change in health.check(window.samples) if health is not None and \
+                        "nonfinite" not in found else ():
+                    faults[change["fault"]] += change["state"] == "start"
+                    emit({"time": utc_now(), "source": src.name, "window": window.index,
+                          "start_s": round(window.start / sig.sample_rate, 6),
+                          **health_event(change), "model_sha256": summary.model_sha256})
+                if "nonfinite" in found or (health is not None and health.active):
+                    debouncer.reset()   # not classified while the source is unhealthy
                 else:
                     runner.inputs[0, :, :, 0] = window.values
                     probs = runner.run()[0]

@@ -111,6 +111,14 @@ def _training_batches(samples, train_index, y_train, x_train, spec, batch_size, 
                             strength=strength, seed=seed, tensors=x_train)
 
 
+def _health_envelope(samples, train_index, spec) -> dict:
+    """What the training inputs look like, for the run-time source-health checks."""
+    from edgecnn.deploy.health import fit_envelope
+
+    items = samples.items
+    return fit_envelope([items[i] for i in train_index], spec, samples.labels[train_index])
+
+
 def _robustness_report(model, samples, val_index, y_val, spec, report_dir, log) -> dict:
     """The robustness suite (``edgecnn.robustness``) on the validation samples, Keras model."""
     from edgecnn.report import write_json
@@ -252,7 +260,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     model_dir = write_model_dir(config.out, model, spec, architecture=architecture,
                                 training=training, data=data,
                                 metrics={"validation": {k: metrics[k] for k in
-                                                        ("accuracy", "n", "per_class")}})
+                                                        ("accuracy", "n", "per_class")}},
+                                health=_health_envelope(samples, train_index, spec))
     report = write_report(Path(config.out) / "report", metrics, history)
     report.update(_robustness_report(model, samples, val_index, y_val, spec,
                                      Path(config.out) / "report", log))
