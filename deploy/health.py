@@ -9,10 +9,10 @@ changed (``gain_change``), it picks up mains ``hum``, is ``noisy`` or dead (``fl
 Faults are state changes (a ``start`` and an ``end`` transition), debounced, with the
 measured value and the expected range. numpy and OpenCV only.
 
-Image features are measured on the frame resized to the model's input size (what the
-model sees, whatever the camera's resolution):
-  mean, std (brightness, contrast), sharpness = var(Laplacian) / var(image) (independent
-  of gain), noise = Immerkaer's fast noise sigma, saturated = share of pixels >= 250.
+Image features: mean, std (brightness, contrast) and saturated (share of pixels >= 250)
+on the frame resized to the model's input size (what the model sees); sharpness =
+var(Laplacian) / var(image) (independent of gain) and noise (Immerkaer's fast noise sigma)
+on the central 128 x 128 native pixels, where focus and sensor noise live.
 Signal features per window (raw samples at the model rate): rms, crest factor, kurtosis,
 hum = share of the power within 2 bins of 50/60 Hz and their 2nd/3rd harmonics,
 flatness = spectral flatness (white noise -> 1).
@@ -28,26 +28,34 @@ import numpy as np
 IMAGE_HEALTH_FAULTS = ("dark", "bright", "defocus", "noisy", "flat")
 SIGNAL_HEALTH_FAULTS = ("gain_change", "hum", "noisy", "flat")
 ENVELOPE_VERSION = 1
+NATIVE_CROP = 128
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
 # --------------------------------------------------------------------------- features
 
 def image_features(image: np.ndarray, size: tuple[int, int]) -> dict[str, float]:
-    """Features of one decoded uint8 image (gray or BGR) at the model's (width, height)."""
+    """Features of one decoded uint8 image (gray or BGR): brightness, contrast and
+    saturation at the model's (width, height); sharpness and noise, which are properties
+    of the sensor's pixels, on the central ``NATIVE_CROP`` square of native pixels."""
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4
-                             else cv2.COLOR_BGR2GRAY) if image.shape[2] != 1 else image[:, :, 0]
+        image = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(
+            image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    small = image
     if image.shape[1] != size[0] or image.shape[0] != size[1]:
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    mean, std = cv2.meanStdDev(image)
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    mean, std = cv2.meanStdDev(small)
     mean, std = float(mean[0, 0]), float(std[0, 0])
-    laplacian = cv2.Laplacian(image, cv2.CV_32F)
-    sharpness = float(laplacian.var()) / max(std * std, 1e-6)
+    saturated = float(np.count_nonzero(small >= 250)) / small.size
     h, w = image.shape
-    response = cv2.filter2D(image.astype(np.float32), -1, _NOISE_KERNEL)[1:-1, 1:-1]
-    noise = float(np.sqrt(np.pi / 2) * np.abs(response).sum() / (6.0 * (w - 2) * (h - 2)))
-    saturated = float(np.count_nonzero(image >= 250)) / image.size
+    top, left = max(0, (h - NATIVE_CROP) // 2), max(0, (w - NATIVE_CROP) // 2)
+    crop = image[top:top + NATIVE_CROP, left:left + NATIVE_CROP]
+    crop_std = float(cv2.meanStdDev(crop)[1][0, 0])
+    laplacian = cv2.Laplacian(crop, cv2.CV_32F)
+    sharpness = float(laplacian.var()) / max(crop_std * crop_std, 1e-6)
+    ch, cw = crop.shape
+    response = cv2.filter2D(crop.astype(np.float32), -1, _NOISE_KERNEL)[1:-1, 1:-1]
+    noise = float(np.sqrt(np.pi / 2) * np.abs(response).sum() / (6.0 * (cw - 2) * (ch - 2)))
     return {"mean": mean, "std": std, "sharpness": sharpness, "noise": noise,
             "saturated": saturated}
 
@@ -107,8 +115,9 @@ def fit_envelope(items, spec, labels=None) -> dict:
                                                  "saturated"))
         high = m["class_median_max"]
         limits = {
-            "dark": {"feature": "mean", "below": 0.5 * m["class_median_min"]},
-            "bright": {"feature": "mean", "above": high + 0.6 * (255.0 - high)},
+            "dark": {"feature": "mean", "below": min(0.5 * m["class_median_min"], m["p01"])},
+            "bright": {"feature": "mean",
+                       "above": max(high + 0.6 * (255.0 - high), m["p99"])},
             "defocus": {"feature": "sharpness", "below": 0.3 * sh["class_median_min"]},
             "noisy": {"feature": "noise",
                       "above": max(no["p99"], 1.5 * no["class_median_max"]) + 1.0},

@@ -66,22 +66,10 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
     if out is None:
         out = np.empty(spec.shape, dtype=np.float32)
     np.multiply(pixels, np.float32(spec.scale), out=out, casting="unsafe")
-    if spec.normalize == "image":
-        standardise_image(out, spec.scale)
     if spec.mean != (0.0,) or spec.std != (1.0,):
         out -= np.asarray(spec.mean, dtype=np.float32)
         out /= np.asarray(spec.std, dtype=np.float32)
     return out
-
-
-def standardise_image(values: np.ndarray, scale: float) -> np.ndarray:
-    """In place: subtract the image's mean, divide by its standard deviation (at least two
-    grey levels, so a blank frame is not blown up to noise)."""
-    mean = float(values.mean())
-    std = max(float(values.std()), 2.0 * scale)
-    values -= np.float32(mean)
-    values *= np.float32(1.0 / std)
-    return values
 
 
 def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:

@@ -17,7 +17,6 @@ SPEC_VERSION = 1
 
 COLOR_MODES = ("gray", "bgr", "rgb")
 INTERPOLATIONS = ("area", "linear", "nearest", "cubic")
-IMAGE_NORMALIZATIONS = ("none", "image")
 MAGNITUDE_TRANSFORMS = ("none", "log", "log1p", "db")
 STFT_SCALINGS = ("spectrum", "density")
 STFT_MODES = ("magnitude", "psd")
@@ -37,9 +36,7 @@ def _positive(name: str, value: Any) -> None:
 class ImageSpec:
     """How a decoded image (uint8 BGR or gray, any size) becomes an H x W x C float tensor.
 
-    ``scale`` multiplies the raw 0-255 values; ``normalize="image"`` then standardises
-    each image by its own mean and standard deviation (exposure, gain and contrast of the
-    camera drop out by construction); then ``(x - mean) / std`` per channel.
+    ``scale`` multiplies the raw 0-255 values, then ``(x - mean) / std`` per channel.
     """
 
     height: int
@@ -50,10 +47,8 @@ class ImageSpec:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     layout: str = "NHWC"
-    normalize: str = "none"
 
     def __post_init__(self) -> None:
-        _choice("image normalize", self.normalize, IMAGE_NORMALIZATIONS)
         _positive("image height", self.height)
         _positive("image width", self.width)
         _choice("image color", self.color, COLOR_MODES)

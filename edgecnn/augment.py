@@ -7,7 +7,7 @@ parameters) are also what the robustness suite (``edgecnn.robustness``) perturbs
 training and measurement share one implementation of every change. numpy and OpenCV only.
 
 Families (``IMAGE_FAMILIES`` / ``SIGNAL_FAMILIES``); at strength 1 each draws from the
-range in its comment, per sample, with probability ``APPLY_PROBABILITY``; ``strength``
+range in its comment, per sample, with probability ``APPLY_PROBABILITY[kind]``; ``strength``
 scales the ranges (0.5 = half as far from "no change"):
 """
 
@@ -43,7 +43,7 @@ SIGNAL_FAMILIES = {
     "hum": "mains hum 50 or 60 Hz with 2nd and 3rd harmonics: 0.03-1.5 x the window RMS",
     "speed": "shaft speed: x0.96-x1.04 (time stretch)",
 }
-APPLY_PROBABILITY = 0.5   # each family, independently, per sample
+APPLY_PROBABILITY = {"image": 0.35, "signal": 0.5}  # each family, independently, per sample
 CLEAN_PROBABILITY = 0.2   # share of samples left photometrically/physically unchanged
 
 
@@ -182,7 +182,7 @@ def apply_image(image: np.ndarray, change: ImageChange, rng: np.random.Generator
 
 def draw_image_change(families, strength: float, rng: np.random.Generator) -> ImageChange:
     s = strength
-    on = {f: rng.random() < APPLY_PROBABILITY for f in families}
+    on = {f: rng.random() < APPLY_PROBABILITY["image"] for f in families}
     clean = rng.random() < CLEAN_PROBABILITY
     if clean:  # label-preserving symmetries still apply to clean samples
         on = {f: v and f in ("flip", "rot90") for f, v in on.items()}
@@ -283,7 +283,7 @@ def draw_signal_change(families, strength: float, rng: np.random.Generator) -> S
     s = strength
     if rng.random() < CLEAN_PROBABILITY:
         return SignalChange()
-    on = {f: rng.random() < APPLY_PROBABILITY for f in families}
+    on = {f: rng.random() < APPLY_PROBABILITY["signal"] for f in families}
     values = {}
     if on.get("gain"):
         values["gain"] = float(np.exp(rng.uniform(-1, 1) * np.log(2.5) * s))

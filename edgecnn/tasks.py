@@ -67,12 +67,9 @@ _SENSOR = ("gain", "dc", "noise", "hum", "speed")
 # time: OpenCV's area resize at a fractional ratio (200 -> 128) costs 0.15-0.2 ms per frame
 # here, as much as the model's inference, bilinear 0.02 ms. NEU validation accuracy:
 # 99.33 % with area, 99.33-99.67 % with bilinear (two trainings, same split).
-# Each image standardised by its own mean and std: lamp, exposure and contrast changes of
-# another camera drop out by construction instead of being learnt from augmentation.
 TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "images": TaskDefaults("images", "image", "edge-image", "seed-neu",
-                           image=ImageSpec(128, 128, color="gray", interpolation="linear",
-                                           normalize="image"),
+                           image=ImageSpec(128, 128, color="gray", interpolation="linear"),
                            augment=_CAMERA + ("flip", "rot90"), epochs=60),
     "mnist": TaskDefaults("mnist", "image", "edge-digits", "seed-mnist",
                           image=ImageSpec(28, 28, color="gray"), augment=_DIGITS,
