@@ -125,6 +125,8 @@ def fit_envelope(items, spec, labels=None) -> dict:
             # the per-frame faults of deploy/faults.py, now beyond what products show
             "black_level": min(16.0, 0.5 * m["min"]),
             "saturated_fraction": min(0.99, max(0.5, sat["max"] + 0.5 * (1 - sat["max"]))),
+            # a live sensor's frames differ by about its noise: "identical" is well below
+            "frozen_delta": min(0.1, 0.2 * no["min"]),
         }
         return {"version": ENVELOPE_VERSION, "kind": "image", "size": list(size),
                 "samples": len(items), "features": ranges, "limits": limits}
@@ -143,12 +145,15 @@ def fit_envelope(items, spec, labels=None) -> dict:
 
 
 def fault_config_kwargs(envelope: dict | None) -> dict:
-    """FaultConfig thresholds (black, overexposed) taken from an image envelope."""
+    """FaultConfig thresholds (black, overexposed, frozen) taken from an image envelope."""
     if not envelope or envelope.get("kind") != "image":
         return {}
     limits = envelope["limits"]
-    return {"black_level": float(limits["black_level"]),
-            "saturated_fraction": float(limits["saturated_fraction"])}
+    out = {"black_level": float(limits["black_level"]),
+           "saturated_fraction": float(limits["saturated_fraction"])}
+    if "frozen_delta" in limits:
+        out["frozen_delta"] = float(limits["frozen_delta"])
+    return out
 
 
 # --------------------------------------------------------------------------- run time
