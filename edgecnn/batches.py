@@ -14,7 +14,8 @@ from edgecnn.deploy.preprocess import preprocess_images, preprocess_windows
 from edgecnn.deploy.spec import InputSpec
 
 
-def _preprocess(items, spec: InputSpec) -> np.ndarray:
+def preprocess_items(items, spec: InputSpec) -> np.ndarray:
+    """Raw images or windows -> one float32 batch, through ``edgecnn.deploy.preprocess``."""
     if spec.kind == "image":
         return preprocess_images(items, spec)
     return preprocess_windows(np.asarray(items), spec)
@@ -52,7 +53,7 @@ def training_batches(items, labels: np.ndarray, spec: InputSpec, *, batch_size: 
             if families:
                 rng = np.random.default_rng([seed, self.epoch, index])
                 raw = augment_batch(raw, spec.kind, families, strength, rng, sample_rate)
-            return _preprocess(raw, spec), labels[chosen]
+            return preprocess_items(raw, spec), labels[chosen]
 
         def on_epoch_end(self):
             self.epoch += 1

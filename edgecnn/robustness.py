@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from edgecnn.augment import ImageChange, SignalChange, apply_image, apply_signal
+from edgecnn.batches import preprocess_items
 from edgecnn.console import stderr_line
 from edgecnn.deploy.errors import InputError
 
@@ -104,12 +105,6 @@ def perturb(items, cell: Cell, kind: str, sample_rate: float = 1.0, seed: int = 
     return [apply_signal(item, cell.change, sample_rate, rng) for item in items]
 
 
-def _tensors(items, spec) -> np.ndarray:
-    from edgecnn.batches import _preprocess
-
-    return _preprocess(items, spec)
-
-
 def run_suite(predictors: dict, items, labels, spec, *, families=None, reference=None,
               seed: int = 0, batch_size: int = 64,
               log: Callable[[str], None] = stderr_line) -> dict:
@@ -127,7 +122,7 @@ def run_suite(predictors: dict, items, labels, spec, *, families=None, reference
         raw = items if cell.family == "clean" else perturb(items, cell, spec.kind, rate, seed)
         predicted = {}
         for start in range(0, len(raw), 512):  # bounded memory for long recordings
-            tensors = _tensors(raw[start:start + 512], spec)
+            tensors = preprocess_items(raw[start:start + 512], spec)
             for name, predictor in predictors.items():
                 out = [predictor.predict(tensors[i:i + batch_size]).argmax(axis=1)
                        for i in range(0, len(tensors), batch_size)]
