@@ -25,8 +25,9 @@ import numpy as np
 from .decisions import Debouncer
 from .engine import open_for_run
 from .errors import InputError
-from .faults import FAULTS, FrameFaultDetector
+from .faults import FAULTS, FaultConfig, FrameFaultDetector
 from .frames import FrameSource, open_frame_source
+from .health import IMAGE_HEALTH_FAULTS, fault_config_kwargs, monitor_for
 from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
 from .preprocess import preprocess_image
@@ -240,7 +241,13 @@ class CameraPipeline(Pipeline):
             self.snapshots = SnapshotStore(cam.snapshots, cam.snapshots_max_mb,
                                            cam.snapshots_keep_days)
         self.preview = _Preview() if cam.show else None
-        self.prepare = FramePreparer(spec, FrameFaultDetector(cam.faults), cam.roi, cam.tiles,
+        # source health learned from the training data (None for older bundles)
+        self.health = monitor_for(self.bundle, "image")
+        faults = cam.faults
+        if self.health is not None and faults == FaultConfig():   # thresholds from it too
+            faults = FaultConfig(**{**faults.__dict__,
+                                    **fault_config_kwargs(self.health.envelope)})
+        self.prepare = FramePreparer(spec, FrameFaultDetector(faults), cam.roi, cam.tiles,
                                      cam.grid)
         if isinstance(cam.source, FrameSource):
             self.src = cam.source
@@ -254,7 +261,8 @@ class CameraPipeline(Pipeline):
                              model_format=entry.get("format", plan.model.fmt or ""),
                              model_sha256=entry["sha256"], unit="frames")
         self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
-                            on_event=on_event, fault_names=FAULTS, item="frame")
+                            on_event=on_event, item="frame", fault_names=FAULTS + (
+                                IMAGE_HEALTH_FAULTS if self.health is not None else ()))
         self.regions: list[Region] = []
         self.active_fault: str | None = None
         self.labels_now: list[str] = []
@@ -300,7 +308,15 @@ class CameraPipeline(Pipeline):
         if work.regions is not self.regions:   # first frame, or the frame size changed
             self.regions = work.regions
             self.debouncer.resize(len(self.regions))
-        if work.fault is not None:
+        health = self.health
+        if health is not None and work.fault is None:   # a black frame is not also 'dark'
+            loop.health_changes(health.check(work.pixels), frame.index)
+        if work.fault is None and health is not None and health.active:
+            # not classified while the source is unhealthy
+            self.debouncer.reset()
+            self.active_fault = health.active[0]
+            loop.active_faults = tuple(health.active)
+        elif work.fault is not None:
             loop.faults[work.fault] += 1
             if work.fault != self.active_fault:
                 self.debouncer.reset()

@@ -122,6 +122,19 @@ class RunLoop:
             self.emit(change.event(self.summary.source, **{self.item: index},
                                    model_sha256=self.summary.model_sha256))
 
+    def health_changes(self, changes, index: int, **fields) -> None:
+        """Log source-health transitions (``health.HealthMonitor.check``: dark, defocus,
+        gain_change ... start/end) as fault events at item ``index``."""
+        from .health import fault_event
+
+        for change in changes:
+            self.faults[change["fault"]] += change["state"] == "start"
+            event = self._base("fault", index)
+            event.update(fields)
+            event.update(fault_event(change))
+            event["model_sha256"] = self.summary.model_sha256
+            self.emit(event)
+
     def defect(self, label: str, index: int, fields: dict, tail: dict | None = None) -> None:
         """An event of class ``label``: time/type/source/index/class, ``fields``, the model
         hash, then the optional ``tail`` (tile, probabilities, snapshot)."""

@@ -18,6 +18,7 @@ import numpy as np
 from .decisions import Debouncer
 from .engine import open_for_run
 from .errors import InputError
+from .health import SIGNAL_HEALTH_FAULTS, monitor_for
 from .loop import Pipeline, RunLoop
 from .options import RunPlan, VibrationSource, plan_from_keywords
 from .runstats import RunSummary, StopFlag, counter_dict
@@ -140,8 +141,11 @@ class VibrationPipeline(Pipeline):
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
                              model_sha256=entry["sha256"], unit="windows")
+        # source health learned from the training data (None for older bundles)
+        self.health = monitor_for(self.bundle, "signal")
         self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
-                            on_event=on_event, fault_names=SIGNAL_FAULTS, item="window")
+                            on_event=on_event, item="window", fault_names=SIGNAL_FAULTS + (
+                                SIGNAL_HEALTH_FAULTS if self.health is not None else ()))
         self.active: set[str] = set()
 
     def close(self) -> None:
@@ -171,9 +175,14 @@ class VibrationPipeline(Pipeline):
                 if kind not in self.active:
                     self._fault(kind, window.index, window.start)
             self.active = set(found)
-            loop.active_faults = tuple(sorted(self.active))
-            if "nonfinite" in found:
-                self.debouncer.reset()
+            health = self.health
+            if health is not None and "nonfinite" not in found:
+                loop.health_changes(health.check(window.samples), window.index,
+                                    start_s=round(window.start / self.sig.sample_rate, 6))
+            unhealthy = health.active if health is not None else ()
+            loop.active_faults = tuple(sorted(self.active)) + tuple(unhealthy)
+            if "nonfinite" in found or unhealthy:
+                self.debouncer.reset()   # not classified while the source is unhealthy
             else:
                 self._classify(window, arrived, "clipped" in found)
             if loop.counted():

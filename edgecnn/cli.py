@@ -91,7 +91,13 @@ def _trust(trusted_keys):
 @click.option("--patience", type=int, default=None, help="Early-stopping patience (epochs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
-@click.option("--no-augment", is_flag=True, help="Switch off the task's augmentation.")
+@click.option("--augment", default=None, metavar="NAMES|none",
+              help="Raw-domain augmentation families, comma-separated, or 'none' (default: "
+                   "the task's; images: gain, offset, gamma, contrast, noise, defocus, motion, "
+                   "jpeg, rotate, zoom, shift, flip, rot90; signals: gain, dc, noise, hum, "
+                   "speed).")
+@click.option("--augment-strength", type=float, default=None,
+              help="Scale of every augmentation range, 0-2 (default: the task's, usually 1).")
 @click.option("--image-size", type=int, default=None, help="Images: model input side.")
 @click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
 @click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
@@ -103,10 +109,10 @@ def _trust(trusted_keys):
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the validation results as JSON.")
-def train(json_path, no_augment, **options):
+def train(json_path, augment, **options):
     from edgecnn.training import TrainConfig, train as run_training
 
-    result = run_training(TrainConfig(augment=not no_augment, **options))
+    result = run_training(TrainConfig(augment=True if augment is None else augment, **options))
     click.echo(format_result(result.metrics))
     click.echo(f"model directory: {result.model_dir.path}")
     click.echo(f"report: {Path(result.report['confusion']).parent}")
@@ -126,14 +132,32 @@ def train(json_path, no_augment, **options):
               help="Signals: window stride (default: non-overlapping windows).")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
-              help="Also write confusion.png and metrics.json here.")
+              help="Also write confusion.png and metrics.json here (robustness.png with "
+                   "--robustness).")
+@click.option("--robustness", is_flag=True,
+              help="Accuracy under the fixed suite of camera / sensor changes, float and int8 "
+                   "side by side, with a heat-map (robustness.png).")
+@click.option("--perturbations", default=None, metavar="NAMES",
+              help="With --robustness: only these families, comma-separated.")
 @_loader_options
 @_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
-def eval_command(model, data, fmt, json_path, report_dir, trusted_keys, **options):
+def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbations,
+                 trusted_keys, **options):
     from edgecnn.evaluation import evaluate
 
-    metrics = evaluate(model, data, fmt=fmt, trust=_trust(trusted_keys), **options)
+    trust = _trust(trusted_keys)
+    if robustness or perturbations:
+        from edgecnn.robustness import evaluate_robustness, format_robustness, plot_robustness
+
+        result = evaluate_robustness(model, data, fmt=fmt, families=perturbations,
+                                     trust=trust, **options)
+        click.echo(format_robustness(result))
+        picture = plot_robustness(result, Path(report_dir or ".") / "robustness.png")
+        click.echo(f"heat-map: {picture}")
+        _write_json(result, json_path)
+        return
+    metrics = evaluate(model, data, fmt=fmt, trust=trust, **options)
     click.echo(format_result(metrics))
     if report_dir:
         from edgecnn.report import write_report

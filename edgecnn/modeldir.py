@@ -72,7 +72,7 @@ def is_model_dir(path: str | Path) -> bool:
 
 def write_model_dir(path: str | Path, model, spec: InputSpec, *, architecture: str,
                     training: dict[str, Any], data: dict[str, Any],
-                    metrics: dict[str, Any]) -> ModelDir:
+                    metrics: dict[str, Any], health: dict[str, Any] | None = None) -> ModelDir:
     """Save the Keras model and its manifest into ``path`` (created if missing)."""
     import keras
 
@@ -93,6 +93,8 @@ def write_model_dir(path: str | Path, model, spec: InputSpec, *, architecture: s
         "metrics": metrics,
         "model_sha256": sha256_file(path / MODEL_FILE),
     }
+    if health:  # what training inputs look like (edgecnn.deploy.health.fit_envelope)
+        manifest["health"] = health
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n",
                                  encoding="utf-8")
     return ModelDir(path=path, manifest=manifest, spec=spec)

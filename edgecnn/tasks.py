@@ -44,7 +44,8 @@ class Task:
     aliases: tuple[str, ...] = ()
     image: ImageSpec | None = None
     signal: SignalSpec | None = None
-    augment: tuple[str, ...] = ()            # flip, rot90, shift (images); gain (log spectra)
+    augment: tuple[str, ...] = ()            # raw-domain families, see edgecnn.augment
+    augment_strength: float = 1.0            # scales every family's range (0: no change)
     epochs: int = 30
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -84,6 +85,12 @@ def _replace(section, overrides):
 _VIBRATION = SignalSpec(sample_rate=12000.0, window_length=4096, nperseg=256, noverlap=32,
                         transform="log")
 
+# What a line does to a camera / a sensor (edgecnn.augment), on by default.
+_CAMERA = ("gain", "offset", "gamma", "contrast", "noise", "defocus", "motion", "jpeg",
+           "rotate", "zoom", "shift")
+_DIGITS = ("gain", "offset", "noise", "defocus", "jpeg", "rotate", "zoom", "shift")
+_SENSOR = ("gain", "dc", "noise", "hum", "speed")
+
 # Camera images: 128x128 gray, bilinear resize. The resize runs on every frame at run
 # time: OpenCV's area resize at a fractional ratio (200 -> 128) costs 0.15-0.2 ms per frame
 # here, as much as the model's inference, bilinear 0.02 ms. NEU validation accuracy:
@@ -95,23 +102,23 @@ TASK_LIST = (
          "defect images in class sub-folders or named <class>_<n>.jpg (NEU layout)",
          loaders.load_images, "edge-image", "seed-neu", aliases=("neu",),
          image=ImageSpec(128, 128, color="gray", interpolation="linear"),
-         augment=("flip", "rot90"), epochs=60,
+         augment=_CAMERA + ("flip", "rot90"), epochs=60,
          shipped=Shipped("neu", ("neu/train", "neu"),
                          (("formats", "onnx,onnx-int8,tflite-int8"), ("float_first", 2)))),
     Task("mnist", "image", "one MNIST IDX images/labels pair (raw or .gz), digits 0-9",
          loaders.load_digits, "edge-digits", "seed-mnist",
-         image=ImageSpec(28, 28, color="gray"), augment=("shift",), epochs=15,
-         batch_size=128, patience=4, shipped=Shipped("mnist", ("mnist",))),
+         image=ImageSpec(28, 28, color="gray"), augment=_DIGITS, augment_strength=0.5,
+         epochs=15, batch_size=128, patience=4, shipped=Shipped("mnist", ("mnist",))),
     Task("cwru", "signal", "CWRU bearing .mat files labelled by their file names (10 classes)",
          loaders.load_cwru, "edge-spectro", "seed-stft", RECORDING_OPTIONS,
-         signal=_VIBRATION, augment=("gain",), epochs=30, batch_size=64, stride=512,
+         signal=_VIBRATION, augment=_SENSOR, epochs=30, batch_size=64, stride=512,
          shipped=Shipped("cwru", ("cwru",))),
     Task("vibration", "signal",
          "vibration recordings (.mat/.npy/.npz/.csv/.wav) labelled by a labels.csv manifest "
          "or a file-name pattern",
          loaders.load_vibration, "edge-spectro", "seed-stft",
          RECORDING_OPTIONS | {"manifest", "label_pattern"}, signal=_VIBRATION,
-         augment=("gain",), epochs=30, batch_size=64),
+         augment=_SENSOR, epochs=30, batch_size=64),
     # The lecture's own recipe: raw magnitude spectrogram of 10 000-sample recordings.
     Task("lecture-npz", "signal",
          "the lecture's archive of signal rows, one-hot labels and time axis",
@@ -170,6 +177,7 @@ def describe_recipe(bundle: str) -> str:
     task = SHIPPED[bundle]
     recipe = task.recipe()
     recipe["defaults"] = {f.name: getattr(task, f.name) for f in fields(Task)
-                          if f.name in ("architecture", "augment", "epochs", "batch_size",
-                                        "learning_rate", "patience", "stride")}
+                          if f.name in ("architecture", "augment", "augment_strength",
+                                        "epochs", "batch_size", "learning_rate", "patience",
+                                        "stride")}
     return json.dumps(recipe, indent=2, default=str)

@@ -40,7 +40,8 @@ class TrainConfig:
     patience: int | None = None
     seed: int = 0
     val_fraction: float = 0.2
-    augment: bool = True
+    augment: bool | str | tuple = True     # True: the task's families; False/'none'; names
+    augment_strength: float | None = None  # None: the task's strength
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
@@ -89,28 +90,52 @@ def _fit_signal_normalisation(samples, spec: InputSpec, train_index) -> InputSpe
     return spec.replace(signal=replace(signal, mean=float(mean), std=std))
 
 
-def _augmenter(kinds: tuple[str, ...], spec: InputSpec, seed: int):
-    import tensorflow as tf
+def _augmentation(config: TrainConfig, defaults) -> tuple[tuple[str, ...], float]:
+    """The raw-domain augmentation families and strength (see ``edgecnn.augment``)."""
+    from edgecnn.augment import check_strength, parse_families
 
-    square = spec.kind == "image" and spec.image.height == spec.image.width
-    gain = 0.35 / spec.signal.std if spec.kind == "signal" else 0.0
+    families = parse_families(config.augment, defaults.kind, defaults.augment)
+    strength = defaults.augment_strength if config.augment_strength is None \
+        else config.augment_strength
+    return families, check_strength(strength)
 
-    def augment(x, y):
-        if "flip" in kinds:
-            x = tf.image.random_flip_left_right(x)
-            x = tf.image.random_flip_up_down(x)
-        if "shift" in kinds and spec.kind == "image":  # up to 2 pixels each way
-            height, width = spec.image.height, spec.image.width
-            x = tf.image.resize_with_crop_or_pad(x, height + 4, width + 4)
-            x = tf.image.random_crop(x, [height, width, spec.image.channels])
-        if "rot90" in kinds and square:
-            x = tf.image.rot90(x, tf.random.uniform([], 0, 4, dtype=tf.int32))
-        if "gain" in kinds and spec.kind == "signal" and spec.signal.transform in ("log", "db"):
-            scale = 20.0 / np.log(10.0) if spec.signal.transform == "db" else 1.0
-            x = x + tf.random.uniform([], -gain, gain) * scale
-        return x, y
 
-    return augment
+def _training_batches(samples, train_index, y_train, x_train, spec, batch_size, families,
+                      strength, seed):
+    """Per-epoch augmented batches of the raw training samples (``edgecnn.batches``)."""
+    from edgecnn.batches import training_batches
+
+    items = samples.items
+    raw = [items[i] for i in train_index]
+    return training_batches(raw, y_train, spec, batch_size=batch_size, families=families,
+                            strength=strength, seed=seed, tensors=x_train)
+
+
+def _health_envelope(samples, train_index, spec) -> dict:
+    """What the training inputs look like, for the run-time source-health checks."""
+    from edgecnn.deploy.health import fit_envelope
+
+    items = samples.items
+    return fit_envelope([items[i] for i in train_index], spec, samples.labels[train_index])
+
+
+def _robustness_report(model, samples, val_index, y_val, spec, report_dir, log) -> dict:
+    """The robustness suite (``edgecnn.robustness``) on the validation samples, Keras model."""
+    from edgecnn.report import write_json
+    from edgecnn.robustness import plot_robustness, run_suite
+
+    class InMemory:
+        def predict(self, batch):
+            return np.asarray(model(batch, training=False))
+
+    items = samples.items
+    result = run_suite({"keras": InMemory()}, [items[i] for i in val_index], y_val, spec,
+                       log=lambda line: None)
+    log(f"robustness on validation: mean {result['mean']['keras'] * 100:.2f} %, worst "
+        f"{result['worst']['keras']['accuracy'] * 100:.2f} % "
+        f"({result['worst']['keras']['cell']})")
+    return {"robustness": str(write_json(result, report_dir / "robustness.json")),
+            "robustness_png": str(plot_robustness(result, report_dir / "robustness.png"))}
 
 
 class _EpochProgress:
@@ -153,6 +178,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     if defaults.kind not in entry.kinds:
         raise InputError(f"model {architecture!r} takes {' or '.join(entry.kinds)} input; "
                          f"task {config.task!r} is {defaults.kind}")
+    augment, strength = _augmentation(config, defaults)  # unknown names fail early too
 
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.
@@ -184,7 +210,6 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     log(f"tensors {x_train.shape[1:]} ready in {time.perf_counter() - started:.1f}s")
 
     import keras
-    import tensorflow as tf
 
     from edgecnn.models import create_model
 
@@ -194,13 +219,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    augment = defaults.augment if config.augment else ()
-    dataset = tf.data.Dataset.from_tensor_slices((x_train, y_train))
-    dataset = dataset.shuffle(len(x_train), seed=config.seed, reshuffle_each_iteration=True)
-    if augment:
-        dataset = dataset.map(_augmenter(augment, spec, config.seed),
-                              num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    dataset = _training_batches(samples, train_index, y_train, x_train, spec, batch_size,
+                                augment, strength, config.seed)
     present = np.bincount(y_train, minlength=spec.num_classes)
     class_weight = {i: float(len(y_train) / (spec.num_classes * c))
                     for i, c in enumerate(present) if c}
@@ -230,7 +250,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     training = {**{k: v for k, v in asdict(config).items() if k not in ("out", "extra")},
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
-                "augment": list(augment), "epochs_run": len(history["loss"]),
+                "augment": list(augment), "augment_strength": strength,
+                "epochs_run": len(history["loss"]),
                 "train_seconds": round(seconds, 1), "train_samples": int(len(x_train)),
                 "val_samples": int(len(x_val))}
     data = {"path": str(config.data), "fingerprint": samples.fingerprint,
@@ -239,6 +260,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     model_dir = write_model_dir(config.out, model, spec, architecture=architecture,
                                 training=training, data=data,
                                 metrics={"validation": {k: metrics[k] for k in
-                                                        ("accuracy", "n", "per_class")}})
+                                                        ("accuracy", "n", "per_class")}},
+                                health=_health_envelope(samples, train_index, spec))
     report = write_report(Path(config.out) / "report", metrics, history)
+    report.update(_robustness_report(model, samples, val_index, y_val, spec,
+                                     Path(config.out) / "report", log))
     return TrainResult(model_dir, metrics, seconds, len(history["loss"]), report)

@@ -206,6 +206,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
             verification=result["verification"],
             options={**options, "thresholds": {"max_drop_pp": max_drop,
                                                "min_agreement": min_agreement}})
+        if source.manifest.get("health"):  # source-health envelope (deploy/health.py)
+            manifest["health"] = source.manifest["health"]
         write_manifest(stage, manifest)
         _replace_bundle(stage, out)
     finally:

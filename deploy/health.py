@@ -1,0 +1,258 @@
+"""Source health learned from the training data: an envelope of what inputs look like.
+
+Training stores, per feature, the range its inputs covered (``fit_envelope``); the model
+directory and the bundle manifest carry it as ``health``. At run time a source whose input
+leaves the envelope for a while raises a fault, never a class: the camera's light went
+(``dark``), a lamp or shutter changed (``bright``), the lens lost focus (``defocus``), the
+sensor got noisy (``noisy``) or shows a blank scene (``flat``); a vibration sensor's gain
+changed (``gain_change``), it picks up mains ``hum``, is ``noisy`` or dead (``flat``).
+Faults are state changes (a ``start`` and an ``end`` transition), debounced, with the
+measured value and the expected range. numpy and OpenCV only.
+
+Image features: mean, std (brightness, contrast) and saturated (share of pixels >= 250)
+on the frame resized to the model's input size (what the model sees); sharpness =
+var(Laplacian) / var(image) (independent of gain) and noise (Immerkaer's fast noise sigma)
+on the central 128 x 128 native pixels, where focus and sensor noise live.
+Signal features per window (raw samples at the model rate): rms, crest factor, kurtosis,
+hum = share of the power within 2 bins of 50/60 Hz and their 2nd/3rd harmonics,
+flatness = spectral flatness (white noise -> 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+IMAGE_HEALTH_FAULTS = ("dark", "bright", "defocus", "noisy", "flat")
+SIGNAL_HEALTH_FAULTS = ("gain_change", "hum", "noisy", "flat")
+ENVELOPE_VERSION = 1
+NATIVE_CROP = 128
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+
+
+# --------------------------------------------------------------------------- features
+
+def image_features(image: np.ndarray, size: tuple[int, int]) -> dict[str, float]:
+    """Features of one decoded uint8 image (gray or BGR): brightness, contrast and
+    saturation at the model's (width, height); sharpness and noise, which are properties
+    of the sensor's pixels, on the central ``NATIVE_CROP`` square of native pixels."""
+    if image.ndim == 3:
+        image = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(
+            image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    small = image
+    if image.shape[1] != size[0] or image.shape[0] != size[1]:
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    mean, std = cv2.meanStdDev(small)
+    mean, std = float(mean[0, 0]), float(std[0, 0])
+    saturated = float(np.count_nonzero(small >= 250)) / small.size
+    h, w = image.shape
+    top, left = max(0, (h - NATIVE_CROP) // 2), max(0, (w - NATIVE_CROP) // 2)
+    crop = image[top:top + NATIVE_CROP, left:left + NATIVE_CROP]
+    crop_std = float(cv2.meanStdDev(crop)[1][0, 0])
+    laplacian = cv2.Laplacian(crop, cv2.CV_32F)
+    sharpness = float(laplacian.var()) / max(crop_std * crop_std, 1e-6)
+    ch, cw = crop.shape
+    response = cv2.filter2D(crop.astype(np.float32), -1, _NOISE_KERNEL)[1:-1, 1:-1]
+    noise = float(np.sqrt(np.pi / 2) * np.abs(response).sum() / (6.0 * (cw - 2) * (ch - 2)))
+    return {"mean": mean, "std": std, "sharpness": sharpness, "noise": noise,
+            "saturated": saturated}
+
+
+def signal_features(window: np.ndarray, sample_rate: float) -> dict[str, float]:
+    x = np.asarray(window, dtype=np.float64)
+    x = x - x.mean()
+    rms = float(np.sqrt(np.mean(x * x)))
+    if rms <= 1e-12:
+        return {"rms": 0.0, "crest": 0.0, "kurtosis": 0.0, "hum": 0.0, "flatness": 0.0}
+    crest = float(np.abs(x).max() / rms)
+    kurtosis = float(np.mean(x ** 4) / rms ** 4)
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    power[0] = 0.0
+    resolution = sample_rate / len(x)
+    hum_bins = set()
+    for mains in (50.0, 60.0):
+        for k in (1, 2, 3):
+            centre = int(round(k * mains / resolution))
+            hum_bins.update(range(max(1, centre - 2), centre + 3))
+    total = float(power.sum()) + 1e-30
+    hum = float(power[sorted(b for b in hum_bins if b < len(power))].sum()) / total
+    positive = power[1:] + total * 1e-12
+    flatness = float(np.exp(np.mean(np.log(positive))) / np.mean(positive))
+    return {"rms": rms, "crest": crest, "kurtosis": kurtosis, "hum": hum,
+            "flatness": flatness}
+
+
+# --------------------------------------------------------------------------- envelope
+
+def _ranges(rows: list[dict[str, float]], labels=None) -> dict[str, dict[str, float]]:
+    """Per feature: sample min/p01/median/p99/max and the lowest / highest class median
+    (what a line running one product type looks like over a few seconds)."""
+    out = {}
+    labels = np.zeros(len(rows), int) if labels is None else np.asarray(labels)
+    for name in rows[0]:
+        values = np.array([r[name] for r in rows])
+        medians = [float(np.median(values[labels == c])) for c in np.unique(labels)]
+        out[name] = {"min": float(values.min()), "p01": float(np.percentile(values, 1)),
+                     "median": float(np.median(values)),
+                     "p99": float(np.percentile(values, 99)), "max": float(values.max()),
+                     "class_median_min": min(medians), "class_median_max": max(medians)}
+    return out
+
+
+def fit_envelope(items, spec, labels=None) -> dict:
+    """The envelope of raw training samples (images or windows) for ``spec`` (InputSpec).
+
+    The run-time checks compare a rolling median over the last few inputs with limits set
+    well outside the class medians seen in training, so real products never trip them: a
+    fault means the source changed, not that one product is unusual.
+    """
+    if spec.kind == "image":
+        size = (spec.image.width, spec.image.height)
+        ranges = _ranges([image_features(item, size) for item in items], labels)
+        m, s, sh, no, sat = (ranges[k] for k in ("mean", "std", "sharpness", "noise",
+                                                 "saturated"))
+        high = m["class_median_max"]
+        limits = {
+            "dark": {"feature": "mean", "below": min(0.5 * m["class_median_min"], m["p01"])},
+            "bright": {"feature": "mean",
+                       "above": max(high + 0.6 * (255.0 - high), m["p99"])},
+            "defocus": {"feature": "sharpness", "below": 0.3 * sh["class_median_min"]},
+            "noisy": {"feature": "noise",
+                      "above": max(no["p99"], 1.5 * no["class_median_max"]) + 1.0},
+            "flat": {"feature": "std", "below": 0.4 * s["min"]},
+            # the per-frame faults of deploy/faults.py, now beyond what products show
+            "black_level": min(16.0, 0.5 * m["min"]),
+            "saturated_fraction": min(0.99, max(0.5, sat["max"] + 0.5 * (1 - sat["max"]))),
+            # a live sensor's frames differ by about its noise: "identical" is well below
+            "frozen_delta": min(0.1, 0.2 * no["min"]),
+        }
+        return {"version": ENVELOPE_VERSION, "kind": "image", "size": list(size),
+                "samples": len(items), "features": ranges, "limits": limits}
+    rate = spec.signal.sample_rate
+    ranges = _ranges([signal_features(item, rate) for item in items], labels)
+    rms, hum, flat = ranges["rms"], ranges["hum"], ranges["flatness"]
+    limits = {
+        "gain_change": {"feature": "rms", "below": rms["class_median_min"] / 3.0,
+                        "above": rms["class_median_max"] * 3.0},
+        "hum": {"feature": "hum", "above": max(2.0 * hum["p99"], hum["p99"] + 0.02)},
+        "noisy": {"feature": "flatness", "above": max(3.0 * flat["p99"], flat["p99"] + 0.1)},
+        "flat": {"feature": "rms", "below": rms["min"] / 100.0},
+    }
+    return {"version": ENVELOPE_VERSION, "kind": "signal", "sample_rate": rate,
+            "samples": len(items), "features": ranges, "limits": limits}
+
+
+def fault_config_kwargs(envelope: dict | None) -> dict:
+    """FaultConfig thresholds (black, overexposed, frozen) taken from an image envelope."""
+    if not envelope or envelope.get("kind") != "image":
+        return {}
+    limits = envelope["limits"]
+    out = {"black_level": float(limits["black_level"]),
+           "saturated_fraction": float(limits["saturated_fraction"])}
+    if "frozen_delta" in limits:
+        out["frozen_delta"] = float(limits["frozen_delta"])
+    return out
+
+
+# --------------------------------------------------------------------------- run time
+
+def _breaks(rule: dict, value: float) -> bool:
+    return ("below" in rule and value < rule["below"]) or \
+        ("above" in rule and value > rule["above"])
+
+
+def _expected(rule: dict) -> list:
+    return [rule.get("below"), rule.get("above")]
+
+
+@dataclass
+class _State:
+    active: bool = False
+    run: int = 0          # consecutive checks that disagree with ``active``
+
+
+class HealthMonitor:
+    """``check(sample)`` -> list of transitions: ``{"fault", "state": "start"|"end",
+    "value", "expected": [low, high], "feature"}``.
+
+    Each feature is the median of the last ``window`` checks (one odd product does not
+    count); a fault starts after ``start_after`` consecutive checks with that median outside
+    its limit and ends after ``end_after`` consecutive checks inside it; ``every`` checks
+    only every n-th sample (large camera frames). For images, ``dark`` / ``bright`` / ``flat`` take precedence over
+    ``defocus`` and ``noisy`` (a dark frame is also unsharp and noisy-looking).
+    """
+
+    def __init__(self, envelope: dict, window: int = 9, start_after: int = 3,
+                 end_after: int = 3, every: int = 1):
+        self.envelope = envelope
+        self.kind = envelope["kind"]
+        self.limits = {name: rule for name, rule in envelope["limits"].items()
+                       if isinstance(rule, dict)}
+        self.start_after, self.end_after, self.every = start_after, end_after, max(1, every)
+        self.states = {name: _State() for name in self.limits}
+        self._seen = 0
+        self.window = max(1, window)
+        self._history: list[dict[str, float]] = []
+        self.last: dict[str, float] = {}
+
+    @property
+    def active(self) -> list[str]:
+        return [name for name, state in self.states.items() if state.active]
+
+    def features(self, sample) -> dict[str, float]:
+        if self.kind == "image":
+            return image_features(sample, tuple(self.envelope["size"]))
+        return signal_features(sample, self.envelope["sample_rate"])
+
+    def check(self, sample) -> list[dict]:
+        self._seen += 1
+        if (self._seen - 1) % self.every:
+            return []
+        self._history.append(self.features(sample))
+        del self._history[:-self.window]
+        values = self.last = {name: float(np.median([h[name] for h in self._history]))
+                              for name in self._history[0]}
+        broken = {name for name, rule in self.limits.items()
+                  if _breaks(rule, values[rule["feature"]])}
+        if self.kind == "image" and broken & {"dark", "bright", "flat"}:
+            broken -= {"defocus", "noisy"}
+        if "flat" in broken:
+            broken.discard("gain_change")
+        out = []
+        for name, state in self.states.items():
+            if (name in broken) == state.active:
+                state.run = 0
+                continue
+            state.run += 1
+            if state.run >= (self.end_after if state.active else self.start_after):
+                state.active, state.run = not state.active, 0
+                rule = self.limits[name]
+                out.append({"fault": name, "state": "start" if state.active else "end",
+                            "feature": rule["feature"],
+                            "value": round(values[rule["feature"]], 6),
+                            "expected": _expected(rule)})
+        return out
+
+    def reset(self) -> None:
+        self._history.clear()
+        for state in self.states.values():
+            state.active, state.run = False, 0
+
+
+def monitor_for(bundle, kind: str, **options) -> HealthMonitor | None:
+    """The bundle's health monitor, or None for a bundle without a ``health`` envelope
+    (made before envelopes existed) or with one for another input kind."""
+    manifest = getattr(bundle, "manifest", None) or {}
+    envelope = manifest.get("health") if isinstance(manifest, dict) else None
+    if not isinstance(envelope, dict) or envelope.get("kind") != kind:
+        return None
+    return HealthMonitor(envelope, **options)
+
+
+def fault_event(change: dict) -> dict:
+    """The event fields of one health transition (next to time, source, frame/window)."""
+    return {"type": "fault", "fault": change["fault"], "state": change["state"],
+            "feature": change["feature"], "value": change["value"],
+            "expected": change["expected"]}

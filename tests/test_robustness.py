@@ -1,0 +1,310 @@
+"""Raw-domain augmentation, the robustness report and source health, on real calibration
+images and recordings and on generated videos."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.augment import (IMAGE_FAMILIES, SIGNAL_FAMILIES, ImageChange, SignalChange,
+                             apply_image, apply_signal, augment_batch, parse_families)
+from edgecnn.data import load_dataset
+from edgecnn.deploy.bundle import Bundle
+from edgecnn.deploy.camera import run_camera
+from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+from edgecnn.deploy.health import (HealthMonitor, fault_config_kwargs, fit_envelope,
+                                   image_features, signal_features)
+from edgecnn.deploy.preprocess import preprocess_image
+from edgecnn.deploy.spec import ImageSpec, InputSpec
+from edgecnn.robustness import IMAGE_SUITE, SIGNAL_SUITE, suite
+from edgecnn.tasks import get_task
+
+from runtime_helpers import CALIBRATION, make_image_bundle, neu_images, write_video
+
+RATE = 12000.0
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    return neu_images(20)   # in class order, as a folder of products reads
+
+
+@pytest.fixture(scope="module")
+def images(labelled):
+    return [img for _, img in labelled]
+
+
+@pytest.fixture(scope="module")
+def recordings():
+    spec = get_task("cwru").spec(("a", "b"))
+    return load_dataset("cwru", CALIBRATION / "cwru", spec, stride=4096)
+
+
+@pytest.fixture(scope="module")
+def windows(recordings):
+    return np.asarray(recordings.items)
+
+
+def _feature(images, name):
+    return np.mean([image_features(img, (128, 128))[name] for img in images])
+
+
+def _changed(images, change, seed=0):
+    rng = np.random.default_rng(seed)
+    return [apply_image(img, change, rng) for img in images]
+
+
+# --------------------------------------------------------------------------- augmentation
+
+@pytest.mark.parametrize("change, feature, direction", [
+    (ImageChange(gain=1.4), "mean", +1), (ImageChange(gain=0.6), "mean", -1),
+    (ImageChange(offset=25), "mean", +1), (ImageChange(offset=-25), "mean", -1),
+    (ImageChange(gamma=1.5), "mean", -1), (ImageChange(gamma=0.6), "mean", +1),
+    (ImageChange(contrast=0.6), "std", -1), (ImageChange(noise=10), "noise", +1),
+    (ImageChange(defocus=1.5), "sharpness", -1), (ImageChange(motion=9), "sharpness", -1),
+    (ImageChange(jpeg=20), "noise", -1),  # JPEG removes fine detail / noise
+])
+def test_image_families_change_real_images_the_intended_way(images, change, feature,
+                                                           direction):
+    before = _feature(images[::5], feature)
+    after = _feature(_changed(images[::5], change), feature)
+    assert (after - before) * direction > 0.02 * abs(before), (feature, before, after)
+
+
+def test_geometry_families_keep_shape_and_dtype_and_move_pixels(images):
+    image = images[0]
+    for change in (ImageChange(angle=6), ImageChange(scale=1.2), ImageChange(dx=0.06),
+                   ImageChange(flip_h=True), ImageChange(quarter=1)):
+        out = apply_image(image, change, np.random.default_rng(0))
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert np.mean(np.abs(out.astype(int) - image)) > 1.0
+    np.testing.assert_array_equal(apply_image(image, ImageChange(flip_h=True),
+                                              np.random.default_rng(0)), image[:, ::-1])
+
+
+def test_augmentation_is_deterministic_with_a_seed_and_keeps_types(images, windows):
+    families = tuple(IMAGE_FAMILIES)
+    a = augment_batch(images[:8], "image", families, 1.0, np.random.default_rng(3))
+    b = augment_batch(images[:8], "image", families, 1.0, np.random.default_rng(3))
+    c = augment_batch(images[:8], "image", families, 1.0, np.random.default_rng(4))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(x.shape == y.shape and x.dtype == y.dtype for x, y in zip(a, images))
+    s1 = augment_batch(windows[:8], "signal", tuple(SIGNAL_FAMILIES), 1.0,
+                       np.random.default_rng(3), RATE)
+    s2 = augment_batch(windows[:8], "signal", tuple(SIGNAL_FAMILIES), 1.0,
+                       np.random.default_rng(3), RATE)
+    assert all(np.array_equal(x, y) for x, y in zip(s1, s2))
+    assert all(x.shape == w.shape and x.dtype == w.dtype for x, w in zip(s1, windows))
+
+
+def _dominant_hz(window):
+    power = np.abs(np.fft.rfft((window - window.mean()) * np.hanning(len(window)))) ** 2
+    power[:5] = 0
+    return np.argmax(power) * RATE / len(window)
+
+
+def test_signal_families_change_real_recordings_the_intended_way(windows):
+    rng = np.random.default_rng(0)
+    w = windows[0]
+    rms = signal_features(w, RATE)["rms"]
+    assert signal_features(apply_signal(w, SignalChange(gain=2.0), RATE, rng),
+                           RATE)["rms"] == pytest.approx(2 * rms, rel=1e-4)
+    shifted = apply_signal(w, SignalChange(dc=1.0), RATE, rng)
+    assert shifted.mean() - w.mean() == pytest.approx(rms, rel=1e-3)
+    noisy = apply_signal(w, SignalChange(snr_db=5), RATE, rng).astype(np.float64)
+    noise = noisy - w
+    snr = 10 * np.log10(np.var(w) / np.var(noise))
+    assert snr == pytest.approx(5, abs=0.5)
+    hummed = apply_signal(w, SignalChange(hum=1.0, mains=60), RATE, rng)
+    assert signal_features(hummed, RATE)["hum"] > 10 * signal_features(w, RATE)["hum"]
+    peak = _dominant_hz(w)
+    faster = _dominant_hz(apply_signal(w, SignalChange(speed=1.04), RATE, rng))
+    assert faster == pytest.approx(peak * 1.04, rel=0.01)
+
+
+def test_unknown_augmentation_and_perturbation_names_are_refused(tmp_path):
+    with pytest.raises(InputError, match="unknown image augmentation 'blur'.*defocus"):
+        parse_families("gain,blur", "image", ())
+    with pytest.raises(InputError, match="valid: gain, dc, noise, hum, speed"):
+        parse_families("flip", "signal", ())
+    assert parse_families("none", "image", ("gain",)) == ()
+    assert parse_families(None, "signal", ("gain",)) == ("gain",)
+    with pytest.raises(InputError, match="unknown image perturbation 'fog'.*gamma"):
+        suite("image", "gamma,fog")
+    result = run_cli("train", "--task", "neu", "--data", str(CALIBRATION / "neu"),
+                     "--out", str(tmp_path / "m"), "--augment", "gain,blur")
+    assert result.returncode == 2 and "unknown image augmentation 'blur'" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "m").exists()
+    result = run_cli("train", "--task", "cwru", "--data", str(CALIBRATION / "cwru"),
+                     "--out", str(tmp_path / "m"), "--augment-strength", "5")
+    assert result.returncode == 2 and "strength must be between 0 and 2" in result.stderr
+    result = run_cli("eval", "cwru", "--data", str(CALIBRATION / "cwru"), "--robustness",
+                     "--perturbations", "noise,fog")
+    assert result.returncode == 2 and "unknown signal perturbation 'fog'" in result.stderr
+
+
+def test_the_suites_cover_the_augmented_families():
+    assert {c.family for c in IMAGE_SUITE} <= set(IMAGE_FAMILIES)
+    assert {c.family for c in SIGNAL_SUITE} <= set(SIGNAL_FAMILIES)
+
+
+# --------------------------------------------------------------------------- robustness
+
+def test_robustness_report_of_a_bundle_float_and_int8_side_by_side(tmp_path):
+    out = tmp_path / "report"
+    result = run_cli("eval", "cwru", "--data", str(CALIBRATION / "cwru"), "--robustness",
+                     "--perturbations", "gain,noise", "--report", str(out),
+                     "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["formats"] == ["onnx", "onnx-int8"] and data["reference"] == "onnx"
+    assert [c["family"] for c in data["cells"]] == ["gain"] * 2 + ["noise"] * 4
+    assert data["samples_per_cell"] == 70
+    for cell in data["cells"]:
+        assert set(cell["accuracy"]) == {"onnx", "onnx-int8"}
+        assert 0.0 <= cell["agreement"]["onnx-int8"] <= 1.0
+    zero = next(c for c in data["cells"] if c["severity"] == "0 dB")
+    assert zero["summary"] is False  # beyond the training range: shown, not counted
+    counted = [c["accuracy"]["onnx-int8"] for c in data["cells"] if c["summary"]]
+    assert data["mean"]["onnx-int8"] == pytest.approx(np.mean(counted))
+    assert data["worst"]["onnx-int8"]["accuracy"] == pytest.approx(min(counted))
+    assert data["cells"][-1]["accuracy"]["onnx-int8"] < data["clean"]["onnx-int8"]
+    assert (out / "robustness.png").stat().st_size > 5000
+    assert "agreement" in result.stdout and "noise 0 dB" in result.stdout
+
+
+def test_tiny_model_training_report_has_robustness_and_small_data_says_so(tmp_path):
+    small = tmp_path / "small"
+    for cls in ("crazing", "patches"):
+        (small / cls).mkdir(parents=True)
+        for f in sorted((CALIBRATION / "neu" / cls).glob("*.jpg"))[:6]:
+            (small / cls / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "tiny"
+    result = run_cli("train", "--task", "neu", "--data", str(small), "--out", str(out),
+                     "--arch", "tiny-test", "--image-size", "32", "--epochs", "2",
+                     "--augment", "gain,noise,defocus", "--augment-strength", "0.5")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "edgecnn.json").read_text())
+    assert manifest["training"]["augment"] == ["gain", "noise", "defocus"]
+    assert manifest["training"]["augment_strength"] == 0.5
+    assert manifest["health"]["kind"] == "image" and manifest["health"]["samples"] > 0
+    report = json.loads((out / "report" / "robustness.json").read_text())
+    assert report["formats"] == ["keras"] and len(report["cells"]) == len(IMAGE_SUITE)
+    assert "robustness on validation" in result.stderr
+    result = run_cli("eval", str(out), "--data", str(small), "--robustness",
+                     "--perturbations", "noise", "--json", str(tmp_path / "r.json"),
+                     "--report", str(tmp_path / "rep"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["samples_per_cell"] == 12
+    assert "only 12 samples" in data["note"] and "only 12 samples" in result.stdout
+
+
+# --------------------------------------------------------------------------- source health
+
+def _spec(size=64):
+    return InputSpec("image", ("a", "b"), image=ImageSpec(size, size))
+
+
+@pytest.fixture(scope="module")
+def envelope(labelled):
+    # fitted on half of the calibration products; the other half is "the line"
+    half = labelled[::2]
+    return fit_envelope([img for _, img in half], _spec(), [cls for cls, _ in half])
+
+
+def _transitions(envelope, frames):
+    monitor = HealthMonitor(envelope)
+    return [(i, c) for i, frame in enumerate(frames) for c in monitor.check(frame)]
+
+
+def test_real_products_never_trip_a_health_or_frame_fault(images, envelope):
+    shuffled = [images[i] for i in np.random.default_rng(0).permutation(len(images))]
+    for order in (images, images[::-1], shuffled):
+        assert _transitions(envelope, order) == []
+    detector = FrameFaultDetector(FaultConfig(**fault_config_kwargs(envelope)))
+    assert [detector.check(img) for img in images] == [None] * len(images)
+
+
+def test_shipped_bundle_envelopes_accept_the_calibration_products(images, windows):
+    neu = Bundle.open("neu").manifest.get("health")
+    if neu is None:
+        pytest.skip("the shipped neu bundle carries no health envelope")
+    assert _transitions(neu, images) == [] and _transitions(neu, images[::-1]) == []
+    detector = FrameFaultDetector(FaultConfig(**fault_config_kwargs(neu)))
+    assert all(detector.check(img) is None for img in images)
+    cwru = Bundle.open("cwru").manifest.get("health")
+    if cwru is not None:
+        assert _transitions(cwru, windows) == []
+
+
+@pytest.mark.parametrize("change, fault", [
+    (ImageChange(defocus=3.0), "defocus"), (ImageChange(gain=0.25), "dark"),
+    (ImageChange(noise=25), "noisy"),
+])
+def test_a_source_change_halfway_is_a_fault_within_frames_and_ends(images, envelope, change,
+                                                                   fault):
+    line = images[1::2] * 2
+    half = len(line) // 2
+    frames = line[:half] + _changed(line[half:half + 30], change) + line[half + 30:]
+    got = _transitions(envelope, frames)
+    assert got, "no fault"
+    (start_frame, start), *rest = got
+    assert start["fault"] == fault and start["state"] == "start"
+    assert half <= start_frame <= half + 10           # within 10 frames (< 1 s at 10 fps)
+    low, high = start["expected"]
+    assert (low is not None and start["value"] < low) or (high is not None and
+                                                         start["value"] > high)
+    ends = [(i, c) for i, c in rest if c["fault"] == fault and c["state"] == "end"]
+    assert ends and half + 30 <= ends[0][0] <= half + 40
+
+
+def test_camera_run_reports_focus_loss_as_a_fault_not_a_class(tmp_path, images, envelope):
+    bundle = make_image_bundle(tmp_path / "bundle", size=64, kind="conv")
+    manifest = json.loads((bundle / "edgecnn.json").read_text())
+    manifest["health"] = envelope
+    (bundle / "edgecnn.json").write_text(json.dumps(manifest))
+    line = images[1::2]
+    half = len(line) // 2
+    frames = line[:half] + [cv2.GaussianBlur(img, (0, 0), 3.0) for img in line[half:]]
+    video = write_video(tmp_path / "focus.avi", frames, fps=10.0)
+    got = []
+    summary = run_camera(bundle, str(video), min_frames=1, threshold=0.0, on_event=got.append)
+    faults = [e for e in got if e["type"] == "fault"]
+    assert faults and faults[0]["fault"] == "defocus" and faults[0]["state"] == "start"
+    assert half <= faults[0]["frame"] <= half + 10
+    assert "expected" in faults[0] and faults[0]["feature"] == "sharpness"
+    defects_after = [e for e in got if e["type"] == "defect" and e["frame"] >
+                     faults[0]["frame"]]
+    assert defects_after == []                          # blurred frames are not classified
+    assert summary.faults["defocus"] == 1
+    spec = Bundle.open(bundle).spec
+    assert preprocess_image(frames[0], spec).shape == spec.input_shape
+
+
+def test_signal_health_hum_and_gain_change(windows, recordings):
+    spec = get_task("cwru").spec(("a", "b"))
+    envelope = fit_envelope(windows[::2], spec, recordings.labels[::2])
+    line = list(windows[1::2])
+    assert _transitions(envelope, line) == []
+    rng = np.random.default_rng(0)
+    for change, fault in ((SignalChange(hum=1.0, mains=50), "hum"),
+                          (SignalChange(gain=20.0), "gain_change"),
+                          (SignalChange(gain=0.05), "gain_change"),
+                          (SignalChange(gain=1e-5), "flat")):
+        frames = line[:20] + [apply_signal(w, change, RATE, rng) for w in line[20:]]
+        got = _transitions(envelope, frames)
+        assert got and got[0][1]["fault"] == fault and 20 <= got[0][0] <= 35, got[:2]
