@@ -225,8 +225,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     metrics = classification_metrics(y_val, probabilities.argmax(axis=1), spec.labels,
                                      skipped=len(samples.skipped))
     metrics["split"] = "validation"
-    log(f"validation accuracy {metrics['accuracy'] * 100:.2f} % on {metrics['n']} samples "
-        f"after {len(history['loss'])} epochs ({seconds:.0f}s)")
+    log(f"validation accuracy {metrics['accuracy'] * 100:.2f} % (balanced "
+        f"{metrics['balanced_accuracy'] * 100:.2f} %, macro recall {metrics['macro_recall']:.3f})"
+        f" on {metrics['n']} samples after {len(history['loss'])} epochs ({seconds:.0f}s)")
     training = {**{k: v for k, v in asdict(config).items() if k not in ("out", "extra")},
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
@@ -239,6 +240,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     model_dir = write_model_dir(config.out, model, spec, architecture=architecture,
                                 training=training, data=data,
                                 metrics={"validation": {k: metrics[k] for k in
-                                                        ("accuracy", "n", "per_class")}})
+                                                        ("accuracy", "balanced_accuracy",
+                                                         "macro_recall", "n", "per_class")}})
     report = write_report(Path(config.out) / "report", metrics, history)
     return TrainResult(model_dir, metrics, seconds, len(history["loss"]), report)
