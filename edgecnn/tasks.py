@@ -27,6 +27,7 @@ class TaskDefaults:
     learning_rate: float = 3e-3
     patience: int = 8
     stride: int | None = None      # signal windows: training stride (default window/4)
+    follow_data_rate: bool = False  # signals: train at the recordings' rate (windows scaled)
     extra: dict = field(default_factory=dict)
 
     def spec(self, labels, **overrides) -> InputSpec:
@@ -70,7 +71,8 @@ TASK_DEFAULTS: dict[str, TaskDefaults] = {
     "cwru": TaskDefaults("cwru", "signal", "edge-spectro", "seed-stft", signal=_VIBRATION,
                          augment=("gain",), epochs=30, batch_size=64, stride=512),
     "vibration": TaskDefaults("vibration", "signal", "edge-spectro", "seed-stft",
-                              signal=_VIBRATION, augment=("gain",), epochs=30, batch_size=64),
+                              signal=_VIBRATION, augment=("gain",), epochs=30, batch_size=64,
+                              follow_data_rate=True),
     # The lecture's own recipe: raw magnitude spectrogram of 10 000-sample recordings.
     "lecture-npz": TaskDefaults("lecture-npz", "signal", "edge-spectro", "seed-stft",
                                 signal=SignalSpec(), epochs=20),

@@ -73,6 +73,25 @@ def _spec_overrides(config: TrainConfig, kind: str) -> dict:
             "channel": config.channel}
 
 
+def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
+    """The spec at the recordings' own sample rate (see ``spec_for_rate`` for the window
+    rule), so no band of the sensor is thrown away."""
+    from edgecnn.data import _vibration_rule
+    from edgecnn.data.windows import data_sample_rate, probe_sample_rates, spec_for_rate
+
+    rule = _vibration_rule(Path(config.data), config.manifest, config.label_pattern)
+    rates = probe_sample_rates(config.data, rule, config.channel, config.sample_rate)
+    if not rates:
+        return spec  # nothing readable: the loader reports every file
+    rate = data_sample_rate(rates)
+    signal = spec_for_rate(spec.signal, rate, config.window_length)
+    if rate != spec.signal.sample_rate:
+        log(f"recordings at {rate:g} Hz: training at that rate with {signal.window_length}-"
+            f"sample windows ({signal.window_length / rate:.3f} s) and {signal.nperseg}-sample "
+            f"spectrogram segments (the 12 kHz defaults scaled to keep durations)")
+    return spec.replace(signal=signal)
+
+
 def _fit_signal_normalisation(samples, spec: InputSpec, train_index) -> InputSpec:
     """Mean and std of the transformed spectrogram over the training windows only."""
     signal = spec.signal
@@ -157,6 +176,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.
     spec = defaults.spec(("?", "??"), **_spec_overrides(config, defaults.kind))
+    if defaults.follow_data_rate:
+        spec = _follow_data_rate(config, spec, log)
     stride = config.stride or defaults.stride
     if spec.kind == "signal" and stride is None:
         stride = spec.signal.window_length // 4

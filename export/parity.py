@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from edgecnn.deploy.bundle import Bundle
-from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare, predict_all
 from edgecnn.metrics import classification_metrics
@@ -87,8 +87,8 @@ def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99,
     ``max_drop`` percentage points or top-1 agreement with the reference is below
     ``min_agreement``. Failing int8 rows get a per-layer blame table. ``loader_options``
     go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings)."""
-    from edgecnn.data import load_dataset
     from edgecnn.deploy.engine import open_engine
+    from edgecnn.evaluation import load_for_model
     from edgecnn.tensors import to_tensors
 
     thresholds = Thresholds(max_drop, min_agreement)
@@ -107,9 +107,7 @@ def run_parity(bundle, data, max_drop: float = 0.5, min_agreement: float = 0.99,
         raise InputError(f"bundle {opened.path} names no task; pass --task to say how to "
                          "read the data")
     started = time.perf_counter()
-    samples = load_dataset(task, data, spec, labels=spec.labels, **loader_options)
-    if len(samples) == 0:
-        raise DataError(f"no usable samples in {data} ({len(samples.skipped)} skipped)")
+    samples = load_for_model(spec, task, data, **loader_options)
     tensors = to_tensors(samples, spec)
     labels = samples.labels
     log(f"parity: {len(samples)} samples from {data} ({task}) ready in "
