@@ -44,6 +44,7 @@ class TrainConfig:
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
+    fit: str | None = None                 # images: stretch / letterbox / crop (see choose_fit)
     window_length: int | None = None       # signals: samples per window
     stride: int | None = None              # signals: training window stride
     transform: str | None = None           # signals: none / log / log1p / db
@@ -68,7 +69,7 @@ def _spec_overrides(config: TrainConfig, kind: str) -> dict:
     if kind == "image":
         side = config.image_size
         return {"height": side, "width": side, "color": config.color,
-                "interpolation": config.interpolation}
+                "interpolation": config.interpolation, "fit": config.fit}
     return {"window_length": config.window_length, "transform": config.transform,
             "channel": config.channel}
 
@@ -90,6 +91,26 @@ def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
             f"sample windows ({signal.window_length / rate:.3f} s) and {signal.nperseg}-sample "
             f"spectrogram segments (the 12 kHz defaults scaled to keep durations)")
     return spec.replace(signal=signal)
+
+
+# Aspect ratios within this share of the model input's are stretched (a 128x122 image
+# changes shape by 5 %); beyond it the image is letterboxed.
+STRETCH_TOLERANCE = 0.10
+
+
+def choose_fit(images, spec: InputSpec) -> tuple[str, str]:
+    """(fit, reason) for training images of these sizes, by one written rule: "stretch" when
+    every image's aspect ratio is within STRETCH_TOLERANCE of the model input's (today's
+    resize, nothing lost), otherwise "letterbox" (the whole image, undistorted, padded with
+    its mean grey: a defect at the edge is never cut off, as a crop could)."""
+    target = spec.image.width / spec.image.height
+    ratios = np.asarray([image.shape[1] / image.shape[0] for image in images], dtype=float)
+    if len(ratios) == 0:
+        return "stretch", "no images"
+    spread = f"aspect ratios {ratios.min():.2f}-{ratios.max():.2f} (width/height)"
+    if np.all(np.abs(ratios / target - 1.0) <= STRETCH_TOLERANCE):
+        return "stretch", f"{spread}, within {STRETCH_TOLERANCE:.0%} of the input's"
+    return "letterbox", f"{spread}, beyond {STRETCH_TOLERANCE:.0%} of the input's {target:.2f}"
 
 
 def _fit_signal_normalisation(samples, spec: InputSpec, train_index) -> InputSpec:
@@ -189,6 +210,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                            sample_rate=config.sample_rate)
     samples.require_trainable(config.data)
     spec = spec.replace(labels=tuple(samples.class_names))
+    if spec.kind == "image" and config.fit is None:
+        fit, reason = choose_fit(samples.items, spec)
+        spec = spec.replace(image=replace(spec.image, fit=fit))
+        log(f"images: {fit} to {spec.image.width}x{spec.image.height} ({reason}; --fit "
+            "overrides)")
     window = spec.signal.window_length if spec.kind == "signal" else None
     train_index, val_index = validation_split(samples, config.val_fraction, config.seed, window)
     if spec.kind == "signal":
