@@ -112,6 +112,11 @@ class Bundle:
         return list(self.manifest["files"])
 
     def default_format(self) -> str:
+        # export records its choice ("default_format": the preferred format that held
+        # parity); older bundles fall back to the runtime's preference order.
+        chosen = self.manifest.get("default_format")
+        if chosen in self.manifest["files"]:
+            return chosen
         for name in RUNTIME_PREFERENCE:
             if name in self.manifest["files"]:
                 return name

@@ -4,7 +4,8 @@ The flat naming is NEU's; both layouts may be mixed in one folder. A class folde
 its images in sub-folders at any depth (``MT_Blowhole/Imgs/*.jpg``): the class is the
 folder directly under the root. Segmentation masks stored beside the images are not
 samples (see ``is_mask``); they are skipped with one note. Images smaller than
-MIN_IMAGE_SIDE pixels on a side or of one flat value are refused, naming the file.
+MIN_IMAGE_SIDE pixels on a side, and training images of one flat value, are refused,
+naming the file.
 
 Images are decoded with the runtime's ``read_image`` and kept uint8 at their native size, so
 training and the line-side camera loop start from identical pixels; the InputSpec resizes and
@@ -122,12 +123,14 @@ def explain_layout(root: Path) -> str:
             "<class>_<number>.jpg")
 
 
-def check_image(image: np.ndarray, path: Path) -> None:
-    """Refuse images that cannot show a defect: tiny, or one flat value."""
+def check_image(image: np.ndarray, path: Path, training: bool = True) -> None:
+    """Refuse images that cannot show a defect: tiny, or (for training) one flat value. A
+    flat picture is a fair input to measure on (a covered lens, a test card for int8
+    ranges), but nothing to learn a class from."""
     if min(image.shape[:2]) < MIN_IMAGE_SIDE:
         raise InputError(f"{path} is {image.shape[1]}x{image.shape[0]} pixels: expected at "
                          f"least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
-    if int(image.max()) == int(image.min()):
+    if training and int(image.max()) == int(image.min()):
         raise InputError(f"{path} is one flat value ({int(image.min())}) everywhere: expected "
                          "a picture")
 
@@ -154,7 +157,7 @@ def load_image_folder(root, color: str = "gray",
         try:
             _require_complete(path)
             image = read_image(path, color)
-            check_image(image, path)
+            check_image(image, path, training=labels is None)
         except InputError as exc:
             skips.skip(path, str(exc))
             continue
