@@ -2,7 +2,8 @@
 
 Deterministic (one seed for split, initialisation and augmentation order), validation held
 out from the training data without leakage (see ``edgecnn.splits``), balanced class weights,
-best weights kept by validation loss with early stopping, one progress line per epoch.
+epoch budget and patience scaled to the data, best weights kept by validation balanced
+accuracy with early stopping (see ``edgecnn.schedule``), one progress line per epoch.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import apply_transform, magnitude_spectrogram
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.metrics import classification_metrics
+from edgecnn.heldout import save_heldout
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
+from edgecnn.schedule import (STEP_BUDGET, balanced_early_stopping, class_weights,
+                              describe_weights, epoch_budget, patience_for)
 from edgecnn.splits import validation_split
 from edgecnn.tasks import task_defaults
 from edgecnn.tensors import to_tensors
@@ -72,6 +76,18 @@ def _spec_overrides(config: TrainConfig, kind: str) -> dict:
                 "interpolation": config.interpolation, "fit": config.fit}
     return {"window_length": config.window_length, "transform": config.transform,
             "channel": config.channel}
+
+
+def _scaled_budget(config: TrainConfig, defaults, train_samples: int, batch_size: int,
+                   log) -> tuple[int, int]:
+    """Epochs and patience: the user's when given, else scaled to the data (edgecnn.schedule)."""
+    epochs = config.epochs or epoch_budget(defaults.epochs, train_samples, batch_size)
+    patience = config.patience or patience_for(epochs, defaults.patience)
+    if not config.epochs and epochs != defaults.epochs:
+        log(f"epoch budget {epochs} for {train_samples} training samples "
+            f"(about {STEP_BUDGET} steps of {batch_size}; --epochs overrides), patience "
+            f"{patience}")
+    return epochs, patience
 
 
 def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
@@ -165,11 +181,13 @@ class _EpochProgress:
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
+                balanced = logs.get("val_balanced_accuracy")
                 log(f"epoch {epoch + 1:3d}/{epochs}  loss {logs.get('loss', 0):.4f}  "
                     f"acc {logs.get('accuracy', 0) * 100:6.2f}%  "
                     f"val_loss {logs.get('val_loss', 0):.4f}  "
                     f"val_acc {logs.get('val_accuracy', 0) * 100:6.2f}%  "
-                    f"{time.perf_counter() - self.started:5.1f}s")
+                    + (f"val_bal {balanced * 100:6.2f}%  " if balanced is not None else "")
+                    + f"{time.perf_counter() - self.started:5.1f}s")
 
         return Progress()
 
@@ -235,6 +253,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
 
     from edgecnn.models import create_model
 
+    epochs, patience = _scaled_budget(config, defaults, len(x_train), batch_size, log)
+    if config.architecture is None:
+        from edgecnn.models.capacity import fit_capacity
+
+        architecture, why = fit_capacity(architecture, len(x_train))
+        if why:
+            log(f"model capacity: {architecture} ({why}; --arch overrides)")
     keras.utils.set_random_seed(config.seed)
     model = create_model(architecture, spec)
     steps = int(np.ceil(len(x_train) / batch_size))
@@ -248,9 +273,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         dataset = dataset.map(_augmenter(augment, spec, config.seed),
                               num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    present = np.bincount(y_train, minlength=spec.num_classes)
-    class_weight = {i: float(len(y_train) / (spec.num_classes * c))
-                    for i, c in enumerate(present) if c}
+    class_weight = class_weights(y_train, spec.num_classes)
+    log(describe_weights(class_weight, spec.labels))
 
     log(f"training {architecture} ({model.count_params():,} parameters) for up to "
         f"{epochs} epochs")
@@ -258,12 +282,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     history = model.fit(
         dataset, epochs=epochs, validation_data=(x_val, y_val), class_weight=class_weight,
         verbose=0, callbacks=[
-            _EpochProgress(epochs, log),
-            # Validation loss is noisy early on (batch-norm statistics settle while the
+            # Validation metrics are noisy early on (batch-norm statistics settle while the
             # learning rate is high): stop early only in the second half of the schedule.
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                          restore_best_weights=True,
-                                          start_from_epoch=epochs // 2),
+            balanced_early_stopping(x_val, y_val, spec.num_classes, patience, epochs // 2,
+                                    log),
+            _EpochProgress(epochs, log),
         ])
     seconds = time.perf_counter() - fit_started
     history = {k: [float(v) for v in values] for k, values in history.history.items()}
@@ -283,7 +306,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                 "val_samples": int(len(x_val))}
     data = {"path": str(config.data), "fingerprint": samples.fingerprint,
             "samples": len(samples), "class_counts": counts,
-            "skipped": [asdict(s) for s in samples.skipped]}
+            "skipped": [asdict(s) for s in samples.skipped],
+            # export calibrates on a sample of the training split and judges parity on the
+            # validation split (edgecnn.heldout)
+            "held_out": save_heldout(config.out, x_train, y_train, x_val, y_val,
+                                     spec.num_classes)}
     model_dir = write_model_dir(config.out, model, spec, architecture=architecture,
                                 training=training, data=data,
                                 metrics={"validation": {k: metrics[k] for k in
