@@ -142,6 +142,11 @@ class Bundle:
         return list(self.files)
 
     def default_format(self) -> str:
+        # export records its choice ("default_format": the preferred format that held
+        # parity); older bundles fall back to the runtime's preference order.
+        chosen = self.manifest.get("default_format")
+        if chosen in self.files:
+            return chosen
         return preferred(self.files)[0]
 
     def file_entry(self, fmt: str | None = None) -> FileEntry:

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from .captures import (CaptureReader, capture_fps, open_device, open_file,

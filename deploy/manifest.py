@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BundleError, SpecError
-from .formats import FORMATS, PRECISIONS
+from .formats import FORMATS
 from .spec import InputSpec
 
 BUNDLE_FORMAT = "edgecnn-bundle"

@@ -65,8 +65,7 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
         raise InputError(f"expected a uint8 image; found dtype {image.dtype}")
     pixels = to_color(image, spec.color)
     if pixels.shape[0] != spec.height or pixels.shape[1] != spec.width:
-        pixels = cv2.resize(pixels, (spec.width, spec.height),
-                            interpolation=_INTERPOLATION[spec.interpolation])
+        pixels = fit_image(pixels, spec)
     pixels = pixels.reshape(spec.shape)
     if out is None:
         out = np.empty(spec.shape, dtype=np.float32)
@@ -75,6 +74,29 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
         out -= np.asarray(spec.mean, dtype=np.float32)
         out /= np.asarray(spec.std, dtype=np.float32)
     return out
+
+
+def fit_image(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """Bring a uint8 image to the spec's H x W by its ``fit`` policy (see IMAGE_FITS)."""
+    height, width = pixels.shape[:2]
+    interpolation = _INTERPOLATION[spec.interpolation]
+    if spec.fit == "stretch" or height * spec.width == width * spec.height:
+        return cv2.resize(pixels, (spec.width, spec.height), interpolation=interpolation)
+    pick = min if spec.fit == "letterbox" else max
+    scale = pick(spec.height / height, spec.width / width)
+    new_h = min(spec.height, max(1, round(height * scale))) if spec.fit == "letterbox" \
+        else max(spec.height, round(height * scale))
+    new_w = min(spec.width, max(1, round(width * scale))) if spec.fit == "letterbox" \
+        else max(spec.width, round(width * scale))
+    scaled = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+    if spec.fit == "crop":
+        top, left = (new_h - spec.height) // 2, (new_w - spec.width) // 2
+        return scaled[top:top + spec.height, left:left + spec.width]
+    top, left = (spec.height - new_h) // 2, (spec.width - new_w) // 2
+    fill = [float(v) for v in np.atleast_1d(cv2.mean(scaled)[:1 if scaled.ndim == 2 else 3])]
+    return cv2.copyMakeBorder(scaled, top, spec.height - new_h - top, left,
+                              spec.width - new_w - left, cv2.BORDER_CONSTANT,
+                              value=fill + [0.0] * (4 - len(fill)))
 
 
 def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:

@@ -57,8 +57,10 @@ def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
                    sample_rate: float | None = None) -> Recording:
     """Read ``path`` into a Recording.
 
-    channel     -- CWRU channel name for .mat ("DE", "FE", "BA"); a column name (CSV header,
-                   npz key) or an integer column index for multi-channel .npy/.npz/.csv/.wav
+    channel     -- CWRU channel name for .mat ("DE", "FE", "BA") or any .mat variable name
+                   (a .mat file with a single 1-D numeric array needs none); a column name
+                   (CSV header, npz key) or an integer column index for multi-channel
+                   .npy/.npz/.csv/.wav
     sample_rate -- used when the file does not state its rate; if it does and they differ,
                    InputError
 
@@ -87,7 +89,7 @@ def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
 
 
 _EXPECTED = {
-    ".mat": "a MATLAB 5 file with a *_<channel>_time array",
+    ".mat": "a MATLAB 5 file with a *_<channel>_time array or one 1-D numeric array",
     ".npy": "a 1-D or 2-D numeric array",
     ".npz": "a numpy archive with a 'signal', 'samples' or 'x' array",
     ".csv": "numeric columns, optional header and '# sample_rate=...' line",
@@ -106,8 +108,15 @@ def cwru_name_rate(name: str) -> float | None:
 
 # ------------------------------------------------------------------------------ readers
 
+_MAT_NUMERIC = ("double", "single", "int8", "int16", "int32", "int64", "uint8", "uint16",
+                "uint32", "uint64")
+
+
 def _read_mat(path: Path, channel):
-    names = [name for name, _, _ in scipy.io.whosmat(str(path))]
+    """CWRU files by channel suffix (``*_DE_time``); any other .mat file by variable name
+    (``channel`` names it) or, when it holds exactly one numeric 1-D array, that array."""
+    listing = scipy.io.whosmat(str(path))
+    names = [name for name, _, _ in listing]
     suffix = f"_{channel}_time"
     keys = sorted(name for name in names if name.endswith(suffix))
     rpm_keys = sorted(name for name in names if name.endswith("RPM"))
@@ -119,9 +128,7 @@ def _read_mat(path: Path, channel):
                               "expected exactly one")
         keys = owned
     if not keys:
-        found = ", ".join(sorted(names)) or "no variables"
-        raise SourceError(f"{path} has no channel {channel!r}: expected a variable ending in "
-                          f"{suffix!r}; found {found}")
+        return _read_mat_variable(path, listing, channel)
     key = keys[0]
     prefix = key[: -len(suffix)]
     rpm_key = prefix + "RPM" if prefix + "RPM" in rpm_keys else (rpm_keys[0] if rpm_keys else None)
@@ -134,6 +141,35 @@ def _read_mat(path: Path, channel):
         values = np.asarray(data[rpm_key], dtype=np.float64).ravel()
         rpm = float(values[0]) if values.size else None
     return data[key], cwru_name_rate(path.name), rpm, str(channel)
+
+
+def _read_mat_variable(path: Path, listing, channel):
+    signals = [name for name, shape, kind in listing
+               if kind in _MAT_NUMERIC and len(shape) == 2 and min(shape) == 1
+               and max(shape) > 1]
+    names = [name for name, _, _ in listing]
+    cwru = sorted(name for name in names if name.endswith("_time"))
+    if str(channel) in names:
+        key = str(channel)
+    elif cwru:  # a CWRU-style file without the wanted channel: never read another one
+        raise SourceError(f"{path} has no channel {channel!r}: expected a variable ending in "
+                          f"{'_' + str(channel) + '_time'!r}; found {', '.join(sorted(names))}")
+    elif len(signals) == 1 and str(channel) == "DE":  # the default: nothing was asked for
+        key = signals[0]
+    else:
+        found = (f"its 1-D numeric arrays are {', '.join(signals)}" if signals else
+                 f"it holds no 1-D numeric array (variables: {', '.join(names) or 'none'})")
+        wanted = (f"a variable {channel!r} or one ending in {'_' + str(channel) + '_time'!r}"
+                  if str(channel) != "DE" else
+                  "one 1-D numeric array, or a CWRU *_DE_time variable")
+        hint = "; choose one with --channel NAME" if len(signals) > 1 else ""
+        raise SourceError(f"{path}: expected {wanted}; {found}{hint}")
+    data = scipy.io.loadmat(str(path), variable_names=[key])
+    if key not in data:
+        raise SourceError(f"{path}: variable {key!r} is listed but cannot be read")
+    # Not a CWRU file: its name says nothing about its rate (a generic "normal.mat" is not
+    # the 48 kHz CWRU baseline).
+    return data[key], None, None, key
 
 
 def _read_npy(path: Path, channel):

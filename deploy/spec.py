@@ -17,6 +17,10 @@ SPEC_VERSION = 1
 
 COLOR_MODES = ("gray", "bgr", "rgb")
 INTERPOLATIONS = ("area", "linear", "nearest", "cubic")
+# How an image of another aspect ratio meets the model's H x W: "stretch" resizes to H x W
+# (the shape changes), "letterbox" scales it to fit inside and pads the rest with the image's
+# mean grey (nothing lost, nothing distorted), "crop" scales it to cover and cuts the centre.
+IMAGE_FITS = ("stretch", "letterbox", "crop")
 MAGNITUDE_TRANSFORMS = ("none", "log", "log1p", "db")
 STFT_SCALINGS = ("spectrum", "density")
 STFT_MODES = ("magnitude", "psd")
@@ -39,6 +43,8 @@ class ImageSpec:
     """How a decoded image (uint8 BGR or gray, any size) becomes an H x W x C float tensor.
 
     ``scale`` multiplies the raw 0-255 values, then ``(x - mean) / std`` per channel.
+    ``fit`` (IMAGE_FITS) says how an image of another aspect ratio is brought to H x W;
+    specs written before it existed mean "stretch", today's resize.
     """
 
     height: int
@@ -49,9 +55,11 @@ class ImageSpec:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     layout: str = "NHWC"
+    fit: str = "stretch"
 
     def __post_init__(self) -> None:
         _positive("image height", self.height)
+        _choice("image fit", self.fit, IMAGE_FITS)
         _positive("image width", self.width)
         _choice("image color", self.color, COLOR_MODES)
         _choice("image interpolation", self.interpolation, INTERPOLATIONS)

@@ -102,6 +102,9 @@ def _trust(trusted_keys):
 @click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
 @click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
               default=None, help="Images: resize to the input size (task default: linear).")
+@click.option("--fit", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
+              help="Images of another aspect ratio: stretch, letterbox or crop to the input "
+                   "(default: stretch if all are within 10 % of it, else letterbox).")
 @click.option("--window-length", type=int, default=None, help="Signals: samples per window.")
 @click.option("--stride", type=int, default=None, help="Signals: training window stride.")
 @click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,

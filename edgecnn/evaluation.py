@@ -10,7 +10,7 @@ from typing import Callable
 
 from edgecnn.data import load_dataset
 from edgecnn.deploy.bundle import Bundle
-from edgecnn.deploy.errors import InputError
+from edgecnn.deploy.errors import DataError, InputError
 from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, is_model_dir
 from edgecnn.console import stderr_line
@@ -40,15 +40,21 @@ def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1,
 
 def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | None = None,
                    **loader_options):
-    """Labelled data read with the model's own spec and label order."""
+    """Labelled data read with the model's own spec and label order.
+
+    The one place that decides how a folder is cut for measuring (eval, parity, export's
+    held-out check): signal windows every quarter window (``measurement_stride``) unless a
+    stride is given, so eval and parity count the same windows of the same folder."""
     if task is None:
         raise InputError("the model does not record its task; pass --task")
     if spec.kind == "signal" and stride is None:
-        stride = spec.signal.window_length
+        from edgecnn.data.windows import measurement_stride
+
+        stride = measurement_stride(spec.signal)
     samples = load_dataset(task, data, spec, stride=stride, labels=spec.labels,
                            **loader_options)
     if len(samples) == 0:
-        raise InputError(f"no usable samples in {data} ({len(samples.skipped)} files skipped)")
+        raise DataError(f"no usable samples in {data} ({len(samples.skipped)} files skipped)")
     return samples
 
 

@@ -2,7 +2,10 @@
 
 Keys: ``accuracy`` (0-1), ``n`` (samples evaluated), ``skipped`` (unreadable inputs),
 ``labels``, ``per_class`` ({label: precision, recall, f1, support}) and ``confusion``
-(rows = true class, columns = predicted, in ``labels`` order).
+(rows = true class, columns = predicted, in ``labels`` order). On imbalanced data accuracy
+hides a class that is never found, so there are also ``balanced_accuracy`` (the mean recall
+over the classes present in the data), ``macro_recall`` (the mean over all labels, a class
+without samples counting 0), ``macro_f1`` and ``per_class_recall`` ({label: recall}).
 """
 
 from __future__ import annotations
@@ -32,20 +35,40 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
         per_class[label] = {"precision": round(precision, 6), "recall": round(recall, 6),
                             "f1": round(f1, 6), "support": support}
     n = int(len(y_true))
+    recalls = [row["recall"] for row in per_class.values()]
+    present = [row["recall"] for row in per_class.values() if row["support"]]
     return {
         "accuracy": float((y_true == y_pred).mean()) if n else 0.0,
+        "balanced_accuracy": round(float(np.mean(present)), 6) if present else 0.0,
+        "macro_recall": round(float(np.mean(recalls)), 6) if recalls else 0.0,
+        "macro_f1": round(float(np.mean([r["f1"] for r in per_class.values()])), 6)
+        if per_class else 0.0,
         "n": n,
         "skipped": int(skipped),
         "labels": labels,
         "per_class": per_class,
+        "per_class_recall": {label: row["recall"] for label, row in per_class.items()},
         "confusion": matrix.tolist(),
     }
+
+
+def balanced_accuracy(y_true, y_pred, num_classes: int) -> float:
+    """Mean recall over the classes present in ``y_true`` (early stopping, fallback checks)."""
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    support = matrix.sum(axis=1)
+    present = support > 0
+    if not present.any():
+        return 0.0
+    return float((np.diag(matrix)[present] / support[present]).mean())
 
 
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of accuracy and per-class precision/recall."""
     lines = [f"accuracy {metrics['accuracy'] * 100:.2f} % on {metrics['n']} samples"
              f" ({metrics['skipped']} skipped)"]
+    if "balanced_accuracy" in metrics:
+        lines.append(f"balanced accuracy {metrics['balanced_accuracy'] * 100:.2f} %, "
+                     f"macro recall {metrics['macro_recall']:.3f}")
     width = max(len(label) for label in metrics["per_class"])
     lines.append(f"  {'class':<{width}}  precision  recall  support")
     for label, row in metrics["per_class"].items():

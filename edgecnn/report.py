@@ -18,21 +18,33 @@ def _pyplot():
 
 
 def plot_confusion(metrics: dict, path: Path, title: str = "Confusion matrix") -> Path:
+    """Row-normalised confusion matrix (each row is the share of a true class, so a small
+    class is as visible as a big one) with the counts and percentages in the cells."""
     plt = _pyplot()
     labels = metrics["labels"]
     matrix = np.asarray(metrics["confusion"])
-    size = max(4.0, 0.6 * len(labels) + 2.5)
+    support = matrix.sum(axis=1, keepdims=True) if matrix.size else matrix
+    shares = np.divide(matrix, support, out=np.zeros(matrix.shape, dtype=float),
+                       where=support > 0)
+    size = max(4.0, 0.8 * len(labels) + 2.5)
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues")
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)),
+                  [f"{label} ({int(n)})" for label, n in zip(labels, support.ravel())])
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title}\naccuracy {metrics['accuracy'] * 100:.2f} % (n={metrics['n']})")
-    limit = matrix.max() / 2 if matrix.size else 0
+    ax.set_ylabel("true (samples)")
+    balanced = metrics.get("balanced_accuracy")
+    subtitle = f"accuracy {metrics['accuracy'] * 100:.2f} % (n={metrics['n']})"
+    if balanced is not None:
+        subtitle += f", balanced {balanced * 100:.2f} %"
+    ax.set_title(f"{title}\n{subtitle}")
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(value), ha="center", va="center",
-                color="white" if value > limit else "black", fontsize=8)
+        if value == 0 and i != j:
+            continue
+        ax.text(j, i, f"{value}\n{shares[i, j] * 100:.0f}%", ha="center", va="center",
+                color="white" if shares[i, j] > 0.5 else "black", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

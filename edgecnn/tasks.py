@@ -51,6 +51,7 @@ class Task:
     learning_rate: float = 3e-3
     patience: int = 8
     stride: int | None = None                # signal windows: training stride (default window/4)
+    follow_data_rate: bool = False           # signals: train at the recordings' rate
     shipped: Shipped | None = None
 
     def spec(self, labels, **overrides) -> InputSpec:
@@ -118,7 +119,7 @@ TASK_LIST = (
          "or a file-name pattern",
          loaders.load_vibration, "edge-spectro", "seed-stft",
          RECORDING_OPTIONS | {"manifest", "label_pattern"}, signal=_VIBRATION,
-         augment=_SENSOR, epochs=30, batch_size=64),
+         augment=_SENSOR, epochs=30, batch_size=64, follow_data_rate=True),
     # The lecture's own recipe: raw magnitude spectrogram of 10 000-sample recordings.
     Task("lecture-npz", "signal",
          "the lecture's archive of signal rows, one-hot labels and time axis",

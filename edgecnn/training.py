@@ -2,7 +2,8 @@
 
 Deterministic (one seed for split, initialisation and augmentation order), validation held
 out from the training data without leakage (see ``edgecnn.splits``), balanced class weights,
-best weights kept by validation loss with early stopping, one progress line per epoch.
+epoch budget and patience scaled to the data, best weights kept by validation balanced
+accuracy with early stopping (see ``edgecnn.schedule``), one progress line per epoch.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import apply_transform, magnitude_spectrogram
 from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec
 from edgecnn.metrics import classification_metrics
+from edgecnn.heldout import save_heldout
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
+from edgecnn.schedule import (STEP_BUDGET, balanced_early_stopping, class_weights,
+                              describe_weights, epoch_budget, patience_for)
 from edgecnn.splits import validation_split
 from edgecnn.tasks import get_task
 from edgecnn.tensors import to_tensors
@@ -45,6 +49,7 @@ class TrainConfig:
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
+    fit: str | None = None                 # images: stretch / letterbox / crop (see choose_fit)
     window_length: int | None = None       # signals: samples per window
     stride: int | None = None              # signals: training window stride
     transform: str | None = None           # signals: none / log / log1p / db
@@ -69,9 +74,60 @@ def _spec_overrides(config: TrainConfig, kind: str) -> dict:
     if kind == "image":
         side = config.image_size
         return {"height": side, "width": side, "color": config.color,
-                "interpolation": config.interpolation}
+                "interpolation": config.interpolation, "fit": config.fit}
     return {"window_length": config.window_length, "transform": config.transform,
             "channel": config.channel}
+
+
+def _scaled_budget(config: TrainConfig, defaults, train_samples: int, batch_size: int,
+                   log) -> tuple[int, int]:
+    """Epochs and patience: the user's when given, else scaled to the data (edgecnn.schedule)."""
+    epochs = config.epochs or epoch_budget(defaults.epochs, train_samples, batch_size)
+    patience = config.patience or patience_for(epochs, defaults.patience)
+    if not config.epochs and epochs != defaults.epochs:
+        log(f"epoch budget {epochs} for {train_samples} training samples "
+            f"(about {STEP_BUDGET} steps of {batch_size}; --epochs overrides), patience "
+            f"{patience}")
+    return epochs, patience
+
+
+def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
+    """The spec at the recordings' own sample rate (see ``spec_for_rate`` for the window
+    rule), so no band of the sensor is thrown away."""
+    from edgecnn.data import _vibration_rule
+    from edgecnn.data.windows import data_sample_rate, probe_sample_rates, spec_for_rate
+
+    rule = _vibration_rule(Path(config.data), config.manifest, config.label_pattern)
+    rates = probe_sample_rates(config.data, rule, config.channel, config.sample_rate)
+    if not rates:
+        return spec  # nothing readable: the loader reports every file
+    rate = data_sample_rate(rates)
+    signal = spec_for_rate(spec.signal, rate, config.window_length)
+    if rate != spec.signal.sample_rate:
+        log(f"recordings at {rate:g} Hz: training at that rate with {signal.window_length}-"
+            f"sample windows ({signal.window_length / rate:.3f} s) and {signal.nperseg}-sample "
+            f"spectrogram segments (the 12 kHz defaults scaled to keep durations)")
+    return spec.replace(signal=signal)
+
+
+# Aspect ratios within this share of the model input's are stretched (a 128x122 image
+# changes shape by 5 %); beyond it the image is letterboxed.
+STRETCH_TOLERANCE = 0.10
+
+
+def choose_fit(images, spec: InputSpec) -> tuple[str, str]:
+    """(fit, reason) for training images of these sizes, by one written rule: "stretch" when
+    every image's aspect ratio is within STRETCH_TOLERANCE of the model input's (today's
+    resize, nothing lost), otherwise "letterbox" (the whole image, undistorted, padded with
+    its mean grey: a defect at the edge is never cut off, as a crop could)."""
+    target = spec.image.width / spec.image.height
+    ratios = np.asarray([image.shape[1] / image.shape[0] for image in images], dtype=float)
+    if len(ratios) == 0:
+        return "stretch", "no images"
+    spread = f"aspect ratios {ratios.min():.2f}-{ratios.max():.2f} (width/height)"
+    if np.all(np.abs(ratios / target - 1.0) <= STRETCH_TOLERANCE):
+        return "stretch", f"{spread}, within {STRETCH_TOLERANCE:.0%} of the input's"
+    return "letterbox", f"{spread}, beyond {STRETCH_TOLERANCE:.0%} of the input's {target:.2f}"
 
 
 def _fit_signal_normalisation(samples, spec: InputSpec, train_index) -> InputSpec:
@@ -150,11 +206,13 @@ class _EpochProgress:
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
+                balanced = logs.get("val_balanced_accuracy")
                 log(f"epoch {epoch + 1:3d}/{epochs}  loss {logs.get('loss', 0):.4f}  "
                     f"acc {logs.get('accuracy', 0) * 100:6.2f}%  "
                     f"val_loss {logs.get('val_loss', 0):.4f}  "
                     f"val_acc {logs.get('val_accuracy', 0) * 100:6.2f}%  "
-                    f"{time.perf_counter() - self.started:5.1f}s")
+                    + (f"val_bal {balanced * 100:6.2f}%  " if balanced is not None else "")
+                    + f"{time.perf_counter() - self.started:5.1f}s")
 
         return Progress()
 
@@ -183,6 +241,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.
     spec = defaults.spec(("?", "??"), **_spec_overrides(config, defaults.kind))
+    if defaults.follow_data_rate:
+        spec = _follow_data_rate(config, spec, log)
     stride = config.stride or defaults.stride
     if spec.kind == "signal" and stride is None:
         stride = spec.signal.window_length // 4
@@ -194,6 +254,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                            sample_rate=config.sample_rate)
     samples.require_trainable(config.data)
     spec = spec.replace(labels=tuple(samples.class_names))
+    if spec.kind == "image" and config.fit is None:
+        fit, reason = choose_fit(samples.items, spec)
+        spec = spec.replace(image=replace(spec.image, fit=fit))
+        log(f"images: {fit} to {spec.image.width}x{spec.image.height} ({reason}; --fit "
+            "overrides)")
     window = spec.signal.window_length if spec.kind == "signal" else None
     train_index, val_index = validation_split(samples, config.val_fraction, config.seed, window)
     if spec.kind == "signal":
@@ -213,6 +278,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
 
     from edgecnn.models import create_model
 
+    epochs, patience = _scaled_budget(config, defaults, len(x_train), batch_size, log)
+    if config.architecture is None:
+        from edgecnn.models.capacity import fit_capacity
+
+        architecture, why = fit_capacity(architecture, len(x_train))
+        if why:
+            log(f"model capacity: {architecture} ({why}; --arch overrides)")
     keras.utils.set_random_seed(config.seed)
     model = create_model(architecture, spec)
     steps = int(np.ceil(len(x_train) / batch_size))
@@ -221,9 +293,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     dataset = _training_batches(samples, train_index, y_train, x_train, spec, batch_size,
                                 augment, strength, config.seed)
-    present = np.bincount(y_train, minlength=spec.num_classes)
-    class_weight = {i: float(len(y_train) / (spec.num_classes * c))
-                    for i, c in enumerate(present) if c}
+    class_weight = class_weights(y_train, spec.num_classes)
+    log(describe_weights(class_weight, spec.labels))
 
     log(f"training {architecture} ({model.count_params():,} parameters) for up to "
         f"{epochs} epochs")
@@ -231,12 +302,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     history = model.fit(
         dataset, epochs=epochs, validation_data=(x_val, y_val), class_weight=class_weight,
         verbose=0, callbacks=[
-            _EpochProgress(epochs, log),
-            # Validation loss is noisy early on (batch-norm statistics settle while the
+            # Validation metrics are noisy early on (batch-norm statistics settle while the
             # learning rate is high): stop early only in the second half of the schedule.
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                          restore_best_weights=True,
-                                          start_from_epoch=epochs // 2),
+            balanced_early_stopping(x_val, y_val, spec.num_classes, patience, epochs // 2,
+                                    log),
+            _EpochProgress(epochs, log),
         ])
     seconds = time.perf_counter() - fit_started
     history = {k: [float(v) for v in values] for k, values in history.history.items()}
@@ -245,8 +315,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     metrics = classification_metrics(y_val, probabilities.argmax(axis=1), spec.labels,
                                      skipped=len(samples.skipped))
     metrics["split"] = "validation"
-    log(f"validation accuracy {metrics['accuracy'] * 100:.2f} % on {metrics['n']} samples "
-        f"after {len(history['loss'])} epochs ({seconds:.0f}s)")
+    log(f"validation accuracy {metrics['accuracy'] * 100:.2f} % (balanced "
+        f"{metrics['balanced_accuracy'] * 100:.2f} %, macro recall {metrics['macro_recall']:.3f})"
+        f" on {metrics['n']} samples after {len(history['loss'])} epochs ({seconds:.0f}s)")
     training = {**{k: v for k, v in asdict(config).items() if k not in ("out", "extra")},
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
@@ -256,11 +327,16 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                 "val_samples": int(len(x_val))}
     data = {"path": str(config.data), "fingerprint": samples.fingerprint,
             "samples": len(samples), "class_counts": counts,
-            "skipped": [asdict(s) for s in samples.skipped]}
+            "skipped": [asdict(s) for s in samples.skipped],
+            # export calibrates on a sample of the training split and judges parity on the
+            # validation split (edgecnn.heldout)
+            "held_out": save_heldout(config.out, x_train, y_train, x_val, y_val,
+                                     spec.num_classes)}
     model_dir = write_model_dir(config.out, model, spec, architecture=architecture,
                                 training=training, data=data,
                                 metrics={"validation": {k: metrics[k] for k in
-                                                        ("accuracy", "n", "per_class")}},
+                                                        ("accuracy", "balanced_accuracy",
+                                                         "macro_recall", "n", "per_class")}},
                                 health=_health_envelope(samples, train_index, spec))
     report = write_report(Path(config.out) / "report", metrics, history)
     report.update(_robustness_report(model, samples, val_index, y_val, spec,

@@ -20,6 +20,7 @@ from edgecnn.deploy.errors import DataError, EdgecnnError, InputError
 from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, preprocess_images, read_image
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.export.defaults import CALIBRATION_SAMPLES
+from edgecnn.heldout import balanced_index, load_heldout
 
 # Below this many samples (or this many per class) the int8 ranges are a guess: warn.
 MIN_SAMPLES = 50
@@ -106,8 +107,9 @@ def ort_reader(tensors: np.ndarray, input_name: str, batch_size: int = 16):
 def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None = None,
                      max_samples: int = CALIBRATION_SAMPLES,
                      log: Callable[[str], None] = lambda message: None,
-                     loader_options: dict | None = None) -> CalibrationSet:
-    """Calibration tensors from ``calib`` (a user folder) or the matching shipped set.
+                     loader_options: dict | None = None, model_dir=None) -> CalibrationSet:
+    """Calibration tensors from ``calib`` (a user folder), else the calibration sample
+    that ``edgecnn train`` kept in ``model_dir`` (a ModelDir), else the matching shipped set.
 
     ``loader_options`` (``load_dataset`` keywords: label_pattern, manifest, channel, ...)
     say how to read ``calib``; the shipped sets need none.
@@ -128,6 +130,9 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
         if loader_options:
             raise InputError(f"{', '.join(sorted(loader_options))} say how to read --calib "
                              "data; no --calib was given")
+        kept = load_heldout(model_dir, "calibration") if model_dir is not None else None
+        if kept is not None:
+            return _kept_sample(kept, spec, model_dir, task, max_samples, log)
         samples, used_task, path = _load_shipped_set(spec, task)
         source = str(path)
     if samples is None:  # unlabelled images
@@ -135,7 +140,7 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
     if len(samples) == 0:
         raise DataError(f"calibration data {source} holds no usable samples "
                         f"({len(samples.skipped)} files skipped)")
-    index = _balanced(samples.labels, len(samples.class_names), max_samples)
+    index = balanced_index(samples.labels, len(samples.class_names), max_samples)
     picked = samples.subset(index)
     from edgecnn.tensors import to_tensors
 
@@ -143,6 +148,20 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
     class_names = tuple(picked.class_names)
     calib_set = CalibrationSet(tensors, picked.labels, class_names, source, used_task,
                                samples.fingerprint, len(samples))
+    _check_size(calib_set, spec, log)
+    return calib_set
+
+
+def _kept_sample(kept, spec: InputSpec, model_dir, task, max_samples: int,
+                 log) -> CalibrationSet:
+    tensors, labels = kept
+    if tensors.shape[1:] != spec.input_shape:
+        raise DataError(f"{model_dir.path}: the kept calibration tensors are "
+                        f"{tensors.shape[1:]}, the model takes {spec.input_shape}")
+    index = balanced_index(labels, spec.num_classes, max_samples)
+    calib_set = CalibrationSet(tensors[index], labels[index], tuple(spec.labels),
+                               f"{model_dir.path} (training split sample)", task,
+                               available=len(tensors))
     _check_size(calib_set, spec, log)
     return calib_set
 
@@ -178,20 +197,16 @@ def _load_shipped_set(spec: InputSpec, task: str | None):
     own = TASKS.get(task or "")
     names = [n for n, t in SHIPPED.items() if (root / n).exists() and t.kind == spec.kind]
     names.sort(key=lambda n: SHIPPED[n] is not own)
-    tried = []
     for name in names:
         try:
             samples = load_dataset(SHIPPED[name].name, root / name, spec, labels=spec.labels)
-        except EdgecnnError as exc:
-            tried.append(f"{name}: {exc}")
+        except EdgecnnError:
             continue
         if len(samples) and set(samples.class_names) == set(spec.labels):
             return samples, SHIPPED[name].name, root / name
-        tried.append(f"{name}: classes {list(samples.class_names)}")
-    detail = "; ".join(tried) or "none of the right kind"
-    raise DataError(f"no shipped calibration set in {root} matches the model's classes "
-                    f"{list(spec.labels)} ({detail}); pass --calib DIR with samples like "
-                    "the training data")
+    raise DataError(f"no calibration data: no --calib, no sample kept by training, and no "
+                    f"shipped calibration set in {root.name}/ matches the model's classes; "
+                    "pass --calib DIR")
 
 
 def _image_files(path: Path) -> list[Path]:
@@ -221,18 +236,6 @@ def _unlabelled(path: Path, spec: InputSpec, max_samples: int, log) -> Calibrati
                               "is not balanced and accuracy checks use agreement only")
     _check_size(calib_set, spec, log)
     return calib_set
-
-
-def _balanced(labels: np.ndarray, num_classes: int, max_samples: int) -> np.ndarray:
-    present = [c for c in range(num_classes) if (labels == c).any()]
-    per_class = max(1, max_samples // max(1, len(present)))
-    chosen = []
-    for c in present:
-        idx = np.flatnonzero(labels == c)
-        if len(idx) > per_class:
-            idx = idx[np.unique(np.linspace(0, len(idx) - 1, per_class).round().astype(int))]
-        chosen.append(idx)
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def _check_size(calib_set: CalibrationSet, spec: InputSpec, log) -> None:

@@ -50,6 +50,8 @@ class ExportContext:
     workdir: Path
     log: Callable[[str], None]
     metadata: dict[str, str]
+    judge: CalibrationSet | None = None      # what parity is judged on (default: calib)
+    judge_reference: np.ndarray | None = None
     _float_onnx: Path | None = None
     _float_tflite: Path | None = None
 
@@ -73,15 +75,26 @@ class ExportContext:
             self._float_tflite = convert_float(self.model, self.workdir / "float.tflite")
         return self._float_tflite
 
-    def predict(self, path: Path, fmt: str) -> np.ndarray:
+    def predict(self, path: Path, fmt: str, tensors: np.ndarray | None = None) -> np.ndarray:
         from edgecnn.deploy.engine import engine_for_file
 
         with silenced():  # LiteRT announces its XNNPACK delegate on stderr at first use
-            return predict_batched(engine_for_file(path, fmt), self.calib.tensors)
+            return predict_batched(engine_for_file(path, fmt),
+                                   self.calib.tensors if tensors is None else tensors)
+
+    @property
+    def judged_on(self) -> str:
+        """What parity verdicts are measured on, for log lines."""
+        return "the validation split" if self.judge is not None else "the calibration data"
 
     def check(self, path: Path, fmt: str) -> tuple[dict, list[str]]:
-        """Compare a candidate file with the Keras model on the calibration tensors."""
-        stats = compare(self.reference, self.predict(path, fmt), self.calib.labels)
+        """Compare a candidate file with the Keras model on the held-out tensors (the
+        validation split kept by training; the calibration tensors when there is none)."""
+        if self.judge is None:
+            stats = compare(self.reference, self.predict(path, fmt), self.calib.labels)
+        else:
+            stats = compare(self.judge_reference, self.predict(path, fmt, self.judge.tensors),
+                            self.judge.labels)
         return stats, self.thresholds.failures(stats)
 
 
@@ -158,7 +171,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
 
     started = time.perf_counter()
     calib_set = load_calibration(spec, task, calib, max_calibration_samples, log,
-                                 calib_options)
+                                 calib_options, model_dir=source)
+    judge = _validation_set(source, spec, task)
     counts = calib_set.counts()
     detail = (", ".join(f"{k} {v}" for k, v in counts.items()) if counts else "unlabelled")
     log(f"calibration: {len(calib_set)} samples from {calib_set.source} ({detail}), "
@@ -168,8 +182,14 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     with silenced():  # TensorFlow's import prints C++ start-up noise on fd 2
         model = source.load_keras()
     reference = predict_batched(KerasPredictor(model), calib_set.tensors)
+    judge_reference = (predict_batched(KerasPredictor(model), judge.tensors)
+                       if judge is not None else None)
     log(f"keras model {source.architecture} loaded and run in "
         f"{time.perf_counter() - started:.1f} s")
+    log(f"parity judged on {len(judge)} validation samples kept by training (never on the "
+        "calibration data)" if judge is not None else
+        "parity judged on the calibration data (the model directory keeps no validation "
+        "split)")
     if calib_set.labels is not None:
         accuracy = float((reference.argmax(axis=1) == calib_set.labels).mean())
         log(f"keras accuracy on the calibration samples: {accuracy * 100:.2f} %")
@@ -187,8 +207,9 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     work = Path(tempfile.mkdtemp(prefix="edgecnn-export-"))
     try:
         context = ExportContext(model, spec, task, calib_set, reference, thresholds, work, log,
-                                metadata)
+                                metadata, judge, judge_reference)
         result = _write_all(context, chosen, options, stage)
+        default = default_format(result["verification"], log)
         manifest = build_manifest(
             spec=spec, task=task, files=result["files"],
             calibration={**calib_set.summary(),
@@ -208,6 +229,9 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                                                "min_agreement": min_agreement}})
         if source.manifest.get("health"):  # source-health envelope (deploy/health.py)
             manifest["health"] = source.manifest["health"]
+        manifest["default_format"] = default
+        if judge is not None:
+            manifest["calibration"]["judged_on"] = judge.summary()
         write_manifest(stage, manifest)
         _replace_bundle(stage, out)
     finally:
@@ -237,10 +261,44 @@ def _write_all(context: ExportContext, chosen: list[Format], options: dict,
     return {"files": files, "verification": verification, "steps": steps, "blame": blame}
 
 
+def _validation_set(source, spec: InputSpec, task) -> CalibrationSet | None:
+    from edgecnn.heldout import load_heldout
+
+    kept = load_heldout(source, "validation")
+    if kept is None:
+        return None
+    tensors, labels = kept
+    if tensors.shape[1:] != spec.input_shape:
+        raise BundleError(f"{source.path}: the kept validation tensors are {tensors.shape[1:]}, "
+                          f"the model takes {spec.input_shape}")
+    return CalibrationSet(tensors, labels, tuple(spec.labels),
+                          f"{source.path} (validation split)", task, available=len(tensors))
+
+
+def default_format(verification: dict, log: Callable[[str], None]) -> str:
+    """The format the runtime uses when none is asked for: the first of the runtime's
+    preference order that passed its checks (an int8 file that breaks parity on held-out
+    data is kept in the bundle for inspection but is never the default)."""
+    from edgecnn.deploy.formats import preferred
+
+    order = preferred(verification)
+    passing = [n for n in order if verification[n].get("passed")]
+    chosen = passing[0] if passing else order[0]
+    failed = [n for n in order[:order.index(chosen)] if not verification[n].get("passed")]
+    if failed:
+        log(f"warning: {', '.join(failed)} do(es) not hold parity; the bundle's default "
+            f"format is {chosen} (run others with --format)")
+    return chosen
+
+
 def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
-    """Load the written file with the runtime engine and compare with Keras."""
-    stats = compare(context.reference, context.predict(written.path, fmt.name),
-                    context.calib.labels)
+    """Load the written file with the runtime engine and compare with Keras (float files on
+    the calibration tensors, to a tolerance; int8 files by context.check's parity)."""
+    if fmt.tolerance is None:
+        stats, _ = context.check(written.path, fmt.name)
+    else:
+        stats = compare(context.reference, context.predict(written.path, fmt.name),
+                        context.calib.labels)
     record = {**stats, "tolerance": fmt.tolerance,
               "failures": context.thresholds.failures(stats) if fmt.tolerance is None else []}
     made = context._float_onnx if fmt.runtime == "onnx" else context._float_tflite
@@ -265,7 +323,7 @@ def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
                     f"{stats['reference_accuracy'] * 100:.2f} %"
                     if stats["accuracy"] is not None else "")
         context.log(f"  verify {fmt.name}: top-1 agreement {stats['agreement'] * 100:.2f} % "
-                    f"on {stats['samples']} samples{accuracy}, mean |dp| "
+                    f"on {stats['samples']} samples of {context.judged_on}{accuracy}, mean |dp| "
                     f"{stats['mean_abs_diff']:.2e}")
     return record
 

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgecnn.deploy.bundle import Bundle, Trust
-from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.formats import FORMATS, REFERENCES
 from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
 from edgecnn.export.silence import silenced
@@ -92,8 +92,8 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
     ``min_agreement``. Failing int8 rows get a per-layer blame table. ``loader_options``
     go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings);
     ``trust`` goes to ``Bundle.open``."""
-    from edgecnn.data import load_dataset
     from edgecnn.deploy.engine import open_engine
+    from edgecnn.evaluation import load_for_model
     from edgecnn.tensors import to_tensors
 
     thresholds = Thresholds(max_drop, min_agreement)
@@ -113,9 +113,7 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
         raise InputError(f"bundle {opened.path} names no task; pass --task to say how to "
                          "read the data")
     started = time.perf_counter()
-    samples = load_dataset(task, data, spec, labels=spec.labels, **loader_options)
-    if len(samples) == 0:
-        raise DataError(f"no usable samples in {data} ({len(samples.skipped)} skipped)")
+    samples = load_for_model(spec, task, data, **loader_options)
     tensors = to_tensors(samples, spec)
     labels = samples.labels
     log(f"parity: {len(samples)} samples from {data} ({task}) ready in "

@@ -309,6 +309,12 @@ def test_int8_failure_on_calibration_data_names_layers(outlier_model_dir, tmp_pa
         worst = check["blame"][0]
         assert worst["label"].startswith("mix"), check["blame"][:3]
         assert any(e["label"].startswith("outlier") for e in check["blame"])
+    # int8 cannot hold parity: the bundle runs the float model unless told otherwise
+    assert result.manifest["default_format"] == "onnx"
+    assert "the bundle's default format is onnx" in text
+    from edgecnn.deploy.bundle import Bundle
+
+    assert Bundle.open(tmp_path / "plain").default_format() == "onnx"
 
 
 def test_auto_fallback_keeps_the_worst_layers_float(outlier_model_dir, tmp_path, capsys):
@@ -330,6 +336,7 @@ def test_auto_fallback_keeps_the_worst_layers_float(outlier_model_dir, tmp_path,
         assert steps[-1]["passed"] and not any(step["passed"] for step in steps[:-1])
         assert any(f"{name}: auto-fallback keeps" in line for line in lines)
     assert result.manifest["files"]["tflite-int8"]["inputs"][0]["dtype"] == "int8"
+    assert result.manifest["default_format"] == "onnx-int8"
 
     # The excluded convolutions really run in float; the others stay int8.
     model = onnx.load(str(out / "model.int8.onnx"))

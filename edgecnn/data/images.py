@@ -1,6 +1,11 @@
 """Defect images in class sub-folders (``root/<class>/*.jpg``) or named ``<class>_<n>.jpg``.
 
-The flat naming is NEU's; both layouts may be mixed in one folder.
+The flat naming is NEU's; both layouts may be mixed in one folder. A class folder may hold
+its images in sub-folders at any depth (``MT_Blowhole/Imgs/*.jpg``): the class is the
+folder directly under the root. Segmentation masks stored beside the images are not
+samples (see ``is_mask``); they are skipped with one note. Images smaller than
+MIN_IMAGE_SIDE pixels on a side, and training images of one flat value, are refused,
+naming the file.
 
 Images are decoded with the runtime's ``read_image`` and kept uint8 at their native size, so
 training and the line-side camera loop start from identical pixels; the InputSpec resizes and
@@ -12,7 +17,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from edgecnn.data.assemble import (SkipLog, empty_positions, finish, natural_key,
+import numpy as np
+
+from edgecnn.data.assemble import (SkipLog, empty_positions, finish, log, natural_key,
                                    relative_name, resolve_classes)
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError
@@ -23,6 +30,10 @@ from edgecnn.deploy.spec import COLOR_MODES
 _FLAT_NAME = re.compile(r"^(?P<label>.+?)_(?P<number>\d+)$")
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 _PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
+# Mask rule: a file whose stem ends in one of these (case-insensitive), or a .png/.bmp with
+# the same stem as a .jpg/.jpeg beside it (the magnetic-tile layout), is a mask.
+MASK_SUFFIXES = ("_mask", "_masks", "_gt", "_label", "_labels", "_seg", "_annotation")
+MIN_IMAGE_SIDE = 8
 
 
 def flat_class_name(file_name: str) -> str | None:
@@ -36,25 +47,91 @@ def is_image_file(path: Path) -> bool:
             and not path.name.startswith("."))
 
 
+def is_mask(path: Path, siblings: set[str]) -> bool:
+    """Is ``path`` a segmentation mask rather than a sample? ``siblings``: lower-case file
+    names in its folder."""
+    stem = path.stem.lower()
+    if stem.endswith(MASK_SUFFIXES):
+        return True
+    return path.suffix.lower() in (".png", ".bmp") and any(
+        f"{stem}{ext}" in siblings for ext in (".jpg", ".jpeg"))
+
+
+def _images_in(folder: Path, masks: list[Path]) -> list[Path]:
+    """Image files under ``folder`` at any depth, hidden entries and masks left out."""
+    found = []
+    for directory in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+        rel = directory.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        files = [p for p in directory.iterdir() if is_image_file(p)]
+        names = {p.name.lower() for p in files}
+        for path in sorted(files, key=lambda p: natural_key(p.name)):
+            (masks if is_mask(path, names) else found).append(path)
+    return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+
 def find_labelled_images(root: Path, skips: SkipLog) -> list[tuple[Path, str]]:
-    """(file, class) pairs: files in ``root/<class>/`` take the folder's name, files directly
-    in ``root`` take the class from their flat name. Unlabelled files are skipped."""
+    """(file, class) pairs: files under ``root/<class>/`` (any depth) take the folder's name,
+    files directly in ``root`` take the class from their flat name. Unlabelled files are
+    skipped; masks are left out with one note."""
     found: list[tuple[Path, str]] = []
-    for entry in sorted(root.iterdir(), key=lambda p: natural_key(p.name)):
+    masks: list[Path] = []
+    nested: list[str] = []
+    entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
+    names = {p.name.lower() for p in entries if is_image_file(p)}
+    for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            found.extend((path, entry.name) for path in
-                         sorted(entry.iterdir(), key=lambda p: natural_key(p.name))
-                         if is_image_file(path))
+            images = _images_in(entry, masks)
+            if any(path.parent != entry for path in images):
+                nested.append(entry.name)
+            found.extend((path, entry.name) for path in images)
         elif is_image_file(entry):
+            if is_mask(entry, names):
+                masks.append(entry)
+                continue
             label = flat_class_name(entry.name)
             if label is None:
                 skips.skip(entry, "cannot tell its class: expected a class sub-folder or a "
                                   "file named <class>_<number>" + entry.suffix)
             else:
                 found.append((entry, label))
+    if nested:
+        log.info("class folders with images in sub-folders (class = the folder under %s): "
+                 "%s", root, ", ".join(nested))
+    if masks:
+        examples = ", ".join(relative_name(root, p) for p in masks[:3])
+        log.warning("note: %d mask file(s) left out (names ending %s, or a PNG beside a JPEG "
+                    "of the same name), e.g. %s", len(masks), "/".join(MASK_SUFFIXES[:4]),
+                    examples)
     return found
+
+
+def explain_layout(root: Path) -> str:
+    """A hint for a folder where no class could be found: what the layout looks like."""
+    folders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(folders) == 1:
+        inner = [p.name for p in folders[0].iterdir() if p.is_dir()]
+        if len(inner) >= 2:
+            return (f"; {root} holds one folder {folders[0].name!r} with sub-folders "
+                    f"{', '.join(sorted(inner)[:5])}: if those are the classes, pass "
+                    f"--data {folders[0]}")
+    return ("; expected class sub-folders (root/<class>/[...]/*.jpg) or files named "
+            "<class>_<number>.jpg")
+
+
+def check_image(image: np.ndarray, path: Path, training: bool = True) -> None:
+    """Refuse images that cannot show a defect: tiny, or (for training) one flat value. A
+    flat picture is a fair input to measure on (a covered lens, a test card for int8
+    ranges), but nothing to learn a class from."""
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+        raise InputError(f"{path} is {image.shape[1]}x{image.shape[0]} pixels: expected at "
+                         f"least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    if training and int(image.max()) == int(image.min()):
+        raise InputError(f"{path} is one flat value ({int(image.min())}) everywhere: expected "
+                         "a picture")
 
 
 def load_image_folder(root, color: str = "gray",
@@ -79,6 +156,7 @@ def load_image_folder(root, color: str = "gray",
         try:
             _require_complete(path)
             image = read_image(path, color)
+            check_image(image, path, training=labels is None)
         except InputError as exc:
             skips.skip(path, str(exc))
             continue
@@ -86,6 +164,11 @@ def load_image_folder(root, color: str = "gray",
         label_names.append(label)
         sources.append(relative_name(root, path))
         used.append(path)
+    if not items and not skips.skipped:
+        raise DataError(f"no usable samples found in {root}: no images{explain_layout(root)}")
+    if labels is None and len(set(label_names)) == 1:
+        raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
+                        f"at least two{explain_layout(root)}")
     # Classes come from what was decoded: a class whose files all failed is not a class.
     class_names, index = resolve_classes(set(label_names), labels, root)
     samples = LabelledSamples("image", items, [index[name] for name in label_names],

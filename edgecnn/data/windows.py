@@ -8,11 +8,13 @@ fitted on these windows) later.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from edgecnn.data.assemble import (SkipLog, finish, natural_key, relative_name,
+from edgecnn.data.assemble import (SkipLog, finish, log, natural_key, relative_name,
                                    resolve_classes)
 from edgecnn.data.recording_labels import (CWRU_CLASSES, MANIFEST_NAME, CwruRule, ManifestRule,
                                            PatternRule)
@@ -51,6 +53,73 @@ def find_recordings(root: Path, exclude=()) -> list[Path]:
                 and path.resolve() not in excluded:
             found.append(path)
     return sorted(found, key=lambda p: natural_key(p.relative_to(root).as_posix()))
+
+
+# The vibration defaults are set at this rate (4096-sample windows, 256-sample segments).
+NOMINAL_RATE = 12000.0
+
+
+def _power_of_two(value: float) -> int:
+    return int(2 ** round(np.log2(max(value, 1.0))))
+
+
+def spec_for_rate(spec: SignalSpec, rate: float, window_length: int | None = None) -> SignalSpec:
+    """``spec`` (set for NOMINAL_RATE) at another sample rate, by one rule: keep the window's
+    duration and the spectrogram's time and frequency resolution, so that the same shaft turns
+    and the same Hz per bin reach the model and the extra bands of a faster rate are kept.
+    window_length and nperseg scale with the rate (rounded to the nearest power of two),
+    noverlap keeps its share of nperseg. 12 kHz: 4096/256/32; 48 kHz: 16384/1024/128;
+    51.2 kHz: 16384/1024/128. An explicit ``window_length`` wins over the rule."""
+    ratio = float(rate) / NOMINAL_RATE
+    nperseg = max(16, _power_of_two(spec.nperseg * ratio))
+    noverlap = int(round(spec.noverlap * nperseg / spec.nperseg))
+    window = window_length or max(nperseg, _power_of_two(spec.window_length * ratio))
+    return replace(spec, sample_rate=float(rate), window_length=int(window), nperseg=nperseg,
+                   noverlap=min(noverlap, nperseg - 1))
+
+
+def measurement_stride(spec: SignalSpec) -> int:
+    """Window step for measuring a folder (eval, parity): a quarter window, the loaders'
+    default, so a 10 s recording gives enough windows for per-class figures."""
+    return max(1, spec.window_length // 4)
+
+
+def data_sample_rate(rates) -> float:
+    """The rate a task that follows its data trains at: the lowest rate among the files
+    (no recording is upsampled, every window holds the same bands); a note names the files
+    resampled down and the frequency above which their content is lost."""
+    counts = Counter(float(r) for r in rates)
+    if not counts:
+        raise DataError("no readable recording states a sample rate")
+    chosen = min(counts)
+    if len(counts) > 1:
+        others = ", ".join(f"{n} at {r:g} Hz" for r, n in sorted(counts.items()) if r != chosen)
+        log.warning("note: the recordings have %d sample rates; training at the lowest, %g Hz "
+                    "(%s resampled: content above %g Hz is dropped)", len(counts), chosen,
+                    others, chosen / 2)
+    return chosen
+
+
+def probe_sample_rates(root, label_rule, channel: str | int = "DE",
+                       sample_rate: float | None = None) -> list[float]:
+    """Sample rate of every labelled, readable recording under ``root`` (each file read once
+    with the runtime's reader; unreadable ones are left to the loader to report)."""
+    root = Path(root)
+    base = root if root.is_dir() else root.parent
+    rule = make_label_rule(label_rule, base)
+    exclude = [base / MANIFEST_NAME] + ([rule.path] if isinstance(rule, ManifestRule) else [])
+    rates = []
+    for path in find_recordings(root, exclude):
+        rel = relative_name(base, path)
+        if rule.label(rel) is None:
+            continue
+        try:
+            rates.append(read_recording(path, channel=channel,
+                                        sample_rate=rule.sample_rate(rel) or sample_rate)
+                         .sample_rate)
+        except (SourceError, InputError):
+            continue
+    return rates
 
 
 def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
@@ -97,6 +166,7 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
 
     windows, label_names, sources, positions, used = [], [], [], [], []
     task_rate = float(spec.sample_rate)
+    dropped = Counter()
     for path, rel, label in labelled:
         file_rate = rule.sample_rate(rel)
         try:
@@ -109,6 +179,8 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
         if bad["nan"] or bad["inf"]:
             skips.skip(path, f"holds {bad['nan']} NaN and {bad['inf']} infinite samples")
             continue
+        if recording.sample_rate > task_rate * (1 + 1e-6):
+            dropped[recording.sample_rate] += 1
         signal = resample(recording.samples, recording.sample_rate, task_rate)
         starts = window_starts(len(signal), spec.window_length, stride)
         if len(starts) == 0:
@@ -121,6 +193,11 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
         sources.extend([rel] * len(starts))
         used.append(path)
 
+    for rate, n in sorted(dropped.items()):
+        log.warning("NOTE: %d recording(s) at %g Hz are resampled to the model's %g Hz: "
+                    "everything above %g Hz is dropped%s", n, rate, task_rate, task_rate / 2,
+                    " (the vibration task trains at the data's own rate)"
+                    if isinstance(rule, CwruRule) else "")
     items = (np.concatenate(windows) if windows
              else np.zeros((0, spec.window_length), dtype=np.float32))
     # Classes come from what was loaded: a class whose files all failed is not a class.

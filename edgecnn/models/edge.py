@@ -57,23 +57,44 @@ def _stages(input_shape, stem_filters, widths, stem_stride=2, pool_first=False,
     return inputs, x
 
 
-@register_model("edge-image", ("image",),
-                "ours: stride-2 stem, two depthwise-separable blocks at high resolution, two "
-                "plain 3x3 convs at low resolution, BN, GAP; textures such as NEU")
-def edge_image(input_shape, num_classes):
+def _edge_image(input_shape, num_classes, width: float, name: str):
     # Depthwise convolutions where the feature maps are large (cheap), plain 3x3
     # convolutions where they are small: int8 kernels on x86 are fastest for plain
     # convolutions, and their weights outweigh the per-channel scales and biases that an
     # int8 file must carry, so the int8 file stays near a quarter of the float one.
     import keras
 
+    def w(filters):
+        return max(8, int(round(filters * width / 8)) * 8)
+
     inputs = keras.Input(input_shape)
-    x = _conv_bn(inputs, 24, strides=2)
-    x = _separable(x, 48, strides=2)
-    x = _separable(x, 64, strides=2)
-    x = _conv_bn(x, 128, strides=2)
-    x = _conv_bn(x, 192, strides=2)
-    return keras.Model(inputs, _head(x, num_classes, 0.2), name="edge_image")
+    x = _conv_bn(inputs, w(24), strides=2)
+    x = _separable(x, w(48), strides=2)
+    x = _separable(x, w(64), strides=2)
+    x = _conv_bn(x, w(128), strides=2)
+    x = _conv_bn(x, w(192), strides=2)
+    return keras.Model(inputs, _head(x, num_classes, 0.2), name=name)
+
+
+@register_model("edge-image", ("image",),
+                "ours: stride-2 stem, two depthwise-separable blocks at high resolution, two "
+                "plain 3x3 convs at low resolution, BN, GAP; textures such as NEU")
+def edge_image(input_shape, num_classes):
+    return _edge_image(input_shape, num_classes, 1.0, "edge_image")
+
+
+@register_model("edge-image-s", ("image",),
+                "edge-image at half width (~4x fewer weights): the default below "
+                "500 training images")
+def edge_image_s(input_shape, num_classes):
+    return _edge_image(input_shape, num_classes, 0.5, "edge_image_s")
+
+
+@register_model("edge-image-l", ("image",),
+                "edge-image at 1.5x width (~2x the weights): the default from "
+                "20 000 training images")
+def edge_image_l(input_shape, num_classes):
+    return _edge_image(input_shape, num_classes, 1.5, "edge_image_l")
 
 
 @register_model("edge-digits", ("image",),

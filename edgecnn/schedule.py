@@ -1,0 +1,85 @@
+"""Training defaults that scale with the data: epoch budget, patience, class balance and
+early stopping on a balanced validation metric.
+
+Written rules, not per-dataset tuning:
+- epochs: enough optimizer steps to converge whatever the dataset size: the task's epochs,
+  raised to reach STEP_BUDGET steps, at most 4x the task's epochs (a 900-image set gets
+  ~140 epochs of 28 steps, a 48 000-image set keeps its 15 epochs of 375 steps);
+- patience: a fifth of the epoch budget, at least the task's;
+- class balance: each class's loss is weighted by n / (classes * n_class), so every class
+  weighs the same in total;
+- best weights and early stopping follow the validation balanced accuracy (mean per-class
+  recall, ties broken by the lower validation loss), so a model that drops a small class is
+  never kept for its plain accuracy. Stopping is allowed only in the second half of the
+  cosine schedule, where the learning rate has settled.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgecnn.metrics import balanced_accuracy
+
+STEP_BUDGET = 4000
+MAX_EPOCH_FACTOR = 4
+
+
+def epoch_budget(task_epochs: int, train_samples: int, batch_size: int) -> int:
+    steps = max(1, int(np.ceil(train_samples / batch_size)))
+    wanted = int(np.ceil(STEP_BUDGET / steps))
+    return int(min(max(task_epochs, wanted), MAX_EPOCH_FACTOR * task_epochs))
+
+
+def patience_for(epochs: int, task_patience: int) -> int:
+    return max(task_patience, epochs // 5)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    present = np.bincount(labels, minlength=num_classes)
+    return {i: float(len(labels) / (num_classes * c)) for i, c in enumerate(present) if c}
+
+
+def describe_weights(weights: dict[int, float], labels) -> str:
+    low, high = min(weights.values()), max(weights.values())
+    if high / low < 1.05:
+        return "classes balanced in the data (loss weights all ~1)"
+    return (f"class-balanced loss: weights {low:.2f}-{high:.2f} "
+            f"({labels[max(weights, key=weights.get)]} weighs most)")
+
+
+def balanced_early_stopping(x_val, y_val, num_classes: int, patience: int, start_epoch: int,
+                            log: Callable[[str], None]):
+    """A Keras callback: adds ``val_balanced_accuracy`` to the epoch logs, keeps the best
+    weights by it and stops after ``patience`` epochs without improvement (not before
+    ``start_epoch``); the best weights are restored at the end."""
+    import keras
+
+    class BalancedEarlyStopping(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.best = (-1.0, np.inf)
+            self.best_epoch = -1
+            self.best_weights = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            probs = self.model.predict(x_val, batch_size=256, verbose=0)
+            score = balanced_accuracy(y_val, probs.argmax(axis=1), num_classes)
+            logs["val_balanced_accuracy"] = score
+            loss = float(logs.get("val_loss", np.inf))
+            if (score, -loss) > (self.best[0] + 1e-9, -self.best[1]) or \
+                    (abs(score - self.best[0]) <= 1e-9 and loss < self.best[1]):
+                self.best, self.best_epoch = (score, loss), epoch
+                self.best_weights = self.model.get_weights()
+            elif epoch >= start_epoch and epoch - self.best_epoch >= patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+                log(f"kept the weights of epoch {self.best_epoch + 1} (validation balanced "
+                    f"accuracy {self.best[0] * 100:.2f} %)")
+
+    return BalancedEarlyStopping()

@@ -1,0 +1,116 @@
+"""Recordings as users have them: any .mat variable name, any sample rate, one windowing rule."""
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+
+from edgecnn.data import load_dataset
+from edgecnn.data.windows import (data_sample_rate, measurement_stride, probe_sample_rates,
+                                  spec_for_rate)
+from edgecnn.deploy.errors import SourceError
+from edgecnn.deploy.recordings import read_recording
+from edgecnn.deploy.spec import SignalSpec
+from edgecnn.tasks import task_defaults
+
+CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
+IR007 = "12k_Drive_End_IR007_0_105.mat"
+
+
+def _real(n=24000):
+    return read_recording(CALIB / "cwru" / IR007).samples[:n]
+
+
+def test_a_mat_file_with_one_array_of_any_name_is_read(tmp_path):
+    scipy.io.savemat(tmp_path / "run7.mat", {"acc_z": _real().reshape(-1, 1),
+                                             "note": np.array([[3.0]])})
+    recording = read_recording(tmp_path / "run7.mat", sample_rate=12000)
+    assert recording.channel == "acc_z" and len(recording.samples) == 24000
+    np.testing.assert_allclose(recording.samples, _real())
+
+
+def test_several_arrays_need_a_channel_and_the_message_lists_them(tmp_path):
+    scipy.io.savemat(tmp_path / "two.mat", {"h1": _real(), "h2": -_real()})
+    with pytest.raises(SourceError, match=r"h1, h2; choose one with --channel NAME"):
+        read_recording(tmp_path / "two.mat", sample_rate=12000)
+    chosen = read_recording(tmp_path / "two.mat", channel="h2", sample_rate=12000)
+    np.testing.assert_allclose(chosen.samples, -_real())
+    with pytest.raises(SourceError, match="'h3'"):
+        read_recording(tmp_path / "two.mat", channel="h3", sample_rate=12000)
+
+
+def test_a_cwru_file_without_the_wanted_channel_never_reads_another(tmp_path):
+    scipy.io.savemat(tmp_path / "x.mat", {"X1_FE_time": _real()})
+    with pytest.raises(SourceError, match="_DE_time"):
+        read_recording(tmp_path / "x.mat", sample_rate=12000)
+
+
+def test_window_rule_keeps_durations_at_other_rates():
+    base = task_defaults("vibration").signal
+    assert (base.sample_rate, base.window_length, base.nperseg) == (12000.0, 4096, 256)
+    fast = spec_for_rate(base, 48000.0)
+    assert (fast.window_length, fast.nperseg, fast.noverlap) == (16384, 1024, 128)
+    assert fast.window_length / fast.sample_rate == pytest.approx(4096 / 12000)
+    assert spec_for_rate(base, 51200.0).window_length == 16384
+    assert spec_for_rate(base, 48000.0, window_length=8192).window_length == 8192
+    assert spec_for_rate(base, 12000.0) == base
+    assert measurement_stride(fast) == 4096
+
+
+def test_mixed_rates_train_at_the_lowest_with_a_note(caplog):
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        assert data_sample_rate([48000.0, 48000.0, 12000.0]) == 12000.0
+    assert "content above 6000 Hz is dropped" in caplog.text
+
+
+def _rig(folder: Path, rate: float) -> Path:
+    """A generic rig: files named anything, one variable named anything, rates in labels.csv."""
+    folder.mkdir()
+    rows = ["file,label,sample_rate"]
+    for label, name in (("normal", "normal_0_97.mat"), ("inner", IR007)):
+        samples = read_recording(CALIB / "cwru" / name).samples[:30000]
+        samples = np.concatenate([samples, samples])  # 60 000 samples: room for a time split
+        scipy.io.savemat(folder / f"{label}.mat", {"ch": samples})
+        rows.append(f"{label}.mat,{label},{rate:g}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_probe_and_resampling_note_for_a_fast_rig(tmp_path, caplog):
+    rig = _rig(tmp_path / "rig", 48000.0)
+    assert probe_sample_rates(rig, "manifest") == [48000.0, 48000.0]
+    spec = SignalSpec(sample_rate=12000.0, window_length=4096)
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_dataset("vibration", rig, spec)
+    assert "resampled to the model's 12000 Hz: everything above 6000 Hz is dropped" \
+        in caplog.text
+    assert samples.sample_rate == 12000.0 and len(samples) > 0
+
+
+def test_vibration_training_follows_the_data_rate(tmp_path):
+    from edgecnn.training import TrainConfig, train
+
+    rig = _rig(tmp_path / "rig", 24000.0)
+    lines = []
+    result = train(TrainConfig(task="vibration", data=str(rig), out=str(tmp_path / "m"),
+                               architecture="tiny-test", epochs=1), log=lines.append)
+    signal = result.model_dir.spec.signal
+    assert (signal.sample_rate, signal.window_length, signal.nperseg) == (24000.0, 8192, 512)
+    assert any("training at that rate" in line for line in lines)
+    from edgecnn.evaluation import evaluate
+
+    metrics = evaluate(tmp_path / "m", rig, log=lines.append)
+    # eval cuts the folder by the one measurement rule: a quarter window, both files
+    per_file = (60000 - 8192) // measurement_stride(signal) + 1
+    assert metrics["n"] == 2 * per_file
+
+
+def test_cwru_task_keeps_its_12k_rate(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    shutil.copyfile(CALIB / "cwru" / IR007, folder / IR007)
+    assert task_defaults("cwru").follow_data_rate is False
+    assert task_defaults("cwru").signal.sample_rate == 12000.0

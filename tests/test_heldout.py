@@ -1,0 +1,87 @@
+"""What training keeps for export: a calibration sample and the validation split, used by
+``edgecnn export`` without --calib and for parity judged on held-out data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecnn.deploy.errors import BundleError, DataError
+from edgecnn.heldout import balanced_index, load_heldout, proportional_index
+from edgecnn.modeldir import ModelDir
+
+CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()",
+                           *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("heldout") / "model"
+    result = run_cli("train", "--task", "neu", "--data", CALIB / "neu", "--out", out,
+                     "--arch", "tiny-test", "--image-size", "32", "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_training_keeps_a_balanced_calibration_sample_and_the_validation_split(trained):
+    model_dir = ModelDir.open(trained)
+    x, y = load_heldout(model_dir, "calibration")
+    assert x.dtype == np.float32 and x.shape[1:] == (32, 32, 1)
+    assert np.bincount(y).tolist() == [16] * 6  # the 96 training images, balanced
+    vx, vy = load_heldout(model_dir, "validation")
+    assert len(vx) == model_dir.manifest["training"]["val_samples"] == 24
+    # the held-out tensors are not in the calibration sample
+    assert not any(np.array_equal(a, b) for a in vx[:5] for b in x)
+    entry = model_dir.manifest["data"]["held_out"]
+    assert entry["calibration"]["x"]["file"] == "heldout/calibration_x.npy"
+    assert len(entry["validation"]["y"]["sha256"]) == 64
+
+
+def test_a_changed_heldout_file_is_refused(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    np.save(copy / "heldout" / "validation_y.npy", np.zeros(24, dtype=np.int64))
+    with pytest.raises(BundleError, match="does not match"):
+        load_heldout(ModelDir.open(copy), "validation")
+
+
+def test_export_without_calib_uses_the_kept_sample_and_judges_on_validation(trained, tmp_path):
+    report = tmp_path / "export.json"
+    result = run_cli("export", trained, "--out", tmp_path / "bundle", "--formats",
+                     "onnx,onnx-int8", "--json", report)
+    assert result.returncode in (0, 1), result.stderr
+    manifest = json.loads((tmp_path / "bundle" / "edgecnn.json").read_text())
+    assert manifest["calibration"]["source"].endswith("(training split sample)")
+    assert manifest["calibration"]["samples"] == 96
+    assert manifest["calibration"]["judged_on"]["samples"] == 24
+    assert manifest["verification"]["onnx-int8"]["samples"] == 24
+    assert "parity judged on 24 validation samples" in result.stderr
+    verdict = manifest["verification"]["onnx-int8"]["passed"]
+    assert manifest["default_format"] == ("onnx-int8" if verdict else "onnx")
+
+
+def test_no_calibration_source_is_one_short_line(tmp_path):
+    from edgecnn.deploy.spec import ImageSpec, InputSpec
+    from edgecnn.export.calibration import load_calibration
+
+    foreign = InputSpec("image", ("ok", "scratch"), image=ImageSpec(32, 32))
+    with pytest.raises(DataError) as caught:
+        load_calibration(foreign, "images")
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < 200 and "--calib" in message
+
+
+def test_index_pickers():
+    labels = np.array([0] * 90 + [1] * 10)
+    assert np.bincount(labels[balanced_index(labels, 2, 20)]).tolist() == [10, 10]
+    picked = labels[proportional_index(labels, 50)]
+    assert len(picked) == 50 and 4 <= (picked == 1).sum() <= 6

@@ -1,0 +1,105 @@
+"""Image folders as they come: nested class folders, masks beside images, degenerate files,
+mixed sizes and aspect ratios (one fit policy in the spec, applied by the runtime)."""
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecnn.data.images import is_mask, load_image_folder
+from edgecnn.deploy.errors import DataError, SpecError
+from edgecnn.deploy.preprocess import fit_image, preprocess_image
+from edgecnn.deploy.spec import ImageSpec, InputSpec
+from edgecnn.training import choose_fit
+
+NEU = Path(__file__).resolve().parents[1] / "calibration_data" / "neu"
+
+
+def _neu(cls, n):
+    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((NEU / cls).glob("*.jpg"))[:n]]
+
+
+def _tiles(root: Path, n=3) -> Path:
+    """The magnetic-tile layout: MT_<class>/Imgs/<name>.jpg with <name>.png masks beside."""
+    for cls, source in (("MT_Blowhole", "pitted_surface"), ("MT_Free", "patches")):
+        folder = root / cls / "Imgs"
+        folder.mkdir(parents=True)
+        for i, image in enumerate(_neu(source, n)):
+            cv2.imwrite(str(folder / f"exp1_num_{i}.jpg"), image[:, :120])  # not square
+            cv2.imwrite(str(folder / f"exp1_num_{i}.png"), (image > 128).astype(np.uint8) * 255)
+    return root
+
+
+def test_nested_class_folders_are_found_and_masks_left_out_with_a_note(tmp_path, caplog):
+    root = _tiles(tmp_path / "tiles")
+    with caplog.at_level(logging.INFO, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert samples.class_names == ("MT_Blowhole", "MT_Free")
+    assert len(samples) == 6 and samples.skipped == []
+    assert all(source.endswith(".jpg") for source in samples.sources)
+    assert "6 mask file(s) left out" in caplog.text
+    assert "MT_Blowhole/Imgs/exp1_num_0.png" in caplog.text
+
+
+def test_mask_rule():
+    assert is_mask(Path("a/crack_12_mask.png"), set())
+    assert is_mask(Path("a/crack_12_GT.jpg"), set())
+    assert is_mask(Path("a/x.png"), {"x.jpg", "x.png"})
+    assert not is_mask(Path("a/x.png"), {"x.png", "y.jpg"})
+    assert not is_mask(Path("a/x.jpg"), {"x.jpg", "x.png"})
+
+
+def test_one_wrapping_folder_is_explained(tmp_path):
+    _tiles(tmp_path / "outer" / "dataset")
+    with pytest.raises(DataError, match=r"holds one folder 'dataset'.*--data"):
+        load_image_folder(tmp_path / "outer")
+
+
+def test_degenerate_images_are_refused_naming_the_file(tmp_path):
+    for cls in ("scratches", "patches"):
+        (tmp_path / cls).mkdir()
+        for i, image in enumerate(_neu(cls, 2)):
+            cv2.imwrite(str(tmp_path / cls / f"{i}.jpg"), image)
+    cv2.imwrite(str(tmp_path / "scratches" / "dot.png"), np.full((1, 1), 7, np.uint8))
+    cv2.imwrite(str(tmp_path / "patches" / "blank.png"), np.full((64, 64), 90, np.uint8))
+    samples = load_image_folder(tmp_path)
+    reasons = {s.path: s.reason for s in samples.skipped}
+    assert len(samples) == 4
+    assert "1x1 pixels" in reasons["scratches/dot.png"] and "dot.png" in reasons["scratches/dot.png"]
+    assert "one flat value (90)" in reasons["patches/blank.png"]
+
+
+def test_fit_policies_keep_or_cut_the_image():
+    image = np.full((100, 300), 200, np.uint8)
+    image[:, :30] = 10  # a dark band at the left edge
+    letterbox = fit_image(image, ImageSpec(60, 60, fit="letterbox"))
+    crop = fit_image(image, ImageSpec(60, 60, fit="crop"))
+    stretch = fit_image(image, ImageSpec(60, 60))
+    assert letterbox.shape == crop.shape == stretch.shape == (60, 60)
+    assert letterbox[30, 0] == 10 and letterbox[0, 30] == pytest.approx(image.mean(), abs=2)
+    assert crop.min() == 200  # the centre: the edge band is cut off
+    assert stretch[0, 0] == 10 and stretch[0, 59] == 200
+    tensor = preprocess_image(np.dstack([image] * 3), ImageSpec(60, 60, color="rgb",
+                                                                  fit="letterbox"))
+    assert tensor.shape == (60, 60, 3)
+
+
+def test_old_specs_without_fit_stretch_and_new_ones_round_trip():
+    old = {"version": 1, "kind": "image", "labels": ["a", "b"],
+           "image": {"height": 32, "width": 32, "color": "gray"}}
+    assert InputSpec.from_dict(old).image.fit == "stretch"
+    new = InputSpec("image", ("a", "b"), image=ImageSpec(32, 32, fit="letterbox"))
+    assert InputSpec.from_json(new.to_json()) == new
+    with pytest.raises(SpecError, match="image fit"):
+        ImageSpec(32, 32, fit="squash")
+
+
+def test_fit_rule_stretches_near_square_sets_and_letterboxes_mixed_ones():
+    spec = InputSpec("image", ("a", "b"), image=ImageSpec(128, 128))
+    near = [np.zeros((128, 128)), np.zeros((122, 128)), np.zeros((130, 128))]  # X-SDD sizes
+    assert choose_fit(near, spec)[0] == "stretch"
+    mixed = near + [np.zeros((200, 105))]
+    fit, reason = choose_fit(mixed, spec)
+    assert fit == "letterbox" and "0.53" in reason

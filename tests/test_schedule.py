@@ -1,0 +1,72 @@
+"""Training defaults that scale with the data (edgecnn.schedule, edgecnn.models.capacity)."""
+
+import numpy as np
+import pytest
+
+from edgecnn.models.capacity import fit_capacity
+from edgecnn.schedule import (class_weights, describe_weights, epoch_budget,
+                              balanced_early_stopping, patience_for)
+
+
+def test_epoch_budget_reaches_the_step_budget_within_limits():
+    assert epoch_budget(60, 872, 32) == 143        # X-SDD: 28 steps an epoch
+    assert epoch_budget(60, 1200, 32) == 106       # NEU: 38 steps
+    assert epoch_budget(15, 48000, 128) == 15      # MNIST keeps the task's epochs
+    assert epoch_budget(30, 100, 64) == 120        # at most 4x the task's
+    assert patience_for(143, 8) == 28 and patience_for(15, 4) == 4
+
+
+def test_class_weights_make_every_class_weigh_the_same():
+    labels = np.array([0] * 80 + [1] * 20)
+    weights = class_weights(labels, 2)
+    assert weights[0] * 80 == pytest.approx(weights[1] * 20)
+    assert "class-balanced loss" in describe_weights(weights, ("free", "crack"))
+    assert "crack weighs most" in describe_weights(weights, ("free", "crack"))
+    assert "balanced in the data" in describe_weights(class_weights(np.array([0, 1]), 2),
+                                                     ("a", "b"))
+
+
+def test_capacity_rule_and_explicit_architectures():
+    assert fit_capacity("edge-image", 300) == ("edge-image-s", "300 training samples < 500")
+    assert fit_capacity("edge-image", 1200) == ("edge-image", None)
+    assert fit_capacity("edge-image", 25000)[0] == "edge-image-l"
+    assert fit_capacity("edge-spectro", 10) == ("edge-spectro", None)
+
+
+def test_capacity_siblings_are_registered_and_sized_by_width():
+    from edgecnn.deploy.spec import ImageSpec, InputSpec
+    from edgecnn.models import create_model
+
+    spec = InputSpec("image", ("a", "b"), image=ImageSpec(64, 64))
+    sizes = [create_model(name, spec).count_params()
+             for name in ("edge-image-s", "edge-image", "edge-image-l")]
+    assert sizes[0] * 3 < sizes[1] < sizes[2] / 1.8
+
+
+def test_early_stopping_keeps_the_weights_with_the_best_balanced_accuracy():
+    """A model whose validation accuracy stays high by answering the majority class is not
+    kept over the epoch that found the minority class."""
+    import keras
+
+    x_val = np.array([[0.0], [0.0], [0.0], [1.0]], dtype=np.float32)
+    y_val = np.array([0, 0, 0, 1])
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    good = [np.array([[-5.0, 5.0]], np.float32), np.array([0.5, -0.5], np.float32)]
+    majority = [np.zeros((1, 2), np.float32), np.array([1.0, 0.0], np.float32)]
+    lines = []
+    callback = balanced_early_stopping(x_val, y_val, 2, patience=1, start_epoch=0,
+                                       log=lines.append)
+    callback.set_model(model)
+    model.stop_training = False
+    for epoch, weights in enumerate([majority, good, majority, majority]):
+        model.set_weights(weights)
+        logs = {"val_loss": 0.1 if weights is majority else 0.5}
+        callback.on_epoch_end(epoch, logs)
+        assert 0.0 <= logs["val_balanced_accuracy"] <= 1.0
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    assert model.stop_training and epoch == 2
+    np.testing.assert_allclose(model.get_weights()[1], good[1])
+    assert "kept the weights of epoch 2" in lines[0]
