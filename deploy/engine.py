@@ -167,8 +167,7 @@ class TFLiteEngine(Engine):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise BundleError("running a TFLite model needs the 'ai-edge-litert' package "
-                              "(pip install ai-edge-litert, or edgecnn[train])") from None
+            raise BundleError(f"running a TFLite model {TFLITE_RUNTIME_MISSING}") from None
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=options.threads)
         except (ValueError, RuntimeError) as exc:
@@ -205,6 +204,21 @@ class TFLiteEngine(Engine):
             scale, zero = self._output["quantization"]
             out = (out.astype(np.float32) - zero) * scale
         return out.astype(np.float32, copy=False)
+
+
+TFLITE_RUNTIME_MISSING = ("needs the 'ai-edge-litert' package (pip install ai-edge-litert, "
+                          "or edgecnn[train])")
+
+
+def missing_runtime(fmt: str) -> str | None:
+    """Why format ``fmt`` cannot run on this install (its runtime package is absent), or
+    None. Parity and bench skip such formats and say so; a runtime command fails on them."""
+    if fmt.startswith("tflite"):
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError:
+            return TFLITE_RUNTIME_MISSING
+    return None
 
 
 def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions()) -> Engine:

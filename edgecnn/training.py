@@ -154,6 +154,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         raise InputError(f"model {architecture!r} takes {' or '.join(entry.kinds)} input; "
                          f"task {config.task!r} is {defaults.kind}")
 
+    from edgecnn.tfquiet import import_tensorflow
+
+    import_tensorflow("training")  # a line-PC install says which extra, before any data is read
+
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.
     spec = defaults.spec(("?", "??"), **_spec_overrides(config, defaults.kind))

@@ -56,7 +56,7 @@ def io_entries(path: Path, runtime: str) -> tuple[list[dict], list[dict]]:
                 [_onnx_value(v) for v in model.graph.output])
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecnn.export.silence import silenced
+    from edgecnn.tfquiet import silenced
 
     with silenced():
         interpreter = Interpreter(model_path=str(path))
