@@ -100,3 +100,13 @@ def test_bench_runs_the_onnx_formats_and_names_the_skipped_ones(line_pc, tmp_pat
     assert "skipped keras: the Keras source model needs the 'train' extra" in proc.stdout
     for name in ("tflite", "tflite-fp16", "tflite-int8"):
         assert f"skipped {name}: needs the 'ai-edge-litert' package" in proc.stdout
+
+
+def test_every_shipped_bundle_is_a_listed_package_so_pip_installs_it_quietly():
+    import tomllib
+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = set(config["tool"]["setuptools"]["packages"])
+    bundles = {f"edgecnn.deploy.bundles.{p.name}" for p in (REPO / "deploy" / "bundles").iterdir()
+               if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert bundles and bundles | {"edgecnn.deploy.bundles"} <= packages
