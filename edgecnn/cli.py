@@ -19,7 +19,40 @@ from edgecnn.deploy.errors import EdgecnnError
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 check failed, 2 usage or input error."
 
 
-@click.group(help=f"Edge CNNs for industrial inspection. {EXIT_CODES_HELP}")
+def examples(*lines: str) -> str:
+    """A command's epilog: its example lines, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def per_task(field: str, kinds=("image", "signal"), otherwise: str | None = None) -> str:
+    """``[default: per task: images/neu 60, mnist 15, ...]`` for a training option, from the
+    task table (edgecnn.tasks), so the help never disagrees with what training does.
+    ``field`` is a TaskDefaults attribute or ``image.x`` / ``signal.x``; tasks without a
+    value are "others" (``otherwise``)."""
+    from edgecnn.tasks import TASK_DEFAULTS
+
+    names: dict[tuple, list[str]] = {}  # an alias (neu = images) shares its entry
+    for name, task in TASK_DEFAULTS.items():
+        if task.kind in kinds:
+            names.setdefault(tuple(sorted((k, repr(v)) for k, v in task.__dict__.items()
+                                          if k != "name")), []).append(name)
+    values = []
+    for group in names.values():
+        section, _, attribute = field.rpartition(".")
+        task = TASK_DEFAULTS[group[0]]
+        source = getattr(task, section) if section else task
+        value = getattr(source, attribute, None) if source is not None else None
+        if value is not None:
+            values.append(("/".join(group), f"{value:g}" if isinstance(value, float) else value))
+    tail = f", others {otherwise}" if otherwise else ""
+    if len({value for _, value in values}) == 1 and not otherwise:
+        return f"[default: {values[0][1]} for every task]"
+    return "[default: per task: " + ", ".join(f"{n} {v}" for n, v in values) + tail + "]"
+
+
+@click.group(help=f"Edge CNNs for industrial inspection. {EXIT_CODES_HELP}",
+             epilog=examples("edgecnn models",
+                             "edgecnn demo --out demo-output"))
 @click.version_option(__version__, prog_name="edgecnn")
 def cli() -> None:
     pass
@@ -58,7 +91,10 @@ def _write_json(data: dict, path) -> None:
 
 
 @cli.command(help="Train a model on labelled images or recordings and write a model "
-                  "directory (model.keras, edgecnn.json, report/).")
+                  "directory (model.keras, edgecnn.json, report/).",
+             epilog=examples("edgecnn train --task neu --data datasets/neu/train --out runs/neu",
+                             "edgecnn train --task cwru --data datasets/cwru --out runs/cwru "
+                             "--json runs/cwru-train.json"))
 @click.option("--task", required=True,
               help="Data kind: images (neu), mnist, cwru, vibration, lecture-npz.")
 @click.option("--data", "data", required=True, type=click.Path(exists=True),
@@ -66,22 +102,37 @@ def _write_json(data: dict, path) -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Model directory to write.")
 @click.option("--arch", "architecture", default=None,
-              help="Architecture from 'edgecnn models --archs' (default: the task's).")
-@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping).")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", "learning_rate", type=float, default=None, help="Initial learning rate.")
-@click.option("--patience", type=int, default=None, help="Early-stopping patience (epochs).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+              help="Architecture from 'edgecnn models --archs'. " + per_task("architecture"))
+@click.option("--epochs", type=int, default=None,
+              help="Maximum epochs (early stopping may end sooner). " + per_task("epochs"))
+@click.option("--batch-size", type=int, default=None,
+              help="Samples per training step. " + per_task("batch_size"))
+@click.option("--lr", "learning_rate", type=float, default=None,
+              help="Initial learning rate (Adam, cosine decay). " + per_task("learning_rate"))
+@click.option("--patience", type=int, default=None,
+              help="Early-stopping patience (epochs without a better validation loss). "
+                   + per_task("patience"))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the validation split and the training.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the data held out for validation (per class).")
 @click.option("--no-augment", is_flag=True, help="Switch off the task's augmentation.")
-@click.option("--image-size", type=int, default=None, help="Images: model input side.")
-@click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
+@click.option("--image-size", type=int, default=None,
+              help="Images: model input side (pixels). " + per_task("image.width", ("image",)))
+@click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None,
+              help="Images: colour the model sees. " + per_task("image.color", ("image",)))
 @click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
-              default=None, help="Images: resize to the input size (task default: linear).")
-@click.option("--window-length", type=int, default=None, help="Signals: samples per window.")
-@click.option("--stride", type=int, default=None, help="Signals: training window stride.")
+              default=None, help="Images: resize to the input size. "
+                                 + per_task("image.interpolation", ("image",)))
+@click.option("--window-length", type=int, default=None,
+              help="Signals: samples per window. "
+                   + per_task("signal.window_length", ("signal",)))
+@click.option("--stride", type=int, default=None,
+              help="Signals: training window stride. "
+                   + per_task("stride", ("signal",), otherwise="window length / 4"))
 @click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
-              help="Signals: spectrogram magnitude transform.")
+              help="Signals: spectrogram magnitude transform. "
+                   + per_task("signal.transform", ("signal",)))
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the validation results as JSON.")
@@ -96,20 +147,26 @@ def train(json_path, no_augment, **options):
 
 
 @cli.command("eval", help="Evaluate a model directory or bundle (path or shipped name) on "
-                          "labelled data: accuracy, per-class metrics, confusion matrix.")
+                          "labelled data: accuracy, per-class metrics, confusion matrix.",
+             epilog=examples("edgecnn eval neu --data calibration_data/neu",
+                             "edgecnn eval runs/neu --format keras --data datasets/neu/val "
+                             "--report runs/neu-eval"))
 @click.argument("model")
-@click.option("--data", "data", required=True, type=click.Path(exists=True))
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Labelled data in any layout the model's task reads.")
 @click.option("--format", "fmt", default=None,
               help="Bundle format to run (default: the int8 ONNX model); 'keras' for a "
                    "model directory.")
 @click.option("--task", default=None, help="Data kind, if the model does not record it.")
 @click.option("--stride", type=int, default=None,
               help="Signals: window stride (default: non-overlapping windows).")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Intra-op threads for inference.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Also write confusion.png and metrics.json here.")
 @_loader_options
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the metrics as JSON.")
 def eval_command(model, data, fmt, json_path, report_dir, **options):
     from edgecnn.evaluation import evaluate
 
@@ -135,7 +192,10 @@ def format_result(metrics: dict) -> str:
 
 @cli.command(help="Export a model directory to a bundle: float32/int8 ONNX and TFLite files, "
                   "each verified against the Keras model, described by edgecnn.json. "
-                  "Formats: onnx, onnx-int8, tflite, tflite-fp16, tflite-int8 (default: all).")
+                  "Formats: onnx, onnx-int8, tflite, tflite-fp16, tflite-int8 (default: all).",
+             epilog=examples("edgecnn export runs/cwru --out bundles/cwru",
+                             "edgecnn export runs/neu --out bundles/neu --formats "
+                             "onnx,onnx-int8,tflite-int8 --float-first 2"))
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Bundle directory to write (new, empty, or an earlier bundle).")
@@ -151,7 +211,7 @@ def format_result(metrics: dict) -> str:
               help="onnx-int8 weight scales per output channel (default) or per tensor.")
 @click.option("--float-first", type=int, default=None,
               help="onnx-int8: keep the first N convolutions in float (faster on one-channel "
-                   "full-resolution input; default 0).")
+                   "full-resolution input). Default 0; the shipped NEU bundle uses 2.")
 @click.option("--reduce-range/--full-range", default=None,
               help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
 @click.option("--auto-fallback", is_flag=True,
@@ -184,7 +244,11 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
 
 @cli.command(help="Evaluate the float32 reference and every other format of a bundle on "
                   "the same labelled data; exit 1 if a format breaks a threshold, and show "
-                  "which layers are to blame.")
+                  "which layers are to blame. Formats whose runtime is not installed "
+                  "are skipped and named.",
+             epilog=examples("edgecnn parity neu --data calibration_data/neu",
+                             "edgecnn parity bundles/cwru --data datasets/cwru --max-drop 1 "
+                             "--json parity.json"))
 @click.argument("bundle")
 @click.option("--data", "data", required=True, type=click.Path(exists=True),
               help="Labelled data in any layout the bundle's task reads.")
@@ -213,7 +277,9 @@ def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, **lo
 # (run camera, run vibration, events summary) -- edgecnn.deploy
 
 @cli.group(help="Run a bundle line-side on a camera or vibration stream, logging events. "
-                "Ctrl-C / SIGTERM stop cleanly and print the summary.")
+                "Ctrl-C / SIGTERM stop cleanly and print the summary.",
+           epilog=examples("edgecnn run camera neu --source line.mp4 --log events.jsonl",
+                           "edgecnn run vibration cwru --source recording.mat"))
 def run() -> None:
     pass
 
@@ -271,7 +337,10 @@ def _run_common(kind, bundle, source, fmt, threads, spinning, class_threshold, q
 
 
 @run.command("camera", help="Classify frames from a camera index, video file, RTSP/HTTP URL "
-                            "or GStreamer pipeline.")
+                            "or GStreamer pipeline.",
+             epilog=examples("edgecnn run camera neu --source 0 --log events.jsonl",
+                             "edgecnn run camera neu --source line.mp4 --tiles 2x2 "
+                             "--snapshots snaps --json run.json"))
 @click.argument("bundle")
 @click.option("--source", required=True, help="0 | video.mp4 | rtsp://... | 'pipeline ! appsink'")
 @click.option("--roi", default=None, metavar="x,y,w,h", help="Only look at this region.")
@@ -300,7 +369,11 @@ def run_camera_command(bundle, source, roi, tiles, grid, min_frames, frozen_fram
 
 
 @run.command("vibration", help="Classify windows of a recording (.mat/.wav/.csv/.npy/.npz), "
-                               "raw float32 samples on stdin (-) or a tcp://host:port stream.")
+                               "raw float32 samples on stdin (-) or a tcp://host:port stream.",
+             epilog=examples("edgecnn run vibration cwru --source recording.mat "
+                             "--log events.jsonl",
+                             "edgecnn run vibration cwru --source tcp://127.0.0.1:9000 "
+                             "--sample-rate 12000"))
 @click.argument("bundle")
 @click.option("--source", required=True, help="recording | - | tcp://host:port")
 @click.option("--hop", type=int, default=None,
@@ -324,13 +397,16 @@ def run_vibration_command(bundle, source, hop, sample_rate, channel, min_windows
                 **options)
 
 
-@cli.group(help="Read event logs written by `edgecnn run`.")
+@cli.group(help="Read event logs written by `edgecnn run`.",
+           epilog=examples("edgecnn events summary events.jsonl"))
 def events() -> None:
     pass
 
 
 @events.command("summary", help="Counts per class and per hour of a JSONL log (with its "
-                                "rotated files) or an SQLite event database.")
+                                "rotated files) or an SQLite event database.",
+                epilog=examples("edgecnn events summary events.jsonl",
+                                "edgecnn events summary events.sqlite --json"))
 @click.argument("log", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def events_summary(log, as_json):
@@ -348,7 +424,11 @@ def events_summary(log, as_json):
 @cli.command("bench", help="Benchmark every format of a bundle (path or shipped name) and "
                            "its Keras source model: size, accuracy (--data), batch-1 latency "
                            "mean/p50/p99, throughput, MACs and GMAC/s against a GEMM "
-                           "ceiling measured in the same run.")
+                           "ceiling measured in the same run. Formats whose runtime is not "
+                           "installed are skipped and named.",
+             epilog=examples("edgecnn bench cwru --data calibration_data/cwru",
+                             "edgecnn bench bundles/neu --data datasets/neu/val --keras runs/neu "
+                             "--json bench.json"))
 @click.argument("bundle")
 @click.option("--data", "data", type=click.Path(exists=True), default=None,
               help="Labelled data for accuracy (any layout the bundle's task reads).")
@@ -379,9 +459,11 @@ def bench_command(bundle, json_path, no_keras, **options):
 
 
 @cli.command("models", help="List the shipped bundles (name, path, task, formats, "
-                            "validation accuracy) and, with --archs, the architectures.")
+                            "validation accuracy) and, with --archs, the architectures.",
+             epilog=examples("edgecnn models", "edgecnn models --archs"))
 @click.option("--archs", is_flag=True, help="List the model architectures of the registry.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the list of shipped bundles as JSON.")
 def models_command(archs, json_path):
     from edgecnn.catalog import describe_shipped, format_architectures, format_shipped
 
@@ -395,7 +477,8 @@ def models_command(archs, json_path):
 
 @cli.command("demo", help="Run the main job on embedded defaults: train and export a quick "
                           "model, parity of the shipped NEU bundle, the camera runtime on a "
-                          "sample video and the vibration runtime on a recording.")
+                          "sample video and the vibration runtime on a recording.",
+             epilog=examples("edgecnn demo", "edgecnn demo --out /tmp/edgecnn-demo"))
 @click.option("--out", default="demo-output", show_default=True,
               type=click.Path(file_okay=False), help="Folder for everything the demo writes.")
 def demo_command(out):
