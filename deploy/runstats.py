@@ -91,8 +91,7 @@ class RunSummary:
                                         if self.reconnects else ""),
             f"  speed      {self.processed} {self.unit} in {_duration(self.elapsed_s)}"
             + (f" ({self.fps:.0f} {self.unit}/s)" if self.elapsed_s >= 1.0 else "")
-            + f"; latency per {self.unit[:-1]}: median {ms(self.latency_p50_ms)}, "
-              f"99 % under {ms(self.latency_p99_ms)}",
+            + f"; latency p50 {ms(self.latency_p50_ms)}, p99 {ms(self.latency_p99_ms)}",
             f"  events     {events}",
         ]
         extra = self.extra
