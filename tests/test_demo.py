@@ -62,7 +62,7 @@ def test_a_second_run_starts_fresh_and_counts_the_same(two_runs):
 
 @pytest.mark.slow
 def test_the_summary_speaks_plainly_and_explains_every_miss(two_runs):
-    _, _, _, result = two_runs
+    _, first, _, result = two_runs
     text = result.stdout + result.stderr
     assert "warning" not in text.lower()
     assert not [word for word in INTERNALS if word in result.stdout]
@@ -71,8 +71,10 @@ def test_the_summary_speaks_plainly_and_explains_every_miss(two_runs):
     assert shown, result.stdout
     explained = result.stdout.count("   missed: image ")
     assert int(shown[1]) + explained == int(shown[2]) == 18
-    accuracy = float(re.search(r"validation accuracy ([\d.]+) %", result.stdout)[1])
-    assert accuracy >= 90.0
+    # Deterministic training, seed 1: 22 of 24 here (seeds 0 and 2 give 21 of 24)
+    accuracies = [float(re.search(r"validation accuracy ([\d.]+) %", run.stdout)[1])
+                  for run in (first, result)]
+    assert accuracies[0] == accuracies[1] >= 90.0
 
 
 def test_a_camera_miss_is_explained_with_what_the_model_saw(tmp_path):
