@@ -6,11 +6,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install clean
 
+# pip shows what it downloads and installs (TensorFlow is about 600 MB): minutes, once.
 $(STAMP): pyproject.toml
+	@echo "== installing edgecnn with its training extra (TensorFlow, tf2onnx, LiteRT) into $(VENV)"
+	@echo "== first run only: this takes a few minutes; later runs start at once"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[train,dev]'
 	touch $(STAMP)
+	@echo "== installed; next time 'make demo' and 'make test' skip this step"
 
 install: $(STAMP)
 

@@ -182,9 +182,9 @@ def bench_model(model: dict, data: Path, args) -> dict:
 def run(args) -> dict:
     from edgecnn.machine import machine_info
     from edgecnn.report import write_json
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow("run_all.py")
     tasks = parse_tasks(args.tasks)
     started = time.perf_counter()
     results = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -184,9 +184,7 @@ class TFLiteEngine(Engine):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            package = model_format(fmt).package
-            raise BundleError(f"running a {fmt} model needs the '{package}' package "
-                              f"(pip install {package}, or edgecnn[train])") from None
+            raise BundleError(f"running a {fmt} model {missing_runtime(fmt)}") from None
         try:
             source = {"model_path": str(path)} if content is None else \
                 {"model_content": content}
@@ -242,6 +240,21 @@ def dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
         if scale:
             return (values.astype(np.float32) - zero) * scale
     return values
+
+
+def missing_runtime(fmt: str) -> str | None:
+    """Why format ``fmt`` cannot run on this install (its runtime package, a column of the
+    format table, is absent), or None. Parity and bench skip such formats and say so; a
+    runtime command fails on them."""
+    import importlib
+
+    row = model_format(fmt)
+    try:
+        importlib.import_module(row.module)
+        return None
+    except ImportError:
+        pass
+    return f"needs the '{row.package}' package (pip install {row.package}, or edgecnn[train])"
 
 
 def engine_for_file(path: Path, fmt: str, options: EngineOptions = EngineOptions(),

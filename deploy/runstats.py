@@ -77,6 +77,8 @@ class RunSummary:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def format(self) -> str:
+        """The summary in the user's words. Pipeline internals in ``extra`` (decoded
+        frames, CPU ms per thread, ...) are for --json only; a few read as sentences."""
         def ms(v):
             return "-" if v is None else f"{v:.2f} ms"
         events = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
@@ -84,16 +86,42 @@ class RunSummary:
         lines = [
             f"{self.kind} run on {self.source} ({self.stop_reason})",
             f"  model      {self.bundle} [{self.model_format}] sha256 {self.model_sha256[:12]}",
-            f"  {self.unit:<10} read {self.read}, processed {self.processed}, "
-            f"dropped {self.dropped}, corrupt {self.corrupt}",
+            f"  {self.unit:<10} {self.read} read, {self.processed} classified, "
+            f"{self.dropped} dropped, {self.corrupt} corrupt",
             f"  faults     {faults}" + (f"; reconnects {self.reconnects}"
                                         if self.reconnects else ""),
-            f"  rate       {self.fps:.1f} {self.unit}/s over {self.elapsed_s:.1f} s; "
-            f"latency p50 {ms(self.latency_p50_ms)}, p99 {ms(self.latency_p99_ms)}",
+            f"  speed      {self.processed} {self.unit} in {_duration(self.elapsed_s)}"
+            + (f" ({self.fps:.0f} {self.unit}/s)" if self.elapsed_s >= 1.0 else "")
+            + f"; latency p50 {ms(self.latency_p50_ms)}, p99 {ms(self.latency_p99_ms)}",
             f"  events     {events}",
         ]
-        lines += [f"  {k:<10} {v}" for k, v in self.extra.items()]
+        extra = self.extra
+        if (extra.get("regions") or 1) > 1:
+            lines.append(f"  regions    {extra['regions']} per frame")
+        if extra.get("signal_s") is not None:
+            speed = (f", {extra['x_realtime']:g}x faster than real time"
+                     if extra.get("x_realtime") else "")
+            lines.append(f"  signal     {extra['signal_s']:g} s of recording, a window every "
+                         f"{extra.get('hop')} samples{speed}")
+        if extra.get("log"):
+            lines.append(f"  log        {extra['log']}")
+        # the storage report of the run's sinks (storage.StorageGuard.report)
+        for key in ("storage", "unstored", "snapshots_not_saved", "mqtt"):
+            if key in extra and (key != "unstored" or extra[key]):
+                lines.append(f"  {key:<10} {extra[key]}")
         return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    """0.035 s -> '35 ms', 4.2 -> '4.2 s', 3700 -> '1 h 01 min'."""
+    if seconds < 1.0:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min {int(seconds % 60):02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 class StopFlag:

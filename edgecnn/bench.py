@@ -12,7 +12,7 @@ integer GEMM, the kernel ONNX Runtime's QDQ convolutions run on) for int8 format
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +41,7 @@ class BenchResult:
     macs: dict
     ceilings: dict
     rows: list[dict]
+    skipped: dict = field(default_factory=dict)   # format/row -> why it did not run here
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,7 +198,8 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
     keras           -- False: leave the Keras rows out (no TensorFlow import)
     ceiling_seconds -- time budget of each ceiling GEMM measurement
     """
-    from edgecnn.deploy.engine import EngineOptions, open_engine
+    from edgecnn.deploy.engine import EngineOptions, missing_runtime, open_engine
+    from edgecnn.tfquiet import TRAIN_EXTRA, tensorflow_installed
 
     for name, value, low in (("batch", batch, 1), ("iterations", iterations, 1),
                              ("warmup", warmup, 0)):
@@ -208,6 +210,14 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
     options = EngineOptions(threads=threads)
     bundle = bundle_or_name if isinstance(bundle_or_name, Bundle) else Bundle.open(bundle_or_name)
     chosen = _choose_formats(bundle, formats)
+    # Formats and Keras rows whose runtime this install lacks are left out and named (a
+    # line PC without the 'train' extra); asked for by name, they are an error.
+    skipped = {f: why for f in chosen if (why := missing_runtime(f))}
+    if formats is not None and skipped:
+        raise BundleError("; ".join(f"format {f} {why}" for f, why in skipped.items()))
+    chosen = [f for f in chosen if f not in skipped]
+    if keras and keras_model_dir is None and not tensorflow_installed():
+        keras, skipped["keras"] = False, f"the Keras source model {TRAIN_EXTRA}"
     for fmt in chosen:  # refuse a missing or modified file before spending time on others
         bundle.file(fmt)
     bar = ProgressBar(enabled=progress)
@@ -247,7 +257,7 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
                            "throughput"},
         data=({"source": eval_data.source, "n": int(len(eval_data.labels))}
               if eval_data is not None else None),
-        macs=macs, ceilings=ceilings, rows=rows)
+        macs=macs, ceilings=ceilings, rows=rows, skipped=skipped)
 
 
 def _choose_formats(bundle: Bundle, formats) -> list[str]:
@@ -264,9 +274,9 @@ def _choose_formats(bundle: Bundle, formats) -> list[str]:
 
 
 def _keras_rows(model_dir, bundle: Bundle, data, one, many, macs, ceilings, timing) -> list:
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow("benchmarking a Keras model")
     if tuple(model_dir.spec.input_shape) != tuple(bundle.spec.input_shape):
         raise BundleError(f"Keras model {model_dir.path} takes input "
                           f"{model_dir.spec.input_shape}; the bundle takes "
@@ -309,6 +319,8 @@ def format_bench(result: dict) -> str:
                      f"{lat['p50']:8.3f} {lat['p99']:8.3f} "
                      f"{row['throughput']['images_per_s']:10.1f} {row['threads']:>3} "
                      f"{mmac:>8} {gmacs:>7} {frac:>7}")
+    for name, why in (result.get("skipped") or {}).items():
+        lines.append(f"skipped {name}: {why}")
     ceilings = result["ceilings"]
     if "error" in ceilings:
         lines.append(f"ceilings: not measured ({ceilings['error']})")

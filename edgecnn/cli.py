@@ -24,7 +24,36 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
 EXIT_CODES_HELP = "Exit codes: 0 ok, 1 check failed, 2 usage or input error."
 
 
-@click.group(help=f"Edge CNNs for industrial inspection. {EXIT_CODES_HELP}")
+def examples(*lines: str) -> str:
+    """A command's epilog: its example lines, kept as written (click's \\b)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def per_task(field: str, kinds=("image", "signal"), otherwise: str | None = None) -> str:
+    """``[default: per task: images/neu 60, mnist 15, ...]`` for a training option, from the
+    task table (edgecnn.tasks), so the help never disagrees with what training does.
+    ``field`` is a TaskDefaults attribute or ``image.x`` / ``signal.x``; tasks without a
+    value are "others" (``otherwise``)."""
+    from edgecnn.tasks import TASK_LIST, TASKS
+
+    names = {task.name: [task.name, *task.aliases] for task in TASK_LIST if task.kind in kinds}
+    values = []
+    for group in names.values():
+        section, _, attribute = field.rpartition(".")
+        task = TASKS[group[0]]
+        source = getattr(task, section) if section else task
+        value = getattr(source, attribute, None) if source is not None else None
+        if value is not None:
+            values.append(("/".join(group), f"{value:g}" if isinstance(value, float) else value))
+    tail = f", others {otherwise}" if otherwise else ""
+    if len({value for _, value in values}) == 1 and not otherwise:
+        return f"[default: {values[0][1]} for every task]"
+    return "[default: per task: " + ", ".join(f"{n} {v}" for n, v in values) + tail + "]"
+
+
+@click.group(help=f"Edge CNNs for industrial inspection. {EXIT_CODES_HELP}",
+             epilog=examples("edgecnn models",
+                             "edgecnn demo --out demo-output"))
 @click.version_option(__version__, prog_name="edgecnn")
 def cli() -> None:
     pass
@@ -76,7 +105,10 @@ def _trust(trusted_keys):
 
 
 @cli.command(help="Train a model on labelled images or recordings and write a model "
-                  "directory (model.keras, edgecnn.json, report/).")
+                  "directory (model.keras, edgecnn.json, report/).",
+             epilog=examples("edgecnn train --task neu --data datasets/neu/train --out runs/neu",
+                             "edgecnn train --task cwru --data datasets/cwru --out runs/cwru "
+                             "--json runs/cwru-train.json"))
 @click.option("--task", required=True,
               help="Data kind: images (neu), mnist, cwru, vibration, lecture-npz.")
 @click.option("--data", "data", required=True, type=click.Path(exists=True),
@@ -84,31 +116,46 @@ def _trust(trusted_keys):
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Model directory to write.")
 @click.option("--arch", "architecture", default=None,
-              help="Architecture from 'edgecnn models --archs' (default: the task's).")
-@click.option("--epochs", type=int, default=None, help="Maximum epochs (early stopping).")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", "learning_rate", type=float, default=None, help="Initial learning rate.")
-@click.option("--patience", type=int, default=None, help="Early-stopping patience (epochs).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+              help="Architecture from 'edgecnn models --archs'. " + per_task("architecture"))
+@click.option("--epochs", type=int, default=None,
+              help="Maximum epochs (early stopping may end sooner). " + per_task("epochs"))
+@click.option("--batch-size", type=int, default=None,
+              help="Samples per training step. " + per_task("batch_size"))
+@click.option("--lr", "learning_rate", type=float, default=None,
+              help="Initial learning rate (Adam, cosine decay). " + per_task("learning_rate"))
+@click.option("--patience", type=int, default=None,
+              help="Early-stopping patience (epochs without a better validation loss). "
+                   + per_task("patience"))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the validation split and the training.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the data held out for validation (per class).")
 @click.option("--augment", default=None, metavar="NAMES|none",
-              help="Raw-domain augmentation families, comma-separated, or 'none' (default: "
-                   "the task's; images: gain, offset, gamma, contrast, noise, defocus, motion, "
-                   "jpeg, rotate, zoom, shift, flip, rot90; signals: gain, dc, noise, hum, "
-                   "speed).")
+              help="Raw-domain augmentation families, comma-separated, or 'none' (images: "
+                   "gain, offset, gamma, contrast, noise, defocus, motion, jpeg, rotate, "
+                   "zoom, shift, flip, rot90; signals: gain, dc, noise, hum, speed). "
+                   + per_task("augment"))
 @click.option("--augment-strength", type=float, default=None,
-              help="Scale of every augmentation range, 0-2 (default: the task's, usually 1).")
-@click.option("--image-size", type=int, default=None, help="Images: model input side.")
-@click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None)
+              help="Scale of every augmentation range, 0-2. " + per_task("augment_strength"))
+@click.option("--image-size", type=int, default=None,
+              help="Images: model input side (pixels). " + per_task("image.width", ("image",)))
+@click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None,
+              help="Images: colour the model sees. " + per_task("image.color", ("image",)))
 @click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
-              default=None, help="Images: resize to the input size (task default: linear).")
+              default=None, help="Images: resize to the input size. "
+                                 + per_task("image.interpolation", ("image",)))
 @click.option("--fit", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
               help="Images of another aspect ratio: stretch, letterbox or crop to the input "
                    "(default: stretch if all are within 10 % of it, else letterbox).")
-@click.option("--window-length", type=int, default=None, help="Signals: samples per window.")
-@click.option("--stride", type=int, default=None, help="Signals: training window stride.")
+@click.option("--window-length", type=int, default=None,
+              help="Signals: samples per window. "
+                   + per_task("signal.window_length", ("signal",)))
+@click.option("--stride", type=int, default=None,
+              help="Signals: training window stride. "
+                   + per_task("stride", ("signal",), otherwise="window length / 4"))
 @click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
-              help="Signals: spectrogram magnitude transform.")
+              help="Signals: spectrogram magnitude transform. "
+                   + per_task("signal.transform", ("signal",)))
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the validation results as JSON.")
@@ -123,9 +170,13 @@ def train(json_path, augment, **options):
 
 
 @cli.command("eval", help="Evaluate a model directory or bundle (path or shipped name) on "
-                          "labelled data: accuracy, per-class metrics, confusion matrix.")
+                          "labelled data: accuracy, per-class metrics, confusion matrix.",
+             epilog=examples("edgecnn eval neu --data calibration_data/neu",
+                             "edgecnn eval runs/neu --format keras --data datasets/neu/val "
+                             "--report runs/neu-eval"))
 @click.argument("model")
-@click.option("--data", "data", required=True, type=click.Path(exists=True))
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Labelled data in any layout the model's task reads.")
 @click.option("--format", "fmt", default=None,
               help=f"Bundle format to run: {', '.join(FORMAT_NAMES)} (default: the first "
                    f"the bundle has of {', '.join(PREFERENCE)}); 'keras' for a model "
@@ -133,7 +184,8 @@ def train(json_path, augment, **options):
 @click.option("--task", default=None, help="Data kind, if the model does not record it.")
 @click.option("--stride", type=int, default=None,
               help="Signals: window stride (default: non-overlapping windows).")
-@click.option("--threads", type=int, default=1, show_default=True)
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Intra-op threads for inference.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Also write confusion.png and metrics.json here (robustness.png with "
                    "--robustness).")
@@ -144,7 +196,8 @@ def train(json_path, augment, **options):
               help="With --robustness: only these families, comma-separated.")
 @_loader_options
 @_trust_option
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the metrics as JSON.")
 def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbations,
                  trusted_keys, **options):
     from edgecnn.evaluation import evaluate
@@ -182,7 +235,10 @@ def format_result(metrics: dict) -> str:
 
 @cli.command(help="Export a model directory to a bundle: float32/int8 ONNX and TFLite files, "
                   "each verified against the Keras model, described by edgecnn.json. "
-                  f"Formats: {', '.join(FORMAT_NAMES)} (default: all).")
+                  f"Formats: {', '.join(FORMAT_NAMES)} (default: all).",
+             epilog=examples("edgecnn export runs/cwru --out bundles/cwru",
+                             "edgecnn export runs/neu --out bundles/neu --formats "
+                             "onnx,onnx-int8,tflite-int8 --float-first 2"))
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Bundle directory to write (new, empty, or an earlier bundle).")
@@ -198,7 +254,7 @@ def format_result(metrics: dict) -> str:
               help="onnx-int8 weight scales per output channel (default) or per tensor.")
 @click.option("--float-first", type=int, default=None,
               help="onnx-int8: keep the first N convolutions in float (faster on one-channel "
-                   "full-resolution input; default 0).")
+                   "full-resolution input). Default 0; the shipped NEU bundle uses 2.")
 @click.option("--reduce-range/--full-range", default=None,
               help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
 @click.option("--auto-fallback", is_flag=True,
@@ -232,7 +288,11 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
 
 @cli.command(help="Evaluate the float32 reference and every other format of a bundle on "
                   "the same labelled data; exit 1 if a format breaks a threshold, and show "
-                  "which layers are to blame.")
+                  "which layers are to blame. Formats whose runtime is not installed "
+                  "are skipped and named.",
+             epilog=examples("edgecnn parity neu --data calibration_data/neu",
+                             "edgecnn parity bundles/cwru --data datasets/cwru --max-drop 1 "
+                             "--json parity.json"))
 @click.argument("bundle")
 @click.option("--data", "data", required=True, type=click.Path(exists=True),
               help="Labelled data in any layout the bundle's task reads.")
@@ -264,7 +324,9 @@ def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, trus
 # (run camera, run vibration, events summary) -- edgecnn.deploy
 
 @cli.group(help="Run a bundle line-side on a camera or vibration stream, logging events. "
-                "Ctrl-C / SIGTERM stop cleanly and print the summary.")
+                "Ctrl-C / SIGTERM stop cleanly and print the summary.",
+           epilog=examples("edgecnn run camera neu --source line.mp4 --log events.jsonl",
+                           "edgecnn run vibration cwru --source recording.mat"))
 def run() -> None:
     pass
 
@@ -362,7 +424,11 @@ PER_SOURCE = "Once for every source, or once per --source in order ('none': not 
 
 
 @run.command("camera", help="Classify frames from camera indexes, video files, RTSP/HTTP "
-                            "URLs or GStreamer pipelines (one or several, in one process).")
+                            "URLs or GStreamer pipelines (one or several, in one process).",
+             epilog=examples("edgecnn run camera neu --source 0 --log events.jsonl",
+                             "edgecnn run camera neu --source line1=rtsp://cam1/stream "
+                             "--source line2=rtsp://cam2/stream --tiles 2x2 --http "
+                             "127.0.0.1:8080"))
 @click.argument("bundle")
 @click.option("--source", "sources", required=True, multiple=True,
               help="0 | video.mp4 | rtsp://... | 'pipeline ! appsink'. " + SOURCE_HELP)
@@ -392,7 +458,11 @@ def run_camera_command(bundle, **params):
 
 @run.command("vibration", help="Classify windows of recordings (.mat/.wav/.csv/.npy/.npz), "
                                "raw float32 samples on stdin (-) or tcp://host:port streams "
-                               "(one or several, in one process).")
+                               "(one or several, in one process).",
+             epilog=examples("edgecnn run vibration cwru --source recording.mat "
+                             "--log events.jsonl",
+                             "edgecnn run vibration cwru --source tcp://127.0.0.1:9000 "
+                             "--sample-rate 12000"))
 @click.argument("bundle")
 @click.option("--source", "sources", required=True, multiple=True,
               help="recording | - | tcp://host:port. " + SOURCE_HELP)
@@ -414,13 +484,16 @@ def run_vibration_command(bundle, **params):
     _run_common(bundle, "vibration", params)
 
 
-@cli.group(help="Read event logs written by `edgecnn run`.")
+@cli.group(help="Read event logs written by `edgecnn run`.",
+           epilog=examples("edgecnn events summary events.jsonl"))
 def events() -> None:
     pass
 
 
 @events.command("summary", help="Counts per class and per hour of a JSONL log (with its "
-                                "rotated files) or an SQLite event database.")
+                                "rotated files) or an SQLite event database.",
+                epilog=examples("edgecnn events summary events.jsonl",
+                                "edgecnn events summary events.sqlite --json"))
 @click.argument("log", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def events_summary(log, as_json):
@@ -438,7 +511,11 @@ def events_summary(log, as_json):
 @cli.command("bench", help="Benchmark every format of a bundle (path or shipped name) and "
                            "its Keras source model: size, accuracy (--data), batch-1 latency "
                            "mean/p50/p99, throughput, MACs and GMAC/s against a GEMM "
-                           "ceiling measured in the same run.")
+                           "ceiling measured in the same run. Formats whose runtime is not "
+                           "installed are skipped and named.",
+             epilog=examples("edgecnn bench cwru --data calibration_data/cwru",
+                             "edgecnn bench bundles/neu --data datasets/neu/val --keras runs/neu "
+                             "--json bench.json"))
 @click.argument("bundle")
 @click.option("--data", "data", type=click.Path(exists=True), default=None,
               help="Labelled data for accuracy (any layout the bundle's task reads).")
@@ -488,13 +565,15 @@ def bench_command(bundle, json_path, no_keras, select, select_batches, trusted_k
     _write_json(result.to_dict(), json_path)
 
 
-@cli.group(help="Ed25519 keys for signing bundles (needs edgecnn[sign]).")
+@cli.group(help="Ed25519 keys for signing bundles (needs edgecnn[sign]).",
+           epilog=examples("edgecnn keys generate --out keys --name line1"))
 def keys() -> None:
     pass
 
 
 @keys.command("generate", help="Write a new key pair: NAME.key (private, mode 0600) and "
-                               "NAME.pub (give it to --trusted-key). Never overwrites.")
+                               "NAME.pub (give it to --trusted-key). Never overwrites.",
+              epilog=examples("edgecnn keys generate --out keys --name line1"))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for the two key files (created if missing).")
 @click.option("--name", default="edgecnn", show_default=True, help="Key file name stem.")
@@ -507,7 +586,8 @@ def keys_generate(out, name):
 
 @cli.command("sign", help="Sign a bundle's manifest (which holds every file's sha256) with "
                           "a private key: writes edgecnn.json.sig into the bundle. Commands "
-                          "given --trusted-key PUB accept it, and refuse it after any change.")
+                          "given --trusted-key PUB accept it, and refuse it after any change.",
+             epilog=examples("edgecnn sign bundles/steel --key keys/line1.key"))
 @click.argument("bundle")
 @click.option("--key", required=True, type=click.Path(dir_okay=False),
               help="Private key from 'edgecnn keys generate'.")
@@ -529,9 +609,11 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 @cli.command("models", help="List the shipped bundles (name, path, task, formats, "
-                            "validation accuracy) and, with --archs, the architectures.")
+                            "validation accuracy) and, with --archs, the architectures.",
+             epilog=examples("edgecnn models", "edgecnn models --archs"))
 @click.option("--archs", is_flag=True, help="List the model architectures of the registry.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the list of shipped bundles as JSON.")
 def models_command(archs, json_path):
     from edgecnn.catalog import describe_shipped, format_architectures, format_shipped
 
@@ -546,7 +628,9 @@ def models_command(archs, json_path):
 @cli.command("recipe", help="Show how a shipped bundle (neu, cwru, mnist) is made: its data "
                             "folder and the train and export options of the task table. "
                             "--step prints one step's options as shell words (the "
-                            "Makefile's bundle targets use them).")
+                            "Makefile's bundle targets use them).",
+             epilog=examples("edgecnn recipe neu",
+                             "edgecnn recipe neu --step export"))
 @click.argument("bundle")
 @click.option("--step", type=click.Choice(["data", "train", "export"]), default=None,
               help="Print only this step: the data folder inside a datasets root, or the "
@@ -559,7 +643,8 @@ def recipe_command(bundle, step):
 
 @cli.command("demo", help="Run the main job on embedded defaults: train and export a quick "
                           "model, parity of the shipped NEU bundle, the camera runtime on a "
-                          "sample video and the vibration runtime on a recording.")
+                          "sample video and the vibration runtime on a recording.",
+             epilog=examples("edgecnn demo", "edgecnn demo --out /tmp/edgecnn-demo"))
 @click.option("--out", default="demo-output", show_default=True,
               type=click.Path(file_okay=False), help="Folder for everything the demo writes.")
 def demo_command(out):

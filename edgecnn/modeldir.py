@@ -57,6 +57,9 @@ class ModelDir:
 
     def load_keras(self):
         """The Keras model, loaded with safe_mode=True (no arbitrary code from the file)."""
+        from edgecnn.tfquiet import import_tensorflow
+
+        import_tensorflow(f"loading the Keras model {self.model_file}")
         import keras
 
         try:

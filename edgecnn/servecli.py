@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import click
 
+from edgecnn.cli import examples
+
 
 @click.command("serve", help="Run every [[camera]] and [[vibration]] of a TOML config file "
                              "in one process (shared [run] log/sqlite, [mqtt] broker). "
                              "SIGTERM/Ctrl-C stop all sources cleanly; a summary per source. "
-                             "Logs go to stderr (journal-friendly).")
+                             "Logs go to stderr (journal-friendly).",
+               epilog=examples("edgecnn serve --check /etc/edgecnn/line.toml",
+                               "edgecnn serve /etc/edgecnn/line.toml"))
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--check", "check_only", is_flag=True,
               help="Only validate: keys and types, bundles, models, class names.")
@@ -24,7 +28,8 @@ def serve_command(config, check_only):
         click.echo(f"{config}: OK ({len(result)} sources)")
 
 
-@click.group("service", help="Install `edgecnn serve CONFIG` as a systemd service.")
+@click.group("service", help="Install `edgecnn serve CONFIG` as a systemd service.",
+             epilog=examples("edgecnn service install /etc/edgecnn/line.toml --user edgecnn"))
 def service_group() -> None:
     pass
 
@@ -32,7 +37,9 @@ def service_group() -> None:
 @service_group.command("install", help="Check CONFIG and write a systemd unit running "
                                        "`edgecnn serve CONFIG` (Restart=on-failure, a "
                                        "dedicated user, logs in the journal); then run "
-                                       "`systemctl enable --now edgecnn`.")
+                                       "`systemctl enable --now edgecnn`.",
+                       epilog=examples("edgecnn service install line.toml --dry-run",
+                                       "edgecnn service install /etc/edgecnn/line.toml"))
 @click.argument("config", type=click.Path(dir_okay=False, exists=True))
 @click.option("--user", default="edgecnn", show_default=True,
               help="System user the service runs as (create it first: "

@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable
+from typing import Any
 
-from edgecnn.data import loaders
 from edgecnn.deploy.errors import DataError, InputError, unknown_name
 from edgecnn.deploy.spec import ImageSpec, InputSpec, SignalSpec
 
@@ -37,7 +36,7 @@ class Task:
     name: str
     kind: str                                # "image" or "signal"
     description: str
-    loader: Callable[..., Any]               # loaders.load_*(path, section, labels, stride, ...)
+    loader: str                              # function of edgecnn.data.loaders (imported on use)
     architecture: str                        # our edge architecture for it
     seed_architecture: str                   # the lecture's reference architecture
     options: frozenset[str] = frozenset()    # loader options it accepts
@@ -53,6 +52,12 @@ class Task:
     stride: int | None = None                # signal windows: training stride (default window/4)
     follow_data_rate: bool = False           # signals: train at the recordings' rate
     shipped: Shipped | None = None
+
+    def load(self, path, section, labels, stride, **options):
+        """Read ``path`` with this task's loader (``edgecnn.data.load_dataset`` calls it)."""
+        from edgecnn.data import loaders
+
+        return getattr(loaders, self.loader)(path, section, labels, stride, **options)
 
     def spec(self, labels, **overrides) -> InputSpec:
         """The task's InputSpec for these labels, with image/signal fields overridden."""
@@ -101,29 +106,29 @@ _SENSOR = ("gain", "dc", "noise", "hum", "speed")
 TASK_LIST = (
     Task("images", "image",
          "defect images in class sub-folders or named <class>_<n>.jpg (NEU layout)",
-         loaders.load_images, "edge-image", "seed-neu", aliases=("neu",),
+         "load_images", "edge-image", "seed-neu", aliases=("neu",),
          image=ImageSpec(128, 128, color="gray", interpolation="linear"),
          augment=_CAMERA + ("flip", "rot90"), epochs=60,
          shipped=Shipped("neu", ("neu/train", "neu"),
                          (("formats", "onnx,onnx-int8,tflite-int8"), ("float_first", 2)))),
     Task("mnist", "image", "one MNIST IDX images/labels pair (raw or .gz), digits 0-9",
-         loaders.load_digits, "edge-digits", "seed-mnist",
+         "load_digits", "edge-digits", "seed-mnist",
          image=ImageSpec(28, 28, color="gray"), augment=_DIGITS, augment_strength=0.5,
          epochs=15, batch_size=128, patience=4, shipped=Shipped("mnist", ("mnist",))),
     Task("cwru", "signal", "CWRU bearing .mat files labelled by their file names (10 classes)",
-         loaders.load_cwru, "edge-spectro", "seed-stft", RECORDING_OPTIONS,
+         "load_cwru", "edge-spectro", "seed-stft", RECORDING_OPTIONS,
          signal=_VIBRATION, augment=_SENSOR, epochs=30, batch_size=64, stride=512,
          shipped=Shipped("cwru", ("cwru",))),
     Task("vibration", "signal",
          "vibration recordings (.mat/.npy/.npz/.csv/.wav) labelled by a labels.csv manifest "
          "or a file-name pattern",
-         loaders.load_vibration, "edge-spectro", "seed-stft",
+         "load_vibration", "edge-spectro", "seed-stft",
          RECORDING_OPTIONS | {"manifest", "label_pattern"}, signal=_VIBRATION,
          augment=_SENSOR, epochs=30, batch_size=64, follow_data_rate=True),
     # The lecture's own recipe: raw magnitude spectrogram of 10 000-sample recordings.
     Task("lecture-npz", "signal",
          "the lecture's archive of signal rows, one-hot labels and time axis",
-         loaders.load_lecture, "edge-spectro", "seed-stft",
+         "load_lecture", "edge-spectro", "seed-stft",
          frozenset({"stride", "sample_rate", "allow_pickle"}), signal=SignalSpec(), epochs=20),
 )
 # Task name and alias -> Task

@@ -94,10 +94,10 @@ def _scaled_budget(config: TrainConfig, defaults, train_samples: int, batch_size
 def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
     """The spec at the recordings' own sample rate (see ``spec_for_rate`` for the window
     rule), so no band of the sensor is thrown away."""
-    from edgecnn.data import _vibration_rule
+    from edgecnn.data.loaders import vibration_rule
     from edgecnn.data.windows import data_sample_rate, probe_sample_rates, spec_for_rate
 
-    rule = _vibration_rule(Path(config.data), config.manifest, config.label_pattern)
+    rule = vibration_rule(Path(config.data), config.manifest, config.label_pattern)
     rates = probe_sample_rates(config.data, rule, config.channel, config.sample_rate)
     if not rates:
         return spec  # nothing readable: the loader reports every file
@@ -237,6 +237,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         raise InputError(f"model {architecture!r} takes {' or '.join(entry.kinds)} input; "
                          f"task {config.task!r} is {defaults.kind}")
     augment, strength = _augmentation(config, defaults)  # unknown names fail early too
+
+    from edgecnn.tfquiet import import_tensorflow
+
+    import_tensorflow("training")  # a line-PC install says which extra, before any data is read
 
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.

@@ -29,9 +29,9 @@ from edgecnn.export.formats import (FORMATS, Format, check_installed, resolve_op
                                     select_formats)
 from edgecnn.export.manifest import (build_manifest, file_entry, manifest_summary,
                                      write_manifest)
-from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare
 from edgecnn.predictors import KerasPredictor, predict_batched
+from edgecnn.tfquiet import silenced
 from edgecnn.console import stderr_line
 
 
@@ -146,9 +146,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     ``calib`` (``load_dataset`` keywords such as label_pattern or manifest).
     """
     from edgecnn.modeldir import ModelDir
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
     chosen = sorted(select_formats(formats), key=lambda f: list(FORMATS).index(f.name))
     options = resolve_options(chosen, {
         "calib_method": calib_method, "per_channel": per_channel, "activations": activations,
@@ -156,6 +155,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
         "float_first": float_first})
     thresholds = Thresholds(max_drop, min_agreement)
     check_installed(chosen)
+    import_tensorflow("export")
     source = ModelDir.open(model_dir)
     out = Path(out)
     _check_target(out, source.path)
@@ -179,8 +179,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
         f"preprocessed in {time.perf_counter() - started:.1f} s")
 
     started = time.perf_counter()
-    with silenced():  # TensorFlow's import prints C++ start-up noise on fd 2
-        model = source.load_keras()
+    model = source.load_keras()
     reference = predict_batched(KerasPredictor(model), calib_set.tensors)
     judge_reference = (predict_batched(KerasPredictor(model), judge.tensors)
                        if judge is not None else None)

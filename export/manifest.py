@@ -48,7 +48,7 @@ def io_entries(path: Path, runtime: str) -> tuple[list[TensorInfo], list[TensorI
                 [_onnx_value(v) for v in model.graph.output])
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgecnn.export.silence import silenced
+    from edgecnn.tfquiet import silenced
 
     with silenced():
         interpreter = Interpreter(model_path=str(path))

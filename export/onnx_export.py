@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgecnn.deploy.errors import CheckFailed
 from edgecnn.export.manifest import Written
-from edgecnn.export.silence import silenced
+from edgecnn.tfquiet import silenced
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -36,9 +36,9 @@ _CALIBRATION_BATCH = {"minmax": 16, "entropy": 1, "percentile": 1}
 def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
     """Keras model -> prepared float32 ONNX at ``path`` (input ``input``, output
     ``probabilities``, batch axis ``batch``)."""
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow("ONNX export")
     import onnx
     import tensorflow as tf
     import tf2onnx

@@ -20,9 +20,9 @@ from edgecnn.deploy.bundle import Bundle, Trust
 from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.formats import FORMATS, REFERENCES
 from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
-from edgecnn.export.silence import silenced
 from edgecnn.export.verify import Thresholds, compare
 from edgecnn.predictors import predict_batched
+from edgecnn.tfquiet import silenced
 from edgecnn.metrics import classification_metrics
 from edgecnn.console import stderr_line
 
@@ -92,18 +92,27 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
     ``min_agreement``. Failing int8 rows get a per-layer blame table. ``loader_options``
     go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings);
     ``trust`` goes to ``Bundle.open``."""
-    from edgecnn.deploy.engine import open_engine
+    from edgecnn.deploy.engine import missing_runtime, open_engine
     from edgecnn.evaluation import load_for_model
     from edgecnn.tensors import to_tensors
 
     thresholds = Thresholds(max_drop, min_agreement)
     opened = Bundle.open(bundle, trust)
-    reference = next((f for f in REFERENCES if f in opened.formats), None)
+    # Formats whose runtime this install lacks (TFLite without ai-edge-litert on a line PC)
+    # are left out and named; asked for by --formats, they are an error.
+    skipped = {f: why for f in opened.formats if (why := missing_runtime(f))}
+    if formats is not None:
+        for name in _formats(opened, None, formats):
+            if name in skipped:
+                raise BundleError(f"format {name} {skipped[name]}")
+    runnable = [f for f in opened.formats if f not in skipped]
+    reference = next((f for f in REFERENCES if f in runnable), None)
     if reference is None:
         raise BundleError(f"bundle {opened.path} has no float32 model "
-                          f"({' or '.join(REFERENCES)}) to "
-                          f"compare against; it has: {', '.join(opened.formats)}")
-    names = _formats(opened, reference, formats)
+                          f"({' or '.join(REFERENCES)}) that runs here to compare against; "
+                          f"it has: {', '.join(opened.formats)}"
+                          + "".join(f"; {f} {why}" for f, why in skipped.items()))
+    names = [f for f in _formats(opened, reference, formats) if f not in skipped]
     for name in names:  # every hash before any slow work: a tampered bundle fails at once
         opened.file(name)
 
@@ -129,6 +138,7 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
                        len(samples.skipped), thresholds, name == reference)
             for name in names}
     result = ParityResult(opened.path, reference, str(data), thresholds, rows)
+    result.notes.extend(f"skipped {f}: {why}" for f, why in skipped.items())
     if blame:
         _blame(result, opened, tensors, log)
     return result
@@ -142,7 +152,7 @@ def _formats(opened: Bundle, reference: str, formats) -> list[str]:
                   for f in str(item).split(",") if f.strip()]
         for name in wanted:
             opened.entry(name)  # unknown -> BundleError listing what the bundle has
-    return [reference] + [f for f in wanted if f != reference]
+    return ([reference] if reference else []) + [f for f in wanted if f != reference]
 
 
 def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_reference) -> dict:

@@ -12,16 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecnn.export.manifest import Written
-from edgecnn.export.silence import call_silenced
+from edgecnn.tfquiet import call_silenced
 
 # Calibration samples used for layer blame and by the QuantizationDebugger.
 DEBUG_SAMPLES = 48
 
 
 def _converter(model):
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow("TFLite export")
     import tensorflow as tf
 
     return tf.lite.TFLiteConverter.from_keras_model(model)

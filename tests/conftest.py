@@ -29,9 +29,9 @@ def trained_image_model_dir(tmp_path_factory) -> Path:
     every exported format agrees with float on all of them (seeds 1 and 3 flip one).
     Training manifest: ``training.task == "neu"``, like ``edgecnn train --task neu``.
     """
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow("the tests")
     import keras
 
     from edgecnn.data import load_dataset

@@ -14,7 +14,7 @@ from edgecnn.data.windows import (data_sample_rate, measurement_stride, probe_sa
 from edgecnn.deploy.errors import SourceError
 from edgecnn.deploy.recordings import read_recording
 from edgecnn.deploy.spec import SignalSpec
-from edgecnn.tasks import task_defaults
+from edgecnn.tasks import get_task
 
 CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
 IR007 = "12k_Drive_End_IR007_0_105.mat"
@@ -49,7 +49,7 @@ def test_a_cwru_file_without_the_wanted_channel_never_reads_another(tmp_path):
 
 
 def test_window_rule_keeps_durations_at_other_rates():
-    base = task_defaults("vibration").signal
+    base = get_task("vibration").signal
     assert (base.sample_rate, base.window_length, base.nperseg) == (12000.0, 4096, 256)
     fast = spec_for_rate(base, 48000.0)
     assert (fast.window_length, fast.nperseg, fast.noverlap) == (16384, 1024, 128)
@@ -112,5 +112,5 @@ def test_cwru_task_keeps_its_12k_rate(tmp_path):
     folder = tmp_path / "c"
     folder.mkdir()
     shutil.copyfile(CALIB / "cwru" / IR007, folder / IR007)
-    assert task_defaults("cwru").follow_data_rate is False
-    assert task_defaults("cwru").signal.sample_rate == 12000.0
+    assert get_task("cwru").follow_data_rate is False
+    assert get_task("cwru").signal.sample_rate == 12000.0

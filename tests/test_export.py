@@ -266,9 +266,9 @@ def outlier_model_dir(tmp_path_factory) -> Path:
     """A model with one outlier activation channel (x1000, undone by the next layer): the
     classic int8 failure, where one channel sets the tensor's range and the small channels
     quantize to zero. Float it is exact; int8 disagrees with it on most images."""
-    from edgecnn.tfquiet import quiet_tensorflow
+    from edgecnn.tfquiet import import_tensorflow
 
-    quiet_tensorflow()
+    import_tensorflow("the tests")
     import keras
     from keras import layers
 

@@ -45,3 +45,31 @@ def test_edge_models_are_much_smaller_than_the_seeds():
     neu = InputSpec("image", tuple("abcdef"), image=ImageSpec(128, 128))
     assert create_model("edge-image", neu).count_params() * 20 < \
         create_model("seed-neu", neu.replace(image=ImageSpec(200, 200))).count_params()
+
+
+def _layers(model):
+    """(layer class, filters or units, padding) of every layer, as the lecture lists them."""
+    return [(type(layer).__name__, getattr(layer, "filters", getattr(layer, "units", None)),
+             getattr(layer, "padding", None)) for layer in model.layers]
+
+
+def test_seed_neu_is_the_lecture_network_layer_for_layer():
+    model = create_model("seed-neu", InputSpec("image", tuple("abcdef"),
+                                               image=ImageSpec(200, 200)))
+    assert _layers(model) == [
+        ("Conv2D", 32, "same"), ("MaxPooling2D", None, "valid"),
+        ("Conv2D", 64, "same"), ("MaxPooling2D", None, "valid"),
+        ("Conv2D", 128, "same"), ("MaxPooling2D", None, "valid"),
+        ("Flatten", None, None), ("Dense", 128, None), ("Dense", 6, None)]
+    assert model.count_params() == 10_333_574  # the lecture's figure at 200x200x1
+
+
+def test_seed_stft_is_the_lecture_network_layer_for_layer():
+    model = create_model("seed-stft", SIGNAL)
+    assert _layers(model) == [
+        ("Conv2D", 16, "same"), ("Conv2D", 16, "same"), ("MaxPooling2D", None, "valid"),
+        ("Flatten", None, None), ("Dense", 128, None), ("Dense", 3, None)]
+    height, width, _ = SIGNAL.input_shape
+    flat = (height // 2) * (width // 2) * 16  # 'same' convolutions keep the spectrogram size
+    expected = (9 * 16 + 16) + (9 * 16 * 16 + 16) + (flat * 128 + 128) + (128 * 3 + 3)
+    assert model.count_params() == expected

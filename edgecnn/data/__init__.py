@@ -56,7 +56,7 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
         section = section or SignalSpec()
         stride = section.window_length // 4 if stride is None else stride
     given.pop("stride", None)
-    return chosen.loader(path, section, labels, stride, **given)
+    return chosen.load(path, section, labels, stride, **given)
 
 
 __all__ = [

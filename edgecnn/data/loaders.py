@@ -37,7 +37,7 @@ def load_vibration(path: Path, section, labels, stride, channel=DEFAULT_CHANNEL,
                    sample_rate=None, manifest=None, label_pattern=None,
                    **_) -> LabelledSamples:
     return load_recordings(path, section, stride,
-                           label_rule=_vibration_rule(path, manifest, label_pattern),
+                           label_rule=vibration_rule(path, manifest, label_pattern),
                            labels=labels, channel=channel, sample_rate=sample_rate)
 
 
@@ -47,7 +47,7 @@ def load_lecture(path: Path, section, labels, stride, allow_pickle=False, sample
                             sample_rate=sample_rate, stride=stride)
 
 
-def _vibration_rule(path: Path, manifest, label_pattern):
+def vibration_rule(path: Path, manifest, label_pattern):
     if manifest is not None and label_pattern is not None:
         raise InputError("give either a label manifest or a label pattern, not both")
     if label_pattern is not None:

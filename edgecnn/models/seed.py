@@ -23,17 +23,17 @@ def seed_mnist(input_shape, num_classes):
 
 
 @register_model("seed-neu", ("image",),
-                "lecture NEU CNN: conv blocks 32/64/128 with 2x2 pooling, Dense128")
+                "lecture NEU CNN: conv blocks 32/64/128 with 2x2 pooling, Dense128 ('same' padding)")
 def seed_neu(input_shape, num_classes):
     from keras import layers, models
 
     return models.Sequential([
         layers.Input(input_shape),
-        layers.Conv2D(32, 3, activation="relu"),
+        layers.Conv2D(32, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
-        layers.Conv2D(64, 3, activation="relu"),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
-        layers.Conv2D(128, 3, activation="relu"),
+        layers.Conv2D(128, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
@@ -42,14 +42,14 @@ def seed_neu(input_shape, num_classes):
 
 
 @register_model("seed-stft", ("signal",),
-                "lecture spectrogram CNN: Conv16-Conv16-Pool-Dense128")
+                "lecture spectrogram CNN: Conv16-Conv16-Pool-Dense128 ('same' padding)")
 def seed_stft(input_shape, num_classes):
     from keras import layers, models
 
     return models.Sequential([
         layers.Input(input_shape),
-        layers.Conv2D(16, 3, activation="relu"),
-        layers.Conv2D(16, 3, activation="relu"),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),
         layers.MaxPooling2D(2),
         layers.Flatten(),
         layers.Dense(128, activation="relu"),
