@@ -222,7 +222,8 @@ def _runtime_options(f):
     """Options shared by `run camera` and `run vibration`."""
     options = [
         click.option("--format", "fmt", default=None,
-                     help="Model file of the bundle to run (default: onnx-int8 if present)."),
+                     help="Model file of the bundle to run (default: this machine's choice "
+                          "from 'edgecnn bench BUNDLE --select', else onnx-int8)."),
         click.option("--threads", type=int, default=1, show_default=True,
                      help="Intra-op threads for inference."),
         click.option("--spinning/--no-spinning", default=False, show_default=True,
