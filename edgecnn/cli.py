@@ -335,8 +335,9 @@ def _runtime_options(f):
     """Options shared by `run camera` and `run vibration`."""
     options = [
         click.option("--format", "fmt", default=None,
-                     help=f"Model file of the bundle to run (default: the first it has of "
-                          f"{', '.join(PREFERENCE)})."),
+                     help="Model file of the bundle to run (default: this machine's choice "
+                          "from 'edgecnn bench BUNDLE --select', else the bundle's default, "
+                          f"the first it has of {', '.join(PREFERENCE)})."),
         click.option("--threads", type=int, default=1, show_default=True,
                      help="Intra-op threads for inference."),
         click.option("--spinning/--no-spinning", default=False, show_default=True,
