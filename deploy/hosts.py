@@ -15,7 +15,6 @@ The runtime's default format follows the file when present (``--format`` still w
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -25,27 +24,29 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import MANIFEST, Bundle, sha256_file
+from .formats import model_format
 from .errors import InputError
 
 HOST_FILE_FORMAT = "edgecnn-host-selection"
 # Formats within this share of the fastest count as equally fast; the one needing fewer
 # packages is chosen then.
 TIE_SHARE = 0.05
-# The packages each format family needs to run (onnxruntime is always installed;
-# ai-edge-litert is an extra). Local until deploy/formats.py holds the format table.
-FORMAT_PACKAGES = {"onnx": ("onnxruntime",), "tflite": ("onnxruntime", "ai-edge-litert")}
-_MODULES = {"onnxruntime": "onnxruntime", "ai-edge-litert": "ai_edge_litert"}
+# onnxruntime is always installed (the base runtime); a format's own runtime package comes
+# from the format table
+BASE_PACKAGE = "onnxruntime"
 _log = logging.getLogger(__name__)
 
 
 def packages_for(fmt: str) -> tuple[str, ...]:
-    family = fmt.split("-")[0]
-    return FORMAT_PACKAGES.get(family, (family,))
+    """The packages a format needs to run here: the base runtime plus its own."""
+    package = model_format(fmt).package
+    return (BASE_PACKAGE,) if package == BASE_PACKAGE else (BASE_PACKAGE, package)
 
 
 def missing_packages(fmt: str) -> list[str]:
-    return [p for p in packages_for(fmt)
-            if importlib.util.find_spec(_MODULES.get(p, p.replace("-", "_"))) is None]
+    from .engine import missing_runtime
+
+    return [model_format(fmt).package] if missing_runtime(fmt) else []
 
 
 def config_dir() -> Path:
