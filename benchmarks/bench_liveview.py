@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 
 from bench_runtime import _neu_frames, _write_video
-
 from edgecnn.deploy.httpview import HttpOptions
 from edgecnn.deploy.multi import run_many
 from edgecnn.deploy.options import Logging, plan_from_keywords

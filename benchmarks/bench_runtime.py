@@ -239,9 +239,8 @@ def bench_vibration(bundle, fmt, options, tmp: Path) -> dict:
     from edgecnn.deploy.events import EventLog
     from edgecnn.deploy.preprocess import preprocess_windows, resample
     from edgecnn.deploy.recordings import read_recording
-    from edgecnn.deploy.vibration import run_vibration
-
     from edgecnn.deploy.stft import default_hop
+    from edgecnn.deploy.vibration import run_vibration
 
     recording = sorted((CALIBRATION / "cwru").glob("12k_*.mat"))[0]
     spec = bundle.spec

@@ -24,11 +24,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from training_recipes import Recipe, parse_tasks, recipes, task_data  # noqa: E402
-from results_tables import results_markdown, task_ratios  # noqa: E402
-
 from edgecnn.deploy.bundle import MANIFEST, read_json  # noqa: E402
 from edgecnn.deploy.errors import DataError, EdgecnnError  # noqa: E402
+from results_tables import results_markdown, task_ratios  # noqa: E402
+from training_recipes import Recipe, parse_tasks, recipes, task_data  # noqa: E402
 
 REPO = HERE.parent
 

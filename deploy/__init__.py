@@ -4,8 +4,15 @@ It owns the preprocessing contract (InputSpec) and its implementation; training 
 import them from here. Nothing in this package imports TensorFlow.
 """
 
-from .errors import (BundleError, CheckFailed, DataError, EdgecnnError, InputError,
-                     SourceError, SpecError)
+from .errors import (
+                     BundleError,
+                     CheckFailed,
+                     DataError,
+                     EdgecnnError,
+                     InputError,
+                     SourceError,
+                     SpecError,
+)
 from .spec import ImageSpec, InputSpec, SignalSpec
 
 __all__ = [

@@ -20,8 +20,14 @@ from typing import Any
 
 from .errors import BundleError
 from .formats import preferred
-from .manifest import (BUNDLE_FORMAT, BUNDLE_VERSION, MAX_JSON_BYTES, FileEntry,
-                       parse_json, parse_manifest)
+from .manifest import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    MAX_JSON_BYTES,
+    FileEntry,
+    parse_json,
+    parse_manifest,
+)
 from .signing import SIGNATURE, Trust
 from .spec import InputSpec
 

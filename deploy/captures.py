@@ -137,7 +137,8 @@ class CaptureReader:
 
 @contextmanager
 def _quiet_capture():
-    """Around opening a capture: OpenCV's own warnings, such as "backend is generally available but can't be
+    """Around opening a capture: OpenCV's own warnings, such as "backend is generally
+    available but can't be
     used to capture by name" after every failed open of a stream, are held back (unless
     OPENCV_LOG_LEVEL is set). The reason of a failure is in our own error message."""
     if "OPENCV_LOG_LEVEL" in os.environ:

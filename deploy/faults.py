@@ -2,8 +2,9 @@
 
 A black frame (lens cap, lost signal, lamp off), an overexposed one (flash, open shutter),
 a frozen stream (the same picture over and over) or a tiny frame (a few pixels: a broken
-stream or a misconfigured camera) would otherwise be classified as some product class. These checks run on a small gray thumbnail before inference; a frame
-with a fault is reported and not classified.
+stream or a misconfigured camera) would otherwise be classified as some product class.
+These checks run on a small gray thumbnail before inference; a frame with a fault is
+reported and not classified.
 """
 
 from __future__ import annotations

@@ -25,8 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .captures import (CaptureReader, capture_fps, open_device, open_file,
-                       open_gstreamer, open_url)
+from .captures import CaptureReader, capture_fps, open_device, open_file, open_gstreamer, open_url
 from .errors import SourceError
 from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
 

@@ -180,8 +180,9 @@ class HealthMonitor:
     Each feature is the median of the last ``window`` checks (one odd product does not
     count); a fault starts after ``start_after`` consecutive checks with that median outside
     its limit and ends after ``end_after`` consecutive checks inside it; ``every`` checks
-    only every n-th sample (large camera frames). For images, ``dark`` / ``bright`` / ``flat`` take precedence over
-    ``defocus`` and ``noisy`` (a dark frame is also unsharp and noisy-looking).
+    only every n-th sample (large camera frames). For images, ``dark`` / ``bright`` /
+    ``flat`` take precedence over ``defocus`` and ``noisy`` (a dark frame is also unsharp
+    and noisy-looking).
     """
 
     def __init__(self, envelope: dict, window: int = 9, start_after: int = 3,

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .bundle import MANIFEST, Bundle, sha256_file
-from .formats import model_format
 from .errors import InputError
+from .formats import model_format
 
 HOST_FILE_FORMAT = "edgecnn-host-selection"
 # Formats within this share of the fastest count as equally fast; the one needing fewer

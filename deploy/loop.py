@@ -22,7 +22,6 @@ from .events import utc_now
 from .options import Limits
 from .runstats import LatencyHistogram, RunSummary, StopFlag, counter_dict
 
-
 _ID_LOCK = threading.Lock()
 _last_id = [0, 0]   # milliseconds, sequence of the last id
 

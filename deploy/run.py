@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 
 from .errors import InputError
 from .events import EventLog, SqliteSink
-from .storage import StorageGuard
 from .options import Logging, RunPlan
 from .runstats import RunSummary
+from .storage import StorageGuard
 
 
 def format_event(event: dict, source: bool = False) -> str:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError, SourceError
-from .spec import DEFAULT_CHANNEL
 from .preprocess import StreamResampler
 from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
+from .spec import DEFAULT_CHANNEL
 
 # What a raw float32 vibration sample can plausibly be: finite, |x| at most PLAUSIBLE_MAX
 # (g, m/s^2, even raw 24-bit ADC counts stay below it) and zero or at least PLAUSIBLE_MIN.

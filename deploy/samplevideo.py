@@ -19,8 +19,6 @@ import numpy as np
 from .errors import InputError
 from .preprocess import IMAGE_SUFFIXES, read_image
 
-
-
 CODECS = ("FFV1", "MJPG")  # lossless first
 
 

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from edgecnn.deploy.errors import DataError
 from edgecnn.console import stderr_line
-
+from edgecnn.deploy.errors import DataError
 
 
 def _calibration_root() -> Path:
@@ -133,8 +132,8 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
 
     from edgecnn.deploy.bundle import shipped_bundles
     from edgecnn.deploy.options import Logging, plan_from_keywords
-    from edgecnn.deploy.samplevideo import make_sample_video, sample_video_images
     from edgecnn.deploy.run import run_logged
+    from edgecnn.deploy.samplevideo import make_sample_video, sample_video_images
     from edgecnn.export import export_model
     from edgecnn.export.parity import run_parity
     from edgecnn.training import TrainConfig

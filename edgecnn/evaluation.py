@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-
+from edgecnn.console import stderr_line
 from edgecnn.data import load_dataset
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import DataError, InputError
 from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, is_model_dir
-from edgecnn.console import stderr_line
 from edgecnn.predictors import KerasPredictor, predict_batched
 from edgecnn.tensors import to_tensors
 

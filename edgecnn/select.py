@@ -17,8 +17,7 @@ import numpy as np
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.engine import EngineOptions, engine_for_file
 from edgecnn.deploy.errors import EdgecnnError, InputError
-from edgecnn.deploy.hosts import TIE_SHARE, choose, missing_packages, packages_for, \
-    write_selection
+from edgecnn.deploy.hosts import TIE_SHARE, choose, missing_packages, packages_for, write_selection
 
 DEFAULT_BATCHES = (1, 32)
 

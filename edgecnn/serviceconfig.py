@@ -93,7 +93,7 @@ def _run_options(kind: str) -> dict[str, Any]:
     """Config key -> click option of ``edgecnn run <kind>``."""
     import click
 
-    from edgecnn.cli import run_camera_command, run_vibration_command
+    from edgecnn.cli_runtime import run_camera_command, run_vibration_command
 
     command = run_camera_command if kind == "camera" else run_vibration_command
     keys = {}
@@ -159,7 +159,7 @@ def _relative(base: Path, value: str, must_exist: bool = False) -> str:
 
 def _defaults(kind: str) -> dict:
     """Every option's default as ``edgecnn run <kind>`` itself sees it (click's names)."""
-    from edgecnn.cli import run_camera_command, run_vibration_command
+    from edgecnn.cli_runtime import run_camera_command, run_vibration_command
 
     command = run_camera_command if kind == "camera" else run_vibration_command
     with command.make_context(kind, ["BUNDLE", "--source", "SOURCE"]) as ctx:

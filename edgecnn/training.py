@@ -15,21 +15,26 @@ from typing import Callable
 
 import numpy as np
 
+from edgecnn.console import stderr_line
 from edgecnn.data import load_dataset
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import apply_transform, magnitude_spectrogram
 from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec
-from edgecnn.metrics import classification_metrics
 from edgecnn.heldout import save_heldout
+from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
-from edgecnn.schedule import (STEP_BUDGET, balanced_early_stopping, class_weights,
-                              describe_weights, epoch_budget, patience_for)
+from edgecnn.schedule import (
+    STEP_BUDGET,
+    balanced_early_stopping,
+    class_weights,
+    describe_weights,
+    epoch_budget,
+    patience_for,
+)
 from edgecnn.splits import validation_split
 from edgecnn.tasks import get_task
 from edgecnn.tensors import to_tensors
-from edgecnn.console import stderr_line
-
 
 
 @dataclass

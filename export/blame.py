@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 # Ops that only move or gate values: they are fused into their producer's quantization
 # (Relu/Clip) or add no arithmetic error of their own.
 _PASS_THROUGH = {"Relu", "Clip", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose",
@@ -81,7 +80,9 @@ def onnx_layer_errors(float_path: Path, qdq_path: Path, tensors: np.ndarray,
     """Per-node error of a QDQ model against its float model, worst first."""
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations, modify_model_output_intermediate_tensors)
+        collect_activations,
+        modify_model_output_intermediate_tensors,
+    )
 
     from edgecnn.export.calibration import ort_reader
 

@@ -19,21 +19,18 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgecnn.console import stderr_line
 from edgecnn.deploy.bundle import BUNDLE_FORMAT, MANIFEST, read_json
-from edgecnn.deploy.signing import SIGNATURE
 from edgecnn.deploy.errors import BundleError, CheckFailed
+from edgecnn.deploy.signing import SIGNATURE
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.export.calibration import CalibrationSet, load_calibration
 from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
-from edgecnn.export.formats import (FORMATS, Format, check_installed, resolve_options,
-                                    select_formats)
-from edgecnn.export.manifest import (build_manifest, file_entry, manifest_summary,
-                                     write_manifest)
+from edgecnn.export.formats import FORMATS, Format, check_installed, resolve_options, select_formats
+from edgecnn.export.manifest import build_manifest, file_entry, manifest_summary, write_manifest
 from edgecnn.export.verify import Thresholds, compare
 from edgecnn.predictors import KerasPredictor, predict_batched
 from edgecnn.tfquiet import silenced
-from edgecnn.console import stderr_line
-
 
 
 @dataclass

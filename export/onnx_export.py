@@ -152,8 +152,12 @@ def calibration_ranges(context, float_path: Path, method: str) -> Path:
     cache = context.workdir / f"ranges-{method}.json"
     if cache.exists():
         return cache
-    from onnxruntime.quantization.calibrate import (CalibrationMethod, TensorsData,
-                                                    create_calibrator, save_tensors_data)
+    from onnxruntime.quantization.calibrate import (
+        CalibrationMethod,
+        TensorsData,
+        create_calibrator,
+        save_tensors_data,
+    )
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     ops = sorted(set(QDQRegistry) | set(QLinearOpsRegistry))
@@ -175,8 +179,7 @@ def calibration_ranges(context, float_path: Path, method: str) -> Path:
 def quantize_onnx(context, float_path: Path, out: Path, options: dict,
                   exclude: list[str] = ()) -> Path:
     """One static QDQ quantization with the cached ranges, ``exclude`` nodes kept float."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     method = options["calib_method"]
     cache = calibration_ranges(context, float_path, method)
@@ -197,9 +200,9 @@ def quantize_onnx(context, float_path: Path, out: Path, options: dict,
 
 
 def write_onnx_int8(context, path: Path, options: dict) -> Written:
-    from edgecnn.export import blame as layer_blame
-
     import onnx
+
+    from edgecnn.export import blame as layer_blame
 
     float_path = context.float_onnx()
     work = context.workdir / "candidate.int8.onnx"

@@ -16,15 +16,15 @@ from typing import Callable
 
 import numpy as np
 
+from edgecnn.console import stderr_line
 from edgecnn.deploy.bundle import Bundle, Trust
 from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.formats import FORMATS, REFERENCES
 from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
 from edgecnn.export.verify import Thresholds, compare
+from edgecnn.metrics import classification_metrics
 from edgecnn.predictors import predict_batched
 from edgecnn.tfquiet import silenced
-from edgecnn.metrics import classification_metrics
-from edgecnn.console import stderr_line
 
 BLAME_SAMPLES = 48
 

@@ -9,8 +9,12 @@ import pytest
 import scipy.io
 
 from edgecnn.data import load_dataset
-from edgecnn.data.windows import (data_sample_rate, measurement_stride, probe_sample_rates,
-                                  spec_for_rate)
+from edgecnn.data.windows import (
+    data_sample_rate,
+    measurement_stride,
+    probe_sample_rates,
+    spec_for_rate,
+)
 from edgecnn.deploy.errors import SourceError
 from edgecnn.deploy.recordings import read_recording
 from edgecnn.deploy.spec import SignalSpec

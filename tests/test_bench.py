@@ -12,18 +12,23 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecnn.tasks import recipe_arguments
-
 from edgecnn.bench import bench
-from edgecnn.console import ProgressBar
-from edgecnn.machine import time_calls
 from edgecnn.cli import main
+from edgecnn.console import ProgressBar
 from edgecnn.deploy.bundle import MANIFEST, sha256_file
 from edgecnn.deploy.errors import BundleError, DataError, InputError
+from edgecnn.machine import time_calls
 from edgecnn.macs import count_macs
-
-from runtime_helpers import (CALIBRATION, NEU_CLASSES, conv_model, image_spec,
-                             level_for_class, make_image_bundle, write_bundle)
+from edgecnn.tasks import recipe_arguments
+from runtime_helpers import (
+    CALIBRATION,
+    NEU_CLASSES,
+    conv_model,
+    image_spec,
+    level_for_class,
+    make_image_bundle,
+    write_bundle,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -104,8 +109,12 @@ def test_macs_of_a_file_that_is_not_onnx(tmp_path):
 # ----------------------------------------------------------------------------- bundles
 
 def _quantize(float_path: Path, int8_path: Path, spec) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -245,8 +254,8 @@ def test_source_model_that_changed_is_left_out(workdir):
 def test_keras_source_model_rows(conv_bundle, workdir):
     """The manifest's source model is found and benched twice: the ``model(x)`` call and the
     lecture's ``model.predict(x)``; a model of another input shape is refused."""
-    from edgecnn.models import create_model
     from edgecnn.modeldir import write_model_dir
+    from edgecnn.models import create_model
 
     spec = image_spec(64)
     model_dir = write_model_dir(workdir / "keras model", create_model("tiny-test", spec), spec,

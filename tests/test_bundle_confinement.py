@@ -12,13 +12,11 @@ import shutil
 
 import pytest
 
+from bundle_helpers import CALIBRATION, assert_clean_refusal, copy_shipped, edit, manifest, run_cli
 from edgecnn.deploy import bundle as bundle_module
 from edgecnn.deploy.bundle import MANIFEST, Bundle, sha256_file, shipped_bundles
 from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.errors import BundleError
-
-from bundle_helpers import (CALIBRATION, assert_clean_refusal, copy_shipped, edit, manifest,
-                            run_cli)
 
 PASSWD = "/etc/passwd"
 

@@ -7,14 +7,19 @@ import json
 
 import pytest
 
+from bundle_helpers import (
+    CALIBRATION,
+    assert_clean_refusal,
+    copy_shipped,
+    edit,
+    run_cli,
+    write_manifest,
+)
 from edgecnn.deploy.bundle import MANIFEST, Bundle, shipped_bundles
 from edgecnn.deploy.engine import engine_for_file, open_engine
 from edgecnn.deploy.errors import BundleError
 from edgecnn.deploy.formats import FORMATS, PREFERENCE, REFERENCES, model_format, preferred
 from edgecnn.deploy.manifest import FileEntry, json_depth, parse_json
-
-from bundle_helpers import (CALIBRATION, assert_clean_refusal, copy_shipped, edit,
-                            write_manifest, run_cli)
 
 
 @pytest.fixture()

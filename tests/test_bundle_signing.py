@@ -10,13 +10,11 @@ import stat
 
 import pytest
 
+from bundle_helpers import CALIBRATION, RECORDING, assert_clean_refusal, copy_shipped, edit, run_cli
 from edgecnn.deploy.bundle import Bundle, sha256_file
 from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.signing import SIGNATURE, TRUST_ENV, Trust, generate_keys, sign_bundle
-
-from bundle_helpers import (CALIBRATION, RECORDING, assert_clean_refusal, copy_shipped, edit,
-                            run_cli)
 
 pytest.importorskip("cryptography", reason="signed bundles need edgecnn[sign] (cryptography)")
 

@@ -13,14 +13,21 @@ import pytest
 import scipy.io
 from scipy.io import wavfile
 
-from edgecnn.tasks import TASKS
-from edgecnn.data import (CWRU_CLASSES, cwru_label, load_dataset, load_image_folder,
-                          load_lecture_npz, load_mnist, load_recordings)
+from edgecnn.data import (
+    CWRU_CLASSES,
+    cwru_label,
+    load_dataset,
+    load_image_folder,
+    load_lecture_npz,
+    load_mnist,
+    load_recordings,
+)
 from edgecnn.data.images import flat_class_name
 from edgecnn.deploy.errors import DataError, InputError, SourceError
 from edgecnn.deploy.preprocess import resample
 from edgecnn.deploy.recordings import read_recording
 from edgecnn.deploy.spec import SignalSpec
+from edgecnn.tasks import TASKS
 
 CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
 NEU = CALIB / "neu"

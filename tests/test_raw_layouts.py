@@ -67,7 +67,8 @@ def test_degenerate_images_are_refused_naming_the_file(tmp_path):
     samples = load_image_folder(tmp_path)
     reasons = {s.path: s.reason for s in samples.skipped}
     assert len(samples) == 4
-    assert "1x1 pixels" in reasons["scratches/dot.png"] and "dot.png" in reasons["scratches/dot.png"]
+    dot = reasons["scratches/dot.png"]
+    assert "1x1 pixels" in dot and "dot.png" in dot
     assert "one flat value (90)" in reasons["patches/blank.png"]
 
 

@@ -6,26 +6,37 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from edgecnn.augment import (IMAGE_FAMILIES, SIGNAL_FAMILIES, ImageChange, SignalChange,
-                             apply_image, apply_signal, augment_batch, parse_families)
+from edgecnn.augment import (
+    IMAGE_FAMILIES,
+    SIGNAL_FAMILIES,
+    ImageChange,
+    SignalChange,
+    apply_image,
+    apply_signal,
+    augment_batch,
+    parse_families,
+)
 from edgecnn.data import load_dataset
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.camera import run_camera
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
-from edgecnn.deploy.health import (HealthMonitor, fault_config_kwargs, fit_envelope,
-                                   image_features, signal_features)
+from edgecnn.deploy.health import (
+    HealthMonitor,
+    fault_config_kwargs,
+    fit_envelope,
+    image_features,
+    signal_features,
+)
 from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.spec import ImageSpec, InputSpec
 from edgecnn.robustness import IMAGE_SUITE, SIGNAL_SUITE, suite
 from edgecnn.tasks import get_task
-
 from runtime_helpers import CALIBRATION, make_image_bundle, neu_images, write_video
 
 RATE = 12000.0

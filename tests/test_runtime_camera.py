@@ -16,13 +16,18 @@ from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.errors import InputError, SourceError
 from edgecnn.deploy.events import EventLog
 from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
-from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.frames import LatestFrameSource, VideoFileSource, open_frame_source
+from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.reconnect import Backoff
 from edgecnn.deploy.tiles import Region, parse_grid, parse_roi, parse_tiles, plan_regions
-
-from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,
-                             neu_images, write_video)
+from runtime_helpers import (
+    NEU_CLASSES,
+    gray_frame,
+    level_for_class,
+    make_image_bundle,
+    neu_images,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -497,7 +502,6 @@ def test_duration_and_max_frames_stop_a_live_run(bright_bundle):
 
 def test_sample_video_from_calibration_images(tmp_path, conv_bundle):
     from edgecnn.deploy.samplevideo import make_sample_video
-
     from runtime_helpers import CALIBRATION
 
     video = make_sample_video(tmp_path / "demo" / "line.avi", CALIBRATION / "neu",

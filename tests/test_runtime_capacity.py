@@ -17,9 +17,7 @@ from edgecnn.deploy.frames import Frame, FrameSource
 from edgecnn.deploy.multi import run_many
 from edgecnn.deploy.options import Logging, plan_from_keywords
 from edgecnn.deploy.plans import named_source, per_source
-
-from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,
-                             write_video)
+from runtime_helpers import NEU_CLASSES, gray_frame, level_for_class, make_image_bundle, write_video
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +228,6 @@ def test_tiles_with_one_resize_equal_tiles_one_by_one():
     from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
     from edgecnn.deploy.preprocess import preprocess_image
     from edgecnn.deploy.tiles import plan_regions
-
     from runtime_helpers import image_spec, neu_images
 
     spec = image_spec(128)

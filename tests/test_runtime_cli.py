@@ -11,9 +11,15 @@ import time
 import pytest
 
 from edgecnn.cli import main
-
-from runtime_helpers import (CALIBRATION, gray_frame, level_for_class, make_image_bundle,
-                             make_signal_bundle, neu_images, write_video)
+from runtime_helpers import (
+    CALIBRATION,
+    gray_frame,
+    level_for_class,
+    make_image_bundle,
+    make_signal_bundle,
+    neu_images,
+    write_video,
+)
 
 RECORDING = CALIBRATION / "cwru" / "12k_Drive_End_B007_1_119.mat"
 

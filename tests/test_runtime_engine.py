@@ -8,7 +8,6 @@ import pytest
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.engine import EngineOptions, open_engine, open_for_run
 from edgecnn.deploy.errors import BundleError, InputError
-
 from runtime_helpers import brightness_model, image_spec, make_image_bundle, write_bundle
 
 

@@ -13,8 +13,13 @@ import numpy as np
 import pytest
 
 from edgecnn.deploy.errors import InputError
-from edgecnn.deploy.events import (EventLog, SqliteSink, format_event_summary, log_files,
-                                   summarize_events)
+from edgecnn.deploy.events import (
+    EventLog,
+    SqliteSink,
+    format_event_summary,
+    log_files,
+    summarize_events,
+)
 
 WRITER = r"""
 import sys

@@ -21,7 +21,6 @@ from edgecnn.deploy.httpview import HttpOptions
 from edgecnn.deploy.multi import run_many
 from edgecnn.deploy.options import Logging, plan_from_keywords
 from edgecnn.deploy.runstats import StopFlag
-
 from runtime_helpers import NEU_CLASSES, gray_frame, level_for_class, make_image_bundle, write_video
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,10 +9,15 @@ import pytest
 
 from edgecnn.deploy.multi import run_many
 from edgecnn.deploy.options import Logging, plan_from_keywords
-
-from runtime_helpers import (NEU_CLASSES, gray_frame, level_for_class, make_image_bundle,
-                             make_signal_bundle, write_video)
-from runtime_helpers import CALIBRATION
+from runtime_helpers import (
+    CALIBRATION,
+    NEU_CLASSES,
+    gray_frame,
+    level_for_class,
+    make_image_bundle,
+    make_signal_bundle,
+    write_video,
+)
 
 NORMAL_48K = CALIBRATION / "cwru" / "normal_0_97.mat"
 

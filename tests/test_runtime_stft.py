@@ -7,13 +7,16 @@ import pytest
 from scipy import signal as sps
 
 from edgecnn.deploy.errors import InputError
-from edgecnn.deploy.preprocess import (magnitude_spectrogram, preprocess_windows, resample,
-                                       window_starts)
+from edgecnn.deploy.preprocess import (
+    StreamResampler,
+    magnitude_spectrogram,
+    preprocess_windows,
+    resample,
+    window_starts,
+)
 from edgecnn.deploy.recordings import read_recording
-from edgecnn.deploy.preprocess import StreamResampler
 from edgecnn.deploy.spec import SignalSpec
 from edgecnn.deploy.stft import StreamingSpectrogram, TensorWriter, default_hop
-
 from runtime_helpers import CALIBRATION
 
 RECORDING = CALIBRATION / "cwru" / "12k_Drive_End_IR007_0_105.mat"

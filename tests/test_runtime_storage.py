@@ -24,9 +24,14 @@ from edgecnn.deploy.options import Logging, plan_from_keywords
 from edgecnn.deploy.run import run_logged
 from edgecnn.deploy.snapshots import SnapshotStore
 from edgecnn.deploy.storage import StorageGuard, StorageOptions
-
-from runtime_helpers import (CALIBRATION, gray_frame, level_for_class, make_image_bundle,
-                             make_signal_bundle, write_video)
+from runtime_helpers import (
+    CALIBRATION,
+    gray_frame,
+    level_for_class,
+    make_image_bundle,
+    make_signal_bundle,
+    write_video,
+)
 
 RECORDING = CALIBRATION / "cwru" / "12k_Drive_End_B007_1_119.mat"
 CYCLE = [1, 2, 3, 4]          # classes with min_frames 1: one event per frame

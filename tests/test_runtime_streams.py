@@ -23,7 +23,6 @@ from edgecnn.deploy.reconnect import Backoff
 from edgecnn.deploy.runstats import StopFlag
 from edgecnn.deploy.samples import TcpSampleSource
 from edgecnn.deploy.vibration import run_vibration
-
 from runtime_helpers import make_image_bundle, make_signal_bundle
 
 FFMPEG = shutil.which("ffmpeg")

@@ -14,10 +14,9 @@ import pytest
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.preprocess import preprocess_windows, resample, window_starts
-from edgecnn.deploy.recordings import read_recording
 from edgecnn.deploy.reconnect import Backoff
+from edgecnn.deploy.recordings import read_recording
 from edgecnn.deploy.vibration import SignalChecks, run_vibration, window_faults
-
 from runtime_helpers import CALIBRATION, CWRU_CLASSES, make_signal_bundle
 
 RECORDING = CALIBRATION / "cwru" / "12k_Drive_End_OR021@6_1_235.mat"

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from edgecnn.models.capacity import fit_capacity
-from edgecnn.schedule import (class_weights, describe_weights, epoch_budget,
-                              balanced_early_stopping, patience_for)
+from edgecnn.schedule import (
+    balanced_early_stopping,
+    class_weights,
+    describe_weights,
+    epoch_budget,
+    patience_for,
+)
 
 
 def test_epoch_budget_reaches_the_step_budget_within_limits():

@@ -13,11 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.serviceconfig import key_line, load_config
 from edgecnn.deploy.errors import InputError
-
-from runtime_helpers import (CALIBRATION, NEU_CLASSES, gray_frame, level_for_class,
-                             make_image_bundle, make_signal_bundle, write_video)
+from edgecnn.serviceconfig import key_line, load_config
+from runtime_helpers import (
+    CALIBRATION,
+    NEU_CLASSES,
+    gray_frame,
+    level_for_class,
+    make_image_bundle,
+    make_signal_bundle,
+    write_video,
+)
 
 EDGECNN = [sys.executable, "-c", "from edgecnn.cli import main; main()"]
 RECORDING = CALIBRATION / "cwru" / "normal_0_97.mat"
@@ -159,8 +165,8 @@ def test_check_opens_bundles_and_knows_their_classes(line):
 
 def test_every_run_option_is_a_config_key():
     """The config keys come from the run commands' options: nothing to keep in sync."""
-    from edgecnn.cli import run_camera_command, run_vibration_command
     from edgecnn import serviceconfig as config
+    from edgecnn.cli_runtime import run_camera_command, run_vibration_command
 
     for kind, command in (("camera", run_camera_command), ("vibration", run_vibration_command)):
         keys = set(config._run_options(kind))

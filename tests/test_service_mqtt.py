@@ -15,7 +15,6 @@ from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.mqtt import MqttOptions, MqttSinks, options_from_url, parse_url
 from edgecnn.deploy.options import Logging, plan_from_keywords
 from edgecnn.deploy.run import run_logged
-
 from mqtt_broker import Broker, Subscriber, free_port, make_test_ca, need_mosquitto
 from runtime_helpers import gray_frame, level_for_class, make_image_bundle, write_video
 
@@ -174,7 +173,6 @@ def test_tls_with_a_test_ca(bundle, tmp_path):
 
 def test_serve_publishes_each_source_to_its_own_topics(bundle, tmp_path):
     from edgecnn.serve import serve
-
     from runtime_helpers import CALIBRATION, make_signal_bundle
 
     broker = Broker(tmp_path / "broker").start()

@@ -13,7 +13,8 @@ from edgecnn.tfquiet import filtered_output, import_tensorflow, is_tensorflow_no
 tf = import_tensorflow("the probe")
 print("tensorflow", tf.__version__, file=sys.stderr, flush=True)
 with filtered_output(keep=lambda line: not is_tensorflow_noise(line), fds=(2,)):
-    os.write(2, b"I0000 00:00:1796130658.663629   13446 cudart_stub.cc:31] Could not find cuda drivers\n")
+    os.write(2, b"I0000 00:00:1796130658.663629   13446 cudart_stub.cc:31] "
+                b"Could not find cuda drivers\n")
     os.write(2, b"E0000 00:00:1796130658.663629   13446 foo.cc:1] a real error\n")
     os.write(2, b"our own progress line\n")
 """

@@ -13,13 +13,17 @@ from pathlib import Path
 from edgecnn.data.images import load_image_folder
 from edgecnn.data.lecture import load_lecture_npz
 from edgecnn.data.mnist import load_mnist
-from edgecnn.data.recording_labels import (CWRU_CLASSES, CwruRule, ManifestRule, PatternRule,
-                                           cwru_label)
+from edgecnn.data.recording_labels import (
+    CWRU_CLASSES,
+    CwruRule,
+    ManifestRule,
+    PatternRule,
+    cwru_label,
+)
 from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files
 from edgecnn.data.windows import load_recordings
 from edgecnn.deploy.errors import DataError, InputError
-from edgecnn.deploy.spec import (DEFAULT_CHANNEL, ImageSpec, InputSpec, SignalSpec,
-                                 spec_section)
+from edgecnn.deploy.spec import DEFAULT_CHANNEL, ImageSpec, InputSpec, SignalSpec, spec_section
 
 
 def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | None = None, *,

@@ -19,8 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.data.assemble import (SkipLog, empty_positions, finish, log, natural_key,
-                                   relative_name, resolve_classes)
+from edgecnn.data.assemble import (
+    SkipLog,
+    empty_positions,
+    finish,
+    log,
+    natural_key,
+    relative_name,
+    resolve_classes,
+)
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError
 from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, read_image

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.data.assemble import (SkipLog, finish, log, natural_key, relative_name,
-                                   resolve_classes)
-from edgecnn.data.recording_labels import (CWRU_CLASSES, MANIFEST_NAME, CwruRule, ManifestRule,
-                                           PatternRule)
+from edgecnn.data.assemble import SkipLog, finish, log, natural_key, relative_name, resolve_classes
+from edgecnn.data.recording_labels import (
+    CWRU_CLASSES,
+    MANIFEST_NAME,
+    CwruRule,
+    ManifestRule,
+    PatternRule,
+)
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError, SourceError
 from edgecnn.deploy.preprocess import check_samples, cut_windows, resample, window_starts

@@ -23,7 +23,8 @@ def seed_mnist(input_shape, num_classes):
 
 
 @register_model("seed-neu", ("image",),
-                "lecture NEU CNN: conv blocks 32/64/128 with 2x2 pooling, Dense128 ('same' padding)")
+                "lecture NEU CNN: conv blocks 32/64/128 with 2x2 pooling, Dense128 "
+                "('same' padding)")
 def seed_neu(input_shape, num_classes):
     from keras import layers, models
 

@@ -1,5 +1,5 @@
 """``edgecnn serve`` and ``edgecnn service``: the line's sources as one unattended service
-(registered on the main group by edgecnn.cli; kept apart to keep that module small)."""
+(registered on the main group by ``edgecnn.cli``)."""
 
 from __future__ import annotations
 

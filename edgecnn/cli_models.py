@@ -1,0 +1,254 @@
+"""``edgecnn train | eval | export | parity | recipe``: the commands that make, judge and
+package models (registered on the main group by ``edgecnn.cli``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgecnn.cli import (
+    _given_loader_options,
+    _loader_options,
+    _trust,
+    _trust_option,
+    _write_json,
+    cli,
+    examples,
+    per_task,
+)
+from edgecnn.deploy.formats import FORMAT_NAMES, PREFERENCE
+from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
+
+
+@cli.command(help="Train a model on labelled images or recordings and write a model "
+                  "directory (model.keras, edgecnn.json, report/).",
+             epilog=examples("edgecnn train --task neu --data datasets/neu/train --out runs/neu",
+                             "edgecnn train --task cwru --data datasets/cwru --out runs/cwru "
+                             "--json runs/cwru-train.json"))
+@click.option("--task", required=True,
+              help="Data kind: images (neu), mnist, cwru, vibration, lecture-npz.")
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Training data folder or file.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Model directory to write.")
+@click.option("--arch", "architecture", default=None,
+              help="Architecture from 'edgecnn models --archs'. " + per_task("architecture"))
+@click.option("--epochs", type=int, default=None,
+              help="Maximum epochs (early stopping may end sooner). " + per_task("epochs"))
+@click.option("--batch-size", type=int, default=None,
+              help="Samples per training step. " + per_task("batch_size"))
+@click.option("--lr", "learning_rate", type=float, default=None,
+              help="Initial learning rate (Adam, cosine decay). " + per_task("learning_rate"))
+@click.option("--patience", type=int, default=None,
+              help="Early-stopping patience (epochs without a better validation loss). "
+                   + per_task("patience"))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the validation split and the training.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the data held out for validation (per class).")
+@click.option("--augment", default=None, metavar="NAMES|none",
+              help="Raw-domain augmentation families, comma-separated, or 'none' (images: "
+                   "gain, offset, gamma, contrast, noise, defocus, motion, jpeg, rotate, "
+                   "zoom, shift, flip, rot90; signals: gain, dc, noise, hum, speed). "
+                   + per_task("augment"))
+@click.option("--augment-strength", type=float, default=None,
+              help="Scale of every augmentation range, 0-2. " + per_task("augment_strength"))
+@click.option("--image-size", type=int, default=None,
+              help="Images: model input side (pixels). " + per_task("image.width", ("image",)))
+@click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None,
+              help="Images: colour the model sees. " + per_task("image.color", ("image",)))
+@click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
+              default=None, help="Images: resize to the input size. "
+                                 + per_task("image.interpolation", ("image",)))
+@click.option("--fit", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
+              help="Images of another aspect ratio: stretch, letterbox or crop to the input "
+                   "(default: stretch if all are within 10 % of it, else letterbox).")
+@click.option("--window-length", type=int, default=None,
+              help="Signals: samples per window. "
+                   + per_task("signal.window_length", ("signal",)))
+@click.option("--stride", type=int, default=None,
+              help="Signals: training window stride. "
+                   + per_task("stride", ("signal",), otherwise="window length / 4"))
+@click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
+              help="Signals: spectrogram magnitude transform. "
+                   + per_task("signal.transform", ("signal",)))
+@_loader_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the validation results as JSON.")
+def train(json_path, augment, **options):
+    from edgecnn.training import TrainConfig
+    from edgecnn.training import train as run_training
+
+    result = run_training(TrainConfig(augment=True if augment is None else augment, **options))
+    click.echo(format_result(result.metrics))
+    click.echo(f"model directory: {result.model_dir.path}")
+    click.echo(f"report: {Path(result.report['confusion']).parent}")
+    _write_json(result.metrics, json_path)
+
+
+@cli.command("eval", help="Evaluate a model directory or bundle (path or shipped name) on "
+                          "labelled data: accuracy, per-class metrics, confusion matrix.",
+             epilog=examples("edgecnn eval neu --data calibration_data/neu",
+                             "edgecnn eval runs/neu --format keras --data datasets/neu/val "
+                             "--report runs/neu-eval"))
+@click.argument("model")
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Labelled data in any layout the model's task reads.")
+@click.option("--format", "fmt", default=None,
+              help=f"Bundle format to run: {', '.join(FORMAT_NAMES)} (default: the first "
+                   f"the bundle has of {', '.join(PREFERENCE)}); 'keras' for a model "
+                   "directory.")
+@click.option("--task", default=None, help="Data kind, if the model does not record it.")
+@click.option("--stride", type=int, default=None,
+              help="Signals: window stride (default: non-overlapping windows).")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="Intra-op threads for inference.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write confusion.png and metrics.json here (robustness.png with "
+                   "--robustness).")
+@click.option("--robustness", is_flag=True,
+              help="Accuracy under the fixed suite of camera / sensor changes, float and int8 "
+                   "side by side, with a heat-map (robustness.png).")
+@click.option("--perturbations", default=None, metavar="NAMES",
+              help="With --robustness: only these families, comma-separated.")
+@_loader_options
+@_trust_option
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the metrics as JSON.")
+def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbations,
+                 trusted_keys, **options):
+    from edgecnn.evaluation import evaluate
+
+    trust = _trust(trusted_keys)
+    if robustness or perturbations:
+        from edgecnn.robustness import evaluate_robustness, format_robustness, plot_robustness
+
+        result = evaluate_robustness(model, data, fmt=fmt, families=perturbations,
+                                     trust=trust, **options)
+        click.echo(format_robustness(result))
+        picture = plot_robustness(result, Path(report_dir or ".") / "robustness.png")
+        click.echo(f"heat-map: {picture}")
+        _write_json(result, json_path)
+        return
+    metrics = evaluate(model, data, fmt=fmt, trust=trust, **options)
+    click.echo(format_result(metrics))
+    if report_dir:
+        from edgecnn.report import write_report
+
+        write_report(Path(report_dir), metrics, title="Evaluation")
+        click.echo(f"report: {report_dir}")
+    _write_json(metrics, json_path)
+
+
+def format_result(metrics: dict) -> str:
+    from edgecnn.metrics import format_metrics
+
+    return format_metrics(metrics)
+
+
+
+# ----------------------------------------------------------------------------- export
+# (export, parity) -- edgecnn.export
+
+@cli.command(help="Export a model directory to a bundle: float32/int8 ONNX and TFLite files, "
+                  "each verified against the Keras model, described by edgecnn.json. "
+                  f"Formats: {', '.join(FORMAT_NAMES)} (default: all).",
+             epilog=examples("edgecnn export runs/cwru --out bundles/cwru",
+                             "edgecnn export runs/neu --out bundles/neu --formats "
+                             "onnx,onnx-int8,tflite-int8 --float-first 2"))
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Bundle directory to write (new, empty, or an earlier bundle).")
+@click.option("--formats", default=None, help="Comma-separated formats (default: all).")
+@click.option("--calib", type=click.Path(exists=True), default=None,
+              help="Calibration data like the training data (default: the matching set "
+                   "in calibration_data/).")
+@click.option("--calib-method", default=None,
+              help="int8 calibration: minmax (default), entropy or percentile (onnx-int8).")
+@click.option("--activations", default=None,
+              help="onnx-int8 activation type: uint8 (default) or int8.")
+@click.option("--per-channel/--per-tensor", default=None,
+              help="onnx-int8 weight scales per output channel (default) or per tensor.")
+@click.option("--float-first", type=int, default=None,
+              help="onnx-int8: keep the first N convolutions in float (faster on one-channel "
+                   "full-resolution input). Default 0; the shipped NEU bundle uses 2.")
+@click.option("--reduce-range/--full-range", default=None,
+              help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
+@click.option("--auto-fallback", is_flag=True,
+              help="Keep the worst int8 layers in float until parity holds on the "
+                   "calibration data.")
+@click.option("--max-drop", type=float, default=MAX_DROP_PP, show_default=True,
+              help="Parity: largest accepted accuracy drop (percentage points).")
+@click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,
+              help="Parity: smallest accepted top-1 agreement with float (0-1).")
+@click.option("--max-calib-samples", type=int, default=CALIBRATION_SAMPLES,
+              show_default=True,
+              help="Calibration samples to use at most (balanced across classes).")
+@_loader_options
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the manifest summary as JSON.")
+def export(model_dir, out, formats, calib, calib_method, activations, per_channel,
+           float_first, reduce_range, auto_fallback, max_drop, min_agreement,
+           max_calib_samples, json_path, **loader_options):
+    from edgecnn.export import export_model
+
+    result = export_model(model_dir, out, formats=formats, calib=calib,
+                          calib_method=calib_method, auto_fallback=auto_fallback,
+                          per_channel=per_channel, activations=activations,
+                          reduce_range=reduce_range, float_first=float_first,
+                          max_drop=max_drop, min_agreement=min_agreement,
+                          max_calibration_samples=max_calib_samples,
+                          calib_options=_given_loader_options(loader_options))
+    click.echo(result.format())
+    _write_json(result.summary(), json_path)
+
+
+@cli.command(help="Evaluate the float32 reference and every other format of a bundle on "
+                  "the same labelled data; exit 1 if a format breaks a threshold, and show "
+                  "which layers are to blame. Formats whose runtime is not installed "
+                  "are skipped and named.",
+             epilog=examples("edgecnn parity neu --data calibration_data/neu",
+                             "edgecnn parity bundles/cwru --data datasets/cwru --max-drop 1 "
+                             "--json parity.json"))
+@click.argument("bundle")
+@click.option("--data", "data", required=True, type=click.Path(exists=True),
+              help="Labelled data in any layout the bundle's task reads.")
+@click.option("--max-drop", type=float, default=MAX_DROP_PP, show_default=True,
+              help="Largest accepted accuracy drop vs float (percentage points).")
+@click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,
+              help="Smallest accepted top-1 agreement with float (0-1).")
+@click.option("--formats", default=None, help="Comma-separated formats (default: all).")
+@click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
+@_loader_options
+@_trust_option
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the per-format metrics and parity fields as JSON.")
+def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, trusted_keys,
+           **loader_options):
+    from edgecnn.deploy.errors import CheckFailed
+    from edgecnn.export import run_parity
+
+    result = run_parity(bundle, data, max_drop=max_drop, min_agreement=min_agreement,
+                        task=task, formats=formats, trust=_trust(trusted_keys),
+                        **_given_loader_options(loader_options))
+    click.echo(result.format())
+    _write_json(result.to_dict(), json_path)
+    if not result.passed:
+        raise CheckFailed(f"parity failed for {', '.join(result.failed)}")
+
+
+@cli.command("recipe", help="Show how a shipped bundle (neu, cwru, mnist) is made: its data "
+                            "folder and the train and export options of the task table. "
+                            "--step prints one step's options as shell words (the "
+                            "Makefile's bundle targets use them).",
+             epilog=examples("edgecnn recipe neu",
+                             "edgecnn recipe neu --step export"))
+@click.argument("bundle")
+@click.option("--step", type=click.Choice(["data", "train", "export"]), default=None,
+              help="Print only this step: the data folder inside a datasets root, or the "
+                   "options of edgecnn train / edgecnn export.")
+def recipe_command(bundle, step):
+    from edgecnn.tasks import describe_recipe, recipe_arguments
+
+    click.echo(recipe_arguments(bundle, step) if step else describe_recipe(bundle))
