@@ -19,12 +19,14 @@ def _conv_bn(x, filters, kernel=3, strides=1, name=None):
     return layers.ReLU()(x)
 
 
-def _separable(x, filters, strides=1):
+def _separable(x, filters, strides=1, depthwise_cap=None):
+    """``depthwise_cap``: ReLU6-style bound after the depthwise convolution (one int8 scale
+    per tensor then covers every channel; see _edge_image)."""
     from keras import layers
 
     x = layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.ReLU()(x)
+    x = layers.ReLU(max_value=depthwise_cap)(x)
     x = layers.Conv2D(filters, 1, use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     return layers.ReLU()(x)
@@ -57,6 +59,14 @@ def _stages(input_shape, stem_filters, widths, stem_stride=2, pool_first=False,
     return inputs, x
 
 
+# Bound of the activations after the depthwise convolutions of edge-image (ReLU6, as in
+# MobileNet): with one uint8 scale per tensor, an unbounded channel squeezes the others
+# into a few int8 steps. Validation, default settings, onnx-int8 vs float: X-SDD unbounded
+# 95.91 vs 97.73 % (parity failed), capped 97.27 vs 97.27 % (passes); NEU capped 99.33 vs
+# 99.67 % (passes).
+DEPTHWISE_CAP = 6.0
+
+
 def _edge_image(input_shape, num_classes, width: float, name: str):
     # Depthwise convolutions where the feature maps are large (cheap), plain 3x3
     # convolutions where they are small: int8 kernels on x86 are fastest for plain
@@ -69,8 +79,8 @@ def _edge_image(input_shape, num_classes, width: float, name: str):
 
     inputs = keras.Input(input_shape)
     x = _conv_bn(inputs, w(24), strides=2)
-    x = _separable(x, w(48), strides=2)
-    x = _separable(x, w(64), strides=2)
+    x = _separable(x, w(48), strides=2, depthwise_cap=DEPTHWISE_CAP)
+    x = _separable(x, w(64), strides=2, depthwise_cap=DEPTHWISE_CAP)
     x = _conv_bn(x, w(128), strides=2)
     x = _conv_bn(x, w(192), strides=2)
     return keras.Model(inputs, _head(x, num_classes, 0.2), name=name)
