@@ -33,6 +33,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench_runtime import _write_video as write_video
+
 REPO = Path(__file__).resolve().parents[1]
 NEU = REPO / "calibration_data" / "neu"
 TILES = (5, 9)               # 45 tiles of 200 x 200 in an 1800 x 1000 frame
@@ -53,19 +55,6 @@ def _tiled(images, k: int) -> np.ndarray:
     rows, cols = TILES
     picks = [images[(k * 7 + i) % len(images)] for i in range(rows * cols)]
     return np.vstack([np.hstack(picks[r * cols:(r + 1) * cols]) for r in range(rows)])
-
-
-def write_video(path: Path, frames, codec: str = "mjpg", fps: float = 25.0) -> Path:
-    fourcc, color = {"mjpg": ("MJPG", True), "raw": ("Y800", False)}[codec]
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h),
-                             isColor=color)
-    if not writer.isOpened():
-        sys.exit(f"this OpenCV build cannot write {fourcc} video")
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if color else frame)
-    writer.release()
-    return path
 
 
 def decode_only(video: Path) -> dict:
