@@ -59,9 +59,9 @@ def _tiled(images, k: int) -> np.ndarray:
 
 def decode_only(video: Path) -> dict:
     """The reading thread's decode alone: the capture as the source opens it."""
-    from edgecnn.deploy.frames import _open_file
+    from edgecnn.deploy.captures import open_file
 
-    cap = _open_file(str(video))
+    cap = open_file(str(video))
     n, buffer = 0, None
     start, cpu = time.perf_counter(), time.thread_time()
     while True:
