@@ -111,37 +111,49 @@ def fit_envelope(items, spec, labels=None) -> dict:
     if spec.kind == "image":
         size = (spec.image.width, spec.image.height)
         ranges = _ranges([image_features(item, size) for item in items], labels)
-        m, s, sh, no, sat = (ranges[k] for k in ("mean", "std", "sharpness", "noise",
-                                                 "saturated"))
-        high = m["class_median_max"]
-        limits = {
-            "dark": {"feature": "mean", "below": min(0.5 * m["class_median_min"], m["p01"])},
-            "bright": {"feature": "mean",
-                       "above": max(high + 0.6 * (255.0 - high), m["p99"])},
-            "defocus": {"feature": "sharpness", "below": 0.3 * sh["class_median_min"]},
-            "noisy": {"feature": "noise",
-                      "above": max(no["p99"], 1.5 * no["class_median_max"]) + 1.0},
-            "flat": {"feature": "std", "below": 0.4 * s["min"]},
-            # the per-frame faults of deploy/faults.py, now beyond what products show
-            "black_level": min(16.0, 0.5 * m["min"]),
-            "saturated_fraction": min(0.99, max(0.5, sat["max"] + 0.5 * (1 - sat["max"]))),
-            # a live sensor's frames differ by about its noise: "identical" is well below
-            "frozen_delta": min(0.1, 0.2 * no["min"]),
-        }
         return {"version": ENVELOPE_VERSION, "kind": "image", "size": list(size),
-                "samples": len(items), "features": ranges, "limits": limits}
+                "samples": len(items), "features": ranges, "limits": image_limits(ranges)}
     rate = spec.signal.sample_rate
     ranges = _ranges([signal_features(item, rate) for item in items], labels)
+    return {"version": ENVELOPE_VERSION, "kind": "signal", "sample_rate": rate,
+            "samples": len(items), "features": ranges, "limits": signal_limits(ranges)}
+
+
+def image_limits(ranges: dict) -> dict:
+    """Fault limits from the image feature ranges of the training products. A product
+    stays in view for several frames, so a limit inside the range of real products would
+    trip on the few extreme ones: brightness limits lie beyond the darkest and brightest
+    product seen, not at a percentile."""
+    m, s, sh, no, sat = (ranges[k] for k in ("mean", "std", "sharpness", "noise",
+                                             "saturated"))
+    high = m["class_median_max"]
+    return {
+        "dark": {"feature": "mean", "below": min(0.5 * m["class_median_min"], 0.9 * m["min"])},
+        "bright": {"feature": "mean",
+                   "above": max(high + 0.6 * (255.0 - high), m["max"] + 0.5 * (255.0 - m["max"]))},
+        "defocus": {"feature": "sharpness", "below": min(0.3 * sh["class_median_min"],
+                                                         sh["min"])},
+        "noisy": {"feature": "noise",
+                  "above": max(no["max"], 1.5 * no["class_median_max"]) + 1.0},
+        "flat": {"feature": "std", "below": 0.4 * s["min"]},
+        # the per-frame faults of deploy/faults.py, now beyond what products show
+        "black_level": min(16.0, 0.5 * m["min"]),
+        "saturated_fraction": min(0.99, max(0.5, sat["max"] + 0.5 * (1 - sat["max"]))),
+        # a live sensor's frames differ by about its noise: "identical" is well below
+        "frozen_delta": min(0.1, 0.2 * no["min"]),
+    }
+
+
+def signal_limits(ranges: dict) -> dict:
+    """Fault limits from the signal feature ranges of the training windows."""
     rms, hum, flat = ranges["rms"], ranges["hum"], ranges["flatness"]
-    limits = {
+    return {
         "gain_change": {"feature": "rms", "below": rms["class_median_min"] / 3.0,
                         "above": rms["class_median_max"] * 3.0},
         "hum": {"feature": "hum", "above": max(2.0 * hum["p99"], hum["p99"] + 0.02)},
         "noisy": {"feature": "flatness", "above": max(3.0 * flat["p99"], flat["p99"] + 0.1)},
         "flat": {"feature": "rms", "below": rms["min"] / 100.0},
     }
-    return {"version": ENVELOPE_VERSION, "kind": "signal", "sample_rate": rate,
-            "samples": len(items), "features": ranges, "limits": limits}
 
 
 def fault_config_kwargs(envelope: dict | None) -> dict:

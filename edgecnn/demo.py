@@ -116,9 +116,13 @@ def camera_misses(video: Path, images: list[Path], events: list[dict], bundle: s
             elif best != expected:
                 notes.append(f"{where}: no event; the model reads it as {best} "
                              f"({probs.max():.2f}), not {expected}")
-            else:
+            elif probs.max() < threshold:
                 notes.append(f"{where}: no event; {best} at {probs.max():.2f} is below the "
                              f"{threshold:g} threshold")
+            else:
+                notes.append(f"{where}: no event; {best} ({probs.max():.2f}) did not hold "
+                             f"for {CAMERA_MIN_FRAMES} frames in a row (a source fault or a "
+                             "frame below the threshold broke the run)")
     finally:
         capture.release()
     return notes

@@ -255,6 +255,10 @@ def test_shipped_bundle_envelopes_accept_the_calibration_products(images, window
     if neu is None:
         pytest.skip("the shipped neu bundle carries no health envelope")
     assert _transitions(neu, images) == [] and _transitions(neu, images[::-1]) == []
+    # on a line each product stays in view for several frames: the brightest and the
+    # darkest real products, held, are not a source fault either
+    held = [image for image in images for _ in range(9)]
+    assert _transitions(neu, held) == []
     detector = FrameFaultDetector(FaultConfig(**fault_config_kwargs(neu)))
     assert all(detector.check(img) is None for img in images)
     cwru = Bundle.open("cwru").manifest.get("health")
@@ -275,12 +279,14 @@ def test_a_source_change_halfway_is_a_fault_within_frames_and_ends(images, envel
     assert got, "no fault"
     (start_frame, start), *rest = got
     assert start["fault"] == fault and start["state"] == "start"
-    assert half <= start_frame <= half + 10           # within 10 frames (< 1 s at 10 fps)
+    # "within seconds": 20 frames are 2 s at 10 fps (limits lie beyond the most extreme
+    # real product, so the rolling median needs most of its window changed)
+    assert half <= start_frame <= half + 20
     low, high = start["expected"]
     assert (low is not None and start["value"] < low) or (high is not None and
                                                          start["value"] > high)
     ends = [(i, c) for i, c in rest if c["fault"] == fault and c["state"] == "end"]
-    assert ends and half + 30 <= ends[0][0] <= half + 40
+    assert ends and half + 30 <= ends[0][0] <= half + 50
 
 
 def test_camera_run_reports_focus_loss_as_a_fault_not_a_class(tmp_path, images, envelope):
@@ -296,7 +302,7 @@ def test_camera_run_reports_focus_loss_as_a_fault_not_a_class(tmp_path, images, 
     summary = run_camera(bundle, str(video), min_frames=1, threshold=0.0, on_event=got.append)
     faults = [e for e in got if e["type"] == "fault"]
     assert faults and faults[0]["fault"] == "defocus" and faults[0]["state"] == "start"
-    assert half <= faults[0]["frame"] <= half + 10
+    assert half <= faults[0]["frame"] <= half + 20      # 2 s at 10 fps
     assert "expected" in faults[0] and faults[0]["feature"] == "sharpness"
     defects_after = [e for e in got if e["type"] == "defect" and e["frame"] >
                      faults[0]["frame"]]
