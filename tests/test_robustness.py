@@ -325,3 +325,15 @@ def test_signal_health_hum_and_gain_change(windows, recordings):
         frames = line[:20] + [apply_signal(w, change, RATE, rng) for w in line[20:]]
         got = _transitions(envelope, frames)
         assert got and got[0][1]["fault"] == fault and 20 <= got[0][0] <= 35, got[:2]
+
+
+def test_large_frame_features_match_a_full_area_resize(images):
+    """A 1800x1000-class frame is thinned before its brightness statistics (the inference
+    thread must not area-average millions of pixels): the statistics stay those of a full
+    area resize to well under a grey level."""
+    frame = np.vstack([np.hstack(images[r * 9:(r + 1) * 9]) for r in range(5)])
+    assert frame.shape[0] >= 6 * 128
+    got = image_features(frame, (128, 128))
+    full = cv2.resize(frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
+                      (128, 128), interpolation=cv2.INTER_AREA)
+    assert abs(got["mean"] - full.mean()) < 0.5 and abs(got["std"] - full.std()) < 0.5
