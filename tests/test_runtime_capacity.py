@@ -308,3 +308,24 @@ def test_health_check_of_features_computed_elsewhere_equals_check():
         assert a == b and direct.last == split.last
         got += [(c["fault"], c["state"]) for c in a]
     assert got == [("dark", "start"), ("dark", "end")]
+
+
+def test_large_frames_get_a_shorter_read_ahead_ring_and_every_frame(tmp_path):
+    """A video whose frames fill the ring budget is read ahead in 3 slots instead of
+    prefetch + 2 (the memory of 2-5 MP frames); every frame still comes, in order."""
+    from edgecnn.deploy.frames import VideoFileSource
+
+    levels = list(range(20, 240, 10))
+    video = write_video(tmp_path / "levels.avi", [gray_frame(v) for v in levels])
+    with VideoFileSource(video, prefetch=4) as roomy:
+        assert roomy.slots == 6
+    with VideoFileSource(video, prefetch=4, ring_bytes=1) as src:
+        assert src.slots == 3
+        seen, slots = [], set()
+        while (frame := src.read(1.0)) is not None or not src.exhausted:
+            if frame is not None:
+                seen.append((frame.index, int(round(frame.image.mean()))))
+                slots.add(id(frame))
+    assert [i for i, _ in seen] == list(range(len(levels)))
+    assert all(abs(m - v) <= 2 for (_, m), v in zip(seen, levels))
+    assert len(slots) <= 3 and src.stats.read == len(levels)
