@@ -5,9 +5,11 @@
 frame, checks it for faults and preprocesses its regions (the InputSpec's own
 ``preprocess_image``, as in training) into a tensor owned by the frame's ring slot; the
 calling thread runs the model on that tensor (bound as the input of the slot's own
-engine runner: no copy), debounces and logs. When the calling thread would only wait for
-the next frame, the reading thread leaves that frame's preprocessing to it, so the two
-share the work wherever decoding is the slower half. Nothing is allocated per frame.
+engine runner: no copy), checks source health, debounces and logs. When the calling
+thread would only wait for the next frame, the reading thread leaves that frame's gray
+conversion, health features and preprocessing to it, so the two share the work wherever
+decoding is the slower half (large tiled frames: the reading thread then only decodes
+and checks faults). Nothing is allocated per frame.
 OpenCV's own worker pool is held to one thread for the run: otherwise a resize in the
 reading thread spreads over both cores and preempts the model.
 """
