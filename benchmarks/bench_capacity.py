@@ -205,7 +205,7 @@ def paced_cpu(bundle, fmt, video: Path, tiles=None, seconds: float = 5.0) -> dic
             "frames_per_s": round(run["frames_per_s"], 1), "dropped": run["dropped"]}
 
 
-def peak_rss_mb(bundle_name: str, videos, exe: str | None = None) -> float:
+def peak_rss_mb(bundle_name: str, videos, exe: str | None = None, tiles=None) -> float:
     """Peak RSS of ``edgecnn run camera`` in its own process (``exe``: an ``edgecnn`` of
     another environment, e.g. a lean one with the runtime's dependencies only; a venv
     that also has the GUI opencv-python loads more). Measured by /usr/bin/time (a small
@@ -215,6 +215,8 @@ def peak_rss_mb(bundle_name: str, videos, exe: str | None = None) -> float:
     args = [str(exe), "run", "camera", bundle_name, "--quiet"]
     for i, v in enumerate(videos):
         args += ["--source", f"cam{i}={v}"]
+    if tiles:
+        args += ["--tiles", "x".join(map(str, tiles))]
     if not Path("/usr/bin/time").exists():
         return float("nan")
     proc = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True)
@@ -318,8 +320,8 @@ def main(argv=None) -> None:
                 "edgecnn": str(exe or Path(sys.executable).with_name("edgecnn")),
                 "one_source": peak_rss_mb(args.bundle, [mjpg], exe),
                 "four_sources": peak_rss_mb(args.bundle, [mjpg] * 4, exe),
-                "one_tiled_source": peak_rss_mb(args.bundle, [tiled], exe),
-                "two_tiled_sources": peak_rss_mb(args.bundle, [tiled] * 2, exe)}
+                "one_tiled_source": peak_rss_mb(args.bundle, [tiled], exe, TILES),
+                "two_tiled_sources": peak_rss_mb(args.bundle, [tiled] * 2, exe, TILES)}
     if args.select:
         from edgecnn.select import select_formats
 
