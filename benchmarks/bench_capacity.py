@@ -2,12 +2,16 @@
 
     python benchmarks/bench_capacity.py [BUNDLE=neu] [--format F] [--runs 3]
                                         [--seconds 3] [--select] [--json out.json]
+                                        [--cases small,raw,tiled,four,two-tiled]
+                                        [--rss-exe /tmp/lean-venv/bin/edgecnn]
 
 For each case it measures, back to back in the same run: decode-only (the source's
 capture read loop, frames/s), inference-only (the engine runner on the frame's regions,
 one batched run per frame), the pipeline (``multi.run_many``, every source in this
 process) and the ratio of the pipeline's rate to the 2-core bound 2 / (t_decode +
-t_infer) (for several sources: their total rate against the same per-frame bound).
+t_infer), t_infer at the batch the runtime uses (one run on a frame's regions; for
+several sources: their total rate against the same per-frame bound), and the lower bound
+of a decoder that works one frame at a time (sources / t_decode; see ``run_case``).
 Cases: 200x200 MJPG and raw gray (Y800), 1800x1000 MJPG with 45 tiles of 200x200, four
 200x200 MJPG sources, two tiled 1800x1000 sources; the tiled case also against a plain
 single-threaded loop (read, slice, one ``engine.predict`` on the 45 tiles). Then the CPU
@@ -114,7 +118,19 @@ def pipeline(bundle, fmt, videos, tiles=None, realtime: bool = False,
     return {"frames_per_s": processed / wall, "processed": [s.processed for s in summaries],
             "dropped": sum(s.dropped for s in summaries), "wall_s": round(wall, 3),
             "cores_used": round(cpu / wall, 3), "cpu_ms_per_frame": 1000 * cpu / processed,
-            "sources_named": sorted({s.source for s in summaries})}
+            "sources_named": sorted({s.source for s in summaries}),
+            # per thread, CPU ms per frame (mean over the sources): the stepping thread
+            # (inference, health, debouncing, events; and the preparation it took over),
+            # each reading thread (decode, fault checks, preparation)
+            "main_cpu_ms": _mean(s.extra.get("main_cpu_ms") for s in summaries),
+            "reader_cpu_ms": _mean(s.extra.get("reader_cpu_ms") for s in summaries),
+            "prepared_by_main": sum(s.extra.get("preprocessed_here") or 0
+                                    for s in summaries)}
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def plain_loop(engine, spec, video: Path) -> dict:
@@ -142,21 +158,43 @@ def plain_loop(engine, spec, video: Path) -> dict:
 
 
 def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=None) -> dict:
+    """Decode-only, inference-only and the pipeline back to back, and the bounds.
+
+    ``bound_2_cores_per_s`` is the issue's bound, 2 / (t_decode + t_infer), frames/s of
+    all sources together: t_decode is one frame's decode (wall, the capture alone),
+    t_infer one frame's inference at the batch the runtime uses (one runner run on the
+    frame's ``regions``: 45 tiles of one frame per run; several sources do not share a
+    run). ``bound_serial_decode_per_s`` is what the sources' reading threads can decode
+    at all, sources / t_decode (a frame is decoded by one thread: one 1800x1000 source
+    cannot go faster than its decoder, whatever the other core does); ``bound_per_s`` is
+    the smaller of the two and ``ratio_to_bound`` the pipeline's share of it.
+    """
     load = _load()
     dec = decode_only(videos[0])
     inf = infer_only(engine, bundle.spec, regions, tile, seconds)
     pipe = pipeline(bundle, fmt, videos, tiles)
     bound = 2000.0 / (dec["ms"] + inf["ms"])
+    serial = len(videos) * 1000.0 / dec["ms"]
     # the same bound for the cores the run actually got (a shared machine gives less
     # than two): with c cores, c / (t_decode + t_infer) by CPU time
     cpu_bound = pipe["cores_used"] * 1000.0 / (dec["cpu_ms"] + inf["cpu_ms"])
     row = {"case": name, "sources": len(videos), "regions": regions,
+           "infer_batch": f"{regions} region(s) of one frame per run",
            "decode_ms": round(dec["ms"], 4), "decode_per_s": round(1000 / dec["ms"], 1),
+           "decode_cpu_ms": round(dec["cpu_ms"], 4),
            "infer_ms": round(inf["ms"], 4), "infer_per_s": round(1000 / inf["ms"], 1),
+           "infer_cpu_ms": round(inf["cpu_ms"], 4),
            "pipeline_per_s": round(pipe["frames_per_s"], 1),
            "bound_2_cores_per_s": round(bound, 1),
            "ratio_to_2_core_bound": round(pipe["frames_per_s"] / bound, 3),
+           "bound_serial_decode_per_s": round(serial, 1),
+           "bound_per_s": round(min(bound, serial), 1),
+           "ratio_to_bound": round(pipe["frames_per_s"] / min(bound, serial), 3),
            "ratio_to_cores_used": round(pipe["frames_per_s"] / cpu_bound, 3),
+           # CPU ms per frame: the whole process, and beyond decode + inference alone
+           "cpu_ms_per_frame": round(pipe["cpu_ms_per_frame"], 4),
+           "overhead_cpu_ms": round(pipe["cpu_ms_per_frame"] - dec["cpu_ms"]
+                                    - inf["cpu_ms"], 4),
            "pipeline": pipe, "load_before": load, "load_after": _load()}
     return row
 
@@ -167,14 +205,18 @@ def paced_cpu(bundle, fmt, video: Path, tiles=None, seconds: float = 5.0) -> dic
             "frames_per_s": round(run["frames_per_s"], 1), "dropped": run["dropped"]}
 
 
-def peak_rss_mb(bundle_name: str, videos) -> float:
-    """Peak RSS of ``edgecnn run camera`` in its own process. Measured by /usr/bin/time
-    (a small parent): the rusage of a child forked from this big benchmark process would
-    count the pages it had before its exec."""
-    exe = Path(sys.executable).with_name("edgecnn")
+def peak_rss_mb(bundle_name: str, videos, exe: str | None = None, tiles=None) -> float:
+    """Peak RSS of ``edgecnn run camera`` in its own process (``exe``: an ``edgecnn`` of
+    another environment, e.g. a lean one with the runtime's dependencies only; a venv
+    that also has the GUI opencv-python loads more). Measured by /usr/bin/time (a small
+    parent): the rusage of a child forked from this big benchmark process would count
+    the pages it had before its exec."""
+    exe = exe or Path(sys.executable).with_name("edgecnn")
     args = [str(exe), "run", "camera", bundle_name, "--quiet"]
     for i, v in enumerate(videos):
         args += ["--source", f"cam{i}={v}"]
+    if tiles:
+        args += ["--tiles", "x".join(map(str, tiles))]
     if not Path("/usr/bin/time").exists():
         return float("nan")
     proc = subprocess.run(["/usr/bin/time", "-v", *args], capture_output=True, text=True)
@@ -182,6 +224,25 @@ def peak_rss_mb(bundle_name: str, videos) -> float:
         sys.exit(f"edgecnn run camera failed: {proc.stderr}")
     line = next(l for l in proc.stderr.splitlines() if "Maximum resident set size" in l)
     return round(int(line.split(":")[1]) / 1024, 1)
+
+
+CASES = ("small", "raw", "tiled", "four", "two-tiled")
+
+
+def _line(row: dict) -> str:
+    """One case as a line of text (the JSON has everything)."""
+    pipe = row["pipeline"]
+    text = (f"{row['case']:28s} decode {row['decode_ms']:.3f} ms  infer "
+            f"{row['infer_ms']:.3f} ms  pipeline {row['pipeline_per_s']:7.1f}/s  bound "
+            f"{row['bound_2_cores_per_s']:7.1f}/s ({row['ratio_to_2_core_bound']:.2f}); "
+            f"serial-decode bound {row['bound_serial_decode_per_s']:.1f}/s "
+            f"({row['ratio_to_bound']:.2f} of the lower); CPU {row['cpu_ms_per_frame']:.3f}"
+            f" ms/frame (main {pipe['main_cpu_ms']}, reader {pipe['reader_cpu_ms']}, "
+            f"overhead {row['overhead_cpu_ms']:.3f}); cores {pipe['cores_used']}; "
+            f"load {row['load_before'][0]}")
+    if "x_plain_loop" in row:
+        text += f"; plain loop {row['plain_loop_per_s']}/s, x{row['x_plain_loop']}"
+    return text
 
 
 def main(argv=None) -> None:
@@ -196,7 +257,18 @@ def main(argv=None) -> None:
     parser.add_argument("--select", action="store_true",
                         help="also time every shipped bundle's formats (edgecnn.select)")
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--rss-exe", default=None,
+                        help="the edgecnn executable whose peak RSS is measured (e.g. "
+                             "of a lean venv: pip install -e . into a fresh venv)")
+    parser.add_argument("--no-paced", action="store_true", help="skip the paced runs")
+    parser.add_argument("--no-rss", action="store_true", help="skip the RSS runs")
     args = parser.parse_args(argv)
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; expected some of {', '.join(CASES)}")
     from edgecnn.deploy.bundle import Bundle, shipped_bundles
     from edgecnn.deploy.engine import open_for_run
 
@@ -217,26 +289,39 @@ def main(argv=None) -> None:
                                   [_tiled(images, k) for k in range(150)], fps=30.0)
         tile = images[0]
         for _ in range(args.runs):
-            result["cases"] += [
-                run_case("200x200 mjpg", bundle, engine, fmt, [mjpg], tile, 1, args.seconds),
-                run_case("200x200 raw gray", bundle, engine, fmt, [raw], tile, 1,
-                         args.seconds),
-                run_case("1800x1000 mjpg 45 tiles", bundle, engine, fmt, [tiled], tile, 45,
-                         args.seconds, TILES),
-                run_case("4 x 200x200 mjpg", bundle, engine, fmt, [mjpg] * 4, tile, 1,
-                         args.seconds),
-                run_case("2 x 1800x1000 mjpg 45 tiles", bundle, engine, fmt, [tiled] * 2,
-                         tile, 45, args.seconds, TILES)]
-            plain = plain_loop(engine, bundle.spec, tiled)["frames_per_s"]
-            tiled_row = [r for r in result["cases"] if r["case"].startswith("1800")][-1]
-            tiled_row["plain_loop_per_s"] = round(plain, 1)
-            tiled_row["x_plain_loop"] = round(tiled_row["pipeline_per_s"] / plain, 3)
-        result["paced_30_fps"] = {"200x200": paced_cpu(bundle, fmt, paced),
-                                  "1800x1000 45 tiles": paced_cpu(bundle, fmt, paced_tiled,
-                                                                  TILES)}
-        result["peak_rss_mb"] = {"one_source": peak_rss_mb(args.bundle, [mjpg]),
-                                 "four_sources": peak_rss_mb(args.bundle, [mjpg] * 4),
-                                 "one_tiled_source": peak_rss_mb(args.bundle, [tiled])}
+            todo = {
+                "small": lambda: run_case("200x200 mjpg", bundle, engine, fmt, [mjpg], tile,
+                                          1, args.seconds),
+                "raw": lambda: run_case("200x200 raw gray", bundle, engine, fmt, [raw],
+                                        tile, 1, args.seconds),
+                "tiled": lambda: run_case("1800x1000 mjpg 45 tiles", bundle, engine, fmt,
+                                          [tiled], tile, 45, args.seconds, TILES),
+                "four": lambda: run_case("4 x 200x200 mjpg", bundle, engine, fmt,
+                                         [mjpg] * 4, tile, 1, args.seconds),
+                "two-tiled": lambda: run_case("2 x 1800x1000 mjpg 45 tiles", bundle,
+                                              engine, fmt, [tiled] * 2, tile, 45,
+                                              args.seconds, TILES)}
+            for case in cases:
+                row = todo[case]()
+                if case == "tiled":
+                    plain = plain_loop(engine, bundle.spec, tiled)["frames_per_s"]
+                    row["plain_loop_per_s"] = round(plain, 1)
+                    row["x_plain_loop"] = round(row["pipeline_per_s"] / plain, 3)
+                result["cases"].append(row)
+                print(_line(row), file=sys.stderr, flush=True)
+        if not args.no_paced:
+            result["paced_30_fps"] = {
+                "200x200": paced_cpu(bundle, fmt, paced),
+                "1800x1000 45 tiles": paced_cpu(bundle, fmt, paced_tiled, TILES),
+                "load": _load()}
+        if not args.no_rss:
+            exe = args.rss_exe
+            result["peak_rss_mb"] = {
+                "edgecnn": str(exe or Path(sys.executable).with_name("edgecnn")),
+                "one_source": peak_rss_mb(args.bundle, [mjpg], exe),
+                "four_sources": peak_rss_mb(args.bundle, [mjpg] * 4, exe),
+                "one_tiled_source": peak_rss_mb(args.bundle, [tiled], exe, TILES),
+                "two_tiled_sources": peak_rss_mb(args.bundle, [tiled] * 2, exe, TILES)}
     if args.select:
         from edgecnn.select import select_formats
 

@@ -5,9 +5,11 @@
 frame, checks it for faults and preprocesses its regions (the InputSpec's own
 ``preprocess_image``, as in training) into a tensor owned by the frame's ring slot; the
 calling thread runs the model on that tensor (bound as the input of the slot's own
-engine runner: no copy), debounces and logs. When the calling thread would only wait for
-the next frame, the reading thread leaves that frame's preprocessing to it, so the two
-share the work wherever decoding is the slower half. Nothing is allocated per frame.
+engine runner: no copy), checks source health, debounces and logs. When the calling
+thread would only wait for the next frame, the reading thread leaves that frame's gray
+conversion, health features and preprocessing to it, so the two share the work wherever
+decoding is the slower half (large tiled frames: the reading thread then only decodes
+and checks faults). Nothing is allocated per frame.
 OpenCV's own worker pool is held to one thread for the run: otherwise a resize in the
 reading thread spreads over both cores and preempts the model.
 """
@@ -116,14 +118,17 @@ class Prepared:
     written.
     """
 
-    __slots__ = ("fault", "regions", "pixels", "gray", "tensor", "ready", "runner",
-                 "resized")
+    __slots__ = ("fault", "regions", "image", "pixels", "gray", "features", "analysed",
+                 "tensor", "ready", "runner", "resized")
 
     def __init__(self) -> None:
         self.fault: str | None = None
         self.regions: list[Region] = []
+        self.image: np.ndarray | None = None    # the decoded frame (the ring slot's buffer)
         self.pixels: np.ndarray | None = None   # the frame as the model's colour takes it
         self.gray: np.ndarray | None = None     # the slot's buffer for a gray conversion
+        self.features: dict | None = None       # source-health features of ``pixels``
+        self.analysed = False                    # pixels and features are this frame's
         self.tensor: np.ndarray | None = None   # float32 regions x H x W x C
         self.ready = False                       # tensor holds this frame's regions
         self.runner = None
@@ -132,20 +137,25 @@ class Prepared:
 
 class FramePreparer:
     """The per-frame work before inference, as a source's ``prepare`` step: fault checks
-    on every decoded frame (in order, so frozen streams are seen), then the regions'
-    model tensors for a frame without a fault (a faulty frame is not classified).
+    on every decoded frame (in order, so frozen streams are seen), then, for a frame
+    without a fault (a faulty frame is not classified), its gray conversion and
+    source-health ``features`` (``analyse``) and the regions' model tensors (``tensors``).
 
-    The tensors are left to the pipeline thread (``tensors``) when it is waiting for
-    this frame anyway: where decoding and preprocessing take longer than inference, the
-    two threads then share the work instead of one idling.
+    Analysis and tensors are left to the pipeline thread when it is waiting for this
+    frame anyway: where decoding takes longer than inference (large tiled frames), the
+    reading thread then only decodes and checks, and the two threads share the work
+    instead of one idling. The fault checks take the decoded frame as it is (a gray
+    thumbnail of a BGR frame is the thumbnail of its gray conversion, pixel for pixel).
     """
 
     def __init__(self, spec: InputSpec, detector: FrameFaultDetector,
                  roi: Region | None = None, tiles: tuple[int, int] | None = None,
-                 grid: tuple[int, int, int] | None = None, share: bool = True):
+                 grid: tuple[int, int, int] | None = None, share: bool = True,
+                 features: Callable[[np.ndarray], dict] | None = None):
         self.spec = spec
         self.detector = detector
         self.share = share
+        self.features = features
         self._plan = (roi, tiles, grid)
         self._shape: tuple[int, ...] | None = None
         self._regions: list[Region] = []
@@ -156,24 +166,31 @@ class FramePreparer:
 
     def __call__(self, image: np.ndarray, previous=None, waiting: bool = False) -> Prepared:
         work = previous if isinstance(previous, Prepared) else Prepared()
-        work.pixels = self._pixels(image, work)
+        work.image = image
+        work.analysed = work.ready = False
         with self._lock:
-            work.fault = self.detector.check(work.pixels)
+            work.fault = self.detector.check(image)
             # a tiny frame is a fault, not a frame to plan regions in (they may not fit)
             if image.shape != self._shape and work.fault != "tiny":
                 self._regions = plan_regions(image.shape, *self._plan)
                 self._batch = TileBatch.plan(self._regions, self.spec)
                 self._shape = image.shape
             work.regions = self._regions
-        work.ready = False
         if work.fault is None and not (waiting and self.share):
             self.tensors(work)
         return work
 
+    def analyse(self, work: Prepared) -> None:
+        """The frame in the model's colour (``work.pixels``) and its health features
+        (either thread)."""
+        work.pixels = self._pixels(work.image, work)
+        work.features = self.features(work.pixels) if self.features is not None else None
+        work.analysed = True
+
     def _pixels(self, image: np.ndarray, work: Prepared) -> np.ndarray:
-        """A gray model's frame converted once, into the slot's buffer, for both the fault
-        checks and every region (the same ``to_color`` conversion preprocessing would do);
-        other colours go to preprocessing as decoded."""
+        """A gray model's frame converted once, into the slot's buffer, for the health
+        features and every region (the same ``to_color`` conversion preprocessing would
+        do); other colours go to preprocessing as decoded."""
         if self.spec.image.color != "gray" or image.ndim == 2 or image.shape[2] != 3:
             return image
         reuse = work.gray is not None and work.gray.shape == image.shape[:2]
@@ -181,7 +198,10 @@ class FramePreparer:
         return work.gray
 
     def tensors(self, work: Prepared) -> None:
-        """Preprocess the regions of ``work.pixels`` into ``work.tensor`` (either thread)."""
+        """Preprocess the regions of ``work.pixels`` into ``work.tensor`` (either thread;
+        analyses the frame first where that was left too)."""
+        if not work.analysed:
+            self.analyse(work)
         image = work.pixels
         regions = work.regions
         tensor = work.tensor
@@ -248,7 +268,8 @@ class CameraPipeline(Pipeline):
             faults = FaultConfig(**{**faults.__dict__,
                                     **fault_config_kwargs(self.health.envelope)})
         self.prepare = FramePreparer(spec, FrameFaultDetector(faults), cam.roi, cam.tiles,
-                                     cam.grid)
+                                     cam.grid, features=self.health.features
+                                     if self.health is not None else None)
         if isinstance(cam.source, FrameSource):
             self.src = cam.source
             self.src.prepare = self.prepare   # its reading thread prepares every frame now
@@ -308,9 +329,12 @@ class CameraPipeline(Pipeline):
         if work.regions is not self.regions:   # first frame, or the frame size changed
             self.regions = work.regions
             self.debouncer.resize(len(self.regions))
+        if work.fault is None and not work.analysed:   # left to this thread: it was idle
+            prepare.analyse(work)
+            self.shared += 1
         health = self.health
         if health is not None and work.fault is None:   # a black frame is not also 'dark'
-            loop.health_changes(health.check(work.pixels), frame.index)
+            loop.health_changes(health.check_features(work.features), frame.index)
         if work.fault is None and health is not None and health.active:
             # not classified while the source is unhealthy
             self.debouncer.reset()
@@ -343,7 +367,6 @@ class CameraPipeline(Pipeline):
         loop, spec, regions = self.loop, self.spec, self.regions
         if not work.ready:              # left to this thread: it was idle
             self.prepare.tensors(work)
-            self.shared += 1
         runner = work.runner
         if runner is None or runner.inputs is not work.tensor:
             # this slot's first frame (or new region count): bind its tensor

@@ -16,6 +16,7 @@ does the same with rolled-back inserts). Each sink's ``health`` says what it cou
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -38,7 +39,15 @@ def utc_now(timespec: str = "milliseconds") -> str:
     return datetime.now(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
+_AS_IS = (str, int, bool, type(None))   # exactly these types: most fields of an event
+
+
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind in _AS_IS:                     # fast path (a tiled frame logs many events)
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return value if np.isfinite(value) else None

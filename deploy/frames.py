@@ -197,15 +197,25 @@ class FrameSource:
         self.close()
 
 
+# What the read-ahead ring of a video file may hold: a slot keeps its decoded frame and
+# about as much again in what ``prepare`` made of it (gray copy, tensors), so a 2-5 MP
+# frame gets fewer slots (an 1800x1000 BGR frame: 3 slots, ~30 MB, instead of 6); at
+# least 3 (one lent, one ready, one being decoded) keep both threads busy.
+RING_BYTES = 32 << 20
+MIN_SLOTS = 3
+
+
 class VideoFileSource(FrameSource):
     """Every frame of a video file, in order; the reading thread keeps up to ``prefetch``
-    decoded and prepared frames ahead of the consumer."""
+    decoded and prepared frames ahead of the consumer (fewer for large frames: the ring
+    stays within ``ring_bytes``)."""
 
     live = False
 
     def __init__(self, path, prefetch: int = 4, opener: Callable | None = None,
-                 prepare: Prepare | None = None):
-        super().__init__(prepare, slots=max(1, prefetch) + 2)
+                 prepare: Prepare | None = None, ring_bytes: int = RING_BYTES):
+        slots = max(1, prefetch) + 2
+        super().__init__(prepare, slots=slots)
         self.name = str(path)
         capture = (opener or open_file)(self.name)
         self.fps = capture_fps(capture)
@@ -214,6 +224,10 @@ class VideoFileSource(FrameSource):
         if not self._decode(self._first, self._reader):
             self._reader.release()
             raise SourceError(f"video {path} opened but no frame could be decoded from it")
+        per_slot = 2 * max(1, self._first.image.nbytes)
+        self.slots = max(min(slots, MIN_SLOTS), min(slots, ring_bytes // per_slot))
+        for _ in range(slots - self.slots):   # never filled: no buffers of their own
+            self._free.get()
         self._ready: queue.SimpleQueue = queue.SimpleQueue()
 
     def _run(self) -> None:

@@ -244,3 +244,88 @@ def test_tiles_with_one_resize_equal_tiles_one_by_one():
         np.testing.assert_array_equal(work.tensor, expected)
         assert (prepare._batch is not None and prepare._batch.verified) is batched
         assert (work.resized is not None) is batched
+
+
+def test_preparer_leaves_gray_conversion_and_health_features_to_an_idle_pipeline():
+    """A BGR tiled frame prepared while the pipeline waits: the reading thread only checks
+    faults (on the frame as decoded: the same verdicts as on its gray conversion); the
+    gray frame, the health features and the tensors are then made by ``analyse`` /
+    ``tensors`` and equal what the reading thread would have made."""
+    import cv2
+
+    from edgecnn.deploy.camera import FramePreparer
+    from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+    from edgecnn.deploy.health import image_features
+    from runtime_helpers import image_spec, neu_images
+
+    spec = image_spec(128)
+    tiles = [img for _, img in neu_images(8)][:45]
+    frame = np.vstack([np.hstack(tiles[r * 9:(r + 1) * 9]) for r in range(5)])
+    bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    features = lambda image: image_features(image, (128, 128))   # noqa: E731
+    lazy = FramePreparer(spec, FrameFaultDetector(FaultConfig()), tiles=(5, 9),
+                         features=features)
+    eager = FramePreparer(spec, FrameFaultDetector(FaultConfig()), tiles=(5, 9),
+                          features=features, share=False)
+    left = done = None
+    for _ in range(3):
+        left = lazy(bgr, left, waiting=True)
+        done = eager(bgr, done, waiting=True)
+        assert left.fault is None and not left.analysed and not left.ready
+        assert done.analysed and done.ready
+        lazy.analyse(left)
+        assert left.features == done.features == features(frame)
+        np.testing.assert_array_equal(left.pixels, frame)
+        lazy.tensors(left)
+        np.testing.assert_array_equal(left.tensor, done.tensor)
+    black = np.zeros_like(bgr)
+    for prepare in (lazy, eager):    # a fault is found on the BGR frame by either
+        assert prepare(black, None, waiting=True).fault == "black"
+        assert prepare(cv2.cvtColor(black, cv2.COLOR_BGR2GRAY), None).fault == "black"
+
+
+def test_health_check_of_features_computed_elsewhere_equals_check():
+    """``check_features`` (features made in the reading thread) gives the same
+    transitions and medians as ``check`` on the frames; the median of the history equals
+    numpy's for odd and even lengths."""
+    from edgecnn.deploy.health import HealthMonitor, _median, image_features
+
+    rng = np.random.default_rng(3)
+    for n in range(1, 10):
+        values = list(rng.normal(size=n) * 100)
+        assert _median(values) == float(np.median(values))
+    limits = {"dark": {"feature": "mean", "below": 40.0},
+              "flat": {"feature": "std", "below": 0.5}}
+    envelope = {"kind": "image", "size": [32, 32], "limits": limits}
+    frames = [np.full((64, 64), level, np.uint8) for level in [120] * 4 + [10] * 8 + [120] * 8]
+    for frame in frames:
+        frame[(np.arange(64) // 4) % 2 == 1] += 20
+    direct, split = HealthMonitor(envelope), HealthMonitor(envelope)
+    got = []
+    for frame in frames:
+        a = direct.check(frame)
+        b = split.check_features(image_features(frame, (32, 32)))
+        assert a == b and direct.last == split.last
+        got += [(c["fault"], c["state"]) for c in a]
+    assert got == [("dark", "start"), ("dark", "end")]
+
+
+def test_large_frames_get_a_shorter_read_ahead_ring_and_every_frame(tmp_path):
+    """A video whose frames fill the ring budget is read ahead in 3 slots instead of
+    prefetch + 2 (the memory of 2-5 MP frames); every frame still comes, in order."""
+    from edgecnn.deploy.frames import VideoFileSource
+
+    levels = list(range(20, 240, 10))
+    video = write_video(tmp_path / "levels.avi", [gray_frame(v) for v in levels])
+    with VideoFileSource(video, prefetch=4) as roomy:
+        assert roomy.slots == 6
+    with VideoFileSource(video, prefetch=4, ring_bytes=1) as src:
+        assert src.slots == 3
+        seen, slots = [], set()
+        while (frame := src.read(1.0)) is not None or not src.exhausted:
+            if frame is not None:
+                seen.append((frame.index, int(round(frame.image.mean()))))
+                slots.add(id(frame))
+    assert [i for i, _ in seen] == list(range(len(levels)))
+    assert all(abs(m - v) <= 2 for (_, m), v in zip(seen, levels))
+    assert len(slots) <= 3 and src.stats.read == len(levels)
