@@ -109,10 +109,12 @@ def tidy_names(graph) -> None:
 
 def _layer_of(node, initializers: set[str], prefix: str) -> str:
     """The Keras layer a converted node came from, from its name or its weights' names."""
+    from edgecnn.export.blame import layer_label
+
     names = [node.name] + [n for n in node.input if n in initializers] + list(node.output)
     for name in names:
         if prefix and name.startswith(prefix):
-            return name[len(prefix):].split("/", 1)[0]
+            return layer_label(name[len(prefix):])
     return node.op_type.lower()
 
 
