@@ -36,8 +36,12 @@ class TransferPlan:
     fine_tune_lr: float
 
     def describe(self, epochs: int) -> str:
-        what = {"all": "all backbone layers", "none": "nothing (the backbone stays frozen)"}
-        tuned = what.get(self.unfreeze, f"the top {self.unfreeze} backbone layers")
+        if self.unfreeze == "none":
+            return (f"transfer from {self.weights}: the backbone stays frozen (feature "
+                    f"extraction); the head trains for up to {epochs} epochs at lr "
+                    f"{self.head_lr:g} (--unfreeze overrides)")
+        tuned = "all backbone layers" if self.unfreeze == "all" else \
+            f"the top {self.unfreeze} backbone layers"
         return (f"transfer from {self.weights}: {self.frozen_epochs} epoch(s) with the backbone "
                 f"frozen (head only, lr {self.head_lr:g}), then up to {epochs} epochs "
                 f"fine-tuning {tuned} at lr {self.fine_tune_lr:g}; BatchNorm in inference "

