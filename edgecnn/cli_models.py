@@ -86,7 +86,8 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
                    "[default: a fifth of the epochs, 1-10]")
 @click.option("--unfreeze", default=None, metavar="all|none|N",
               help="With --weights: what fine-tuning trains: the whole backbone, nothing "
-                   "(feature extraction) or its top N layers with weights. [default: all]")
+                   "(feature extraction) or its top N layers with weights; BatchNorm "
+                   "stays frozen. [default: all]")
 @click.option("--fine-tune-lr", type=float, default=None,
               help="With --weights: learning rate once unfrozen. [default: --lr / 10]")
 @_loader_options

@@ -49,6 +49,8 @@ def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
     with silenced():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature,
                                                  opset=OPSET)
+    if len(proto.graph.input) > 1:
+        proto = _convert_frozen(function, signature)
     graph = proto.graph
     _rename_value(graph, graph.output[0].name, OUTPUT_NAME)
     for value in list(graph.input) + list(graph.output):
@@ -65,6 +67,26 @@ def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
     tidy_names(model.graph)
     onnx.save(model, str(path))
     return path
+
+
+def _convert_frozen(function, signature):
+    """tf2onnx of the function with every capture frozen first: ``from_function`` leaves
+    captured constant tensors as extra graph inputs (Keras 3's Normalization layer keeps
+    its mean and variance as such tensors: EfficientNet's stem)."""
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function(*signature))
+    with silenced():
+        proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+            output_names=[t.name for t in frozen.outputs], opset=OPSET)
+    graph_input = proto.graph.input[0]
+    _rename_value(proto.graph, graph_input.name, INPUT_NAME)
+    graph_input.name = INPUT_NAME
+    return proto
 
 
 def tidy_names(graph) -> None:

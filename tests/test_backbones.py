@@ -331,3 +331,23 @@ def test_layer_blame_names_the_layer_inside_a_backbone():
         "expanded_conv_3_squeeze_excite_mul_1"
     assert layer_label("backbone/re_lu_2/Relu") == "re_lu_2"
     assert layer_label("conv2d_1/Relu") == "conv2d_1" and layer_label("Softmax") == "Softmax"
+
+
+@pytest.mark.slow
+def test_efficientnet_converts_to_onnx_with_its_normalization_frozen(tmp_path, capsys):
+    """Keras 3's Normalization layer (EfficientNet's stem) keeps mean and variance as
+    captured tensors, which tf2onnx's from_function left as extra graph inputs."""
+    import onnx
+
+    from edgecnn.modeldir import write_model_dir
+    from edgecnn.models import create_model
+
+    input_spec = spec()
+    model_dir = write_model_dir(tmp_path / "model", create_model("efficientnet-b0", input_spec),
+                                input_spec, architecture="efficientnet-b0",
+                                training={"task": "neu"}, data={}, metrics={})
+    assert cli("export", model_dir.path, "--out", tmp_path / "bundle", "--formats",
+               "onnx") == 0
+    assert "max |dp|" in capsys.readouterr().out
+    graph = onnx.load(str(tmp_path / "bundle" / "model.onnx")).graph
+    assert [value.name for value in graph.input] == ["input"]
