@@ -25,9 +25,7 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
                   "directory (model.keras, edgecnn.json, report/).",
              epilog=examples("edgecnn train --task neu --data datasets/neu/train --out runs/neu",
                              "edgecnn train --task cwru --data datasets/cwru --out runs/cwru "
-                             "--json runs/cwru-train.json",
-                             "edgecnn train --task images --data datasets/xsdd/train --out "
-                             "runs/xsdd --arch mobilenetv3-small --weights runs/neu-mv3"))
+                             "--json runs/cwru-train.json"))
 @click.option("--task", required=True,
               help="Data kind: images (neu), mnist, cwru, vibration, lecture-npz.")
 @click.option("--data", "data", required=True, type=click.Path(exists=True),

@@ -155,7 +155,11 @@ def test_imagenet_without_internet_is_one_line_exit_2(tmp_path, monkeypatch, cap
     """The download fails (a proxy on a closed loopback port stands in for no internet;
     an empty Keras cache): one line saying what is needed, no traceback."""
     import socket
+    import urllib.request
 
+    # urllib keeps the opener (and the proxies) of its first request: later tests talk to
+    # 127.0.0.1 without a proxy, so this test's opener goes when it ends
+    monkeypatch.setattr(urllib.request, "_opener", None)
     with socket.socket() as probe:  # a free port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
