@@ -47,5 +47,7 @@ def format_shipped(rows: list[dict]) -> str:
 def format_architectures() -> str:
     from edgecnn.models import list_models
 
-    return "\n".join(f"{entry.name:<13} {'/'.join(entry.kinds):<12} {entry.description}"
-                     for entry in list_models())
+    entries = list_models()
+    width = max(len(entry.name) for entry in entries)
+    return "\n".join(f"{entry.name:<{width}} {'/'.join(entry.kinds):<12} {entry.description}"
+                     for entry in entries)

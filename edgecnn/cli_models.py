@@ -73,6 +73,21 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
 @click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
               help="Signals: spectrogram magnitude transform. "
                    + per_task("signal.transform", ("signal",)))
+@click.option("--weights", default=None, metavar="PATH|imagenet",
+              help="Backbone architectures (mobilenetv3-small, ...): start from pretrained "
+                   "weights, then freeze-then-fine-tune. PATH: a .weights.h5/.h5 file of the "
+                   "backbone without top, or an edgecnn model (model.keras or its directory) "
+                   "of the same architecture; imagenet: Keras downloads them (needs internet "
+                   "or the file in ~/.keras/models). [default: train from scratch]")
+@click.option("--frozen-epochs", type=int, default=None,
+              help="With --weights: head-only epochs before fine-tuning. "
+                   "[default: a fifth of the epochs, 1-10]")
+@click.option("--unfreeze", default=None, metavar="all|none|N",
+              help="With --weights: what fine-tuning trains: the whole backbone, nothing "
+                   "(feature extraction) or its top N layers with weights; BatchNorm "
+                   "stays frozen. [default: all]")
+@click.option("--fine-tune-lr", type=float, default=None,
+              help="With --weights: learning rate once unfrozen. [default: --lr / 10]")
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the validation results as JSON.")

@@ -63,6 +63,10 @@ class TrainConfig:
     label_pattern: str | None = None
     manifest: str | None = None
     allow_pickle: bool = False
+    weights: str | None = None             # backbones: 'imagenet' or a file (edgecnn.transfer)
+    frozen_epochs: int | None = None       # with weights: head-only epochs first
+    unfreeze: str | None = None            # with weights: all / none / top N layers
+    fine_tune_lr: float | None = None      # with weights: learning rate once unfrozen
     extra: dict = field(default_factory=dict)
 
 
@@ -222,6 +226,22 @@ class _EpochProgress:
         return Progress()
 
 
+def _freeze_then_fine_tune(config: TrainConfig, model, epochs: int, learning_rate: float,
+                           total_steps: int, fit_args: dict, log) -> dict | None:
+    """With pretrained backbone weights: the head-only phase, then the model unfrozen and
+    compiled for fine-tuning (edgecnn.transfer); None (one phase) otherwise."""
+    from edgecnn.transfer import plan_transfer, run_frozen_phase
+
+    plan = plan_transfer(config.weights, epochs, learning_rate, config.frozen_epochs,
+                         config.unfreeze, config.fine_tune_lr)
+    if plan is None:
+        return None
+    log(plan.describe(epochs))
+    progress = _EpochProgress(plan.frozen_epochs, lambda line: log(f"frozen {line}"))
+    frozen = run_frozen_phase(model, plan, fit_args, total_steps, progress, log)
+    return {**plan.to_dict(), "frozen_history": frozen}
+
+
 def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> TrainResult:
     """Train ``config.architecture`` (default: the task's edge architecture) and write the
     model directory ``config.out``."""
@@ -242,6 +262,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         raise InputError(f"model {architecture!r} takes {' or '.join(entry.kinds)} input; "
                          f"task {config.task!r} is {defaults.kind}")
     augment, strength = _augmentation(config, defaults)  # unknown names fail early too
+    from edgecnn.transfer import check_transfer_options
+
+    check_transfer_options(config, architecture)  # a bad --weights fails before data is read
 
     from edgecnn.tfquiet import import_tensorflow
 
@@ -295,7 +318,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         if why:
             log(f"model capacity: {architecture} ({why}; --arch overrides)")
     keras.utils.set_random_seed(config.seed)
-    model = create_model(architecture, spec)
+    model = create_model(architecture, spec, weights=config.weights)
     steps = int(np.ceil(len(x_train) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
@@ -304,6 +327,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                                 augment, strength, config.seed)
     class_weight = class_weights(y_train, spec.num_classes)
     log(describe_weights(class_weight, spec.labels))
+    transfer = _freeze_then_fine_tune(config, model, epochs, learning_rate, epochs * steps,
+                                      dict(x=dataset, validation_data=(x_val, y_val),
+                                           class_weight=class_weight), log)
 
     log(f"training {architecture} ({model.count_params():,} parameters) for up to "
         f"{epochs} epochs")
@@ -331,7 +357,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
                 "augment": list(augment), "augment_strength": strength,
-                "epochs_run": len(history["loss"]),
+                "epochs_run": len(history["loss"]), "transfer": transfer,
                 "train_seconds": round(seconds, 1), "train_samples": int(len(x_train)),
                 "val_samples": int(len(x_val))}
     data = {"path": str(config.data), "fingerprint": samples.fingerprint,

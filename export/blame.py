@@ -23,6 +23,7 @@ model is quantized again.
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,18 @@ _PASS_THROUGH = {"Relu", "Clip", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "
                  "Identity", "QuantizeLinear", "DequantizeLinear"}
 _TFLITE_SKIP = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "TRANSPOSE"}
 _COMPUTE_KEYS = ("conv", "dense", "MatMul", "depthwise")
+# The name scope of a nested model: edgecnn.models.backbones calls its Keras application
+# "backbone", and a layer inside it is named by its own name, not the backbone's.
+_NESTED_SCOPE = re.compile(r"^backbone(_\d+)?$")
+
+
+def layer_label(path: str) -> str:
+    """The layer a converter's name path (model prefix removed) points at:
+    ``conv2d_1/Relu`` -> ``conv2d_1``, ``backbone_1/re_lu_3/Relu`` -> ``re_lu_3``."""
+    parts = path.split("/")
+    if len(parts) > 1 and _NESTED_SCOPE.match(parts[0]):
+        parts = parts[1:]
+    return parts[0]
 
 
 @dataclass
@@ -211,7 +224,7 @@ def tflite_file_layer_errors(float_path: Path, int8_path: Path,
         before = compute_producer(source) if source is not None else None
         if before is not None:
             exclude += [details[int(i)]["name"] for i in before["outputs"]]
-        label = "output" if index in outputs else quant_names[index].split("/", 1)[0]
+        label = "output" if index in outputs else layer_label(quant_names[index])
         errors.append(LayerError(name, label, op["op_name"], sqnr_out, rmse, delta,
                                  nsr_out - nsr_in, exclude))
     return _rank(errors)

@@ -49,6 +49,8 @@ def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
     with silenced():
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature,
                                                  opset=OPSET)
+    if len(proto.graph.input) > 1:
+        proto = _convert_frozen(function, signature)
     graph = proto.graph
     _rename_value(graph, graph.output[0].name, OUTPUT_NAME)
     for value in list(graph.input) + list(graph.output):
@@ -65,6 +67,26 @@ def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
     tidy_names(model.graph)
     onnx.save(model, str(path))
     return path
+
+
+def _convert_frozen(function, signature):
+    """tf2onnx of the function with every capture frozen first: ``from_function`` leaves
+    captured constant tensors as extra graph inputs (Keras 3's Normalization layer keeps
+    its mean and variance as such tensors: EfficientNet's stem)."""
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function(*signature))
+    with silenced():
+        proto, _ = tf2onnx.convert.from_graph_def(
+            frozen.graph.as_graph_def(), input_names=[t.name for t in frozen.inputs],
+            output_names=[t.name for t in frozen.outputs], opset=OPSET)
+    graph_input = proto.graph.input[0]
+    _rename_value(proto.graph, graph_input.name, INPUT_NAME)
+    graph_input.name = INPUT_NAME
+    return proto
 
 
 def tidy_names(graph) -> None:
@@ -109,10 +131,12 @@ def tidy_names(graph) -> None:
 
 def _layer_of(node, initializers: set[str], prefix: str) -> str:
     """The Keras layer a converted node came from, from its name or its weights' names."""
+    from edgecnn.export.blame import layer_label
+
     names = [node.name] + [n for n in node.input if n in initializers] + list(node.output)
     for name in names:
         if prefix and name.startswith(prefix):
-            return name[len(prefix):].split("/", 1)[0]
+            return layer_label(name[len(prefix):])
     return node.op_type.lower()
 
 

@@ -2,7 +2,9 @@
 
 Builders are filed under their name with ``@register_model``; ``create_model(name, spec,
 num_classes)`` builds one for an InputSpec. Unknown names fail with the list of valid ones.
-TensorFlow is imported by the builders only, so listing names stays cheap.
+Backbone entries (``edgecnn.models.backbones``) take pretrained weights and the whole spec
+(their input adapter undoes its normalisation). TensorFlow is imported by the builders
+only, so listing names stays cheap.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ class ModelEntry:
     builder: Callable
     kinds: tuple[str, ...]  # which InputSpec kinds it accepts
     description: str
+    # builder(spec, num_classes, weights=None) instead of builder(input_shape, num_classes)
+    backbone: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, kinds: tuple[str, ...], description: str):
-    """Decorator filing a builder ``fn(input_shape, num_classes) -> keras.Model``."""
+def register_model(name: str, kinds: tuple[str, ...], description: str,
+                   backbone: bool = False):
+    """Decorator filing a builder ``fn(input_shape, num_classes) -> keras.Model`` (with
+    ``backbone``: ``fn(spec, num_classes, weights=None)``)."""
 
     def wrap(builder: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"model name {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, tuple(kinds), description)
+        _REGISTRY[name] = ModelEntry(name, builder, tuple(kinds), description, backbone)
         return builder
 
     return wrap
@@ -49,17 +55,24 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, spec: InputSpec, num_classes: int | None = None):
-    """Build the registered architecture ``name`` for the spec's input shape."""
+def create_model(name: str, spec: InputSpec, num_classes: int | None = None,
+                 weights: str | None = None):
+    """Build the registered architecture ``name`` for the spec's input shape; ``weights``
+    ('imagenet' or a file, see ``edgecnn.models.backbones``) for backbone entries only."""
     entry = get_entry(name)
     if spec.kind not in entry.kinds:
         raise InputError(f"model {name!r} takes {' or '.join(entry.kinds)} input; "
                          f"the data is {spec.kind}")
     num_classes = num_classes or spec.num_classes
-    model = entry.builder(spec.input_shape, num_classes)
-    return model
+    if entry.backbone:
+        return entry.builder(spec, num_classes, weights=weights)
+    if weights is not None:
+        from edgecnn.models.backbones import check_weights_argument
+
+        check_weights_argument(weights, name)  # raises: not a backbone
+    return entry.builder(spec.input_shape, num_classes)
 
 
 def _load_builders() -> None:
     # Importing the modules runs their @register_model decorators.
-    from edgecnn.models import edge, seed  # noqa: F401
+    from edgecnn.models import backbones, edge, seed  # noqa: F401
