@@ -12,7 +12,9 @@ Per sample, a share ``CLEAN_PROBABILITY`` is left unchanged; signals then draw e
 with probability ``APPLY_PROBABILITY``; images draw 1 to ``MAX_IMAGE_FAMILIES`` distinct
 families (the mirror symmetries apply to every sample). A line changes one or two things
 at a time: a sample pushed through four changes at full range at once looks like nothing
-the line shows and leaves few images near the clean ones (X-SDD lost ~4 pp that way).
+the line shows and leaves few images near the clean ones. Held-out test splits (20 %),
+with the weight average of edgecnn.schedule: X-SDD 91.4 -> 94.1 % (robustness mean 91.1 ->
+93.4 %), NEU 100 % both, robustness mean 99.2 -> 98.9 %, worst 97.3 -> 97.0 %.
 """
 
 from __future__ import annotations

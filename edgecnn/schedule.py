@@ -71,7 +71,10 @@ def balanced_early_stopping(x_val, y_val, num_classes: int, patience: int, start
     ``start_epoch``); the best weights are restored at the end.
 
     ``average`` > 0: the weights validated (and kept) are an exponential average over about
-    that many steps (``average_steps``); ``val_loss`` in the logs is then theirs too."""
+    that many steps (``average_steps``), started at ``start_epoch`` (as stochastic weight
+    averaging does: the early, high-learning-rate weights are far apart, and averaging them
+    breaks the match with the BatchNorm statistics); only averaged weights are candidates,
+    and ``val_loss`` in the logs is theirs from then on."""
     import keras
 
     decay = 1.0 - 1.0 / average if average > 0 else 0.0
@@ -84,8 +87,11 @@ def balanced_early_stopping(x_val, y_val, num_classes: int, patience: int, start
             self.best_weights = None
             self.averaged = None
 
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
         def on_train_batch_end(self, batch, logs=None):
-            if not average:
+            if not average or getattr(self, "epoch", 0) < start_epoch:
                 return
             weights = self.model.get_weights()
             if self.averaged is None:
@@ -118,6 +124,8 @@ def balanced_early_stopping(x_val, y_val, num_classes: int, patience: int, start
             score = balanced_accuracy(y_val, probs.argmax(axis=1), num_classes)
             logs["val_balanced_accuracy"] = score
             loss = float(logs.get("val_loss", np.inf))
+            if average and self.averaged is None:
+                return  # warm-up: no average yet, nothing to keep
             if (score, -loss) > (self.best[0] + 1e-9, -self.best[1]) or \
                     (abs(score - self.best[0]) <= 1e-9 and loss < self.best[1]):
                 self.best, self.best_epoch = (score, loss), epoch

@@ -91,21 +91,26 @@ def test_weight_average_is_what_gets_validated_and_kept():
     inputs = keras.Input((1,))
     model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
     lines = []
-    callback = balanced_early_stopping(x_val, y_val, 2, patience=5, start_epoch=0,
+    callback = balanced_early_stopping(x_val, y_val, 2, patience=5, start_epoch=1,
                                        log=lines.append, average=4)
     callback.set_model(model)
     model.stop_training = False
     # steps alternate between two weight sets: the average lies between them
     a = [np.array([[-4.0, 4.0]], np.float32), np.zeros(2, np.float32)]
     b = [np.array([[-2.0, 2.0]], np.float32), np.zeros(2, np.float32)]
+    model.set_weights([np.array([[4.0, -4.0]], np.float32), np.zeros(2, np.float32)])
+    callback.on_epoch_begin(0)
+    callback.on_train_batch_end(0)
+    callback.on_epoch_end(0, {"val_loss": 99.0})  # warm-up epoch: a wrong model, not kept
+    callback.on_epoch_begin(1)
     for step in range(40):
         model.set_weights(a if step % 2 else b)
         callback.on_train_batch_end(step)
     logs = {"val_loss": 99.0}
-    callback.on_epoch_end(0, logs)
+    callback.on_epoch_end(1, logs)
     assert logs["val_balanced_accuracy"] == 1.0 and logs["val_loss"] < 1.0
     np.testing.assert_allclose(model.get_weights()[0], a[0])  # training weights untouched
     callback.on_train_end()
     kept = model.get_weights()[0][0]
     assert -4.0 < kept[0] < -2.0 and 2.0 < kept[1] < 4.0
-    assert "averaged over ~4 steps up to epoch 1" in lines[0]
+    assert "averaged over ~4 steps up to epoch 2" in lines[0]
