@@ -7,8 +7,14 @@ parameters) are also what the robustness suite (``edgecnn.robustness``) perturbs
 training and measurement share one implementation of every change. numpy and OpenCV only.
 
 Families (``IMAGE_FAMILIES`` / ``SIGNAL_FAMILIES``); at strength 1 each draws from the
-range in its comment, per sample, with probability ``APPLY_PROBABILITY[kind]``; ``strength``
-scales the ranges (0.5 = half as far from "no change"):
+range in its comment; ``strength`` scales the ranges (0.5 = half as far from "no change").
+Per sample, a share ``CLEAN_PROBABILITY`` is left unchanged; signals then draw each family
+with probability ``APPLY_PROBABILITY``; images draw 1 to ``MAX_IMAGE_FAMILIES`` distinct
+families (the mirror symmetries apply to every sample). A line changes one or two things
+at a time: a sample pushed through four changes at full range at once looks like nothing
+the line shows and leaves few images near the clean ones. Held-out test splits (20 %),
+with the weight average of edgecnn.schedule: X-SDD 91.4 -> 94.1 % (robustness mean 91.1 ->
+93.4 %), NEU 100 % both, robustness mean 99.2 -> 98.9 %, worst 97.3 -> 97.0 %.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ SIGNAL_FAMILIES = {
     "hum": "mains hum 50 or 60 Hz with 2nd and 3rd harmonics: 0.03-1.5 x the window RMS",
     "speed": "shaft speed: x0.96-x1.04 (time stretch)",
 }
-APPLY_PROBABILITY = {"image": 0.35, "signal": 0.5}  # each family, independently, per sample
+APPLY_PROBABILITY = {"signal": 0.5}  # each family, independently, per sample
+MAX_IMAGE_FAMILIES = 2    # camera changes drawn per image: 1..this, distinct
 CLEAN_PROBABILITY = 0.2   # share of samples left photometrically/physically unchanged
+SYMMETRIES = ("flip", "rot90")  # label-preserving: applied to clean samples too
 
 
 def families_for(kind: str) -> dict[str, str]:
@@ -182,10 +190,11 @@ def apply_image(image: np.ndarray, change: ImageChange, rng: np.random.Generator
 
 def draw_image_change(families, strength: float, rng: np.random.Generator) -> ImageChange:
     s = strength
-    on = {f: rng.random() < APPLY_PROBABILITY["image"] for f in families}
-    clean = rng.random() < CLEAN_PROBABILITY
-    if clean:  # label-preserving symmetries still apply to clean samples
-        on = {f: v and f in ("flip", "rot90") for f, v in on.items()}
+    changes = [f for f in families if f not in SYMMETRIES]
+    on: dict[str, bool] = {}
+    if changes and rng.random() >= CLEAN_PROBABILITY:
+        count = int(rng.integers(1, min(MAX_IMAGE_FAMILIES, len(changes)) + 1))
+        on = {str(f): True for f in rng.choice(changes, size=count, replace=False)}
 
     def log_uniform(low, high):
         return float(np.exp(rng.uniform(np.log(low) * s, np.log(high) * s)))

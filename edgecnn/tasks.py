@@ -49,6 +49,7 @@ class Task:
     batch_size: int = 32
     learning_rate: float = 3e-3
     patience: int = 8
+    average_weights: bool = False            # validate/keep a weight average (edgecnn.schedule)
     stride: int | None = None                # signal windows: training stride (default window/4)
     follow_data_rate: bool = False           # signals: train at the recordings' rate
     shipped: Shipped | None = None
@@ -108,7 +109,7 @@ TASK_LIST = (
          "defect images in class sub-folders or named <class>_<n>.jpg (NEU layout)",
          "load_images", "edge-image", "seed-neu", aliases=("neu",),
          image=ImageSpec(128, 128, color="gray", interpolation="linear"),
-         augment=_CAMERA + ("flip", "rot90"), epochs=60,
+         augment=_CAMERA + ("flip", "rot90"), epochs=60, average_weights=True,
          shipped=Shipped("neu", ("neu/train", "neu"),
                          (("formats", "onnx,onnx-int8,tflite-int8"), ("float_first", 2)))),
     Task("mnist", "image", "one MNIST IDX images/labels pair (raw or .gz), digits 0-9",
@@ -185,5 +186,5 @@ def describe_recipe(bundle: str) -> str:
     recipe["defaults"] = {f.name: getattr(task, f.name) for f in fields(Task)
                           if f.name in ("architecture", "augment", "augment_strength",
                                         "epochs", "batch_size", "learning_rate", "patience",
-                                        "stride")}
+                                        "average_weights", "stride")}
     return json.dumps(recipe, indent=2, default=str)

@@ -26,6 +26,7 @@ from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
 from edgecnn.schedule import (
     STEP_BUDGET,
+    average_steps,
     balanced_early_stopping,
     class_weights,
     describe_weights,
@@ -331,8 +332,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                                       dict(x=dataset, validation_data=(x_val, y_val),
                                            class_weight=class_weight), log)
 
+    average = average_steps(epochs, steps) if defaults.average_weights else 0
     log(f"training {architecture} ({model.count_params():,} parameters) for up to "
-        f"{epochs} epochs")
+        f"{epochs} epochs" + (f"; validating a weight average over ~{average} steps"
+                              if average else ""))
     fit_started = time.perf_counter()
     history = model.fit(
         dataset, epochs=epochs, validation_data=(x_val, y_val), class_weight=class_weight,
@@ -340,7 +343,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
             # Validation metrics are noisy early on (batch-norm statistics settle while the
             # learning rate is high): stop early only in the second half of the schedule.
             balanced_early_stopping(x_val, y_val, spec.num_classes, patience, epochs // 2,
-                                    log),
+                                    log, average),
             _EpochProgress(epochs, log),
         ])
     seconds = time.perf_counter() - fit_started
@@ -356,6 +359,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     training = {**{k: v for k, v in asdict(config).items() if k not in ("out", "extra")},
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
+                "average_steps": average,
                 "augment": list(augment), "augment_strength": strength,
                 "epochs_run": len(history["loss"]), "transfer": transfer,
                 "train_seconds": round(seconds, 1), "train_samples": int(len(x_train)),

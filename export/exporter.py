@@ -116,10 +116,13 @@ class ExportResult:
                 verdict = f"top-1 agreement {check['agreement'] * 100:.2f} %"
                 if check.get("ratio_of_float") is not None:
                     verdict += f", {check['ratio_of_float'] * 100:.1f} % of float size"
+                if check.get("failures"):  # kept for inspection, never the default
+                    verdict += ", FAILS parity (" + "; ".join(check["failures"]) + ")"
             lines.append(f"{step['format']:<12} {step['file']:<18} "
                          f"{step['size'] / 1024:8.1f} kB {step['seconds']:5.1f} s  {verdict}")
         calib = self.manifest["calibration"]
         lines.append(f"calibration: {calib['samples']} samples from {calib['source']}")
+        lines.append(f"default format: {self.manifest.get('default_format')}")
         lines.append(f"bundle: {self.bundle}")
         return "\n".join(lines)
 

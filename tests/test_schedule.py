@@ -75,3 +75,42 @@ def test_early_stopping_keeps_the_weights_with_the_best_balanced_accuracy():
     assert model.stop_training and epoch == 2
     np.testing.assert_allclose(model.get_weights()[1], good[1])
     assert "kept the weights of epoch 2" in lines[0]
+
+
+def test_weight_average_is_what_gets_validated_and_kept():
+    """With ``average`` the callback validates and keeps an exponential average of the
+    weights over the steps, not the last step's weights."""
+    import keras
+
+    from edgecnn.schedule import average_steps
+
+    assert average_steps(182, 22) == 100        # X-SDD: 2.5 % of ~4000 steps
+    assert average_steps(15, 375) == 375        # at least one epoch
+    x_val = np.array([[0.0], [1.0]], dtype=np.float32)
+    y_val = np.array([0, 1])
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    lines = []
+    callback = balanced_early_stopping(x_val, y_val, 2, patience=5, start_epoch=1,
+                                       log=lines.append, average=4)
+    callback.set_model(model)
+    model.stop_training = False
+    # steps alternate between two weight sets: the average lies between them
+    a = [np.array([[-4.0, 4.0]], np.float32), np.zeros(2, np.float32)]
+    b = [np.array([[-2.0, 2.0]], np.float32), np.zeros(2, np.float32)]
+    model.set_weights([np.array([[4.0, -4.0]], np.float32), np.zeros(2, np.float32)])
+    callback.on_epoch_begin(0)
+    callback.on_train_batch_end(0)
+    callback.on_epoch_end(0, {"val_loss": 99.0})  # warm-up epoch: a wrong model, not kept
+    callback.on_epoch_begin(1)
+    for step in range(40):
+        model.set_weights(a if step % 2 else b)
+        callback.on_train_batch_end(step)
+    logs = {"val_loss": 99.0}
+    callback.on_epoch_end(1, logs)
+    assert logs["val_balanced_accuracy"] == 1.0 and logs["val_loss"] < 1.0
+    np.testing.assert_allclose(model.get_weights()[0], a[0])  # training weights untouched
+    callback.on_train_end()
+    kept = model.get_weights()[0][0]
+    assert -4.0 < kept[0] < -2.0 and 2.0 < kept[1] < 4.0
+    assert "averaged over ~4 steps up to epoch 2" in lines[0]
