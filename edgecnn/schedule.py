@@ -99,8 +99,9 @@ def balanced_early_stopping(x_val, y_val, num_classes: int, patience: int, start
                 return
             for mean, w in zip(self.averaged, weights):
                 if np.issubdtype(w.dtype, np.floating):
-                    mean *= decay
-                    mean += (1.0 - decay) * w
+                    # incremental form: a weight that does not move (a frozen backbone)
+                    # stays bit-identical, where decay * m + (1 - decay) * w drifts by ulps
+                    mean += (1.0 - decay) * (w - mean)
                 else:  # counters: the latest value
                     mean[...] = w
 
