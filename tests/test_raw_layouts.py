@@ -104,3 +104,30 @@ def test_fit_rule_stretches_near_square_sets_and_letterboxes_mixed_ones():
     mixed = near + [np.zeros((200, 105))]
     fit, reason = choose_fit(mixed, spec)
     assert fit == "letterbox" and "0.53" in reason
+
+
+def _tinted(root: Path, tint) -> Path:
+    """Two classes of real NEU pictures, written as colour JPEGs tinted by ``tint`` (B, G, R
+    gains; (1, 1, 1) keeps them gray)."""
+    for cls in ("crazing", "inclusion"):
+        folder = root / cls
+        folder.mkdir(parents=True)
+        for i, image in enumerate(_neu(cls, 4)):
+            bgr = np.clip(np.stack([image * g for g in tint], axis=-1), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(folder / f"{cls}_{i}.jpg"), bgr)
+    return root
+
+
+def test_colour_images_trained_in_gray_get_a_note(tmp_path, caplog):
+    """Gray training drops colour: a folder of coloured pictures says so (and how to keep it);
+    gray pictures stored as 3-channel JPEGs (NEU, X-SDD) do not."""
+    with caplog.at_level(logging.INFO, logger="edgecnn.data"):
+        load_image_folder(_tinted(tmp_path / "gray", (1.0, 1.0, 1.0)))
+    assert "in colour" not in caplog.text
+    with caplog.at_level(logging.INFO, logger="edgecnn.data"):
+        load_image_folder(_tinted(tmp_path / "tinted", (0.3, 0.6, 1.2)))
+    assert "100 % of the images probed" in caplog.text and "--color bgr" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edgecnn.data"):
+        load_image_folder(tmp_path / "tinted", color="bgr")
+    assert "in colour" not in caplog.text

@@ -176,12 +176,46 @@ def load_image_folder(root, color: str = "gray",
     if labels is None and len(set(label_names)) == 1:
         raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
                         f"at least two{explain_layout(root)}")
+    if color == "gray" and labels is None:
+        _note_colour(root, used)
     # Classes come from what was decoded: a class whose files all failed is not a class.
     class_names, index = resolve_classes(set(label_names), labels, root)
     samples = LabelledSamples("image", items, [index[name] for name in label_names],
                               class_names, sources,
                               empty_positions(len(items)), skips.skipped)
     return finish(samples, root, used, labels)
+
+
+# Mean HSV saturation (0-255) above which images count as colour: JPEG chroma noise of a
+# gray picture stays below 5; a visibly tinted or coloured picture is well above 20.
+COLOUR_SATURATION = 20.0
+_COLOUR_PROBES = 24
+
+
+def colour_share(paths: list[Path]) -> float:
+    """Share of up to _COLOUR_PROBES evenly picked images whose mean saturation is colour."""
+    import cv2
+
+    if not paths:
+        return 0.0
+    step = max(1, len(paths) // _COLOUR_PROBES)
+    probes = paths[::step][:_COLOUR_PROBES]
+    coloured = 0
+    for path in probes:
+        image = read_image(path, "bgr")
+        if image.ndim == 3 and image.shape[2] >= 3:
+            saturation = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2HSV)[..., 1]
+            coloured += float(saturation.mean()) > COLOUR_SATURATION
+    return coloured / len(probes)
+
+
+def _note_colour(root: Path, used: list[Path]) -> None:
+    """Training in gray (the default) throws colour away: say so when the images carry it."""
+    share = colour_share(used)
+    if share >= 0.5:
+        log.warning("note: %.0f %% of the images probed in %s are in colour; the model is "
+                    "trained in gray (the task's default). If colour tells the classes apart, "
+                    "train with --color bgr", share * 100, root)
 
 
 def _require_complete(path: Path) -> None:
