@@ -13,6 +13,11 @@ one that stops delivering is reopened with exponential backoff, forever, until t
 stopped. Silence (``stall_seconds`` without a frame) and every disconnect are state changes
 the run loop reads with ``poll_status()``. A video file read without ``realtime`` gives
 every frame, in order (the ring is the read-ahead); a missing file fails at once.
+
+``color`` (the model's InputSpec colour) lets an MJPEG file or stream be decoded from its
+compressed packets straight to that colour (captures.PacketCapture): a gray model then
+gets H x W gray frames, decoded as training decoded its JPEG images; without it, or for
+any other source, frames arrive as the capture decodes them (BGR, or native gray).
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class Frame:
 
     def __init__(self) -> None:
         self.index = -1        # frame number at the source (every frame read counts)
-        self.image = None      # decoded uint8 BGR or gray (the slot's reused buffer)
+        self.image = None      # decoded uint8 BGR or gray (the slot's reused buffer; a
+        #                        packet-decoded frame is a new array per frame)
         self.time = 0.0        # time.monotonic() when acquired (live: grabbed; file: taken
         #                        by the pipeline, so read-ahead does not count as latency)
         self.work = None       # what ``prepared`` returned for this frame
@@ -113,6 +119,13 @@ class FrameSource:
         """State changes since the last call (stalled / disconnected, start or end), in
         order; the run loop logs each as a fault event. Files have none."""
         return self._status.poll()
+
+    @property
+    def decoding(self) -> str:
+        """"packets" where JPEG packets are decoded by imdecode (PacketCapture), else
+        "capture" (the capture decodes)."""
+        reader = self._reader
+        return "packets" if reader is not None and reader.packets else "capture"
 
     # -- reading thread
     def _decode(self, frame: Frame, reader: "CaptureReader") -> bool:
@@ -213,11 +226,12 @@ class VideoFileSource(FrameSource):
     live = False
 
     def __init__(self, path, prefetch: int = 4, opener: Callable | None = None,
-                 prepare: Prepare | None = None, ring_bytes: int = RING_BYTES):
+                 prepare: Prepare | None = None, ring_bytes: int = RING_BYTES,
+                 color: str | None = None):
         slots = max(1, prefetch) + 2
         super().__init__(prepare, slots=slots)
         self.name = str(path)
-        capture = (opener or open_file)(self.name)
+        capture = opener(self.name) if opener is not None else open_file(self.name, color)
         self.fps = capture_fps(capture)
         self._reader = CaptureReader(capture, is_file=True)
         self._first = self._free.get()
@@ -416,12 +430,15 @@ class LatestFrameSource(FrameSource):
 
 def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
                       prefetch: int = 4, prepare: Prepare | None = None,
-                      stop=None) -> FrameSource:
+                      stop=None, color: str | None = None) -> FrameSource:
     """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline.
 
     ``prepare`` runs on every decoded frame in the reading thread (see FrameSource). A
     live source is waited for up to ``backoff.connect_timeout`` seconds (``stop``, e.g.
     the run's StopFlag, ends the wait); a file that cannot be opened fails at once.
+    ``color`` (the consumer's colour: "gray", "bgr", "rgb") decodes MJPEG files and
+    streams from their packets (see the module docstring); devices and GStreamer
+    pipelines are read as before.
     """
     text = str(src).strip()
     kind = source_kind(text)
@@ -430,8 +447,8 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
         return LatestFrameSource(lambda: open_device(index), f"camera {index}", backoff,
                                  prepare=prepare, stop=stop)
     if kind == "url":
-        return LatestFrameSource(lambda: open_url(text), text, backoff, prepare=prepare,
-                                 stop=stop)
+        return LatestFrameSource(lambda: open_url(text, color), text, backoff,
+                                 prepare=prepare, stop=stop)
     if kind == "gstreamer":
         return LatestFrameSource(lambda: open_gstreamer(text), "gstreamer pipeline",
                                  backoff, prepare=prepare, stop=stop)
@@ -439,6 +456,6 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
         probe = open_file(text)
         fps = capture_fps(probe) or 25.0
         probe.release()
-        return LatestFrameSource(lambda: open_file(text), text, backoff, pace=fps,
+        return LatestFrameSource(lambda: open_file(text, color), text, backoff, pace=fps,
                                  is_file=True, prepare=prepare)
-    return VideoFileSource(text, prefetch=prefetch, prepare=prepare)
+    return VideoFileSource(text, prefetch=prefetch, prepare=prepare, color=color)
