@@ -14,10 +14,8 @@ stopped. Silence (``stall_seconds`` without a frame) and every disconnect are st
 the run loop reads with ``poll_status()``. A video file read without ``realtime`` gives
 every frame, in order (the ring is the read-ahead); a missing file fails at once.
 
-``color`` (the model's InputSpec colour) lets an MJPEG file or stream be decoded from its
-compressed packets straight to that colour (captures.PacketCapture): a gray model then
-gets H x W gray frames, decoded as training decoded its JPEG images; without it, or for
-any other source, frames arrive as the capture decodes them (BGR, or native gray).
+``color`` (the model's colour) decodes MJPEG files and streams from their packets
+straight to it (captures.PacketCapture); otherwise frames come as the capture decodes.
 """
 
 from __future__ import annotations
@@ -122,8 +120,7 @@ class FrameSource:
 
     @property
     def decoding(self) -> str:
-        """"packets" where JPEG packets are decoded by imdecode (PacketCapture), else
-        "capture" (the capture decodes)."""
+        """"packets" (imdecode of JPEG packets) or "capture" (the capture decodes)."""
         reader = self._reader
         return "packets" if reader is not None and reader.packets else "capture"
 
@@ -436,9 +433,8 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
     ``prepare`` runs on every decoded frame in the reading thread (see FrameSource). A
     live source is waited for up to ``backoff.connect_timeout`` seconds (``stop``, e.g.
     the run's StopFlag, ends the wait); a file that cannot be opened fails at once.
-    ``color`` (the consumer's colour: "gray", "bgr", "rgb") decodes MJPEG files and
-    streams from their packets (see the module docstring); devices and GStreamer
-    pipelines are read as before.
+    ``color`` ("gray", "bgr", "rgb") decodes MJPEG files and streams from their packets
+    (devices and GStreamer pipelines as before).
     """
     text = str(src).strip()
     kind = source_kind(text)
