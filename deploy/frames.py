@@ -210,7 +210,8 @@ class FrameSource:
 # What the read-ahead ring of a video file may hold: a slot keeps its decoded frame and
 # about as much again in what ``prepare`` made of it (gray copy, tensors), so a 2-5 MP
 # frame gets fewer slots (an 1800x1000 BGR frame: 3 slots, ~30 MB, instead of 6); at
-# least 3 (one lent, one ready, one being decoded) keep both threads busy.
+# least 3 (one lent, one ready, one being decoded) keep both threads busy. Counted by
+# pixels as a BGR frame: a gray frame's float tensors weigh as much again.
 RING_BYTES = 32 << 20
 MIN_SLOTS = 3
 
@@ -235,7 +236,8 @@ class VideoFileSource(FrameSource):
         if not self._decode(self._first, self._reader):
             self._reader.release()
             raise SourceError(f"video {path} opened but no frame could be decoded from it")
-        per_slot = 2 * max(1, self._first.image.nbytes)
+        image = self._first.image
+        per_slot = 2 * 3 * max(1, image.shape[0] * image.shape[1])
         self.slots = max(min(slots, MIN_SLOTS), min(slots, ring_bytes // per_slot))
         for _ in range(slots - self.slots):   # never filled: no buffers of their own
             self._free.get()

@@ -189,3 +189,13 @@ def test_http_mjpeg_stream_is_decoded_from_packets(gray_bundle):
     assert summary.extra["decoding"] == "packets"
     assert summary.processed >= 10 and summary.corrupt == 0
     assert summary.stop_reason == "test done"
+
+
+def test_gray_packet_frames_get_the_read_ahead_ring_of_bgr_frames(video):
+    """The ring budget counts a frame's pixels as BGR: gray frames from packets (whose
+    float tensors weigh more than the frame) get no longer ring than the capture's BGR."""
+    budget = 2 * 3 * 200 * 200 * 4          # four slots of a 200 x 200 frame
+    with VideoFileSource(video, prefetch=6, ring_bytes=budget) as bgr:
+        assert bgr.decoding == "capture" and bgr.slots == 4
+    with VideoFileSource(video, prefetch=6, ring_bytes=budget, color="gray") as gray:
+        assert gray.decoding == "packets" and gray.slots == 4
