@@ -199,3 +199,15 @@ def test_gray_packet_frames_get_the_read_ahead_ring_of_bgr_frames(video):
         assert bgr.decoding == "capture" and bgr.slots == 4
     with VideoFileSource(video, prefetch=6, ring_bytes=budget, color="gray") as gray:
         assert gray.decoding == "packets" and gray.slots == 4
+
+
+def test_snapshots_of_a_gray_model_are_the_gray_frames_it_classified(workdir, video,
+                                                                     images, gray_bundle):
+    folder = workdir / "snapshots"
+    summary = run_camera(gray_bundle, str(video), min_frames=1, threshold=0.0,
+                         snapshots=str(folder), faults=FaultConfig(frozen_frames=0))
+    assert summary.extra["decoding"] == "packets" and summary.processed == len(images)
+    shots = sorted(folder.glob("*.jpg"))
+    assert shots
+    saved = cv2.imdecode(np.fromfile(str(shots[0]), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert saved.shape == images[0].shape          # one channel, as the model saw it
