@@ -289,12 +289,14 @@ def main(argv=None) -> None:
     parser.add_argument("--no-rss", action="store_true", help="skip the RSS runs")
     parser.add_argument("--capture-decode", action="store_true",
                         help="the pipeline as before MJPEG packets: every frame decoded by "
-                             "the capture (BGR), for before/after comparisons")
+                             "the capture (BGR), for before/after comparisons (in this "
+                             "process only: no RSS runs)")
     args = parser.parse_args(argv)
     if args.capture_decode:
         from edgecnn.deploy import captures
 
         captures.imdecode_flag = lambda color: None   # no consumer colour: no packets
+        args.no_rss = True          # the RSS runs are other processes: they would not be
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
