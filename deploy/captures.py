@@ -19,6 +19,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -88,8 +89,23 @@ class PacketCapture:
         self.capture = capture
         self.flag = flag
         self._packet: np.ndarray | None = None
+        self._first: np.ndarray | None = None   # decoded by ``probe``, not yet read
+
+    def probe(self) -> bool:
+        """Decode the first packet (kept for the first ``read``): False when imdecode
+        cannot (the caller then reopens for the capture's own decoding: raw mode
+        cannot be undone)."""
+        ok, image = self._next()
+        self._first = image if ok else None
+        return self._first is not None
 
     def read(self, buffer=None):
+        if self._first is not None:
+            image, self._first = self._first, None
+            return True, image
+        return self._next()
+
+    def _next(self):
         ok, packet = self.capture.read(self._packet)
         if not ok or packet is None:
             return False, None
@@ -113,36 +129,25 @@ class PacketCapture:
         self.capture.release()
 
 
-def _raw_mjpeg(capture, color: str | None):
-    """``capture`` switched to compressed packets when that pays (see PacketCapture):
-    an FFmpeg capture of MJPEG that accepts raw mode, for a consumer of ``color``; None
-    otherwise (other codecs and backends are read as before). Call before any read."""
+def _raw_mjpeg(capture, color: str | None, reopen: Callable):
+    """``capture`` as compressed packets when that pays (see PacketCapture): an FFmpeg
+    capture of MJPEG that accepts raw mode, for a consumer of ``color``, whose first
+    JPEG imdecode decodes; otherwise ``capture`` as before (other codecs and backends),
+    or ``reopen()`` (a capture decoding itself) when raw mode was set but the first
+    packet does not decode. Call before any read."""
     flag = imdecode_flag(color)
     if flag is None or _fourcc(capture, cv2.CAP_PROP_FOURCC).upper() not in MJPEG_FOURCCS:
-        return None
+        return _keep_native_gray(capture)
     try:
         if capture.getBackendName() != "FFMPEG" or not capture.set(cv2.CAP_PROP_FORMAT, -1):
-            return None
+            return _keep_native_gray(capture)
     except (cv2.error, AttributeError):
-        return None
-    return PacketCapture(capture, flag)
-
-
-def _first_packet_decodes(path: str, flag: int) -> bool:
-    """Whether imdecode can decode the first packet of an MJPEG file (a separate capture:
-    raw mode cannot be undone, so a file whose JPEGs only FFmpeg decodes keeps the old
-    path)."""
-    with _quiet_capture():
-        probe = cv2.VideoCapture(path)
-    try:
-        if not probe.isOpened() or not probe.set(cv2.CAP_PROP_FORMAT, -1):
-            return False
-        ok, packet = probe.read()
-        return bool(ok) and packet is not None and cv2.imdecode(packet, flag) is not None
-    except cv2.error:
-        return False
-    finally:
-        probe.release()
+        return _keep_native_gray(capture)
+    packets = PacketCapture(capture, flag)
+    if packets.probe():
+        return packets
+    capture.release()
+    return reopen()
 
 
 def _valid(image) -> bool:
@@ -253,13 +258,7 @@ def open_file(path: str, color: str | None = None):
         capture.release()
         raise SourceError(f"cannot open {path} as a video (expected a file OpenCV can "
                           "decode, e.g. .avi/.mp4/.mkv)")
-    flag = imdecode_flag(color)
-    if (flag is not None and _fourcc(capture, cv2.CAP_PROP_FOURCC).upper() in MJPEG_FOURCCS
-            and _first_packet_decodes(path, flag)):
-        packets = _raw_mjpeg(capture, color)
-        if packets is not None:
-            return packets
-    return _keep_native_gray(capture)
+    return _raw_mjpeg(capture, color, lambda: open_file(path))
 
 
 def open_device(index: int):
@@ -305,8 +304,9 @@ def _why_unreachable(url: str, timeout: float) -> str:
 
 def open_url(url: str, color: str | None = None):
     """A network stream; for a consumer of ``color`` an MJPEG stream (e.g. HTTP multipart
-    JPEG) is read as packets (PacketCapture; a JPEG that does not decode is a corrupt
-    frame)."""
+    JPEG) is read as packets (PacketCapture; a later JPEG that does not decode is a
+    corrupt frame). A stream whose first JPEG imdecode cannot decode is opened again,
+    decoded by FFmpeg as before (a second connection)."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
     started = time.monotonic()
@@ -321,7 +321,7 @@ def open_url(url: str, color: str | None = None):
             why = _why_unreachable(url, timeout=min(5.0, OPEN_TIMEOUT_MS / 1000.0))
         raise SourceError(f"cannot open stream {url}: {why}")
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return _raw_mjpeg(capture, color) or _keep_native_gray(capture)
+    return _raw_mjpeg(capture, color, lambda: open_url(url))
 
 
 def open_gstreamer(pipeline: str):

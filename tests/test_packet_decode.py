@@ -211,3 +211,34 @@ def test_snapshots_of_a_gray_model_are_the_gray_frames_it_classified(workdir, vi
     assert shots
     saved = cv2.imdecode(np.fromfile(str(shots[0]), np.uint8), cv2.IMREAD_UNCHANGED)
     assert saved.shape == images[0].shape          # one channel, as the model saw it
+
+
+class NotJpegStream:
+    """An FFmpeg capture of 'MJPG' whose packets are no JPEG imdecode can decode."""
+
+    released = False
+
+    def getBackendName(self):
+        return "FFMPEG"
+
+    def get(self, prop):
+        return cv2.VideoWriter_fourcc(*"MJPG") if prop == cv2.CAP_PROP_FOURCC else 0.0
+
+    def set(self, prop, value):
+        return prop == cv2.CAP_PROP_FORMAT and value == -1
+
+    def read(self, buffer=None):
+        return True, np.zeros((1, 500), np.uint8)
+
+    def release(self):
+        self.released = True
+
+
+def test_a_stream_whose_first_jpeg_does_not_decode_is_reopened_for_the_capture():
+    from edgecnn.deploy.captures import _raw_mjpeg
+
+    spoiled, again = NotJpegStream(), object()
+    assert _raw_mjpeg(spoiled, "gray", lambda: again) is again
+    assert spoiled.released                      # raw mode cannot be undone: closed
+    kept = NotJpegStream()
+    assert _raw_mjpeg(kept, None, lambda: again) is kept   # no colour asked: as before
