@@ -6,20 +6,22 @@
                                         [--rss-exe /tmp/lean-venv/bin/edgecnn]
 
 For each case it measures, back to back in the same run: decode-only (the source's
-capture read loop, frames/s), inference-only (the engine runner on the frame's regions,
-one batched run per frame), the pipeline (``multi.run_many``, every source in this
-process) and the ratio of the pipeline's rate to the 2-core bound 2 / (t_decode +
-t_infer), t_infer at the batch the runtime uses (one run on a frame's regions; for
-several sources: their total rate against the same per-frame bound), and the lower bound
-of a decoder that works one frame at a time (sources / t_decode; see ``run_case``).
-Cases: 200x200 MJPG and raw gray (Y800), 1800x1000 MJPG with 45 tiles of 200x200, four
-200x200 MJPG sources, two tiled 1800x1000 sources; the tiled case also against a plain
-single-threaded loop (read, slice, one ``engine.predict`` on the 45 tiles). Then the CPU
-% of a paced 30 frames/s stream (200x200 and tiled), peak RSS of ``edgecnn run camera``
-with one and four sources (own processes), and with ``--select`` each shipped bundle's
-format timings (``edgecnn.select``). The machine may be shared: the load average is
-recorded before and after each case, and each case also reports the CPU its threads got
-(cores used) and the share of the bound those cores allow (``ratio_to_cores_used``).
+capture read loop, frames/s; as the pipeline decodes, MJPEG from its packets, and with
+the capture's own BGR decoding, with the bounds of both), inference-only (the engine
+runner on the frame's regions, one batched run per frame), the pipeline
+(``multi.run_many``, every source in this process) and the ratio of the pipeline's rate
+to the 2-core bound 2 / (t_decode + t_infer), t_infer at the batch the runtime uses (one
+run on a frame's regions; for several sources: their total rate against the same
+per-frame bound), and the lower bound of a decoder that works one frame at a time
+(sources / t_decode; see ``run_case``). Cases: 200x200 MJPG and raw gray (Y800),
+1800x1000 MJPG with 45 tiles of 200x200, four 200x200 MJPG sources, two tiled 1800x1000
+sources; the tiled case also against a plain single-threaded loop (read, slice, one
+``engine.predict`` on the 45 tiles). Then the CPU % of a paced 30 frames/s stream
+(200x200 and tiled), peak RSS of ``edgecnn run camera`` with one and four sources (own
+processes), and with ``--select`` each shipped bundle's format timings
+(``edgecnn.select``). The machine may be shared: the load average is recorded before and
+after each case, and each case also reports the CPU its threads got (cores used) and the
+share of the bound those cores allow (``ratio_to_cores_used``).
 """
 
 from __future__ import annotations
@@ -61,11 +63,14 @@ def _tiled(images, k: int) -> np.ndarray:
     return np.vstack([np.hstack(picks[r * cols:(r + 1) * cols]) for r in range(rows)])
 
 
-def decode_only(video: Path) -> dict:
-    """The reading thread's decode alone: the capture as the source opens it."""
-    from edgecnn.deploy.captures import open_file
+def decode_only(video: Path, color: str | None = None) -> dict:
+    """The reading thread's decode alone: the capture as the source opens it for a
+    consumer of ``color`` (MJPEG: packets decoded by imdecode, as the pipeline does now;
+    None: the capture's own BGR decoding, the pipeline before it)."""
+    from edgecnn.deploy.captures import PacketCapture, open_file
 
-    cap = open_file(str(video))
+    cap = open_file(str(video), color)
+    path = "packets" if isinstance(cap, PacketCapture) else "capture"
     n, buffer = 0, None
     start, cpu = time.perf_counter(), time.thread_time()
     while True:
@@ -75,7 +80,7 @@ def decode_only(video: Path) -> dict:
         n += 1
     wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
     cap.release()
-    return {"frames": n, "ms": 1000 * wall / n, "cpu_ms": 1000 * cpu / n}
+    return {"frames": n, "ms": 1000 * wall / n, "cpu_ms": 1000 * cpu / n, "path": path}
 
 
 def infer_only(engine, spec, regions: int, tile: np.ndarray, seconds: float) -> dict:
@@ -168,12 +173,20 @@ def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=No
     at all, sources / t_decode (a frame is decoded by one thread: one 1800x1000 source
     cannot go faster than its decoder, whatever the other core does); ``bound_per_s`` is
     the smaller of the two and ``ratio_to_bound`` the pipeline's share of it.
+
+    Decode-only is timed both ways: as the pipeline decodes now (``decode_*``: MJPEG
+    packets decoded by imdecode to the model's colour, ``decode_path``) and with the
+    capture's own BGR decoding (``decode_bgr_*``, the pipeline before packets); the
+    bounds and ratios with the BGR decode are the ``*_bgr`` keys.
     """
     load = _load()
-    dec = decode_only(videos[0])
+    dec = decode_only(videos[0], bundle.spec.image.color)
+    bgr = decode_only(videos[0])
     inf = infer_only(engine, bundle.spec, regions, tile, seconds)
     pipe = pipeline(bundle, fmt, videos, tiles)
     bound = 2000.0 / (dec["ms"] + inf["ms"])
+    bound_bgr = 2000.0 / (bgr["ms"] + inf["ms"])
+    serial_bgr = len(videos) * 1000.0 / bgr["ms"]
     serial = len(videos) * 1000.0 / dec["ms"]
     # the same bound for the cores the run actually got (a shared machine gives less
     # than two): with c cores, c / (t_decode + t_infer) by CPU time
@@ -181,15 +194,22 @@ def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=No
     row = {"case": name, "sources": len(videos), "regions": regions,
            "infer_batch": f"{regions} region(s) of one frame per run",
            "decode_ms": round(dec["ms"], 4), "decode_per_s": round(1000 / dec["ms"], 1),
-           "decode_cpu_ms": round(dec["cpu_ms"], 4),
+           "decode_cpu_ms": round(dec["cpu_ms"], 4), "decode_path": dec["path"],
+           "decode_bgr_ms": round(bgr["ms"], 4),
+           "decode_bgr_cpu_ms": round(bgr["cpu_ms"], 4),
            "infer_ms": round(inf["ms"], 4), "infer_per_s": round(1000 / inf["ms"], 1),
            "infer_cpu_ms": round(inf["cpu_ms"], 4),
            "pipeline_per_s": round(pipe["frames_per_s"], 1),
            "bound_2_cores_per_s": round(bound, 1),
            "ratio_to_2_core_bound": round(pipe["frames_per_s"] / bound, 3),
+           "bound_2_cores_per_s_bgr": round(bound_bgr, 1),
+           "ratio_to_2_core_bound_bgr": round(pipe["frames_per_s"] / bound_bgr, 3),
            "bound_serial_decode_per_s": round(serial, 1),
            "bound_per_s": round(min(bound, serial), 1),
            "ratio_to_bound": round(pipe["frames_per_s"] / min(bound, serial), 3),
+           "bound_serial_decode_per_s_bgr": round(serial_bgr, 1),
+           "ratio_to_bound_bgr": round(pipe["frames_per_s"] / min(bound_bgr, serial_bgr),
+                                       3),
            "ratio_to_cores_used": round(pipe["frames_per_s"] / cpu_bound, 3),
            # CPU ms per frame: the whole process, and beyond decode + inference alone
            "cpu_ms_per_frame": round(pipe["cpu_ms_per_frame"], 4),
@@ -232,9 +252,12 @@ CASES = ("small", "raw", "tiled", "four", "two-tiled")
 def _line(row: dict) -> str:
     """One case as a line of text (the JSON has everything)."""
     pipe = row["pipeline"]
-    text = (f"{row['case']:28s} decode {row['decode_ms']:.3f} ms  infer "
+    text = (f"{row['case']:28s} decode {row['decode_ms']:.3f} ms ({row['decode_path']}; "
+            f"BGR capture {row['decode_bgr_ms']:.3f})  infer "
             f"{row['infer_ms']:.3f} ms  pipeline {row['pipeline_per_s']:7.1f}/s  bound "
-            f"{row['bound_2_cores_per_s']:7.1f}/s ({row['ratio_to_2_core_bound']:.2f}); "
+            f"{row['bound_2_cores_per_s']:7.1f}/s ({row['ratio_to_2_core_bound']:.2f}; BGR "
+            f"{row['bound_2_cores_per_s_bgr']:.1f}/s, "
+            f"{row['ratio_to_2_core_bound_bgr']:.2f}); "
             f"serial-decode bound {row['bound_serial_decode_per_s']:.1f}/s "
             f"({row['ratio_to_bound']:.2f} of the lower); CPU {row['cpu_ms_per_frame']:.3f}"
             f" ms/frame (main {pipe['main_cpu_ms']}, reader {pipe['reader_cpu_ms']}, "
@@ -264,7 +287,16 @@ def main(argv=None) -> None:
                              "of a lean venv: pip install -e . into a fresh venv)")
     parser.add_argument("--no-paced", action="store_true", help="skip the paced runs")
     parser.add_argument("--no-rss", action="store_true", help="skip the RSS runs")
+    parser.add_argument("--capture-decode", action="store_true",
+                        help="the pipeline as before MJPEG packets: every frame decoded by "
+                             "the capture (BGR), for before/after comparisons (in this "
+                             "process only: no RSS runs)")
     args = parser.parse_args(argv)
+    if args.capture_decode:
+        from edgecnn.deploy import captures
+
+        captures.imdecode_flag = lambda color: None   # no consumer colour: no packets
+        args.no_rss = True          # the RSS runs are other processes: they would not be
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
@@ -276,6 +308,7 @@ def main(argv=None) -> None:
     fmt = entry["format"]
     images = _neu_images()
     result = {"bundle": str(bundle.path), "format": fmt, "cpus": os.cpu_count(),
+              "capture_decode": args.capture_decode,
               "load_start": _load(), "cases": [], "runs": args.runs}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

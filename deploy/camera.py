@@ -274,9 +274,11 @@ class CameraPipeline(Pipeline):
             self.src = cam.source
             self.src.prepare = self.prepare   # its reading thread prepares every frame now
         else:
+            # MJPEG decoded from its packets straight to the model's colour (gray
+            # frames for a gray model: snapshots and previews of them are gray too)
             self.src = open_frame_source(cam.source, realtime=cam.realtime,
                                          backoff=cam.backoff, prepare=self.prepare,
-                                         stop=stop)
+                                         stop=stop, color=spec.image.color)
         summary = RunSummary(kind="camera", source=cam.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
@@ -414,7 +416,8 @@ class CameraPipeline(Pipeline):
         taken, cpu = self.taken, self._cpu
         # CPU ms per frame of this thread (inference included) and of the reading thread
         # (decode, fault checks, preprocessing): which of the two limits the rate
-        extra = {"decoded": stats.read, "regions": len(self.regions),
+        extra = {"decoded": stats.read, "decoding": self.src.decoding,
+                 "regions": len(self.regions),
                  "source_faults": counter_dict(self.loop.source_faults),
                  "preprocessed_here": self.shared,
                  "main_cpu_ms": round(1000.0 * cpu / taken, 4) if taken else None,

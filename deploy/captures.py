@@ -4,6 +4,11 @@ Each ``open_*`` returns an opened cv2.VideoCapture or raises SourceError saying 
 wrong (no such file or device, connection refused, timed out, not a video);
 ``CaptureReader`` reads one, telling a corrupt frame from the end. Opening is quiet:
 FFmpeg's and OpenCV's own complaints are held back, our message tells the reason.
+
+Given the consumer's colour (``color``: the model's InputSpec colour), a file or stream
+whose codec is MJPEG is read as compressed packets and each JPEG is decoded with
+``cv2.imdecode`` straight to that colour (``PacketCapture``): gray decoding skips the
+colour planes and the BGR conversion, and is how training decoded its JPEG images.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -42,20 +48,106 @@ def capture_fps(capture) -> float | None:
 
 # FFmpeg pixel formats of 8-bit gray video (mono cameras, raw gray recordings)
 GRAY_PIXEL_FORMATS = ("Y800", "GREY", "GRAY", "Y8  ")
+# FOURCCs of Motion JPEG (each packet one complete JPEG image); FFmpeg's mpjpeg demuxer
+# (HTTP multipart JPEG) reports MJPG too
+MJPEG_FOURCCS = ("MJPG", "JPEG", "AVRN", "DMB1")
+
+
+def _fourcc(capture, prop: int) -> str:
+    try:
+        code = int(capture.get(prop))
+    except (cv2.error, TypeError, ValueError):
+        return ""
+    return "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)) if code > 0 else ""
 
 
 def _keep_native_gray(capture):
     """Let an 8-bit gray stream arrive as it is (H x W) instead of as three equal BGR
     channels: saves a conversion to BGR and back per frame, same pixels. Only where FFmpeg
     names the gray pixel format; every other format is converted to BGR as usual."""
-    try:
-        code = int(capture.get(cv2.CAP_PROP_CODEC_PIXEL_FORMAT))
-    except (cv2.error, TypeError, ValueError):
-        return capture
-    name = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)) if code > 0 else ""
-    if name in GRAY_PIXEL_FORMATS:
+    if _fourcc(capture, cv2.CAP_PROP_CODEC_PIXEL_FORMAT) in GRAY_PIXEL_FORMATS:
         capture.set(cv2.CAP_PROP_CONVERT_RGB, 0)
     return capture
+
+
+def imdecode_flag(color: str | None) -> int | None:
+    """How ``cv2.imdecode`` decodes a JPEG for a consumer of ``color`` (None: no packets)."""
+    if color is None:
+        return None
+    return cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
+
+
+class PacketCapture:
+    """A cv2.VideoCapture of MJPEG in raw mode, read like a decoding one: ``read`` takes
+    the next compressed packet (one JPEG) and decodes it with ``cv2.imdecode`` (gray for
+    a gray model, BGR otherwise). A packet that does not decode reads as (True, None):
+    a frame arrived but is no image, counted as corrupt by ``CaptureReader``; a failed
+    packet read is the end / a failed stream, as before. ``get``/``set``/``release`` are
+    the capture's (frame positions and stream times count packets, one per frame)."""
+
+    def __init__(self, capture, flag: int):
+        self.capture = capture
+        self.flag = flag
+        self._packet: np.ndarray | None = None
+        self._first: np.ndarray | None = None   # decoded by ``probe``, not yet read
+
+    def probe(self) -> bool:
+        """Decode the first packet (kept for the first ``read``): False when imdecode
+        cannot (the caller then reopens for the capture's own decoding: raw mode
+        cannot be undone)."""
+        ok, image = self._next()
+        self._first = image if ok else None
+        return self._first is not None
+
+    def read(self, buffer=None):
+        if self._first is not None:
+            image, self._first = self._first, None
+            return True, image
+        return self._next()
+
+    def _next(self):
+        ok, packet = self.capture.read(self._packet)
+        if not ok or packet is None:
+            return False, None
+        self._packet = packet
+        try:
+            image = cv2.imdecode(packet, self.flag)
+        except cv2.error:
+            image = None
+        return True, image
+
+    def get(self, prop):
+        return self.capture.get(prop)
+
+    def set(self, prop, value):
+        return self.capture.set(prop, value)
+
+    def isOpened(self) -> bool:
+        return self.capture.isOpened()
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+def _raw_mjpeg(capture, color: str | None, reopen: Callable):
+    """``capture`` as compressed packets when that pays (see PacketCapture): an FFmpeg
+    capture of MJPEG that accepts raw mode, for a consumer of ``color``, whose first
+    JPEG imdecode decodes; otherwise ``capture`` as before (other codecs and backends),
+    or ``reopen()`` (a capture decoding itself) when raw mode was set but the first
+    packet does not decode. Call before any read."""
+    flag = imdecode_flag(color)
+    if flag is None or _fourcc(capture, cv2.CAP_PROP_FOURCC).upper() not in MJPEG_FOURCCS:
+        return _keep_native_gray(capture)
+    try:
+        if capture.getBackendName() != "FFMPEG" or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return _keep_native_gray(capture)
+    except (cv2.error, AttributeError):
+        return _keep_native_gray(capture)
+    packets = PacketCapture(capture, flag)
+    if packets.probe():
+        return packets
+    capture.release()
+    return reopen()
 
 
 def _valid(image) -> bool:
@@ -71,6 +163,7 @@ class CaptureReader:
         self.is_file = is_file
         self.max_bad = max_bad
         self.into = True    # capture.read(buffer) reuses the buffer (cv2.VideoCapture does)
+        self.packets = isinstance(capture, PacketCapture)   # imdecode of JPEG packets
         self.total = 0
         self.position = 0.0  # live: stream time (ms) of the last frame, 0 when not known
         if is_file:
@@ -153,7 +246,9 @@ def _quiet_capture():
         logging.setLogLevel(previous)
 
 
-def open_file(path: str):
+def open_file(path: str, color: str | None = None):
+    """The video file at ``path``; for a consumer of ``color`` an MJPEG file whose first
+    JPEG imdecode can decode is read as packets (PacketCapture)."""
     if not Path(path).is_file():
         raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
                           "(rtsp://, http://...) or a GStreamer pipeline")
@@ -163,7 +258,7 @@ def open_file(path: str):
         capture.release()
         raise SourceError(f"cannot open {path} as a video (expected a file OpenCV can "
                           "decode, e.g. .avi/.mp4/.mkv)")
-    return _keep_native_gray(capture)
+    return _raw_mjpeg(capture, color, lambda: open_file(path))
 
 
 def open_device(index: int):
@@ -207,7 +302,11 @@ def _why_unreachable(url: str, timeout: float) -> str:
             "stream there (wrong path or credentials, not a video, or it was not up yet)")
 
 
-def open_url(url: str):
+def open_url(url: str, color: str | None = None):
+    """A network stream; for a consumer of ``color`` an MJPEG stream (e.g. HTTP multipart
+    JPEG) is read as packets (PacketCapture; a later JPEG that does not decode is a
+    corrupt frame). A stream whose first JPEG imdecode cannot decode is opened again,
+    decoded by FFmpeg as before (a second connection)."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
     started = time.monotonic()
@@ -222,7 +321,7 @@ def open_url(url: str):
             why = _why_unreachable(url, timeout=min(5.0, OPEN_TIMEOUT_MS / 1000.0))
         raise SourceError(f"cannot open stream {url}: {why}")
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return _keep_native_gray(capture)
+    return _raw_mjpeg(capture, color, lambda: open_url(url))
 
 
 def open_gstreamer(pipeline: str):

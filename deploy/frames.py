@@ -13,6 +13,9 @@ one that stops delivering is reopened with exponential backoff, forever, until t
 stopped. Silence (``stall_seconds`` without a frame) and every disconnect are state changes
 the run loop reads with ``poll_status()``. A video file read without ``realtime`` gives
 every frame, in order (the ring is the read-ahead); a missing file fails at once.
+
+``color`` (the model's colour) decodes MJPEG files and streams from their packets
+straight to it (captures.PacketCapture); otherwise frames come as the capture decodes.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ class Frame:
 
     def __init__(self) -> None:
         self.index = -1        # frame number at the source (every frame read counts)
-        self.image = None      # decoded uint8 BGR or gray (the slot's reused buffer)
+        self.image = None      # decoded uint8 BGR or gray (the slot's reused buffer; a
+        #                        packet-decoded frame is a new array per frame)
         self.time = 0.0        # time.monotonic() when acquired (live: grabbed; file: taken
         #                        by the pipeline, so read-ahead does not count as latency)
         self.work = None       # what ``prepared`` returned for this frame
@@ -113,6 +117,12 @@ class FrameSource:
         """State changes since the last call (stalled / disconnected, start or end), in
         order; the run loop logs each as a fault event. Files have none."""
         return self._status.poll()
+
+    @property
+    def decoding(self) -> str:
+        """"packets" (imdecode of JPEG packets) or "capture" (the capture decodes)."""
+        reader = self._reader
+        return "packets" if reader is not None and reader.packets else "capture"
 
     # -- reading thread
     def _decode(self, frame: Frame, reader: "CaptureReader") -> bool:
@@ -200,7 +210,8 @@ class FrameSource:
 # What the read-ahead ring of a video file may hold: a slot keeps its decoded frame and
 # about as much again in what ``prepare`` made of it (gray copy, tensors), so a 2-5 MP
 # frame gets fewer slots (an 1800x1000 BGR frame: 3 slots, ~30 MB, instead of 6); at
-# least 3 (one lent, one ready, one being decoded) keep both threads busy.
+# least 3 (one lent, one ready, one being decoded) keep both threads busy. Counted by
+# pixels as a BGR frame: a gray frame's float tensors weigh as much again.
 RING_BYTES = 32 << 20
 MIN_SLOTS = 3
 
@@ -213,18 +224,20 @@ class VideoFileSource(FrameSource):
     live = False
 
     def __init__(self, path, prefetch: int = 4, opener: Callable | None = None,
-                 prepare: Prepare | None = None, ring_bytes: int = RING_BYTES):
+                 prepare: Prepare | None = None, ring_bytes: int = RING_BYTES,
+                 color: str | None = None):
         slots = max(1, prefetch) + 2
         super().__init__(prepare, slots=slots)
         self.name = str(path)
-        capture = (opener or open_file)(self.name)
+        capture = opener(self.name) if opener is not None else open_file(self.name, color)
         self.fps = capture_fps(capture)
         self._reader = CaptureReader(capture, is_file=True)
         self._first = self._free.get()
         if not self._decode(self._first, self._reader):
             self._reader.release()
             raise SourceError(f"video {path} opened but no frame could be decoded from it")
-        per_slot = 2 * max(1, self._first.image.nbytes)
+        image = self._first.image
+        per_slot = 2 * 3 * max(1, image.shape[0] * image.shape[1])
         self.slots = max(min(slots, MIN_SLOTS), min(slots, ring_bytes // per_slot))
         for _ in range(slots - self.slots):   # never filled: no buffers of their own
             self._free.get()
@@ -416,12 +429,14 @@ class LatestFrameSource(FrameSource):
 
 def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
                       prefetch: int = 4, prepare: Prepare | None = None,
-                      stop=None) -> FrameSource:
+                      stop=None, color: str | None = None) -> FrameSource:
     """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline.
 
     ``prepare`` runs on every decoded frame in the reading thread (see FrameSource). A
     live source is waited for up to ``backoff.connect_timeout`` seconds (``stop``, e.g.
     the run's StopFlag, ends the wait); a file that cannot be opened fails at once.
+    ``color`` ("gray", "bgr", "rgb") decodes MJPEG files and streams from their packets
+    (devices and GStreamer pipelines as before).
     """
     text = str(src).strip()
     kind = source_kind(text)
@@ -430,8 +445,8 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
         return LatestFrameSource(lambda: open_device(index), f"camera {index}", backoff,
                                  prepare=prepare, stop=stop)
     if kind == "url":
-        return LatestFrameSource(lambda: open_url(text), text, backoff, prepare=prepare,
-                                 stop=stop)
+        return LatestFrameSource(lambda: open_url(text, color), text, backoff,
+                                 prepare=prepare, stop=stop)
     if kind == "gstreamer":
         return LatestFrameSource(lambda: open_gstreamer(text), "gstreamer pipeline",
                                  backoff, prepare=prepare, stop=stop)
@@ -439,6 +454,6 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
         probe = open_file(text)
         fps = capture_fps(probe) or 25.0
         probe.release()
-        return LatestFrameSource(lambda: open_file(text), text, backoff, pace=fps,
+        return LatestFrameSource(lambda: open_file(text, color), text, backoff, pace=fps,
                                  is_file=True, prepare=prepare)
-    return VideoFileSource(text, prefetch=prefetch, prepare=prepare)
+    return VideoFileSource(text, prefetch=prefetch, prepare=prepare, color=color)

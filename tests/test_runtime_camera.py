@@ -150,16 +150,19 @@ def test_preparer_converts_a_colour_frame_once_for_a_gray_model(conv_bundle):
 
 
 def test_neu_video_through_the_pipeline_equals_offline(workdir, conv_bundle):
-    """Frames of calibration images: same probabilities as preprocessing the decoded frame."""
+    """Frames of calibration images: same probabilities as preprocessing the decoded frame
+    (a gray model's MJPG frames are decoded from their packets, as training decodes JPEG
+    files: ``cv2.imdecode(..., IMREAD_GRAYSCALE)``)."""
     images = neu_images(2)
     video = write_video(workdir / "neu.avi", [img for _, img in images])
     cap = cv2.VideoCapture(str(video))
+    assert cap.set(cv2.CAP_PROP_FORMAT, -1)
     decoded = []
     while True:
-        ok, frame = cap.read()
+        ok, packet = cap.read()
         if not ok:
             break
-        decoded.append(frame)
+        decoded.append(cv2.imdecode(packet, cv2.IMREAD_GRAYSCALE))
     cap.release()
     engine = open_engine(conv_bundle)
     spec = Bundle.open(conv_bundle).spec
