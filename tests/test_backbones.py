@@ -14,7 +14,7 @@ from edgecnn.cli import main
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.spec import ImageSpec, InputSpec
-from edgecnn.export.onnx_export import float_front
+from edgecnn.export.onnx_export import float_front, gated_muls
 from edgecnn.models.backbones import BACKBONES, CAFFE_MEAN_BGR, adapter_weights
 from edgecnn.transfer import TransferPlan, plan_transfer
 
@@ -329,8 +329,9 @@ def test_mobilenetv3_small_exports_to_int8_and_holds_parity(mobilenet_model_dir,
     entry = json.loads((bundle / "edgecnn.json").read_text())["files"]["onnx-int8"]
     assert entry["quantization"]["calibration_method"] == "minmax-mean"
     float_graph = onnx.load(str(bundle / "model.onnx")).graph
-    assert entry["float_nodes"] == float_front(float_graph)
-    assert entry["float_nodes"][-1].startswith("expanded_conv_depthwise")
+    front, gates = float_front(float_graph), gated_muls(float_graph)
+    assert front[-1].startswith("expanded_conv_depthwise") and len(gates) > 20
+    assert entry["float_nodes"] == [*front, *(g for g in gates if g not in front)]
     quantized = {n.name for n in graph.node if n.op_type == "Conv" and
                  any(i.endswith("/dq") for i in n.input)}
     assert not quantized & set(entry["float_nodes"]) and len(quantized) > 40
@@ -364,12 +365,15 @@ def test_gated_graphs_are_found_and_get_the_mean_range_recipe_with_a_float_stem(
             _node("Mul", ["stem", "hsig"], "hswish"),
             _node("Conv", ["hswish", "dw"], "depthwise", group=8),
             _node("Relu", ["depthwise"], "act"),
-            _node("Conv", ["act", "w"], "out")]
+            _node("Sigmoid", ["act"], "gate"),
+            _node("Mul", ["act", "gate"], "swish"),
+            _node("Conv", ["swish", "w"], "out")]
     hard_swish = _graph(stem)
     assert gated_graph(hard_swish)
     method, front, note = int8_recipe(hard_swish, {"calib_method": "auto"})
     assert method == "minmax-mean" and "squeeze-excite" in note
-    assert front == [n.name for n in stem[:6]]  # up to and including the depthwise conv
+    # the stem up to and including the depthwise conv, then the gate multiplications
+    assert front == [n.name for n in stem[:6]] + ["swish/Mul"]
     # an explicit method is honoured: no float stem, no note
     assert int8_recipe(hard_swish, {"calib_method": "minmax"}) == ("minmax", [], "")
     swish = _graph([_node("Conv", ["input", "w"], "c"), _node("Sigmoid", ["c"], "s"),
