@@ -180,7 +180,9 @@ def format_result(metrics: dict) -> str:
               help="Calibration data like the training data (default: the matching set "
                    "in calibration_data/).")
 @click.option("--calib-method", default=None,
-              help="int8 calibration: minmax (default), entropy or percentile (onnx-int8).")
+              help="int8 calibration: auto (default: minmax; for hard-swish / squeeze-excite "
+                   "graphs minmax-mean and a float stem), minmax, minmax-mean, entropy or "
+                   "percentile (onnx-int8).")
 @click.option("--activations", default=None,
               help="onnx-int8 activation type: uint8 (default) or int8.")
 @click.option("--per-channel/--per-tensor", default=None,

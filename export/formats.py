@@ -16,7 +16,8 @@ from typing import Any, Callable
 from edgecnn.deploy import formats as lean
 from edgecnn.deploy.errors import InputError, unknown_name
 
-CALIB_METHODS = ("minmax", "entropy", "percentile")
+# "auto": min/max, or for gated graphs (MobileNetV3, EfficientNet) the onnx_export.int8_recipe.
+CALIB_METHODS = ("auto", "minmax", "minmax-mean", "entropy", "percentile")
 
 
 @dataclass(frozen=True)

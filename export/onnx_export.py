@@ -13,24 +13,34 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from edgecnn.deploy.errors import CheckFailed
+from edgecnn.export.calibration import ort_reader
 from edgecnn.export.manifest import Written
 from edgecnn.tfquiet import silenced
 
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
-_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+_METHODS = {"minmax": "MinMax", "minmax-mean": "MinMax", "entropy": "Entropy",
+            "percentile": "Percentile"}
 # Calibrator settings per method. ORT's own Entropy defaults (128 bins, 128 quantized bins)
 # leave a single candidate threshold, i.e. plain min/max; 512 histogram bins make it real
 # (2048, as TensorRT uses, costs a minute of threshold search per model here).
 # Histogram methods stack the runs' outputs, so they get single-sample runs (equal shapes).
 _CALIBRATOR_OPTIONS = {
     "minmax": {"symmetric": False},
+    # The mean over shuffled 16-sample batches of each batch's min and max (ORT's "moving
+    # average" computes exactly that within one collect): a few extreme samples no longer
+    # set the range. Chosen by "auto" for gated graphs (see int8_recipe).
+    "minmax-mean": {"symmetric": False, "moving_average": True},
     "entropy": {"symmetric": False, "num_bins": 512, "num_quantized_bins": 128},
     "percentile": {"symmetric": False, "num_bins": 2048, "percentile": 99.999},
 }
-_CALIBRATION_BATCH = {"minmax": 16, "entropy": 1, "percentile": 1}
+_CALIBRATION_BATCH = {"minmax": 16, "minmax-mean": 16, "entropy": 1, "percentile": 1}
+# The sigmoid-like half of swish / hard-swish and of squeeze-excite gates.
+_GATE_OPS = ("Sigmoid", "HardSigmoid")
 
 
 def convert_keras(model, spec, path: Path, workdir: Path) -> Path:
@@ -191,8 +201,10 @@ def calibration_ranges(context, float_path: Path, method: str) -> Path:
             str(float_path), ops, augmented_model_path=str(context.workdir / "augmented.onnx"),
             calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
             extra_options=_CALIBRATOR_OPTIONS[method])
-        calibrator.collect_data(context.calib.ort_reader(INPUT_NAME,
-                                                         _CALIBRATION_BATCH[method]))
+        tensors = context.calib.tensors
+        if method == "minmax-mean":  # mixed batches: class-sorted ones give per-class ranges
+            tensors = tensors[np.random.default_rng(0).permutation(len(tensors))]
+        calibrator.collect_data(ort_reader(tensors, INPUT_NAME, _CALIBRATION_BATCH[method]))
         ranges = calibrator.compute_data()
     if not isinstance(ranges, TensorsData):
         raise CheckFailed(f"ONNX Runtime calibration returned {type(ranges).__name__}")
@@ -223,6 +235,69 @@ def quantize_onnx(context, float_path: Path, out: Path, options: dict,
     return out
 
 
+def gated_muls(graph) -> list[str]:
+    """The Mul nodes that multiply a tensor by a gate computed from data: hard-swish
+    x * relu6(x + 3) / 6 (tf2onnx writes it as Add/Clip/Mul), swish x * sigmoid(x) and
+    squeeze-excite x * gate(mean(x)): the mark of MobileNetV3 / EfficientNet-style graphs,
+    whose int8 error is larger than our plain ReLU CNNs' (hence ``int8_recipe``)."""
+    init = {t.name for t in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def gate(name: str) -> bool:
+        node = producer.get(name)
+        if node is None:
+            return False
+        if node.op_type in _GATE_OPS:
+            return True
+        # hard-sigmoid as tf2onnx writes it: Clip(x + 3, 0, 6) * (1 / 6)
+        return node.op_type in ("Mul", "Div") and any(i in init for i in node.input) and any(
+            getattr(producer.get(i), "op_type", "") == "Clip" for i in node.input)
+
+    return [node.name for node in graph.node if node.op_type == "Mul"
+            and not any(i in init for i in node.input) and any(gate(i) for i in node.input)]
+
+
+def gated_graph(graph) -> bool:
+    return bool(gated_muls(graph)) or any(n.op_type == "HardSwish" for n in graph.node)
+
+
+def float_front(graph) -> list[str]:
+    """Every node up to and including the first depthwise convolution: the full-resolution
+    stem (input scaling, stem convolution, its activation), where one- or three-channel
+    int8 kernels are slower than float and the input quantization costs most accuracy."""
+    for i, node in enumerate(graph.node):  # ONNX nodes are in topological order
+        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1
+                                          for a in node.attribute):
+            return [n.name for n in graph.node[:i + 1]]
+    return []
+
+
+def int8_recipe(graph, options: dict) -> tuple[str, list[str], str]:
+    """(calibration method, nodes kept float, note) for ``calib_method`` "auto".
+
+    Gated graphs get the mean of per-batch ranges, a float stem (``float_front``) and float
+    gate multiplications (``gated_muls``; the convolutions stay int8). On NEU MobileNetV3-
+    Small models this cut the mean |delta p| against float by about half (0.0097 -> 0.0045-
+    0.005 on 300 validation images, 0.0066 -> 0.0047 on a 48-px one) and made int8 faster
+    than float (0.30 vs 0.36 ms); agreement rose from 98.0 % to 99.0-99.3 %, but the
+    accuracy drop still varies by a sample or two with the batch shuffle (0.3-0.7 pp).
+    What did not help: per-tensor weights, int8 activations (4x slower), 8-bit weights,
+    percentile or entropy ranges, squeeze-excite branches in float. Other graphs keep plain
+    min/max, which holds parity on the shipped bundles.
+    """
+    method = options["calib_method"]
+    if method != "auto":
+        return method, [], ""
+    if not gated_graph(graph):
+        return "minmax", [], ""
+    front = float_front(graph)
+    gates = [n for n in gated_muls(graph) if n not in front]
+    return "minmax-mean", [*front, *gates], (
+        "gated activations (hard-swish / swish / squeeze-excite) found: calibrating on the "
+        f"mean of per-batch ranges, keeping the stem float ({len(front)} nodes: "
+        f"{', '.join(front)}) and the {len(gates)} gate multiplications")
+
+
 def write_onnx_int8(context, path: Path, options: dict) -> Written:
     import onnx
 
@@ -230,8 +305,13 @@ def write_onnx_int8(context, path: Path, options: dict) -> Written:
 
     float_path = context.float_onnx()
     work = context.workdir / "candidate.int8.onnx"
-    convolutions = [n.name for n in onnx.load(str(float_path)).graph.node if n.op_type == "Conv"]
-    leading = convolutions[:options["float_first"]]
+    graph = onnx.load(str(float_path)).graph
+    method, front, note = int8_recipe(graph, options)
+    if note:
+        context.log(f"onnx-int8: {note}")
+    options = {**options, "calib_method": method}
+    convolutions = [n.name for n in graph.node if n.op_type == "Conv"]
+    leading = [*front, *(c for c in convolutions[:options["float_first"]] if c not in front)]
     quantize_onnx(context, float_path, work, options, exclude=leading)
     written = Written(path)
 

@@ -4,6 +4,7 @@ int8 export of MobileNetV3-Small whose parity holds."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from edgecnn.cli import main
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.spec import ImageSpec, InputSpec
+from edgecnn.export.onnx_export import float_front, gated_muls
 from edgecnn.models.backbones import BACKBONES, CAFFE_MEAN_BGR, adapter_weights
 from edgecnn.transfer import TransferPlan, plan_transfer
 
@@ -323,9 +325,75 @@ def test_mobilenetv3_small_exports_to_int8_and_holds_parity(mobilenet_model_dir,
     names = " ".join(node.name for node in graph.node)
     assert "squeeze_excite" in names and "backbone" not in names
     assert sum(node.op_type == "QuantizeLinear" for node in graph.node) > 100
+    # the gated-graph recipe: mean of per-batch ranges, stem up to the first depthwise float
+    entry = json.loads((bundle / "edgecnn.json").read_text())["files"]["onnx-int8"]
+    assert entry["quantization"]["calibration_method"] == "minmax-mean"
+    float_graph = onnx.load(str(bundle / "model.onnx")).graph
+    front, gates = float_front(float_graph), gated_muls(float_graph)
+    assert front[-1].startswith("expanded_conv_depthwise") and len(gates) > 20
+    assert entry["float_nodes"] == [*front, *(g for g in gates if g not in front)]
+    quantized = {n.name for n in graph.node if n.op_type == "Conv" and
+                 any(i.endswith("/dq") for i in n.input)}
+    assert not quantized & set(entry["float_nodes"]) and len(quantized) > 40
     assert cli("parity", bundle, "--data", CALIB / "neu", "--json", tmp_path / "p.json") == 0
     out = capsys.readouterr().out
     assert "onnx-int8" in out and "tflite-int8" in out
+
+
+def _node(op, inputs, output, **attrs):
+    from onnx import helper
+
+    return helper.make_node(op, inputs, [output], name=f"{output}/{op}", **attrs)
+
+
+def _graph(nodes, constants=("three", "sixth", "zero", "six", "w", "dw")):
+    from onnx import TensorProto, helper
+
+    inits = [helper.make_tensor(c, TensorProto.FLOAT, [1], [1.0]) for c in constants]
+    value = helper.make_tensor_value_info
+    return helper.make_graph(nodes, "g", [value("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+                             [value("out", TensorProto.FLOAT, None)], inits)
+
+
+def test_gated_graphs_are_found_and_get_the_mean_range_recipe_with_a_float_stem():
+    from edgecnn.export.onnx_export import gated_graph, int8_recipe
+
+    stem = [_node("Conv", ["input", "w"], "stem"),
+            _node("Add", ["stem", "three"], "plus3"),       # hard-swish as tf2onnx writes it
+            _node("Clip", ["plus3", "zero", "six"], "relu6"),
+            _node("Mul", ["relu6", "sixth"], "hsig"),
+            _node("Mul", ["stem", "hsig"], "hswish"),
+            _node("Conv", ["hswish", "dw"], "depthwise", group=8),
+            _node("Relu", ["depthwise"], "act"),
+            _node("Sigmoid", ["act"], "gate"),
+            _node("Mul", ["act", "gate"], "swish"),
+            _node("Conv", ["swish", "w"], "out")]
+    hard_swish = _graph(stem)
+    assert gated_graph(hard_swish)
+    method, front, note = int8_recipe(hard_swish, {"calib_method": "auto"})
+    assert method == "minmax-mean" and "squeeze-excite" in note
+    # the stem up to and including the depthwise conv, then the gate multiplications
+    assert front == [n.name for n in stem[:6]] + ["swish/Mul"]
+    # an explicit method is honoured: no float stem, no note
+    assert int8_recipe(hard_swish, {"calib_method": "minmax"}) == ("minmax", [], "")
+    swish = _graph([_node("Conv", ["input", "w"], "c"), _node("Sigmoid", ["c"], "s"),
+                    _node("Mul", ["c", "s"], "out")])
+    assert gated_graph(swish)
+    # a ReLU CNN (a Mul by a constant, a residual Add) is not gated: plain min/max as before
+    plain = _graph([_node("Conv", ["input", "w"], "c"), _node("Relu", ["c"], "r"),
+                    _node("Mul", ["r", "sixth"], "m"), _node("Add", ["m", "c"], "out")])
+    assert not gated_graph(plain)
+    assert int8_recipe(plain, {"calib_method": "auto"}) == ("minmax", [], "")
+
+
+@pytest.mark.parametrize("name", ["neu", "cwru", "mnist"])
+def test_the_shipped_bundles_keep_plain_minmax_int8(name):
+    import onnx
+
+    from edgecnn.export.onnx_export import gated_graph
+
+    path = Path(__file__).resolve().parent.parent / "deploy" / "bundles" / name / "model.onnx"
+    assert not gated_graph(onnx.load(str(path)).graph)
 
 
 def test_layer_blame_names_the_layer_inside_a_backbone():
