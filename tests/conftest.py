@@ -46,22 +46,11 @@ def trained_image_model_dir(tmp_path_factory) -> Path:
     samples = load_dataset("neu", CALIBRATION / "neu", placeholder)
     spec = placeholder.replace(labels=tuple(samples.class_names))
     x, y = to_tensors(samples, spec), samples.labels
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
+    from training_helpers import fit_reproducibly
 
     keras.utils.set_random_seed(TRAINED_SEED)
     model = create_model("edge-image", spec)
-    steps = TRAINED_EPOCHS * -(-len(x) // 16)
-    schedule = keras.optimizers.schedules.CosineDecay(3e-3, steps, alpha=0.02)
-    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    was_deterministic = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    try:
-        model.fit(x, y, epochs=TRAINED_EPOCHS, batch_size=16, verbose=0)
-    finally:
-        if not was_deterministic:
-            tf_config.disable_op_determinism()
+    fit_reproducibly(model, x, y, TRAINED_EPOCHS)
     predicted = model.predict(x, verbose=0).argmax(axis=1)
     metrics = classification_metrics(y, predicted, spec.labels)
     out = tmp_path_factory.mktemp("trained") / "edge image model"

@@ -277,13 +277,12 @@ def mobilenet_model_dir(tmp_path_factory) -> Path:
     (op determinism, cosine decay): about 95 % of them right, so int8 parity on them is
     meaningful."""
     import keras
-    import tensorflow as tf
-    from tensorflow.python.framework import config as tf_config
 
     from edgecnn.data import load_dataset
     from edgecnn.modeldir import write_model_dir
     from edgecnn.models import create_model
     from edgecnn.tensors import to_tensors
+    from training_helpers import fit_reproducibly
 
     placeholder = InputSpec("image", ("?", "??"), image=ImageSpec(PARITY_SIDE, PARITY_SIDE))
     samples = load_dataset("neu", CALIB / "neu", placeholder)
@@ -291,17 +290,7 @@ def mobilenet_model_dir(tmp_path_factory) -> Path:
     x, y = to_tensors(samples, input_spec), samples.labels
     keras.utils.set_random_seed(PARITY_SEED)
     model = create_model("mobilenetv3-small", input_spec)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        3e-3, PARITY_EPOCHS * -(-len(x) // 16), alpha=0.02)
-    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    was_deterministic = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    try:
-        model.fit(x, y, epochs=PARITY_EPOCHS, batch_size=16, verbose=0)
-    finally:
-        if not was_deterministic:
-            tf_config.disable_op_determinism()
+    fit_reproducibly(model, x, y, PARITY_EPOCHS)
     out = tmp_path_factory.mktemp("backbone") / "mobilenet model"
     write_model_dir(out, model, input_spec, architecture="mobilenetv3-small",
                     training={"task": "neu", "data": str(CALIB / "neu")},

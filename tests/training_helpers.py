@@ -1,0 +1,24 @@
+"""Reproducible fits for test fixtures: the same model from the same data on every run."""
+
+from __future__ import annotations
+
+
+def fit_reproducibly(model, x, y, epochs: int, batch_size: int = 16,
+                     learning_rate: float = 3e-3) -> None:
+    """Compile ``model`` (Adam, cosine decay) and fit it with TensorFlow's op determinism on,
+    restoring the determinism setting afterwards."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    steps = epochs * -(-len(x) // batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    finally:
+        if not was_deterministic:
+            tf_config.disable_op_determinism()
