@@ -327,13 +327,17 @@ def test_signal_health_hum_and_gain_change(windows, recordings):
         assert got and got[0][1]["fault"] == fault and 20 <= got[0][0] <= 35, got[:2]
 
 
-def test_large_frame_features_match_a_full_area_resize(images):
-    """A 1800x1000-class frame is thinned before its brightness statistics (the inference
-    thread must not area-average millions of pixels): the statistics stay those of a full
-    area resize to well under a grey level."""
-    frame = np.vstack([np.hstack(images[r * 9:(r + 1) * 9]) for r in range(5)])
+def test_large_frame_features_are_what_its_tiles_show_the_model(images):
+    """A 1800x1000-class tiled frame's brightness and contrast are those of its tiles as
+    the model sees them (each resized to the model's size), not those of the frame area-
+    averaged to the model's size, which smooths every tile's texture away (6 % less
+    contrast on these NEU tiles); and the features cost microseconds, not a ms."""
+    tiles = images[:45]
+    frame = np.vstack([np.hstack(tiles[r * 9:(r + 1) * 9]) for r in range(5)])
     assert frame.shape[0] >= 6 * 128
     got = image_features(frame, (128, 128))
-    full = cv2.resize(frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
-                      (128, 128), interpolation=cv2.INTER_AREA)
-    assert abs(got["mean"] - full.mean()) < 0.5 and abs(got["std"] - full.std()) < 0.5
+    seen = np.concatenate([cv2.resize(t if t.ndim == 2 else cv2.cvtColor(
+        t, cv2.COLOR_BGR2GRAY), (128, 128), interpolation=cv2.INTER_LINEAR).ravel()
+        for t in tiles])
+    assert abs(got["mean"] - seen.mean()) < 0.5
+    assert abs(got["std"] - seen.std()) < 0.02 * seen.std(), (got["std"], seen.std())
