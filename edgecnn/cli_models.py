@@ -192,9 +192,11 @@ def format_result(metrics: dict) -> str:
                    "full-resolution input). Default 0; the shipped NEU bundle uses 2.")
 @click.option("--reduce-range/--full-range", default=None,
               help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
-@click.option("--auto-fallback", is_flag=True,
-              help="Keep the worst int8 layers in float until parity holds on the "
-                   "calibration data.")
+@click.option("--auto-fallback/--no-auto-fallback", default=None,
+              help="int8 layers that break parity on the validation split stay float: by "
+                   "default at most 15 % of the compute layers (beyond that the bundle "
+                   "defaults to float); --auto-fallback: as many as it takes; "
+                   "--no-auto-fallback: none.")
 @click.option("--max-drop", type=float, default=MAX_DROP_PP, show_default=True,
               help="Parity: largest accepted accuracy drop (percentage points).")
 @click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,

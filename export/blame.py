@@ -15,9 +15,11 @@ layer is kept in float together with the producer of its input: ``exclude`` list
 and that input tensor is then never quantized.
 
 ``settle`` is the auto-fallback: while the int8 model breaks the parity thresholds on the
-calibration data, the worst-scored layer not yet excluded is kept in float (ONNX Runtime's
-``nodes_to_exclude``; TFLite's ``QuantizationDebugger`` with ``denylisted_nodes``) and the
-model is quantized again.
+held-out data export judges on, the worst-scored layer not yet excluded is kept in float
+(ONNX Runtime's ``nodes_to_exclude``; TFLite's ``QuantizationDebugger`` with
+``denylisted_nodes``) and the model is quantized again. By default it keeps at most
+``DEFAULT_FALLBACK_SHARE`` of the compute layers float (``fallback_limit``);
+``--auto-fallback`` lifts the limit, ``--no-auto-fallback`` turns it off.
 """
 
 from __future__ import annotations
@@ -292,10 +294,25 @@ def format_blame(errors: list[LayerError], limit: int = 8) -> str:
 
 # ----------------------------------------------------------------------------- fallback
 
-def settle(context, fmt: str, work: Path, auto_fallback: bool, requantize, blame,
+DEFAULT_FALLBACK_SHARE = 0.15   # the default fallback keeps at most this share of the
+DEFAULT_FALLBACK_MIN = 2        # compute layers float (at least this many)
+
+
+def fallback_limit(auto_fallback: bool | str, compute_layers: int) -> int | None:
+    """How many layers the fallback may keep float: None (as many as it takes) for
+    ``--auto-fallback`` (True), 0 for ``--no-auto-fallback`` (False), and by default
+    ("limited") a share of the
+    model's compute layers: a model that needs more is mostly float, and its int8 file
+    would gain little over the float one the bundle then defaults to."""
+    if auto_fallback == "limited":
+        return max(DEFAULT_FALLBACK_MIN, math.ceil(DEFAULT_FALLBACK_SHARE * compute_layers))
+    return None if auto_fallback else 0
+
+
+def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize, blame,
            written) -> None:
-    """Check the int8 candidate at ``work``; on failure blame layers and, with
-    ``auto_fallback``, keep the worst ones float until the thresholds hold.
+    """Check the int8 candidate at ``work``; on failure blame layers and keep the worst
+    ones float until the thresholds hold, within ``fallback_limit(auto_fallback)``.
 
     ``requantize(nodes) -> path`` rewrites the candidate with ``nodes`` kept float;
     ``blame() -> [LayerError]`` ranks the layers (computed once, on the first failure).
@@ -308,16 +325,25 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool, requantize, blame
     errors = blame()
     written.blame = errors
     context.log(f"{fmt}: layers with the largest quantization error:\n{format_blame(errors)}")
-    if not auto_fallback:
-        context.log(f"warning: {fmt} breaks the parity thresholds on {context.judged_on}; "
-                    "check the calibration set, or export with --auto-fallback to keep "
-                    "the worst layers in float")
+    limit = fallback_limit(auto_fallback, len(errors))
+    if limit == 0:
+        context.log(f"warning: {fmt} breaks the parity thresholds on {context.judged_on} "
+                    "(--no-auto-fallback: no layer kept float); check the calibration set, "
+                    "or export without --no-auto-fallback")
         return
     excluded: list[str] = []
     for error in errors:
         new = [name for name in error.exclude or [error.name] if name not in excluded]
         if not new:
             continue
+        if limit is not None and len(excluded) + len(new) > limit:
+            context.log(f"warning: {fmt}: the parity thresholds do not hold on "
+                        f"{context.judged_on} with the {len(excluded)} layer(s) the default "
+                        f"fallback may keep float ({DEFAULT_FALLBACK_SHARE:.0%} of the "
+                        f"model's {len(errors)} compute layers: {'; '.join(failures)}); "
+                        "the bundle defaults to a float format (--auto-fallback keeps as "
+                        "many layers float as it takes)")
+            return
         excluded.extend(new)
         requantize(list(excluded))
         stats, failures = context.check(work, fmt)

@@ -128,7 +128,7 @@ class ExportResult:
 
 
 def export_model(model_dir, out, formats=None, calib=None, calib_method: str | None = None,
-                 auto_fallback: bool = False, per_channel: bool | None = None,
+                 auto_fallback: bool | None = None, per_channel: bool | None = None,
                  activations: str | None = None, reduce_range: bool | None = None,
                  float_first: int | None = None,
                  max_drop: float = MAX_DROP_PP, min_agreement: float = MIN_AGREEMENT,
@@ -141,9 +141,11 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     None take each format's default; a value a selected format cannot honour is an error.
     ``float_first`` keeps the first N convolutions of the onnx-int8 model in float (on
     one-channel full-resolution input int8 kernels are slower than float and gain nothing).
-    ``max_drop`` (pp) / ``min_agreement`` (0-1) are the parity thresholds that
-    ``auto_fallback`` enforces on the calibration data. ``calib_options`` say how to read
-    ``calib`` (``load_dataset`` keywords such as label_pattern or manifest).
+    ``max_drop`` (pp) / ``min_agreement`` (0-1) are the parity thresholds, judged on the
+    model's validation split; int8 layers that break them stay float (``auto_fallback``:
+    None, the default, is "limited": at most a share of the layers, see
+    blame.fallback_limit; True as many as it takes; False none). ``calib_options`` say
+    how to read ``calib`` (``load_dataset`` keywords such as label_pattern or manifest).
     """
     from edgecnn.modeldir import ModelDir
     from edgecnn.tfquiet import import_tensorflow
@@ -151,7 +153,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     chosen = sorted(select_formats(formats), key=lambda f: list(FORMATS).index(f.name))
     options = resolve_options(chosen, {
         "calib_method": calib_method, "per_channel": per_channel, "activations": activations,
-        "reduce_range": reduce_range, "auto_fallback": True if auto_fallback else None,
+        "reduce_range": reduce_range, "auto_fallback": auto_fallback,
         "float_first": float_first})
     thresholds = Thresholds(max_drop, min_agreement)
     check_installed(chosen)

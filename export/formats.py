@@ -81,7 +81,7 @@ _EXPORT: dict[str, tuple] = {
              "float reference", _onnx_writer),
     "onnx-int8": ({"calib_method": CALIB_METHODS, "per_channel": (True, False),
                    "activations": ("uint8", "int8"), "reduce_range": (True, False),
-                   "auto_fallback": (False, True), "float_first": tuple(range(9))}, None,
+                   "auto_fallback": ("limited", True, False), "float_first": tuple(range(9))}, None,
                   "static int8 QDQ (ONNX Runtime), per-channel int8 weights; uint8 "
                   "activations and 7-bit weight range by default so AVX2 CPUs without VNNI "
                   "do not saturate", _onnx_int8_writer),
@@ -89,7 +89,7 @@ _EXPORT: dict[str, tuple] = {
     "tflite-fp16": ({}, None, "TensorFlow Lite with float16 weights (half the size, float "
                     "compute)", _tflite_writer("float16")),
     "tflite-int8": ({"calib_method": ("minmax",), "per_channel": (True,),
-                     "auto_fallback": (False, True)}, None,
+                     "auto_fallback": ("limited", True, False)}, None,
                     "full-integer TensorFlow Lite: int8 weights, activations, input and output",
                     _tflite_writer("int8")),
 }

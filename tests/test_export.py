@@ -299,7 +299,8 @@ def test_int8_failure_on_calibration_data_names_layers(outlier_model_dir, tmp_pa
 
     lines = []
     result = export_model(outlier_model_dir, tmp_path / "plain",
-                          formats="onnx,onnx-int8,tflite,tflite-int8", log=lines.append)
+                          formats="onnx,onnx-int8,tflite,tflite-int8", auto_fallback=False,
+                          log=lines.append)
     text = "\n".join(lines)
     for name in ("onnx-int8", "tflite-int8"):
         check = result.manifest["verification"][name]
@@ -315,6 +316,36 @@ def test_int8_failure_on_calibration_data_names_layers(outlier_model_dir, tmp_pa
     from edgecnn.deploy.bundle import Bundle
 
     assert Bundle.open(tmp_path / "plain").default_format() == "onnx"
+
+
+def test_default_fallback_keeps_a_few_layers_float_and_no_more(outlier_model_dir, tmp_path,
+                                                              monkeypatch):
+    """Without an option, int8 layers that break parity stay float up to a share of the
+    model's layers (this model needs 2 of its 4); past that limit the bundle defaults to
+    float and the log says how to lift it."""
+    from edgecnn.export import blame, export_model
+
+    lines = []
+    result = export_model(outlier_model_dir, tmp_path / "default",
+                          formats="onnx,onnx-int8,tflite-int8", log=lines.append)
+    for name in ("onnx-int8", "tflite-int8"):
+        check = result.manifest["verification"][name]
+        kept = result.manifest["files"][name]["float_nodes"]
+        assert check["passed"] and check["fallback"][-1]["passed"], (name, check)
+        assert 0 < len(kept) <= blame.fallback_limit("limited", len(check["blame"])), kept
+    assert result.manifest["default_format"] == "onnx-int8"
+    assert result.manifest["options"]["onnx-int8"]["auto_fallback"] == "limited"
+
+    monkeypatch.setattr(blame, "DEFAULT_FALLBACK_MIN", 1)
+    monkeypatch.setattr(blame, "DEFAULT_FALLBACK_SHARE", 0.0)
+    lines = []
+    result = export_model(outlier_model_dir, tmp_path / "limited",
+                          formats="onnx,onnx-int8", log=lines.append)
+    check = result.manifest["verification"]["onnx-int8"]
+    assert not check["passed"] and len(check.get("fallback", [])) <= 1
+    assert any("the default fallback may keep float" in line and "--auto-fallback" in line
+               for line in lines), lines
+    assert result.manifest["default_format"] == "onnx"
 
 
 def test_auto_fallback_keeps_the_worst_layers_float(outlier_model_dir, tmp_path, capsys):
