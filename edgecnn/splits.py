@@ -2,7 +2,8 @@
 
 Images: stratified by class. Recordings: split by time inside each recording (the last part
 of every recording is validation) so that overlapping windows never straddle the two sets;
-recordings too short for that are assigned whole, stratified by class.
+a recording whose last fifth holds no whole window validates on its last window, and
+recordings too short for even that are assigned whole, stratified by class.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def time_split(samples: LabelledSamples, window_length: int, fraction: float, se
         cut = int(round(length * (1.0 - fraction)))
         in_train = index[starts + window_length <= cut]
         in_val = index[starts >= cut]
+        if len(in_val) == 0:
+            # a short recording (a few windows): its last window validates, so a class
+            # recorded once, briefly, is still validated
+            cut = int(starts.max())
+            in_train = index[starts + window_length <= cut]
+            in_val = index[starts >= cut]
         if len(in_train) == 0 or len(in_val) == 0:
             whole.append(source)
             continue
