@@ -13,7 +13,9 @@ runner on the frame's regions, one batched run per frame), the pipeline
 to the 2-core bound 2 / (t_decode + t_infer), t_infer at the batch the runtime uses (one
 run on a frame's regions; for several sources: their total rate against the same
 per-frame bound), and the lower bound of a decoder that works one frame at a time
-(sources / t_decode; see ``run_case``). Cases: 200x200 MJPG and raw gray (Y800),
+(sources / t_decode; see ``run_case``). Preparation alone (fault checks, health features,
+the regions' tensors: ``prepare_only``) is timed too, for the bound 2 / (t_decode +
+t_prepare + t_infer) that any pipeline doing that work has. Cases: 200x200 MJPG and raw gray (Y800),
 1800x1000 MJPG with 45 tiles of 200x200, four 200x200 MJPG sources, two tiled 1800x1000
 sources; the tiled case also against a plain single-threaded loop (read, slice, one
 ``engine.predict`` on the 45 tiles). Then the CPU % of a paced 30 frames/s stream
@@ -100,6 +102,40 @@ def infer_only(engine, spec, regions: int, tile: np.ndarray, seconds: float) -> 
             "cpu_ms": 1000 * (time.thread_time() - cpu) / n}
 
 
+def prepare_only(bundle, video: Path, tiles=None, frames: int = 100) -> dict:
+    """The per-frame work the pipeline must do besides decoding and inference, alone in
+    one thread on decoded frames: fault checks, source-health features and the model
+    tensors of every region (camera.FramePreparer, as the reading thread runs it)."""
+    from edgecnn.deploy.camera import FramePreparer
+    from edgecnn.deploy.captures import open_file
+    from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+    from edgecnn.deploy.health import monitor_for
+
+    spec = bundle.spec
+    cap = open_file(str(video), spec.image.color)
+    images = []
+    while len(images) < frames:
+        ok, image = cap.read(None)
+        if not ok:
+            break
+        images.append(image)
+    cap.release()
+    health = monitor_for(bundle, "image")
+    prepare = FramePreparer(spec, FrameFaultDetector(FaultConfig()), tiles=tiles,
+                            features=health.features if health is not None else None)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)   # as the pipeline holds OpenCV's pool
+    try:
+        slots = [prepare(images[i % len(images)], None) for i in range(3)]  # plans, checks
+        start, cpu = time.perf_counter(), time.thread_time()
+        for i, image in enumerate(images):
+            slots[i % 3] = prepare(image, slots[i % 3])
+        wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    finally:
+        cv2.setNumThreads(threads)
+    return {"ms": 1000 * wall / len(images), "cpu_ms": 1000 * cpu / len(images)}
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -183,8 +219,11 @@ def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=No
     dec = decode_only(videos[0], bundle.spec.image.color)
     bgr = decode_only(videos[0])
     inf = infer_only(engine, bundle.spec, regions, tile, seconds)
+    prep = prepare_only(bundle, videos[0], tiles)
     pipe = pipeline(bundle, fmt, videos, tiles)
     bound = 2000.0 / (dec["ms"] + inf["ms"])
+    # the same with the per-frame work any pipeline of this design must do as well
+    bound_prep = 2000.0 / (dec["ms"] + prep["ms"] + inf["ms"])
     bound_bgr = 2000.0 / (bgr["ms"] + inf["ms"])
     serial_bgr = len(videos) * 1000.0 / bgr["ms"]
     serial = len(videos) * 1000.0 / dec["ms"]
@@ -199,7 +238,10 @@ def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=No
            "decode_bgr_cpu_ms": round(bgr["cpu_ms"], 4),
            "infer_ms": round(inf["ms"], 4), "infer_per_s": round(1000 / inf["ms"], 1),
            "infer_cpu_ms": round(inf["cpu_ms"], 4),
+           "prepare_ms": round(prep["ms"], 4), "prepare_cpu_ms": round(prep["cpu_ms"], 4),
            "pipeline_per_s": round(pipe["frames_per_s"], 1),
+           "bound_with_prepare_per_s": round(bound_prep, 1),
+           "ratio_to_bound_with_prepare": round(pipe["frames_per_s"] / bound_prep, 3),
            "bound_2_cores_per_s": round(bound, 1),
            "ratio_to_2_core_bound": round(pipe["frames_per_s"] / bound, 3),
            "bound_2_cores_per_s_bgr": round(bound_bgr, 1),
@@ -215,6 +257,9 @@ def run_case(name, bundle, engine, fmt, videos, tile, regions, seconds, tiles=No
            "cpu_ms_per_frame": round(pipe["cpu_ms_per_frame"], 4),
            "overhead_cpu_ms": round(pipe["cpu_ms_per_frame"] - dec["cpu_ms"]
                                     - inf["cpu_ms"], 4),
+           # ... and beyond decode, inference and the preparation work together
+           "glue_cpu_ms": round(pipe["cpu_ms_per_frame"] - dec["cpu_ms"] - inf["cpu_ms"]
+                                - prep["cpu_ms"], 4),
            "pipeline": pipe, "load_before": load, "load_after": _load()}
     return row
 
@@ -259,9 +304,12 @@ def _line(row: dict) -> str:
             f"{row['bound_2_cores_per_s_bgr']:.1f}/s, "
             f"{row['ratio_to_2_core_bound_bgr']:.2f}); "
             f"serial-decode bound {row['bound_serial_decode_per_s']:.1f}/s "
-            f"({row['ratio_to_bound']:.2f} of the lower); CPU {row['cpu_ms_per_frame']:.3f}"
+            f"({row['ratio_to_bound']:.2f} of the lower); prepare {row['prepare_ms']:.3f} "
+            f"ms, bound with it {row['bound_with_prepare_per_s']:.1f}/s "
+            f"({row['ratio_to_bound_with_prepare']:.2f}); CPU {row['cpu_ms_per_frame']:.3f}"
             f" ms/frame (main {pipe['main_cpu_ms']}, reader {pipe['reader_cpu_ms']}, "
-            f"overhead {row['overhead_cpu_ms']:.3f}); cores {pipe['cores_used']}; "
+            f"overhead {row['overhead_cpu_ms']:.3f}, glue {row['glue_cpu_ms']:.3f}); "
+            f"cores {pipe['cores_used']}; "
             f"load {row['load_before'][0]}")
     if "x_plain_loop" in row:
         text += f"; plain loop {row['plain_loop_per_s']}/s, x{row['x_plain_loop']}"
