@@ -20,6 +20,7 @@ flatness = spectral flatness (white noise -> 1).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -178,7 +179,7 @@ def fault_config_kwargs(envelope: dict | None) -> dict:
 
 # --------------------------------------------------------------------------- run time
 
-def _median(values: list[float]) -> float:
+def _median(values) -> float:
     """np.median of a few floats, without numpy's per-call overhead (~15 us, five
     features per frame): the middle value, or the mean of the two middle ones."""
     ordered = sorted(values)
@@ -225,7 +226,7 @@ class HealthMonitor:
         self.states = {name: _State() for name in self.limits}
         self._seen = 0
         self.window = max(1, window)
-        self._history: list[dict[str, float]] = []
+        self._history: dict[str, deque] = {}
         self.last: dict[str, float] = {}
 
     @property
@@ -247,10 +248,13 @@ class HealthMonitor:
         self._seen += 1
         if (self._seen - 1) % self.every:
             return []
-        self._history.append(features() if callable(features) else features)
-        del self._history[:-self.window]
-        values = self.last = {name: _median([h[name] for h in self._history])
-                              for name in self._history[0]}
+        sample = features() if callable(features) else features
+        history = self._history      # per feature, its last ``window`` values
+        if not history:
+            history.update((name, deque(maxlen=self.window)) for name in sample)
+        for name, series in history.items():
+            series.append(sample[name])
+        values = self.last = {name: _median(series) for name, series in history.items()}
         broken = {name for name, rule in self.limits.items()
                   if _breaks(rule, values[rule["feature"]])}
         if self.kind == "image" and broken & {"dark", "bright", "flat"}:
