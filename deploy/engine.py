@@ -12,6 +12,7 @@ the per-frame path allocates nothing (ONNX Runtime IO binding on the same memory
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -321,11 +322,15 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
         need = "an image" if kind == "image" else "a vibration"
         raise BundleError(f"bundle {bundle.path} holds {have} model; 'edgecnn run {want}' "
                           f"needs {need} model (run this bundle with 'edgecnn run {other}')")
-    if fmt is None:
-        from .hosts import selected_format
+    from .hosts import int8_exact_here, selected_format
 
+    if fmt is None:
         fmt, _ = selected_format(bundle, batch)
     entry = bundle.entry(fmt)
+    why = int8_exact_here(entry)
+    if why is not None:   # asked for by name: run it, but say what export cannot vouch for
+        logging.getLogger(__name__).warning(
+            "%s of %s may not classify as export verified: %s", fmt, bundle.path, why)
     shareable = shared is not None and model_format(fmt).runtime == "onnx"
     key = (str(bundle.path.resolve()), fmt, options)
     engine = shared.get(key) if shareable else None

@@ -14,6 +14,7 @@ The runtime's default format follows the file when present (``--format`` still w
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ from typing import Any
 
 from .bundle import MANIFEST, Bundle, sha256_file
 from .errors import InputError
-from .formats import model_format
+from .formats import model_format, preferred
 
 HOST_FILE_FORMAT = "edgecnn-host-selection"
 # Formats within this share of the fastest count as equally fast; the one needing fewer
@@ -133,10 +134,65 @@ def read_selection(bundle: Bundle) -> tuple[dict[str, Any], Path] | None:
     return data, path
 
 
+# x86 CPUs whose int8 dot products do not saturate: ONNX Runtime's U8S8 kernels without
+# them (AVX2, AVX-512 without VNNI) add pairs of products in int16 (vpmaddubsw), which
+# 8-bit weights can overflow; 7-bit weights (export --reduce-range) cannot.
+_EXACT_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags (/proc/cpuinfo), None where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def int8_exact_here(entry: dict) -> str | None:
+    """Why the model file of manifest ``entry`` would not compute here what export
+    verified (None: it would): an onnx-int8 file with full 8-bit weights on an x86 CPU
+    without VNNI."""
+    quantization = entry.get("quantization") or {}
+    if entry.get("format") != "onnx-int8" or quantization.get("reduce_range", True):
+        return None
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return None
+    flags = cpu_flags()
+    if flags is None or flags & _EXACT_INT8_FLAGS:
+        return None
+    return ("its 8-bit weights can saturate ONNX Runtime's int8 kernels on this CPU "
+            "(x86 without VNNI); export with --reduce-range for such CPUs")
+
+
+def _runnable_default(bundle: Bundle) -> str:
+    """The bundle's default format, or, where that one would not compute here what export
+    verified (``int8_exact_here``), the preferred format that passed parity and does."""
+    fmt = bundle.default_format()
+    why = int8_exact_here(bundle.manifest["files"].get(fmt, {}))
+    if why is None:
+        return fmt
+    verification = bundle.manifest.get("verification") or {}
+    for other in preferred(bundle.formats):
+        record = verification.get(other)
+        if other != fmt and isinstance(record, dict) and record.get("passed") and \
+                not missing_packages(other) and \
+                int8_exact_here(bundle.manifest["files"][other]) is None:
+            _log.warning("not running %s of %s by default: %s; running %s (--format %s "
+                         "runs it anyway)", fmt, bundle.path, why, other, fmt)
+            return other
+    return fmt
+
+
 def selected_format(bundle: Bundle, batch: int = 1) -> tuple[str, Path | None]:
     """The format to run at about ``batch`` items per inference: the host file's choice
     for the nearest measured batch size when it is usable here, else the bundle's
-    default; and the host file it came from (None: the bundle's default)."""
+    default (or, where that one would not compute here what export verified, the next
+    format that would: ``int8_exact_here``); and the host file it came from (None: the
+    bundle's default)."""
     found = read_selection(bundle)
     if found is not None:
         data, path = found
@@ -145,8 +201,9 @@ def selected_format(bundle: Bundle, batch: int = 1) -> tuple[str, Path | None]:
         if batches:
             nearest = min(batches, key=lambda b: (abs(b - batch), b))
             fmt = batches[nearest].get("chosen")
-            if fmt in bundle.formats and not missing_packages(fmt):
+            if fmt in bundle.formats and not missing_packages(fmt) and \
+                    int8_exact_here(bundle.manifest["files"][fmt]) is None:
                 return fmt, path
             _log.warning("host file %s chose %r, which cannot run here; using %s", path,
-                         fmt, bundle.default_format())
-    return bundle.default_format(), None
+                         fmt, _runnable_default(bundle))
+    return _runnable_default(bundle), None

@@ -191,7 +191,9 @@ def format_result(metrics: dict) -> str:
               help="onnx-int8: keep the first N convolutions in float (faster on one-channel "
                    "full-resolution input). Default 0; the shipped NEU bundle uses 2.")
 @click.option("--reduce-range/--full-range", default=None,
-              help="onnx-int8 7-bit weights (default; no AVX2 saturation) or full 8-bit.")
+              help="onnx-int8 weights: full 8-bit (default; exact on CPUs with VNNI and on "
+                   "ARM) or 7-bit (--reduce-range: exact on AVX2 CPUs without VNNI too, "
+                   "where ONNX Runtime's int8 kernels saturate 8-bit weights).")
 @click.option("--auto-fallback/--no-auto-fallback", default=None,
               help="int8 layers that break parity on the validation split stay float: by "
                    "default at most 15 % of the compute layers (beyond that the bundle "

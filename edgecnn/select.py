@@ -17,7 +17,14 @@ import numpy as np
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.engine import EngineOptions, engine_for_file
 from edgecnn.deploy.errors import EdgecnnError, InputError
-from edgecnn.deploy.hosts import TIE_SHARE, choose, missing_packages, packages_for, write_selection
+from edgecnn.deploy.hosts import (
+    TIE_SHARE,
+    choose,
+    int8_exact_here,
+    missing_packages,
+    packages_for,
+    write_selection,
+)
 
 DEFAULT_BATCHES = (1, 32)
 
@@ -34,6 +41,8 @@ def parity_passed(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
             skipped[fmt] = "failed parity at export"
         elif missing_packages(fmt):
             skipped[fmt] = "needs " + ", ".join(missing_packages(fmt))
+        elif int8_exact_here(bundle.manifest["files"][fmt]) is not None:
+            skipped[fmt] = int8_exact_here(bundle.manifest["files"][fmt])
         else:
             passed.append(fmt)
     return passed, skipped

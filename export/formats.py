@@ -80,11 +80,12 @@ _EXPORT: dict[str, tuple] = {
     "onnx": ({}, 1e-4, "float32 ONNX (tf2onnx, opset 17, optimised for ONNX Runtime); the "
              "float reference", _onnx_writer),
     "onnx-int8": ({"calib_method": CALIB_METHODS, "per_channel": (True, False),
-                   "activations": ("uint8", "int8"), "reduce_range": (True, False),
+                   "activations": ("uint8", "int8"), "reduce_range": (False, True),
                    "auto_fallback": ("limited", True, False), "float_first": tuple(range(9))}, None,
-                  "static int8 QDQ (ONNX Runtime), per-channel int8 weights; uint8 "
-                  "activations and 7-bit weight range by default so AVX2 CPUs without VNNI "
-                  "do not saturate", _onnx_int8_writer),
+                  "static int8 QDQ (ONNX Runtime), per-channel 8-bit weights, uint8 "
+                  "activations; exact where the CPU has VNNI (or is ARM): on x86 CPUs without "
+                  "it the runtime runs another format unless told (--reduce-range: 7-bit "
+                  "weights, exact everywhere, less precise)", _onnx_int8_writer),
     "tflite": ({}, 1e-4, "float32 TensorFlow Lite", _tflite_writer("float32")),
     "tflite-fp16": ({}, None, "TensorFlow Lite with float16 weights (half the size, float "
                     "compute)", _tflite_writer("float16")),

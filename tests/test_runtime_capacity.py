@@ -183,6 +183,44 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     assert code == 2 and "inside the bundle" in err
 
 
+def test_full_8_bit_int8_is_not_the_default_on_an_x86_cpu_without_vnni(
+        bundle, tmp_path, monkeypatch, caplog):
+    """ONNX Runtime's int8 kernels on x86 without VNNI add pairs of products in int16,
+    which 8-bit weights can overflow: there the runtime's default skips such a file for
+    the next format that passed parity, says so, and runs it only when asked by name."""
+    import logging
+
+    from edgecnn.deploy import hosts
+    from edgecnn.deploy.bundle import Bundle
+    from edgecnn.deploy.engine import open_for_run
+    from edgecnn.select import parity_passed
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))   # no host file
+    monkeypatch.setattr(hosts.platform, "machine", lambda: "x86_64")
+    target = _with_formats(bundle, tmp_path)
+    manifest = json.loads((target / MANIFEST).read_text())
+    manifest["files"]["onnx-int8"]["quantization"] = {"reduce_range": False}
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    full = Bundle.open(target)
+
+    monkeypatch.setattr(hosts, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with caplog.at_level(logging.WARNING):
+        assert hosts.selected_format(full) == ("onnx", None)
+    assert "--reduce-range" in caplog.text and "--format onnx-int8" in caplog.text
+    assert "onnx-int8" not in parity_passed(full)[0]          # bench --select skips it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        _, _, entry = open_for_run(full, "image", "onnx-int8")  # by name: it runs
+    assert entry["format"] == "onnx-int8" and "may not classify as export verified" in \
+        caplog.text
+
+    monkeypatch.setattr(hosts, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    assert hosts.selected_format(full) == ("onnx-int8", None)
+    monkeypatch.setattr(hosts, "cpu_flags", lambda: frozenset({"avx2"}))
+    seven_bit = Bundle.open(_with_formats(bundle, tmp_path / "seven"))
+    assert hosts.selected_format(seven_bit) == ("onnx-int8", None)   # 7-bit: exact anywhere
+
+
 PROBE = r"""
 import sys
 from edgecnn.cli import main
