@@ -15,11 +15,16 @@ Written rules, not per-dataset tuning:
 - weight averaging (tasks that ask for it): what is validated and kept is an exponential
   average of the weights over the last AVERAGE_SHARE of the step budget (at least one
   epoch), not the last step's weights: on a few hundred images the validation score of
-  single steps jumps by several points, and the pick of the best one is then mostly luck.
+  single steps jumps by several points, and the pick of the best one is then mostly luck;
+- label smoothing (image tasks, LABEL_SMOOTHING): the loss targets put 1 - e + e/k on the
+  true class and e/k on each of the k classes, so the network is not pushed to ever larger
+  logits on a few hundred images. X-SDD (held-out test fifth, 220 images, seeds 0 / 1):
+  94.09 / 94.09 -> 98.18 / 95.00 % float, robustness mean 93.44 -> 94.09 / 93.49 %.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable
 
 import numpy as np
@@ -29,6 +34,7 @@ from edgecnn.metrics import balanced_accuracy
 STEP_BUDGET = 4000
 MAX_EPOCH_FACTOR = 4
 AVERAGE_SHARE = 0.025
+LABEL_SMOOTHING = 0.1
 
 
 def epoch_budget(task_epochs: int, train_samples: int, batch_size: int) -> int:
@@ -44,6 +50,40 @@ def patience_for(epochs: int, task_patience: int) -> int:
 def average_steps(epochs: int, steps_per_epoch: int) -> int:
     """Horizon (steps) of the weight average: AVERAGE_SHARE of training, at least an epoch."""
     return max(steps_per_epoch, int(round(AVERAGE_SHARE * epochs * steps_per_epoch)))
+
+
+def training_loss(smoothing: float):
+    """The loss ``fit`` minimises on sparse labels: cross-entropy, against smoothed targets
+    when ``smoothing`` > 0."""
+    if smoothing <= 0:
+        return "sparse_categorical_crossentropy"
+    return _smoothed_loss_class()(smoothing)
+
+
+@cache
+def _smoothed_loss_class():
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="edgecnn")
+    class SmoothedSparseCrossentropy(keras.losses.Loss):
+        """Sparse labels -> one-hot -> categorical cross-entropy with label smoothing."""
+
+        def __init__(self, smoothing: float = LABEL_SMOOTHING,
+                     name: str = "smoothed_sparse_crossentropy", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.smoothing = float(smoothing)
+
+        def call(self, y_true, y_pred):
+            labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            onehot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+            return keras.losses.categorical_crossentropy(onehot, y_pred,
+                                                         label_smoothing=self.smoothing)
+
+        def get_config(self):
+            return {**super().get_config(), "smoothing": self.smoothing}
+
+    return SmoothedSparseCrossentropy
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

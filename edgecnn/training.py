@@ -2,8 +2,9 @@
 
 Deterministic (one seed for split, initialisation and augmentation order), validation held
 out from the training data without leakage (see ``edgecnn.splits``), balanced class weights,
-epoch budget and patience scaled to the data, best weights kept by validation balanced
-accuracy with early stopping (see ``edgecnn.schedule``), one progress line per epoch.
+epoch budget and patience scaled to the data, label smoothing for images, best weights kept
+by validation balanced accuracy with early stopping (see ``edgecnn.schedule``), one progress
+line per epoch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
 from edgecnn.schedule import (
+    LABEL_SMOOTHING,
     STEP_BUDGET,
     average_steps,
     balanced_early_stopping,
@@ -32,6 +34,7 @@ from edgecnn.schedule import (
     describe_weights,
     epoch_budget,
     patience_for,
+    training_loss,
 )
 from edgecnn.splits import validation_split
 from edgecnn.tasks import get_task
@@ -52,6 +55,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     augment: bool | str | tuple = True     # True: the task's families; False/'none'; names
     augment_strength: float | None = None  # None: the task's strength
+    label_smoothing: float | None = None   # None: LABEL_SMOOTHING for images, 0 for signals
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
@@ -166,6 +170,21 @@ def _augmentation(config: TrainConfig, defaults) -> tuple[tuple[str, ...], float
     return families, check_strength(strength)
 
 
+def _label_smoothing(config: TrainConfig, kind: str) -> float:
+    """The label smoothing of the loss (edgecnn.schedule): the user's, else LABEL_SMOOTHING
+    for images trained from scratch (measured there); none for signals and for pretrained
+    backbones (edgecnn.transfer compiles its phases with plain cross-entropy)."""
+    if config.label_smoothing is None:
+        return LABEL_SMOOTHING if kind == "image" and not config.weights else 0.0
+    value = config.label_smoothing
+    if not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise InputError(f"label smoothing must be in [0, 1); found {value!r}")
+    if value and config.weights:
+        raise InputError("label smoothing with pretrained weights is not supported: the "
+                         "transfer phases use plain cross-entropy")
+    return float(value)
+
+
 def _training_batches(samples, train_index, y_train, x_train, spec, batch_size, families,
                       strength, seed):
     """Per-epoch augmented batches of the raw training samples (``edgecnn.batches``)."""
@@ -263,6 +282,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         raise InputError(f"model {architecture!r} takes {' or '.join(entry.kinds)} input; "
                          f"task {config.task!r} is {defaults.kind}")
     augment, strength = _augmentation(config, defaults)  # unknown names fail early too
+    smoothing = _label_smoothing(config, defaults.kind)
     from edgecnn.transfer import check_transfer_options
 
     check_transfer_options(config, architecture)  # a bad --weights fails before data is read
@@ -322,8 +342,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     model = create_model(architecture, spec, weights=config.weights)
     steps = int(np.ceil(len(x_train) / batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=training_loss(smoothing),
+                  metrics=["accuracy"])
+    if smoothing:
+        log(f"loss: cross-entropy with label smoothing {smoothing:g} (targets "
+            f"{1 - smoothing + smoothing / spec.num_classes:.3f} for the true class, "
+            f"{smoothing / spec.num_classes:.3f} for the others)")
     dataset = _training_batches(samples, train_index, y_train, x_train, spec, batch_size,
                                 augment, strength, config.seed)
     class_weight = class_weights(y_train, spec.num_classes)
@@ -359,7 +383,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     training = {**{k: v for k, v in asdict(config).items() if k not in ("out", "extra")},
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
-                "average_steps": average,
+                "average_steps": average, "label_smoothing": smoothing,
                 "augment": list(augment), "augment_strength": strength,
                 "epochs_run": len(history["loss"]), "transfer": transfer,
                 "train_seconds": round(seconds, 1), "train_samples": int(len(x_train)),

@@ -54,6 +54,23 @@ def test_train_writes_model_directory_with_spec_report_and_fingerprint(tiny_neu)
     assert ModelDir.open(out).load_keras().count_params() > 0
 
 
+def test_image_training_uses_label_smoothing_and_says_so(tiny_neu):
+    out, result = tiny_neu
+    assert "loss: cross-entropy with label smoothing 0.1 (targets 0.917 for the true class, " \
+        "0.017 for the others)" in result.stderr
+    assert ModelDir.open(out).manifest["training"]["label_smoothing"] == 0.1
+
+
+def test_label_smoothing_is_refused_outside_its_range(tmp_path):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.training import TrainConfig, train
+
+    for value in (1.0, -0.1):
+        with pytest.raises(InputError, match="label smoothing must be in"):
+            train(TrainConfig("images", str(CALIB / "neu"), str(tmp_path / "m"),
+                              label_smoothing=value), log=lambda line: None)
+
+
 def test_eval_reports_the_common_json_keys(tiny_neu, tmp_path):
     out, _ = tiny_neu
     target = tmp_path / "eval.json"
