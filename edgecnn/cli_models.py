@@ -73,6 +73,10 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
 @click.option("--transform", type=click.Choice(["none", "log", "log1p", "db"]), default=None,
               help="Signals: spectrogram magnitude transform. "
                    + per_task("signal.transform", ("signal",)))
+@click.option("--label-smoothing", type=float, default=None,
+              help="Loss targets 1 - e + e/k on the true class, e/k on the others (0 turns "
+                   "it off; sharper confidences). [default: 0.1 for images trained from "
+                   "scratch, else 0]")
 @click.option("--weights", default=None, metavar="PATH|imagenet",
               help="Backbone architectures (mobilenetv3-small, ...): start from pretrained "
                    "weights, then freeze-then-fine-tune. PATH: a .weights.h5/.h5 file of the "
