@@ -41,8 +41,8 @@ def parity_passed(bundle: Bundle) -> tuple[list[str], dict[str, str]]:
             skipped[fmt] = "failed parity at export"
         elif missing_packages(fmt):
             skipped[fmt] = "needs " + ", ".join(missing_packages(fmt))
-        elif int8_exact_here(bundle.manifest["files"][fmt]) is not None:
-            skipped[fmt] = int8_exact_here(bundle.manifest["files"][fmt])
+        elif (why := int8_exact_here(bundle.manifest["files"][fmt])) is not None:
+            skipped[fmt] = why
         else:
             passed.append(fmt)
     return passed, skipped

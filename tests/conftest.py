@@ -34,19 +34,12 @@ def trained_image_model_dir(tmp_path_factory) -> Path:
     import_tensorflow("the tests")
     import keras
 
-    from edgecnn.data import load_dataset
-    from edgecnn.deploy.spec import ImageSpec, InputSpec
     from edgecnn.metrics import classification_metrics
     from edgecnn.modeldir import write_model_dir
     from edgecnn.models import create_model
-    from edgecnn.tensors import to_tensors
+    from training_helpers import fit_reproducibly, neu_calibration_tensors
 
-    placeholder = InputSpec("image", ("?", "??"),
-                            image=ImageSpec(TRAINED_IMAGE_SIZE, TRAINED_IMAGE_SIZE))
-    samples = load_dataset("neu", CALIBRATION / "neu", placeholder)
-    spec = placeholder.replace(labels=tuple(samples.class_names))
-    x, y = to_tensors(samples, spec), samples.labels
-    from training_helpers import fit_reproducibly
+    spec, samples, x, y = neu_calibration_tensors(TRAINED_IMAGE_SIZE)
 
     keras.utils.set_random_seed(TRAINED_SEED)
     model = create_model("edge-image", spec)

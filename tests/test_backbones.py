@@ -278,16 +278,11 @@ def mobilenet_model_dir(tmp_path_factory) -> Path:
     meaningful."""
     import keras
 
-    from edgecnn.data import load_dataset
     from edgecnn.modeldir import write_model_dir
     from edgecnn.models import create_model
-    from edgecnn.tensors import to_tensors
-    from training_helpers import fit_reproducibly
+    from training_helpers import fit_reproducibly, neu_calibration_tensors
 
-    placeholder = InputSpec("image", ("?", "??"), image=ImageSpec(PARITY_SIDE, PARITY_SIDE))
-    samples = load_dataset("neu", CALIB / "neu", placeholder)
-    input_spec = placeholder.replace(labels=tuple(samples.class_names))
-    x, y = to_tensors(samples, input_spec), samples.labels
+    input_spec, samples, x, y = neu_calibration_tensors(PARITY_SIDE)
     keras.utils.set_random_seed(PARITY_SEED)
     model = create_model("mobilenetv3-small", input_spec)
     fit_reproducibly(model, x, y, PARITY_EPOCHS)

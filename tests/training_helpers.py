@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+CALIBRATION = Path(__file__).resolve().parents[1] / "calibration_data"
+
+
+def neu_calibration_tensors(side: int):
+    """(spec, samples, x, y) of the NEU calibration images at ``side`` x ``side``."""
+    from edgecnn.data import load_dataset
+    from edgecnn.deploy.spec import ImageSpec, InputSpec
+    from edgecnn.tensors import to_tensors
+
+    placeholder = InputSpec("image", ("?", "??"), image=ImageSpec(side, side))
+    samples = load_dataset("neu", CALIBRATION / "neu", placeholder)
+    spec = placeholder.replace(labels=tuple(samples.class_names))
+    return spec, samples, to_tensors(samples, spec), samples.labels
+
 
 def fit_reproducibly(model, x, y, epochs: int, batch_size: int = 16,
                      learning_rate: float = 3e-3) -> None:
