@@ -6,6 +6,8 @@ Keys: ``accuracy`` (0-1), ``n`` (samples evaluated), ``skipped`` (unreadable inp
 hides a class that is never found, so there are also ``balanced_accuracy`` (the mean recall
 over the classes present in the data), ``macro_recall`` (the mean over all labels, a class
 without samples counting 0), ``macro_f1`` and ``per_class_recall`` ({label: recall}).
+``majority_class`` / ``majority_baseline`` say what always answering the most frequent
+true class would score on the same data: the floor a model must beat on imbalanced data.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
         per_class[label] = {"precision": round(precision, 6), "recall": round(recall, 6),
                             "f1": round(f1, 6), "support": support}
     n = int(len(y_true))
+    supports = matrix.sum(axis=1)
+    majority = int(np.argmax(supports)) if n else 0
     recalls = [row["recall"] for row in per_class.values()]
     present = [row["recall"] for row in per_class.values() if row["support"]]
     return {
@@ -43,6 +47,8 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
         "macro_recall": round(float(np.mean(recalls)), 6) if recalls else 0.0,
         "macro_f1": round(float(np.mean([r["f1"] for r in per_class.values()])), 6)
         if per_class else 0.0,
+        "majority_class": labels[majority] if labels else None,
+        "majority_baseline": round(float(supports[majority]) / n, 6) if n else 0.0,
         "n": n,
         "skipped": int(skipped),
         "labels": labels,
@@ -62,6 +68,23 @@ def balanced_accuracy(y_true, y_pred, num_classes: int) -> float:
     return float((np.diag(matrix)[present] / support[present]).mean())
 
 
+def baseline_line(metrics: dict) -> str | None:
+    """What always answering the majority class scores, and a warning when the model does
+    not beat it (None for metrics without the baseline or with one class)."""
+    baseline, majority = metrics.get("majority_baseline"), metrics.get("majority_class")
+    present = sum(1 for row in metrics.get("per_class", {}).values() if row["support"])
+    if baseline is None or majority is None or present < 2:
+        return None
+    line = (f"majority baseline {baseline * 100:.2f} % (always '{majority}'; balanced "
+            f"{100 / present:.2f} %)")
+    if metrics["accuracy"] <= baseline:
+        line += (f"; the accuracy does not beat it"
+                 + (f" (the balanced accuracy does: the model trades plain accuracy for "
+                    f"the small classes)" if metrics.get("balanced_accuracy", 0)
+                    > 1 / present + 0.05 else ""))
+    return line
+
+
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of accuracy and per-class precision/recall."""
     lines = [f"accuracy {metrics['accuracy'] * 100:.2f} % on {metrics['n']} samples"
@@ -69,6 +92,9 @@ def format_metrics(metrics: dict) -> str:
     if "balanced_accuracy" in metrics:
         lines.append(f"balanced accuracy {metrics['balanced_accuracy'] * 100:.2f} %, "
                      f"macro recall {metrics['macro_recall']:.3f}")
+    baseline = baseline_line(metrics)
+    if baseline is not None:
+        lines.append(baseline)
     width = max(len(label) for label in metrics["per_class"])
     lines.append(f"  {'class':<{width}}  precision  recall  support")
     for label, row in metrics["per_class"].items():

@@ -39,6 +39,9 @@ def plot_confusion(metrics: dict, path: Path, title: str = "Confusion matrix") -
     subtitle = f"accuracy {metrics['accuracy'] * 100:.2f} % (n={metrics['n']})"
     if balanced is not None:
         subtitle += f", balanced {balanced * 100:.2f} %"
+    if metrics.get("majority_class") is not None and len(labels) > 1:
+        subtitle += (f"; always '{metrics['majority_class']}': "
+                     f"{metrics['majority_baseline'] * 100:.2f} %")
     ax.set_title(f"{title}\n{subtitle}")
     for (i, j), value in np.ndenumerate(matrix):
         if value == 0 and i != j:

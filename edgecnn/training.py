@@ -22,7 +22,7 @@ from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import apply_transform, magnitude_spectrogram
 from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec
 from edgecnn.heldout import save_heldout
-from edgecnn.metrics import classification_metrics
+from edgecnn.metrics import baseline_line, classification_metrics
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
 from edgecnn.schedule import (
@@ -380,6 +380,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     log(f"validation accuracy {metrics['accuracy'] * 100:.2f} % (balanced "
         f"{metrics['balanced_accuracy'] * 100:.2f} %, macro recall {metrics['macro_recall']:.3f})"
         f" on {metrics['n']} samples after {len(history['loss'])} epochs ({seconds:.0f}s)")
+    baseline = baseline_line(metrics)
+    if baseline is not None:
+        log(baseline)
     training = {**{k: v for k, v in asdict(config).items() if k not in ("out", "extra")},
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from edgecnn.metrics import balanced_accuracy, classification_metrics, format_metrics
+from edgecnn.metrics import (balanced_accuracy, baseline_line, classification_metrics,
+                             format_metrics)
 from edgecnn.report import write_report
 
 
@@ -24,6 +25,24 @@ def test_balanced_accuracy_and_macro_recall_expose_a_missed_minority_class():
     for key in ("accuracy", "n", "skipped", "per_class", "confusion"):
         assert key in metrics
     assert "balanced accuracy 50.00 %" in format_metrics(metrics)
+
+
+def test_the_majority_baseline_is_stated_and_a_model_that_does_not_beat_it_is_told():
+    metrics, _, _ = _imbalanced()   # always "free": exactly the baseline
+    assert metrics["majority_class"] == "free"
+    assert metrics["majority_baseline"] == pytest.approx(0.9)
+    text = format_metrics(metrics)
+    assert "majority baseline 90.00 % (always 'free'; balanced 50.00 %)" in text
+    assert "does not beat it" in text and "trades plain accuracy" not in text
+    # a class-balanced model: below the baseline, but it finds the small class
+    y_true = [0] * 90 + [1] * 10
+    y_pred = [0] * 75 + [1] * 15 + [1] * 9 + [0]
+    traded = classification_metrics(y_true, y_pred, ["free", "crack"])
+    assert traded["accuracy"] == pytest.approx(0.84)
+    assert "trades plain accuracy for the small classes" in baseline_line(traded)
+    beaten = classification_metrics(y_true, [0] * 90 + [1] * 9 + [0], ["free", "crack"])
+    assert baseline_line(beaten) == "majority baseline 90.00 % (always 'free'; balanced 50.00 %)"
+    assert baseline_line(classification_metrics([0, 0], [0, 0], ["a", "b"])) is None
 
 
 def test_a_label_without_samples_counts_in_macro_recall_not_in_balanced_accuracy():
