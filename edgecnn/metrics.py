@@ -78,9 +78,9 @@ def baseline_line(metrics: dict) -> str | None:
     line = (f"majority baseline {baseline * 100:.2f} % (always '{majority}'; balanced "
             f"{100 / present:.2f} %)")
     if metrics["accuracy"] <= baseline:
-        line += (f"; the accuracy does not beat it"
-                 + (f" (the balanced accuracy does: the model trades plain accuracy for "
-                    f"the small classes)" if metrics.get("balanced_accuracy", 0)
+        line += ("; the accuracy does not beat it"
+                 + (" (the balanced accuracy does: the model trades plain accuracy for "
+                    "the small classes)" if metrics.get("balanced_accuracy", 0)
                     > 1 / present + 0.05 else ""))
     return line
 

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from edgecnn.metrics import (balanced_accuracy, baseline_line, classification_metrics,
-                             format_metrics)
+from edgecnn.metrics import balanced_accuracy, baseline_line, classification_metrics, format_metrics
 from edgecnn.report import write_report
 
 
