@@ -30,6 +30,7 @@ from edgecnn.schedule import (
     STEP_BUDGET,
     average_steps,
     balanced_early_stopping,
+    check_balance,
     class_weights,
     describe_weights,
     epoch_budget,
@@ -56,6 +57,7 @@ class TrainConfig:
     augment: bool | str | tuple = True     # True: the task's families; False/'none'; names
     augment_strength: float | None = None  # None: the task's strength
     label_smoothing: float | None = None   # None: LABEL_SMOOTHING for images, 0 for signals
+    balance: str = "weights"               # class balance (edgecnn.schedule.BALANCE)
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
@@ -350,8 +352,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
             f"{smoothing / spec.num_classes:.3f} for the others)")
     dataset = _training_batches(samples, train_index, y_train, x_train, spec, batch_size,
                                 augment, strength, config.seed)
-    class_weight = class_weights(y_train, spec.num_classes)
-    log(describe_weights(class_weight, spec.labels))
+    balanced = check_balance(config.balance) == "weights"
+    class_weight = class_weights(y_train, spec.num_classes) if balanced else None
+    log(describe_weights(class_weight, spec.labels) if balanced else
+        "class balance off (--balance none): plain cross-entropy, best weights by plain "
+        "validation accuracy")
     transfer = _freeze_then_fine_tune(config, model, epochs, learning_rate, epochs * steps,
                                       dict(x=dataset, validation_data=(x_val, y_val),
                                            class_weight=class_weight), log)
@@ -367,7 +372,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
             # Validation metrics are noisy early on (batch-norm statistics settle while the
             # learning rate is high): stop early only in the second half of the schedule.
             balanced_early_stopping(x_val, y_val, spec.num_classes, patience, epochs // 2,
-                                    log, average),
+                                    log, average, balanced=balanced),
             _EpochProgress(epochs, log),
         ])
     seconds = time.perf_counter() - fit_started
@@ -387,6 +392,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
                 "architecture": architecture, "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "patience": patience, "stride": stride,
                 "average_steps": average, "label_smoothing": smoothing,
+                "balance": config.balance,
                 "augment": list(augment), "augment_strength": strength,
                 "epochs_run": len(history["loss"]), "transfer": transfer,
                 "train_seconds": round(seconds, 1), "train_samples": int(len(x_train)),

@@ -77,6 +77,34 @@ def test_early_stopping_keeps_the_weights_with_the_best_balanced_accuracy():
     assert "kept the weights of epoch 2" in lines[0]
 
 
+def test_without_balance_the_weights_with_the_best_plain_accuracy_are_kept():
+    """--balance none: the majority answer (5 of 6 right) beats the model that finds the
+    small class (4 of 6 right, balanced 0.8); the default keeps the latter."""
+    import keras
+
+    x_val = np.array([[0.0], [0.0], [0.0], [1.0], [1.0], [1.0]], dtype=np.float32)
+    y_val = np.array([0, 0, 0, 1, 0, 0])
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    finder = [np.array([[-5.0, 5.0]], np.float32), np.array([0.5, -0.5], np.float32)]
+    majority = [np.zeros((1, 2), np.float32), np.array([1.0, 0.0], np.float32)]
+    kept = {}
+    for balanced in (True, False):
+        lines = []
+        callback = balanced_early_stopping(x_val, y_val, 2, patience=5, start_epoch=0,
+                                           log=lines.append, balanced=balanced)
+        callback.set_model(model)
+        for epoch, weights in enumerate([finder, majority]):
+            model.set_weights(weights)
+            callback.on_epoch_end(epoch, {"val_loss": 0.5})
+        callback.on_train_end()
+        kept[balanced] = (model.get_weights()[1].tolist(), lines[0])
+    assert kept[True][0] == finder[1].tolist()
+    assert "(validation balanced accuracy 80.00 %)" in kept[True][1]
+    assert kept[False][0] == majority[1].tolist()
+    assert "(validation accuracy 83.33 %)" in kept[False][1]
+
+
 def test_weight_average_is_what_gets_validated_and_kept():
     """With ``average`` the callback validates and keeps an exponential average of the
     weights over the steps, not the last step's weights."""

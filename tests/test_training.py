@@ -61,6 +61,22 @@ def test_image_training_uses_label_smoothing_and_says_so(tiny_neu):
     assert ModelDir.open(out).manifest["training"]["label_smoothing"] == 0.1
 
 
+def test_balance_none_trains_and_keeps_for_plain_accuracy_and_says_so(tiny_neu, tmp_path):
+    assert ModelDir.open(tiny_neu[0]).manifest["training"]["balance"] == "weights"
+    out = tmp_path / "plain"
+    result = run_cli("train", "--task", "neu", "--data", str(CALIB / "neu"), "--out", str(out),
+                     "--arch", "tiny-test", "--image-size", "32", "--epochs", "2",
+                     "--balance", "none")
+    assert result.returncode == 0, result.stderr
+    assert "class balance off (--balance none): plain cross-entropy, best weights by plain " \
+        "validation accuracy" in result.stderr
+    assert "(validation accuracy " in result.stderr   # what the kept weights were picked by
+    assert ModelDir.open(out).manifest["training"]["balance"] == "none"
+    bad = run_cli("train", "--task", "neu", "--data", str(CALIB / "neu"), "--out",
+                  str(tmp_path / "x"), "--balance", "sampling")
+    assert bad.returncode == 2 and "'sampling' is not one of 'weights', 'none'" in bad.stderr
+
+
 def test_label_smoothing_is_refused_outside_its_range(tmp_path):
     from edgecnn.deploy.errors import InputError
     from edgecnn.training import TrainConfig, train
