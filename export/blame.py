@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.export.verify import agreement_text
+
 # Ops that only move or gate values: they are fused into their producer's quantization
 # (Relu/Clip) or add no arithmetic error of their own.
 _PASS_THROUGH = {"Relu", "Clip", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose",
@@ -352,7 +354,7 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize,
         written.fallback.append(step)
         state = "holds" if not failures else "; ".join(failures)
         context.log(f"{fmt}: auto-fallback keeps {len(excluded)} layer(s) float "
-                    f"(+{error.label}): agreement {stats['agreement'] * 100:.2f} %: {state}")
+                    f"(+{error.label}): agreement {agreement_text(stats)}: {state}")
         if not failures:
             written.float_nodes = list(excluded)
             return

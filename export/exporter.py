@@ -28,7 +28,7 @@ from edgecnn.export.calibration import CalibrationSet, load_calibration
 from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
 from edgecnn.export.formats import FORMATS, Format, check_installed, resolve_options, select_formats
 from edgecnn.export.manifest import build_manifest, file_entry, manifest_summary, write_manifest
-from edgecnn.export.verify import Thresholds, compare
+from edgecnn.export.verify import Thresholds, agreement_text, compare
 from edgecnn.predictors import KerasPredictor, predict_batched
 from edgecnn.tfquiet import silenced
 
@@ -113,7 +113,7 @@ class ExportResult:
             if check["tolerance"] is not None:
                 verdict = f"max |dp| {check['max_abs_diff']:.1e} (<= {check['tolerance']:g})"
             else:
-                verdict = f"top-1 agreement {check['agreement'] * 100:.2f} %"
+                verdict = f"top-1 agreement {agreement_text(check)}"
                 if check.get("ratio_of_float") is not None:
                     verdict += f", {check['ratio_of_float'] * 100:.1f} % of float size"
                 if check.get("failures"):  # kept for inspection, never the default
@@ -328,7 +328,7 @@ def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
         accuracy = (f", accuracy {stats['accuracy'] * 100:.2f} % vs "
                     f"{stats['reference_accuracy'] * 100:.2f} %"
                     if stats["accuracy"] is not None else "")
-        context.log(f"  verify {fmt.name}: top-1 agreement {stats['agreement'] * 100:.2f} % "
+        context.log(f"  verify {fmt.name}: top-1 agreement {agreement_text(stats)} "
                     f"on {stats['samples']} samples of {context.judged_on}{accuracy}, mean |dp| "
                     f"{stats['mean_abs_diff']:.2e}")
     return record

@@ -169,6 +169,8 @@ def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_referenc
     return {**metrics,
             "delta_accuracy_pp": round(0.0 - stats["drop_pp"], 6),  # 0.0 - x: no "-0.00"
             "agreement": stats["agreement"],
+            "tie_flips": stats["tie_flips"],
+            "agreement_beyond_ties": stats["agreement_beyond_ties"],
             "worst_class": worst,
             "worst_class_delta_recall_pp": deltas[worst] if worst is not None else None,
             "mean_abs_delta_prob": stats["mean_abs_diff"],

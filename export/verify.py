@@ -3,6 +3,11 @@
 Export compares each file with the Keras model on the calibration tensors; parity compares
 each format with the float reference on labelled data. Both use ``compare`` and
 ``Thresholds`` so "within 0.5 pp and 99 % agreement" means the same thing everywhere.
+
+Agreement is judged beyond ties: a flip on a sample where the reference's top two
+probabilities lie within ``TIE_MARGIN`` is counted (``tie_flips``) and shown, but does not
+count against ``min_agreement`` -- on a few hundred samples one or two such coin flips
+would otherwise decide. The accuracy drop counts every sample.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecnn.deploy.errors import InputError
-from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
+from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,21 @@ class Thresholds:
         problems = []
         if stats.get("drop_pp") is not None and stats["drop_pp"] > self.max_drop + 1e-9:
             problems.append(f"accuracy drop {stats['drop_pp']:.2f} pp > {self.max_drop:g} pp")
-        if stats["agreement"] < self.min_agreement - 1e-12:
-            problems.append(f"top-1 agreement {stats['agreement'] * 100:.2f} % < "
+        judged = stats.get("agreement_beyond_ties", stats["agreement"])
+        if judged < self.min_agreement - 1e-12:
+            problems.append(f"top-1 agreement {agreement_text(stats)} < "
                             f"{self.min_agreement * 100:g} %")
         return problems
+
+
+def agreement_text(stats: dict) -> str:
+    """"99.43 %", or "98.86 % (99.43 % beyond 1 near-tie)" when flips fell on ties."""
+    text = f"{stats['agreement'] * 100:.2f} %"
+    ties = stats.get("tie_flips") or 0
+    if ties:
+        text += (f" ({stats['agreement_beyond_ties'] * 100:.2f} % beyond {ties} near-tie"
+                 f"{'s' if ties > 1 else ''} of the float model, margin < {TIE_MARGIN:g})")
+    return text
 
 
 def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None = None) -> dict:
@@ -50,10 +66,18 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None 
     diff = np.abs(reference - probs)
     ref_top = reference.argmax(axis=1)
     top = probs.argmax(axis=1)
+    flips = ref_top != top
+    if reference.shape[1] > 1 and len(reference):
+        ordered = np.sort(reference, axis=1)
+        ties = flips & (ordered[:, -1] - ordered[:, -2] < TIE_MARGIN)
+    else:
+        ties = np.zeros(len(top), dtype=bool)
     stats = {"samples": int(len(probs)),
              "max_abs_diff": float(diff.max()) if diff.size else 0.0,
              "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
              "agreement": float((ref_top == top).mean()) if len(top) else 1.0,
+             "tie_flips": int(ties.sum()),
+             "agreement_beyond_ties": float(1.0 - (flips & ~ties).mean()) if len(top) else 1.0,
              "accuracy": None, "reference_accuracy": None, "drop_pp": None}
     if labels is not None and len(labels):
         labels = np.asarray(labels)

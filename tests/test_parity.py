@@ -164,3 +164,28 @@ def test_parity_reads_generic_recordings_with_loader_options(tmp_path, capsys):
     assert cli("parity", bundle, "--data", tmp_path / "my recordings",
                "--task", "vibration") == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_flips_on_near_ties_of_the_float_model_do_not_fail_agreement_but_are_shown():
+    """100 samples, two int8 flips: on samples where float itself is split 0.50 / 0.49 they
+    are coin flips (agreement 98 %, 100 % beyond them: passes); on confident samples they
+    fail. The accuracy drop counts both kinds."""
+    from edgecnn.export.verify import Thresholds, agreement_text, compare
+
+    reference = np.tile([[0.9, 0.05, 0.05]], (100, 1))
+    labels = np.zeros(100, dtype=int)
+    reference[:2] = [0.50, 0.49, 0.01]
+    tied = reference.copy()
+    tied[:2] = [0.49, 0.50, 0.01]
+    stats = compare(reference, tied, labels)
+    assert stats["agreement"] == pytest.approx(0.98) and stats["tie_flips"] == 2
+    assert stats["agreement_beyond_ties"] == 1.0
+    assert Thresholds(max_drop=2.0).failures(stats) == []
+    assert agreement_text(stats) == ("98.00 % (100.00 % beyond 2 near-ties of the float "
+                                     "model, margin < 0.02)")
+    assert Thresholds().failures(stats) == ["accuracy drop 2.00 pp > 0.5 pp"]
+    confident = reference.copy()
+    confident[2:4] = [0.05, 0.9, 0.05]
+    stats = compare(reference, confident, labels)
+    assert stats["tie_flips"] == 0 and stats["agreement_beyond_ties"] == pytest.approx(0.98)
+    assert "top-1 agreement 98.00 % < 99 %" in Thresholds(max_drop=2.0).failures(stats)
