@@ -21,7 +21,7 @@ from edgecnn.deploy.bundle import Bundle, Trust
 from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.formats import FORMATS, REFERENCES
 from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
-from edgecnn.export.verify import Thresholds, compare
+from edgecnn.export.verify import Thresholds, agreement_text, compare
 from edgecnn.metrics import classification_metrics
 from edgecnn.predictors import predict_batched
 from edgecnn.tfquiet import silenced
@@ -73,6 +73,10 @@ class ParityResult:
             lines.append(f"{name:<12} {row['accuracy'] * 100:8.2f}% "
                          f"{row['delta_accuracy_pp']:+9.2f} {row['agreement'] * 100:7.2f}% "
                          f"{worst:>28} {row['mean_abs_delta_prob']:10.2e}  {verdict}")
+        for name, row in self.rows.items():
+            if row.get("tie_flips"):
+                lines.append(f"{name}: top-1 agreement {agreement_text(row)}; near-ties "
+                             "are not counted against the agreement threshold")
         for fmt, errors in self.blame.items():
             lines.append(f"{fmt}: layers with the largest quantization error "
                          "(float vs int8 on the same inputs):")
