@@ -77,12 +77,13 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
               help="Loss targets 1 - e + e/k on the true class, e/k on the others (0 turns "
                    "it off; sharper confidences). [default: 0.1 for images trained from "
                    "scratch, else 0]")
-@click.option("--balance", type=click.Choice(["weights", "none"]), default="weights",
+@click.option("--balance", type=click.Choice(["sqrt", "full", "none"]), default="sqrt",
               show_default=True,
-              help="Class balance: weights = every class weighs the same in the loss and "
-                   "the kept weights are those of the best balanced validation accuracy "
-                   "(rare defects count); none = plain loss and plain accuracy (the share "
-                   "of right answers counts).")
+              help="Class balance of the loss: each class weighted by the square root of "
+                   "its inverse frequency (sqrt), by the inverse frequency itself (full: "
+                   "every class weighs the same; rare defects found more often, more false "
+                   "alarms on the common class), or not at all (none; weights kept by plain "
+                   "instead of balanced validation accuracy).")
 @click.option("--weights", default=None, metavar="PATH|imagenet",
               help="Backbone architectures (mobilenetv3-small, ...): start from pretrained "
                    "weights, then freeze-then-fine-tune. PATH: a .weights.h5/.h5 file of the "

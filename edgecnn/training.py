@@ -26,11 +26,12 @@ from edgecnn.metrics import baseline_line, classification_metrics
 from edgecnn.modeldir import ModelDir, write_model_dir
 from edgecnn.report import write_report
 from edgecnn.schedule import (
+    DEFAULT_BALANCE,
     LABEL_SMOOTHING,
     STEP_BUDGET,
     average_steps,
+    balance_power,
     balanced_early_stopping,
-    check_balance,
     class_weights,
     describe_weights,
     epoch_budget,
@@ -57,7 +58,7 @@ class TrainConfig:
     augment: bool | str | tuple = True     # True: the task's families; False/'none'; names
     augment_strength: float | None = None  # None: the task's strength
     label_smoothing: float | None = None   # None: LABEL_SMOOTHING for images, 0 for signals
-    balance: str = "weights"               # class balance (edgecnn.schedule.BALANCE)
+    balance: str = DEFAULT_BALANCE         # class balance: sqrt / full / none (schedule.BALANCE)
     image_size: int | None = None          # images: square side the model sees
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
@@ -352,11 +353,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
             f"{smoothing / spec.num_classes:.3f} for the others)")
     dataset = _training_batches(samples, train_index, y_train, x_train, spec, batch_size,
                                 augment, strength, config.seed)
-    balanced = check_balance(config.balance) == "weights"
-    class_weight = class_weights(y_train, spec.num_classes) if balanced else None
-    log(describe_weights(class_weight, spec.labels) if balanced else
-        "class balance off (--balance none): plain cross-entropy, best weights by plain "
-        "validation accuracy")
+    power = balance_power(config.balance)
+    balanced = power is not None
+    class_weight = class_weights(y_train, spec.num_classes, power) if balanced else None
+    log(describe_weights(class_weight, spec.labels, config.balance))
     transfer = _freeze_then_fine_tune(config, model, epochs, learning_rate, epochs * steps,
                                       dict(x=dataset, validation_data=(x_val, y_val),
                                            class_weight=class_weight), log)

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from edgecnn.deploy.errors import InputError
 from edgecnn.models.capacity import fit_capacity
 from edgecnn.schedule import (
+    balance_power,
     balanced_early_stopping,
     class_weights,
     describe_weights,
@@ -29,6 +31,19 @@ def test_class_weights_make_every_class_weigh_the_same():
     assert "crack weighs most" in describe_weights(weights, ("free", "crack"))
     assert "balanced in the data" in describe_weights(class_weights(np.array([0, 1]), 2),
                                                      ("a", "b"))
+
+
+def test_sqrt_balance_weighs_classes_by_the_root_of_their_inverse_share():
+    labels = np.array([0] * 80 + [1] * 20)
+    full, root = class_weights(labels, 2), class_weights(labels, 2, balance_power("sqrt"))
+    assert root[1] / root[0] == pytest.approx(2.0) and full[1] / full[0] == pytest.approx(4.0)
+    assert balance_power("full") == 1.0 and balance_power("none") is None
+    text = describe_weights(root, ("free", "crack"), "sqrt")
+    assert text == ("class-balanced loss (the square root of n / (k * n_class), --balance "
+                    "sqrt): weights 0.79-1.58 (crack weighs most)")
+    assert "--balance none" in describe_weights(None, ("free", "crack"), "none")
+    with pytest.raises(InputError, match="class balance must be one of sqrt, full, none"):
+        balance_power("weights")
 
 
 def test_capacity_rule_and_explicit_architectures():

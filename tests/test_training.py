@@ -62,7 +62,7 @@ def test_image_training_uses_label_smoothing_and_says_so(tiny_neu):
 
 
 def test_balance_none_trains_and_keeps_for_plain_accuracy_and_says_so(tiny_neu, tmp_path):
-    assert ModelDir.open(tiny_neu[0]).manifest["training"]["balance"] == "weights"
+    assert ModelDir.open(tiny_neu[0]).manifest["training"]["balance"] == "sqrt"
     out = tmp_path / "plain"
     result = run_cli("train", "--task", "neu", "--data", str(CALIB / "neu"), "--out", str(out),
                      "--arch", "tiny-test", "--image-size", "32", "--epochs", "2",
@@ -74,7 +74,7 @@ def test_balance_none_trains_and_keeps_for_plain_accuracy_and_says_so(tiny_neu, 
     assert ModelDir.open(out).manifest["training"]["balance"] == "none"
     bad = run_cli("train", "--task", "neu", "--data", str(CALIB / "neu"), "--out",
                   str(tmp_path / "x"), "--balance", "sampling")
-    assert bad.returncode == 2 and "'sampling' is not one of 'weights', 'none'" in bad.stderr
+    assert bad.returncode == 2 and "'sampling' is not one of 'sqrt', 'full', 'none'" in bad.stderr
 
 
 def test_label_smoothing_is_refused_outside_its_range(tmp_path):
