@@ -75,8 +75,8 @@ class ParityResult:
                          f"{worst:>28} {row['mean_abs_delta_prob']:10.2e}  {verdict}")
         for name, row in self.rows.items():
             if row.get("tie_flips"):
-                lines.append(f"{name}: top-1 agreement {agreement_text(row)}; near-ties "
-                             "are not counted against the agreement threshold")
+                lines.append(f"{name}: top-1 agreement {agreement_text(row)}; the thresholds "
+                             "judge near-ties as if they had gone the float model's way")
         for fmt, errors in self.blame.items():
             lines.append(f"{fmt}: layers with the largest quantization error "
                          "(float vs int8 on the same inputs):")
@@ -175,6 +175,7 @@ def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_referenc
             "agreement": stats["agreement"],
             "tie_flips": stats["tie_flips"],
             "agreement_beyond_ties": stats["agreement_beyond_ties"],
+            "drop_beyond_ties_pp": stats["drop_beyond_ties_pp"],
             "worst_class": worst,
             "worst_class_delta_recall_pp": deltas[worst] if worst is not None else None,
             "mean_abs_delta_prob": stats["mean_abs_diff"],

@@ -167,9 +167,9 @@ def test_parity_reads_generic_recordings_with_loader_options(tmp_path, capsys):
 
 
 def test_flips_on_near_ties_of_the_float_model_do_not_fail_agreement_but_are_shown():
-    """100 samples, two int8 flips: on samples where float itself is split 0.50 / 0.49 they
-    are coin flips (agreement 98 %, 100 % beyond them: passes); on confident samples they
-    fail. The accuracy drop counts both kinds."""
+    """100 samples, two int8 flips that lose two right answers: on samples where float
+    itself is split 0.50 / 0.49 they are coin flips (agreement 98 %, drop 2 pp; beyond them
+    100 % and 0 pp: passes); on confident samples they fail both thresholds."""
     from edgecnn.export.verify import Thresholds, agreement_text, compare
 
     reference = np.tile([[0.9, 0.05, 0.05]], (100, 1))
@@ -180,12 +180,17 @@ def test_flips_on_near_ties_of_the_float_model_do_not_fail_agreement_but_are_sho
     stats = compare(reference, tied, labels)
     assert stats["agreement"] == pytest.approx(0.98) and stats["tie_flips"] == 2
     assert stats["agreement_beyond_ties"] == 1.0
-    assert Thresholds(max_drop=2.0).failures(stats) == []
+    assert stats["drop_pp"] == pytest.approx(2.0) and stats["drop_beyond_ties_pp"] == 0.0
+    assert Thresholds().failures(stats) == []
     assert agreement_text(stats) == ("98.00 % (100.00 % beyond 2 near-ties of the float "
                                      "model, margin < 0.02)")
-    assert Thresholds().failures(stats) == ["accuracy drop 2.00 pp > 0.5 pp"]
+    mixed = tied.copy()
+    mixed[2] = [0.05, 0.9, 0.05]    # one confident flip besides the two ties
+    assert Thresholds().failures(compare(reference, mixed, labels)) == [
+        "accuracy drop 3.00 pp (1.00 pp beyond near-ties) > 0.5 pp"]
     confident = reference.copy()
     confident[2:4] = [0.05, 0.9, 0.05]
     stats = compare(reference, confident, labels)
     assert stats["tie_flips"] == 0 and stats["agreement_beyond_ties"] == pytest.approx(0.98)
-    assert "top-1 agreement 98.00 % < 99 %" in Thresholds(max_drop=2.0).failures(stats)
+    assert Thresholds().failures(stats) == ["accuracy drop 2.00 pp > 0.5 pp",
+                                            "top-1 agreement 98.00 % < 99 %"]
