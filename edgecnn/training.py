@@ -1,10 +1,10 @@
 """``edgecnn train``: data -> InputSpec -> model -> model directory with a report.
 
 Deterministic (one seed for split, initialisation and augmentation order), validation held
-out from the training data without leakage (see ``edgecnn.splits``), balanced class weights,
-epoch budget and patience scaled to the data, label smoothing for images, best weights kept
-by validation balanced accuracy with early stopping (see ``edgecnn.schedule``), one progress
-line per epoch.
+out from the training data without leakage (see ``edgecnn.splits``), class weights (the
+square root of the inverse class frequency by default), epoch budget and patience scaled to
+the data, label smoothing for images, best weights kept by validation balanced accuracy
+with early stopping (see ``edgecnn.schedule``), one progress line per epoch.
 """
 
 from __future__ import annotations
