@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .spec import ImageSpec, InputSpec, SignalSpec, spec_section
+from .spec import BIT_DEPTHS, ImageSpec, InputSpec, SignalSpec, spec_section
 
 # Image files the loaders and the sample-video maker read (OpenCV decodes them).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 _INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -108,8 +108,9 @@ def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:
     return batch
 
 
-def read_image(path, color: str = "bgr") -> np.ndarray:
-    """Decode an image file (any path, spaces and non-ASCII included) to uint8 in ``color``.
+def decode_image(path, color: str = "bgr") -> np.ndarray:
+    """Decode an image file (any path, spaces and non-ASCII included) in ``color`` at its
+    stored depth: uint8, or uint16 for 16-bit PNG/TIFF (``to_8bit`` brings those down).
 
     Raises InputError for a file that is missing, empty or not a decodable image.
     """
@@ -120,10 +121,39 @@ def read_image(path, color: str = "bgr") -> np.ndarray:
     if raw.size == 0:
         raise InputError(f"image file {path} is empty")
     flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
-    image = cv2.imdecode(raw, flag)
+    image = cv2.imdecode(raw, flag | cv2.IMREAD_ANYDEPTH)
+    if image is not None and image.dtype not in (np.uint8, np.uint16):
+        image = cv2.imdecode(raw, flag)  # float or 32-bit TIFF: OpenCV's own 8-bit reading
     if image is None:
-        raise InputError(f"{path} is not a decodable image (expected JPEG, PNG or BMP)")
+        raise InputError(f"{path} is not a decodable image (expected JPEG, PNG, BMP or TIFF)")
     return to_color(image, color) if color == "rgb" else image
+
+
+def to_8bit(image: np.ndarray, bit_depth: int = 16) -> np.ndarray:
+    """A uint16 image holding ``bit_depth`` bits of data -> uint8, x * 255 / (2**bit_depth
+    - 1), rounded; values beyond that range saturate at 255. A uint8 image is returned as is.
+
+    A 12-bit camera's file scaled this way matches the same camera's 8-bit (Mono8) frames;
+    OpenCV's own reading divides by 257 whatever the depth, which leaves a 12-bit picture
+    16 times too dark with 16 grey levels.
+    """
+    if image.dtype == np.uint8:
+        return image
+    return cv2.convertScaleAbs(image, alpha=255.0 / float((1 << bit_depth) - 1))
+
+
+def bit_depth_for(max_value: int) -> int:
+    """The smallest of BIT_DEPTHS whose range holds ``max_value``."""
+    return next(bits for bits in BIT_DEPTHS if max_value < (1 << bits))
+
+
+def read_image(path, color: str = "bgr", bit_depth: int = 16) -> np.ndarray:
+    """Decode an image file to uint8 in ``color``; a 16-bit file is taken to hold
+    ``bit_depth`` bits of data (the model's ImageSpec.bit_depth).
+
+    Raises InputError for a file that is missing, empty or not a decodable image.
+    """
+    return to_8bit(decode_image(path, color), bit_depth)
 
 
 # --------------------------------------------------------------------------- signals

@@ -21,6 +21,9 @@ INTERPOLATIONS = ("area", "linear", "nearest", "cubic")
 # (the shape changes), "letterbox" scales it to fit inside and pads the rest with the image's
 # mean grey (nothing lost, nothing distorted), "crop" scales it to cover and cuts the centre.
 IMAGE_FITS = ("stretch", "letterbox", "crop")
+# Bits of data a 16-bit image file can carry: a camera's Mono10/12/14/16 formats, and 8
+# for 8-bit pictures saved 16 bits wide (see ImageSpec.bit_depth).
+BIT_DEPTHS = (8, 10, 12, 14, 16)
 MAGNITUDE_TRANSFORMS = ("none", "log", "log1p", "db")
 STFT_SCALINGS = ("spectrum", "density")
 STFT_MODES = ("magnitude", "psd")
@@ -44,7 +47,10 @@ class ImageSpec:
 
     ``scale`` multiplies the raw 0-255 values, then ``(x - mean) / std`` per channel.
     ``fit`` (IMAGE_FITS) says how an image of another aspect ratio is brought to H x W;
-    specs written before it existed mean "stretch", today's resize.
+    specs written before it existed mean "stretch", today's resize. ``bit_depth`` is the
+    bits of data in a 16-bit image file (12 for a Mono12 camera's PNG or TIFF): such a file
+    is brought to 0-255 by x * 255 / (2**bit_depth - 1) before anything else; 16, the
+    default, is the 8-bit reading of older specs. 8-bit files and frames are used as they are.
     """
 
     height: int
@@ -56,9 +62,13 @@ class ImageSpec:
     std: tuple[float, ...] = (1.0,)
     layout: str = "NHWC"
     fit: str = "stretch"
+    bit_depth: int = 16
 
     def __post_init__(self) -> None:
         _positive("image height", self.height)
+        if self.bit_depth not in BIT_DEPTHS:
+            raise SpecError(f"image bit depth must be one of {', '.join(map(str, BIT_DEPTHS))}"
+                            f"; found {self.bit_depth!r}")
         _choice("image fit", self.fit, IMAGE_FITS)
         _positive("image width", self.width)
         _choice("image color", self.color, COLOR_MODES)

@@ -64,6 +64,10 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
 @click.option("--fit", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
               help="Images of another aspect ratio: stretch, letterbox or crop to the input "
                    "(default: stretch if all are within 10 % of it, else letterbox).")
+@click.option("--bit-depth", type=click.Choice(["8", "10", "12", "14", "16"]), default=None,
+              help="Images: bits of data in 16-bit PNG/TIFF files (12 for a Mono12 camera); "
+                   "they are scaled to 8 bits by it. [default: the smallest depth that holds "
+                   "the files' largest value]")
 @click.option("--window-length", type=int, default=None,
               help="Signals: samples per window. "
                    + per_task("signal.window_length", ("signal",)))
@@ -106,6 +110,8 @@ def train(json_path, augment, **options):
     from edgecnn.training import TrainConfig
     from edgecnn.training import train as run_training
 
+    if options.get("bit_depth") is not None:
+        options["bit_depth"] = int(options["bit_depth"])
     result = run_training(TrainConfig(augment=True if augment is None else augment, **options))
     click.echo(format_result(result.metrics))
     click.echo(f"model directory: {result.model_dir.path}")

@@ -107,7 +107,7 @@ _SENSOR = ("gain", "dc", "noise", "hum", "speed")
 TASK_LIST = (
     Task("images", "image",
          "defect images in class sub-folders or named <class>_<n>.jpg (NEU layout)",
-         "load_images", "edge-image", "seed-neu", aliases=("neu",),
+         "load_images", "edge-image", "seed-neu", frozenset({"bit_depth"}), aliases=("neu",),
          image=ImageSpec(128, 128, color="gray", interpolation="linear"),
          augment=_CAMERA + ("flip", "rot90"), epochs=60, average_weights=True,
          shipped=Shipped("neu", ("neu/train", "neu"),

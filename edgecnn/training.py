@@ -63,6 +63,7 @@ class TrainConfig:
     color: str | None = None               # images: gray / bgr / rgb
     interpolation: str | None = None       # images: resize to the input size (see ImageSpec)
     fit: str | None = None                 # images: stretch / letterbox / crop (see choose_fit)
+    bit_depth: int | None = None           # images: bits in 16-bit files (None: from the data)
     window_length: int | None = None       # signals: samples per window
     stride: int | None = None              # signals: training window stride
     transform: str | None = None           # signals: none / log / log1p / db
@@ -91,7 +92,8 @@ def _spec_overrides(config: TrainConfig, kind: str) -> dict:
     if kind == "image":
         side = config.image_size
         return {"height": side, "width": side, "color": config.color,
-                "interpolation": config.interpolation, "fit": config.fit}
+                "interpolation": config.interpolation, "fit": config.fit,
+                "bit_depth": config.bit_depth}
     return {"window_length": config.window_length, "transform": config.transform,
             "channel": config.channel}
 
@@ -307,9 +309,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     samples = load_dataset(config.task, config.data, spec, stride=stride,
                            allow_pickle=config.allow_pickle, label_pattern=config.label_pattern,
                            manifest=config.manifest, channel=config.channel,
-                           sample_rate=config.sample_rate)
+                           sample_rate=config.sample_rate, bit_depth=config.bit_depth)
     samples.require_trainable(config.data)
     spec = spec.replace(labels=tuple(samples.class_names))
+    if samples.bit_depth is not None and samples.bit_depth != spec.image.bit_depth:
+        spec = spec.replace(image=replace(spec.image, bit_depth=samples.bit_depth))
     if spec.kind == "image" and config.fit is None:
         fit, reason = choose_fit(samples.items, spec)
         spec = spec.replace(image=replace(spec.image, fit=fit))

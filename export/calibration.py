@@ -221,7 +221,7 @@ def _unlabelled(path: Path, spec: InputSpec, max_samples: int, log) -> Calibrati
     images, used, warnings = [], [], []
     for i in pick:
         try:
-            images.append(read_image(files[i], spec.image.color))
+            images.append(read_image(files[i], spec.image.color, spec.image.bit_depth))
             used.append(files[i])
         except InputError as exc:
             warnings.append(f"skipped {files[i]}: {exc}")

@@ -30,13 +30,16 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
                  stride: int | None = None, labels: tuple[str, ...] | None = None,
                  allow_pickle: bool = False, label_pattern: str | None = None,
                  manifest=None, channel: str | int = DEFAULT_CHANNEL,
-                 sample_rate: float | None = None) -> LabelledSamples:
+                 sample_rate: float | None = None,
+                 bit_depth: int | None = None) -> LabelledSamples:
     """Load ``path`` as ``task`` (see ``edgecnn.tasks.TASKS``).
 
     spec   -- image tasks take their colour from it (gray if None); signal tasks their
               sample rate and window length (SignalSpec() defaults if None)
     stride -- window step for signal tasks; window_length // 4 if None
     labels -- the model's classes when evaluating: fixes the class order
+    bit_depth -- images: the bits of data in 16-bit files (default: the spec's when
+              evaluating, found from the files when training)
     Options a task does not use are refused rather than ignored.
     """
     from edgecnn.tasks import get_task
@@ -45,7 +48,7 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
     given = {"stride": stride, "allow_pickle": allow_pickle or None,
              "label_pattern": label_pattern, "manifest": manifest,
              "channel": None if channel == DEFAULT_CHANNEL else channel,
-             "sample_rate": sample_rate}
+             "sample_rate": sample_rate, "bit_depth": bit_depth}
     given = {name: value for name, value in given.items() if value is not None}
     refused = sorted(set(given) - chosen.options)
     if refused:

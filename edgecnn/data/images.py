@@ -7,9 +7,11 @@ samples (see ``is_mask``); they are skipped with one note. Images smaller than
 MIN_IMAGE_SIDE pixels on a side, and training images of one flat value, are refused,
 naming the file.
 
-Images are decoded with the runtime's ``read_image`` and kept uint8 at their native size, so
-training and the line-side camera loop start from identical pixels; the InputSpec resizes and
-normalises later.
+Images are decoded with the runtime's ``decode_image`` and kept uint8 at their native size,
+so training and the line-side camera loop start from identical pixels; the InputSpec resizes
+and normalises later. 16-bit PNG/TIFF files are brought to 8 bits by their bit depth: the
+model's (ImageSpec.bit_depth) when evaluating, else found from the training files' largest
+value (``choose_bit_depth``) and noted.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ from edgecnn.data.assemble import (
 )
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError
-from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, read_image
+from edgecnn.deploy.preprocess import (
+    IMAGE_SUFFIXES,
+    bit_depth_for,
+    decode_image,
+    read_image,
+    to_8bit,
+)
 from edgecnn.deploy.spec import COLOR_MODES
 
 # NEU: "rolled-in_scale_12" -> "rolled-in_scale"; the class name may hold "-" and "_".
@@ -141,12 +149,48 @@ def check_image(image: np.ndarray, path: Path, training: bool = True) -> None:
                          "a picture")
 
 
+def choose_bit_depth(max_value: int, files: int) -> tuple[int, str]:
+    """(bit depth, reason) for 16-bit training files whose largest value is ``max_value``,
+    by one written rule: the smallest camera depth (8, 10, 12, 14, 16 bits) that holds it.
+    A set of dark 16-bit pictures can read as fewer bits than it has (``--bit-depth``)."""
+    bits = bit_depth_for(max_value)
+    return bits, (f"{files} 16-bit image file(s), largest value {max_value}: read as "
+                  f"{bits}-bit data, x255/{(1 << bits) - 1} to 8 bits")
+
+
+def _to_8bit(items: list, root: Path, bit_depth: int | None, training: bool) -> int | None:
+    """Bring the 16-bit images among ``items`` to uint8 in place; returns the bit depth used
+    (None when every file was 8-bit)."""
+    wide = [i for i, image in enumerate(items) if image.dtype == np.uint16]
+    if not wide:
+        return None
+    largest = max(int(items[i].max()) for i in wide)
+    if bit_depth is None:
+        bit_depth, reason = choose_bit_depth(largest, len(wide))
+        log.warning("note: %s (as the same camera's 8-bit frames show it; --bit-depth "
+                    "overrides)", reason)
+    else:
+        log.info("%s: %d 16-bit image file(s) read as %d-bit data%s", root, len(wide),
+                 bit_depth, "" if training else " (the model's bit depth)")
+    top = (1 << bit_depth) - 1
+    beyond = sum(int(items[i].max()) > top for i in wide)
+    if beyond:
+        log.warning("note: %d of the 16-bit images hold values above %d, the top of %d-bit "
+                    "data (largest %d): those pixels read as 255", beyond, top, bit_depth,
+                    largest)
+    for i in wide:
+        items[i] = to_8bit(items[i], bit_depth)
+    return bit_depth
+
+
 def load_image_folder(root, color: str = "gray",
-                      labels: tuple[str, ...] | None = None) -> LabelledSamples:
+                      labels: tuple[str, ...] | None = None,
+                      bit_depth: int | None = None) -> LabelledSamples:
     """Load a folder of labelled images as uint8 arrays in ``color`` (gray, bgr or rgb).
 
     Unreadable, truncated or non-image files are warned about, skipped and counted in
-    ``.skipped``. ``labels`` (evaluating a model) fixes the class order.
+    ``.skipped``. ``labels`` (evaluating a model) fixes the class order. ``bit_depth``: the
+    bits of data in 16-bit files (the model's); None finds it from the files.
     """
     root = Path(root)
     if color not in COLOR_MODES:
@@ -162,7 +206,7 @@ def load_image_folder(root, color: str = "gray",
     for path, label in candidates:
         try:
             _require_complete(path)
-            image = read_image(path, color)
+            image = decode_image(path, color)
             check_image(image, path, training=labels is None)
         except InputError as exc:
             skips.skip(path, str(exc))
@@ -176,13 +220,14 @@ def load_image_folder(root, color: str = "gray",
     if labels is None and len(set(label_names)) == 1:
         raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
                         f"at least two{explain_layout(root)}")
+    depth = _to_8bit(items, root, bit_depth, training=labels is None)
     if color == "gray" and labels is None:
         _note_colour(root, used)
     # Classes come from what was decoded: a class whose files all failed is not a class.
     class_names, index = resolve_classes(set(label_names), labels, root)
     samples = LabelledSamples("image", items, [index[name] for name in label_names],
                               class_names, sources,
-                              empty_positions(len(items)), skips.skipped)
+                              empty_positions(len(items)), skips.skipped, bit_depth=depth)
     return finish(samples, root, used, labels)
 
 

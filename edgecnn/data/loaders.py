@@ -19,8 +19,12 @@ from edgecnn.deploy.errors import DataError, InputError
 from edgecnn.deploy.spec import DEFAULT_CHANNEL
 
 
-def load_images(path: Path, section, labels, stride, **_) -> LabelledSamples:
-    return load_image_folder(path, color=section.color if section else "gray", labels=labels)
+def load_images(path: Path, section, labels, stride, bit_depth=None, **_) -> LabelledSamples:
+    # A model's files are read at its bit depth; training finds it unless one is given.
+    if bit_depth is None and labels is not None and section is not None:
+        bit_depth = section.bit_depth
+    return load_image_folder(path, color=section.color if section else "gray", labels=labels,
+                             bit_depth=bit_depth)
 
 
 def load_digits(path: Path, section, labels, stride, **_) -> LabelledSamples:

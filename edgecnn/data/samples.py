@@ -35,6 +35,7 @@ class LabelledSamples:
                  task rate); 0 for images. Training splits recordings by time with it.
     skipped   -- unreadable files, each with the reason (already warned about)
     fingerprint -- sha256 over the files used (path, size, content hash)
+    bit_depth -- for images, the bits of data 16-bit files were read as (None: all 8-bit)
     """
 
     kind: str
@@ -46,6 +47,7 @@ class LabelledSamples:
     skipped: list[Skipped] = field(default_factory=list)
     fingerprint: str = ""
     sample_rate: float | None = None
+    bit_depth: int | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -76,7 +78,8 @@ class LabelledSamples:
                  else [self.items[i] for i in index])
         return LabelledSamples(self.kind, items, self.labels[index], self.class_names,
                                [self.sources[i] for i in index], self.positions[index],
-                               list(self.skipped), self.fingerprint, self.sample_rate)
+                               list(self.skipped), self.fingerprint, self.sample_rate,
+                               self.bit_depth)
 
 
 def fingerprint_files(root: Path, files) -> str:
