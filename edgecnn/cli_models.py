@@ -59,7 +59,8 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
 @click.option("--color", type=click.Choice(["gray", "bgr", "rgb"]), default=None,
               help="Images: colour the model sees. " + per_task("image.color", ("image",)))
 @click.option("--interpolation", type=click.Choice(["area", "linear", "nearest", "cubic"]),
-              default=None, help="Images: resize to the input size. "
+              default=None, help="Images: resize to the input size; a bilinear default "
+                                 "becomes area when the images are more than 2x the input. "
                                  + per_task("image.interpolation", ("image",)))
 @click.option("--fit", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
               help="Images of another aspect ratio: stretch, letterbox or crop to the input "

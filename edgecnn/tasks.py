@@ -101,7 +101,8 @@ _SENSOR = ("gain", "dc", "noise", "hum", "speed")
 # Camera images: 128x128 gray, bilinear resize. The resize runs on every frame at run
 # time: OpenCV's area resize at a fractional ratio (200 -> 128) costs 0.15-0.2 ms per frame
 # here, as much as the model's inference, bilinear 0.02 ms. NEU validation accuracy:
-# 99.33 % with area, 99.33-99.67 % with bilinear (two trainings, same split).
+# 99.33 % with area, 99.33-99.67 % with bilinear (two trainings, same split). Images more
+# than twice the input take area instead (training.choose_interpolation).
 # The shipped NEU bundle keeps its stem and first depthwise convolution in float
 # (one-channel full-resolution input, where int8 kernels are slower than float).
 TASK_LIST = (

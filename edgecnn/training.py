@@ -149,6 +149,28 @@ def choose_fit(images, spec: InputSpec) -> tuple[str, str]:
     return "letterbox", f"{spread}, beyond {STRETCH_TOLERANCE:.0%} of the input's {target:.2f}"
 
 
+# Bilinear resizing reads 2 x 2 source pixels per output pixel: up to a downscale of 2 per
+# axis that covers every pixel; beyond it pixels are skipped, and a defect thinner than the
+# gaps can vanish. Beyond this factor (median over the training images) the area average
+# replaces it. NEU test split at 48 px (4.2x): linear 96.33 %, area 98.00 %.
+AREA_BEYOND = 2.0
+
+
+def choose_interpolation(images, spec: InputSpec) -> tuple[str, str | None]:
+    """(interpolation, reason it changed or None): the task's bilinear resize, or "area" when
+    the images are more than AREA_BEYOND times the model input on their larger axis."""
+    image = spec.image
+    if image.interpolation != "linear" or len(images) == 0:
+        return image.interpolation, None
+    factors = np.asarray([max(i.shape[1] / image.width, i.shape[0] / image.height)
+                          for i in images], dtype=float)
+    factor = float(np.median(factors))
+    if factor <= AREA_BEYOND:
+        return "linear", None
+    return "area", (f"the images are {factor:.1f}x the {image.width}x{image.height} input "
+                    f"(median); bilinear would skip pixels beyond {AREA_BEYOND:g}x")
+
+
 def _fit_signal_normalisation(samples, spec: InputSpec, train_index) -> InputSpec:
     """Mean and std of the transformed spectrogram over the training windows only."""
     signal = spec.signal
@@ -319,6 +341,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         spec = spec.replace(image=replace(spec.image, fit=fit))
         log(f"images: {fit} to {spec.image.width}x{spec.image.height} ({reason}; --fit "
             "overrides)")
+    if spec.kind == "image" and config.interpolation is None:
+        interpolation, reason = choose_interpolation(samples.items, spec)
+        if reason:
+            spec = spec.replace(image=replace(spec.image, interpolation=interpolation))
+            log(f"images: {interpolation} resize ({reason}; --interpolation overrides)")
     window = spec.signal.window_length if spec.kind == "signal" else None
     train_index, val_index = validation_split(samples, config.val_fraction, config.seed, window)
     if spec.kind == "signal":

@@ -12,7 +12,7 @@ from edgecnn.data.images import is_mask, load_image_folder
 from edgecnn.deploy.errors import DataError, SpecError
 from edgecnn.deploy.preprocess import fit_image, preprocess_image
 from edgecnn.deploy.spec import ImageSpec, InputSpec
-from edgecnn.training import choose_fit
+from edgecnn.training import choose_fit, choose_interpolation
 
 NEU = Path(__file__).resolve().parents[1] / "calibration_data" / "neu"
 
@@ -104,6 +104,26 @@ def test_fit_rule_stretches_near_square_sets_and_letterboxes_mixed_ones():
     mixed = near + [np.zeros((200, 105))]
     fit, reason = choose_fit(mixed, spec)
     assert fit == "letterbox" and "0.53" in reason
+
+
+def test_images_over_twice_the_input_are_resized_by_area_so_thin_defects_survive():
+    spec = InputSpec("image", ("a", "b"), image=ImageSpec(128, 128, interpolation="linear"))
+    assert choose_interpolation(_neu("crazing", 3), spec) == ("linear", None)  # 200 px
+    big = [np.zeros((400, 632), np.uint8)] * 3  # magnetic-tile sizes
+    interpolation, reason = choose_interpolation(big, spec)
+    assert interpolation == "area" and "4.9x the 128x128 input" in reason
+    cubic = spec.replace(image=ImageSpec(128, 128, interpolation="cubic"))
+    assert choose_interpolation(big, cubic) == ("cubic", None)  # the user's choice stays
+    # why: a 1-pixel scratch across a 632-px picture, at 40 neighbouring columns
+    shown = {"linear": [], "area": []}
+    for column in range(100, 140):
+        image = np.full((632, 632), 100, np.uint8)
+        image[:, column] = 250
+        for name in shown:
+            tensor = preprocess_image(image, ImageSpec(128, 128, interpolation=name))
+            shown[name].append(float(tensor.max()) * 255 - 100)
+    assert np.mean(np.asarray(shown["linear"]) < 1) >= 0.5  # bilinear misses it
+    assert min(shown["area"]) > 10                          # area always shows it
 
 
 def _tinted(root: Path, tint) -> Path:
