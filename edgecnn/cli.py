@@ -60,7 +60,8 @@ def cli() -> None:
 def _loader_options(f):
     """Options shared by every command that reads recordings or pickles."""
     f = click.option("--channel", default=DEFAULT_CHANNEL, show_default=True,
-                     help="Recording channel (CWRU key suffix, CSV column or array index).")(f)
+                     help="Recording channel (CWRU key suffix, CSV column or array index); eval, "
+                          "parity and export read the model's own unless given.")(f)
     f = click.option("--sample-rate", type=float, default=None,
                      help="Sample rate of recordings that do not state their own.")(f)
     f = click.option("--label-pattern", default=None,

@@ -11,6 +11,7 @@ from edgecnn.console import stderr_line
 from edgecnn.data import load_dataset
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import DataError, InputError
+from edgecnn.deploy.spec import DEFAULT_CHANNEL
 from edgecnn.metrics import classification_metrics
 from edgecnn.modeldir import ModelDir, is_model_dir
 from edgecnn.predictors import KerasPredictor, predict_batched
@@ -37,6 +38,16 @@ def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1,
     return engine, bundle.spec, bundle.manifest.get("task"), f"{bundle.path} ({fmt})"
 
 
+def model_channel(spec, loader_options: dict) -> dict:
+    """``loader_options`` with the channel the model was trained on, unless one is given:
+    a model trained with ``--channel acc_y`` is measured on acc_y, as the runtime reads it."""
+    given = loader_options.get("channel")
+    if spec.kind != "signal" or given not in (None, DEFAULT_CHANNEL) or \
+            spec.signal.channel == DEFAULT_CHANNEL:
+        return loader_options
+    return {**loader_options, "channel": spec.signal.channel}
+
+
 def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | None = None,
                    **loader_options):
     """Labelled data read with the model's own spec and label order.
@@ -51,7 +62,7 @@ def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | No
 
         stride = measurement_stride(spec.signal)
     samples = load_dataset(task, data, spec, stride=stride, labels=spec.labels,
-                           **loader_options)
+                           **model_channel(spec, loader_options))
     if len(samples) == 0:
         raise DataError(f"no usable samples in {data} ({len(samples.skipped)} files skipped)")
     return samples

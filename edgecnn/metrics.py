@@ -39,14 +39,16 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
     n = int(len(y_true))
     supports = matrix.sum(axis=1)
     majority = int(np.argmax(supports)) if n else 0
-    recalls = [row["recall"] for row in per_class.values()]
+    # Macro averages run over the classes the data holds (a held-out folder of some of the
+    # model's classes is not scored 0 on the others); F1 also over classes only predicted.
     present = [row["recall"] for row in per_class.values() if row["support"]]
+    scored = [row["f1"] for i, row in enumerate(per_class.values())
+              if row["support"] or matrix[:, i].sum()]
     return {
         "accuracy": float((y_true == y_pred).mean()) if n else 0.0,
         "balanced_accuracy": round(float(np.mean(present)), 6) if present else 0.0,
-        "macro_recall": round(float(np.mean(recalls)), 6) if recalls else 0.0,
-        "macro_f1": round(float(np.mean([r["f1"] for r in per_class.values()])), 6)
-        if per_class else 0.0,
+        "macro_recall": round(float(np.mean(present)), 6) if present else 0.0,
+        "macro_f1": round(float(np.mean(scored)), 6) if scored else 0.0,
         "majority_class": labels[majority] if labels else None,
         "majority_baseline": round(float(supports[majority]) / n, 6) if n else 0.0,
         "n": n,
@@ -95,6 +97,10 @@ def format_metrics(metrics: dict) -> str:
     baseline = baseline_line(metrics)
     if baseline is not None:
         lines.append(baseline)
+    absent = [label for label, row in metrics["per_class"].items() if not row["support"]]
+    if absent and len(absent) < len(metrics["per_class"]):
+        lines.append(f"{len(absent)} of the model's classes have no samples here: "
+                     f"{', '.join(absent)} (left out of the macro averages)")
     width = max(len(label) for label in metrics["per_class"])
     lines.append(f"  {'class':<{width}}  precision  recall  support")
     for label, row in metrics["per_class"].items():

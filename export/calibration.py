@@ -168,13 +168,15 @@ def _kept_sample(kept, spec: InputSpec, model_dir, task, max_samples: int,
 
 def _load_user_set(path: Path, spec: InputSpec, task: str | None, loader_options: dict):
     from edgecnn.data import load_dataset
+    from edgecnn.evaluation import model_channel
 
     task = task or ("images" if spec.kind == "image" else None)
     if task is None:
         raise InputError("cannot tell how to read the calibration recordings: the model "
                          "directory names no training task")
     try:
-        return load_dataset(task, path, spec, labels=spec.labels, **loader_options), task
+        return load_dataset(task, path, spec, labels=spec.labels,
+                            **model_channel(spec, loader_options)), task
     except DataError as exc:
         if spec.kind == "image" and path.is_dir() and _image_files(path) and \
                 not any(p.is_dir() for p in path.iterdir()):

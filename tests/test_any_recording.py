@@ -118,3 +118,20 @@ def test_cwru_task_keeps_its_12k_rate(tmp_path):
     shutil.copyfile(CALIB / "cwru" / IR007, folder / IR007)
     assert get_task("cwru").follow_data_rate is False
     assert get_task("cwru").signal.sample_rate == 12000.0
+
+
+def test_eval_reads_the_channel_the_model_was_trained_on(tmp_path):
+    from edgecnn.evaluation import evaluate
+    from edgecnn.training import TrainConfig, train
+
+    rig = _rig(tmp_path / "rig", 12000.0)
+    for name in ("normal", "inner"):  # a second axis beside the first, as a triaxial rig has
+        ch = scipy.io.loadmat(rig / f"{name}.mat")["ch"].ravel()
+        scipy.io.savemat(rig / f"{name}.mat", {"acc_x": -ch, "acc_y": ch})
+    with pytest.raises(Exception, match="choose one with --channel NAME"):
+        read_recording(rig / "inner.mat", sample_rate=12000)
+    train(TrainConfig(task="vibration", data=str(rig), out=str(tmp_path / "m"),
+                      architecture="tiny-test", epochs=1, channel="acc_y"), log=lambda _: None)
+    metrics = evaluate(tmp_path / "m", rig, log=lambda _: None)  # no --channel: acc_y
+    assert metrics["n"] > 0 and metrics["skipped"] == 0
+    assert evaluate(tmp_path / "m", rig, channel="acc_x", log=lambda _: None)["n"] == metrics["n"]

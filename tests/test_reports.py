@@ -44,10 +44,17 @@ def test_the_majority_baseline_is_stated_and_a_model_that_does_not_beat_it_is_to
     assert baseline_line(classification_metrics([0, 0], [0, 0], ["a", "b"])) is None
 
 
-def test_a_label_without_samples_counts_in_macro_recall_not_in_balanced_accuracy():
+def test_a_label_without_samples_counts_in_no_macro_average():
+    # a held-out folder of some of the model's classes, all answered right
     metrics = classification_metrics([0, 0, 1], [0, 0, 1], ["a", "b", "c"])
     assert metrics["balanced_accuracy"] == pytest.approx(1.0)
-    assert metrics["macro_recall"] == pytest.approx(2 / 3)
+    assert metrics["macro_recall"] == pytest.approx(1.0)
+    assert metrics["macro_f1"] == pytest.approx(1.0)
+    # a class only predicted still costs F1 (its precision is 0)
+    wrong = classification_metrics([0, 0, 1], [0, 2, 1], ["a", "b", "c"])
+    assert wrong["macro_recall"] == pytest.approx(0.75)
+    assert wrong["macro_f1"] == pytest.approx((2 * 0.5 / 1.5 + 1 + 0) / 3)
+    assert "no samples here: c" in format_metrics(metrics)
 
 
 def test_confusion_png_is_written_with_counts(tmp_path):
