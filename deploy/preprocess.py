@@ -19,7 +19,7 @@ from .errors import InputError
 from .spec import BIT_DEPTHS, ImageSpec, InputSpec, SignalSpec, spec_section
 
 # Image files the loaders and the sample-video maker read (OpenCV decodes them).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 _INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -123,9 +123,12 @@ def decode_image(path, color: str = "bgr") -> np.ndarray:
     flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
     image = cv2.imdecode(raw, flag | cv2.IMREAD_ANYDEPTH)
     if image is not None and image.dtype not in (np.uint8, np.uint16):
-        image = cv2.imdecode(raw, flag)  # float or 32-bit TIFF: OpenCV's own 8-bit reading
+        raise InputError(f"{path} holds {image.dtype.itemsize * 8}-bit "
+                         f"{'floating-point' if image.dtype.kind == 'f' else 'integer'} "
+                         "samples: expected an 8- or 16-bit image")
     if image is None:
-        raise InputError(f"{path} is not a decodable image (expected JPEG, PNG, BMP or TIFF)")
+        raise InputError(f"{path} is not a decodable image (expected JPEG, PNG, BMP, TIFF, WebP "
+                         "or PGM/PPM)")
     return to_color(image, color) if color == "rgb" else image
 
 

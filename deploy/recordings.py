@@ -250,7 +250,11 @@ def _read_csv(path: Path, channel):
 def _read_wav(path: Path, channel):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", wavfile.WavFileWarning)
-        rate, data = wavfile.read(str(path))
+        try:
+            rate, data = wavfile.read(str(path))
+        except UnboundLocalError:  # SciPy, on a RIFF file without a 'fmt ' chunk
+            raise SourceError(f"recording {path} is not a valid WAV file: expected a RIFF/WAVE "
+                              "file with a 'fmt ' and a 'data' chunk") from None
     for warning in caught:
         if "EOF prematurely" in str(warning.message):
             raise SourceError(f"recording {path} is truncated: {warning.message}")

@@ -135,3 +135,32 @@ def test_eval_reads_the_channel_the_model_was_trained_on(tmp_path):
     metrics = evaluate(tmp_path / "m", rig, log=lambda _: None)  # no --channel: acc_y
     assert metrics["n"] > 0 and metrics["skipped"] == 0
     assert evaluate(tmp_path / "m", rig, channel="acc_x", log=lambda _: None)["n"] == metrics["n"]
+
+
+def test_dead_sensor_files_are_not_trained_on_and_lost_classes_are_named(tmp_path, caplog):
+    rig = _rig(tmp_path / "rig", 12000.0)
+    np.save(rig / "dead.npy", np.zeros(60000))
+    np.save(rig / "short.npy", _real(3000))
+    with open(rig / "labels.csv", "a") as manifest:
+        manifest.write("dead.npy,inner,12000\nshort.npy,outer,12000\n")
+    spec = SignalSpec(sample_rate=12000.0, window_length=4096)
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_dataset("vibration", rig, spec)
+    reasons = {s.path: s.reason for s in samples.skipped}
+    assert "one flat value (0) throughout (a dead or disconnected sensor?)" in reasons["dead.npy"]
+    assert "too short" in reasons["short.npy"]
+    assert samples.class_names == ("inner", "normal")
+    assert "NOTE: 1 class(es) left out, no usable sample: outer (1 file(s), none usable)" \
+        in caplog.text
+    # measuring a model on a flat recording is fair (a dead sensor must not look like a fault)
+    measured = load_dataset("vibration", rig, spec, labels=("inner", "normal", "outer"))
+    assert "dead.npy" in measured.sources
+
+
+def test_a_wav_file_without_a_format_chunk_is_refused_in_one_line(tmp_path):
+    import struct
+
+    (tmp_path / "t.wav").write_bytes(b"RIFF" + struct.pack("<I", 16) + b"WAVE" + b"LIST"
+                                     + struct.pack("<I", 4) + b"INFO")
+    with pytest.raises(SourceError, match="not a valid WAV file: expected a RIFF/WAVE file"):
+        read_recording(tmp_path / "t.wav")

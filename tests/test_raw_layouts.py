@@ -72,6 +72,50 @@ def test_degenerate_images_are_refused_naming_the_file(tmp_path):
     assert "one flat value (90)" in reasons["patches/blank.png"]
 
 
+def test_linked_folders_are_walked_once_and_lost_classes_named(tmp_path, caplog):
+    import os
+
+    root = tmp_path / "data"
+    store = tmp_path / "nas" / "scratches"
+    for day in ("day1", "day2"):  # a class folder that is a link to a folder of sub-folders
+        (store / day).mkdir(parents=True)
+        for i, image in enumerate(_neu("scratches", 2)):
+            cv2.imwrite(str(store / day / f"{i}.jpg"), image)
+    (root / "crazing").mkdir(parents=True)
+    for i, image in enumerate(_neu("crazing", 3)):
+        cv2.imwrite(str(root / "crazing" / f"{i}.jpg"), image)
+    os.symlink(root / "crazing", root / "crazing" / "again")       # a loop
+    os.symlink(root / "crazing" / "0.jpg", root / "crazing" / "copy.jpg")
+    os.symlink(tmp_path / "gone.jpg", root / "crazing" / "gone.jpg")  # broken
+    os.symlink(store, root / "scratches")
+    (root / "crazing" / "notes.txt").write_text("shift 2")  # left out without a word
+    (root / "crazing" / "scan.gif").write_bytes(b"GIF89a")
+    cv2.imwrite(str(root / "crazing" / "extra.webp"), _neu("crazing", 4)[3])
+    (root / "patches").mkdir()
+    cv2.imwrite(str(root / "patches" / "a_mask.png"), np.zeros((32, 32), np.uint8))
+    (root / "pitted").mkdir()
+    (root / "pitted" / "0.jpg").write_bytes(b"not a picture")
+    (root / "empty").mkdir()
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert samples.counts() == {"crazing": 4, "scratches": 4}  # 3 + the .webp; 2 days x 2
+    assert "1 file(s) reached a second time through a link" in caplog.text
+    assert "1 broken link(s) left out" in caplog.text
+    assert "1 file(s) of formats not read left out (.gif 1)" in caplog.text
+    assert ("NOTE: 3 class(es) left out, no usable sample: empty (no image files), "
+            "patches (1 mask file(s) only), pitted (1 file(s), none usable)") in caplog.text
+
+
+def test_float_tiffs_are_refused_naming_what_they_hold(tmp_path):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.preprocess import read_image
+
+    cv2.imwrite(str(tmp_path / "f.tiff"), np.random.default_rng(0).random((16, 16), np.float32))
+    with pytest.raises(InputError, match="32-bit floating-point samples: expected an 8- or "
+                                         "16-bit image"):
+        read_image(tmp_path / "f.tiff", "gray")
+
+
 def test_fit_policies_keep_or_cut_the_image():
     image = np.full((100, 300), 200, np.uint8)
     image[:, :30] = 10  # a dark band at the left edge

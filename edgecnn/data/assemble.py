@@ -59,6 +59,15 @@ class SkipLog:
         self.skipped.append(Skipped(rel, reason))
 
 
+def note_lost_classes(named: dict[str, str], loaded: set[str]) -> None:
+    """Warn about classes the data names (``named``: class -> what it held) of which no
+    sample could be used: they are not in the model, and the user supplied them."""
+    lost = [f"{name} ({named[name]})" for name in sorted(named) if name not in loaded]
+    if lost:
+        log.warning("NOTE: %d class(es) left out, no usable sample: %s", len(lost),
+                    ", ".join(lost))
+
+
 def relative_name(root: Path, path) -> str:
     """``path`` relative to ``root`` in POSIX form (the file name if it is outside root)."""
     path = Path(path)

@@ -16,7 +16,9 @@ value (``choose_bit_depth``) and noted.
 
 from __future__ import annotations
 
+import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from edgecnn.data.assemble import (
     finish,
     log,
     natural_key,
+    note_lost_classes,
     relative_name,
     resolve_classes,
 )
@@ -49,17 +52,16 @@ _PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
 # the same stem as a .jpg/.jpeg beside it (the magnetic-tile layout), is a mask.
 MASK_SUFFIXES = ("_mask", "_masks", "_gt", "_label", "_labels", "_seg", "_annotation")
 MIN_IMAGE_SIDE = 8
+# Files beside images that are plainly not pictures (notes, labels, annotations): left out
+# without a word; any other suffix is named in a note (a .gif or a camera's raw file).
+DOCUMENT_SUFFIXES = (".txt", ".md", ".csv", ".json", ".xml", ".yaml", ".yml", ".ini", ".db",
+                     ".log", ".pdf")
 
 
 def flat_class_name(file_name: str) -> str | None:
     """Class of a flat-named file (``pitted_surface_3.jpg`` -> ``pitted_surface``), else None."""
     match = _FLAT_NAME.match(Path(file_name).stem)
     return match.group("label") if match else None
-
-
-def is_image_file(path: Path) -> bool:
-    return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-            and not path.name.startswith("."))
 
 
 def is_mask(path: Path, siblings: set[str]) -> bool:
@@ -72,55 +74,110 @@ def is_mask(path: Path, siblings: set[str]) -> bool:
         f"{stem}{ext}" in siblings for ext in (".jpg", ".jpeg"))
 
 
-def _images_in(folder: Path, masks: list[Path]) -> list[Path]:
-    """Image files under ``folder`` at any depth, hidden entries and masks left out."""
-    found = []
-    for directory in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
-        rel = directory.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        files = [p for p in directory.iterdir() if is_image_file(p)]
+class _Walk:
+    """What a walk over a dataset folder met besides samples: masks, files that are not
+    images, broken links, and files reached twice (through links), each noted once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.masks: list[Path] = []
+        self.others: Counter = Counter()      # suffix -> files of formats not read
+        self.broken: list[Path] = []
+        self.twice: list[Path] = []
+        self._seen: set[str] = set()          # real paths of the files taken
+        self._dirs: set[str] = set()          # real paths of the folders walked
+
+    def files(self, directory: Path) -> list[Path]:
+        """The image files directly in ``directory``, masks and repeats left out."""
+        files = []
+        for path in directory.iterdir():
+            if path.name.startswith(".") or path.is_dir():
+                continue
+            if not path.exists():
+                self.broken.append(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(path)
+            elif path.suffix.lower() not in DOCUMENT_SUFFIXES:
+                self.others[path.suffix.lower() or "(no suffix)"] += 1
         names = {p.name.lower() for p in files}
+        taken = []
         for path in sorted(files, key=lambda p: natural_key(p.name)):
-            (masks if is_mask(path, names) else found).append(path)
-    return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+            if is_mask(path, names):
+                self.masks.append(path)
+                continue
+            real = os.path.realpath(path)
+            if real in self._seen:
+                self.twice.append(path)
+                continue
+            self._seen.add(real)
+            taken.append(path)
+        return taken
+
+    def images_in(self, folder: Path) -> list[Path]:
+        """Image files under ``folder`` at any depth, through linked folders (each real
+        folder once, so a link loop ends), hidden entries and masks left out."""
+        found = []
+        for directory, subfolders, _ in os.walk(folder, followlinks=True):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            real = os.path.realpath(directory)
+            if real in self._dirs:
+                subfolders[:] = []
+                continue
+            self._dirs.add(real)
+            found.extend(self.files(Path(directory)))
+        return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
+
+    def notes(self) -> None:
+        root = self.root
+        if self.masks:
+            examples = ", ".join(relative_name(root, p) for p in self.masks[:3])
+            log.warning("note: %d mask file(s) left out (names ending %s, or a PNG beside a "
+                        "JPEG of the same name), e.g. %s", len(self.masks),
+                        "/".join(MASK_SUFFIXES[:4]), examples)
+        if self.others:
+            kinds = ", ".join(f"{suffix} {n}" for suffix, n in self.others.most_common())
+            log.warning("note: %d file(s) of formats not read left out (%s); images are %s",
+                        sum(self.others.values()), kinds, " ".join(IMAGE_SUFFIXES))
+        if self.broken:
+            log.warning("note: %d broken link(s) left out, e.g. %s", len(self.broken),
+                        relative_name(root, self.broken[0]))
+        if self.twice:
+            log.warning("note: %d file(s) reached a second time through a link, counted once, "
+                        "e.g. %s", len(self.twice), relative_name(root, self.twice[0]))
 
 
-def find_labelled_images(root: Path, skips: SkipLog) -> list[tuple[Path, str]]:
+def find_labelled_images(root: Path, skips: SkipLog,
+                         held: dict[str, str] | None = None) -> list[tuple[Path, str]]:
     """(file, class) pairs: files under ``root/<class>/`` (any depth) take the folder's name,
     files directly in ``root`` take the class from their flat name. Unlabelled files are
-    skipped; masks are left out with one note."""
+    skipped; masks, other files and repeats are left out with one note each. ``held``
+    receives what each class folder without a single image holds."""
     found: list[tuple[Path, str]] = []
-    masks: list[Path] = []
     nested: list[str] = []
-    entries = sorted(root.iterdir(), key=lambda p: natural_key(p.name))
-    names = {p.name.lower() for p in entries if is_image_file(p)}
-    for entry in entries:
-        if entry.name.startswith("."):
+    walk = _Walk(root)
+    flat = walk.files(root)
+    for entry in sorted(root.iterdir(), key=lambda p: natural_key(p.name)):
+        if entry.name.startswith(".") or not entry.is_dir():
             continue
-        if entry.is_dir():
-            images = _images_in(entry, masks)
-            if any(path.parent != entry for path in images):
-                nested.append(entry.name)
-            found.extend((path, entry.name) for path in images)
-        elif is_image_file(entry):
-            if is_mask(entry, names):
-                masks.append(entry)
-                continue
-            label = flat_class_name(entry.name)
-            if label is None:
-                skips.skip(entry, "cannot tell its class: expected a class sub-folder or a "
-                                  "file named <class>_<number>" + entry.suffix)
-            else:
-                found.append((entry, label))
+        masks_before = len(walk.masks)
+        images = walk.images_in(entry)
+        if not images and held is not None:
+            masks = len(walk.masks) - masks_before
+            held[entry.name] = f"{masks} mask file(s) only" if masks else "no image files"
+        if any(path.parent != entry for path in images):
+            nested.append(entry.name)
+        found.extend((path, entry.name) for path in images)
+    for entry in flat:
+        label = flat_class_name(entry.name)
+        if label is None:
+            skips.skip(entry, "cannot tell its class: expected a class sub-folder or a "
+                              "file named <class>_<number>" + entry.suffix)
+        else:
+            found.append((entry, label))
     if nested:
         log.info("class folders with images in sub-folders (class = the folder under %s): "
                  "%s", root, ", ".join(nested))
-    if masks:
-        examples = ", ".join(relative_name(root, p) for p in masks[:3])
-        log.warning("note: %d mask file(s) left out (names ending %s, or a PNG beside a JPEG "
-                    "of the same name), e.g. %s", len(masks), "/".join(MASK_SUFFIXES[:4]),
-                    examples)
+    walk.notes()
     return found
 
 
@@ -198,7 +255,8 @@ def load_image_folder(root, color: str = "gray",
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist or is not a folder")
     skips = SkipLog(root)
-    candidates = find_labelled_images(root, skips)
+    held: dict[str, str] = {}
+    candidates = find_labelled_images(root, skips, held)
     if labels is not None:  # a class the model does not know fails before any decoding
         resolve_classes({label for _, label in candidates}, labels, root)
 
@@ -221,6 +279,9 @@ def load_image_folder(root, color: str = "gray",
         raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
                         f"at least two{explain_layout(root)}")
     depth = _to_8bit(items, root, bit_depth, training=labels is None)
+    files_per_class = Counter(label for _, label in candidates)
+    note_lost_classes({**held, **{name: f"{n} file(s), none usable"
+                                  for name, n in files_per_class.items()}}, set(label_names))
     if color == "gray" and labels is None:
         _note_colour(root, used)
     # Classes come from what was decoded: a class whose files all failed is not a class.

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.data.assemble import SkipLog, finish, log, natural_key, relative_name, resolve_classes
+from edgecnn.data.assemble import (
+    SkipLog,
+    finish,
+    log,
+    natural_key,
+    note_lost_classes,
+    relative_name,
+    resolve_classes,
+)
 from edgecnn.data.recording_labels import (
     CWRU_CLASSES,
     MANIFEST_NAME,
@@ -183,6 +191,11 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
         if bad["nan"] or bad["inf"]:
             skips.skip(path, f"holds {bad['nan']} NaN and {bad['inf']} infinite samples")
             continue
+        if labels is None and len(recording.samples) and \
+                float(np.ptp(recording.samples)) == 0.0:  # as images: nothing to learn from
+            skips.skip(path, f"is one flat value ({float(recording.samples[0]):g}) throughout "
+                             "(a dead or disconnected sensor?): expected a vibration signal")
+            continue
         if recording.sample_rate > task_rate * (1 + 1e-6):
             dropped[recording.sample_rate] += 1
         signal = resample(recording.samples, recording.sample_rate, task_rate)
@@ -197,6 +210,9 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
         sources.extend([rel] * len(starts))
         used.append(path)
 
+    files_per_class = Counter(label for _, _, label in labelled)
+    note_lost_classes({name: f"{n} file(s), none usable" for name, n in files_per_class.items()},
+                      set(label_names))
     for rate, n in sorted(dropped.items()):
         log.warning("NOTE: %d recording(s) at %g Hz are resampled to the model's %g Hz: "
                     "everything above %g Hz is dropped%s", n, rate, task_rate, task_rate / 2,
