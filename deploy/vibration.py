@@ -3,8 +3,8 @@
 ``run_vibration`` is what ``edgecnn run vibration`` calls. Every window of the InputSpec's
 length, ``hop`` samples after the previous one, becomes exactly the spectrogram tensor
 training made from the same samples (``stft.StreamingSpectrogram``) and is classified.
-Windows with NaN/Inf samples are not classified; clipping, flat (dead-sensor) runs and
-stream gaps are reported as source faults.
+Windows with NaN/Inf samples or a flat (dead-sensor) run are not classified; those,
+clipping and stream gaps are reported as source faults.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from .samples import SampleSource, open_sample_source
 from .stft import StreamingSpectrogram
 
 SIGNAL_FAULTS = ("nonfinite", "clipped", "flatline", "gap")
+# Window faults whose spectrogram says nothing about the machine: a dead sensor's constant
+# reads as a bearing fault at full confidence (the shipped cwru model: B014, 1.000). A
+# clipped window is still classified (a hard impact clips too) and its event says so.
+UNCLASSIFIED = frozenset({"nonfinite", "flatline"})
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class VibrationPipeline(Pipeline):
                                     start_s=round(window.start / self.sig.sample_rate, 6))
             unhealthy = health.active if health is not None else ()
             loop.active_faults = tuple(sorted(self.active)) + tuple(unhealthy)
-            if "nonfinite" in found or unhealthy:
+            if UNCLASSIFIED.intersection(found) or unhealthy:
                 self.debouncer.reset()   # not classified while the source is unhealthy
             else:
                 self._classify(window, arrived, "clipped" in found)

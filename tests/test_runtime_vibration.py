@@ -76,8 +76,11 @@ def test_faults_nan_clipping_flatline(tmp_path, bundle, spec):
     length = spec.signal.window_length
     starts = window_starts(len(x), length, 2048)
     nan_windows = [s for s in starts if s <= 3009 and s + length > 3000]
+    flat_windows = [s for s in starts if min(s + length, 16000) - max(s, 15000) >= 600]
     assert summary.faults["nonfinite"] == len(nan_windows) >= 1
-    assert summary.processed == len(starts) - len(nan_windows)
+    # neither is classified: a dead sensor's spectrogram says nothing about the bearing
+    assert summary.processed == len(starts) - len(nan_windows) - len(flat_windows)
+    assert len(flat_windows) >= 1
     assert summary.faults["flatline"] >= 1 and summary.faults["clipped"] >= 1
     kinds = [e["fault"] for e in got if e["type"] == "fault"]
     assert {"nonfinite", "flatline", "clipped"} <= set(kinds)
@@ -87,6 +90,16 @@ def test_faults_nan_clipping_flatline(tmp_path, bundle, spec):
     checks = SignalChecks(clip_level=6.6)
     assert window_faults(x[20000:22048], checks, 600) == ["clipped"]
     assert window_faults(x[25000:27048], checks, 600) == []
+
+
+def test_a_dead_sensor_raises_a_fault_and_no_defect(tmp_path, bundle):
+    for name, value in (("dead", 0.0), ("stuck", 0.05)):  # a broken cable; a stuck ADC
+        path = tmp_path / f"{name}.npy"
+        np.save(path, np.full(36000, value))
+        got = []
+        summary = run_vibration(bundle, str(path), sample_rate=12000.0, on_event=got.append)
+        assert summary.faults["flatline"] >= 1 and summary.processed == 0
+        assert not [e for e in got if e["type"] == "defect"], name
 
 
 def test_stdin_stream_through_the_cli(tmp_path, bundle, spec):
