@@ -9,6 +9,7 @@ option is never silently overridden. Only numpy and scipy are used here.
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import warnings
@@ -92,7 +93,8 @@ _EXPECTED = {
     ".mat": "a MATLAB 5 file with a *_<channel>_time array or one 1-D numeric array",
     ".npy": "a 1-D or 2-D numeric array",
     ".npz": "a numpy archive with a 'signal', 'samples' or 'x' array",
-    ".csv": "numeric columns, optional header and '# sample_rate=...' line",
+    ".csv": "numeric columns apart by ',', ';', tab or spaces (decimal point or comma), "
+            "optional header and '# sample_rate=...' line",
     ".wav": "PCM or float WAV audio",
 }
 
@@ -211,27 +213,67 @@ def _read_npz(path: Path, channel):
     return samples, rate, None, used
 
 
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def csv_dialect(lines: list[str]) -> tuple[str | None, bool]:
+    """(delimiter, decimal comma) of a recording's CSV lines, comments and blanks left out.
+
+    Delimiters: ``;`` (spreadsheets where the comma is the decimal point), tab, ``,``, or
+    none (one column, or columns apart by spaces). With ``;``, tab or none, a comma in the
+    data is the decimal point. One column of ``-0,002761`` splits at ``,`` into two
+    integers; the fractions give it away (a second cell with a leading 0, no ``.``
+    anywhere): then it is one column with decimal commas.
+    """
+    sample = lines[:50]
+    data = sample[1:] or sample
+    if any(";" in line for line in sample):
+        delimiter = ";"
+    elif any("\t" in line for line in sample):
+        delimiter = "\t"
+    elif any("," in line for line in sample):
+        delimiter = ","
+    else:
+        delimiter = None
+    if delimiter != ",":
+        return delimiter, any("," in line for line in data)
+    cells = [[c.strip() for c in line.split(",")] for line in data]
+    if all(len(row) == 2 and all(_INTEGER.match(c) for c in row) for row in cells) and \
+            any(len(row[1]) > 1 and row[1].startswith("0") for row in cells):
+        return None, True
+    return ",", False
+
+
 def _read_csv(path: Path, channel):
     rate = None
-    header = None
-    skip = 0
+    lines, skip = [], 0
     with open(path, encoding="utf-8", errors="strict") as handle:
         for line in handle:
             stripped = line.strip()
             if not stripped or stripped.startswith("#"):
                 match = _CSV_RATE.match(stripped)
-                if match:
+                if match and not lines:
                     rate = float(match.group(1))
-                skip += 1
+                if not lines:
+                    skip += 1
                 continue
-            cells = [c.strip() for c in stripped.split(",")]
-            if not all(_is_number(c) for c in cells):
-                header = cells
-                skip += 1
-            break
+            lines.append(stripped)
+            if len(lines) >= 50:
+                break
+    delimiter, decimal_comma = csv_dialect(lines)
+    header = None
+    if lines:
+        first = lines[0].replace(",", ".") if decimal_comma else lines[0]
+        cells = [c.strip().strip('"').strip("'").strip() for c in first.split(delimiter)]
+        if not all(_is_number(c) for c in cells):
+            header = cells
+            skip += 1
+    source = path
+    if decimal_comma:
+        source = io.StringIO(path.read_text(encoding="utf-8").replace(",", "."))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "no data": reported below as empty
-        values = np.loadtxt(str(path), delimiter=",", comments="#", skiprows=skip,
+        values = np.loadtxt(source, delimiter=delimiter, comments="#", skiprows=skip,
                             dtype=np.float64, ndmin=2)
     if header is not None and values.size and len(header) != values.shape[1]:
         raise SourceError(f"{path}: header has {len(header)} columns but the data has "

@@ -164,3 +164,34 @@ def test_a_wav_file_without_a_format_chunk_is_refused_in_one_line(tmp_path):
                                      + struct.pack("<I", 4) + b"INFO")
     with pytest.raises(SourceError, match="not a valid WAV file: expected a RIFF/WAVE file"):
         read_recording(tmp_path / "t.wav")
+
+
+def test_csv_dialects_of_spreadsheets_and_loggers_read_the_same_samples(tmp_path):
+    x = np.round(_real(2000), 6)
+    t = np.arange(len(x)) / 12000.0
+
+    def text(values, point=".", sep=""):
+        return [f"{v:.6f}".replace(".", point) for v in values]
+
+    files = {
+        "comma-decimal.csv": "\n".join(text(x, ",")),                      # one column, de-DE
+        "semicolon.csv": "time;value\n" + "\n".join(
+            f"{a};{b}" for a, b in zip(text(t, ","), text(x, ","))),       # Excel, de-DE
+        "semicolon-point.csv": "time;value\n" + "\n".join(
+            f"{a};{b}" for a, b in zip(text(t), text(x))),
+        "tabs.csv": '"time"\t"value"\n' + "\n".join(
+            f"{a}\t{b}" for a, b in zip(text(t), text(x))),                # quoted header
+        "spaces.csv": "# sample_rate=12000\n" + "\n".join(
+            f"{a}  {b}" for a, b in zip(text(t), text(x))),
+        "plain.csv": "time,value\n" + "\n".join(f"{a},{b}" for a, b in zip(text(t), text(x))),
+    }
+    for name, body in files.items():
+        (tmp_path / name).write_text(body + "\n")
+        channel = "0" if name == "comma-decimal.csv" else ("1" if name == "spaces.csv"
+                                                            else "value")
+        recording = read_recording(tmp_path / name, channel=channel, sample_rate=12000)
+        np.testing.assert_allclose(recording.samples, x, atol=1e-9, err_msg=name)
+    # two integer columns stay two columns (ADC counts, no fractions)
+    (tmp_path / "counts.csv").write_text("12,345\n13,-340\n11,290\n")
+    counts = read_recording(tmp_path / "counts.csv", channel="1", sample_rate=12000)
+    assert counts.samples.tolist() == [345.0, -340.0, 290.0]
