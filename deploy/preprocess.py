@@ -132,16 +132,19 @@ def decode_image(path, color: str = "bgr") -> np.ndarray:
     return to_color(image, color) if color == "rgb" else image
 
 
-def to_8bit(image: np.ndarray, bit_depth: int = 16) -> np.ndarray:
+def to_8bit(image: np.ndarray, bit_depth: int | None = None) -> np.ndarray:
     """A uint16 image holding ``bit_depth`` bits of data -> uint8, x * 255 / (2**bit_depth
     - 1), rounded; values beyond that range saturate at 255. A uint8 image is returned as is.
 
     A 12-bit camera's file scaled this way matches the same camera's 8-bit (Mono8) frames;
     OpenCV's own reading divides by 257 whatever the depth, which leaves a 12-bit picture
-    16 times too dark with 16 grey levels.
+    16 times too dark with 16 grey levels. None: the image's own (``bit_depth_for`` its
+    largest value); a set read together should share one (``edgecnn.data.images``).
     """
     if image.dtype == np.uint8:
         return image
+    if bit_depth is None:
+        bit_depth = bit_depth_for(int(image.max()))
     return cv2.convertScaleAbs(image, alpha=255.0 / float((1 << bit_depth) - 1))
 
 
@@ -150,9 +153,10 @@ def bit_depth_for(max_value: int) -> int:
     return next(bits for bits in BIT_DEPTHS if max_value < (1 << bits))
 
 
-def read_image(path, color: str = "bgr", bit_depth: int = 16) -> np.ndarray:
+def read_image(path, color: str = "bgr", bit_depth: int | None = None) -> np.ndarray:
     """Decode an image file to uint8 in ``color``; a 16-bit file is taken to hold
-    ``bit_depth`` bits of data (the model's ImageSpec.bit_depth).
+    ``bit_depth`` bits of data (the model's ImageSpec.bit_depth; None: its own, see
+    ``to_8bit``).
 
     Raises InputError for a file that is missing, empty or not a decodable image.
     """

@@ -49,8 +49,9 @@ class ImageSpec:
     ``fit`` (IMAGE_FITS) says how an image of another aspect ratio is brought to H x W;
     specs written before it existed mean "stretch", today's resize. ``bit_depth`` is the
     bits of data in a 16-bit image file (12 for a Mono12 camera's PNG or TIFF): such a file
-    is brought to 0-255 by x * 255 / (2**bit_depth - 1) before anything else; 16, the
-    default, is the 8-bit reading of older specs. 8-bit files and frames are used as they are.
+    is brought to 0-255 by x * 255 / (2**bit_depth - 1) before anything else. None (a model
+    trained on 8-bit files, and specs written before): found from the 16-bit files read
+    together, with a note. 8-bit files and camera frames are used as they are.
     """
 
     height: int
@@ -62,11 +63,11 @@ class ImageSpec:
     std: tuple[float, ...] = (1.0,)
     layout: str = "NHWC"
     fit: str = "stretch"
-    bit_depth: int = 16
+    bit_depth: int | None = None
 
     def __post_init__(self) -> None:
         _positive("image height", self.height)
-        if self.bit_depth not in BIT_DEPTHS:
+        if self.bit_depth is not None and self.bit_depth not in BIT_DEPTHS:
             raise SpecError(f"image bit depth must be one of {', '.join(map(str, BIT_DEPTHS))}"
                             f"; found {self.bit_depth!r}")
         _choice("image fit", self.fit, IMAGE_FITS)

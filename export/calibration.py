@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from edgecnn.deploy.errors import DataError, EdgecnnError, InputError
-from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, preprocess_images, read_image
+from edgecnn.deploy.preprocess import IMAGE_SUFFIXES, decode_image, preprocess_images
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.export.defaults import CALIBRATION_SAMPLES
 from edgecnn.heldout import balanced_index, load_heldout
@@ -220,13 +220,16 @@ def _unlabelled(path: Path, spec: InputSpec, max_samples: int, log) -> Calibrati
     files = _image_files(path)
     pick = np.unique(np.linspace(0, len(files) - 1, min(len(files), max_samples)).round()
                      .astype(int)) if files else []
+    from edgecnn.data.images import images_to_8bit
+
     images, used, warnings = [], [], []
     for i in pick:
         try:
-            images.append(read_image(files[i], spec.image.color, spec.image.bit_depth))
+            images.append(decode_image(files[i], spec.image.color))
             used.append(files[i])
         except InputError as exc:
             warnings.append(f"skipped {files[i]}: {exc}")
+    images_to_8bit(images, spec.image.bit_depth, training=False)
     if not images:
         raise DataError(f"calibration folder {path} holds no readable images")
     from edgecnn.data.samples import fingerprint_files

@@ -47,7 +47,10 @@ def test_12_bit_files_are_found_to_be_12_bit_and_read_as_their_8_bit_originals(t
                                                                                  caplog):
     root = _wide_folder(tmp_path / "mono12", 12)
     # the trap: OpenCV's own 8-bit reading divides by 257 whatever the depth
-    assert read_image(root / "crazing" / "crazing_0.tif", "gray").max() <= 16
+    tif = root / "crazing" / "crazing_0.tif"
+    assert cv2.imread(str(tif), cv2.IMREAD_GRAYSCALE).max() <= 16
+    assert read_image(tif, "gray", 16).max() <= 16
+    assert read_image(tif, "gray").max() > 200  # one file alone: its own depth
     with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
         samples = load_image_folder(root)
     assert samples.bit_depth == 12
@@ -69,11 +72,23 @@ def test_a_model_reads_16_bit_files_at_its_own_depth_and_says_when_values_overfl
     root = _wide_folder(tmp_path / "mono12", 12)
     spec = InputSpec("image", CLASSES, image=ImageSpec(64, 64, bit_depth=12))
     assert _same_as_originals(load_dataset("images", root, spec, labels=CLASSES))
+    # a model trained on 8-bit files (and specs written before) has no depth: the files'
+    # own is found, with a note
     old = InputSpec.from_dict({"kind": "image", "labels": list(CLASSES),
                                "image": {"height": 64, "width": 64}})
-    assert old.image.bit_depth == 16  # specs written before: OpenCV's 8-bit reading
-    dark = load_dataset("images", root, old, labels=CLASSES)
+    assert old.image.bit_depth is None
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        assert _same_as_originals(load_dataset("images", root, old, labels=CLASSES))
+    assert "read as 12-bit data" in caplog.text and "trained on 8-bit files" in caplog.text
+    # a model of 16-bit data reading 12-bit files: read at its depth, and told
+    caplog.clear()
+    sixteen = spec.replace(image=ImageSpec(64, 64, bit_depth=16))
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        dark = load_dataset("images", root, sixteen, labels=CLASSES)
     assert max(int(image.max()) for image in dark.items) <= 16
+    assert "look like 12-bit data (largest value 4095) but are read as 16-bit data, the " \
+           "model's: 16x darker" in caplog.text
     narrow = spec.replace(image=ImageSpec(64, 64, bit_depth=10))
     with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
         clipped = load_dataset("images", root, narrow, labels=CLASSES)

@@ -9,9 +9,9 @@ naming the file.
 
 Images are decoded with the runtime's ``decode_image`` and kept uint8 at their native size,
 so training and the line-side camera loop start from identical pixels; the InputSpec resizes
-and normalises later. 16-bit PNG/TIFF files are brought to 8 bits by their bit depth: the
-model's (ImageSpec.bit_depth) when evaluating, else found from the training files' largest
-value (``choose_bit_depth``) and noted.
+and normalises later. 16-bit PNG/TIFF files are brought to 8 bits by one bit depth: the
+model's (ImageSpec.bit_depth) when it has one, else found from the files' largest value
+(``choose_bit_depth``) and noted.
 """
 
 from __future__ import annotations
@@ -215,20 +215,24 @@ def choose_bit_depth(max_value: int, files: int) -> tuple[int, str]:
                   f"{bits}-bit data, x255/{(1 << bits) - 1} to 8 bits")
 
 
-def _to_8bit(items: list, root: Path, bit_depth: int | None, training: bool) -> int | None:
-    """Bring the 16-bit images among ``items`` to uint8 in place; returns the bit depth used
-    (None when every file was 8-bit)."""
+def images_to_8bit(items: list, bit_depth: int | None, training: bool) -> int | None:
+    """Bring the 16-bit images among ``items`` to uint8 in place, all by one bit depth:
+    ``bit_depth`` (given, or the model's), else found from their largest value. Returns the
+    depth used (None when every image was 8-bit)."""
     wide = [i for i, image in enumerate(items) if image.dtype == np.uint16]
     if not wide:
         return None
     largest = max(int(items[i].max()) for i in wide)
     if bit_depth is None:
         bit_depth, reason = choose_bit_depth(largest, len(wide))
-        log.warning("note: %s (as the same camera's 8-bit frames show it; --bit-depth "
-                    "overrides)", reason)
-    else:
-        log.info("%s: %d 16-bit image file(s) read as %d-bit data%s", root, len(wide),
-                 bit_depth, "" if training else " (the model's bit depth)")
+        log.warning("note: %s (as the same camera's 8-bit frames show it; %s)", reason,
+                    "--bit-depth overrides" if training else "the model was trained on "
+                    "8-bit files")
+    elif bit_depth_for(largest) <= bit_depth - 2:
+        log.warning("note: %d 16-bit image file(s) look like %d-bit data (largest value %d) "
+                    "but are read as %d-bit data, the model's: %dx darker than its training "
+                    "files", len(wide), bit_depth_for(largest), largest, bit_depth,
+                    1 << (bit_depth - bit_depth_for(largest)))
     top = (1 << bit_depth) - 1
     beyond = sum(int(items[i].max()) > top for i in wide)
     if beyond:
@@ -278,7 +282,7 @@ def load_image_folder(root, color: str = "gray",
     if labels is None and len(set(label_names)) == 1:
         raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
                         f"at least two{explain_layout(root)}")
-    depth = _to_8bit(items, root, bit_depth, training=labels is None)
+    depth = images_to_8bit(items, bit_depth, training=labels is None)
     files_per_class = Counter(label for _, label in candidates)
     note_lost_classes({**held, **{name: f"{n} file(s), none usable"
                                   for name, n in files_per_class.items()}}, set(label_names))
