@@ -160,6 +160,7 @@ class FramePreparer:
         self._shape: tuple[int, ...] | None = None
         self._regions: list[Region] = []
         self._batch: TileBatch | None = None    # all tiles with one resize, if it equals
+        self.misfit: str | None = None           # why the regions do not fit this frame size
         # the reading thread calls this; the pipeline only for a frame read before it
         # installed this step on a caller's source
         self._lock = threading.Lock()
@@ -172,13 +173,30 @@ class FramePreparer:
             work.fault = self.detector.check(image)
             # a tiny frame is a fault, not a frame to plan regions in (they may not fit)
             if image.shape != self._shape and work.fault != "tiny":
-                self._regions = plan_regions(image.shape, *self._plan)
-                self._batch = TileBatch.plan(self._regions, self.spec)
-                self._shape = image.shape
+                self._replan(image.shape)
+            if self.misfit is not None and work.fault != "tiny":
+                work.fault = "resolution"
             work.regions = self._regions
         if work.fault is None and not (waiting and self.share):
             self.tensors(work)
         return work
+
+    def _replan(self, shape: tuple[int, ...]) -> None:
+        """Regions for a new frame size. On the first frame regions that do not fit are the
+        user's mistake (InputError); later, the camera changed: a ``resolution`` fault on
+        every frame of that size, so one source's change does not end the others."""
+        try:
+            regions = plan_regions(shape, *self._plan)
+        except InputError as exc:
+            if self._shape is None:
+                raise
+            self.misfit = f"{shape[1]}x{shape[0]} frames: {exc}"
+            self._regions, self._batch = [], None
+        else:
+            self.misfit = None
+            self._regions = regions
+            self._batch = TileBatch.plan(regions, self.spec)
+        self._shape = shape
 
     def analyse(self, work: Prepared) -> None:
         """The frame in the model's colour (``work.pixels``) and its health features
@@ -346,7 +364,8 @@ class CameraPipeline(Pipeline):
             loop.faults[work.fault] += 1
             if work.fault != self.active_fault:
                 self.debouncer.reset()
-                loop.fault(work.fault, frame.index)
+                detail = prepare.misfit if work.fault == "resolution" else None
+                loop.fault(work.fault, frame.index, **({"detail": detail} if detail else {}))
             self.active_fault = work.fault
             loop.active_faults = (work.fault,)
             if loop.preview is not None and loop.preview.wants():

@@ -16,7 +16,9 @@ import numpy as np
 
 from .errors import InputError
 
-FAULTS = ("black", "overexposed", "frozen", "tiny")
+# "resolution": the camera's frame size changed and the regions asked for (--roi, --tiles,
+# --grid) no longer fit it (camera.FramePreparer); reported, not classified, until they do.
+FAULTS = ("black", "overexposed", "frozen", "tiny", "resolution")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,11 @@ def _positions(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
+# A region narrower than this cannot show a defect (the image loaders' and the frame
+# faults' limit too); it would only be stretched to the model's input.
+MIN_REGION_SIDE = 8
+
+
 def plan_regions(frame_shape: tuple[int, ...], roi: Region | None = None,
                  tiles: tuple[int, int] | None = None,
                  grid: tuple[int, int, int] | None = None) -> list[Region]:
@@ -78,8 +83,10 @@ def plan_regions(frame_shape: tuple[int, ...], roi: Region | None = None,
                          f"{width}x{height} frame")
     if tiles:
         rows, cols = tiles
-        if rows > area.h or cols > area.w:
-            raise InputError(f"--tiles {rows}x{cols} is finer than the {area.w}x{area.h} area")
+        if area.h // rows < MIN_REGION_SIDE or area.w // cols < MIN_REGION_SIDE:
+            raise InputError(f"--tiles {rows}x{cols} makes tiles of {area.w // cols}x"
+                             f"{area.h // rows} pixels in the {area.w}x{area.h} area: expected "
+                             f"tiles of at least {MIN_REGION_SIDE}x{MIN_REGION_SIDE}")
         ys = np.linspace(area.y, area.y + area.h, rows + 1).round().astype(int)
         xs = np.linspace(area.x, area.x + area.w, cols + 1).round().astype(int)
         return [Region(int(xs[c]), int(ys[r]), int(xs[c + 1] - xs[c]), int(ys[r + 1] - ys[r]))
@@ -88,6 +95,9 @@ def plan_regions(frame_shape: tuple[int, ...], roi: Region | None = None,
         w, h, stride = grid
         if w > area.w or h > area.h:
             raise InputError(f"--grid window {w}x{h} is larger than the {area.w}x{area.h} area")
+        if min(w, h) < MIN_REGION_SIDE:
+            raise InputError(f"--grid window {w}x{h} is too small: expected at least "
+                             f"{MIN_REGION_SIDE}x{MIN_REGION_SIDE} pixels")
         return [Region(area.x + x, area.y + y, w, h)
                 for y in _positions(area.h, h, stride) for x in _positions(area.w, w, stride)]
     return [area]

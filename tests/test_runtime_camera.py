@@ -298,6 +298,13 @@ def test_region_planning_and_parsing():
         plan_regions((100, 100), roi=Region(50, 50, 60, 10))
     with pytest.raises(InputError, match="larger"):
         plan_regions((100, 100), grid=(120, 10, 5))
+    # regions too small to show a defect: 6x4-pixel tiles of a 610x410 frame
+    with pytest.raises(InputError, match=r"--tiles 100x100 makes tiles of 6x4 pixels in the "
+                                         r"610x410 area: expected tiles of at least 8x8"):
+        plan_regions((410, 610), tiles=(100, 100))
+    with pytest.raises(InputError, match="--grid window 6x6 is too small"):
+        plan_regions((100, 100), grid=(6, 6, 3))
+    assert len(plan_regions((410, 610), tiles=(51, 76))) == 51 * 76  # 8x8 tiles are fine
 
 
 def test_frozen_source_is_a_fault_not_a_class(workdir, bright_bundle):

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 
 import cv2
 import pytest
 
+from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.multi import run_many
 from edgecnn.deploy.options import Logging, plan_from_keywords
+from edgecnn.deploy.tiles import parse_roi
 from runtime_helpers import (
     CALIBRATION,
     NEU_CLASSES,
@@ -58,3 +62,38 @@ def test_two_cameras_and_a_recording_in_one_process(bright_bundle, tmp_path):
     assert [e["class"] for e in by_source["cam-a"]] == list(NEU_CLASSES[1:4])
     assert [e["class"] for e in by_source["cam-b"]] == [NEU_CLASSES[i] for i in (4, 3, 2, 1, 4)]
     assert len(by_source["pump"]) >= 1 and all("window" in e for e in by_source["pump"])
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed: "
+                    "it joins two MJPEG videos of different sizes")
+def test_a_camera_changing_resolution_is_a_fault_and_the_others_go_on(bright_bundle, tmp_path):
+    # 96x128 frames, then 60x80 ones (a camera reconfigured), then 96x128 again: one file
+    parts = [write_video(tmp_path / "p1.avi", [gray_frame(level_for_class(1))] * 6),
+             write_video(tmp_path / "p2.avi", [gray_frame(level_for_class(2), (60, 80))] * 6),
+             write_video(tmp_path / "p3.avi", [gray_frame(level_for_class(3))] * 6)]
+    (tmp_path / "list.txt").write_text("".join(f"file '{p}'\n" for p in parts))
+    joined = tmp_path / "changing.avi"
+    subprocess.run([shutil.which("ffmpeg"), "-hide_banner", "-loglevel", "error", "-f", "concat",
+                    "-safe", "0", "-i", str(tmp_path / "list.txt"), "-c", "copy", str(joined)],
+                   check=True, timeout=60)
+    other = _video(tmp_path / "other.avi", [4, 1])
+    log = tmp_path / "events.jsonl"
+    roi = parse_roi("10,10,100,70")  # fits 128x96, not 80x60
+    summaries = run_many(
+        [(bright_bundle, plan_from_keywords("camera", str(joined), min_frames=2, name="top",
+                                            roi=roi)),
+         (bright_bundle, plan_from_keywords("camera", str(other), min_frames=2, name="side"))],
+        Logging(log=str(log)))
+    top, side = summaries
+    assert top.read == 18 and top.processed == 12 and top.faults["resolution"] == 6
+    assert side.processed == 8 and side.stop_reason == "end of source"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    faults = [e for e in events if e["type"] == "fault" and e["source"] == "top"]
+    assert [(e["fault"], e["frame"]) for e in faults] == [("resolution", 6)]
+    assert "80x60 frames: --roi 10,10,100,70 does not fit in the 80x60 frame" in faults[0]["detail"]
+    classes = [e["class"] for e in events if e["type"] == "defect" and e["source"] == "top"]
+    assert classes == [NEU_CLASSES[1], NEU_CLASSES[3]]
+    # on the first frame the same regions are the user's mistake: a clear error at once
+    with pytest.raises(InputError, match="does not fit in the 80x60 frame"):
+        run_many([(bright_bundle, plan_from_keywords("camera", str(parts[1]), roi=roi))],
+                 Logging())
