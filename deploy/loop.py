@@ -118,8 +118,9 @@ class RunLoop:
                 self.source_active.add(change.fault)
             elif change.state == "end":
                 self.source_active.discard(change.fault)
-            self.emit(change.event(self.summary.source, **{self.item: index},
-                                   model_sha256=self.summary.model_sha256))
+            self.emit({"id": event_id(), **change.event(
+                self.summary.source, **{self.item: index},
+                model_sha256=self.summary.model_sha256)})
 
     def health_changes(self, changes, index: int, **fields) -> None:
         """Log source-health transitions (``health.HealthMonitor.check``: dark, defocus,

@@ -117,6 +117,10 @@ _MAT_NUMERIC = ("double", "single", "int8", "int16", "int32", "int64", "uint8", 
 def _read_mat(path: Path, channel):
     """CWRU files by channel suffix (``*_DE_time``); any other .mat file by variable name
     (``channel`` names it) or, when it holds exactly one numeric 1-D array, that array."""
+    with open(path, "rb") as handle:
+        if handle.read(19) == b"MATLAB 7.3 MAT-file":
+            raise SourceError(f"{path} is a MATLAB v7.3 (HDF5) file: expected MATLAB 5 / v7; "
+                              "in MATLAB, save it again with save(..., '-v7')")
     listing = scipy.io.whosmat(str(path))
     names = [name for name, _, _ in listing]
     suffix = f"_{channel}_time"
@@ -146,11 +150,27 @@ def _read_mat(path: Path, channel):
 
 
 def _read_mat_variable(path: Path, listing, channel):
+    """A variable by name; the only 1-D numeric array; or a column of a samples x channels
+    matrix (a triaxial sensor's N x 3): ``NAME:INDEX``, or just the index when the file
+    holds that one matrix."""
     signals = [name for name, shape, kind in listing
                if kind in _MAT_NUMERIC and len(shape) == 2 and min(shape) == 1
                and max(shape) > 1]
+    matrices = {name: shape for name, shape, kind in listing
+                if kind in _MAT_NUMERIC and len(shape) == 2 and min(shape) > 1}
     names = [name for name, _, _ in listing]
     cwru = sorted(name for name in names if name.endswith("_time"))
+    name, _, column = str(channel).rpartition(":")
+    if name in matrices and _is_index(column):
+        return _mat_column(path, name, column)
+    if _is_index(channel) and not signals and len(matrices) == 1:
+        return _mat_column(path, next(iter(matrices)), str(channel))
+    if str(channel) in matrices or (str(channel) == "DE" and not signals and matrices):
+        key = str(channel) if str(channel) in matrices else next(iter(matrices))
+        rows, cols = matrices[key]
+        raise SourceError(f"{path}: the array {key!r} ({rows}x{cols}) holds "
+                          f"{min(rows, cols)} channels: give one with --channel "
+                          f"{key}:0..{min(rows, cols) - 1}")
     if str(channel) in names:
         key = str(channel)
     elif cwru:  # a CWRU-style file without the wanted channel: never read another one
@@ -172,6 +192,17 @@ def _read_mat_variable(path: Path, listing, channel):
     # Not a CWRU file: its name says nothing about its rate (a generic "normal.mat" is not
     # the 48 kHz CWRU baseline).
     return data[key], None, None, key
+
+
+def _mat_column(path: Path, key: str, column: str):
+    data = scipy.io.loadmat(str(path), variable_names=[key])
+    if key not in data:
+        raise SourceError(f"{path}: variable {key!r} is listed but cannot be read")
+    array = np.asarray(data[key])
+    if array.shape[0] < array.shape[1]:   # channels x samples: channels are the short side
+        array = array.T
+    samples, used = _pick_column(path, array, column)
+    return samples, None, None, f"{key}:{used}"
 
 
 def _read_npy(path: Path, channel):

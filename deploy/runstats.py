@@ -82,7 +82,11 @@ class RunSummary:
         def ms(v):
             return "-" if v is None else f"{v:.2f} ms"
         events = ", ".join(f"{k} {v}" for k, v in sorted(self.events.items())) or "none"
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items()) if v) or "none"
+        counts = {k: v for k, v in self.faults.items() if v}
+        for k, v in (self.extra.get("source_faults") or {}).items():  # stalled, disconnected
+            if v:
+                counts[k] = counts.get(k, 0) + v
+        faults = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
         lines = [
             f"{self.kind} run on {self.source} ({self.stop_reason})",
             f"  model      {self.bundle} [{self.model_format}] sha256 {self.model_sha256[:12]}",

@@ -12,6 +12,7 @@ marked ``gap`` so no window mixes samples from both sides.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import socket
@@ -109,6 +110,20 @@ class SampleSource:
         return Chunk(samples, gap)
 
 
+_log = logging.getLogger("edgecnn.deploy")
+
+
+def note_rate(name: str, source_rate: float, model_rate: float) -> None:
+    """Say what resampling a source to the model's rate costs, as training and eval do."""
+    if source_rate > model_rate * (1 + 1e-6):
+        _log.warning("NOTE: %s at %g Hz is resampled to the model's %g Hz: everything above "
+                     "%g Hz is dropped", name, source_rate, model_rate, model_rate / 2)
+    elif source_rate < model_rate * (1 - 1e-6):
+        _log.warning("NOTE: %s at %g Hz is resampled up to the model's %g Hz: the model's "
+                     "band above %g Hz stays empty", name, source_rate, model_rate,
+                     source_rate / 2)
+
+
 class RecordingSource(SampleSource):
     """A recording file, resampled to the model rate, in chunks (paced with ``realtime``)."""
 
@@ -122,6 +137,7 @@ class RecordingSource(SampleSource):
         recording = read_recording(path, channel=channel, sample_rate=file_rate)
         self.name = str(path)
         self.recording = recording
+        note_rate(self.name, recording.sample_rate, sample_rate)
         self.samples = resample(recording.samples, recording.sample_rate, sample_rate)
         self._chunk = max(1, int(round(chunk_seconds * sample_rate)))
         self._pos = 0
@@ -155,6 +171,7 @@ class _RawFloatStream(SampleSource):
                  stall_seconds: float = Backoff().stall_seconds):
         super().__init__(sample_rate)
         self.stream_rate = float(stream_rate or sample_rate)
+        note_rate("the stream", self.stream_rate, sample_rate)
         self._resampler = StreamResampler(self.stream_rate, sample_rate)
         self._pending = b""
         self._ready: deque = deque()   # (samples, gap) decoded but not handed out yet
@@ -203,7 +220,8 @@ class _RawFloatStream(SampleSource):
 
     def _queue(self, raw: np.ndarray) -> None:
         if len(raw):
-            self._ready.append((raw.astype(np.float64), self._gap))
+            with np.errstate(invalid="ignore"):  # garbage bytes hold signalling NaNs
+                self._ready.append((raw.astype(np.float64), self._gap))
             self._gap = False
 
     def _mark_gap(self) -> None:

@@ -9,6 +9,7 @@ clipping and stream gaps are reported as source faults.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -141,6 +142,11 @@ class VibrationPipeline(Pipeline):
             vib.source, sig.sample_rate, channel=vib.channel or sig.channel,
             stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff,
             stop=stop)
+        held = getattr(self.src, "samples", None)
+        if isinstance(held, np.ndarray) and len(held) < sig.window_length:
+            logging.getLogger("edgecnn.deploy").warning(
+                "NOTE: %s holds %d samples at %g Hz, less than one window of %d: nothing to "
+                "classify", self.src.name, len(held), sig.sample_rate, sig.window_length)
         summary = RunSummary(kind="vibration", source=vib.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),

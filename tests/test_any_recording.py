@@ -195,3 +195,39 @@ def test_csv_dialects_of_spreadsheets_and_loggers_read_the_same_samples(tmp_path
     (tmp_path / "counts.csv").write_text("12,345\n13,-340\n11,290\n")
     counts = read_recording(tmp_path / "counts.csv", channel="1", sample_rate=12000)
     assert counts.samples.tolist() == [345.0, -340.0, 290.0]
+
+
+def test_a_bare_manifest_entry_naming_several_files_is_refused(tmp_path):
+    from edgecnn.deploy.errors import DataError
+
+    rig = tmp_path / "rig"
+    for day in ("day1", "day2"):
+        (rig / day).mkdir(parents=True)
+        np.save(rig / day / "run1.npy", _real(12000))
+    (rig / "labels.csv").write_text("file,label,sample_rate\nrun1.npy,inner,12000\n")
+    spec = SignalSpec(sample_rate=12000.0, window_length=4096)
+    with pytest.raises(DataError, match=r"the entry 'run1.npy' matches 2 files "
+                                        r"\(day1/run1.npy, day2/run1.npy\)"):
+        load_dataset("vibration", rig, spec, labels=("inner", "normal"))
+
+
+def test_a_triaxial_matrix_in_a_mat_file_gives_one_column(tmp_path):
+    x = _real()
+    scipy.io.savemat(tmp_path / "tri.mat", {"data": np.stack([x, -x, 2 * x], axis=1)})
+    with pytest.raises(SourceError, match=r"the array 'data' \(24000x3\) holds 3 channels: "
+                                          r"give one with --channel data:0..2"):
+        read_recording(tmp_path / "tri.mat", sample_rate=12000)
+    second = read_recording(tmp_path / "tri.mat", channel="data:1", sample_rate=12000)
+    np.testing.assert_allclose(second.samples, -x)
+    assert second.channel == "data:1"
+    np.testing.assert_allclose(read_recording(tmp_path / "tri.mat", channel="2",
+                                              sample_rate=12000).samples, 2 * x)
+    scipy.io.savemat(tmp_path / "rows.mat", {"acc": np.stack([x, -x, 2 * x])})  # 3 x N
+    np.testing.assert_allclose(read_recording(tmp_path / "rows.mat", channel="acc:2",
+                                              sample_rate=12000).samples, 2 * x)
+
+
+def test_a_matlab_v73_file_is_named_as_such(tmp_path):
+    (tmp_path / "new.mat").write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64" + b"\0" * 600)
+    with pytest.raises(SourceError, match=r"MATLAB v7.3 \(HDF5\) file: .*'-v7'"):
+        read_recording(tmp_path / "new.mat", sample_rate=12000)

@@ -138,6 +138,8 @@ def test_http_stream_killed_then_restarted_is_a_disconnect_with_start_and_end(
     assert summary.reconnects == 1 and src.stats.disconnects == 1
     assert summary.extra["source_faults"] == {"disconnected": 1}
     assert summary.processed >= 20 and summary.stop_reason == "test done"
+    assert len(start["id"]) > 8 and start["id"] != end["id"]  # as every event, an id
+    assert "disconnected 1" in summary.format().split("faults")[1].splitlines()[0]
 
 
 @needs_ffmpeg

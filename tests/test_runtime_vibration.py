@@ -192,3 +192,17 @@ def test_realtime_pacing_reads_at_the_signal_rate(tmp_path, bundle, spec):
     assert paced.read == fast.read == len(window_starts(6000, spec.signal.window_length, 1024))
     assert paced.elapsed_s >= 0.4          # paced: cannot finish before the signal's length
     assert paced.extra["signal_s"] == pytest.approx(0.5)
+
+
+def test_run_notes_resampling_and_a_recording_shorter_than_a_window(tmp_path, bundle, caplog):
+    import logging
+
+    short = tmp_path / "short.npy"
+    np.save(short, read_recording(RECORDING).samples[:1000])
+    with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+        summary = run_vibration(bundle, str(short), sample_rate=12000.0)
+        run_vibration(bundle, str(NORMAL_48K), max_windows=2)
+    assert summary.read == 0
+    assert "holds 1000 samples at 12000 Hz, less than one window of" in caplog.text
+    assert "at 48000 Hz is resampled to the model's 12000 Hz: everything above 6000 Hz is " \
+           "dropped" in caplog.text

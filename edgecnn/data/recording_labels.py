@@ -75,7 +75,7 @@ class ManifestRule:
     """A CSV with columns ``file,label[,sample_rate]``; files relative to the dataset root.
 
     An entry without a folder part also matches that file name anywhere under the root, as
-    long as the name is unique in the manifest.
+    long as the name is unique in the manifest and names one file (``check_unambiguous``).
     """
 
     name = "manifest"
@@ -90,6 +90,7 @@ class ManifestRule:
                 by_name.setdefault(key, []).append(key)
         self._by_name = by_name
         self.matched: set[str] = set()
+        self._found_by_name: dict[str, list[str]] = {}   # bare entry -> files it named
 
     def _entry(self, rel: str) -> str | None:
         if rel in self.entries:
@@ -102,11 +103,23 @@ class ManifestRule:
         if key is None:
             return None
         self.matched.add(key)
+        if key != rel:
+            found = self._found_by_name.setdefault(key, [])
+            if rel not in found:
+                found.append(rel)
         return self.entries[key][0]
 
     def sample_rate(self, rel: str) -> float | None:
         key = self._entry(rel)
         return self.entries[key][1] if key is not None else None
+
+    def check_unambiguous(self) -> None:
+        """Refuse a bare entry that named several files: which one it labels is a guess."""
+        for key, found in self._found_by_name.items():
+            if len(found) > 1:
+                raise DataError(f"{self.path.name}: the entry {key!r} matches {len(found)} "
+                                f"files ({', '.join(sorted(found)[:4])}): give each its "
+                                "path under the dataset folder")
 
     def unmatched(self) -> list[str]:
         """Manifest entries that named no recording file."""

@@ -169,6 +169,7 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
         else:
             labelled.append((path, rel, label))
     if isinstance(rule, ManifestRule):
+        rule.check_unambiguous()
         for entry in rule.unmatched():
             skips.skip(base / entry, f"listed in {rule.path.name} but no such recording "
                                      f"under {base}")
