@@ -224,7 +224,7 @@ def test_cwru_with_model_labels():
     samples = load_recordings(CWRU, SPEC, stride=10000, labels=order)
     assert samples.class_names == order
     assert CWRU_CLASSES[::-1][samples.labels[samples.sources.index(NORMAL)]] == "normal"
-    with pytest.raises(DataError, match="does not know: B007, B014"):
+    with pytest.raises(DataError, match="does not know: 'B007', 'B014'"):
         load_recordings(CWRU, SPEC, stride=10000, labels=CWRU_CLASSES[:3])
 
 

@@ -40,9 +40,10 @@ def resolve_classes(found, labels: tuple[str, ...] | None, root,
     else:
         names = tuple(str(label) for label in labels)
         unknown = sorted(found - set(names), key=natural_key)
-        if unknown:
+        if unknown:  # quoted: a trailing space in a folder name must show
             raise DataError(f"{root} holds classes the model does not know: "
-                            f"{', '.join(unknown)}; the model's classes are: {', '.join(names)}")
+                            f"{', '.join(map(repr, unknown))}; the model's classes are: "
+                            f"{', '.join(map(repr, names))}")
     return names, {name: i for i, name in enumerate(names)}
 
 
