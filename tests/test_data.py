@@ -129,7 +129,7 @@ def test_model_label_order_is_followed_and_unknown_classes_refused(data_dir):
         assert order[label] == source.split("/")[0]
     with pytest.raises(DataError) as err:
         load_image_folder(data_dir, labels=("crazing", "inclusion"))
-    assert "scratches" in str(err.value) and "crazing, inclusion" in str(err.value)
+    assert "scratches" in str(err.value) and "'crazing', 'inclusion'" in str(err.value)
 
 
 # ----------------------------------------------------------------------------- MNIST
