@@ -23,6 +23,10 @@ from .bundle import Bundle
 from .errors import BundleError, InputError
 from .formats import model_format
 
+# More intra-op threads than this only costs memory and start-up (a pool of 100 000 threads
+# never returns); line PCs have a few cores.
+MAX_THREADS = 256
+
 
 @dataclass(frozen=True)
 class EngineOptions:
@@ -32,8 +36,10 @@ class EngineOptions:
     spinning: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.threads, int) or self.threads < 1:
-            raise InputError(f"threads must be a whole number >= 1; found {self.threads!r}")
+        if not isinstance(self.threads, int) or isinstance(self.threads, bool) or \
+                not 1 <= self.threads <= MAX_THREADS:
+            raise InputError(f"--threads must be a whole number 1-{MAX_THREADS}; found "
+                             f"{self.threads!r}")
 
 
 class Runner:

@@ -16,8 +16,10 @@ does the same with rolled-back inserts). Each sink's ``health`` says what it cou
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -116,7 +118,8 @@ class EventLog(BufferedSink):
         return fd
 
     def _repair(self, fd: int) -> int:
-        """Cut a trailing partial line (left by a power loss) so the log stays line-clean."""
+        """Cut a trailing partial line (left by a power loss) so the log stays line-clean;
+        a whole event that only lacks its newline (a file edited by hand) gets one."""
         size = os.fstat(fd).st_size
         if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return size
@@ -130,8 +133,14 @@ class EventLog(BufferedSink):
                 keep = start + cut + 1
                 break
             keep = start
+        if size - keep <= 1 << 20 and _parse(os.pread(fd, size - keep, keep)) is not None:
+            os.write(fd, b"\n")                 # O_APPEND: after the whole event
+            return size + 1
         os.ftruncate(fd, keep)
         self.trimmed_bytes = size - keep
+        logging.getLogger("edgecnn.deploy").warning(
+            "note: %s ended in a cut line (%d bytes, a power loss?): removed before appending",
+            self.path, self.trimmed_bytes)
         return keep
 
     def write(self, event: dict[str, Any]) -> None:
@@ -384,12 +393,24 @@ def _read_events(path: Path):
                 yield _parse(raw)
 
 
+_STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
 def _parse(raw) -> dict | None:
+    """An event as the runtime writes it, else None: not JSON (or nested past the parser's
+    depth, or an SQLite NULL), not an object, no ISO time, a class that is not text."""
+    if raw is None:
+        return None
     try:
         event = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, TypeError):
         return None
-    return event if isinstance(event, dict) else None
+    if not isinstance(event, dict) or not isinstance(event.get("time"), str) or \
+            not _STAMP.match(event["time"]):
+        return None
+    if event.get("type") != "fault" and not isinstance(event.get("class"), str):
+        return None
+    return event
 
 
 def summarize_events(path) -> dict[str, Any]:
@@ -405,7 +426,7 @@ def summarize_events(path) -> dict[str, Any]:
     first = last = None
     for file in files:
         for event in _read_events(file):
-            if event is None or "time" not in event:
+            if event is None:
                 bad += 1
                 continue
             stamp = str(event["time"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -57,6 +58,15 @@ def _loopback(host: str) -> bool:
         return False
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-request is the client's business: no traceback in the
+    run's journal (socketserver prints one per dropped connection)."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 class LiveServer:
     """The HTTP server of a run, in a daemon thread; ``close()`` stops it."""
 
@@ -66,7 +76,7 @@ class LiveServer:
         self.token = options.token
         handler = type("Handler", (_Handler,), {"server_state": self})
         try:
-            self.httpd = ThreadingHTTPServer((host, port), handler)
+            self.httpd = _QuietServer((host, port), handler)
         except OSError as exc:
             raise InputError(f"cannot listen on {options.listen}: {exc.strerror}") from None
         self.httpd.daemon_threads = True

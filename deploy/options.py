@@ -42,6 +42,18 @@ class Decisions:
     ignore_classes: tuple[str, ...] = ()
     probabilities: bool = False                # store every class probability in events
 
+    def __post_init__(self) -> None:
+        # checked where the plan is made, naming the option (the service config's key
+        # comes from it), so --check refuses what the run would
+        if self.min_count is not None and (not isinstance(self.min_count, int) or
+                                           isinstance(self.min_count, bool) or
+                                           self.min_count < 1):
+            raise InputError(f"--min-frames / --min-windows must be a whole number >= 1; "
+                             f"found {self.min_count!r}")
+        if not isinstance(self.threshold, (int, float)) or not 0.0 <= self.threshold <= 1.0:
+            raise InputError(f"--threshold must be a confidence in [0, 1]; found "
+                             f"{self.threshold!r}")
+
     def count_for(self, kind: str) -> int:
         return DEFAULT_MIN_COUNT[kind] if self.min_count is None else self.min_count
 
@@ -106,6 +118,16 @@ class VibrationSource:
     checks: Any = None                         # vibration.SignalChecks (None: defaults)
     backoff: Backoff = Backoff()
     name: str | None = None                    # the source's name in events (default: as read)
+
+    def __post_init__(self) -> None:
+        if self.hop is not None and (not isinstance(self.hop, int) or self.hop < 1):
+            raise InputError(f"--hop must be a whole number of samples >= 1; found {self.hop!r}")
+        rate = self.sample_rate
+        if rate is not None and (not isinstance(rate, (int, float)) or not 0 < rate < 1e8):
+            raise InputError(f"--sample-rate must be a positive number of Hz below 1e8; found "
+                             f"{rate!r}")
+        if isinstance(self.source, str) and not self.source.strip():
+            raise InputError("--source is empty: expected a recording, '-' or tcp://host:port")
 
 
 @dataclass(frozen=True)

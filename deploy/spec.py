@@ -8,6 +8,7 @@ export and the runtime, so every stage applies exactly the same transforms (see
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -37,8 +38,17 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or \
+            not math.isfinite(value):
         raise SpecError(f"{name} must be a positive number; found {value!r}")
+
+
+def _finite(name: str, values) -> None:
+    """Numbers a tensor is normalised with: NaN, inf or 1e30 turn every input into one class."""
+    for value in values:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or \
+                not math.isfinite(value) or abs(value) > 1e6:
+            raise SpecError(f"{name} must be finite numbers of at most 1e6; found {value!r}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,9 @@ class ImageSpec:
         _choice("image interpolation", self.interpolation, INTERPOLATIONS)
         if self.layout != "NHWC":
             raise SpecError(f"image layout must be NHWC; found {self.layout!r}")
+        _positive("image scale", self.scale)
+        _finite("image mean", self.mean)
+        _finite("image std", self.std)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) not in (1, self.channels) or len(self.std) not in (1, self.channels):
@@ -137,6 +150,7 @@ class SignalSpec:
         window = self.window if isinstance(self.window, str) else tuple(self.window)
         object.__setattr__(self, "window", window)
         _positive("std", self.std)
+        _finite("mean", (self.mean,))
 
     @property
     def hop(self) -> int:

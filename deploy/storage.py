@@ -66,7 +66,7 @@ def lock_one_writer(path, what: str, option: str) -> int | None:
     """
     if fcntl is None:
         return None
-    lock_path = f"{path}.lock"
+    lock_path = f"{os.path.realpath(path)}.lock"   # a link to the file shares its lock
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -307,12 +307,14 @@ class StorageGuard:
 
     def _fault(self, health: StorageHealth) -> dict:
         from .events import utc_now
+        from .loop import event_id
 
         state = "end" if health.ok else "start"
         message = (f"{health.sink} {health.path}: {health.error}" if state == "start" else
                    f"{health.sink} {health.path} stores again ({health.late} stored late, "
                    f"{health.unstored} not stored so far)")
-        event = {"time": utc_now(), "type": "fault", **self._context, "fault": "storage",
+        event = {"id": event_id(), "time": utc_now(), "type": "fault", **self._context,
+                 "fault": "storage",
                  "state": state, "sink": health.sink, "path": health.path,
                  "error": health.error, "message": message}
         return event

@@ -194,7 +194,7 @@ def load_config(path) -> ServiceConfig:
     """Read and check a service config; every error names file, line and key."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM from Windows Notepad is fine
         data = tomllib.loads(text)
     except FileNotFoundError:
         raise InputError(f"config file {path} not found") from None
@@ -259,6 +259,9 @@ def _source(kind, table, defaults, logging_params, options, where, run_where, ba
                           f"needs a 'bundle' (a path or a shipped name); found {bundle!r}")
     if "source" not in table:   # the --source option: one per table
         raise where.error(None, "needs a 'source' (a camera, video, URL or recording)")
+    if isinstance(table["source"], str) and not table["source"].strip():
+        raise where.error("source", "is empty: expected a camera, video, URL or recording "
+                                    "(a relative path is taken from the config's folder)")
     params = {**_defaults(kind), **_values(defaults, options, run_where, base),
               **_values(table, options, where, base), **logging_params}
     params["sources"] = (_relative(base, params["sources"][0], must_exist=True),)

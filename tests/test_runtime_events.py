@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -67,6 +68,15 @@ def test_partial_tail_is_trimmed_on_open(tmp_path):
     assert [e["class"] for e in lines] == ["a", "b"]
 
 
+def test_a_whole_last_event_without_its_newline_is_kept(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"time": "2025-01-01T00:00:00Z", "class": "a", "frame": 0}')
+    with EventLog(path) as log:
+        assert log.trimmed_bytes == 0
+        log.write({"time": "2025-01-01T00:00:02Z", "class": "b", "frame": 1})
+    assert [json.loads(line)["class"] for line in path.read_text().splitlines()] == ["a", "b"]
+
+
 def test_rotation_and_summary_across_files(tmp_path):
     path = tmp_path / "log dir" / "events.jsonl"
     with EventLog(path, fsync="never", rotate_bytes=2000, backups=3) as log:
@@ -110,9 +120,21 @@ def test_sqlite_sink_and_summary(tmp_path):
 
 def test_summary_skips_garbage_and_rejects_missing(tmp_path):
     path = tmp_path / "events.jsonl"
-    path.write_text('{"time": "2025-01-01T00:00:00Z", "class": "a"}\nnot json\n[1,2]\n')
+    path.write_text('{"time": "2025-01-01T00:00:00Z", "class": "a"}\nnot json\n[1,2]\n'
+                    + "[" * 5000 + "\n"                                  # past the parser
+                    + '{"time": "2025-01-01T00:00:00Z", "class": 123}\n'  # not a class name
+                    + '{"time": "notatime", "class": "a"}\n{"time": 12345, "class": "a"}\n')
     summary = summarize_events(path)
-    assert summary["events"] == 1 and summary["bad_lines"] == 2
+    assert summary["events"] == 1 and summary["bad_lines"] == 6
+    assert summary["last"] == "2025-01-01T00:00:00Z"
+    db = tmp_path / "events.db"
+    with SqliteSink(db) as sink:
+        sink.write({"time": "2025-01-01T00:00:00Z", "class": "a", "type": "defect"})
+    con = sqlite3.connect(db)
+    con.execute("UPDATE events SET data = NULL")
+    con.commit()
+    con.close()
+    assert summarize_events(db)["bad_lines"] == 1
     with pytest.raises(InputError, match="does not exist"):
         summarize_events(tmp_path / "nope.jsonl")
     with pytest.raises(InputError, match="fsync"):

@@ -196,3 +196,22 @@ def test_page_renders_in_headless_chromium(bundle, tmp_path):
     picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[1] == 1100
     assert picture.std() > 10           # a rendered page, not a blank canvas
+
+
+def test_clients_hanging_up_leave_no_traceback(bundle, tmp_path, capsys):
+    import socket
+    import struct
+
+    video = _video(tmp_path / "v.avi", [1, 2], hold=200)
+    sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True, name="cam"))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0")) as run:
+        host, port = run.url.split("//")[1].strip("/").split(":")
+        for i in range(20):
+            client = socket.create_connection((host, int(port)), timeout=5)
+            request = b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n"
+            client.sendall(request if i % 2 else request[:12])  # whole, or cut short
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()                                       # a reset, not a goodbye
+        time.sleep(0.5)
+        assert run.get("api/status")[0] == 200
+    assert "Traceback" not in capsys.readouterr().err

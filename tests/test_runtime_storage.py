@@ -404,6 +404,11 @@ def test_a_second_writer_is_refused_and_rotation_holds(media, tmp_path, capsys):
                             "--rotate-mb", limit_mb, "--min-frames", "1", "--quiet")
         assert code == 2 and "Traceback" not in err
         assert "in use by another run" in err and f"pid {holder.pid}" in err
+        alias = tmp_path / "alias.jsonl"   # the same file through a link: the same lock
+        alias.symlink_to(log)
+        code, _, err = _cli(capsys, "run", "camera", bundle, "--source", video, "--log", alias,
+                            "--min-frames", "1", "--quiet")
+        assert code == 2 and "in use by another run" in err
         holder.stdin.write("go\n")
         holder.stdin.flush()
         assert holder.stdout.readline().strip() == "wrote"

@@ -120,6 +120,12 @@ def test_check_validates_without_running(line):
     ("", '[mqtt]\nurl = "mqtt://h/p"\nspool_max = "many"\n', 25,
      "[mqtt] key 'spool_max': must be an integer"),
     ("", '[http]\nlisten = "127.0.0.1:8080"\nport = 1\n', 25, "[http] key 'port'"),
+    # values the run refuses are refused here, with their own key (not 'bundle')
+    ('threshold = -0.5\n', "", 16, "key 'threshold': --threshold must be a confidence in"),
+    ('min_frames = -3\n', "", 16, "key 'min_frames': --min-frames / --min-windows must be"),
+    ('threads = 100000\n', "", 16, "key 'threads': --threads must be a whole number 1-256"),
+    ("", 'hop = 0\n', 23, "key 'hop': --hop must be a whole number of samples >= 1"),
+    ("", 'sample_rate = -12000\n', 23, "key 'sample_rate': --sample-rate must be a positive"),
 ])
 def test_bad_keys_name_file_line_and_key(line, camera_extra, extra, line_no, message):
     path = _config(line, camera_extra, extra, name="bad.toml")
@@ -129,6 +135,16 @@ def test_bad_keys_name_file_line_and_key(line, camera_extra, extra, line_no, mes
     assert message in text
     if line_no:
         assert text.startswith(f"{path} line {line_no}: ")
+
+
+def test_an_empty_source_and_a_bom(line):
+    path = line / "empty.toml"
+    path.write_text('[[camera]]\nname = "a"\nbundle = "img"\nsource = ""\n')
+    with pytest.raises(InputError, match="line 4: .*key 'source': is empty"):
+        load_config(path)
+    path.write_text('\ufeff[[camera]]\nname = "a"\nbundle = "img"\nsource = "a.avi"\n',
+                    encoding="utf-8")  # Windows Notepad's byte-order mark
+    assert len(load_config(path).sources) == 1
 
 
 def test_duplicate_and_missing_names(line):

@@ -74,3 +74,13 @@ def test_signal_tensor_applies_transform_and_normalisation():
     expected = (np.log(magnitude_spectrogram(window, spec) + spec.eps) + 4.0) / 2.0
     assert tensor.shape == (*spec.shape[:2], 1)
     np.testing.assert_allclose(tensor[..., 0], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("field,value", [("scale", float("nan")), ("scale", 0.0),
+                                         ("scale", float("inf")), ("scale", -1.0),
+                                         ("mean", [1e30]), ("std", [float("nan")])])
+def test_normalisation_numbers_that_would_make_every_input_one_class_are_refused(field, value):
+    data = {"kind": "image", "labels": ["a", "b"],
+            "image": {"height": 8, "width": 8, field: value}}
+    with pytest.raises(SpecError, match=f"image {field} must be"):
+        InputSpec.from_dict(data)
