@@ -32,6 +32,10 @@ class SourceError(InputError):
     """A camera, video, stream or recording that cannot be opened or read."""
 
 
+class ConnectTimeout(SourceError):
+    """A live source that did not come up within --connect-timeout (it may later)."""
+
+
 class StorageError(EdgecnnError):
     """The disk refused events or snapshots and the run was told to stop on that."""
 

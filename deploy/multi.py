@@ -5,16 +5,21 @@ Each source keeps its own reading thread (frames are decoded and prepared there)
 counters, faults, events and summary; the stepping thread takes whatever is ready, source
 after source, so no source starves another (a source with a frame ready is served at
 least once per round). A finite source that ends leaves the others running; a stop
-(SIGINT/SIGTERM, the duration) ends them all.
+(SIGINT/SIGTERM, the duration) ends them all. A live source that is not up within
+--connect-timeout does not hold the others back: it is a ``disconnected`` fault and keeps
+being tried (``WaitingPipeline``), as a source that drops later is.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from contextlib import ExitStack
 from typing import Callable, Sequence
 
-from .errors import StorageError
+from .errors import ConnectTimeout, EdgecnnError, StorageError
+from .loop import RunLoop, event_id
 from .options import Logging, RunPlan
 from .runstats import RunSummary, StopFlag, stop_on_signals
 
@@ -29,6 +34,100 @@ def open_pipeline(bundle, plan: RunPlan, **kwargs):
     else:
         from .vibration import VibrationPipeline as pipeline
     return pipeline(bundle, plan, **kwargs)
+
+
+class WaitingPipeline:
+    """A source of a several-source run that was not up at the start: a ``disconnected``
+    fault (start) at once, then the pipeline is opened in a thread of its own, waiting as
+    long as it takes; once it is open it takes over (``disconnected`` ends). Until then it
+    steps as an idle source; its summary says it never connected."""
+
+    def __init__(self, bundle, plan: RunPlan, reason: str, stop: StopFlag, **kwargs):
+        from .bundle import Bundle
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        self.real = None
+        self.snapshots = None
+        self.error: str | None = None
+        name = plan.source.name or str(plan.source.source)
+        camera = plan.kind == "camera"
+        fmt = plan.model.fmt or self.bundle.default_format()
+        summary = RunSummary(kind=plan.kind, source=name, bundle=str(self.bundle.path),
+                             model_format=fmt, model_sha256=self.bundle.entry(fmt)["sha256"],
+                             unit="frames" if camera else "windows")
+        self._own = RunLoop(summary, limits=plan.limits, sinks=kwargs.get("sinks", ()),
+                            stop=stop, on_event=kwargs.get("on_event"),
+                            item="frame" if camera else "window")
+        self._since = time.monotonic()
+        self._own.source_faults["disconnected"] += 1
+        self._own.source_active.add("disconnected")
+        self._own.emit({"id": event_id(), "time": _utc(), "type": "fault", "source": name,
+                        "fault": "disconnected", "state": "start", self._own.item: 0,
+                        "detail": f"not up at the start: {reason}; still trying"})
+        forever = dataclasses.replace(plan.source, backoff=dataclasses.replace(
+            plan.source.backoff, connect_timeout=1e9))
+        self._thread = threading.Thread(
+            target=self._open, args=(bundle, dataclasses.replace(plan, source=forever),
+                                     stop, kwargs), daemon=True, name=f"edgecnn-wait-{name}")
+        self._thread.start()
+
+    @property
+    def loop(self) -> RunLoop:
+        real = self.real
+        return real.loop if real is not None else self._own
+
+    def _open(self, bundle, plan, stop, kwargs) -> None:
+        # its own engines: the others' are in use, and this may open at any time
+        try:
+            real = open_pipeline(bundle, plan, stop=stop, **{**kwargs, "engines": {}})
+        except EdgecnnError as exc:
+            if not stop.is_set():
+                self.error = str(exc)
+                stop.set(f"cannot open: {exc}")
+            return
+        own = self._own
+        own.source_active.discard("disconnected")
+        own.emit({"id": event_id(), "time": _utc(), "type": "fault",
+                  "source": own.summary.source, "fault": "disconnected", "state": "end",
+                  own.item: 0, "detail": "connected",
+                  "duration_s": round(time.monotonic() - self._since, 3)})
+        for sink in own.sinks:          # the live page joined after the start
+            if sink not in real.loop.sinks:
+                real.loop.sinks.append(sink)
+        real.loop.preview = own.preview
+        self.snapshots = getattr(real, "snapshots", None)
+        self.real = real
+
+    def step(self, timeout: float) -> bool:
+        real = self.real
+        if real is not None:
+            return real.step(timeout)
+        if timeout > 0:                  # the only source left: wait, do not spin
+            self._own.stop.wait(timeout)
+        return False
+
+    def close(self) -> None:
+        self._own.stop.set(self._own.stop.reason or "stopped")
+        self._thread.join(timeout=5)
+        if self.real is not None:
+            self.real.close()
+
+    def finish(self) -> RunSummary:
+        if self.real is None:
+            summary = self._own.finish(stop_reason=f"never connected"
+                                       f"{': ' + self.error if self.error else ''}")
+            summary.extra["source_faults"] = dict(self._own.source_faults)
+            return summary
+        summary = self.real.finish()
+        faults = summary.extra.setdefault("source_faults", {})
+        faults["disconnected"] = faults.get("disconnected", 0) + 1
+        return summary
+
+
+def _utc() -> str:
+    from .events import utc_now
+
+    return utc_now()
 
 
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,
@@ -59,9 +158,15 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         try:
             for bundle, plan in sources:
                 # each source stops on its own at its end, all of them on ``stop``
-                pipeline = open_pipeline(bundle, plan, sinks=[guard, *extra],
-                                         on_event=on_event, stop=StopFlag(parent=stop),
-                                         engines=engines)
+                own_stop = StopFlag(parent=stop)
+                kwargs = {"sinks": [guard, *extra], "on_event": on_event}
+                try:
+                    pipeline = open_pipeline(bundle, plan, stop=own_stop, engines=engines,
+                                             **kwargs)
+                except ConnectTimeout as exc:
+                    if len(sources) == 1 or stop.is_set():
+                        raise
+                    pipeline = WaitingPipeline(bundle, plan, str(exc), own_stop, **kwargs)
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
             for sink in extra:

@@ -49,7 +49,7 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
     ``backoff.connect_timeout`` seconds in total; then the last error is raised, saying how
     many attempts were made over how long. ``stop`` (an Event-like ``wait(s)``) ends the
     wait early."""
-    from .errors import SourceError
+    from .errors import ConnectTimeout, SourceError
 
     started = time.monotonic()
     delays = backoff.delays()
@@ -67,12 +67,14 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
             if stop is not None and stop.is_set():
                 raise SourceError(f"{exc} (stopped while waiting: {tried})") from None
             if left <= 0:
-                raise SourceError(f"{exc} ({tried}; --connect-timeout "
+                raise ConnectTimeout(f"{exc} ({tried}; --connect-timeout "
                                   f"{backoff.connect_timeout:g} s)") from None
             if attempts == 1:
                 import sys
-                print(f"edgecnn: waiting for the source: {exc}; retrying for up to "
-                      f"{backoff.connect_timeout:g} s", file=sys.stderr, flush=True)
+                until = ("until it comes up" if backoff.connect_timeout >= 1e8 else
+                         f"for up to {backoff.connect_timeout:g} s")
+                print(f"edgecnn: waiting for the source: {exc}; retrying {until}",
+                      file=sys.stderr, flush=True)
             pause = min(delay, left)
             if stop is not None:
                 if stop.wait(pause):

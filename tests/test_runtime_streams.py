@@ -468,3 +468,46 @@ def test_after_a_slip_the_samples_are_exactly_the_sensors_again(lost):
     after = np.concatenate([raw for raw, _ in pieces[gaps[0]:]])
     assert 4990 <= len(before) <= 5000 and np.array_equal(before, x[:len(before)])
     assert len(after) >= len(x) - 5010 and np.array_equal(after, x[len(x) - len(after):])
+
+
+def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bundle,
+                                                                      signal_bundle, tmp_path):
+    import json
+
+    from edgecnn.deploy.multi import run_many
+    from edgecnn.deploy.options import Logging, plan_from_keywords
+    from runtime_helpers import gray_frame, write_video
+
+    video = write_video(tmp_path / "cam.avi", [gray_frame(60 + 20 * (i // 5)) for i in
+                                               range(20)])
+    x = sensor_signal(1.0)
+    late = TcpSensor([x.tobytes(), "hold"], late=2.0)       # comes up after 2 s
+    dead_url = f"tcp://127.0.0.1:{free_port()}"              # never comes up
+    windows = len(range(0, len(x) - WINDOW + 1, 1024))
+    backoff = Backoff(0.2, 0.5, connect_timeout=0.5)
+    stop = StopFlag()
+    log = tmp_path / "events.jsonl"
+    sources = [
+        (image_bundle, plan_from_keywords("camera", str(video), name="cam", min_frames=1)),
+        (signal_bundle, plan_from_keywords("vibration", late.url, name="pump", hop=1024,
+                                           backoff=backoff, max_windows=windows)),
+        (signal_bundle, plan_from_keywords("vibration", dead_url, name="fan", backoff=backoff))]
+    timer = threading.Timer(6.0, stop.set, args=("test over",))
+    timer.start()
+    try:
+        cam, pump, fan = run_many(sources, Logging(log=str(log)), stop=stop)
+    finally:
+        timer.cancel()
+        late.done.set()
+    assert cam.processed == 20 and cam.stop_reason == "end of source"
+    assert pump.processed == windows and pump.stop_reason == "max windows reached"
+    assert pump.extra["source_faults"]["disconnected"] >= 1
+    assert fan.processed == 0 and fan.stop_reason == "never connected"
+    assert fan.extra["source_faults"] == {"disconnected": 1}
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    states = {(e["source"], e["state"]) for e in events if e.get("fault") == "disconnected"}
+    assert states == {("pump", "start"), ("pump", "end"), ("fan", "start")}
+    assert all(e["id"] for e in events)
+    # one source alone still fails after the timeout, as before (exit 2 from the CLI)
+    with pytest.raises(SourceError, match="--connect-timeout"):
+        run_many([sources[2]], Logging())
