@@ -48,6 +48,14 @@ def implausible(samples: np.ndarray) -> np.ndarray:
         return ~(magnitude <= PLAUSIBLE_MAX) | ((magnitude < PLAUSIBLE_MIN) & (magnitude > 0))
 
 
+def _own_non_finite(probe: np.ndarray, bad: np.ndarray) -> bool:
+    """Are the implausible samples of ``probe`` nearly all NaN or Inf? A byte slip makes
+    a NaN of 1 sample in 256 (exponent bits all set); a sensor that reports "no reading"
+    sends them one after another."""
+    with np.errstate(invalid="ignore"):
+        return float((~np.isfinite(probe[bad])).mean()) >= 0.9 if bad.any() else False
+
+
 def _bad_share(data: bytes) -> float:
     """Share of implausible samples among the first PHASE_SAMPLES floats of ``data``."""
     count = min(len(data) // 4, PHASE_SAMPLES)
@@ -195,8 +203,12 @@ class _RawFloatStream(SampleSource):
                 self._queue(raw[:first])
                 self._pending = data[first * 4:]
                 return
-            if bad[first:first + SLIP_PROBE].mean() < SLIP_BAD:
-                # a few bad samples, not a slip: delivered, the window checks report them
+            probe = raw[first:first + SLIP_PROBE]
+            if bad[first:first + SLIP_PROBE].mean() < SLIP_BAD or \
+                    _own_non_finite(probe, bad[first:first + SLIP_PROBE]):
+                # a few bad samples, or the sensor's own NaN/Inf readings (a slip reads as
+                # huge and tiny numbers, seldom as NaN): not a slip; delivered, the window
+                # checks report them as nonfinite
                 self._queue(raw[:first + SLIP_PROBE])
                 data = data[(first + SLIP_PROBE) * 4:]
                 continue

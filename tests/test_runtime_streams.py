@@ -511,3 +511,16 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
     # one source alone still fails after the timeout, as before (exit 2 from the CLI)
     with pytest.raises(SourceError, match="--connect-timeout"):
         run_many([sources[2]], Logging())
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_sensor_sending_nan_for_seconds_is_nonfinite_not_a_slip(value):
+    from edgecnn.deploy.samples import _RawFloatStream
+
+    x = sensor_signal(3.0)
+    x[12000:24000] = value                     # a second of "no reading"
+    stream = _RawFloatStream(RATE, None)
+    stream._decode(x.astype("<f4").tobytes())
+    out = np.concatenate([raw for raw, _ in stream._ready])
+    assert len(out) == len(x) and stream.stats.realigned == 0
+    np.testing.assert_array_equal(np.isfinite(out), np.isfinite(x))
