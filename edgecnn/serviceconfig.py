@@ -271,6 +271,10 @@ def _source(kind, table, defaults, logging_params, options, where, run_where, ba
         option = re.search(r"--([a-z-]+)", str(exc))
         key = option.group(1).replace("-", "_") if option else None
         raise where.error(key if key in table else None, str(exc)) from None
+    from edgecnn.deploy.bundle import shipped_bundles
+
+    if bundle in shipped_bundles():   # a bare shipped name means it here too (./neu: a folder)
+        return bundle, plan
     return _relative(base, bundle, must_exist=True), plan
 
 

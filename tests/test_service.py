@@ -147,6 +147,15 @@ def test_an_empty_source_and_a_bom(line):
     assert len(load_config(path).sources) == 1
 
 
+def test_a_bare_shipped_name_is_the_shipped_bundle_as_on_the_command_line(line):
+    (line / "neu").mkdir(exist_ok=True)          # a folder of that name beside the config
+    path = line / "shipped.toml"
+    path.write_text('[[camera]]\nname = "a"\nbundle = "neu"\nsource = "a.avi"\n'
+                    '[[camera]]\nname = "b"\nbundle = "./neu"\nsource = "a.avi"\n')
+    (shipped, _), (local, _) = load_config(path).sources
+    assert shipped == "neu" and local == str(line / "neu")
+
+
 def test_duplicate_and_missing_names(line):
     path = line / "dup.toml"
     path.write_text(_config(line).read_text().replace('name = "cam-b"', 'name = "cam-a"'))
