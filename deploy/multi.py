@@ -209,6 +209,7 @@ def _step_all(pipelines, stop: StopFlag, guard) -> list[RunSummary]:
     live = list(pipelines)
     single = len(live) == 1
     next_poll = 0.0
+    ended: dict[int, RunSummary] = {}    # summed up when it ended: its own time, not the run's
     while live and not stop.is_set():
         now = time.monotonic()
         if now >= next_poll:             # storage retries also while no event comes
@@ -218,8 +219,9 @@ def _step_all(pipelines, stop: StopFlag, guard) -> list[RunSummary]:
         for pipeline in list(live):
             if not pipeline.loop.running():
                 live.remove(pipeline)
+                ended[id(pipeline)] = pipeline.finish()
                 continue
             busy |= pipeline.step(0.2 if single else 0.0)
         if not busy and not single:
             time.sleep(IDLE_SLEEP_S)
-    return [pipeline.finish() for pipeline in pipelines]
+    return [ended.get(id(pipeline)) or pipeline.finish() for pipeline in pipelines]

@@ -60,7 +60,8 @@ def _runtime_options(f):
                      default="interval", show_default=True,
                      help="When log lines are forced to disk (interval: at most 1/s)."),
         click.option("--rotate-mb", type=float, default=None,
-                     help="Rotate the log when it would pass this size (MB)."),
+                     help="Rotate the log when it would pass this size (MB); the newest 5 "
+                          "rotated files are kept (LOG.1 ... LOG.5), older ones deleted."),
         click.option("--sqlite-keep-days", type=float, default=None,
                      help="Delete SQLite events older than this many days (hourly)."),
         click.option("--on-storage-error", type=click.Choice(["continue", "stop"]),

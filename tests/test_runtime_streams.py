@@ -500,6 +500,7 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
         timer.cancel()
         late.done.set()
     assert cam.processed == 20 and cam.stop_reason == "end of source"
+    assert cam.elapsed_s < fan.elapsed_s - 2   # its own time, not the whole run's
     assert pump.processed == windows and pump.stop_reason == "max windows reached"
     assert pump.extra["source_faults"]["disconnected"] >= 1
     assert fan.processed == 0 and fan.stop_reason == "never connected"
