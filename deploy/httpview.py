@@ -46,7 +46,14 @@ class HttpOptions:
             raise InputError(f"--http on {host} is reachable from other machines: give a "
                              "token with --http-token (or `token` in the [http] table), "
                              "or listen on 127.0.0.1")
+        if not _loopback(host) and len(str(self.token).strip()) < MIN_TOKEN:
+            raise InputError(f"--http-token for {host} must be at least {MIN_TOKEN} "
+                             f"characters (other machines can guess a short one); found "
+                             f"{len(str(self.token).strip())}")
         return host, int(port)
+
+
+MIN_TOKEN = 12   # a token guarding a page other machines reach
 
 
 def _loopback(host: str) -> bool:

@@ -162,6 +162,10 @@ def test_other_addresses_need_a_token(bundle, tmp_path, capsys):
         HttpOptions("0.0.0.0:8080").address()
     with pytest.raises(InputError, match="HOST:PORT"):
         HttpOptions("8080").address()
+    with pytest.raises(InputError, match="at least 12 characters"):
+        HttpOptions("0.0.0.0:8080", token=" x ").address()
+    assert HttpOptions("0.0.0.0:8080", token="a-long-enough-token").address() == \
+        ("0.0.0.0", 8080)
     video = _video(tmp_path / "v.avi", [1], hold=5)
     with pytest.raises(SystemExit) as exited:
         cli_main(["run", "camera", str(bundle), "--source", str(video),
