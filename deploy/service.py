@@ -40,8 +40,9 @@ def render_unit(config, user: str = "edgecnn", executable=None) -> str:
         if re.search(r"\s", str(path)):
             raise InputError(f"systemd paths must not hold blanks; found {str(path)!r}")
     text = TEMPLATE.read_text(encoding="utf-8")
-    return (text.replace("@CONFIG@", str(config)).replace("@USER@", user)
-            .replace("@EDGECNN@", str(executable)))
+    # systemd expands %h, %n ... in unit lines: a literal % in a path is written %%
+    return (text.replace("@CONFIG@", str(config).replace("%", "%%")).replace("@USER@", user)
+            .replace("@EDGECNN@", str(executable).replace("%", "%%")))
 
 
 def install_unit(config, *, user: str = "edgecnn", unit_dir=None,

@@ -251,8 +251,10 @@ def _source(kind, table, defaults, logging_params, options, where, run_where, ba
     name = table.get("name")
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
         raise where.error("name" if "name" in table else None,
-                          "needs a 'name': letters, digits, '.', '_' or '-' (the source in "
-                          f"events, topics and logs); found {name!r}")
+                          "needs a 'name' of 1-64 letters, digits, '.', '_' or '-' (the "
+                          f"source in events, topics and logs); found {name!r}"
+                          + (f" ({len(name)} characters)" if isinstance(name, str) and
+                             len(name) > 64 else ""))
     bundle = table.get("bundle", defaults.get("bundle"))
     if not isinstance(bundle, str):
         raise where.error("bundle" if "bundle" in table else None,

@@ -260,6 +260,10 @@ def test_service_install_writes_a_unit(line, tmp_path):
     assert dry.returncode == 0 and dry.stdout == unit
     bad = _cli("service", "install", config, "--user", "Bad User", "--unit-dir", tmp_path)
     assert bad.returncode == 2 and "--user must be a system user name" in bad.stderr
+    from edgecnn.deploy.service import render_unit
+
+    odd = render_unit(line / "line%h.toml", "inspect", executable="/opt/e/bin/edgecnn")
+    assert f"serve {(line / 'line%%h.toml').absolute()}" in odd  # not systemd's %h
 
 
 def test_http_table_opens_the_live_view_and_off_loopback_needs_a_token(line, tmp_path):
