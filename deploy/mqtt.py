@@ -18,6 +18,8 @@ import os
 import queue
 import re
 import socket
+import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -203,13 +205,27 @@ class SourcePublisher:
         if was and not self._closing:
             log.warning("mqtt %s: lost the broker %s (%s); events are spooled in %s",
                         self.source, self.where, reason, self.spool.path)
+        elif not was and not self._closing and not self._down_logged:
+            self._down_logged = True
+            log.warning("mqtt %s: the broker %s closed the connection before accepting it "
+                        "(%s; a TLS listener needs mqtts://); events are spooled in %s",
+                        self.source, self.where, reason, self.spool.path)
 
     def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this inside its ``except OSError``: the reason is the one in flight
+        reason = sys.exc_info()[1]
         self._unreachable = True
         if not self._down_logged:
             self._down_logged = True
-            log.warning("mqtt %s: cannot reach the broker %s; events are spooled in %s "
-                        "and sent when it is back", self.source, self.where, self.spool.path)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                why = f"TLS: the broker's certificate is not trusted: {reason.verify_message}"
+            elif isinstance(reason, ssl.SSLError):
+                why = f"TLS handshake failed: {reason.reason or reason}"
+            else:
+                why = str(reason or "no reason given")
+            log.warning("mqtt %s: cannot reach the broker %s (%s); events are spooled in %s "
+                        "and sent when it is back", self.source, self.where, why,
+                        self.spool.path)
 
     def _on_publish(self, client, userdata, mid, reason, properties) -> None:
         self._acks.put(mid)

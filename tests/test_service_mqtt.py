@@ -127,7 +127,8 @@ def test_unreachable_broker_spools_and_sends_on_the_next_run(bundle, tmp_path, c
     ids = _log_ids(log)
     assert len(ids) == 8 and summary.processed == 40
     assert summary.extra["mqtt"] == "published 0, pending 8, dropped 0"
-    assert f"cannot reach the broker 127.0.0.1:{port}; events are spooled in" in caplog.text
+    assert f"cannot reach the broker 127.0.0.1:{port} (" in caplog.text
+    assert "Connection refused" in caplog.text and "events are spooled in" in caplog.text
     # the broker appears on that port: the spooled events go out first, in order
     broker = Broker(tmp_path / "broker", port=port).start()
     subscriber = Subscriber(broker, "p/#", client_id="late")
@@ -150,7 +151,7 @@ def test_spool_is_bounded_oldest_dropped_with_a_count(bundle, tmp_path):
     assert summary.extra["mqtt"] == "published 0, pending 3, dropped 5"
 
 
-def test_tls_with_a_test_ca(bundle, tmp_path):
+def test_tls_with_a_test_ca(bundle, tmp_path, caplog):
     tls = make_test_ca(tmp_path / "ca")
     broker = Broker(tmp_path / "broker", tls=tls).start()
     subscriber = Subscriber(broker, "secure/#", tls_ca=tls["ca"])
@@ -167,6 +168,15 @@ def test_tls_with_a_test_ca(bundle, tmp_path):
     with MqttSinks(untrusted) as sinks:
         summary = run_logged(bundle, plan, sinks=[sinks])
     assert summary.extra["mqtt"] == "published 0, pending 4, dropped 0"
+    assert "TLS: the broker's certificate is not trusted" in caplog.text
+    # plain MQTT to the TLS listener: the broker hangs up, and the log says so
+    caplog.clear()
+    plain = MqttOptions(broker.url.replace("mqtts://", "mqtt://") + "/secure",
+                        spool=str(tmp_path / "s3"), flush_timeout=1)
+    with MqttSinks(plain) as sinks:
+        run_logged(bundle, plan, sinks=[sinks])
+    assert "closed the connection before accepting it" in caplog.text
+    assert "a TLS listener needs mqtts://" in caplog.text
     subscriber.close()
     broker.stop()
 
