@@ -497,8 +497,8 @@ def test_unopenable_sources(workdir, bright_bundle):
     not_video = workdir / "notes.avi"
     not_video.write_text("this is not a video")
     for source in (str(workdir / "missing.avi"), str(not_video), "99"):
-        with pytest.raises(SourceError):
-            run_camera(bright_bundle, source)
+        with pytest.raises(SourceError):   # device 99 is live: waited for 0.5 s, not 60
+            run_camera(bright_bundle, source, backoff=Backoff(0.1, 0.2, connect_timeout=0.5))
 
 
 def test_duration_and_max_frames_stop_a_live_run(bright_bundle):
