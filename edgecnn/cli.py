@@ -137,4 +137,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if not exc.filename:             # not about a path the user gave: a bug, shown
+            raise
+        # an output the user named cannot be written (read-only, not a folder, /proc ...)
+        click.echo(f"error: cannot write or read {exc.filename}: "
+                   f"{exc.strerror or type(exc).__name__}", err=True)
+        sys.exit(2)
     sys.exit(0)

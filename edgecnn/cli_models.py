@@ -154,16 +154,6 @@ def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbati
     from edgecnn.evaluation import evaluate
 
     trust = _trust(trusted_keys)
-    if robustness or perturbations:
-        from edgecnn.robustness import evaluate_robustness, format_robustness, plot_robustness
-
-        result = evaluate_robustness(model, data, fmt=fmt, families=perturbations,
-                                     trust=trust, **options)
-        click.echo(format_robustness(result))
-        picture = plot_robustness(result, Path(report_dir or ".") / "robustness.png")
-        click.echo(f"heat-map: {picture}")
-        _write_json(result, json_path)
-        return
     metrics = evaluate(model, data, fmt=fmt, trust=trust, **options)
     click.echo(format_result(metrics))
     if report_dir:
@@ -171,6 +161,16 @@ def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbati
 
         write_report(Path(report_dir), metrics, title="Evaluation")
         click.echo(f"report: {report_dir}")
+    if robustness or perturbations:   # beside the clean evaluation, not instead of it
+        from edgecnn.robustness import evaluate_robustness, format_robustness, plot_robustness
+
+        result = evaluate_robustness(model, data, fmt=fmt, families=perturbations,
+                                     trust=trust, **options)
+        click.echo(format_robustness(result))
+        if report_dir:
+            picture = plot_robustness(result, Path(report_dir) / "robustness.png")
+            click.echo(f"heat-map: {picture}")
+        metrics = {**metrics, **result}
     _write_json(metrics, json_path)
 
 

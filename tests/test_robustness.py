@@ -194,7 +194,17 @@ def test_robustness_report_of_a_bundle_float_and_int8_side_by_side(tmp_path):
     assert data["worst"]["onnx-int8"]["accuracy"] == pytest.approx(min(counted))
     assert data["cells"][-1]["accuracy"]["onnx-int8"] < data["clean"]["onnx-int8"]
     assert (out / "robustness.png").stat().st_size > 5000
+    assert (out / "confusion.png").is_file()                 # the clean evaluation too
+    assert data["accuracy"] > 0.5 and "per_class" in data and data["n"] == 260
     assert "agreement" in result.stdout and "noise 0 dB" in result.stdout
+    # without --report no picture is written anywhere (not into the working folder)
+    here = tmp_path / "here"
+    here.mkdir()
+    result = subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()",
+                             "eval", "cwru", "--data", str(CALIBRATION / "cwru"),
+                             "--robustness", "--perturbations", "gain"], cwd=here,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and list(here.iterdir()) == []
 
 
 def test_tiny_model_training_report_has_robustness_and_small_data_says_so(tmp_path):
