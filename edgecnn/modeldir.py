@@ -37,6 +37,9 @@ class ModelDir:
             raise BundleError(f"{path} is not a model directory: expected {MANIFEST} and "
                               f"{MODEL_FILE} inside it (made by 'edgecnn train')")
         manifest = read_json(manifest_path, "model manifest")
+        if not isinstance(manifest, dict):
+            raise BundleError(f"{manifest_path} is not an edgecnn model manifest (expected a "
+                              f"JSON object, found {type(manifest).__name__})")
         if manifest.get("format") != MODEL_FORMAT:
             raise BundleError(f"{manifest_path} is not an edgecnn model manifest (expected "
                               f"format {MODEL_FORMAT!r}, found {manifest.get('format')!r})")
@@ -55,22 +58,47 @@ class ModelDir:
     def model_sha256(self) -> str:
         return sha256_file(self.model_file)
 
+    def check_model_file(self) -> None:
+        """The model file is the one training recorded (export, eval and bench refuse a
+        model.keras swapped or changed after training)."""
+        recorded = self.manifest.get("model_sha256")
+        if recorded:
+            found = self.model_sha256()
+            if recorded != found:
+                raise BundleError(f"{self.model_file} does not match its manifest (sha256 "
+                                  f"recorded {recorded}, found {found}): it changed after "
+                                  "training")
+
     def load_keras(self):
-        """The Keras model, loaded with safe_mode=True (no arbitrary code from the file)."""
+        """The Keras model, loaded with safe_mode=True (no arbitrary code from the file),
+        checked against the manifest: its hash, input shape and number of classes."""
         from edgecnn.tfquiet import import_tensorflow
 
+        self.check_model_file()
         import_tensorflow(f"loading the Keras model {self.model_file}")
         import keras
 
         try:
-            return keras.saving.load_model(self.model_file, compile=False, safe_mode=True)
+            model = keras.saving.load_model(self.model_file, compile=False, safe_mode=True)
         except Exception as exc:  # keras raises many types for a bad file
-            raise BundleError(f"cannot load {self.model_file} with safe_mode=True: {exc}") from None
+            raise BundleError(f"cannot load {self.model_file} with safe_mode=True (a corrupt "
+                              f"or foreign .keras file?): {exc}") from None
+        inputs = tuple(model.inputs[0].shape[1:])
+        outputs = model.outputs[0].shape[-1]
+        if inputs != tuple(self.spec.input_shape) or outputs != self.spec.num_classes:
+            raise BundleError(f"{self.model_file} takes {inputs} and gives {outputs} classes; "
+                              f"its manifest says {tuple(self.spec.input_shape)} and "
+                              f"{self.spec.num_classes} labels")
+        return model
 
 
 def is_model_dir(path: str | Path) -> bool:
-    return (Path(path) / MANIFEST).is_file() and (Path(path) / MODEL_FILE).is_file() and \
-        read_json(Path(path) / MANIFEST, "manifest").get("format") == MODEL_FORMAT
+    """A folder with a model file and an edgecnn.json that is not a bundle's: a model
+    directory (``ModelDir.open`` then says what is wrong with it, if anything)."""
+    if not ((Path(path) / MANIFEST).is_file() and (Path(path) / MODEL_FILE).is_file()):
+        return False
+    manifest = read_json(Path(path) / MANIFEST, "manifest")
+    return not isinstance(manifest, dict) or manifest.get("format") == MODEL_FORMAT
 
 
 def write_model_dir(path: str | Path, model, spec: InputSpec, *, architecture: str,

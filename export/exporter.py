@@ -161,12 +161,8 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     source = ModelDir.open(model_dir)
     out = Path(out)
     _check_target(out, source.path)
+    source.check_model_file()             # before the calibration is read, not only at load
     model_sha = source.model_sha256()
-    recorded = source.manifest.get("model_sha256")
-    if recorded and recorded != model_sha:
-        raise BundleError(f"{source.model_file} does not match its manifest (sha256 recorded "
-                          f"{recorded}, found {model_sha}); refusing to export a model that "
-                          "changed after training")
     spec = source.spec
     task = (source.manifest.get("training") or {}).get("task")
     data = source.manifest.get("data") or {}

@@ -64,3 +64,21 @@ def test_confusion_png_is_written_with_counts(tmp_path):
     picture = cv2.imread(files["confusion"])
     assert picture is not None and picture.shape[0] > 200
     assert (tmp_path / "report" / "metrics.json").read_text().count("balanced_accuracy") == 1
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    calib = Path(__file__).resolve().parents[1] / "calibration_data" / "neu"
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    for option in ("--json", "--report"):
+        result = subprocess.run(
+            [sys.executable, "-c", "from edgecnn.cli import main; main()", "eval", "neu",
+             "--data", str(calib), option, str(blocker / "out")],
+            capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"error: cannot write or read {blocker}" in result.stderr

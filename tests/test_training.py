@@ -174,3 +174,18 @@ def test_short_recordings_are_assigned_whole():
     train, val = time_split(first, 4096, 0.5, seed=1)
     assert len(train) + len(val) == len(first)
     assert not set(np.asarray(first.sources)[train]) & set(np.asarray(first.sources)[val])
+
+
+def test_a_model_directory_changed_after_training_is_refused_in_one_line(tiny_neu, tmp_path):
+    import shutil
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(tiny_neu[0], swapped)
+    with open(swapped / "model.keras", "ab") as handle:   # not the file training hashed
+        handle.write(b"\0")
+    result = run_cli("eval", str(swapped), "--data", str(CALIB / "neu"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "does not match its manifest" in result.stderr
+    (swapped / "edgecnn.json").write_text("[1, 2, 3]")
+    result = run_cli("eval", str(swapped), "--data", str(CALIB / "neu"))
+    assert result.returncode == 2 and "expected a JSON object, found list" in result.stderr
