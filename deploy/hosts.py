@@ -201,9 +201,12 @@ def selected_format(bundle: Bundle, batch: int = 1) -> tuple[str, Path | None]:
         if batches:
             nearest = min(batches, key=lambda b: (abs(b - batch), b))
             fmt = batches[nearest].get("chosen")
-            if fmt in bundle.formats and not missing_packages(fmt) and \
+            record = (bundle.manifest.get("verification") or {}).get(fmt)
+            # only what export verified (an edited host file must not pick a failed format)
+            if fmt in bundle.formats and isinstance(record, dict) and record.get("passed") \
+                    and not missing_packages(fmt) and \
                     int8_exact_here(bundle.manifest["files"][fmt]) is None:
                 return fmt, path
-            _log.warning("host file %s chose %r, which cannot run here; using %s", path,
-                         fmt, _runnable_default(bundle))
+            _log.warning("host file %s chose %r, which cannot run here or did not pass "
+                         "parity at export; using %s", path, fmt, _runnable_default(bundle))
     return _runnable_default(bundle), None

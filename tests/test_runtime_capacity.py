@@ -175,6 +175,10 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     files[0].write_text(json.dumps(host))
     assert run() == "onnx"
     assert run("--format", "onnx-int8") == "onnx-int8"    # --format wins
+    for row in host["batches"].values():                   # edited to one that failed parity
+        row["chosen"] = "tflite-fp16"
+    files[0].write_text(json.dumps(host))
+    assert run() == "onnx-int8"
     files[0].unlink()
     assert run() == "onnx-int8"                            # no host file: the default
 
