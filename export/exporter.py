@@ -205,6 +205,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                 "edgecnn.task": task or "", "edgecnn.version": edgecnn.__version__,
                 "edgecnn.source_model_sha256": model_sha}
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_stages(out, log)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     work = Path(tempfile.mkdtemp(prefix="edgecnn-export-"))
     try:
@@ -329,6 +330,20 @@ def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
                     f"{stats['mean_abs_diff']:.2e}")
     return record
 
+
+STALE_STAGE_S = 600   # a staging folder untouched this long was left by a killed export
+
+
+def _remove_stale_stages(out: Path, log) -> None:
+    """Staging folders of ``out`` left by an export that was killed (SIGTERM/SIGKILL skip
+    the clean-up); a running export writes into its own, so it stays young."""
+    for stage in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            if stage.is_dir() and time.time() - stage.stat().st_mtime > STALE_STAGE_S:
+                shutil.rmtree(stage)
+                log(f"removed {stage.name}, left by an interrupted export")
+        except OSError:
+            pass
 
 def _check_target(out: Path, model_path: Path) -> None:
     if out.resolve() == Path(model_path).resolve():

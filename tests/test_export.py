@@ -439,3 +439,24 @@ def test_calibration_recordings_read_with_loader_options(tmp_path):
         load_calibration(spec, "vibration", folder)
     with pytest.raises(InputError, match="no --calib was given"):
         load_calibration(spec, "vibration", None, loader_options=options)
+
+
+def test_staging_folders_left_by_a_killed_export_are_removed(tmp_path):
+    import os
+    import time
+
+    from edgecnn.export.exporter import STALE_STAGE_S, _remove_stale_stages
+
+    old = tmp_path / ".bundle.partial-abc"
+    young = tmp_path / ".bundle.partial-def"      # another export writing right now
+    other = tmp_path / ".other.partial-abc"
+    for folder in (old, young, other):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"x")
+    then = time.time() - STALE_STAGE_S - 10
+    os.utime(old, (then, then))
+    os.utime(other, (then, then))
+    lines = []
+    _remove_stale_stages(tmp_path / "bundle", lines.append)
+    assert not old.exists() and young.exists() and other.exists()
+    assert lines == [f"removed {old.name}, left by an interrupted export"]
