@@ -18,7 +18,7 @@ from edgecnn.cli import (
     per_task,
 )
 from edgecnn.deploy.formats import FORMAT_NAMES, PREFERENCE
-from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
+from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
 
 
 @cli.command(help="Train a model on labelled images or recordings and write a model "
@@ -221,6 +221,10 @@ def format_result(metrics: dict) -> str:
               help="Parity: largest accepted accuracy drop (percentage points).")
 @click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,
               help="Parity: smallest accepted top-1 agreement with float (0-1).")
+@click.option("--tie-margin", type=float, default=TIE_MARGIN, show_default=True,
+              help="Parity: a flip where float's top two probabilities lie within this "
+                   "margin is counted and shown, but judged as a coin flip of the float "
+                   "model; 0 judges every flip against int8.")
 @click.option("--max-calib-samples", type=int, default=CALIBRATION_SAMPLES,
               show_default=True,
               help="Calibration samples to use at most (balanced across classes).")
@@ -228,7 +232,7 @@ def format_result(metrics: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the manifest summary as JSON.")
 def export(model_dir, out, formats, calib, calib_method, activations, per_channel,
-           float_first, reduce_range, auto_fallback, max_drop, min_agreement,
+           float_first, reduce_range, auto_fallback, max_drop, min_agreement, tie_margin,
            max_calib_samples, json_path, **loader_options):
     from edgecnn.export import export_model
 
@@ -237,7 +241,7 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
                           per_channel=per_channel, activations=activations,
                           reduce_range=reduce_range, float_first=float_first,
                           max_drop=max_drop, min_agreement=min_agreement,
-                          max_calibration_samples=max_calib_samples,
+                          tie_margin=tie_margin, max_calibration_samples=max_calib_samples,
                           calib_options=_given_loader_options(loader_options))
     click.echo(result.format())
     _write_json(result.summary(), json_path)
@@ -257,20 +261,24 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
               help="Largest accepted accuracy drop vs float (percentage points).")
 @click.option("--min-agreement", type=float, default=MIN_AGREEMENT, show_default=True,
               help="Smallest accepted top-1 agreement with float (0-1).")
+@click.option("--tie-margin", type=float, default=TIE_MARGIN, show_default=True,
+              help="A flip where float's top two probabilities lie within this "
+                   "margin is counted and shown, but judged as a coin flip of the float "
+                   "model; 0 judges every flip against int8.")
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
 @_loader_options
 @_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the per-format metrics and parity fields as JSON.")
-def parity(bundle, data, max_drop, min_agreement, formats, task, json_path, trusted_keys,
-           **loader_options):
+def parity(bundle, data, max_drop, min_agreement, tie_margin, formats, task, json_path,
+           trusted_keys, **loader_options):
     from edgecnn.deploy.errors import CheckFailed
     from edgecnn.export import run_parity
 
     result = run_parity(bundle, data, max_drop=max_drop, min_agreement=min_agreement,
-                        task=task, formats=formats, trust=_trust(trusted_keys),
-                        **_given_loader_options(loader_options))
+                        tie_margin=tie_margin, task=task, formats=formats,
+                        trust=_trust(trusted_keys), **_given_loader_options(loader_options))
     click.echo(result.format())
     _write_json(result.to_dict(), json_path)
     if not result.passed:

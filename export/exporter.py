@@ -25,7 +25,7 @@ from edgecnn.deploy.errors import BundleError, CheckFailed
 from edgecnn.deploy.signing import SIGNATURE
 from edgecnn.deploy.spec import InputSpec
 from edgecnn.export.calibration import CalibrationSet, load_calibration
-from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT
+from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
 from edgecnn.export.formats import FORMATS, Format, check_installed, resolve_options, select_formats
 from edgecnn.export.manifest import build_manifest, file_entry, manifest_summary, write_manifest
 from edgecnn.export.verify import Thresholds, agreement_text, compare
@@ -88,10 +88,11 @@ class ExportContext:
         """Compare a candidate file with the Keras model on the held-out tensors (the
         validation split kept by training; the calibration tensors when there is none)."""
         if self.judge is None:
-            stats = compare(self.reference, self.predict(path, fmt), self.calib.labels)
+            stats = compare(self.reference, self.predict(path, fmt), self.calib.labels,
+                            self.thresholds.tie_margin)
         else:
             stats = compare(self.judge_reference, self.predict(path, fmt, self.judge.tensors),
-                            self.judge.labels)
+                            self.judge.labels, self.thresholds.tie_margin)
         return stats, self.thresholds.failures(stats)
 
 
@@ -132,6 +133,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
                  activations: str | None = None, reduce_range: bool | None = None,
                  float_first: int | None = None,
                  max_drop: float = MAX_DROP_PP, min_agreement: float = MIN_AGREEMENT,
+                 tie_margin: float = TIE_MARGIN,
                  max_calibration_samples: int = CALIBRATION_SAMPLES,
                  calib_options: dict | None = None,
                  log: Callable[[str], None] = stderr_line) -> ExportResult:
@@ -155,7 +157,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
         "calib_method": calib_method, "per_channel": per_channel, "activations": activations,
         "reduce_range": reduce_range, "auto_fallback": auto_fallback,
         "float_first": float_first})
-    thresholds = Thresholds(max_drop, min_agreement)
+    thresholds = Thresholds(max_drop, min_agreement, tie_margin)
     check_installed(chosen)
     import_tensorflow("export")
     source = ModelDir.open(model_dir)
@@ -301,7 +303,7 @@ def _verify(context: ExportContext, fmt: Format, written, sizes: dict) -> dict:
         stats, _ = context.check(written.path, fmt.name)
     else:
         stats = compare(context.reference, context.predict(written.path, fmt.name),
-                        context.calib.labels)
+                        context.calib.labels, context.thresholds.tie_margin)
     record = {**stats, "tolerance": fmt.tolerance,
               "failures": context.thresholds.failures(stats) if fmt.tolerance is None else []}
     made = context._float_onnx if fmt.runtime == "onnx" else context._float_tflite

@@ -20,7 +20,7 @@ from edgecnn.console import stderr_line
 from edgecnn.deploy.bundle import Bundle, Trust
 from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.formats import FORMATS, REFERENCES
-from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT
+from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
 from edgecnn.export.verify import Thresholds, agreement_text, compare
 from edgecnn.metrics import classification_metrics
 from edgecnn.predictors import predict_batched
@@ -86,7 +86,7 @@ class ParityResult:
 
 
 def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
-               min_agreement: float = MIN_AGREEMENT, *,
+               min_agreement: float = MIN_AGREEMENT, *, tie_margin: float = TIE_MARGIN,
                task: str | None = None, formats=None, blame: bool = True,
                log: Callable[[str], None] = stderr_line, trust: Trust | None = None,
                **loader_options) -> ParityResult:
@@ -100,7 +100,7 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
     from edgecnn.evaluation import load_for_model
     from edgecnn.tensors import to_tensors
 
-    thresholds = Thresholds(max_drop, min_agreement)
+    thresholds = Thresholds(max_drop, min_agreement, tie_margin)
     opened = Bundle.open(bundle, trust)
     # Formats whose runtime this install lacks (TFLite without ai-edge-litert on a line PC)
     # are left out and named; asked for by --formats, they are an error.
@@ -164,7 +164,7 @@ def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_referenc
     metrics = classification_metrics(labels, predicted, class_names, skipped=skipped)
     ref_metrics = classification_metrics(labels, ref_probs.argmax(axis=1), class_names,
                                          skipped=skipped)
-    stats = compare(ref_probs, probs, labels)
+    stats = compare(ref_probs, probs, labels, thresholds.tie_margin)
     deltas = {name: round((metrics["per_class"][name]["recall"] -
                            ref_metrics["per_class"][name]["recall"]) * 100, 4)
               for name in class_names if metrics["per_class"][name]["support"]}

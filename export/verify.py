@@ -28,8 +28,12 @@ class Thresholds:
 
     max_drop: float = MAX_DROP_PP
     min_agreement: float = MIN_AGREEMENT
+    tie_margin: float = TIE_MARGIN   # 0: every flip counts against int8
 
     def __post_init__(self) -> None:
+        if not 0 <= self.tie_margin <= 0.5:
+            raise InputError(f"tie margin must be 0-0.5 (0 counts every flip); found "
+                             f"{self.tie_margin}")
         if not 0 <= self.max_drop <= 100:
             raise InputError(f"max drop must be 0-100 percentage points; found {self.max_drop}")
         if not 0 <= self.min_agreement <= 1:
@@ -58,11 +62,13 @@ def agreement_text(stats: dict) -> str:
     ties = stats.get("tie_flips") or 0
     if ties:
         text += (f" ({stats['agreement_beyond_ties'] * 100:.2f} % beyond {ties} near-tie"
-                 f"{'s' if ties > 1 else ''} of the float model, margin < {TIE_MARGIN:g})")
+                 f"{'s' if ties > 1 else ''} of the float model, margin < "
+                 f"{stats.get('tie_margin', TIE_MARGIN):g})")
     return text
 
 
-def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None = None) -> dict:
+def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None = None,
+            tie_margin: float = TIE_MARGIN) -> dict:
     """max/mean |delta probability|, top-1 agreement and (with labels) both accuracies."""
     reference = np.asarray(reference, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -75,14 +81,14 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None 
     flips = ref_top != top
     if reference.shape[1] > 1 and len(reference):
         ordered = np.sort(reference, axis=1)
-        ties = flips & (ordered[:, -1] - ordered[:, -2] < TIE_MARGIN)
+        ties = flips & (ordered[:, -1] - ordered[:, -2] < tie_margin)
     else:
         ties = np.zeros(len(top), dtype=bool)
     stats = {"samples": int(len(probs)),
              "max_abs_diff": float(diff.max()) if diff.size else 0.0,
              "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
              "agreement": float((ref_top == top).mean()) if len(top) else 1.0,
-             "tie_flips": int(ties.sum()),
+             "tie_flips": int(ties.sum()), "tie_margin": tie_margin,
              "agreement_beyond_ties": float(1.0 - (flips & ~ties).mean()) if len(top) else 1.0,
              "accuracy": None, "reference_accuracy": None, "drop_pp": None}
     if labels is not None and len(labels):

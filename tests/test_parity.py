@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.deploy.errors import BundleError
+from edgecnn.deploy.errors import BundleError, InputError
 
 CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
 METRIC_KEYS = {"accuracy", "n", "skipped", "labels", "per_class", "confusion"}
@@ -184,6 +184,12 @@ def test_flips_on_near_ties_of_the_float_model_do_not_fail_agreement_but_are_sho
     assert Thresholds().failures(stats) == []
     assert agreement_text(stats) == ("98.00 % (100.00 % beyond 2 near-ties of the float "
                                      "model, margin < 0.02)")
+    # --tie-margin 0: the user asks for every flip to count
+    strict = Thresholds(tie_margin=0.0)
+    assert strict.failures(compare(reference, tied, labels, strict.tie_margin)) == [
+        "accuracy drop 2.00 pp > 0.5 pp", "top-1 agreement 98.00 % < 99 %"]
+    with pytest.raises(InputError, match="tie margin must be 0-0.5"):
+        Thresholds(tie_margin=-1)
     mixed = tied.copy()
     mixed[2] = [0.05, 0.9, 0.05]    # one confident flip besides the two ties
     assert Thresholds().failures(compare(reference, mixed, labels)) == [
