@@ -152,8 +152,12 @@ def _formats(opened: Bundle, reference: str, formats) -> list[str]:
     if formats is None:
         wanted = opened.formats
     else:
-        wanted = [f.strip() for item in ([formats] if isinstance(formats, str) else formats)
-                  for f in str(item).split(",") if f.strip()]
+        wanted = list(dict.fromkeys(   # in order, each once
+            f.strip() for item in ([formats] if isinstance(formats, str) else formats)
+            for f in str(item).split(",") if f.strip()))
+        if not wanted:
+            raise InputError(f"--formats names no format; the bundle has "
+                             f"{', '.join(opened.formats)}")
         for name in wanted:
             opened.entry(name)  # unknown -> BundleError listing what the bundle has
     return ([reference] if reference else []) + [f for f in wanted if f != reference]

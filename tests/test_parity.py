@@ -125,6 +125,8 @@ def test_parity_refuses_bad_thresholds_and_missing_reference(exported_bundle, tm
     out, _, _ = exported_bundle
     assert cli("parity", out, "--data", CALIB / "neu", "--min-agreement", "99") == 2
     assert "fraction 0-1" in capsys.readouterr().err
+    assert cli("parity", out, "--data", CALIB / "neu", "--formats", " , ") == 2
+    assert "--formats names no format" in capsys.readouterr().err
     no_float = tmp_path / "int8 only"
     shutil.copytree(out, no_float)
     manifest = json.loads((no_float / "edgecnn.json").read_text())
