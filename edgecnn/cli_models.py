@@ -195,8 +195,9 @@ def format_result(metrics: dict) -> str:
               help="Bundle directory to write (new, empty, or an earlier bundle).")
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--calib", type=click.Path(exists=True), default=None,
-              help="Calibration data like the training data (default: the matching set "
-                   "in calibration_data/).")
+              help="Calibration data like the training data (default: the class-balanced "
+                   "training sample kept in the model directory, else the matching set in "
+                   "calibration_data/).")
 @click.option("--calib-method", default=None,
               help="int8 calibration: auto (default: minmax; for hard-swish / squeeze-excite "
                    "graphs minmax-mean and a float stem), minmax, minmax-mean, entropy or "
