@@ -19,8 +19,9 @@ from contextlib import ExitStack
 from typing import Callable, Sequence
 
 from .errors import ConnectTimeout, EdgecnnError, StorageError
-from .loop import RunLoop, event_id
+from .loop import RunLoop
 from .options import Logging, RunPlan
+from .reconnect import StatusLog
 from .runstats import RunSummary, StopFlag, stop_on_signals
 
 IDLE_SLEEP_S = 0.002   # a round in which no source had anything ready
@@ -58,12 +59,9 @@ class WaitingPipeline:
         self._own = RunLoop(summary, limits=plan.limits, sinks=kwargs.get("sinks", ()),
                             stop=stop, on_event=kwargs.get("on_event"),
                             item="frame" if camera else "window")
-        self._since = time.monotonic()
-        self._own.source_faults["disconnected"] += 1
-        self._own.source_active.add("disconnected")
-        self._own.emit({"id": event_id(), "time": _utc(), "type": "fault", "source": name,
-                        "fault": "disconnected", "state": "start", self._own.item: 0,
-                        "detail": f"not up at the start: {reason}; still trying"})
+        self._status = StatusLog()       # logged as a dropped source's faults are
+        self._status.start("disconnected", f"not up at the start: {reason}; still trying")
+        self._own.source_changes(self._status.poll(), 0)
         forever = dataclasses.replace(plan.source, backoff=dataclasses.replace(
             plan.source.backoff, connect_timeout=1e9))
         self._thread = threading.Thread(
@@ -86,11 +84,8 @@ class WaitingPipeline:
                 stop.set(f"cannot open: {exc}")
             return
         own = self._own
-        own.source_active.discard("disconnected")
-        own.emit({"id": event_id(), "time": _utc(), "type": "fault",
-                  "source": own.summary.source, "fault": "disconnected", "state": "end",
-                  own.item: 0, "detail": "connected",
-                  "duration_s": round(time.monotonic() - self._since, 3)})
+        self._status.end("disconnected", "connected")
+        own.source_changes(self._status.poll(), 0)
         for sink in own.sinks:          # the live page joined after the start
             if sink not in real.loop.sinks:
                 real.loop.sinks.append(sink)
@@ -122,12 +117,6 @@ class WaitingPipeline:
         faults = summary.extra.setdefault("source_faults", {})
         faults["disconnected"] = faults.get("disconnected", 0) + 1
         return summary
-
-
-def _utc() -> str:
-    from .events import utc_now
-
-    return utc_now()
 
 
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,
