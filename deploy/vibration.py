@@ -23,7 +23,7 @@ from .health import SIGNAL_HEALTH_FAULTS, monitor_for
 from .loop import Pipeline, RunLoop
 from .options import RunPlan, VibrationSource, plan_from_keywords
 from .runstats import RunSummary, StopFlag, counter_dict
-from .samples import SampleSource, open_sample_source
+from .samples import RecordingSource, SampleSource, open_sample_source
 from .stft import StreamingSpectrogram
 
 SIGNAL_FAULTS = ("nonfinite", "clipped", "flatline", "gap")
@@ -142,11 +142,11 @@ class VibrationPipeline(Pipeline):
             vib.source, sig.sample_rate, channel=vib.channel or sig.channel,
             stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff,
             stop=stop)
-        held = getattr(self.src, "samples", None)
-        if isinstance(held, np.ndarray) and len(held) < sig.window_length:
+        if isinstance(self.src, RecordingSource) and len(self.src.samples) < sig.window_length:
             logging.getLogger("edgecnn.deploy").warning(
                 "NOTE: %s holds %d samples at %g Hz, less than one window of %d: nothing to "
-                "classify", self.src.name, len(held), sig.sample_rate, sig.window_length)
+                "classify", self.src.name, len(self.src.samples), sig.sample_rate,
+                sig.window_length)
         summary = RunSummary(kind="vibration", source=vib.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
