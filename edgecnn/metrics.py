@@ -3,9 +3,10 @@
 Keys: ``accuracy`` (0-1), ``n`` (samples evaluated), ``skipped`` (unreadable inputs),
 ``labels``, ``per_class`` ({label: precision, recall, f1, support}) and ``confusion``
 (rows = true class, columns = predicted, in ``labels`` order). On imbalanced data accuracy
-hides a class that is never found, so there are also ``balanced_accuracy`` (the mean recall
-over the classes present in the data), ``macro_recall`` (the mean over all labels, a class
-without samples counting 0), ``macro_f1`` and ``per_class_recall`` ({label: recall}).
+hides a class that is never found, so there are also ``balanced_accuracy`` and
+``macro_recall`` (both the mean recall over the classes present in the data), ``macro_f1``
+and ``per_class_recall`` ({label: recall}). A class without samples here has recall
+``None`` (null in JSON): it was not measured, which is not the same as never found.
 ``majority_class`` / ``majority_baseline`` say what always answering the most frequent
 true class would score on the same data: the floor a model must beat on imbalanced data.
 """
@@ -32,9 +33,11 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
         predicted = int(matrix[:, i].sum())
         support = int(matrix[i].sum())
         precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[label] = {"precision": round(precision, 6), "recall": round(recall, 6),
+        recall = tp / support if support else None
+        f1 = (2 * precision * recall / (precision + recall)
+              if recall is not None and precision + recall else 0.0)
+        per_class[label] = {"precision": round(precision, 6),
+                            "recall": None if recall is None else round(recall, 6),
                             "f1": round(f1, 6), "support": support}
     n = int(len(y_true))
     supports = matrix.sum(axis=1)
@@ -104,6 +107,7 @@ def format_metrics(metrics: dict) -> str:
     width = max(len(label) for label in metrics["per_class"])
     lines.append(f"  {'class':<{width}}  precision  recall  support")
     for label, row in metrics["per_class"].items():
+        recall = "    -" if row["recall"] is None else f"{row['recall'] * 100:5.1f}%"
         lines.append(f"  {label:<{width}}  {row['precision'] * 100:8.2f}%  "
-                     f"{row['recall'] * 100:5.1f}%  {row['support']:7d}")
+                     f"{recall}  {row['support']:7d}")
     return "\n".join(lines)

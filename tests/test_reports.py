@@ -1,5 +1,7 @@
 """Balanced metrics and the row-normalised confusion picture on an imbalanced result."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,6 +57,12 @@ def test_a_label_without_samples_counts_in_no_macro_average():
     assert wrong["macro_recall"] == pytest.approx(0.75)
     assert wrong["macro_f1"] == pytest.approx((2 * 0.5 / 1.5 + 1 + 0) / 3)
     assert "no samples here: c" in format_metrics(metrics)
+    # its recall was not measured: null in the JSON, a dash in the table, not 0 %
+    assert metrics["per_class"]["c"]["recall"] is None
+    assert metrics["per_class_recall"] == {"a": 1.0, "b": 1.0, "c": None}
+    assert json.loads(json.dumps(metrics))["per_class_recall"]["c"] is None
+    row_c = [line for line in format_metrics(metrics).splitlines() if line.strip().startswith("c ")]
+    assert "0.0%" not in row_c[0] and "-" in row_c[0]
 
 
 def test_confusion_png_is_written_with_counts(tmp_path):
