@@ -140,7 +140,7 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
     if len(samples) == 0:
         raise DataError(f"calibration data {source} holds no usable samples "
                         f"({len(samples.skipped)} files skipped)")
-    index = balanced_index(samples.labels, len(samples.class_names), max_samples)
+    index = _balanced(samples.labels, len(samples.class_names), max_samples, log)
     picked = samples.subset(index)
     from edgecnn.tensors import to_tensors
 
@@ -152,13 +152,22 @@ def load_calibration(spec: InputSpec, task: str | None, calib: str | Path | None
     return calib_set
 
 
+def _balanced(labels, num_classes: int, max_samples: int, log) -> np.ndarray:
+    """``balanced_index``, saying so when one sample per class is more than asked for."""
+    index = balanced_index(labels, num_classes, max_samples)
+    if len(index) > max_samples:
+        log(f"note: --max-calib-samples {max_samples} is fewer than one sample per class; "
+            f"took one of each of the {len(index)} classes")
+    return index
+
+
 def _kept_sample(kept, spec: InputSpec, model_dir, task, max_samples: int,
                  log) -> CalibrationSet:
     tensors, labels = kept
     if tensors.shape[1:] != spec.input_shape:
         raise DataError(f"{model_dir.path}: the kept calibration tensors are "
                         f"{tensors.shape[1:]}, the model takes {spec.input_shape}")
-    index = balanced_index(labels, spec.num_classes, max_samples)
+    index = _balanced(labels, spec.num_classes, max_samples, log)
     calib_set = CalibrationSet(tensors[index], labels[index], tuple(spec.labels),
                                f"{model_dir.path} (training split sample)", task,
                                available=len(tensors))

@@ -86,3 +86,18 @@ def test_index_pickers():
     assert np.bincount(labels[balanced_index(labels, 2, 20)]).tolist() == [10, 10]
     picked = labels[proportional_index(labels, 50)]
     assert len(picked) == 50 and 4 <= (picked == 1).sum() <= 6
+
+
+def test_fewer_calibration_samples_than_classes_take_one_each_and_say_so(trained):
+    from edgecnn.export.calibration import load_calibration
+
+    model_dir = ModelDir.open(trained)
+    lines = []
+    calib = load_calibration(model_dir.spec, "neu", max_samples=2, log=lines.append,
+                             model_dir=model_dir)
+    assert np.bincount(calib.labels).tolist() == [1] * 6
+    assert any("--max-calib-samples 2 is fewer than one sample per class" in line
+               and "6 classes" in line for line in lines)
+    lines.clear()
+    load_calibration(model_dir.spec, "neu", max_samples=12, log=lines.append, model_dir=model_dir)
+    assert not any("fewer than one sample per class" in line for line in lines)
