@@ -67,22 +67,40 @@ def save_heldout(directory, x_train, y_train, x_val, y_val, num_classes: int) ->
 def load_heldout(model_dir, name: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(tensors, labels) of ``name`` ("calibration" or "validation") from a model directory
     (an ``edgecnn.modeldir.ModelDir``), or None when it keeps none (older directories)."""
-    entry = ((model_dir.manifest.get("data") or {}).get("held_out") or {}).get(name)
+    data = model_dir.manifest.get("data")
+    held = data.get("held_out") if isinstance(data, dict) else None
+    entry = held.get(name) if isinstance(held, dict) else None
     if not entry:
         return None
+    where = f"{model_dir.path}: edgecnn.json data.held_out.{name}"
+    if not isinstance(entry, dict):
+        raise BundleError(f"{where} should be an object; found {type(entry).__name__}")
+    root = Path(model_dir.path).resolve()
     arrays = []
     for part in ("x", "y"):
-        record = entry[part]
+        record = entry.get(part)
+        if not (isinstance(record, dict) and isinstance(record.get("file"), str)
+                and isinstance(record.get("sha256"), str)):
+            raise BundleError(f"{where}.{part} should be {{\"file\": ..., \"sha256\": ...}}; "
+                              f"found {record!r:.80}")
         path = Path(model_dir.path) / record["file"]
-        if Path(record["file"]).is_absolute() or ".." in Path(record["file"]).parts:
+        if (Path(record["file"]).is_absolute() or ".." in Path(record["file"]).parts
+                or not path.resolve().is_relative_to(root)):
             raise BundleError(f"{model_dir.path}: held-out file {record['file']!r} points "
                               "outside the model directory")
         if not path.is_file():
             raise BundleError(f"{path} is missing (the model directory lists it)")
         if sha256_file(path) != record["sha256"]:
             raise BundleError(f"{path} does not match the model directory's manifest")
-        arrays.append(np.load(path, allow_pickle=False))
+        try:
+            arrays.append(np.load(path, allow_pickle=False))
+        except ValueError as exc:  # object arrays need pickle: refused
+            raise BundleError(f"{path} is not a plain numeric array ({exc})") from None
     x, y = arrays
-    if len(x) != len(y):
-        raise BundleError(f"{model_dir.path}: {name} tensors and labels differ in length")
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+        raise BundleError(f"{model_dir.path}: {name} tensors should be a numeric batch; "
+                          f"found {x.dtype} {x.shape}")
+    if len(x) != len(y) or y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise BundleError(f"{model_dir.path}: {name} labels should be integers, one per "
+                          f"tensor; found {y.dtype} {y.shape} for {len(x)} tensors")
     return x, y

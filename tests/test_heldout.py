@@ -101,3 +101,33 @@ def test_fewer_calibration_samples_than_classes_take_one_each_and_say_so(trained
     lines.clear()
     load_calibration(model_dir.spec, "neu", max_samples=12, log=lines.append, model_dir=model_dir)
     assert not any("fewer than one sample per class" in line for line in lines)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda held: held.update(validation="heldout/validation_x.npy"),
+    lambda held: held["validation"].update(x="heldout/validation_x.npy"),
+    lambda held: held["validation"]["x"].update(sha256=None),
+    lambda held: held["validation"]["y"].update(file=7),
+])
+def test_a_hand_edited_heldout_entry_is_a_bundle_error_not_a_type_error(trained, tmp_path, edit):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    manifest = json.loads((copy / "edgecnn.json").read_text())
+    edit(manifest["data"]["held_out"])
+    (copy / "edgecnn.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="held_out.validation"):
+        load_heldout(ModelDir.open(copy), "validation")
+
+
+def test_a_heldout_file_linked_out_of_the_model_directory_is_refused(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    outside = tmp_path / "outside.npy"
+    shutil.move(copy / "heldout" / "validation_y.npy", outside)
+    (copy / "heldout" / "validation_y.npy").symlink_to(outside)
+    with pytest.raises(BundleError, match="outside the model directory"):
+        load_heldout(ModelDir.open(copy), "validation")
