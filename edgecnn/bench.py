@@ -11,6 +11,7 @@ integer GEMM, the kernel ONNX Runtime's QDQ convolutions run on) for int8 format
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -205,11 +206,10 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
                              ("warmup", warmup, 0)):
         if not isinstance(value, int) or value < low:
             raise InputError(f"{name} must be a whole number >= {low}; found {value!r}")
-    if max_seconds <= 0:
-        raise InputError(f"max_seconds must be positive; found {max_seconds}")
+    check_seconds(max_seconds)
     options = EngineOptions(threads=threads)
     bundle = bundle_or_name if isinstance(bundle_or_name, Bundle) else Bundle.open(bundle_or_name)
-    chosen = _choose_formats(bundle, formats)
+    chosen = choose_formats(bundle, formats)
     # Formats and Keras rows whose runtime this install lacks are left out and named (a
     # line PC without the 'train' extra); asked for by name, they are an error.
     skipped = {f: why for f in chosen if (why := missing_runtime(f))}
@@ -260,12 +260,19 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
         macs=macs, ceilings=ceilings, rows=rows, skipped=skipped)
 
 
-def _choose_formats(bundle: Bundle, formats) -> list[str]:
+def check_seconds(seconds: float) -> None:
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
+        raise InputError(f"--max-seconds must be a positive number of seconds; found {seconds}")
+
+
+def choose_formats(bundle: Bundle, formats) -> list[str]:
+    """The formats named in ``formats`` (a comma list or a sequence; None: all the
+    bundle has), each once; a name the bundle lacks is a BundleError."""
     if formats is None:
         return bundle.formats
     if isinstance(formats, str):
         formats = formats.split(",")
-    chosen = [f.strip() for f in formats if f.strip()]
+    chosen = list(dict.fromkeys(f.strip() for f in formats if f.strip()))
     missing = [f for f in chosen if f not in bundle.files]
     if missing or not chosen:
         raise BundleError(f"bundle {bundle.path} has no {', '.join(missing) or 'formats'} "

@@ -58,10 +58,14 @@ def bench_command(bundle, json_path, no_keras, select, select_batches, trusted_k
 
     bundle = Bundle.open(bundle, _trust(trusted_keys))
     if select:
+        from edgecnn.bench import check_seconds
         from edgecnn.select import format_selection, select_formats
 
+        _refuse_with_select(("data", "task", "batch", "warmup", "iterations",
+                             "keras_model_dir"))
+        check_seconds(options["max_seconds"])
         result = select_formats(bundle, batches=_batch_sizes(select_batches),
-                                threads=options["threads"],
+                                threads=options["threads"], formats=options["formats"],
                                 seconds=min(options["max_seconds"], 1.0))
         click.echo(format_selection(result))
         _write_json(result, json_path)
@@ -104,6 +108,23 @@ def sign_command(bundle, key):
 
     path, key_id = sign_bundle(bundle, key)
     click.echo(f"signed with key {key_id}: {path}")
+
+
+def _refuse_with_select(names) -> None:
+    """--select times only the formats that passed parity, on random tensors, at
+    --select-batches: options of the full bench would be silently ignored."""
+    from click.core import ParameterSource
+
+    from edgecnn.deploy.errors import InputError
+
+    ctx = click.get_current_context()
+    given = [name for name in names
+             if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+    if given:
+        flags = ", ".join("--" + ("keras" if n == "keras_model_dir" else n) for n in given)
+        raise InputError(f"--select times the formats that passed parity at --select-batches "
+                         f"(with --threads, --formats, --max-seconds); {flags} belong to the "
+                         "full bench: run it without --select")
 
 
 def _batch_sizes(text: str) -> list[int]:

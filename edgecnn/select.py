@@ -62,15 +62,27 @@ def _time_round(runner, seconds: float) -> float:
 
 
 def select_formats(bundle, *, batches=DEFAULT_BATCHES, threads: int = 1,
-                   seconds: float = 1.0, rounds: int = 5, write: bool = True) -> dict:
+                   seconds: float = 1.0, rounds: int = 5, write: bool = True,
+                   formats=None) -> dict:
     """Time each runnable format that passed parity at each batch size (``seconds`` of
     runs per format and batch, over ``rounds`` interleaved rounds); the choice per batch
-    size; written to the host file unless ``write`` is False (then no ``host_file``)."""
+    size; written to the host file unless ``write`` is False (then no ``host_file``).
+    ``formats`` (names) limits the choice to those; each must have passed parity."""
+    from edgecnn.bench import check_seconds, choose_formats
+
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    check_seconds(seconds)
+    wanted = None if formats is None else choose_formats(bundle, formats)
     batches = sorted({int(b) for b in batches})
     if not batches or batches[0] < 1:
         raise InputError(f"--select batch sizes must be whole numbers >= 1; found {batches}")
     formats, skipped = parity_passed(bundle)
+    if wanted is not None:
+        refused = {f: skipped[f] for f in wanted if f in skipped}
+        if refused:
+            raise InputError("--select cannot choose " + "; ".join(
+                f"{f} ({why})" for f, why in refused.items()))
+        formats, skipped = [f for f in formats if f in wanted], {}
     if not formats:
         raise InputError(f"bundle {bundle.path} has no format that passed parity and can "
                          f"run here ({'; '.join(f'{f}: {w}' for f, w in skipped.items())})")

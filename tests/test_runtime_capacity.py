@@ -187,6 +187,26 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     assert code == 2 and "inside the bundle" in err
 
 
+def test_bench_select_chooses_among_formats_and_refuses_what_it_would_ignore(
+        capsys, bundle, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    target = _with_formats(bundle, tmp_path)
+    code, out, err = _cli(capsys, "bench", target, "--select", "--select-batches", "1",
+                          "--max-seconds", "0.05", "--formats", "onnx", "--json",
+                          tmp_path / "one.json")
+    assert code == 0, err
+    assert set(json.loads((tmp_path / "one.json").read_text())["batches"]["1"]
+               ["ms_per_batch"]) == {"onnx"}
+    code, _, err = _cli(capsys, "bench", target, "--select", "--formats", "tflite-fp16")
+    assert code == 2 and "cannot choose tflite-fp16 (failed parity" in err
+    code, _, err = _cli(capsys, "bench", target, "--select", "--batch", "8")
+    assert code == 2 and "--batch belong to the full bench" in err
+    for seconds in ("nan", "inf", "0"):
+        for extra in ((), ("--select",)):
+            code, _, err = _cli(capsys, "bench", target, *extra, "--max-seconds", seconds)
+            assert code == 2 and "--max-seconds must be a positive number" in err
+
+
 def test_full_8_bit_int8_is_not_the_default_on_an_x86_cpu_without_vnni(
         bundle, tmp_path, monkeypatch, caplog):
     """ONNX Runtime's int8 kernels on x86 without VNNI add pairs of products in int16,
