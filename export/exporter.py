@@ -238,7 +238,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
         if judge is not None:
             manifest["calibration"]["judged_on"] = judge.summary()
         write_manifest(stage, manifest)
-        _replace_bundle(stage, out)
+        _replace_bundle(stage, out, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(stage, ignore_errors=True)
@@ -360,11 +360,23 @@ def _check_target(out: Path, model_path: Path) -> None:
                               "write into it (choose a new or empty directory)")
 
 
-def _replace_bundle(stage: Path, out: Path) -> None:
-    """Swap the staged files in: the previous bundle's files and manifest go first."""
+def _replace_bundle(stage: Path, out: Path, log=lambda message: None) -> None:
+    """Swap the staged files in: the previous bundle's files and manifest go first (the
+    log names formats of the previous bundle that this export does not write, and a
+    signature that no longer holds)."""
     if (out / MANIFEST).is_file():
         old = read_json(out / MANIFEST, "manifest")
-        for entry in (old.get("files") or {}).values():
+        old_files = old.get("files") if isinstance(old.get("files"), dict) else {}
+        new_files = read_json(stage / MANIFEST, "manifest").get("files") or {}
+        dropped = [fmt for fmt in old_files if fmt not in new_files]
+        if dropped:
+            log(f"note: replacing the bundle in {out}: its {', '.join(dropped)} "
+                f"{'file is' if len(dropped) == 1 else 'files are'} not in this export and "
+                "removed (--formats chooses what is written)")
+        if (out / SIGNATURE).is_file():
+            log(f"note: {out / SIGNATURE} signed the previous manifest and is removed; "
+                "sign the new bundle again (edgecnn sign)")
+        for entry in old_files.values():
             target = out / str(entry.get("file", "") if isinstance(entry, dict) else "")
             if target.is_file() and target.parent == out:
                 target.unlink()

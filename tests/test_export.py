@@ -224,9 +224,11 @@ def test_export_cli_json_reexport_and_refusals(trained_image_model_dir, tmp_path
     assert data["steps"][0]["format"] == "onnx" and data["steps"][0]["size"] > 10_000
     assert "model.onnx" in capsys.readouterr().out
 
-    # Re-export into the same bundle replaces it: the old file goes with the old manifest.
+    # Re-export into the same bundle replaces it: the old file goes with the old manifest,
+    # and the log says which format went.
     assert cli("export", trained_image_model_dir, "--out", out, "--formats", "onnx-int8") == 0
     assert sorted(p.name for p in out.iterdir()) == ["edgecnn.json", "model.int8.onnx"]
+    assert "its onnx file is not in this export and removed" in capsys.readouterr().err
     assert Bundle.open(out).formats == ["onnx-int8"]
 
     busy = tmp_path / "busy"
