@@ -16,6 +16,7 @@ import dataclasses
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import ConnectTimeout, EdgecnnError, StorageError
@@ -133,11 +134,33 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
     with a ``watch(loop)`` method is shown every source's RunLoop once it is open (for live
     status), one with ``finish(summaries)`` is called with the summaries before they are
     returned (to flush and add its counts)."""
-    from .run import open_sinks
-
     stop = stop or StopFlag()
     if http is not None:
         http.address()   # a bad address or a missing token fails before any source opens
+    fresh = [Path(p) for p in (logging.log, logging.sqlite)
+             if p is not None and not Path(p).exists()]
+    try:
+        return _run_opened(sources, logging, stop, on_event, http, on_http, sinks,
+                           fresh.clear)
+    finally:
+        _remove_unused(fresh)   # empty once every source opened
+
+
+def _remove_unused(paths) -> None:
+    """Logs this run created before a source failed to open hold no event: removed, so
+    a failed start leaves no empty log behind (its ``.lock`` stays, see storage)."""
+    for path in paths:
+        for item in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm",
+                                                                      "-journal"))):
+            try:
+                item.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opened):
+    from .run import open_sinks
+
     with ExitStack() as stack:
         guard = open_sinks(logging, stack, stop, on_event)
         extra = list(sinks)
@@ -158,6 +181,7 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
                     pipeline = WaitingPipeline(bundle, plan, str(exc), own_stop, **kwargs)
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
+            on_opened()   # from here on the logs are the run's, whatever happens
             for sink in extra:
                 if hasattr(sink, "watch"):
                     for pipeline in pipelines:

@@ -97,3 +97,22 @@ def test_a_camera_changing_resolution_is_a_fault_and_the_others_go_on(bright_bun
     with pytest.raises(InputError, match="does not fit in the 80x60 frame"):
         run_many([(bright_bundle, plan_from_keywords("camera", str(parts[1]), roi=roi))],
                  Logging())
+
+
+def test_a_source_that_fails_to_open_leaves_no_empty_log(bright_bundle, tmp_path):
+    from edgecnn.deploy.errors import SourceError
+
+    good = _video(tmp_path / "a.avi", [1, 2])
+    fresh, sqlite = tmp_path / "fresh.jsonl", tmp_path / "fresh.db"
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text('{"event": "from an earlier run"}\n')
+    for log, db in ((fresh, sqlite), (kept, None)):
+        with pytest.raises(SourceError):
+            run_many([(bright_bundle, plan_from_keywords("camera", str(good))),
+                      (bright_bundle, plan_from_keywords("camera", str(tmp_path / "no.avi")))],
+                     Logging(log=str(log), sqlite=db and str(db)))
+    assert not fresh.exists() and not sqlite.exists()
+    assert kept.read_text() == '{"event": "from an earlier run"}\n'   # an old log stays whole
+    run_many([(bright_bundle, plan_from_keywords("camera", str(good), min_frames=2))],
+             Logging(log=str(fresh)))
+    assert fresh.read_text().count("\n") >= 1
