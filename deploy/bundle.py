@@ -85,6 +85,19 @@ def inside(folder: Path, name: str, key: str) -> Path:
     return real
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file to read ("is missing", "is a directory", ...),
+    or None when it is one: a FIFO or a device is named, not taken for a missing file."""
+    if path.is_file():
+        return None
+    if not path.exists():
+        return "is missing"
+    kind = ("a directory" if path.is_dir() else "a FIFO" if path.is_fifo()
+            else "a socket" if path.is_socket() else "a device" if path.is_char_device()
+            or path.is_block_device() else "not a regular file")
+    return f"is {kind}, not a regular file"
+
+
 def read_inside(folder: Path, name: str, key: str, limit: int) -> bytes | None:
     """The bytes of a small regular file inside ``folder``; None when there is none."""
     path = inside(folder, name, key)
@@ -184,8 +197,8 @@ class Bundle:
     def _model_path(self, fmt: str | None) -> tuple[Path, FileEntry]:
         entry = self.file_entry(fmt)
         path = inside(self.path, entry.file, f"files.{entry.format}.file")
-        if not path.is_file():
-            raise BundleError(f"bundle file {self.path / entry.file} is missing")
+        if (why := not_a_file(path)) is not None:
+            raise BundleError(f"bundle file {self.path / entry.file} {why}")
         return path, entry
 
     def _check_digest(self, entry: FileEntry, digest: str) -> None:

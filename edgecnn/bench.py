@@ -95,7 +95,11 @@ def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=stderr_line):
                 continue
         except BundleError:
             continue
-        model_dir = ModelDir.open(candidate)
+        try:
+            model_dir = ModelDir.open(candidate)
+        except BundleError as exc:
+            log(f"note: the bundle's source model is unusable ({exc}); Keras rows left out")
+            return None
         if source.get("sha256") and model_dir.model_sha256() != source["sha256"]:
             log(f"note: {candidate} no longer holds the model this bundle was exported "
                 "from (sha256 differs); Keras rows left out")

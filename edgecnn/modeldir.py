@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.deploy.bundle import read_json, sha256_file
+from edgecnn.deploy.bundle import not_a_file, read_json, sha256_file
 from edgecnn.deploy.errors import BundleError
 from edgecnn.deploy.events import utc_now
 from edgecnn.deploy.spec import InputSpec
@@ -43,8 +43,8 @@ class ModelDir:
         if manifest.get("format") != MODEL_FORMAT:
             raise BundleError(f"{manifest_path} is not an edgecnn model manifest (expected "
                               f"format {MODEL_FORMAT!r}, found {manifest.get('format')!r})")
-        if not (path / MODEL_FILE).is_file():
-            raise BundleError(f"model directory {path} has no {MODEL_FILE}")
+        if (why := not_a_file(path / MODEL_FILE)) is not None:
+            raise BundleError(f"model directory {path}: {MODEL_FILE} {why}")
         return cls(path=path, manifest=manifest, spec=InputSpec.from_dict(manifest.get("spec")))
 
     @property
@@ -93,12 +93,15 @@ class ModelDir:
 
 
 def is_model_dir(path: str | Path) -> bool:
-    """A folder with a model file and an edgecnn.json that is not a bundle's: a model
-    directory (``ModelDir.open`` then says what is wrong with it, if anything)."""
-    if not ((Path(path) / MANIFEST).is_file() and (Path(path) / MODEL_FILE).is_file()):
+    """A folder whose edgecnn.json is a model manifest, or that holds a model file beside
+    an edgecnn.json that is not a bundle's: a model directory (``ModelDir.open`` then says
+    what is wrong with it, if anything, such as a model file that is missing)."""
+    if not (Path(path) / MANIFEST).is_file():
         return False
     manifest = read_json(Path(path) / MANIFEST, "manifest")
-    return not isinstance(manifest, dict) or manifest.get("format") == MODEL_FORMAT
+    if isinstance(manifest, dict) and manifest.get("format") == MODEL_FORMAT:
+        return True
+    return (Path(path) / MODEL_FILE).exists() and not isinstance(manifest, dict)
 
 
 def write_model_dir(path: str | Path, model, spec: InputSpec, *, architecture: str,

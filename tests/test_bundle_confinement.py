@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 
 import pytest
@@ -92,6 +93,19 @@ def test_a_symlink_inside_the_bundle_is_fine(cwru):
     os.rename(cwru / "model.onnx", cwru / "real.onnx")
     (cwru / "model.onnx").symlink_to("real.onnx")
     assert Bundle.open(cwru).file("onnx").name == "real.onnx"
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: p.mkdir(), "is a directory, not a regular file"),
+    (lambda p: os.mkfifo(p), "is a FIFO, not a regular file"),
+    (lambda p: p.symlink_to("gone.onnx"), "is missing"),
+    (lambda p: None, "is missing"),
+])
+def test_a_model_file_that_is_not_a_regular_file_is_named_for_what_it_is(cwru, make, says):
+    (cwru / "model.onnx").unlink()
+    make(cwru / "model.onnx")
+    with pytest.raises(BundleError, match="model.onnx " + re.escape(says)):
+        open_engine(Bundle.open(cwru), "onnx")   # a FIFO is never opened: no hang
 
 
 def test_a_symlinked_manifest_that_leaves_is_refused(tmp_path, cwru):

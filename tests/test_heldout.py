@@ -131,3 +131,17 @@ def test_a_heldout_file_linked_out_of_the_model_directory_is_refused(trained, tm
     (copy / "heldout" / "validation_y.npy").symlink_to(outside)
     with pytest.raises(BundleError, match="outside the model directory"):
         load_heldout(ModelDir.open(copy), "validation")
+
+
+def test_a_model_directory_without_its_model_file_says_so(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "model.keras").unlink()
+    result = run_cli("eval", copy, "--data", CALIB / "neu")
+    assert result.returncode == 2
+    assert "model.keras is missing" in result.stderr and "Traceback" not in result.stderr
+    (copy / "model.keras").mkdir()
+    result = run_cli("export", copy, "--out", tmp_path / "b")
+    assert result.returncode == 2 and "model.keras is a directory" in result.stderr
