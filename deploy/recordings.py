@@ -310,7 +310,12 @@ def _read_csv(path: Path, channel):
         raise SourceError(f"{path}: header has {len(header)} columns but the data has "
                           f"{values.shape[1]}")
     if values.shape[1] == 1:
-        return values[:, 0], rate, None, header[0] if header else "0"
+        name = header[0] if header else "0"
+        if (_is_index(channel) and int(channel) != 0) or (
+                header and not _is_index(channel) and str(channel) not in (DEFAULT_CHANNEL, name)):
+            raise SourceError(f"{path} has one column ({name!r}); it has no channel "
+                              f"{str(channel)!r}")
+        return values[:, 0], rate, None, name
     if header is not None and str(channel) in header:
         column = header.index(str(channel))
         return values[:, column], rate, None, str(channel)
@@ -354,6 +359,8 @@ def _pick_column(path: Path, array: np.ndarray, channel) -> tuple[np.ndarray, st
     if array.ndim == 2 and 1 in array.shape:
         array = array.ravel()
     if array.ndim == 1:
+        if _is_index(channel) and int(channel) != 0:
+            raise SourceError(f"{path} holds one channel; it has no channel index {channel}")
         return array, "0"
     if array.ndim != 2:
         raise SourceError(f"{path}: expected a 1-D signal or a 2-D (samples x channels) "

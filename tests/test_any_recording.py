@@ -1,6 +1,7 @@
 """Recordings as users have them: any .mat variable name, any sample rate, one windowing rule."""
 
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -195,6 +196,22 @@ def test_csv_dialects_of_spreadsheets_and_loggers_read_the_same_samples(tmp_path
     (tmp_path / "counts.csv").write_text("12,345\n13,-340\n11,290\n")
     counts = read_recording(tmp_path / "counts.csv", channel="1", sample_rate=12000)
     assert counts.samples.tolist() == [345.0, -340.0, 290.0]
+
+
+def test_a_channel_a_one_column_file_does_not_have_is_refused(tmp_path):
+    x = _real(100)
+    (tmp_path / "acc_x.csv").write_text("acc_x\n" + "\n".join(f"{v:.6f}" for v in x) + "\n")
+    (tmp_path / "bare.csv").write_text("\n".join(f"{v:.6f}" for v in x) + "\n")
+    np.save(tmp_path / "one.npy", x)
+    for name, channel in (("acc_x.csv", "acc_x"), ("acc_x.csv", "DE"), ("acc_x.csv", "0"),
+                          ("bare.csv", "0"), ("one.npy", "0"), ("one.npy", "DE")):
+        read_recording(tmp_path / name, channel=channel, sample_rate=12000)   # what it has
+    for name, channel, says in (("acc_x.csv", "acc_y", "one column ('acc_x'); it has no "
+                                                       "channel 'acc_y'"),
+                                ("bare.csv", "2", "no channel '2'"),
+                                ("one.npy", "1", "no channel index 1")):
+        with pytest.raises(SourceError, match=re.escape(says)):
+            read_recording(tmp_path / name, channel=channel, sample_rate=12000)
 
 
 def test_a_bare_manifest_entry_naming_several_files_is_refused(tmp_path):
