@@ -36,6 +36,10 @@ class ConnectTimeout(SourceError):
     """A live source that did not come up within --connect-timeout (it may later)."""
 
 
+class StoppedWaiting(SourceError):
+    """A stop (SIGTERM, SIGINT) came while a live source was still being waited for."""
+
+
 class StorageError(EdgecnnError):
     """The disk refused events or snapshots and the run was told to stop on that."""
 

@@ -5,8 +5,8 @@ Each source keeps its own reading thread (frames are decoded and prepared there)
 counters, faults, events and summary; the stepping thread takes whatever is ready, source
 after source, so no source starves another (a source with a frame ready is served at
 least once per round). A finite source that ends leaves the others running; a stop
-(SIGINT/SIGTERM, the duration) ends them all. A live source that is not up within
---connect-timeout does not hold the others back: it is a ``disconnected`` fault and keeps
+(SIGINT/SIGTERM, the duration) ends them all. A live source that is not up at the start
+does not hold the others back: after one attempt it is a ``disconnected`` fault and keeps
 being tried (``WaitingPipeline``), as a source that drops later is.
 """
 
@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import ConnectTimeout, EdgecnnError, StorageError
+from .errors import ConnectTimeout, EdgecnnError, StorageError, StoppedWaiting
 from .loop import RunLoop
 from .options import Logging, RunPlan
 from .reconnect import StatusLog
@@ -61,14 +61,17 @@ class WaitingPipeline:
                             stop=stop, on_event=kwargs.get("on_event"),
                             item="frame" if camera else "window")
         self._status = StatusLog()       # logged as a dropped source's faults are
-        self._status.start("disconnected", f"not up at the start: {reason}; still trying")
+        trying = not stop.is_set()   # else a stop came while it was awaited
+        self._status.start("disconnected", f"not up at the start: {reason}"
+                                           f"{'; still trying' if trying else ''}")
         self._own.source_changes(self._status.poll(), 0)
         forever = dataclasses.replace(plan.source, backoff=dataclasses.replace(
             plan.source.backoff, connect_timeout=1e9))
         self._thread = threading.Thread(
             target=self._open, args=(bundle, dataclasses.replace(plan, source=forever),
                                      stop, kwargs), daemon=True, name=f"edgecnn-wait-{name}")
-        self._thread.start()
+        if trying:
+            self._thread.start()
 
     @property
     def loop(self) -> RunLoop:
@@ -104,7 +107,8 @@ class WaitingPipeline:
 
     def close(self) -> None:
         self._own.stop.set(self._own.stop.reason or "stopped")
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
         if self.real is not None:
             self.real.close()
 
@@ -124,7 +128,7 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
              stop: StopFlag | None = None,
              on_event: Callable[[dict], None] | None = None,
              http=None, on_http: Callable[[str], None] | None = None,
-             sinks: Sequence = ()) -> list[RunSummary]:
+             sinks: Sequence = (), keep_waiting: bool = False) -> list[RunSummary]:
     """Run every (bundle, plan) of ``sources`` in this process until all have ended or
     ``stop`` is set; one summary per source, in order. Events of all sources go to the
     same sinks, each naming its source. ``http`` (``httpview.HttpOptions``) serves the
@@ -133,7 +137,13 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
     ``sinks`` are extra, caller-owned sinks (e.g. MQTT) after those ``logging`` names; one
     with a ``watch(loop)`` method is shown every source's RunLoop once it is open (for live
     status), one with ``finish(summaries)`` is called with the summaries before they are
-    returned (to flush and add its counts)."""
+    returned (to flush and add its counts).
+
+    A live source that is down at the start holds nobody back: with several sources (or
+    ``keep_waiting``, the service) it gets one connection attempt, then it is a
+    ``disconnected`` fault and keeps being tried while the others run. One source alone
+    waits up to its --connect-timeout and then fails. A stop while waiting ends the run
+    cleanly, with a summary that says the source never connected."""
     stop = stop or StopFlag()
     if http is not None:
         http.address()   # a bad address or a missing token fails before any source opens
@@ -141,7 +151,7 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
              if p is not None and not Path(p).exists()]
     try:
         return _run_opened(sources, logging, stop, on_event, http, on_http, sinks,
-                           fresh.clear)
+                           fresh.clear, keep_waiting or len(sources) > 1)
     finally:
         _remove_unused(fresh)   # empty once every source opened
 
@@ -158,7 +168,18 @@ def _remove_unused(paths) -> None:
                 pass
 
 
-def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opened):
+def _first_try(plan: RunPlan, waiting: bool) -> RunPlan:
+    """The plan for opening a source: when the run goes on without it, one connection
+    attempt (then ``WaitingPipeline`` keeps trying), so a dead camera delays nobody."""
+    backoff = getattr(plan.source, "backoff", None)
+    if not waiting or backoff is None:
+        return plan
+    once = dataclasses.replace(backoff, connect_timeout=0.0)
+    return dataclasses.replace(plan, source=dataclasses.replace(plan.source, backoff=once))
+
+
+def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opened,
+                waiting: bool):
     from .run import open_sinks
 
     with ExitStack() as stack:
@@ -173,10 +194,10 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opene
                 own_stop = StopFlag(parent=stop)
                 kwargs = {"sinks": [guard, *extra], "on_event": on_event}
                 try:
-                    pipeline = open_pipeline(bundle, plan, stop=own_stop, engines=engines,
-                                             **kwargs)
-                except ConnectTimeout as exc:
-                    if len(sources) == 1 or stop.is_set():
+                    pipeline = open_pipeline(bundle, _first_try(plan, waiting), stop=own_stop,
+                                             engines=engines, **kwargs)
+                except (ConnectTimeout, StoppedWaiting) as exc:
+                    if not (waiting or stop.is_set()):
                         raise
                     pipeline = WaitingPipeline(bundle, plan, str(exc), own_stop, **kwargs)
                 pipelines.append(pipeline)

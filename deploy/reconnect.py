@@ -49,7 +49,7 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
     ``backoff.connect_timeout`` seconds in total; then the last error is raised, saying how
     many attempts were made over how long. ``stop`` (an Event-like ``wait(s)``) ends the
     wait early."""
-    from .errors import ConnectTimeout, SourceError
+    from .errors import ConnectTimeout, SourceError, StoppedWaiting
 
     started = time.monotonic()
     delays = backoff.delays()
@@ -65,10 +65,11 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
             tried = ("1 attempt" if attempts == 1 else
                      f"{attempts} attempts over {waited:.1f} s")
             if stop is not None and stop.is_set():
-                raise SourceError(f"{exc} (stopped while waiting: {tried})") from None
+                raise StoppedWaiting(f"{exc} (stopped while waiting: {tried})") from None
             if left <= 0:
-                raise ConnectTimeout(f"{exc} ({tried}; --connect-timeout "
-                                  f"{backoff.connect_timeout:g} s)") from None
+                limit = (f"; --connect-timeout {backoff.connect_timeout:g} s"
+                         if backoff.connect_timeout > 0 else "")
+                raise ConnectTimeout(f"{exc} ({tried}{limit})") from None
             if attempts == 1:
                 import sys
                 until = ("until it comes up" if backoff.connect_timeout >= 1e8 else

@@ -57,7 +57,12 @@ def event_line(event: dict) -> str:
     where = event.get("frame", event.get("window"))
     unit = "frame" if "frame" in event else "window"
     if event.get("type") == "fault":
-        return f"fault {event['fault']} at {unit} {where} (id {event.get('id')})"
+        state = {"start": "began", "end": "ended"}.get(event.get("state"), "")
+        detail = f": {event['detail']}" if event.get("detail") else ""
+        lasted = (f" after {event['duration_s']:.1f} s"
+                  if isinstance(event.get("duration_s"), (int, float)) else "")
+        return (f"fault {event['fault']}{' ' + state if state else ''} at {unit} {where}"
+                f"{lasted}{detail} (id {event.get('id')})")
     tile = f" tile {event['tile']}" if "tile" in event else ""
     return (f"defect {event['class']} confidence {event['confidence']:.3f} at {unit} "
             f"{where}{tile} (id {event.get('id')})")
@@ -143,7 +148,8 @@ def serve(path, *, check_only: bool = False,
 
         summaries = run_many(sources, config.logging, stop=stop, on_event=on_event,
                              sinks=sinks, http=_http_options(config),
-                             on_http=lambda url: log.info("live view: %s", url))
+                             on_http=lambda url: log.info("live view: %s", url),
+                             keep_waiting=True)
     for summary in summaries:
         log.info("stopped %s (%s): %s processed, events %s", summary.source,
                  summary.stop_reason, summary.processed, summary.events or "none")
@@ -151,7 +157,8 @@ def serve(path, *, check_only: bool = False,
     if config.logging.json_path:
         try:
             Path(config.logging.json_path).write_text(
-                json.dumps([s.to_dict() for s in summaries], indent=2, sort_keys=True) + "\n",
+                json.dumps({"sources": [s.to_dict() for s in summaries]}, indent=2,
+                           sort_keys=True) + "\n",
                 encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot write {config.logging.json_path}: {exc.strerror}") \

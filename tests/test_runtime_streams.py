@@ -484,18 +484,20 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
     late = TcpSensor([x.tobytes(), "hold"], late=2.0)       # comes up after 2 s
     dead_url = f"tcp://127.0.0.1:{free_port()}"              # never comes up
     windows = len(range(0, len(x) - WINDOW + 1, 1024))
-    backoff = Backoff(0.2, 0.5, connect_timeout=0.5)
+    # a timeout longer than the test: the dead source, listed first, gets one attempt
+    # and then waits on its own, so the others are not held for its --connect-timeout
+    backoff = Backoff(0.2, 0.5, connect_timeout=60)
     stop = StopFlag()
     log = tmp_path / "events.jsonl"
     sources = [
+        (signal_bundle, plan_from_keywords("vibration", dead_url, name="fan", backoff=backoff)),
         (image_bundle, plan_from_keywords("camera", str(video), name="cam", min_frames=1)),
         (signal_bundle, plan_from_keywords("vibration", late.url, name="pump", hop=1024,
-                                           backoff=backoff, max_windows=windows)),
-        (signal_bundle, plan_from_keywords("vibration", dead_url, name="fan", backoff=backoff))]
+                                           backoff=backoff, max_windows=windows))]
     timer = threading.Timer(6.0, stop.set, args=("test over",))
     timer.start()
     try:
-        cam, pump, fan = run_many(sources, Logging(log=str(log)), stop=stop)
+        fan, cam, pump = run_many(sources, Logging(log=str(log)), stop=stop)
     finally:
         timer.cancel()
         late.done.set()
@@ -509,9 +511,36 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
     states = {(e["source"], e["state"]) for e in events if e.get("fault") == "disconnected"}
     assert states == {("pump", "start"), ("pump", "end"), ("fan", "start")}
     assert all(e["id"] for e in events)
-    # one source alone still fails after the timeout, as before (exit 2 from the CLI)
+    assert fan.stop_reason == "never connected" and fan.elapsed_s < 10
+    # one source alone still fails after the timeout, as before (exit 2 from the CLI) ...
+    short = Backoff(0.2, 0.5, connect_timeout=0.5)
+    alone = plan_from_keywords("vibration", dead_url, name="fan", backoff=short)
     with pytest.raises(SourceError, match="--connect-timeout"):
-        run_many([sources[2]], Logging())
+        run_many([(signal_bundle, alone)], Logging())
+    # ... but the service keeps waiting, a disconnected fault, until it is stopped
+    stop = StopFlag()
+    threading.Timer(1.5, stop.set, args=("SIGTERM",)).start()
+    served, = run_many([(signal_bundle, alone)], Logging(log=str(tmp_path / "s.jsonl")),
+                       stop=stop, keep_waiting=True)
+    assert served.stop_reason == "never connected"
+    served_events = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text()
+                     .splitlines()]
+    assert [(e["fault"], e["state"]) for e in served_events] == [("disconnected", "start")]
+    assert served_events[0]["detail"].endswith("connection refused (1 attempt); still trying")
+
+
+def test_a_stop_while_one_source_is_awaited_ends_cleanly_with_a_summary(signal_bundle):
+    from edgecnn.deploy.multi import run_many
+    from edgecnn.deploy.options import Logging, plan_from_keywords
+
+    plan = plan_from_keywords("vibration", f"tcp://127.0.0.1:{free_port()}", name="fan",
+                              backoff=Backoff(0.2, 0.5, connect_timeout=60))
+    stop = StopFlag()
+    threading.Timer(1.0, stop.set, args=("SIGTERM",)).start()
+    started = time.monotonic()
+    summary, = run_many([(signal_bundle, plan)], Logging(), stop=stop)
+    assert time.monotonic() - started < 10
+    assert summary.processed == 0 and summary.stop_reason.startswith("never connected")
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])

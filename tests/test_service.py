@@ -242,7 +242,7 @@ source = "{RECORDING}"
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "camera run on cam-1 (SIGTERM)" in out and "vibration run on pump (SIGTERM)" in out
-    summaries = json.loads((tmp_path / "summaries.json").read_text())
+    summaries = json.loads((tmp_path / "summaries.json").read_text())["sources"]
     assert [s["source"] for s in summaries] == ["cam-1", "pump"]
     assert all(s["stop_reason"] == "SIGTERM" for s in summaries)
 
