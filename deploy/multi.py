@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import ConnectTimeout, EdgecnnError, StorageError, StoppedWaiting
+from .errors import ConnectTimeout, EdgecnnError, StoppedWaiting, StorageError
 from .loop import RunLoop
 from .options import Logging, RunPlan
 from .reconnect import StatusLog
