@@ -355,17 +355,16 @@ class CameraPipeline(Pipeline):
         health = self.health
         if health is not None and work.fault is None:   # a black frame is not also 'dark'
             loop.health_changes(health.check_features(work.features), frame.index)
+        loop.input_faults((work.fault,) if work.fault is not None else (), frame.index,
+                          {"resolution": prepare.misfit})
         if work.fault is None and health is not None and health.active:
             # not classified while the source is unhealthy
             self.debouncer.reset()
             self.active_fault = health.active[0]
             loop.active_faults = tuple(health.active)
         elif work.fault is not None:
-            loop.faults[work.fault] += 1
             if work.fault != self.active_fault:
                 self.debouncer.reset()
-                detail = prepare.misfit if work.fault == "resolution" else None
-                loop.fault(work.fault, frame.index, **({"detail": detail} if detail else {}))
             self.active_fault = work.fault
             loop.active_faults = (work.fault,)
             if loop.preview is not None and loop.preview.wants():

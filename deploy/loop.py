@@ -62,6 +62,10 @@ class RunLoop:
         self.faults: Counter = Counter({name: 0 for name in fault_names})
         self.source_faults: Counter = Counter()   # stalled / disconnected / realigned: times
         self.source_active: set[str] = set()      # stalled / disconnected now
+        # the input's own faults (black, frozen, clipped ...): episodes in ``faults``,
+        # frames/windows in ``fault_items``; the open ones: kind -> [monotonic, UTC, items]
+        self.fault_items: Counter = Counter()
+        self._input_open: dict[str, list] = {}
         self.items = 0
         self.active_faults: tuple[str, ...] = ()   # present now (the pipeline sets it)
         self.started = time.monotonic()
@@ -107,6 +111,27 @@ class RunLoop:
         event["fault"] = fault
         event["model_sha256"] = self.summary.model_sha256
         self.emit(event)
+
+    def input_faults(self, present, index: int, details: dict | None = None,
+                     **fields) -> None:
+        """The input's own faults found in item ``index`` (black, overexposed, frozen,
+        resolution; clipped, nonfinite, flatline): a ``start`` event when one appears, an
+        ``end`` event (since, duration_s and how many items it held) when it is gone, as
+        source-health faults have. ``faults`` counts episodes, ``fault_items`` items."""
+        now = time.monotonic()
+        for kind in sorted(set(self._input_open) - set(present)):
+            began, wall, items = self._input_open.pop(kind)
+            self.fault(kind, index, state="end", since=wall,
+                       duration_s=round(now - began, 3), **{f"{self.item}s": items}, **fields)
+        for kind in present:
+            self.fault_items[kind] += 1
+            if kind not in self._input_open:
+                self.faults[kind] += 1
+                self._input_open[kind] = [now, utc_now(), 0]
+                detail = (details or {}).get(kind)
+                self.fault(kind, index, state="start", **fields,
+                           **({"detail": detail} if detail else {}))
+            self._input_open[kind][2] += 1
 
     def source_changes(self, changes, index: int) -> None:
         """Log a source's state changes (``reconnect.StatusChange``: stalled or
@@ -176,6 +201,8 @@ class RunLoop:
         summary.stop_reason = self.stop.reason or "stopped"
         for name, value in fields.items():
             setattr(summary, name, value)
+        if self.fault_items:
+            summary.extra[f"fault_{self.item}s"] = counter_dict(self.fault_items)
         return summary
 
 

@@ -60,7 +60,8 @@ class RunSummary:
     processed: int = 0              # classified
     dropped: int = 0                # live frames replaced before the pipeline took them
     corrupt: int = 0                # undecodable frames / unreadable chunks skipped
-    faults: dict[str, int] = field(default_factory=dict)   # frames/windows per fault kind
+    faults: dict[str, int] = field(default_factory=dict)   # episodes per fault kind (the
+    # start events logged); frames/windows in each: extra["fault_frames"|"fault_windows"]
     reconnects: int = 0
     elapsed_s: float = 0.0
     fps: float = 0.0                # processed per second of wall time
@@ -86,7 +87,9 @@ class RunSummary:
         for k, v in (self.extra.get("source_faults") or {}).items():  # stalled, disconnected
             if v:
                 counts[k] = counts.get(k, 0) + v
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+        items = self.extra.get(f"fault_{self.unit}") or {}
+        faults = ", ".join(f"{k} {v}" + (f" ({items[k]} {self.unit})" if k in items else "")
+                           for k, v in sorted(counts.items())) or "none"
         lines = [
             f"{self.kind} run on {self.source} ({self.stop_reason})",
             f"  model      {self.bundle} [{self.model_format}] sha256 {self.model_sha256[:12]}",

@@ -180,10 +180,8 @@ class VibrationPipeline(Pipeline):
             self.debouncer.reset()
         for window in streamer.push(chunk.samples):
             found = self.checker(window.samples)
-            for kind in found:
-                loop.faults[kind] += 1
-                if kind not in self.active:
-                    self._fault(kind, window.index, window.start)
+            loop.input_faults(sorted(found), window.index,
+                              start_s=round(window.start / self.sig.sample_rate, 6))
             self.active = set(found)
             health = self.health
             if health is not None and "nonfinite" not in found:

@@ -234,9 +234,14 @@ def test_debounce_faults_and_events(workdir, bright_bundle):
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     defects = [(e["frame"], e["class"]) for e in lines if e["type"] == "defect"]
     assert defects == [(2, NEU_CLASSES[1]), (9, NEU_CLASSES[3]), (19, NEU_CLASSES[4])]
-    faults = [(e["frame"], e["fault"]) for e in lines if e["type"] == "fault"]
-    assert faults == [(13, "black"), (22, "overexposed")]
-    assert summary.faults["black"] == 4 and summary.faults["overexposed"] == 3
+    faults = [(e["frame"], e["fault"], e["state"]) for e in lines if e["type"] == "fault"]
+    assert faults == [(13, "black", "start"), (17, "black", "end"), (22, "overexposed", "start")]
+    ended = next(e for e in lines if e.get("state") == "end")
+    assert ended["frames"] == 4 and ended["since"] <= ended["time"] and ended["duration_s"] >= 0
+    # episodes, as logged; frames in each apart
+    assert summary.faults["black"] == 1 and summary.faults["overexposed"] == 1
+    assert summary.extra["fault_frames"] == {"black": 4, "overexposed": 3}
+    assert "black 1 (4 frames), overexposed 1 (3 frames)" in summary.format()
     assert summary.processed == len(frames) - 7
     assert summary.events == {NEU_CLASSES[1]: 1, NEU_CLASSES[3]: 1, NEU_CLASSES[4]: 1}
     sha = json.loads((bright_bundle / "edgecnn.json").read_text())["files"]["onnx"]["sha256"]
@@ -312,7 +317,8 @@ def test_frozen_source_is_a_fault_not_a_class(workdir, bright_bundle):
     got = []
     summary = run_camera(bright_bundle, str(video), min_frames=3, on_event=got.append,
                          faults=FaultConfig(frozen_frames=10))
-    assert summary.faults["frozen"] == 16 and summary.processed == 9
+    assert summary.faults["frozen"] == 1 and summary.processed == 9
+    assert summary.extra["fault_frames"]["frozen"] == 16
     assert [e.get("fault", e.get("class")) for e in got] == [NEU_CLASSES[2], "frozen"]
 
 
@@ -387,7 +393,8 @@ def test_live_source_reconnects_with_backoff(bright_bundle):
     assert summary.reconnects == 2
     # frames from before the drop and from both sessions after it reached the model
     assert min(seen) < 20 and any(100 <= v < 120 for v in seen) and max(seen) >= 200
-    assert summary.read == summary.processed + sum(summary.faults.values()) + summary.dropped
+    assert summary.read == (summary.processed + summary.dropped
+                            + sum(summary.extra.get("fault_frames", {}).values()))
 
 
 def _stop_after(src, seen, condition):

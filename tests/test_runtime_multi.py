@@ -85,11 +85,15 @@ def test_a_camera_changing_resolution_is_a_fault_and_the_others_go_on(bright_bun
          (bright_bundle, plan_from_keywords("camera", str(other), min_frames=2, name="side"))],
         Logging(log=str(log)))
     top, side = summaries
-    assert top.read == 18 and top.processed == 12 and top.faults["resolution"] == 6
+    assert top.read == 18 and top.processed == 12 and top.faults["resolution"] == 1
+    assert top.extra["fault_frames"] == {"resolution": 6}
     assert side.processed == 8 and side.stop_reason == "end of source"
     events = [json.loads(line) for line in log.read_text().splitlines()]
     faults = [e for e in events if e["type"] == "fault" and e["source"] == "top"]
-    assert [(e["fault"], e["frame"]) for e in faults] == [("resolution", 6)]
+    # it starts where the frames shrink and ends where they fit again
+    assert [(e["fault"], e["state"], e["frame"]) for e in faults] == [
+        ("resolution", "start", 6), ("resolution", "end", 12)]
+    assert faults[1]["frames"] == 6
     assert "80x60 frames: --roi 10,10,100,70 does not fit in the 80x60 frame" in faults[0]["detail"]
     classes = [e["class"] for e in events if e["type"] == "defect" and e["source"] == "top"]
     assert classes == [NEU_CLASSES[1], NEU_CLASSES[3]]

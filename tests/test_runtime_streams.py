@@ -435,7 +435,7 @@ def test_tiny_frames_are_a_fault_not_a_class(image_bundle):
     summary = run_camera(image_bundle, src, grid=(16, 16, 16), on_event=events.append,
                          min_frames=1, threshold=0.0, faults=FaultConfig(frozen_frames=0))
     assert summary.processed == 0 and summary.faults["tiny"] >= 1
-    assert summary.read == summary.faults["tiny"] + summary.dropped == 12
+    assert summary.read == summary.extra["fault_frames"]["tiny"] + summary.dropped == 12
     assert [e["fault"] for e in events] == ["tiny"]
 
 
