@@ -31,6 +31,7 @@ SIGNAL_FAULTS = ("nonfinite", "clipped", "flatline", "gap")
 # reads as a bearing fault at full confidence (the shipped cwru model: B014, 1.000). A
 # clipped window is still classified (a hard impact clips too) and its event says so.
 UNCLASSIFIED = frozenset({"nonfinite", "flatline"})
+EDGE_SHARE = 8   # a flat run touching a window's edge counts from flat_seconds / 8
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class WindowChecker:
     def __init__(self, length: int, checks: SignalChecks, flat_samples: int):
         self.checks = checks
         self.flat = max(2, int(flat_samples))
+        # A shorter run at either end of the window is a sensor dying (or coming back)
+        # inside it: the step into the constant reads as an impact, so it is not classified.
+        self.edge = max(2, self.flat // EDGE_SHARE)
         self._abs = np.empty(length)
         self._neq = np.empty(length - 1, dtype=bool)
 
@@ -82,7 +86,9 @@ class WindowChecker:
             found.append("clipped")
         neq = np.not_equal(samples[1:], samples[:-1], out=self._neq[:len(samples) - 1])
         equal_pairs = len(neq) - np.count_nonzero(neq)
-        if equal_pairs >= self.flat - 1 and _longest_flat_run(samples) >= self.flat:
+        if equal_pairs >= self.edge - 1 and (
+                (equal_pairs >= self.flat - 1 and _longest_flat_run(samples) >= self.flat)
+                or _edge_run(neq) >= self.edge):
             found.append("flatline")
         return found
 
@@ -90,6 +96,15 @@ class WindowChecker:
 def window_faults(samples: np.ndarray, checks: SignalChecks, flat_samples: int) -> list[str]:
     """Fault names for one window of samples (empty: the window is clean)."""
     return WindowChecker(len(samples), checks, flat_samples)(samples)
+
+
+def _edge_run(neq: np.ndarray) -> int:
+    """The longer of the runs of identical samples that start or end the window
+    (``neq``: consecutive samples differ)."""
+    change = np.flatnonzero(neq)
+    if len(change) == 0:
+        return len(neq) + 1
+    return int(max(change[0] + 1, len(neq) - change[-1]))
 
 
 def _longest_flat_run(samples: np.ndarray) -> int:

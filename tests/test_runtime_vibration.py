@@ -64,8 +64,9 @@ def test_every_window_classified_like_offline(bundle, spec):
 def test_faults_nan_clipping_flatline(tmp_path, bundle, spec):
     x = read_recording(RECORDING).samples.copy()
     x[3000:3010] = np.nan                  # a few NaN samples
-    x[10000:10400] = 0.0                   # 33 ms of zeros: under the 50 ms flatline limit
-    x[15000:16000] = 0.0                   # 83 ms flat: a flatline
+    x[10000:10400] = 0.0                   # 33 ms of zeros: under the 50 ms flatline limit,
+    x[15000:16000] = 0.0                   # 83 ms flat: a flatline  (but a window that
+    # starts or ends inside either is one: the sensor dies or comes back within it)
     # a burst that saturates the sensor at +/-6.65 g (as CWRU's OR021 files do)
     x[20000:20040] = np.clip(x[20000:20040] * 50, -6.65, 6.65)
     path = tmp_path / "bad signal.npy"
@@ -76,7 +77,11 @@ def test_faults_nan_clipping_flatline(tmp_path, bundle, spec):
     length = spec.signal.window_length
     starts = window_starts(len(x), length, 2048)
     nan_windows = [s for s in starts if s <= 3009 and s + length > 3000]
-    flat_windows = [s for s in starts if min(s + length, 16000) - max(s, 15000) >= 600]
+    def flat(s, a, b):   # inside the window >= 50 ms, or >= 50/8 ms at its start or end
+        return (min(s + length, b) - max(s, a) >= 600 or (a <= s < b and b - s >= 75)
+                or (a < s + length <= b and s + length - a >= 75))
+    flat_windows = [s for s in starts if flat(s, 15000, 16000) or flat(s, 10000, 10400)]
+    assert any(flat(s, 10000, 10400) for s in starts)
     assert summary.faults["nonfinite"] == len(nan_windows) >= 1
     # neither is classified: a dead sensor's spectrogram says nothing about the bearing
     assert summary.processed == len(starts) - len(nan_windows) - len(flat_windows)
@@ -90,6 +95,24 @@ def test_faults_nan_clipping_flatline(tmp_path, bundle, spec):
     checks = SignalChecks(clip_level=6.6)
     assert window_faults(x[20000:22048], checks, 600) == ["clipped"]
     assert window_faults(x[25000:27048], checks, 600) == []
+
+
+def test_a_sensor_dying_inside_a_window_is_no_defect(tmp_path, bundle, spec):
+    # the step into the constant reads as an impact: windows that end (or start) in a
+    # stuck run shorter than 50 ms are not classified either, at every phase of the run
+    x = read_recording(RECORDING).samples.copy()
+    length = spec.signal.window_length
+    for offset in range(0, length, length // 8):
+        y = x.copy()
+        y[12000 + offset:] = 0.0
+        got = []
+        np.save(tmp_path / "dying.npy", y)
+        run_vibration(bundle, str(tmp_path / "dying.npy"), sample_rate=12000.0, hop=length // 4,
+                      min_windows=1, threshold=0.0, on_event=got.append)
+        last = [e for e in got if e["type"] == "defect"][-1]
+        assert last["region"][0] + length <= 12000 + offset + 75, offset
+    clean = window_faults(x[:length], SignalChecks(), 600)
+    assert clean == []
 
 
 def test_a_dead_sensor_raises_a_fault_and_no_defect(tmp_path, bundle):
