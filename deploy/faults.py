@@ -35,9 +35,11 @@ class FaultConfig:
     min_side: int = 8                # a frame narrower or lower than this -> tiny
 
     def __post_init__(self) -> None:
-        if self.frozen_frames < 0 or self.thumbnail < 4:
-            raise InputError(f"frozen_frames must be >= 0 and thumbnail >= 4; found "
-                             f"{self.frozen_frames} and {self.thumbnail}")
+        if self.frozen_frames < 0:
+            raise InputError(f"--frozen-frames must be >= 0 (0: no frozen check); found "
+                             f"{self.frozen_frames}")
+        if self.thumbnail < 4:
+            raise InputError(f"the fault thumbnail must be >= 4 pixels; found {self.thumbnail}")
 
 
 class FrameFaultDetector:

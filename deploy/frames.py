@@ -30,7 +30,7 @@ import numpy as np
 
 from .captures import CaptureReader, capture_fps, open_device, open_file, open_gstreamer, open_url
 from .errors import SourceError
-from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
+from .reconnect import Backoff, StatusChange, StatusLog, check_port, connect_with_backoff
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://",
                "srt://")
@@ -445,6 +445,7 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
         return LatestFrameSource(lambda: open_device(index), f"camera {index}", backoff,
                                  prepare=prepare, stop=stop)
     if kind == "url":
+        check_port(text)
         return LatestFrameSource(lambda: open_url(text, color), text, backoff,
                                  prepare=prepare, stop=stop)
     if kind == "gstreamer":

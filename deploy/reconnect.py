@@ -84,6 +84,19 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
                 time.sleep(pause)
 
 
+def check_port(url: str) -> None:
+    """A URL's port, if it names one, is a number in 1..65535: a typo fails at once with
+    exit 2, instead of being retried as an unreachable source for --connect-timeout."""
+    from urllib.parse import urlsplit
+
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        raise InputError(f"{url!r}: the port should be a number from 1 to 65535") from None
+    if port == 0:
+        raise InputError(f"{url!r}: the port should be a number from 1 to 65535; found 0")
+
+
 @dataclass(frozen=True)
 class StatusChange:
     """One change of a source's state: ``fault`` (stalled | disconnected | realigned)

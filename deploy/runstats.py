@@ -106,9 +106,10 @@ class RunSummary:
         if (extra.get("regions") or 1) > 1:
             lines.append(f"  regions    {extra['regions']} per frame")
         if extra.get("signal_s") is not None:
-            speed = (f", {extra['x_realtime']:g}x faster than real time"
-                     if extra.get("x_realtime") else "")
-            lines.append(f"  signal     {extra['signal_s']:g} s of recording, a window every "
+            x = extra.get("x_realtime")
+            # a recording is read as fast as it classifies; a live sensor at its own pace
+            speed = ("" if not x or x < 1.5 else f", {x:g}x faster than real time")
+            lines.append(f"  signal     {extra['signal_s']:g} s of signal, a window every "
                          f"{extra.get('hop')} samples{speed}")
         if extra.get("log"):
             lines.append(f"  log        {extra['log']}")

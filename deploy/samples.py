@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import InputError, SourceError
 from .preprocess import StreamResampler
-from .reconnect import Backoff, StatusChange, StatusLog, connect_with_backoff
+from .reconnect import Backoff, StatusChange, StatusLog, check_port, connect_with_backoff
 from .spec import DEFAULT_CHANNEL
 
 # What a raw float32 vibration sample can plausibly be: finite, |x| at most PLAUSIBLE_MAX
@@ -315,6 +315,7 @@ class TcpSampleSource(_RawFloatStream):
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():
             raise InputError(f"expected tcp://host:port; found {url!r}")
+        check_port(url)
         self._address = (host.strip("[]"), int(port))
         self._backoff = backoff
         self._sock = connect_with_backoff(self._connect_once, backoff, stop)

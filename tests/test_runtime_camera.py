@@ -528,3 +528,17 @@ def test_sample_video_from_calibration_images(tmp_path, conv_bundle):
     assert sum(summary.events.values()) >= 1
     with pytest.raises(InputError, match="class folders"):
         make_sample_video(tmp_path / "x.avi", tmp_path / "empty")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/", "rtsp://127.0.0.1:0/cam",
+                                 "tcp://127.0.0.1:65536", "http://127.0.0.1:80a/"])
+def test_a_port_out_of_range_fails_at_once_not_after_the_connect_timeout(url, bright_bundle):
+    from edgecnn.deploy.samples import TcpSampleSource
+
+    started = time.monotonic()
+    with pytest.raises(InputError, match="port should be a number from 1 to 65535"):
+        if url.startswith("tcp://"):
+            TcpSampleSource(url, 12000.0, backoff=Backoff(0.1, 0.2, connect_timeout=30))
+        else:
+            run_camera(bright_bundle, url, backoff=Backoff(0.1, 0.2, connect_timeout=30))
+    assert time.monotonic() - started < 10
