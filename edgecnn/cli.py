@@ -9,6 +9,7 @@ documented exit code: 0 ok, 1 check failed, 2 usage or input error.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -77,6 +78,28 @@ def _given_loader_options(options: dict) -> dict:
     """The loader options the user actually set (defaults dropped)."""
     return {name: value for name, value in options.items()
             if value not in (None, False) and not (name == "channel" and value == DEFAULT_CHANNEL)}
+
+
+def _writable(ctx, param, value):
+    """Click callback of --json FILE: a path that cannot be written fails before the work
+    (an hour of training), not after it. Probed by opening it; a probe file is removed."""
+    if not value:
+        return value
+    import os
+
+    from edgecnn.deploy.errors import InputError
+
+    path = Path(value)
+    existed = path.exists()
+    try:
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot write --{param.name.replace('_path', '')} {value}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not existed:
+        os.unlink(path)
+    return value
 
 
 def _write_json(data: dict, path) -> None:

@@ -12,6 +12,7 @@ from edgecnn.cli import (
     _loader_options,
     _trust,
     _trust_option,
+    _writable,
     _write_json,
     cli,
     examples,
@@ -106,6 +107,7 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
               help="With --weights: learning rate once unfrozen. [default: --lr / 10]")
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              callback=_writable,
               help="Also write the validation results as JSON.")
 def train(json_path, augment, **options):
     from edgecnn.training import TrainConfig
@@ -148,6 +150,7 @@ def train(json_path, augment, **options):
 @_loader_options
 @_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              callback=_writable,
               help="Also write the metrics as JSON.")
 def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbations,
                  trusted_keys, **options):
@@ -231,6 +234,7 @@ def format_result(metrics: dict) -> str:
               help="Calibration samples to use at most (balanced across classes).")
 @_loader_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              callback=_writable,
               help="Also write the manifest summary as JSON.")
 def export(model_dir, out, formats, calib, calib_method, activations, per_channel,
            float_first, reduce_range, auto_fallback, max_drop, min_agreement, tie_margin,
@@ -271,6 +275,7 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
 @_loader_options
 @_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              callback=_writable,
               help="Also write the per-format metrics and parity fields as JSON.")
 def parity(bundle, data, max_drop, min_agreement, tie_margin, formats, task, json_path,
            trusted_keys, **loader_options):

@@ -8,6 +8,7 @@ import click
 from edgecnn.cli import (
     _trust,
     _trust_option,
+    _writable,
     cli,
     examples,
 )
@@ -71,7 +72,7 @@ def _runtime_options(f):
         click.option("--probabilities", is_flag=True,
                      help="Store all class probabilities in each event."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-                     help="Write the run summary as JSON here."),
+                     callback=_writable, help="Write the run summary as JSON here."),
         click.option("--quiet", is_flag=True, help="Do not print events as they happen."),
         click.option("--http", "http_listen", default=None, metavar="HOST:PORT",
                      help="Serve the live page, /api, /metrics and /healthz here "

@@ -8,6 +8,7 @@ import click
 from edgecnn.cli import (
     _trust,
     _trust_option,
+    _writable,
     _write_json,
     cli,
     examples,
@@ -51,6 +52,7 @@ from edgecnn.cli import (
 @click.option("--select-batches", default="1,32", show_default=True, metavar="N,N",
               help="Batch sizes that --select times.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              callback=_writable,
               help="Also write all numbers, ceilings and machine info as JSON.")
 def bench_command(bundle, json_path, no_keras, select, select_batches, trusted_keys,
                   **options):
@@ -142,6 +144,7 @@ def _batch_sizes(text: str) -> list[int]:
              epilog=examples("edgecnn models", "edgecnn models --archs"))
 @click.option("--archs", is_flag=True, help="List the model architectures of the registry.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              callback=_writable,
               help="Also write the list of shipped bundles as JSON.")
 def models_command(archs, json_path):
     from edgecnn.catalog import describe_shipped, format_architectures, format_shipped

@@ -49,6 +49,22 @@ VIDEO_PER_CLASS = 3
 def _fresh(out: Path) -> None:
     import shutil
 
+    from edgecnn.deploy.bundle import BUNDLE_FORMAT, MANIFEST, read_json
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.modeldir import is_model_dir
+
+    def ours(folder: Path) -> bool:   # a model or bundle an earlier demo wrote
+        if folder.name == "model":
+            return is_model_dir(folder) or not any(folder.iterdir())
+        manifest = folder / MANIFEST
+        return not any(folder.iterdir()) or (
+            manifest.is_file() and isinstance(m := read_json(manifest, "manifest"), dict)
+            and m.get("format") == BUNDLE_FORMAT)
+
+    for name in ("model", "bundle"):
+        if (out / name).is_dir() and not ours(out / name):
+            raise InputError(f"{out / name} is not a {name} an earlier demo wrote; the demo "
+                             f"replaces {out / name}: choose another --out")
     for pattern in OUTPUTS:
         for path in out.glob(pattern):
             if path.is_dir():
@@ -172,7 +188,7 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
 
     step(2, "export it to float32 and int8 ONNX, verified against Keras")
     echo("   (--auto-fallback: int8 layers that would break parity on the held-out images "
-         "stay float, as many as it takes: a 3-epoch model is rough)")
+         "stay float, as many as it takes: a quick model trained on 96 images is rough)")
     exported = export_model(out / "model", out / "bundle", formats="onnx,onnx-int8", log=log,
                             auto_fallback=True)
     echo(exported.format())

@@ -78,6 +78,20 @@ class TrainConfig:
     fine_tune_lr: float | None = None      # with weights: learning rate once unfrozen
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Numbers the user gave are used as given or refused: never a silent default."""
+        for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                            ("--patience", self.patience), ("--stride", self.stride),
+                            ("--image-size", self.image_size),
+                            ("--window-length", self.window_length),
+                            ("--frozen-epochs", self.frozen_epochs)):
+            if value is not None and value < (0 if flag == "--frozen-epochs" else 1):
+                low = 0 if flag == "--frozen-epochs" else 1
+                raise InputError(f"{flag} must be at least {low}; found {value}")
+        for flag, value in (("--lr", self.learning_rate), ("--fine-tune-lr", self.fine_tune_lr)):
+            if value is not None and not (np.isfinite(value) and value > 0):
+                raise InputError(f"{flag} must be a positive number; found {value}")
+
 
 @dataclass
 class TrainResult:
@@ -86,6 +100,29 @@ class TrainResult:
     seconds: float
     epochs_run: int
     report: dict
+
+
+def _check_out(out: Path, data: Path) -> None:
+    """--out is a new or empty folder, or a model directory (replaced), never the data or
+    a folder inside it, and writable: checked before the training, not after."""
+    from edgecnn.modeldir import is_model_dir
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    real_out, real_data = out.resolve(), data.resolve()
+    if real_out == real_data or real_out.is_relative_to(real_data):
+        raise InputError(f"--out {out} is inside the training data {data}: its files would "
+                         "be read as data next time; choose a folder outside it")
+    if out.is_dir() and any(out.iterdir()) and not is_model_dir(out):
+        raise InputError(f"--out {out} is not empty and not an edgecnn model directory; "
+                         "refusing to write into it (choose a new or empty folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".edgecnn-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
 
 
 def _spec_overrides(config: TrainConfig, kind: str) -> dict:
@@ -101,9 +138,11 @@ def _spec_overrides(config: TrainConfig, kind: str) -> dict:
 def _scaled_budget(config: TrainConfig, defaults, train_samples: int, batch_size: int,
                    log) -> tuple[int, int]:
     """Epochs and patience: the user's when given, else scaled to the data (edgecnn.schedule)."""
-    epochs = config.epochs or epoch_budget(defaults.epochs, train_samples, batch_size)
-    patience = config.patience or patience_for(epochs, defaults.patience)
-    if not config.epochs and epochs != defaults.epochs:
+    epochs = (config.epochs if config.epochs is not None
+              else epoch_budget(defaults.epochs, train_samples, batch_size))
+    patience = (config.patience if config.patience is not None
+                else patience_for(epochs, defaults.patience))
+    if config.epochs is None and epochs != defaults.epochs:
         log(f"epoch budget {epochs} for {train_samples} training samples "
             f"(about {STEP_BUDGET} steps of {batch_size}; --epochs overrides), patience "
             f"{patience}")
@@ -295,10 +334,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     model directory ``config.out``."""
     defaults = get_task(config.task)
     architecture = config.architecture or defaults.architecture
-    epochs = config.epochs or defaults.epochs
-    batch_size = config.batch_size or defaults.batch_size
-    learning_rate = config.learning_rate or defaults.learning_rate
-    patience = config.patience or defaults.patience
+    def given(value, default):
+        return default if value is None else value
+
+    epochs = given(config.epochs, defaults.epochs)
+    batch_size = given(config.batch_size, defaults.batch_size)
+    learning_rate = given(config.learning_rate, defaults.learning_rate)
+    patience = given(config.patience, defaults.patience)
     for name, value in (("epochs", epochs), ("batch size", batch_size), ("patience", patience)):
         if value < 1:
             raise InputError(f"{name} must be at least 1; found {value}")
@@ -314,6 +356,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     from edgecnn.transfer import check_transfer_options
 
     check_transfer_options(config, architecture)  # a bad --weights fails before data is read
+    _check_out(Path(config.out), Path(config.data))
 
     from edgecnn.tfquiet import import_tensorflow
 
@@ -324,7 +367,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     spec = defaults.spec(("?", "??"), **_spec_overrides(config, defaults.kind))
     if defaults.follow_data_rate:
         spec = _follow_data_rate(config, spec, log)
-    stride = config.stride or defaults.stride
+    stride = config.stride if config.stride is not None else defaults.stride
     if spec.kind == "signal" and stride is None:
         stride = spec.signal.window_length // 4
     log(f"loading {config.task} data from {config.data}")

@@ -1,6 +1,7 @@
 """Training and evaluation on the shipped calibration data, through the CLI and the library."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,33 @@ def test_usage_errors_are_clean_with_exit_code_2(args, message, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--epochs", "0"], "--epochs must be at least 1; found 0"),
+    (["--patience", "0"], "--patience must be at least 1; found 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1; found 0"),
+    (["--lr", "0"], "--lr must be a positive number; found 0.0"),
+    (["--lr", "-1"], "--lr must be a positive number; found -1.0"),
+    (["--json", "/proc/no/such.json"], "cannot write --json /proc/no/such.json"),
+    (["--out-is", "busy"], "is not empty and not an edgecnn model directory"),
+    (["--out-is", "inside"], "is inside the training data"),
+])
+def test_bad_training_numbers_and_targets_fail_before_the_training(extra, message, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(CALIB / "neu", data)
+    out = tmp_path / "m"
+    if extra[:1] == ["--out-is"]:
+        out = data / "m" if extra[1] == "inside" else tmp_path / "busy"
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+        extra = []
+    result = run_cli("train", "--task", "neu", "--data", data, "--out", out, *extra)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "loading" not in result.stderr          # refused before any data was read
+    assert {p.name for p in data.iterdir()} - {"m"} == {p.name for p in (CALIB / "neu").iterdir()}
+    assert not (out / "model.keras").exists()
+
+
 def test_training_on_one_class_is_refused(tmp_path):
     only = tmp_path / "one" / "crazing"
     only.mkdir(parents=True)
@@ -189,3 +217,18 @@ def test_a_model_directory_changed_after_training_is_refused_in_one_line(tiny_ne
     (swapped / "edgecnn.json").write_text("[1, 2, 3]")
     result = run_cli("eval", str(swapped), "--data", str(CALIB / "neu"))
     assert result.returncode == 2 and "expected a JSON object, found list" in result.stderr
+
+
+def test_the_demo_never_replaces_a_model_folder_it_did_not_write(tmp_path):
+    from edgecnn.demo import _fresh
+    from edgecnn.deploy.errors import InputError
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.txt").write_text("a user's own notes")
+    with pytest.raises(InputError, match="is not a model an earlier demo wrote"):
+        _fresh(tmp_path)
+    assert (tmp_path / "model" / "mine.txt").read_text() == "a user's own notes"
+    (tmp_path / "model" / "mine.txt").unlink()
+    (tmp_path / "line-video.avi").write_bytes(b"old")
+    _fresh(tmp_path)                       # empty, or the demo's own: replaced
+    assert not (tmp_path / "model").exists() and not (tmp_path / "line-video.avi").exists()
