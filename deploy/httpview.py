@@ -65,9 +65,38 @@ def _loopback(host: str) -> bool:
         return False
 
 
+REQUEST_TIMEOUT_S = 10.0   # a client silent this long mid-request is cut off
+MAX_CONNECTIONS = 32       # open at once; more are closed at once (the page polls, so a
+                           # few browsers need a handful; a flood must not take the run's
+                           # threads and file descriptors)
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client that hangs up mid-request is the client's business: no traceback in the
-    run's journal (socketserver prints one per dropped connection)."""
+    run's journal (socketserver prints one per dropped connection). At most
+    MAX_CONNECTIONS are served at once, each for at most REQUEST_TIMEOUT_S of silence."""
+
+    def __init__(self, *args, **kwargs):
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -102,6 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_state: LiveServer
     server_version = "edgecnn"
     sys_version = ""
+    timeout = REQUEST_TIMEOUT_S
 
     def log_message(self, format, *args) -> None:   # the run's stderr is for the run
         pass
@@ -140,9 +170,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.do_GET()
 
+    def _host_allowed(self) -> bool:
+        """Without a token the page is for this machine only: a request whose Host names
+        another (a DNS-rebinding page in a local browser) is refused."""
+        if self.server_state.token:
+            return True
+        host = (self.headers.get("Host") or "").strip().lower()
+        if not host:
+            return True            # HTTP/1.0 clients send none
+        name = host[1:host.index("]")] if host.startswith("[") and "]" in host \
+            else host.rsplit(":", 1)[0]
+        return _loopback(name)
+
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
+        if not self._host_allowed():
+            self._send(HTTPStatus.MISDIRECTED_REQUEST, b"this page answers only to "
+                       b"127.0.0.1 / localhost without a token\n", "text/plain")
+            return
         if not self._authorised(query):
             self._send(HTTPStatus.UNAUTHORIZED, b"token required\n", "text/plain",
                        {"WWW-Authenticate": "Bearer"})

@@ -219,3 +219,42 @@ def test_clients_hanging_up_leave_no_traceback(bundle, tmp_path, capsys):
         time.sleep(0.5)
         assert run.get("api/status")[0] == 200
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_idle_clients_are_cut_off_and_a_flood_cannot_take_the_run(bundle, tmp_path,
+                                                                    monkeypatch):
+    import socket
+
+    from edgecnn.deploy import httpview
+
+    monkeypatch.setattr(httpview._Handler, "timeout", 1.0)
+    monkeypatch.setattr(httpview, "MAX_CONNECTIONS", 8)
+    video = _video(tmp_path / "v.avi", [1, 2], hold=200)
+    sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True, name="cam"))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0")) as run:
+        host, port = run.url.split("//")[1].strip("/").split(":")
+        before = threading.active_count()
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(40)]
+        for client in idle:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")   # never finished
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 8     # the rest were closed at once
+        # a silent client is cut off after the timeout: the server closes its end
+        idle[0].settimeout(5)
+        assert idle[0].recv(100) == b""
+        time.sleep(1.5)
+        assert run.get("api/status")[0] == 200            # the page answers again
+        for client in idle:
+            client.close()
+
+
+def test_without_a_token_the_page_answers_only_to_this_machines_names(bundle, tmp_path):
+    video = _video(tmp_path / "v.avi", [1], hold=200)
+    sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True, name="cam"))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0")) as run:
+        port = run.url.split(":")[-1].strip("/")
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+            assert run.get("api/status", headers={"Host": host})[0] == 200, host
+        for host in ("evil.example", f"evil.example:{port}", "10.0.0.5"):
+            status, _, body = run.get("api/status", headers={"Host": host})
+            assert status == 421 and b"only to 127.0.0.1" in body, host
