@@ -21,6 +21,7 @@ Layout (``format: edgecnn-bundle``, ``version: 1``)::
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -122,6 +123,12 @@ def _number(value: Any, key: str, low: float | None = None,
             high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise fail(key, f"expected a number, found {_kind(value)}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:   # an int beyond any float
+        finite = False
+    if not finite:
+        raise fail(key, f"expected a finite number, found {str(value)[:40]}")
     if (low is not None and not value > low) or (high is not None and not value <= high):
         raise fail(key, f"{value} is out of bounds (above {low} up to {high})")
     return value
@@ -309,6 +316,8 @@ def check_spec(value: Any) -> InputSpec:
         if len(_string(label, f"spec.labels[{i}]")) > 256:
             raise fail(f"spec.labels[{i}]", "a label of more than 256 characters")
     kind = spec.get("kind")
+    if not isinstance(kind, str):
+        raise fail("spec.kind", f"expected \"image\" or \"signal\", found {_kind(kind)}")
     rules = {"image": _IMAGE, "signal": _SIGNAL}.get(kind, {})
     section = spec.get(kind) if rules else None
     if rules:

@@ -37,18 +37,43 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise SpecError(f"{name} must be one of {', '.join(allowed)}; found {value!r}")
 
 
+def _real(value: Any) -> bool:
+    """A finite int or float (not a bool; an int too large for a float is not)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _positive(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or \
-            not math.isfinite(value):
-        raise SpecError(f"{name} must be a positive number; found {value!r}")
+    if not _real(value) or not value > 0:
+        raise SpecError(f"{name} must be a positive number; found {_short(value)}")
 
 
 def _finite(name: str, values) -> None:
     """Numbers a tensor is normalised with: NaN, inf or 1e30 turn every input into one class."""
     for value in values:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or \
-                not math.isfinite(value) or abs(value) > 1e6:
-            raise SpecError(f"{name} must be finite numbers of at most 1e6; found {value!r}")
+        if not _real(value) or abs(value) > 1e6:
+            raise SpecError(f"{name} must be finite numbers of at most 1e6; found "
+                            f"{_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_window(window, nperseg: int) -> None:
+    """The STFT window is one SciPy knows with sane parameters (checked here, where the
+    spec is read, not at the first window of a run)."""
+    from scipy.signal import get_window  # only signal specs get here: cameras skip SciPy
+
+    try:
+        get_window(window, nperseg)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise SpecError(f"window {_short(window)} is not a SciPy window: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -149,8 +174,10 @@ class SignalSpec:
             raise SpecError(f"detrend must be constant, linear or none; found {self.detrend!r}")
         window = self.window if isinstance(self.window, str) else tuple(self.window)
         object.__setattr__(self, "window", window)
+        _check_window(window, self.nperseg)
         _positive("std", self.std)
         _finite("mean", (self.mean,))
+        _positive("eps", self.eps)
 
     @property
     def hop(self) -> int:

@@ -126,6 +126,12 @@ def test_file_7_from_the_cli_is_exit_2_without_traceback(cwru):
     (lambda d: d.update(task=5), "task: expected a string"),
     (lambda d: d.update(version=True), "bundle version True is not supported"),
     (lambda d: d.update(version=2), "bundle version 2 is not supported"),
+    (lambda d: d["spec"].update(kind=[]), 'spec.kind: expected "image" or "signal", found a list'),
+    (lambda d: d["spec"]["signal"].update(std=10 ** 400), "spec.signal.std: expected a finite"),
+    (lambda d: d["spec"]["signal"].update(window="x"), "window 'x' is not a SciPy window"),
+    (lambda d: d["spec"]["signal"].update(window=["tukey", float("nan")]),
+     r"spec.signal.window\[1\]: expected a finite number"),
+    (lambda d: d["spec"]["signal"].update(eps=-1), "eps must be a positive number"),
 ])
 def test_malformed_top_level_keys_name_their_path(cwru, change, says):
     edit(cwru, change)
