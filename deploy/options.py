@@ -104,6 +104,10 @@ class CameraSource:
     def __post_init__(self) -> None:
         if self.tiles and self.grid:
             raise InputError("give either --tiles or --grid, not both")
+        for flag, value in (("--snapshots-max-mb", self.snapshots_max_mb),
+                            ("--snapshots-keep-days", self.snapshots_keep_days)):
+            if value is not None and not value > 0:
+                raise InputError(f"{flag} must be positive; found {value}")
         if self.snapshots is None and (self.snapshots_max_mb or self.snapshots_keep_days):
             raise InputError("--snapshots-max-mb and --snapshots-keep-days need --snapshots")
 

@@ -109,8 +109,8 @@ def _typed(param, value, where: _Where, key: str):
     import click
 
     def wrong(expected: str):
-        return where.error(key, f"must be {expected}; found {type(value).__name__} "
-                                f"{value!r}")
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        return where.error(key, f"must be {expected}; found {type(value).__name__} {shown}")
 
     if param.multiple and param.name in ("sources", *PER_SOURCE):
         # one source per table: a single value (as on a command line with one --source)
@@ -140,9 +140,14 @@ def _typed(param, value, where: _Where, key: str):
     if isinstance(param.type, click.types.FloatParamType):
         if not isinstance(value, (int, float)):
             raise wrong("a number")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise wrong("a number a float can hold") from None
     if not isinstance(value, str):
         raise wrong("a string")
+    if "\0" in value:
+        raise wrong("a string without NUL characters")
     try:
         return param.type.convert(value, param, None)
     except click.BadParameter as exc:
@@ -155,6 +160,22 @@ def _relative(base: Path, value: str, must_exist: bool = False) -> str:
         return str(path)
     candidate = base / path
     return str(candidate) if candidate.exists() or not must_exist else value
+
+
+def _file_source(base: Path, value, where) -> str:
+    """A file source taken from the config's folder, and there: a missing file fails
+    ``serve --check`` (systemd's ExecStartPre), not the service's start."""
+    from edgecnn.deploy.frames import source_kind
+
+    text = str(value).strip()
+    if text == "-" or source_kind(text) != "file":
+        return value
+    path = Path(text).expanduser()
+    path = path if path.is_absolute() else base / path
+    if not path.exists():
+        raise where.error("source", f"{path} does not exist (a relative path is taken from "
+                                    "the config's folder)")
+    return str(path)
 
 
 def _defaults(kind: str) -> dict:
@@ -266,7 +287,7 @@ def _source(kind, table, defaults, logging_params, options, where, run_where, ba
                                     "(a relative path is taken from the config's folder)")
     params = {**_defaults(kind), **_values(defaults, options, run_where, base),
               **_values(table, options, where, base), **logging_params}
-    params["sources"] = (_relative(base, params["sources"][0], must_exist=True),)
+    params["sources"] = (_file_source(base, params["sources"][0], where),)
     try:
         plan, = runtime_settings(kind, params, names=[name]).plans
     except InputError as exc:   # the parsers name the option: --roi, --tiles ...

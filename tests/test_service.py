@@ -126,6 +126,10 @@ def test_check_validates_without_running(line):
     ('threads = 100000\n', "", 16, "key 'threads': --threads must be a whole number 1-256"),
     ("", 'hop = 0\n', 23, "key 'hop': --hop must be a whole number of samples >= 1"),
     ("", 'sample_rate = -12000\n', 23, "key 'sample_rate': --sample-rate must be a positive"),
+    ('snapshots = "snaps"\nsnapshots_max_mb = -1\n', "", 17,
+     "key 'snapshots_max_mb': --snapshots-max-mb must be positive; found -1"),
+    (f'threshold = {"9" * 400}\n', "", 16, "key 'threshold': must be a number a float can hold"),
+    ('snapshots = "a\\u0000b"\n', "", 16, "key 'snapshots': must be a string without NUL"),
 ])
 def test_bad_keys_name_file_line_and_key(line, camera_extra, extra, line_no, message):
     path = _config(line, camera_extra, extra, name="bad.toml")
@@ -135,6 +139,17 @@ def test_bad_keys_name_file_line_and_key(line, camera_extra, extra, line_no, mes
     assert message in text
     if line_no:
         assert text.startswith(f"{path} line {line_no}: ")
+
+
+def test_a_missing_file_source_fails_the_check_with_its_resolved_path(line):
+    path = line / "missing.toml"
+    path.write_text(CONFIG.format(recording=RECORDING, camera_extra="", extra="")
+                    .replace('source = "b.avi"', 'source = "../nothere.avi"'))
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(f"{path} line 13: ") and "key 'source'" in text
+    assert f"{(line / '../nothere.avi')} does not exist" in text
 
 
 def test_an_empty_source_and_a_bom(line):
