@@ -9,6 +9,7 @@ records their sha256, so a changed file is refused rather than trusted.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,8 @@ def load_heldout(model_dir, name: str) -> tuple[np.ndarray, np.ndarray] | None:
                 and isinstance(record.get("sha256"), str)):
             raise BundleError(f"{where}.{part} should be {{\"file\": ..., \"sha256\": ...}}; "
                               f"found {record!r:.80}")
+        if "\0" in record["file"]:
+            raise BundleError(f"{where}.{part}.file holds a NUL character")
         path = Path(model_dir.path) / record["file"]
         if (Path(record["file"]).is_absolute() or ".." in Path(record["file"]).parts
                 or not path.resolve().is_relative_to(root)):
@@ -93,9 +96,14 @@ def load_heldout(model_dir, name: str) -> tuple[np.ndarray, np.ndarray] | None:
         if sha256_file(path) != record["sha256"]:
             raise BundleError(f"{path} does not match the model directory's manifest")
         try:
-            arrays.append(np.load(path, allow_pickle=False))
-        except ValueError as exc:  # object arrays need pickle: refused
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+            # an object array needs pickle (refused); or not an array at all
             raise BundleError(f"{path} is not a plain numeric array ({exc})") from None
+        if not isinstance(array, np.ndarray):   # an .npz archive under an .npy name
+            array.close()
+            raise BundleError(f"{path} is not a .npy array (found {type(array).__name__})")
+        arrays.append(array)
     x, y = arrays
     if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
         raise BundleError(f"{model_dir.path}: {name} tensors should be a numeric batch; "

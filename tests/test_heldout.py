@@ -121,6 +121,28 @@ def test_a_hand_edited_heldout_entry_is_a_bundle_error_not_a_type_error(trained,
         load_heldout(ModelDir.open(copy), "validation")
 
 
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip", "npz"])
+def test_a_heldout_file_that_is_not_an_array_is_a_bundle_error(trained, tmp_path, content):
+    import hashlib
+    import io
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    if content == "npz":
+        buffer = io.BytesIO()
+        np.savez(buffer, x=np.zeros(3))
+        content = buffer.getvalue()
+    (copy / "heldout" / "calibration_x.npy").write_bytes(content)
+    manifest = json.loads((copy / "edgecnn.json").read_text())
+    manifest["data"]["held_out"]["calibration"]["x"]["sha256"] = hashlib.sha256(content).hexdigest()
+    (copy / "edgecnn.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="calibration_x.npy is not a"):
+        load_heldout(ModelDir.open(copy), "calibration")
+    result = run_cli("export", copy, "--out", tmp_path / "b")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
 def test_a_heldout_file_linked_out_of_the_model_directory_is_refused(trained, tmp_path):
     import shutil
 
