@@ -121,7 +121,11 @@ def decode_image(path, color: str = "bgr") -> np.ndarray:
     if raw.size == 0:
         raise InputError(f"image file {path} is empty")
     flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
-    image = cv2.imdecode(raw, flag | cv2.IMREAD_ANYDEPTH)
+    try:
+        image = cv2.imdecode(raw, flag | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as exc:   # e.g. a 50000x50000 header: beyond OpenCV's pixel limit
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
+        raise InputError(f"{path} cannot be decoded: {detail[:160]}") from None
     if image is not None and image.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{path} holds {image.dtype.itemsize * 8}-bit "
                          f"{'floating-point' if image.dtype.kind == 'f' else 'integer'} "

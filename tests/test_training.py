@@ -107,12 +107,25 @@ def test_eval_counts_a_corrupt_image_and_goes_on(tiny_neu, tmp_path):
     for image in sorted((CALIB / "neu" / "scratches").glob("*.jpg"))[:3]:
         (data / image.name).write_bytes(image.read_bytes())
     (data / "scratches_999.jpg").write_bytes(b"not a jpeg")
+    (data / "scratches_bomb.png").write_bytes(_png_claiming(50000, 50000))  # 0.5 KB on disk
     target = tmp_path / "eval.json"
     result = run_cli("eval", str(out), "--data", str(data.parent), "--json", str(target))
     assert result.returncode == 0, result.stderr
     metrics = json.loads(target.read_text())
-    assert metrics["n"] == 3 and metrics["skipped"] == 1
-    assert "scratches_999.jpg" in result.stderr
+    assert metrics["n"] == 3 and metrics["skipped"] == 2
+    assert "scratches_999.jpg" in result.stderr and "scratches_bomb.png" in result.stderr
+
+
+def _png_claiming(width, height):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("args, message", [
