@@ -80,10 +80,17 @@ class Target:
     prefix: str
 
 
+MAX_PREFIX = 1024   # bytes; MQTT topics end at 65535, and no broker wants them that long
+
+
 def parse_url(url: str) -> Target:
     """``mqtt[s]://[user:pass@]host[:port]/PREFIX`` (query parameters ignored here)."""
     text = str(url)
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:   # e.g. an unclosed IPv6 bracket
+        raise InputError(f"an MQTT URL must look like {URL_FORM}; found {text!r} "
+                         f"({exc})") from None
     if parts.scheme not in ("mqtt", "mqtts"):
         raise InputError(f"an MQTT URL must look like {URL_FORM}; found {text!r}")
     try:
@@ -95,9 +102,14 @@ def parse_url(url: str) -> Target:
     if port == 0:
         raise InputError(f"the port of MQTT URL {text!r} must be a number in 1-65535")
     prefix = parts.path.strip("/") or "edgecnn"
+    if "#" in text:   # urlsplit takes '#...' for a fragment: name the whole path
+        prefix = text.split("://", 1)[-1].partition("/")[2].split("?")[0].strip("/")
     if re.search(r"[#+\s]", prefix) or "//" in prefix or "#" in text:
         raise InputError(f"MQTT topic prefix {prefix!r} must not hold '#', '+', blanks "
                          "or empty levels")
+    if len(prefix.encode()) > MAX_PREFIX:
+        raise InputError(f"MQTT topic prefix is {len(prefix.encode())} bytes; at most "
+                         f"{MAX_PREFIX} leave room for the topic levels after it")
     tls = parts.scheme == "mqtts"
     return Target(tls, parts.hostname, port or (8883 if tls else 1883),
                   unquote(parts.username) if parts.username else None,

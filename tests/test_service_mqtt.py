@@ -43,6 +43,9 @@ def _log_ids(log: Path) -> list[str]:
     ("mqtt://host:99999/p", "must be a number in 1-65535"),
     ("mqtt://host:1883/a/#", "must not hold"),
     ("mqtt://host:1883/a/+/b", "must not hold"),
+    ("mqtt://host:1/p/#", "prefix 'p/#' must not hold"),
+    ("mqtt://[::1:1883/p", "must look like mqtt://"),
+    ("mqtt://host/" + "a" * 70000, "at most 1024"),
 ])
 def test_bad_urls_are_refused_clearly(url, expected):
     with pytest.raises(InputError, match=expected):
