@@ -363,7 +363,7 @@ def log_files(path) -> list[Path]:
     rotated = []
     for sibling in path.parent.glob(path.name + ".*"):
         suffix = sibling.name[len(path.name) + 1:]
-        if suffix.isdigit():
+        if suffix.isdigit() and sibling.is_file():   # a folder of that name is not a log
             rotated.append((int(suffix), sibling))
     files = [p for _, p in sorted(rotated, reverse=True)]
     return files + ([path] if path.is_file() else [])
@@ -417,7 +417,10 @@ def summarize_events(path) -> dict[str, Any]:
     """Counts per class and per UTC hour for a JSONL log (with its rotations) or SQLite file."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"event log {path} does not exist")
+        from .bundle import not_a_file
+
+        why = "does not exist" if not path.exists() else not_a_file(path)
+        raise InputError(f"event log {path} {why}")
     files = [path] if _is_sqlite(path) else log_files(path)
     by_class: Counter = Counter()
     faults: Counter = Counter()
@@ -439,6 +442,9 @@ def summarize_events(path) -> dict[str, Any]:
             label = str(event.get("class"))
             by_class[label] += 1
             by_hour[stamp[:13]][label] += 1
+    if bad and first is None and not _is_sqlite(path):
+        raise InputError(f"{path} is not an edgecnn event log: none of its {bad} line(s) is "
+                         "an event (expected JSON Lines from --log, or an SQLite --sqlite file)")
     return {"files": [str(f) for f in files], "events": sum(by_class.values()),
             "by_class": dict(sorted(by_class.items())),
             "by_hour": {h: dict(sorted(c.items())) for h, c in sorted(by_hour.items())},

@@ -137,6 +137,18 @@ def test_summary_skips_garbage_and_rejects_missing(tmp_path):
     assert summarize_events(db)["bad_lines"] == 1
     with pytest.raises(InputError, match="does not exist"):
         summarize_events(tmp_path / "nope.jsonl")
+    # a run's --json summary is not an event log; a FIFO is named as one
+    (tmp_path / "run.json").write_text(json.dumps({"events": {}, "faults": {}}, indent=2))
+    with pytest.raises(InputError, match="is not an edgecnn event log: none of its 4 line"):
+        summarize_events(tmp_path / "run.json")
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    with pytest.raises(InputError, match="is a FIFO"):
+        summarize_events(tmp_path / "pipe.jsonl")
+    # a folder named like a rotated log is passed over; the real files are summed
+    (tmp_path / "events.jsonl.2").mkdir()
+    (tmp_path / "events.jsonl.1").write_text('{"time": "2024-12-31T23:00:00Z", "class": "b"}\n')
+    summary = summarize_events(path)
+    assert summary["events"] == 2 and summary["first"] == "2024-12-31T23:00:00Z"
     with pytest.raises(InputError, match="fsync"):
         EventLog(tmp_path / "x.jsonl", fsync="sometimes")
 
