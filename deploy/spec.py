@@ -65,10 +65,18 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_PLAIN_WINDOWS = ("hann", "hamming", "blackman", "boxcar", "bartlett", "flattop")
+
+
 def _check_window(window, nperseg: int) -> None:
     """The STFT window is one SciPy knows with sane parameters (checked here, where the
-    spec is read, not at the first window of a run)."""
-    from scipy.signal import get_window  # only signal specs get here: cameras skip SciPy
+    spec is read, not at the first window of a run). The usual ones are known without
+    importing SciPy, so the task table and ``edgecnn --help`` stay quick."""
+    if window in _PLAIN_WINDOWS or (
+            isinstance(window, tuple) and len(window) == 2 and window[0] == "tukey"
+            and _real(window[1]) and 0 <= window[1] <= 1):
+        return
+    from scipy.signal import get_window
 
     try:
         get_window(window, nperseg)

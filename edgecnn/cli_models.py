@@ -20,6 +20,7 @@ from edgecnn.cli import (
 )
 from edgecnn.deploy.formats import FORMAT_NAMES, PREFERENCE
 from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
+from edgecnn.schedule import MAX_EPOCH_FACTOR, STEP_BUDGET
 
 
 @cli.command(help="Train a model on labelled images or recordings and write a model "
@@ -36,13 +37,16 @@ from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEM
 @click.option("--arch", "architecture", default=None,
               help="Architecture from 'edgecnn models --archs'. " + per_task("architecture"))
 @click.option("--epochs", type=int, default=None,
-              help="Maximum epochs (early stopping may end sooner). " + per_task("epochs"))
+              help=f"Maximum epochs (early stopping may end sooner). Default: the task's "
+                   f"epochs, raised for small data to about {STEP_BUDGET} steps (at most "
+                   f"{MAX_EPOCH_FACTOR}x; the log says so). " + per_task("epochs"))
 @click.option("--batch-size", type=int, default=None,
               help="Samples per training step. " + per_task("batch_size"))
 @click.option("--lr", "learning_rate", type=float, default=None,
               help="Initial learning rate (Adam, cosine decay). " + per_task("learning_rate"))
 @click.option("--patience", type=int, default=None,
-              help="Early-stopping patience (epochs without a better validation loss). "
+              help="Early-stopping patience: epochs without a better balanced validation "
+                   "accuracy. Default: the task's, or a fifth of the epoch budget if more. "
                    + per_task("patience"))
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the validation split and the training.")
@@ -136,7 +140,8 @@ def train(json_path, augment, **options):
                    "directory.")
 @click.option("--task", default=None, help="Data kind, if the model does not record it.")
 @click.option("--stride", type=int, default=None,
-              help="Signals: window stride (default: non-overlapping windows).")
+              help="Signals: window stride in samples (default: a quarter window, as "
+                   "parity and export's check cut them).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Intra-op threads for inference.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
