@@ -220,7 +220,7 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
             calibration={**calib_set.summary(),
                          "method": {name: o.get("calib_method") for name, o in options.items()
                                     if "calib_method" in o}},
-            source_model={"path": str(source.path), "sha256": model_sha,
+            source_model={"path": str(Path(source.path).resolve()), "sha256": model_sha,
                           "architecture": source.architecture,
                           "created": source.manifest.get("created"),
                           "validation": (source.manifest.get("metrics") or {}).get("validation"),
@@ -360,6 +360,13 @@ def _check_target(out: Path, model_path: Path) -> None:
                               "write into it (choose a new or empty directory)")
 
 
+def _what(manifest: dict) -> str:
+    labels = (manifest.get("spec") or {}).get("labels") or []
+    return (f"task {manifest.get('task') or '?'}, {len(labels)} classes"
+            + (f": {', '.join(map(str, labels[:4]))}{', ...' if len(labels) > 4 else ''}"
+               if labels else ""))
+
+
 def _replace_bundle(stage: Path, out: Path, log=lambda message: None) -> None:
     """Swap the staged files in: the previous bundle's files and manifest go first (the
     log names formats of the previous bundle that this export does not write, and a
@@ -367,7 +374,13 @@ def _replace_bundle(stage: Path, out: Path, log=lambda message: None) -> None:
     if (out / MANIFEST).is_file():
         old = read_json(out / MANIFEST, "manifest")
         old_files = old.get("files") if isinstance(old.get("files"), dict) else {}
-        new_files = read_json(stage / MANIFEST, "manifest").get("files") or {}
+        new = read_json(stage / MANIFEST, "manifest")
+        new_files = new.get("files") or {}
+        was = old.get("source_model") if isinstance(old.get("source_model"), dict) else {}
+        now = new.get("source_model") or {}
+        if was.get("sha256") and was.get("sha256") != now.get("sha256"):
+            log(f"note: {out} held a bundle of another model ({_what(old)}); it is replaced "
+                f"by this one ({_what(new)})")
         dropped = [fmt for fmt in old_files if fmt not in new_files]
         if dropped:
             log(f"note: replacing the bundle in {out}: its {', '.join(dropped)} "

@@ -224,11 +224,18 @@ def test_export_cli_json_reexport_and_refusals(trained_image_model_dir, tmp_path
     assert data["steps"][0]["format"] == "onnx" and data["steps"][0]["size"] > 10_000
     assert "model.onnx" in capsys.readouterr().out
 
+    assert Path(data["source_model"]["path"]).is_absolute()   # bench finds it from anywhere
+
     # Re-export into the same bundle replaces it: the old file goes with the old manifest,
-    # and the log says which format went.
+    # and the log says which format went (and that the bundle was of another model).
+    old = json.loads((out / "edgecnn.json").read_text())
+    old["source_model"]["sha256"] = "0" * 64
+    (out / "edgecnn.json").write_text(json.dumps(old))
     assert cli("export", trained_image_model_dir, "--out", out, "--formats", "onnx-int8") == 0
     assert sorted(p.name for p in out.iterdir()) == ["edgecnn.json", "model.int8.onnx"]
-    assert "its onnx file is not in this export and removed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "its onnx file is not in this export and removed" in err
+    assert "held a bundle of another model (task neu, 6 classes: crazing" in err
     assert Bundle.open(out).formats == ["onnx-int8"]
 
     busy = tmp_path / "busy"
