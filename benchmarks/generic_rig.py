@@ -1,6 +1,6 @@
 """A generic vibration rig from the CWRU recordings: one variable per .mat file (named
 ``vib``, the drive-end channel), file names that say nothing, labels and sample rates in
-``labels.csv`` -- the layout the ``vibration`` task reads (``edgecnn tasks``).
+``labels.csv`` -- the layout the ``vibration`` task reads (``edgecnn train --help``).
 
     python benchmarks/generic_rig.py ../shared/datasets OUT
 
