@@ -161,6 +161,10 @@ def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbati
                  trusted_keys, **options):
     from edgecnn.evaluation import evaluate
 
+    if perturbations:
+        from edgecnn.robustness import check_families
+
+        check_families(perturbations)   # a typo fails before the clean evaluation runs
     trust = _trust(trusted_keys)
     metrics = evaluate(model, data, fmt=fmt, trust=trust, **options)
     click.echo(format_result(metrics))

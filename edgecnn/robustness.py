@@ -96,6 +96,19 @@ def suite(kind: str, families=None) -> tuple[Cell, ...]:
     return tuple(c for c in cells if c.family in names)
 
 
+def check_families(families) -> None:
+    """Names of ``--perturbations`` that no suite has fail before any evaluation runs."""
+    if families in (None, "", ()):
+        return
+    names = [n.strip() for n in (families.split(",") if isinstance(families, str) else families)
+             if n.strip()]
+    valid = list(dict.fromkeys(c.family for c in (*IMAGE_SUITE, *SIGNAL_SUITE)))
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise InputError(f"unknown perturbation {', '.join(map(repr, unknown))}; valid: "
+                         f"{', '.join(valid)}")
+
+
 def perturb(items, cell: Cell, kind: str, sample_rate: float = 1.0, seed: int = 0) -> list:
     """The raw samples changed as ``cell`` says (noise drawn from a per-cell seed)."""
     rng = np.random.default_rng([seed, zlib.crc32(cell.name.encode())])

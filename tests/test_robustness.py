@@ -164,7 +164,11 @@ def test_unknown_augmentation_and_perturbation_names_are_refused(tmp_path):
     assert result.returncode == 2 and "strength must be between 0 and 2" in result.stderr
     result = run_cli("eval", "cwru", "--data", str(CALIBRATION / "cwru"), "--robustness",
                      "--perturbations", "noise,fog")
-    assert result.returncode == 2 and "unknown signal perturbation 'fog'" in result.stderr
+    assert result.returncode == 2 and "unknown perturbation 'fog'" in result.stderr
+    assert "accuracy" not in result.stdout          # refused before the clean evaluation
+    result = run_cli("eval", "cwru", "--data", str(CALIBRATION / "cwru"), "--robustness",
+                     "--perturbations", "gamma")   # a family, but of the image suite
+    assert result.returncode == 2 and "unknown signal perturbation 'gamma'" in result.stderr
 
 
 def test_the_suites_cover_the_augmented_families():
