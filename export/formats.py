@@ -140,19 +140,22 @@ def resolve_options(formats: list[Format], given: dict[str, Any]) -> dict[str, d
     """
     given = {k: v for k, v in given.items() if v is not None}
     for option, value in given.items():
+        flag = "--" + option.replace("_", "-")
         takers = [f for f in formats if option in f.options]
         if not takers:
             everyone = [f.name for f in FORMATS.values() if option in f.options]
             raise InputError(
-                f"option {option} applies to {', '.join(everyone) or 'no format'}; none of "
+                f"{flag} applies to {', '.join(everyone) or 'no format'}; none of "
                 f"the selected formats ({', '.join(f.name for f in formats)}) uses it")
         for fmt in takers:
             if value not in fmt.options[option]:
                 allowed = ", ".join(_show(v) for v in fmt.options[option])
-                raise InputError(
-                    f"format {fmt.name} does not support {option}={_show(value)} "
-                    f"(it supports: {allowed}); export {fmt.name} separately with "
-                    f"--formats, or leave {option} at its default")
+                everyone_allows = all(value in f.options[option] for f in FORMATS.values()
+                                      if option in f.options and f is not fmt)
+                hint = (f"; export {fmt.name} separately with --formats, or leave {flag} at "
+                        "its default" if len(formats) > 1 and everyone_allows else "")
+                raise InputError(f"{flag} {_show(value)} is not one {fmt.name} takes (it "
+                                 f"takes: {allowed}){hint}")
     return {f.name: {**f.defaults(), **{k: v for k, v in given.items() if k in f.options}}
             for f in formats}
 

@@ -50,7 +50,8 @@ class ParityResult:
     def to_dict(self) -> dict:
         return {"bundle": str(self.bundle), "data": self.data, "reference": self.reference,
                 "thresholds": {"max_drop_pp": self.thresholds.max_drop,
-                               "min_agreement": self.thresholds.min_agreement},
+                               "min_agreement": self.thresholds.min_agreement,
+                               "tie_margin": self.thresholds.tie_margin},
                 "passed": self.passed, "formats": self.rows,
                 "blame": {fmt: [e.to_dict() for e in errors]
                           for fmt, errors in self.blame.items()},

@@ -45,20 +45,22 @@ def test_unknown_format_is_an_error_with_close_matches(tmp_path, capsys):
 
 def test_unsupported_option_is_refused_never_silently_changed(tmp_path, capsys):
     onnx_int8, tflite_int8, onnx = FORMATS["onnx-int8"], FORMATS["tflite-int8"], FORMATS["onnx"]
-    with pytest.raises(InputError, match=r"tflite-int8 does not support "
-                                         r"calib_method=entropy \(it supports: minmax\)"):
+    with pytest.raises(InputError, match=r"--calib-method entropy is not one tflite-int8 "
+                                         r"takes \(it takes: minmax\); export tflite-int8 "
+                                         r"separately with --formats"):
         resolve_options([onnx_int8, tflite_int8], {"calib_method": "entropy"})
     chosen = resolve_options([onnx, onnx_int8], {"calib_method": "entropy", "per_channel": None})
     assert chosen["onnx-int8"]["calib_method"] == "entropy"
     assert chosen["onnx-int8"]["per_channel"] is True and chosen["onnx"] == {}
-    with pytest.raises(InputError, match="applies to onnx-int8, tflite-int8; none of the "
-                                         r"selected formats \(onnx\) uses it"):
+    with pytest.raises(InputError, match="--auto-fallback applies to onnx-int8, tflite-int8; "
+                                         r"none of the selected formats \(onnx\) uses it"):
         resolve_options([onnx], {"auto_fallback": True})
-    with pytest.raises(InputError, match=r"onnx-int8 does not support calib_method=kl"):
+    with pytest.raises(InputError, match=r"--calib-method kl is not one onnx-int8 takes") as info:
         resolve_options([onnx_int8], {"calib_method": "kl"})
+    assert "separately" not in str(info.value)   # no advice that cannot help
     assert cli("export", tmp_path, "--out", tmp_path / "b", "--formats", "tflite-int8",
                "--calib-method", "percentile") == 2
-    assert "tflite-int8 does not support calib_method=percentile" in capsys.readouterr().err
+    assert "--calib-method percentile is not one tflite-int8 takes" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -423,7 +425,7 @@ def test_float_first_is_an_onnx_int8_option_only(trained_image_model_dir, tmp_pa
     from edgecnn.deploy.errors import InputError
     from edgecnn.export import export_model
 
-    with pytest.raises(InputError, match="float_first applies to onnx-int8"):
+    with pytest.raises(InputError, match="--float-first applies to onnx-int8"):
         export_model(trained_image_model_dir, tmp_path / "b", formats="tflite-int8",
                      float_first=2, log=lambda line: None)
 

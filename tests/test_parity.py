@@ -13,6 +13,7 @@ import pytest
 
 from edgecnn.cli import main
 from edgecnn.deploy.errors import BundleError, InputError
+from edgecnn.export.defaults import TIE_MARGIN
 
 CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
 METRIC_KEYS = {"accuracy", "n", "skipped", "labels", "per_class", "confusion"}
@@ -40,7 +41,8 @@ def test_int8_matches_float_on_real_images(exported_bundle, tmp_path, capsys):
     table = capsys.readouterr().out
     data = json.loads(report.read_text())
     assert data["passed"] and data["reference"] == "onnx"
-    assert data["thresholds"] == {"max_drop_pp": 1.0, "min_agreement": 0.98}
+    assert data["thresholds"] == {"max_drop_pp": 1.0, "min_agreement": 0.98,
+                                  "tie_margin": TIE_MARGIN}
     assert set(data["formats"]) == {"onnx", "onnx-int8", "tflite", "tflite-fp16",
                                     "tflite-int8"}
     reference = data["formats"]["onnx"]
