@@ -58,6 +58,7 @@ class EvalData:
     tensors: np.ndarray
     labels: np.ndarray
     source: str
+    skipped: int = 0          # unreadable files left out (named in the log)
 
 
 # ----------------------------------------------------------------------------- models
@@ -122,7 +123,8 @@ def _load_data(bundle: Bundle, data, task: str | None) -> EvalData | None:
 
     task = task or bundle.manifest.get("task")
     samples = load_for_model(bundle.spec, task, data)
-    return EvalData(to_tensors(samples, bundle.spec), samples.labels, str(data))
+    return EvalData(to_tensors(samples, bundle.spec), samples.labels, str(data),
+                    len(samples.skipped))
 
 
 def _inputs(spec, data: EvalData | None, batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +261,8 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
                                 f"batch of {batch}",
                   "gmacs": "MACs (batch 1) / p50 batch-1 latency; gmacs_batch = MACs x "
                            "throughput"},
-        data=({"source": eval_data.source, "n": int(len(eval_data.labels))}
+        data=({"source": eval_data.source, "n": int(len(eval_data.labels)),
+               "skipped": eval_data.skipped}
               if eval_data is not None else None),
         macs=macs, ceilings=ceilings, rows=rows, skipped=skipped)
 

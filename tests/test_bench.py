@@ -215,8 +215,9 @@ def _gray_level_folder(root: Path, per_class: int = 2) -> Path:
 def test_bench_data_gives_accuracy_and_n(workdir):
     bundle = make_image_bundle(workdir / "bright bundle", size=32)
     data = _gray_level_folder(workdir / "gray levels")
+    (data / NEU_CLASSES[0] / "broken.png").write_bytes(b"not a png")
     result = bench(bundle, data, task="images", **FAST)
-    assert result.data == {"source": str(data), "n": 12}
+    assert result.data == {"source": str(data), "n": 12, "skipped": 1}
     row = result.rows[0]
     assert row["accuracy"] == 1.0 and row["n"] == 12
     # Real NEU photos are not flat gray: the same model gets most of them wrong.
