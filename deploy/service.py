@@ -37,12 +37,19 @@ def render_unit(config, user: str = "edgecnn", executable=None) -> str:
     config = Path(config).absolute()
     executable = Path(executable) if executable else edgecnn_executable()
     for path in (config, executable):
-        if re.search(r"\s", str(path)):
-            raise InputError(f"systemd paths must not hold blanks; found {str(path)!r}")
-    text = TEMPLATE.read_text(encoding="utf-8")
-    # systemd expands %h, %n ... in unit lines: a literal % in a path is written %%
-    return (text.replace("@CONFIG@", str(config).replace("%", "%%")).replace("@USER@", user)
-            .replace("@EDGECNN@", str(executable).replace("%", "%%")))
+        if re.search(r"[\s\"'\\]", str(path)):
+            raise InputError(f"systemd paths must not hold blanks, quotes or backslashes; "
+                             f"found {str(path)!r}")
+    # systemd expands %h, %n ... in unit lines, and $NAME in Exec lines: a literal % is
+    # written %%, a literal $ (Exec lines) $$
+    lines = []
+    for line in TEMPLATE.read_text(encoding="utf-8").splitlines(keepends=True):
+        def fill(path: Path) -> str:
+            text = str(path).replace("%", "%%")
+            return text.replace("$", "$$") if line.startswith("Exec") else text
+        lines.append(line.replace("@CONFIG@", fill(config)).replace("@USER@", user)
+                     .replace("@EDGECNN@", fill(executable)))
+    return "".join(lines)
 
 
 def install_unit(config, *, user: str = "edgecnn", unit_dir=None,

@@ -279,6 +279,11 @@ def test_service_install_writes_a_unit(line, tmp_path):
 
     odd = render_unit(line / "line%h.toml", "inspect", executable="/opt/e/bin/edgecnn")
     assert f"serve {(line / 'line%%h.toml').absolute()}" in odd  # not systemd's %h
+    dollar = render_unit(line / "line$HOME.toml", "inspect", executable="/opt/e/bin/edgecnn")
+    assert f"ExecStart=/opt/e/bin/edgecnn serve {line.absolute()}/line$$HOME.toml" in dollar
+    assert f"Description=edgecnn line-side inspection ({line.absolute()}/line$HOME" in dollar
+    with pytest.raises(InputError, match="quotes or backslashes"):
+        render_unit(line / 'it"s.toml', "inspect", executable="/opt/e/bin/edgecnn")
 
 
 def test_http_table_opens_the_live_view_and_off_loopback_needs_a_token(line, tmp_path):
