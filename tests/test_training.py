@@ -245,3 +245,9 @@ def test_the_demo_never_replaces_a_model_folder_it_did_not_write(tmp_path):
     (tmp_path / "line-video.avi").write_bytes(b"old")
     _fresh(tmp_path)                       # empty, or the demo's own: replaced
     assert not (tmp_path / "model").exists() and not (tmp_path / "line-video.avi").exists()
+
+
+def test_pictures_given_to_a_recordings_task_say_what_the_folder_holds(tmp_path):
+    result = run_cli("eval", "cwru", "--data", CALIB / "neu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "it holds 120 .jpg files" in result.stderr and "is --task right?" in result.stderr

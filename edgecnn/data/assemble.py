@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files
+from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files, no_samples_message
 from edgecnn.deploy.errors import DataError
 
 log = logging.getLogger("edgecnn.data")
@@ -90,8 +90,7 @@ def finish(samples: LabelledSamples, root, files,
     if labels is None:
         samples.require_trainable(root)
     elif len(samples) == 0:
-        raise DataError(f"no usable samples found in {root} "
-                        f"({len(samples.skipped)} files skipped)")
+        raise DataError(no_samples_message(root, len(samples.skipped)))
     samples.fingerprint = fingerprint_files(root_dir, sorted(set(Path(f) for f in files)))
     return samples
 

@@ -65,8 +65,7 @@ class LabelledSamples:
     def require_trainable(self, root: str | Path) -> None:
         """An empty dataset or a single class cannot train a classifier."""
         if len(self) == 0:
-            raise DataError(f"no usable samples found in {root} "
-                            f"({len(self.skipped)} files skipped)")
+            raise DataError(no_samples_message(root, len(self.skipped)))
         present = [name for name, count in self.counts().items() if count > 0]
         if len(present) < 2:
             raise DataError(f"{root} holds only one class ({', '.join(present)}); "
@@ -90,3 +89,28 @@ def fingerprint_files(root: Path, files) -> str:
         content = hashlib.sha256(path.read_bytes()).hexdigest()
         digest.update(f"{rel}\0{path.stat().st_size}\0{content}\n".encode())
     return digest.hexdigest()
+
+
+def no_samples_message(root, skipped: int) -> str:
+    """"No usable samples", with what the folder does hold: images given to a recordings
+    task (or the reverse) say so, so the fix (--task) is in the message."""
+    from collections import Counter
+    from itertools import islice
+
+    from edgecnn.deploy.preprocess import IMAGE_SUFFIXES
+    from edgecnn.deploy.recordings import RECORDING_SUFFIXES
+
+    text = f"no usable samples found in {root} ({skipped} files skipped)"
+    base = Path(root)
+    files = [base] if base.is_file() else \
+        [p for p in islice(base.rglob("*"), 20000) if p.is_file()] if base.is_dir() else []
+    found = Counter(p.suffix.lower() or "(no suffix)" for p in files)
+    if not found:
+        return text + ": it holds no files"
+    images = sum(n for s, n in found.items() if s in IMAGE_SUFFIXES)
+    recordings = sum(n for s, n in found.items() if s in RECORDING_SUFFIXES)
+    shown = ", ".join(f"{n} {s}" for s, n in found.most_common(4))
+    hint = ("; image tasks (images, neu, mnist) read pictures, cwru/vibration read recordings: "
+            "is --task right? (the layouts: edgecnn train --help)"
+            if images or recordings else "")
+    return f"{text}; it holds {shown} files{hint}"
