@@ -78,11 +78,19 @@ class ModelDir:
         import_tensorflow(f"loading the Keras model {self.model_file}")
         import keras
 
+        import zipfile
+
+        if not zipfile.is_zipfile(self.model_file):
+            raise BundleError(f"{self.model_file} is not a .keras archive (a zip file): "
+                              "corrupt, empty or not saved by Keras")
         try:
             model = keras.saving.load_model(self.model_file, compile=False, safe_mode=True)
         except Exception as exc:  # keras raises many types for a bad file
+            # Keras's own text can run to kilobytes (the whole layer config): its first line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise BundleError(f"cannot load {self.model_file} with safe_mode=True (a corrupt "
-                              f"or foreign .keras file?): {exc}") from None
+                              f"or foreign .keras file, or one that would run code?): "
+                              f"{first[:300]}") from None
         inputs = tuple(model.inputs[0].shape[1:])
         outputs = model.outputs[0].shape[-1]
         if inputs != tuple(self.spec.input_shape) or outputs != self.spec.num_classes:

@@ -167,3 +167,32 @@ def test_a_model_directory_without_its_model_file_says_so(trained, tmp_path):
     (copy / "model.keras").mkdir()
     result = run_cli("export", copy, "--out", tmp_path / "b")
     assert result.returncode == 2 and "model.keras is a directory" in result.stderr
+
+
+def test_a_model_that_would_run_code_or_is_no_archive_is_refused_in_one_line(trained, tmp_path):
+    import hashlib
+    import shutil
+
+    import keras
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+
+    def replace_model(content: bytes | None = None):
+        if content is None:   # a Lambda layer: Python code inside the file
+            model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Lambda(lambda x: x * 2),
+                                      keras.layers.Flatten(), keras.layers.Dense(6)])
+            model.save(copy / "model.keras")
+        else:
+            (copy / "model.keras").write_bytes(content)
+        manifest = json.loads((copy / "edgecnn.json").read_text())
+        manifest["model_sha256"] = hashlib.sha256((copy / "model.keras").read_bytes()).hexdigest()
+        (copy / "edgecnn.json").write_text(json.dumps(manifest))
+
+    replace_model()
+    with pytest.raises(BundleError, match="safe_mode=True") as info:
+        ModelDir.open(copy).load_keras()
+    assert "\n" not in str(info.value) and len(str(info.value)) < 600
+    replace_model(b"")
+    with pytest.raises(BundleError, match=r"is not a .keras archive"):
+        ModelDir.open(copy).load_keras()
