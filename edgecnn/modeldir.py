@@ -76,9 +76,9 @@ class ModelDir:
 
         self.check_model_file()
         import_tensorflow(f"loading the Keras model {self.model_file}")
-        import keras
-
         import zipfile
+
+        import keras
 
         if not zipfile.is_zipfile(self.model_file):
             raise BundleError(f"{self.model_file} is not a .keras archive (a zip file): "

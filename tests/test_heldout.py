@@ -180,7 +180,8 @@ def test_a_model_that_would_run_code_or_is_no_archive_is_refused_in_one_line(tra
 
     def replace_model(content: bytes | None = None):
         if content is None:   # a Lambda layer: Python code inside the file
-            model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Lambda(lambda x: x * 2),
+            model = keras.Sequential([keras.Input((32, 32, 1)),
+                                      keras.layers.Lambda(lambda x: x * 2),
                                       keras.layers.Flatten(), keras.layers.Dense(6)])
             model.save(copy / "model.keras")
         else:
