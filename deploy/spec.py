@@ -120,6 +120,7 @@ class ImageSpec:
         if self.layout != "NHWC":
             raise SpecError(f"image layout must be NHWC; found {self.layout!r}")
         _positive("image scale", self.scale)
+        _finite("image scale", (self.scale,))   # 1e308 overflows every pixel
         _finite("image mean", self.mean)
         _finite("image std", self.std)
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,18 @@ def write_json(data: dict, path: str | Path) -> Path:
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    if path.exists() and not path.is_file():   # /dev/stdout, a FIFO: written as it is
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return path
+    # written beside and renamed: a full disk leaves the old file (or none), never half
+    temporary = path.with_name(f".{path.name}.partial")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

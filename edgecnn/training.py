@@ -426,6 +426,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         log(f"loss: cross-entropy with label smoothing {smoothing:g} (targets "
             f"{1 - smoothing + smoothing / spec.num_classes:.3f} for the true class, "
             f"{smoothing / spec.num_classes:.3f} for the others)")
+    elif config.label_smoothing is not None:
+        log("loss: plain cross-entropy (--label-smoothing 0)")
     dataset = _training_batches(samples, train_index, y_train, x_train, spec, batch_size,
                                 augment, strength, config.seed)
     power = balance_power(config.balance)
