@@ -92,6 +92,7 @@ def _writable(ctx, param, value):
     path = Path(value)
     existed = path.exists()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)   # as writing it would
         with open(path, "a", encoding="utf-8"):
             pass
     except (OSError, ValueError) as exc:
