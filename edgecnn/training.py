@@ -356,11 +356,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     from edgecnn.transfer import check_transfer_options
 
     check_transfer_options(config, architecture)  # a bad --weights fails before data is read
-    _check_out(Path(config.out), Path(config.data))
 
     from edgecnn.tfquiet import import_tensorflow
 
     import_tensorflow("training")  # a line-PC install says which extra, before any data is read
+    _check_out(Path(config.out), Path(config.data))   # and before the model folder is made
 
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.

@@ -49,8 +49,12 @@ def test_sigkill_leaves_only_whole_lines(tmp_path, fsync):
     finally:
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
+    # Linux may cut a large write() short when SIGKILL lands inside it (on a loaded
+    # machine it does): the next writer to open the log removes the cut line
+    with EventLog(path, fsync=fsync):
+        pass
     data = path.read_bytes()
-    assert len(data) > 3_000_000 and data.endswith(b"\n")
+    assert len(data) > 2_900_000 and data.endswith(b"\n")
     frames = [json.loads(line)["frame"] for line in data.splitlines()]
     assert frames == list(range(len(frames)))
 
