@@ -228,6 +228,8 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
         bundle.file(fmt)
     bar = ProgressBar(enabled=progress)
     model_dir = find_keras_model_dir(bundle, keras_model_dir, log) if keras else None
+    if model_dir is not None:   # a wrong --keras fails before the ceilings are measured
+        _check_source_model(model_dir, bundle)
     eval_data = _load_data(bundle, data, task)
     one, many = _inputs(bundle.spec, eval_data, batch)
 
@@ -287,14 +289,17 @@ def choose_formats(bundle: Bundle, formats) -> list[str]:
     return chosen
 
 
-def _keras_rows(model_dir, bundle: Bundle, data, one, many, macs, ceilings, timing) -> list:
-    from edgecnn.tfquiet import import_tensorflow
-
-    import_tensorflow("benchmarking a Keras model")
+def _check_source_model(model_dir, bundle: Bundle) -> None:
     if tuple(model_dir.spec.input_shape) != tuple(bundle.spec.input_shape):
         raise BundleError(f"Keras model {model_dir.path} takes input "
                           f"{model_dir.spec.input_shape}; the bundle takes "
                           f"{bundle.spec.input_shape}: not the bundle's source model")
+
+
+def _keras_rows(model_dir, bundle: Bundle, data, one, many, macs, ceilings, timing) -> list:
+    from edgecnn.tfquiet import import_tensorflow
+
+    import_tensorflow("benchmarking a Keras model")
     model = model_dir.load_keras()
     threads = _keras_threads()
     size = model_dir.model_file.stat().st_size

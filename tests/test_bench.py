@@ -252,7 +252,7 @@ def test_source_model_that_changed_is_left_out(workdir):
 
 
 @pytest.mark.slow
-def test_keras_source_model_rows(conv_bundle, workdir):
+def test_keras_source_model_rows(conv_bundle, workdir, monkeypatch):
     """The manifest's source model is found and benched twice: the ``model(x)`` call and the
     lecture's ``model.predict(x)``; a model of another input shape is refused."""
     from edgecnn.modeldir import write_model_dir
@@ -286,8 +286,12 @@ def test_keras_source_model_rows(conv_bundle, workdir):
     other = image_spec(32)
     small = write_model_dir(workdir / "small keras model", create_model("tiny-test", other),
                             other, architecture="tiny-test", training={}, data={}, metrics={})
+    measured = []
+    monkeypatch.setattr("edgecnn.bench.measure_ceilings",
+                        lambda *a, **k: measured.append(1) or {})
     with pytest.raises(BundleError, match="not the bundle's source model"):
         bench(bundle, keras_model_dir=small.path, **{**FAST, "keras": True})
+    assert not measured    # refused before any timing
 
 
 # ----------------------------------------------------------------------------- CLI
