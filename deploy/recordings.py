@@ -245,6 +245,8 @@ def _read_npz(path: Path, channel):
 
 
 _INTEGER = re.compile(r"^[+-]?\d+$")
+_BLANK_LINE = re.compile(r"\n[ \t\r]*\n[ \t\r]*[^\s]")
+_SAMPLE_LINE = re.compile(r"[-+.\d]")
 
 
 def csv_dialect(lines: list[str]) -> tuple[str | None, bool]:
@@ -275,6 +277,26 @@ def csv_dialect(lines: list[str]) -> tuple[str | None, bool]:
     return ",", False
 
 
+def _check_no_gaps(path: Path, text: str) -> None:
+    """A blank line between samples is a sample the logger lost (numpy would skip it and
+    join the two sides, shifting every later sample in time): refused with its line.
+    Blank lines before the first and after the last sample are layout, not gaps."""
+    if _BLANK_LINE.search(text) is None:
+        return
+    seen_data, blank = False, None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            if seen_data and blank is None:
+                blank = number
+        elif _SAMPLE_LINE.match(stripped):   # not a comment, not the header
+            if blank is not None:
+                raise SourceError(f"{path}: line {blank} is blank between samples (a lost "
+                                  "sample?); expected a number on every line from the first "
+                                  "sample to the last")
+            seen_data = True
+
+
 def _read_csv(path: Path, channel):
     rate = None
     lines, skip = [], 0
@@ -299,9 +321,9 @@ def _read_csv(path: Path, channel):
         if not all(_is_number(c) for c in cells):
             header = cells
             skip += 1
-    source = path
-    if decimal_comma:
-        source = io.StringIO(path.read_text(encoding="utf-8").replace(",", "."))
+    text = path.read_text(encoding="utf-8")
+    _check_no_gaps(path, text)
+    source = io.StringIO(text.replace(",", ".") if decimal_comma else text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "no data": reported below as empty
         values = np.loadtxt(source, delimiter=delimiter, comments="#", skiprows=skip,

@@ -248,3 +248,16 @@ def test_a_matlab_v73_file_is_named_as_such(tmp_path):
     (tmp_path / "new.mat").write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64" + b"\0" * 600)
     with pytest.raises(SourceError, match=r"MATLAB v7.3 \(HDF5\) file: .*'-v7'"):
         read_recording(tmp_path / "new.mat", sample_rate=12000)
+
+
+def test_a_blank_line_between_samples_is_refused_but_blank_layout_lines_are_kept(tmp_path):
+    x = np.round(_real(300), 6)
+    lines = [f"{v:.6f}" for v in x]
+    (tmp_path / "gap.csv").write_text("\n".join(lines[:100] + [""] + lines[100:]) + "\n")
+    with pytest.raises(SourceError, match=r"gap.csv: line 101 is blank between samples"):
+        read_recording(tmp_path / "gap.csv", sample_rate=12000)
+    # before the first sample, after the header and after the last one: layout
+    (tmp_path / "layout.csv").write_text("# sample_rate=12000\n\nvalue\n\n"
+                                         + "\n".join(lines) + "\n\n\n")
+    recording = read_recording(tmp_path / "layout.csv")
+    np.testing.assert_allclose(recording.samples, x, atol=1e-9)
