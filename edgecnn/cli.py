@@ -74,6 +74,18 @@ def _loader_options(f):
     return f
 
 
+def _bit_depth_option(f):
+    """--bit-depth: what training found from the files is the model's (eval, parity and
+    export read by it); given, it wins, e.g. for dark 16-bit pictures that read as fewer
+    bits than the camera has."""
+    return click.option(
+        "--bit-depth", type=click.Choice(["8", "10", "12", "14", "16"]), default=None,
+        callback=lambda ctx, param, value: None if value is None else int(value),
+        help="Images: bits of data in 16-bit PNG/TIFF files (12 for a Mono12 camera); "
+             "they are scaled to 8 bits by it. [default: training: the smallest depth "
+             "that holds the files' largest value; eval, parity, export: the model's]")(f)
+
+
 def _given_loader_options(options: dict) -> dict:
     """The loader options the user actually set (defaults dropped)."""
     return {name: value for name, value in options.items()

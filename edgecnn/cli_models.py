@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgecnn.cli import (
+    _bit_depth_option,
     _given_loader_options,
     _loader_options,
     _trust,
@@ -70,10 +71,7 @@ from edgecnn.schedule import MAX_EPOCH_FACTOR, STEP_BUDGET
 @click.option("--fit", type=click.Choice(["stretch", "letterbox", "crop"]), default=None,
               help="Images of another aspect ratio: stretch, letterbox or crop to the input "
                    "(default: stretch if all are within 10 % of it, else letterbox).")
-@click.option("--bit-depth", type=click.Choice(["8", "10", "12", "14", "16"]), default=None,
-              help="Images: bits of data in 16-bit PNG/TIFF files (12 for a Mono12 camera); "
-                   "they are scaled to 8 bits by it. [default: the smallest depth that holds "
-                   "the files' largest value]")
+@_bit_depth_option
 @click.option("--window-length", type=int, default=None,
               help="Signals: samples per window. "
                    + per_task("signal.window_length", ("signal",)))
@@ -117,8 +115,6 @@ def train(json_path, augment, **options):
     from edgecnn.training import TrainConfig
     from edgecnn.training import train as run_training
 
-    if options.get("bit_depth") is not None:
-        options["bit_depth"] = int(options["bit_depth"])
     result = run_training(TrainConfig(augment=True if augment is None else augment, **options))
     click.echo(format_result(result.metrics))
     click.echo(f"model directory: {result.model_dir.path}")
@@ -153,6 +149,7 @@ def train(json_path, augment, **options):
 @click.option("--perturbations", default=None, metavar="NAMES",
               help="With --robustness: only these families, comma-separated.")
 @_loader_options
+@_bit_depth_option
 @_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               callback=_writable,
@@ -282,6 +279,7 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
 @_loader_options
+@_bit_depth_option
 @_trust_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               callback=_writable,

@@ -141,6 +141,13 @@ def test_training_records_the_depth_and_eval_reads_16_bit_files_as_the_originals
         reports.append(json.loads(report.read_text()))
     assert reports[0]["n"] == reports[1]["n"] == 16
     assert reports[0]["confusion"] == reports[1]["confusion"]
+    # --bit-depth overrides the model's depth in eval and parity (dark 16-bit pictures)
+    for command in (("eval", out, "--format", "keras"), ("parity", "neu")):
+        result = run_cli(*command, "--data", root, "--bit-depth", "16")
+        assert "read as 16-bit data, as --bit-depth gives: 16x darker than they look" \
+            in result.stderr, result.stderr
+    refused = run_cli("eval", out, "--format", "keras", "--data", root, "--bit-depth", "11")
+    assert refused.returncode == 2 and "'11' is not one of" in refused.stderr
     bad = run_cli("train", "--task", "images", "--data", root, "--out", tmp_path / "m2",
                   "--bit-depth", "11")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

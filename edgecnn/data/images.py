@@ -215,10 +215,11 @@ def choose_bit_depth(max_value: int, files: int) -> tuple[int, str]:
                   f"{bits}-bit data, x255/{(1 << bits) - 1} to 8 bits")
 
 
-def images_to_8bit(items: list, bit_depth: int | None, training: bool) -> int | None:
+def images_to_8bit(items: list, bit_depth: int | None, training: bool,
+                   given: bool = False) -> int | None:
     """Bring the 16-bit images among ``items`` to uint8 in place, all by one bit depth:
-    ``bit_depth`` (given, or the model's), else found from their largest value. Returns the
-    depth used (None when every image was 8-bit)."""
+    ``bit_depth`` (``given`` by --bit-depth, or the model's), else found from their largest
+    value. Returns the depth used (None when every image was 8-bit)."""
     wide = [i for i, image in enumerate(items) if image.dtype == np.uint16]
     if not wide:
         return None
@@ -230,9 +231,11 @@ def images_to_8bit(items: list, bit_depth: int | None, training: bool) -> int | 
                     "8-bit files")
     elif bit_depth_for(largest) <= bit_depth - 2:
         log.warning("note: %d 16-bit image file(s) look like %d-bit data (largest value %d) "
-                    "but are read as %d-bit data, the model's: %dx darker than its training "
-                    "files", len(wide), bit_depth_for(largest), largest, bit_depth,
-                    1 << (bit_depth - bit_depth_for(largest)))
+                    "but are read as %d-bit data, %s: %dx darker than %s", len(wide),
+                    bit_depth_for(largest), largest, bit_depth,
+                    "as --bit-depth gives" if given else "the model's",
+                    1 << (bit_depth - bit_depth_for(largest)),
+                    "they look" if given else "its training files")
     top = (1 << bit_depth) - 1
     beyond = sum(int(items[i].max()) > top for i in wide)
     if beyond:
@@ -246,12 +249,14 @@ def images_to_8bit(items: list, bit_depth: int | None, training: bool) -> int | 
 
 def load_image_folder(root, color: str = "gray",
                       labels: tuple[str, ...] | None = None,
-                      bit_depth: int | None = None) -> LabelledSamples:
+                      bit_depth: int | None = None,
+                      depth_given: bool = False) -> LabelledSamples:
     """Load a folder of labelled images as uint8 arrays in ``color`` (gray, bgr or rgb).
 
     Unreadable, truncated or non-image files are warned about, skipped and counted in
     ``.skipped``. ``labels`` (evaluating a model) fixes the class order. ``bit_depth``: the
-    bits of data in 16-bit files (the model's); None finds it from the files.
+    bits of data in 16-bit files (the model's, or ``depth_given`` by --bit-depth); None
+    finds it from the files.
     """
     root = Path(root)
     if color not in COLOR_MODES:
@@ -282,7 +287,7 @@ def load_image_folder(root, color: str = "gray",
     if labels is None and len(set(label_names)) == 1:
         raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
                         f"at least two{explain_layout(root)}")
-    depth = images_to_8bit(items, bit_depth, training=labels is None)
+    depth = images_to_8bit(items, bit_depth, training=labels is None, given=depth_given)
     files_per_class = Counter(label for _, label in candidates)
     note_lost_classes({**held, **{name: f"{n} file(s), none usable"
                                   for name, n in files_per_class.items()}}, set(label_names))

@@ -21,10 +21,11 @@ from edgecnn.deploy.spec import DEFAULT_CHANNEL
 
 def load_images(path: Path, section, labels, stride, bit_depth=None, **_) -> LabelledSamples:
     # A model's files are read at its bit depth; training finds it unless one is given.
-    if bit_depth is None and labels is not None and section is not None:
+    given = bit_depth is not None
+    if not given and labels is not None and section is not None:
         bit_depth = section.bit_depth
     return load_image_folder(path, color=section.color if section else "gray", labels=labels,
-                             bit_depth=bit_depth)
+                             bit_depth=bit_depth, depth_given=given)
 
 
 def load_digits(path: Path, section, labels, stride, **_) -> LabelledSamples:
