@@ -20,12 +20,14 @@ straight to it (captures.PacketCapture); otherwise frames come as the capture de
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from .captures import CaptureReader, capture_fps, open_device, open_file, open_gstreamer, open_url
@@ -279,6 +281,35 @@ class VideoFileSource(FrameSource):
         return frame
 
 
+class _PaceClock:
+    """When a paced file's next frame is due: at its own timestamp (the stream time of
+    the frame just decoded), so a recording with a gap or a varying frame rate plays as
+    the camera delivered it; by the nominal rate where the file has no usable
+    timestamps (none, or one going backwards)."""
+
+    def __init__(self, fps: float, reader) -> None:
+        self.period = 1.0 / fps
+        self.start = time.monotonic()
+        self.first = self._stamp(reader)     # the first frame's, decoded already
+        self.last = 0.0                      # seconds after the first frame
+
+    @staticmethod
+    def _stamp(reader) -> float | None:
+        try:
+            ms = float(reader.capture.get(cv2.CAP_PROP_POS_MSEC))
+        except (cv2.error, AttributeError, TypeError, ValueError):
+            return None
+        return ms / 1000.0 if math.isfinite(ms) and ms >= 0 else None
+
+    def due(self, reader) -> float:
+        stamp = self._stamp(reader)
+        offset = None if stamp is None or self.first is None else stamp - self.first
+        if offset is None or offset <= self.last:
+            offset = self.last + self.period
+        self.last = offset
+        return self.start + offset
+
+
 class LatestFrameSource(FrameSource):
     """A capture thread that keeps only the newest frame.
 
@@ -352,23 +383,21 @@ class LatestFrameSource(FrameSource):
 
     def _run(self) -> None:
         reader = self._reader
-        start = time.monotonic()
-        shown = 1
+        clock = _PaceClock(self._pace, reader) if self._pace else None
         frame, self._first = self._first, None
         try:
             self._store(frame)
             while not self._stop.is_set():
-                if self._pace:
-                    due = start + shown / self._pace
-                    delay = due - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        break
                 frame = self._free_slot()
                 if frame is None:
                     break
                 if self._decode(frame, reader):
+                    if clock is not None:
+                        delay = clock.due(reader) - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            self._free.put(frame)
+                            break
                     self._store(frame)
-                    shown += 1
                     continue
                 self._free.put(frame)
                 reader.release()

@@ -554,3 +554,28 @@ def test_a_sensor_sending_nan_for_seconds_is_nonfinite_not_a_slip(value):
     out = np.concatenate([raw for raw, _ in stream._ready])
     assert len(out) == len(x) and stream.stats.realigned == 0
     np.testing.assert_array_equal(np.isfinite(out), np.isfinite(x))
+
+
+@needs_ffmpeg
+def test_a_paced_recording_keeps_its_own_timestamps_across_a_gap(tmp_path):
+    """--realtime plays a recording as the camera delivered it: a recording with a 1.5 s
+    gap (an IP camera that paused) pauses as long, at the same nominal 20 frames/s."""
+    video = tmp_path / "gap.mkv"
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=96x64:rate=20", "-frames:v", "20", "-vf",
+                    "setpts='if(gte(N,10),PTS+1.5/TB,PTS)'", "-fps_mode", "passthrough",
+                    "-c:v", "mjpeg", str(video)], check=True, timeout=60)
+    src = open_frame_source(str(video), realtime=True, backoff=Backoff(0.01, 0.01))
+    assert src.fps == pytest.approx(20.0)
+    arrived: dict[int, float] = {}
+    deadline = time.monotonic() + 15
+    while not src.exhausted and time.monotonic() < deadline:
+        frame = src.read(0.5)
+        if frame is not None:
+            arrived[frame.index] = time.monotonic()
+    src.close()
+    assert src.exhausted and src.stats.read == 20
+    before = max(t for i, t in arrived.items() if i < 10)
+    after = min(t for i, t in arrived.items() if i >= 10)
+    assert after - before >= 1.3            # 1.55 s between frames 9 and 10
+    assert max(arrived.values()) - min(arrived.values()) >= 2.2   # 0.95 s of frames + gap
