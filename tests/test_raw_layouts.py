@@ -195,3 +195,77 @@ def test_colour_images_trained_in_gray_get_a_note(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="edgecnn.data"):
         load_image_folder(tmp_path / "tinted", color="bgr")
     assert "in colour" not in caplog.text
+
+
+def _two_classes(root: Path, n=3) -> Path:
+    for cls in ("crazing", "patches"):
+        (root / cls).mkdir(parents=True)
+        for i, image in enumerate(_neu(cls, n)):
+            cv2.imwrite(str(root / cls / f"{i}.jpg"), image)
+    return root
+
+
+def test_mask_folders_tiff_masks_and_system_folders_are_not_samples(tmp_path, caplog):
+    root = _two_classes(tmp_path / "raw")
+    image = _neu("crazing", 1)[0]
+    mask = (image > 128).astype(np.uint8) * 255
+    for folder in ("crazing/masks", "patches/ground_truth/sub", "crazing/@eaDir/0.jpg",
+                   "__MACOSX/patches"):
+        (root / folder).mkdir(parents=True)
+    cv2.imwrite(str(root / "crazing" / "masks" / "0.png"), mask)
+    cv2.imwrite(str(root / "patches" / "ground_truth" / "sub" / "0.png"), mask)
+    cv2.imwrite(str(root / "patches" / "1.tif"), mask)            # beside 1.jpg
+    cv2.imwrite(str(root / "crazing" / "@eaDir" / "0.jpg" / "SYNOFILE_THUMB_S.jpg"), image)
+    cv2.imwrite(str(root / "__MACOSX" / "patches" / "0.jpg"), image)
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert samples.class_names == ("crazing", "patches")
+    assert sorted(samples.sources) == [f"{c}/{i}.jpg" for c in ("crazing", "patches")
+                                       for i in range(3)]
+    assert "3 mask file(s) left out" in caplog.text
+    assert "__MACOSX" not in caplog.text and "eaDir" not in caplog.text
+
+
+def test_split_folders_camera_files_and_lookalike_classes_are_named(tmp_path, caplog):
+    for split in ("train", "test"):
+        _two_classes(tmp_path / "set" / split)
+    with pytest.raises(DataError, match=r"holds the splits test, train, each with class "
+                                        r"folders \(crazing, patches\).*--data .*test"):
+        load_image_folder(tmp_path / "set")
+    root = _two_classes(tmp_path / "raw")
+    image = _neu("crazing", 1)[0]
+    cv2.imwrite(str(root / "IMG_0001.jpg"), image)
+    cv2.imwrite(str(root / "IMG_0002.jpg"), image[::-1])
+    (root / "Crazing ").mkdir()
+    cv2.imwrite(str(root / "Crazing " / "0.jpg"), image[:, ::-1])
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert "IMG" in samples.class_names                   # as the flat rule says, but told
+    assert "2 file(s) at the top of" in caplog.text and "'IMG' 2" in caplog.text
+    assert "differ only by case or spaces are separate classes: 'Crazing ' and 'crazing'" \
+        in caplog.text
+
+
+def test_images_with_data_after_their_end_are_read_and_truncated_ones_refused(tmp_path):
+    root = _two_classes(tmp_path / "raw", n=2)
+    jpeg = (root / "crazing" / "0.jpg").read_bytes()
+    (root / "crazing" / "trailer.jpg").write_bytes(jpeg + b"camera trailer " * 150)
+    png = cv2.imencode(".png", _neu("patches", 1)[0])[1].tobytes()
+    (root / "patches" / "trailer.png").write_bytes(png + b"\x00" * 300 + b"metadata")
+    # a JPEG cut inside its image data whose EXIF thumbnail still ends in FF D9
+    thumb = cv2.imencode(".jpg", _neu("crazing", 1)[0][:16, :16])[1].tobytes()
+    app1 = b"\xff\xe1" + (len(thumb) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + thumb
+    (root / "crazing" / "cut.jpg").write_bytes(jpeg[:2] + app1 + jpeg[2:len(jpeg) // 2])
+    samples = load_image_folder(root)
+    assert "crazing/trailer.jpg" in samples.sources and "patches/trailer.png" in samples.sources
+    reasons = {s.path: s.reason for s in samples.skipped}
+    assert list(reasons) == ["crazing/cut.jpg"] and "truncated JPEG" in reasons["crazing/cut.jpg"]
+
+
+def test_a_class_whose_files_all_fail_is_named_when_one_class_is_left(tmp_path):
+    root = _two_classes(tmp_path / "raw", n=2)
+    for i in range(2):
+        (root / "patches" / f"{i}.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match=r"only one class with usable images \(crazing\).*"
+                                        r"no usable image: patches \(2 file\(s\), none usable\)"):
+        load_image_folder(root)

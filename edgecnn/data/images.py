@@ -51,6 +51,17 @@ _PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
 # Mask rule: a file whose stem ends in one of these (case-insensitive), or a .png/.bmp with
 # the same stem as a .jpg/.jpeg beside it (the magnetic-tile layout), is a mask.
 MASK_SUFFIXES = ("_mask", "_masks", "_gt", "_label", "_labels", "_seg", "_annotation")
+# ... and every image in a sub-folder of a class folder with one of these names
+MASK_FOLDERS = frozenset({"mask", "masks", "gt", "ground_truth", "groundtruth",
+                          "ground-truth", "label", "labels", "annotation", "annotations",
+                          "segmentation", "segmentations", "seg"})
+# Folders an operating system or a NAS adds to a share: never classes, left out quietly
+# (as hidden entries are): Synology thumbnails, a Mac zip's resource forks, Windows bins.
+SYSTEM_FOLDERS = frozenset({"@eadir", "__macosx", "$recycle.bin", "#recycle", "@recycle",
+                            "system volume information", "#snapshot", "@tmp"})
+# Folder names that are a dataset's splits, not classes
+SPLIT_FOLDERS = frozenset({"train", "training", "test", "testing", "val", "valid",
+                           "validation", "dev", "holdout"})
 MIN_IMAGE_SIDE = 8
 # Files beside images that are plainly not pictures (notes, labels, annotations): left out
 # without a word; any other suffix is named in a note (a .gif or a camera's raw file).
@@ -70,8 +81,13 @@ def is_mask(path: Path, siblings: set[str]) -> bool:
     stem = path.stem.lower()
     if stem.endswith(MASK_SUFFIXES):
         return True
-    return path.suffix.lower() in (".png", ".bmp") and any(
+    return path.suffix.lower() in (".png", ".bmp", ".tif", ".tiff") and any(
         f"{stem}{ext}" in siblings for ext in (".jpg", ".jpeg"))
+
+
+def _ignored_folder(name: str) -> bool:
+    """Hidden and system folders (see SYSTEM_FOLDERS): not data."""
+    return name.startswith(".") or name.lower() in SYSTEM_FOLDERS
 
 
 class _Walk:
@@ -87,8 +103,9 @@ class _Walk:
         self._seen: set[str] = set()          # real paths of the files taken
         self._dirs: set[str] = set()          # real paths of the folders walked
 
-    def files(self, directory: Path) -> list[Path]:
-        """The image files directly in ``directory``, masks and repeats left out."""
+    def files(self, directory: Path, masks: bool = False) -> list[Path]:
+        """The image files directly in ``directory``, masks and repeats left out
+        (``masks``: the folder holds masks only, e.g. ``<class>/ground_truth``)."""
         files = []
         for path in directory.iterdir():
             if path.name.startswith(".") or path.is_dir():
@@ -102,7 +119,7 @@ class _Walk:
         names = {p.name.lower() for p in files}
         taken = []
         for path in sorted(files, key=lambda p: natural_key(p.name)):
-            if is_mask(path, names):
+            if masks or is_mask(path, names):
                 self.masks.append(path)
                 continue
             real = os.path.realpath(path)
@@ -118,22 +135,25 @@ class _Walk:
         folder once, so a link loop ends), hidden entries and masks left out."""
         found = []
         for directory, subfolders, _ in os.walk(folder, followlinks=True):
-            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            subfolders[:] = sorted(d for d in subfolders if not _ignored_folder(d))
             real = os.path.realpath(directory)
             if real in self._dirs:
                 subfolders[:] = []
                 continue
             self._dirs.add(real)
-            found.extend(self.files(Path(directory)))
+            inside = Path(directory).relative_to(folder).parts
+            found.extend(self.files(Path(directory), masks=any(
+                part.lower() in MASK_FOLDERS for part in inside)))
         return sorted(found, key=lambda p: natural_key(p.relative_to(folder).as_posix()))
 
     def notes(self) -> None:
         root = self.root
         if self.masks:
             examples = ", ".join(relative_name(root, p) for p in self.masks[:3])
-            log.warning("note: %d mask file(s) left out (names ending %s, or a PNG beside a "
-                        "JPEG of the same name), e.g. %s", len(self.masks),
-                        "/".join(MASK_SUFFIXES[:4]), examples)
+            log.warning("note: %d mask file(s) left out (names ending %s, a PNG or TIFF "
+                        "beside a JPEG of the same name, or in a masks/ or ground_truth/ "
+                        "folder), e.g. %s", len(self.masks), "/".join(MASK_SUFFIXES[:4]),
+                        examples)
         if self.others:
             kinds = ", ".join(f"{suffix} {n}" for suffix, n in self.others.most_common())
             log.warning("note: %d file(s) of formats not read left out (%s); images are %s",
@@ -156,9 +176,10 @@ def find_labelled_images(root: Path, skips: SkipLog,
     nested: list[str] = []
     walk = _Walk(root)
     flat = walk.files(root)
-    for entry in sorted(root.iterdir(), key=lambda p: natural_key(p.name)):
-        if entry.name.startswith(".") or not entry.is_dir():
-            continue
+    folders = [entry for entry in sorted(root.iterdir(), key=lambda p: natural_key(p.name))
+               if entry.is_dir() and not _ignored_folder(entry.name)]
+    _refuse_splits(root, folders)
+    for entry in folders:
         masks_before = len(walk.masks)
         images = walk.images_in(entry)
         if not images and held is not None:
@@ -167,6 +188,8 @@ def find_labelled_images(root: Path, skips: SkipLog,
         if any(path.parent != entry for path in images):
             nested.append(entry.name)
         found.extend((path, entry.name) for path in images)
+    strays: Counter = Counter()     # flat classes beside class folders that have none
+    names = {entry.name for entry in folders}
     for entry in flat:
         label = flat_class_name(entry.name)
         if label is None:
@@ -174,11 +197,35 @@ def find_labelled_images(root: Path, skips: SkipLog,
                               "file named <class>_<number>" + entry.suffix)
         else:
             found.append((entry, label))
+            if folders and label not in names:
+                strays[label] += 1
     if nested:
-        log.info("class folders with images in sub-folders (class = the folder under %s): "
-                 "%s", root, ", ".join(nested))
+        log.warning("note: class folders with images in sub-folders (class = the folder "
+                    "under %s): %s", root, ", ".join(nested))
+    if strays:
+        log.warning("note: %d file(s) at the top of %s, beside its class folders, make "
+                    "class(es) of their own by their names: %s; if they are no class, move "
+                    "them out of the data", sum(strays.values()), root,
+                    ", ".join(f"{name!r} {n}" for name, n in sorted(strays.items())))
     walk.notes()
     return found
+
+
+def _refuse_splits(root: Path, folders: list[Path]) -> None:
+    """A root whose folders are a dataset's splits (train/, test/ ...), each with the same
+    class folders in it, is one level too high: the model would learn train from test."""
+    splits = [entry for entry in folders if entry.name.lower() in SPLIT_FOLDERS]
+    if len(splits) < 2:
+        return
+    inner = [{p.name for p in entry.iterdir() if p.is_dir() and not _ignored_folder(p.name)}
+             for entry in splits]
+    shared = set.intersection(*inner)
+    if len(shared) >= 2:
+        names = ", ".join(entry.name for entry in splits)
+        raise DataError(f"{root} holds the splits {names}, each with class folders "
+                        f"({', '.join(sorted(shared)[:6])}): expected the classes directly "
+                        f"under --data; pass --data {splits[0]} (and the other split to "
+                        "eval or parity)")
 
 
 def explain_layout(root: Path) -> str:
@@ -284,13 +331,20 @@ def load_image_folder(root, color: str = "gray",
         used.append(path)
     if not items and not skips.skipped:
         raise DataError(f"no usable samples found in {root}: no images{explain_layout(root)}")
-    if labels is None and len(set(label_names)) == 1:
-        raise DataError(f"{root} holds only one class ({label_names[0]}); a classifier needs "
-                        f"at least two{explain_layout(root)}")
-    depth = images_to_8bit(items, bit_depth, training=labels is None, given=depth_given)
     files_per_class = Counter(label for _, label in candidates)
-    note_lost_classes({**held, **{name: f"{n} file(s), none usable"
-                                  for name, n in files_per_class.items()}}, set(label_names))
+    named = {**held, **{name: f"{n} file(s), none usable"
+                        for name, n in files_per_class.items()}}
+    if labels is None and len(set(label_names)) == 1:
+        lost = sorted(set(named) - set(label_names))
+        why = (f": the other class(es) have no usable image: "
+               f"{', '.join(f'{name} ({named[name]})' for name in lost)}" if lost
+               else explain_layout(root))
+        raise DataError(f"{root} holds only one class with usable images "
+                        f"({label_names[0]}); a classifier needs at least two{why}")
+    depth = images_to_8bit(items, bit_depth, training=labels is None, given=depth_given)
+    note_lost_classes(named, set(label_names))
+    if labels is None:
+        _note_lookalike_classes(set(label_names))
     if color == "gray" and labels is None:
         _note_colour(root, used)
     # Classes come from what was decoded: a class whose files all failed is not a class.
@@ -333,17 +387,49 @@ def _note_colour(root: Path, used: list[Path]) -> None:
                     "train with --color bgr", share * 100, root)
 
 
+def _note_lookalike_classes(names: set[str]) -> None:
+    """Class names that differ only by case or surrounding spaces (``Crack``, ``crack``,
+    ``scratch `` beside ``scratch``) are different classes to the model: said once."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(name.strip().lower(), []).append(name)
+    alike = [" and ".join(repr(n) for n in group) for group in groups.values()
+             if len(group) > 1]
+    if alike:
+        log.warning("note: class names that differ only by case or spaces are separate "
+                    "classes: %s; rename the folders if they are one", "; ".join(alike))
+
+
 def _require_complete(path: Path) -> None:
-    """Refuse truncated JPEG/PNG files: some decoders return them half grey without error."""
+    """Refuse truncated JPEG/PNG files: some decoders return them half grey without error.
+    Data after the end (a camera's or an editor's trailer, padding) is no truncation."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-            size = handle.seek(0, 2)
-            handle.seek(max(0, size - 1024))
-            tail = handle.read().rstrip(b"\x00\r\n ")
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read image {path}: {exc.strerror or exc}") from None
-    if head.startswith(_JPEG_START) and not tail.endswith(_JPEG_END):
-        raise InputError(f"{path} is a truncated JPEG (no end-of-image marker)")
-    if head.startswith(_PNG_START) and not tail.endswith(_PNG_END):
+    if data.startswith(_JPEG_START) and data.rfind(_JPEG_END) <= _jpeg_scan_start(data):
+        raise InputError(f"{path} is a truncated JPEG (no end-of-image marker after its "
+                         "image data)")
+    if data.startswith(_PNG_START) and data.rfind(_PNG_END) < 8:
         raise InputError(f"{path} is a truncated PNG (no IEND chunk)")
+
+
+def _jpeg_scan_start(data: bytes) -> int:
+    """Where a JPEG's image data begins (its first start-of-scan marker), walking the
+    segments before it by their lengths, so an end marker inside them (an EXIF
+    thumbnail's) is not taken for the picture's own."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return pos
+        marker = data[pos + 1]
+        if marker == 0xFF:              # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:              # start of scan: entropy-coded data follows
+            return pos
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:   # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return len(data)
