@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # one line, as every other error: what was wrong and where the help is
+        command = exc.ctx.command_path if exc.ctx is not None else "edgecnn"
+        click.echo(f"error: {exc.format_message()} (see: {command} --help)", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)

@@ -57,3 +57,20 @@ def test_float_first_help_names_the_shipped_neu_setting():
     shown = " ".join(CliRunner().invoke(cli, ["export", "--help"]).output.split())
     float_nodes = Bundle.open("neu").manifest["files"]["onnx-int8"].get("float_nodes") or []
     assert f"Default 0; the shipped NEU bundle uses {len(float_nodes)}." in shown
+
+
+def test_a_usage_error_is_one_line_with_exit_2_naming_the_help(tmp_path, capsys):
+    import pytest
+
+    from edgecnn.cli import main
+
+    for argv, says in ((["export", str(tmp_path), "--out", str(tmp_path / "b"), "--calib",
+                         str(tmp_path / "nowhere")], "error: Invalid value for '--calib'"),
+                       (["trian"], "error: No such command 'trian'"),
+                       (["eval"], "error: Missing argument 'MODEL'")):
+        with pytest.raises(SystemExit) as ended:
+            main(argv)
+        err = capsys.readouterr().err
+        assert ended.value.code == 2
+        assert err.startswith(says) and err.count("\n") == 1, err
+        assert "--help)" in err
