@@ -29,11 +29,12 @@ from .errors import SourceError
 OPEN_TIMEOUT_MS = 10000
 READ_TIMEOUT_MS = 10000
 DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935}
-# FFmpeg's own log level for OpenCV captures unless the user set one: "fatal" only, so a
+# FFmpeg's own log level for OpenCV captures unless the user set one: "panic" only, so a
 # broken stream does not write megabytes of decoder complaints to stderr (what went wrong
-# is counted instead: corrupt frames, disconnected / stalled faults). Set
-# OPENCV_FFMPEG_LOGLEVEL=24 (warning) to see them.
-FFMPEG_LOGLEVEL = "8"
+# is counted instead: corrupt frames, disconnected / stalled faults), nor a file that is
+# no video three lines of them before our one-line error (FFmpeg logs "No JPEG data
+# found" as fatal). Set OPENCV_FFMPEG_LOGLEVEL=24 (warning) to see them.
+FFMPEG_LOGLEVEL = "0"
 # OpenCV reads it once, when its FFmpeg backend starts: set it as early as we can
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", FFMPEG_LOGLEVEL)
 

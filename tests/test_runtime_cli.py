@@ -116,6 +116,16 @@ def test_bad_bundle_in_a_real_process(work):
     assert "error:" in proc.stderr
 
 
+def test_a_file_that_is_no_video_is_one_line_without_decoder_noise(work, tmp_path):
+    root, image, _, _ = work
+    (tmp_path / "text.jpg").write_text("not a picture\n")
+    proc = subprocess.run([sys.executable, "-c", "from edgecnn.cli import main; main()",
+                           "run", "camera", str(image), "--source", str(tmp_path / "text.jpg")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_cleanly_with_summary(work, tmp_path, sig):
     root, _, _, _ = work
