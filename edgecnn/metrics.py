@@ -6,7 +6,8 @@ Keys: ``accuracy`` (0-1), ``n`` (samples evaluated), ``skipped`` (unreadable inp
 hides a class that is never found, so there are also ``balanced_accuracy`` and
 ``macro_recall`` (both the mean recall over the classes present in the data), ``macro_f1``
 and ``per_class_recall`` ({label: recall}). A class without samples here has recall
-``None`` (null in JSON): it was not measured, which is not the same as never found.
+``None`` (null in JSON): it was not measured, which is not the same as never found; a
+class the model never answered has precision ``None`` for the same reason.
 ``majority_class`` / ``majority_baseline`` say what always answering the most frequent
 true class would score on the same data: the floor a model must beat on imbalanced data.
 """
@@ -32,11 +33,12 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
         tp = int(matrix[i, i])
         predicted = int(matrix[:, i].sum())
         support = int(matrix[i].sum())
-        precision = tp / predicted if predicted else 0.0
+        precision = tp / predicted if predicted else None   # never answered: unmeasured
         recall = tp / support if support else None
         f1 = (2 * precision * recall / (precision + recall)
-              if recall is not None and precision + recall else 0.0)
-        per_class[label] = {"precision": round(precision, 6),
+              if precision is not None and recall is not None and precision + recall
+              else 0.0)
+        per_class[label] = {"precision": None if precision is None else round(precision, 6),
                             "recall": None if recall is None else round(recall, 6),
                             "f1": round(f1, 6), "support": support}
     n = int(len(y_true))
@@ -92,8 +94,9 @@ def baseline_line(metrics: dict) -> str | None:
 
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of accuracy and per-class precision/recall."""
+    skipped = metrics["skipped"]
     lines = [f"accuracy {metrics['accuracy'] * 100:.2f} % on {metrics['n']} samples"
-             f" ({metrics['skipped']} skipped)"]
+             + (f" ({skipped} unreadable file(s) of the data skipped)" if skipped else "")]
     if "balanced_accuracy" in metrics:
         lines.append(f"balanced accuracy {metrics['balanced_accuracy'] * 100:.2f} %, "
                      f"macro recall {metrics['macro_recall']:.3f}")
@@ -108,6 +111,7 @@ def format_metrics(metrics: dict) -> str:
     lines.append(f"  {'class':<{width}}  precision  recall  support")
     for label, row in metrics["per_class"].items():
         recall = "    -" if row["recall"] is None else f"{row['recall'] * 100:5.1f}%"
-        lines.append(f"  {label:<{width}}  {row['precision'] * 100:8.2f}%  "
-                     f"{recall}  {row['support']:7d}")
+        precision = "        -" if row["precision"] is None \
+            else f"{row['precision'] * 100:8.2f}%"
+        lines.append(f"  {label:<{width}}  {precision}  {recall}  {row['support']:7d}")
     return "\n".join(lines)

@@ -63,6 +63,12 @@ def test_a_label_without_samples_counts_in_no_macro_average():
     assert json.loads(json.dumps(metrics))["per_class_recall"]["c"] is None
     row_c = [line for line in format_metrics(metrics).splitlines() if line.strip().startswith("c ")]
     assert "0.0%" not in row_c[0] and "-" in row_c[0]
+    # never answered and never present: its precision was not measured either
+    assert metrics["per_class"]["c"]["precision"] is None and "0.00%" not in row_c[0]
+    assert wrong["per_class"]["c"]["precision"] == 0.0           # answered, never right
+    assert "skipped" not in format_metrics(metrics)
+    assert "(2 unreadable file(s) of the data skipped)" in format_metrics(
+        classification_metrics([0, 1], [0, 1], ["a", "b"], skipped=2))
 
 
 def test_confusion_png_is_written_with_counts(tmp_path):
