@@ -173,6 +173,23 @@ def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
 STRETCH_TOLERANCE = 0.10
 
 
+def _shown(name: str) -> str:
+    """A class name as the log shows it: quoted where spaces would hide it (``'scratch '``)."""
+    return repr(name) if name != name.strip() or not name or " " in name else name
+
+
+def _note_unvalidated(samples, val_index, log) -> None:
+    """Classes too small to leave a validation sample: trained, but nothing says how well
+    the model finds them (the balanced metrics leave them out)."""
+    counts = samples.counts()
+    present = {samples.class_names[int(k)] for k in np.unique(samples.labels[val_index])}
+    missing = [name for name in samples.class_names if name not in present]
+    if missing:
+        log(f"note: {len(missing)} class(es) with no validation sample (too few): "
+            + ", ".join(f"{_shown(name)} ({counts[name]} sample(s))" for name in missing)
+            + "; they are trained but not validated: add samples, or leave them out")
+
+
 def choose_fit(images, spec: InputSpec) -> tuple[str, str]:
     """(fit, reason) for training images of these sizes, by one written rule: "stretch" when
     every image's aspect ratio is within STRETCH_TOLERANCE of the model input's (today's
@@ -385,6 +402,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         spec = spec.replace(image=replace(spec.image, fit=fit))
         log(f"images: {fit} to {spec.image.width}x{spec.image.height} ({reason}; --fit "
             "overrides)")
+    elif spec.kind == "image":
+        log(f"images: {spec.image.fit} to {spec.image.width}x{spec.image.height} (--fit)")
     if spec.kind == "image" and config.interpolation is None:
         interpolation, reason = choose_interpolation(samples.items, spec)
         if reason:
@@ -396,8 +415,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         spec = _fit_signal_normalisation(samples, spec, train_index)
     counts = samples.counts()
     log(f"{len(samples)} samples in {len(counts)} classes "
-        f"({', '.join(f'{k} {v}' for k, v in counts.items())}); {len(samples.skipped)} files "
-        f"skipped; {len(train_index)} train / {len(val_index)} validation")
+        f"({', '.join(f'{_shown(k)} {v}' for k, v in counts.items())}); "
+        f"{len(samples.skipped)} files skipped; {len(train_index)} train / "
+        f"{len(val_index)} validation")
+    _note_unvalidated(samples, val_index, log)
 
     x_all = to_tensors(samples, spec)
     x_train, y_train = x_all[train_index], samples.labels[train_index]

@@ -251,3 +251,19 @@ def test_pictures_given_to_a_recordings_task_say_what_the_folder_holds(tmp_path)
     result = run_cli("eval", "cwru", "--data", CALIB / "neu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "it holds 120 .jpg files" in result.stderr and "is --task right?" in result.stderr
+
+
+def test_classes_left_without_a_validation_sample_are_named():
+    from edgecnn.data.samples import LabelledSamples
+    from edgecnn.training import _note_unvalidated, validation_split
+
+    labels = np.array([0] * 20 + [1] * 20 + [2])
+    samples = LabelledSamples("image", [np.zeros((8, 8), np.uint8)] * len(labels), labels,
+                              ("crazing", "patches", "scratch "), ["x"] * len(labels),
+                              np.zeros(len(labels), np.int64))
+    _, val_index = validation_split(samples, 0.2, 0, None)
+    said = []
+    _note_unvalidated(samples, val_index, said.append)
+    assert said == ["note: 1 class(es) with no validation sample (too few): 'scratch ' "
+                    "(1 sample(s)); they are trained but not validated: add samples, or "
+                    "leave them out"]
