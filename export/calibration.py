@@ -183,6 +183,8 @@ def _load_user_set(path: Path, spec: InputSpec, task: str | None, loader_options
     if task is None:
         raise InputError("cannot tell how to read the calibration recordings: the model "
                          "directory names no training task")
+    if _unlabelled_folder(path, spec):
+        return None, None   # read as such at once: no "cannot tell its class" per file
     try:
         return load_dataset(task, path, spec, labels=spec.labels,
                             **model_channel(spec, loader_options)), task
@@ -218,6 +220,17 @@ def _load_shipped_set(spec: InputSpec, task: str | None):
     raise DataError(f"no calibration data: no --calib, no sample kept by training, and no "
                     f"shipped calibration set in {root.name}/ matches the model's classes; "
                     "pass --calib DIR")
+
+
+def _unlabelled_folder(path: Path, spec: InputSpec) -> bool:
+    """A flat folder of images none of which is named ``<class>_<n>`` after one of the
+    model's classes (frames from the line, say): calibration data without labels."""
+    from edgecnn.data.images import flat_class_name
+
+    if spec.kind != "image" or not path.is_dir() or any(p.is_dir() for p in path.iterdir()):
+        return False
+    files = _image_files(path)
+    return bool(files) and not any(flat_class_name(f.name) in spec.labels for f in files)
 
 
 def _image_files(path: Path) -> list[Path]:

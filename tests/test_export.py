@@ -85,7 +85,7 @@ def test_calibration_is_balanced_and_counted():
     assert load_calibration(neu_spec(32), "neu", max_samples=18).fingerprint != calib.fingerprint
 
 
-def test_calibration_from_user_folders(tmp_path):
+def test_calibration_from_user_folders(tmp_path, caplog):
     labelled = tmp_path / "my calib"
     _copy_images(labelled, 3)
     messages = []
@@ -96,10 +96,12 @@ def test_calibration_from_user_folders(tmp_path):
     flat = tmp_path / "flat"
     flat.mkdir()
     for i, source in enumerate(sorted((CALIB / "neu" / "patches").glob("*.jpg"))[:6]):
-        shutil.copy(source, flat / f"frame {i}.jpg")
+        shutil.copy(source, flat / f"frame_{i}.jpg")
+    caplog.clear()
     unlabelled = load_calibration(neu_spec(32), "neu", flat)
     assert unlabelled.labels is None and len(unlabelled) == 6
     assert any("no class labels" in w for w in unlabelled.warnings)
+    assert "cannot tell its class" not in caplog.text      # one note, not one per frame
 
     empty = tmp_path / "empty"
     empty.mkdir()
