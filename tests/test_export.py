@@ -96,7 +96,7 @@ def test_calibration_from_user_folders(tmp_path, caplog):
     flat = tmp_path / "flat"
     flat.mkdir()
     for i, source in enumerate(sorted((CALIB / "neu" / "patches").glob("*.jpg"))[:6]):
-        shutil.copy(source, flat / f"frame_{i}.jpg")
+        shutil.copy(source, flat / f"f{i:04d}.jpg")   # frames, no class in the name
     caplog.clear()
     unlabelled = load_calibration(neu_spec(32), "neu", flat)
     assert unlabelled.labels is None and len(unlabelled) == 6
