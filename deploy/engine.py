@@ -337,6 +337,12 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
     if why is not None:   # asked for by name: run it, but say what export cannot vouch for
         logging.getLogger(__name__).warning(
             "%s of %s may not classify as export verified: %s", fmt, bundle.path, why)
+    check = (bundle.manifest.get("verification") or {}).get(fmt) or {}
+    if check.get("passed") is False:
+        logging.getLogger(__name__).warning(
+            "%s of %s failed its parity check at export (%s): its classes may differ from "
+            "the float model's", fmt, bundle.path,
+            "; ".join(check.get("failures") or []) or "see the bundle's manifest")
     shareable = shared is not None and model_format(fmt).runtime == "onnx"
     key = (str(bundle.path.resolve()), fmt, options)
     engine = shared.get(key) if shareable else None

@@ -256,6 +256,11 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
                           calib_options=_given_loader_options(loader_options))
     click.echo(result.format())
     _write_json(result.summary(), json_path)
+    failed = result.unverified()
+    if failed:
+        from edgecnn.deploy.errors import CheckFailed
+
+        raise CheckFailed(failed)
 
 
 @cli.command(help="Evaluate the float32 reference and every other format of a bundle on "

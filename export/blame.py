@@ -343,8 +343,8 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize,
                         f"{context.judged_on} with the {len(excluded)} layer(s) the default "
                         f"fallback may keep float ({DEFAULT_FALLBACK_SHARE:.0%} of the "
                         f"model's {len(errors)} compute layers: {'; '.join(failures)}); "
-                        "the bundle defaults to a float format (--auto-fallback keeps as "
-                        "many layers float as it takes)")
+                        "it is not the bundle's default where another format holds parity "
+                        "(--auto-fallback keeps as many layers float as it takes)")
             return
         excluded.extend(new)
         requantize(list(excluded))
@@ -361,4 +361,5 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize,
     # Not an error: the file stays in the bundle, marked failing, and is not the default.
     context.log(f"warning: {fmt}: the parity thresholds do not hold on {context.judged_on} "
                 f"even with all {len(excluded)} ranked layers in float "
-                f"({'; '.join(failures)}); the bundle defaults to a float format")
+                f"({'; '.join(failures)}); it is not the bundle's default where another format "
+                "holds parity")

@@ -107,6 +107,17 @@ class ExportResult:
         return {**manifest_summary(self.manifest), "bundle": str(self.bundle),
                 "steps": self.steps}
 
+    def unverified(self) -> str | None:
+        """Why no format of the bundle holds parity (its default fails it), or None: the
+        bundle is written for inspection, and the export is a failed check."""
+        checks = self.manifest["verification"]
+        if any(check.get("passed") for check in checks.values()):
+            return None
+        default = self.manifest.get("default_format")
+        return (f"no format of {self.bundle} holds parity: its default {default} fails it; "
+                f"export a float format beside it (e.g. --formats onnx,{default}) to have "
+                "one the runtime can default to")
+
     def format(self) -> str:
         lines = [f"{'format':<12} {'file':<18} {'size':>10} {'time':>7}  verification"]
         for step in self.steps:
@@ -290,7 +301,10 @@ def default_format(verification: dict, log: Callable[[str], None]) -> str:
     passing = [n for n in order if verification[n].get("passed")]
     chosen = passing[0] if passing else order[0]
     failed = [n for n in order[:order.index(chosen)] if not verification[n].get("passed")]
-    if failed:
+    if not passing:
+        log(f"warning: no format of this bundle holds parity; its default is {chosen}, "
+            "which fails it")
+    elif failed:
         log(f"warning: {', '.join(failed)} do(es) not hold parity; the bundle's default "
             f"format is {chosen} (run others with --format)")
     return chosen

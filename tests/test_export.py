@@ -473,3 +473,21 @@ def test_staging_folders_left_by_a_killed_export_are_removed(tmp_path):
     _remove_stale_stages(tmp_path / "bundle", lines.append)
     assert not old.exists() and young.exists() and other.exists()
     assert lines == [f"removed {old.name}, left by an interrupted export"]
+
+
+def test_a_bundle_whose_every_format_fails_parity_is_a_failed_check(tmp_path):
+    from edgecnn.export.exporter import ExportResult, default_format
+
+    failing = {"onnx-int8": {"passed": False, "failures": ["agreement 90 % < 99 %"]}}
+    said = []
+    assert default_format(failing, said.append) == "onnx-int8"
+    assert said == ["warning: no format of this bundle holds parity; its default is "
+                    "onnx-int8, which fails it"]
+    result = ExportResult(tmp_path / "b", {"verification": failing,
+                                           "default_format": "onnx-int8"})
+    assert "no format of" in result.unverified() and "--formats onnx,onnx-int8" in \
+        result.unverified()
+    held = {**failing, "onnx": {"passed": True}}
+    said.clear()
+    assert default_format(held, said.append) == "onnx"
+    assert ExportResult(tmp_path / "b", {"verification": held}).unverified() is None

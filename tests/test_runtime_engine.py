@@ -62,3 +62,20 @@ def test_model_that_does_not_fit_its_spec_is_a_bundle_error(tmp_path):
         engine.runner((20, 20, 3), 1)
     with pytest.raises(BundleError, match="needs a vibration model"):
         open_for_run(Bundle.open(bundle), "signal")
+
+
+def test_a_format_that_failed_parity_at_export_is_run_with_a_warning(tmp_path, caplog):
+    import json
+    import logging
+
+    from edgecnn.deploy.bundle import MANIFEST
+
+    bundle = make_image_bundle(tmp_path / "b", size=16)
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["verification"] = {"onnx": {"passed": False,
+                                         "failures": ["agreement 91.0 % < 99.0 %"]}}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+        open_for_run(bundle, "image")
+    assert "onnx of" in caplog.text and "failed its parity check at export " \
+        "(agreement 91.0 % < 99.0 %)" in caplog.text
