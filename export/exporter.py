@@ -200,11 +200,9 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
         "calibration data)" if judge is not None else
         "parity judged on the calibration data (the model directory keeps no validation "
         "split)")
-    judged = len(judge) if judge is not None else len(calib_set)
-    if judged and 100.0 / judged > max_drop:  # one flipped sample already breaks the limit
-        log(f"note: one sample is {100.0 / judged:.2f} pp of {judged}, more than the "
-            f"{max_drop} pp drop allowed: a single flip fails parity; confirm on more held-out "
-            "data with: edgecnn parity BUNDLE --data DIR")
+    note = thresholds.single_flip(len(judge) if judge is not None else len(calib_set))
+    if note:                                # one flipped sample already breaks the limit
+        log(f"{note} with: edgecnn parity BUNDLE --data DIR")
     if calib_set.labels is not None:
         accuracy = float((reference.argmax(axis=1) == calib_set.labels).mean())
         log(f"keras accuracy on the calibration samples: {accuracy * 100:.2f} %")

@@ -144,6 +144,9 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
             for name in names}
     result = ParityResult(opened.path, reference, str(data), thresholds, rows)
     result.notes.extend(f"skipped {f}: {why}" for f, why in skipped.items())
+    note = thresholds.single_flip(len(samples))
+    if note:
+        result.notes.append(note)
     if blame:
         _blame(result, opened, tensors, log)
     return result

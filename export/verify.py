@@ -40,6 +40,15 @@ class Thresholds:
             raise InputError(f"min agreement must be a fraction 0-1 (0.99 = 99 %); "
                              f"found {self.min_agreement}")
 
+    def single_flip(self, samples: int) -> str | None:
+        """A note when one sample of ``samples`` weighs more than the allowed drop: a
+        single flip then fails parity, so more held-out data should confirm it."""
+        if not samples or 100.0 / samples <= self.max_drop:
+            return None
+        return (f"note: one sample is {100.0 / samples:.2f} pp of {samples}, more than the "
+                f"{self.max_drop:g} pp drop allowed: a single flip fails parity; confirm on "
+                "more held-out data")
+
     def failures(self, stats: dict) -> list[str]:
         """Why ``stats`` (from ``compare``) breaks the thresholds; empty when it passes."""
         problems = []

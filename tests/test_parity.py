@@ -58,6 +58,16 @@ def test_int8_matches_float_on_real_images(exported_bundle, tmp_path, capsys):
         assert 0 < data["formats"][name]["mean_abs_delta_prob"] < 0.05
         assert f"\n{name} " in table
     assert "reference" in table and "FAIL" not in table and data["blame"] == {}
+    assert not any("one sample is" in note for note in data["notes"])   # 0.83 pp <= 1 pp
+
+
+def test_parity_notes_when_a_single_flip_would_fail_it():
+    from edgecnn.export.verify import Thresholds
+
+    assert Thresholds(max_drop=0.5).single_flip(120).startswith(
+        "note: one sample is 0.83 pp of 120, more than the 0.5 pp drop allowed")
+    assert Thresholds(max_drop=0.5).single_flip(200) is None
+    assert Thresholds(max_drop=1.0).single_flip(120) is None
 
 
 @pytest.fixture(scope="module")
