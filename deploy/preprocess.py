@@ -169,10 +169,22 @@ def read_image(path, color: str = "bgr", bit_depth: int | None = None) -> np.nda
 
 # --------------------------------------------------------------------------- signals
 
+# Resampling beyond this factor either way is refused: one rig's rates lie within it
+# (CWRU: 12 and 48 kHz); a rate 1000x off was typed in kHz, and 2000-fold upsampling
+# would turn 16 samples into a window of nothing.
+MAX_RESAMPLE = 16
+
+
 def resample_ratio(rate_from: float, rate_to: float) -> tuple[int, int]:
     """(up, down): the exact rational ratio between two sample rates (denominator <= 1000)."""
     if rate_from <= 0 or rate_to <= 0:
         raise InputError(f"sample rates must be positive; found {rate_from} -> {rate_to}")
+    factor = max(rate_from, rate_to) / min(rate_from, rate_to)
+    if factor > MAX_RESAMPLE:
+        raise InputError(f"a sample rate of {rate_from:g} Hz is {factor:.0f}x "
+                         f"{'below' if rate_from < rate_to else 'above'} the model's "
+                         f"{rate_to:g} Hz: expected rates within {MAX_RESAMPLE}x of it; is "
+                         "one given in kHz? Rates are in Hz")
     ratio = Fraction(rate_to / rate_from).limit_denominator(1000)
     return ratio.numerator, ratio.denominator
 

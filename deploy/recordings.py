@@ -9,6 +9,7 @@ option is never silently overridden. Only numpy and scipy are used here.
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 import struct
@@ -55,7 +56,8 @@ class Recording:
 
 
 def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
-                   sample_rate: float | None = None) -> Recording:
+                   sample_rate: float | None = None,
+                   rate_from: str = "--sample-rate") -> Recording:
     """Read ``path`` into a Recording.
 
     channel     -- CWRU channel name for .mat ("DE", "FE", "BA") or any .mat variable name
@@ -64,6 +66,8 @@ def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
                    .npy/.npz/.csv/.wav
     sample_rate -- used when the file does not state its rate; if it does and they differ,
                    InputError
+    rate_from   -- where ``sample_rate`` came from, for those messages ("--sample-rate",
+                   "labels.csv")
 
     Raises SourceError for a missing, unreadable, corrupt or empty file (or one without the
     requested channel) and InputError when the sample rate is unknown or contradicts the file.
@@ -84,7 +88,7 @@ def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
         raise SourceError(f"cannot read recording {path}: expected a valid {suffix} file "
                           f"({_EXPECTED[suffix]}); {type(exc).__name__}: {exc}") from None
     samples = _as_signal(path, samples)
-    rate = _resolve_rate(path, file_rate, sample_rate)
+    rate = _resolve_rate(path, file_rate, sample_rate, rate_from)
     return Recording(samples=samples, sample_rate=rate, source=str(path),
                      channel=used_channel, rpm=rpm)
 
@@ -297,22 +301,46 @@ def _check_no_gaps(path: Path, text: str) -> None:
             seen_data = True
 
 
+def _unquote(text: str) -> str:
+    """Quoted cells (``"0,0074";"-0,0021"`` or ``"0,0074","-0,0021"``, as spreadsheets
+    export them) rewritten unquoted, apart by ``;``: the delimiter is the one outside the
+    quotes, and a comma inside them is then a decimal comma."""
+    sample = [line for line in text.splitlines()[:60]
+              if line.strip() and not line.strip().startswith("#")]
+    outside = re.sub(r'"[^"]*"', "", "\n".join(sample))
+    delimiter = next((d for d in (";", "\t", ",") if d in outside), None)
+    if delimiter is None:
+        return text.replace('"', "")
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            lines.append(stripped)
+        else:
+            lines.append(";".join(cell.strip() for cell in
+                                  next(csv.reader([stripped], delimiter=delimiter))))
+    return "\n".join(lines) + "\n"
+
+
 def _read_csv(path: Path, channel):
     rate = None
     lines, skip = [], 0
-    with open(path, encoding="utf-8", errors="strict") as handle:
-        for line in handle:
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                match = _CSV_RATE.match(stripped)
-                if match and not lines:
-                    rate = float(match.group(1))
-                if not lines:
-                    skip += 1
-                continue
-            lines.append(stripped)
-            if len(lines) >= 50:
-                break
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which is no sample
+    text = path.read_text(encoding="utf-8-sig", errors="strict")
+    if '"' in text:
+        text = _unquote(text)
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            match = _CSV_RATE.match(stripped)
+            if match and not lines:
+                rate = float(match.group(1))
+            if not lines:
+                skip += 1
+            continue
+        lines.append(stripped)
+        if len(lines) >= 50:
+            break
     delimiter, decimal_comma = csv_dialect(lines)
     header = None
     if lines:
@@ -321,7 +349,6 @@ def _read_csv(path: Path, channel):
         if not all(_is_number(c) for c in cells):
             header = cells
             skip += 1
-    text = path.read_text(encoding="utf-8")
     _check_no_gaps(path, text)
     source = io.StringIO(text.replace(",", ".") if decimal_comma else text)
     with warnings.catch_warnings():
@@ -413,19 +440,21 @@ def _as_signal(path: Path, samples) -> np.ndarray:
     return np.ascontiguousarray(samples, dtype=np.float64)
 
 
-def _resolve_rate(path: Path, file_rate: float | None, given: float | None) -> float:
+def _resolve_rate(path: Path, file_rate: float | None, given: float | None,
+                  rate_from: str = "--sample-rate") -> float:
     if given is not None and (isinstance(given, bool) or not given > 0):
         raise InputError(f"sample rate must be a positive number; found {given!r}")
     if file_rate is not None and not file_rate > 0:
         raise SourceError(f"{path} states an invalid sample rate {file_rate!r}")
     if file_rate is None and given is None:
-        raise InputError(f"{path} does not state its sample rate; give it explicitly "
-                         "(--sample-rate HZ, or a sample_rate column in the manifest)")
+        where = ("--sample-rate HZ" if rate_from == "--sample-rate" else
+                 f"{rate_from}, or --sample-rate HZ")
+        raise InputError(f"{path} does not state its sample rate; give it with {where}")
     if file_rate is None:
         return float(given)
     if given is not None and abs(float(given) - file_rate) > 1e-6 * file_rate:
-        raise InputError(f"{path} is sampled at {file_rate:g} Hz but the sample rate "
-                         f"{float(given):g} Hz was given; drop the option or fix the file")
+        raise InputError(f"{path} is sampled at {file_rate:g} Hz but {rate_from} says "
+                         f"{float(given):g} Hz; correct one of them")
     return float(file_rate)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import scipy.io.wavfile
 
 from edgecnn.data import load_dataset
 from edgecnn.data.windows import (
@@ -261,3 +262,58 @@ def test_a_blank_line_between_samples_is_refused_but_blank_layout_lines_are_kept
                                          + "\n".join(lines) + "\n\n\n")
     recording = read_recording(tmp_path / "layout.csv")
     np.testing.assert_allclose(recording.samples, x, atol=1e-9)
+
+
+def test_excel_csv_with_a_bom_and_quoted_decimal_commas_reads_every_sample(tmp_path):
+    x = np.round(_real(500), 6)
+    plain = "\n".join(f"{v:.6f}" for v in x) + "\n"
+    (tmp_path / "bom.csv").write_text("\ufeff" + plain, encoding="utf-8")
+    (tmp_path / "bom-header.csv").write_text("\ufeffaccel\n" + plain, encoding="utf-8")
+    t = np.arange(len(x)) / 12000.0
+    quoted = "\n".join(f'"{a:.6f}","{b:.6f}"'.replace(".", ",") for a, b in zip(t, x))
+    (tmp_path / "quoted-comma.csv").write_text('"time","accel"\n' + quoted + "\n")
+    (tmp_path / "quoted-semicolon.csv").write_text(quoted.replace('","', '";"') + "\n")
+    for name, channel in (("bom.csv", "0"), ("bom-header.csv", "accel"),
+                          ("quoted-comma.csv", "accel"), ("quoted-semicolon.csv", "1")):
+        recording = read_recording(tmp_path / name, channel=channel, sample_rate=12000)
+        np.testing.assert_allclose(recording.samples, x, atol=1e-9, err_msg=name)
+
+
+def test_rates_a_thousand_fold_off_are_refused_and_rate_conflicts_skip_the_file(
+        tmp_path, caplog):
+    from edgecnn.deploy.errors import DataError, InputError
+    from edgecnn.deploy.samples import StdinSource
+
+    with pytest.raises(DataError, match=r"differ 1875-fold .*is one given in kHz\? Rates "
+                                        r"are in Hz"):
+        data_sample_rate([48000.0, 25.6])
+    with pytest.raises(DataError, match=r"windows hold 16 samples, fewer than 64: is the rate "
+                                        r"given in kHz\?"):
+        spec_for_rate(SignalSpec(), 25.6)
+    assert spec_for_rate(SignalSpec(), 25.6, window_length=256).window_length == 256
+    with pytest.raises(InputError, match=r"25.6 Hz is 2000x below the model's 51200 Hz"):
+        StdinSource(51200.0, stream_rate=25.6, fd=0)
+    rig = _rig(tmp_path / "rig", 12000.0)
+    np.save(rig / "big.npy", _real(60000) * 1e39)       # beyond float32
+    np.save(rig / "dead.npy", np.full(60000, 0.3))
+    scipy.io.wavfile.write(rig / "stated.wav", 48000, _real(60000).astype(np.float32))
+    with open(rig / "labels.csv", "a") as manifest:
+        manifest.write("big.npy,inner,12000\ndead.npy,normal,12000\n"
+                       "stated.wav,inner,12000\n")
+    spec = SignalSpec(sample_rate=12000.0, window_length=4096)
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        measured = load_dataset("vibration", rig, spec, labels=("inner", "normal"))
+    reasons = {s.path: s.reason for s in measured.skipped}
+    assert "beyond float32" in reasons["big.npy"] and np.isfinite(measured.items).all()
+    assert reasons["stated.wav"].endswith("is sampled at 48000 Hz but labels.csv says "
+                                          "12000 Hz; correct one of them"), reasons
+    assert "NOTE: 1 recording(s) are one flat value throughout" in caplog.text
+    assert "dead.npy" in measured.sources
+    # upsampled to a faster model: said, as the runtime says it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        load_dataset("vibration", _rig(tmp_path / "slow", 12000.0),
+                     SignalSpec(sample_rate=24000.0, window_length=8192),
+                     labels=("inner", "normal"))
+    assert "resampled up to the model's 24000 Hz: the model's band above 6000 Hz stays " \
+           "empty" in caplog.text

@@ -32,7 +32,13 @@ from edgecnn.data.recording_labels import (
 )
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError, SourceError
-from edgecnn.deploy.preprocess import check_samples, cut_windows, resample, window_starts
+from edgecnn.deploy.preprocess import (
+    MAX_RESAMPLE,
+    check_samples,
+    cut_windows,
+    resample,
+    window_starts,
+)
 from edgecnn.deploy.recordings import RECORDING_SUFFIXES, read_recording
 from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec, SignalSpec
 
@@ -69,6 +75,13 @@ def find_recordings(root: Path, exclude=()) -> list[Path]:
 
 # The vibration defaults are set at this rate (4096-sample windows, 256-sample segments).
 NOMINAL_RATE = 12000.0
+# One rig's recordings lie within this factor of each other (CWRU: 12 and 48 kHz); beyond
+# it one is mislabelled (a rate typed in kHz is 1000x off), not resampled.
+MAX_RATE_SPREAD = MAX_RESAMPLE
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Fewest samples a derived window may hold: below it there is no spectrogram to learn from
+# (a rate given in kHz gives 16-sample windows)
+MIN_WINDOW = 64
 
 
 def _power_of_two(value: float) -> int:
@@ -86,6 +99,11 @@ def spec_for_rate(spec: SignalSpec, rate: float, window_length: int | None = Non
     nperseg = max(16, _power_of_two(spec.nperseg * ratio))
     noverlap = int(round(spec.noverlap * nperseg / spec.nperseg))
     window = window_length or max(nperseg, _power_of_two(spec.window_length * ratio))
+    if window_length is None and window < MIN_WINDOW:
+        raise DataError(f"at {rate:g} Hz the default {spec.window_length / NOMINAL_RATE:.2f} s "
+                        f"windows hold {window} samples, fewer than {MIN_WINDOW}: is the rate "
+                        "given in kHz? Rates are in Hz; for a slow sensor give "
+                        f"--window-length N (at least {MIN_WINDOW})")
     return replace(spec, sample_rate=float(rate), window_length=int(window), nperseg=nperseg,
                    noverlap=min(noverlap, nperseg - 1))
 
@@ -104,6 +122,11 @@ def data_sample_rate(rates) -> float:
     if not counts:
         raise DataError("no readable recording states a sample rate")
     chosen = min(counts)
+    if max(counts) / chosen > MAX_RATE_SPREAD:
+        listed = ", ".join(f"{n} at {r:g} Hz" for r, n in sorted(counts.items()))
+        raise DataError(f"the recordings' sample rates differ {max(counts) / chosen:.0f}-fold "
+                        f"({listed}): expected one rig's rates, within {MAX_RATE_SPREAD}x "
+                        "of each other; is one given in kHz? Rates are in Hz")
     if len(counts) > 1:
         others = ", ".join(f"{n} at {r:g} Hz" for r, n in sorted(counts.items()) if r != chosen)
         log.warning("note: the recordings have %d sample rates; training at the lowest, %g Hz "
@@ -179,27 +202,38 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
 
     windows, label_names, sources, positions, used = [], [], [], [], []
     task_rate = float(spec.sample_rate)
-    dropped = Counter()
+    dropped, raised, flat = Counter(), Counter(), []
     for path, rel, label in labelled:
         file_rate = rule.sample_rate(rel)
         try:
-            recording = read_recording(path, channel=channel,
-                                       sample_rate=file_rate if file_rate else sample_rate)
-        except SourceError as exc:
+            recording = read_recording(
+                path, channel=channel, sample_rate=file_rate if file_rate else sample_rate,
+                rate_from=rule.path.name if file_rate and isinstance(rule, ManifestRule)
+                else "--sample-rate")
+            signal = resample(recording.samples, recording.sample_rate, task_rate)
+        except (SourceError, InputError) as exc:   # this file's: skipped and counted
             skips.skip(path, str(exc))
             continue
         bad = check_samples(recording.samples)
         if bad["nan"] or bad["inf"]:
             skips.skip(path, f"holds {bad['nan']} NaN and {bad['inf']} infinite samples")
             continue
-        if labels is None and len(recording.samples) and \
-                float(np.ptp(recording.samples)) == 0.0:  # as images: nothing to learn from
-            skips.skip(path, f"is one flat value ({float(recording.samples[0]):g}) throughout "
-                             "(a dead or disconnected sensor?): expected a vibration signal")
+        largest = float(np.abs(recording.samples).max())
+        if largest > FLOAT32_MAX:   # windows are float32: these would be infinite
+            skips.skip(path, f"holds values up to {largest:.3g}, beyond float32's "
+                             f"{FLOAT32_MAX:.3g}: expected sensor readings")
             continue
+        if len(recording.samples) and float(np.ptp(recording.samples)) == 0.0:
+            if labels is None:   # as images: nothing to learn from
+                skips.skip(path, f"is one flat value ({float(recording.samples[0]):g}) "
+                                 "throughout (a dead or disconnected sensor?): expected a "
+                                 "vibration signal")
+                continue
+            flat.append(rel)     # a fair input to measure on, but said
         if recording.sample_rate > task_rate * (1 + 1e-6):
             dropped[recording.sample_rate] += 1
-        signal = resample(recording.samples, recording.sample_rate, task_rate)
+        elif recording.sample_rate < task_rate * (1 - 1e-6):
+            raised[recording.sample_rate] += 1
         starts = window_starts(len(signal), spec.window_length, stride)
         if len(starts) == 0:
             skips.skip(path, f"too short: {len(signal)} samples at {task_rate:g} Hz, one window "
@@ -219,6 +253,14 @@ def load_recordings(root, signal_spec: SignalSpec | InputSpec, stride: int,
                     "everything above %g Hz is dropped%s", n, rate, task_rate, task_rate / 2,
                     " (the vibration task trains at the data's own rate)"
                     if isinstance(rule, CwruRule) else "")
+    for rate, n in sorted(raised.items()):
+        log.warning("NOTE: %d recording(s) at %g Hz are resampled up to the model's %g Hz: "
+                    "the model's band above %g Hz stays empty in them, so they may score "
+                    "lower than recordings at its own rate", n, rate, task_rate, rate / 2)
+    if flat:
+        log.warning("NOTE: %d recording(s) are one flat value throughout (a dead or "
+                    "disconnected sensor?), scored as they are: %s", len(flat),
+                    ", ".join(flat[:3]))
     items = (np.concatenate(windows) if windows
              else np.zeros((0, spec.window_length), dtype=np.float32))
     # Classes come from what was loaded: a class whose files all failed is not a class.
