@@ -74,7 +74,14 @@ class WindowChecker:
         if not np.isfinite(total):   # any NaN/Inf makes the sum non-finite (or overflow)
             if not np.isfinite(samples).all():
                 return ["nonfinite"]
-        found = []
+        neq = np.not_equal(samples[1:], samples[:-1], out=self._neq[:len(samples) - 1])
+        equal_pairs = len(neq) - np.count_nonzero(neq)
+        if equal_pairs >= self.edge - 1 and (
+                (equal_pairs >= self.flat - 1 and _longest_flat_run(samples) >= self.flat)
+                or _edge_run(neq) >= self.edge):
+            # a dead sensor holding a value: its constant is also the window's peak,
+            # many times over, which is no clipping
+            return ["flatline"]
         peak = np.abs(samples, out=self._abs[:len(samples)])
         if self.checks.clip_level is not None:
             clipped = peak.max() >= self.checks.clip_level
@@ -82,15 +89,7 @@ class WindowChecker:
             top = peak.max()
             clipped = top > 0 and \
                 np.count_nonzero(peak >= top * 0.999) >= self.checks.clip_count
-        if clipped:
-            found.append("clipped")
-        neq = np.not_equal(samples[1:], samples[:-1], out=self._neq[:len(samples) - 1])
-        equal_pairs = len(neq) - np.count_nonzero(neq)
-        if equal_pairs >= self.edge - 1 and (
-                (equal_pairs >= self.flat - 1 and _longest_flat_run(samples) >= self.flat)
-                or _edge_run(neq) >= self.edge):
-            found.append("flatline")
-        return found
+        return ["clipped"] if clipped else []
 
 
 def window_faults(samples: np.ndarray, checks: SignalChecks, flat_samples: int) -> list[str]:

@@ -95,6 +95,10 @@ def test_faults_nan_clipping_flatline(tmp_path, bundle, spec):
     checks = SignalChecks(clip_level=6.6)
     assert window_faults(x[20000:22048], checks, 600) == ["clipped"]
     assert window_faults(x[25000:27048], checks, 600) == []
+    # a dead sensor holding a non-zero value is flat, not also clipped at its constant
+    held = x[25000:27048].copy()
+    held[800:] = 0.73
+    assert window_faults(held, SignalChecks(), 600) == ["flatline"]
 
 
 def test_a_sensor_dying_inside_a_window_is_no_defect(tmp_path, bundle, spec):
