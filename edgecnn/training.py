@@ -102,9 +102,10 @@ class TrainResult:
     report: dict
 
 
-def _check_out(out: Path, data: Path) -> None:
+def _check_out(out: Path, data: Path) -> bool:
     """--out is a new or empty folder, or a model directory (replaced), never the data or
-    a folder inside it, and writable: checked before the training, not after."""
+    a folder inside it, and writable: checked before the training, not after. True when
+    this made the folder."""
     from edgecnn.modeldir import is_model_dir
 
     if out.exists() and not out.is_dir():
@@ -116,6 +117,7 @@ def _check_out(out: Path, data: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not is_model_dir(out):
         raise InputError(f"--out {out} is not empty and not an edgecnn model directory; "
                          "refusing to write into it (choose a new or empty folder)")
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".edgecnn-write-check"
@@ -123,6 +125,7 @@ def _check_out(out: Path, data: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    return created
 
 
 def _spec_overrides(config: TrainConfig, kind: str) -> dict:
@@ -377,8 +380,28 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
     from edgecnn.tfquiet import import_tensorflow
 
     import_tensorflow("training")  # a line-PC install says which extra, before any data is read
-    _check_out(Path(config.out), Path(config.data))   # and before the model folder is made
+    created = _check_out(Path(config.out), Path(config.data))   # before the folder is made
+    try:
+        return _train_into(config, log, defaults, architecture, epochs, batch_size,
+                           learning_rate, patience, augment, strength, smoothing)
+    except BaseException:
+        if created:   # a failed run leaves no empty folder behind (an earlier model stays)
+            _remove_empty(Path(config.out))
+        raise
 
+
+def _remove_empty(folder: Path) -> None:
+    try:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass
+
+
+def _train_into(config: TrainConfig, log, defaults, architecture: str, epochs: int,
+                batch_size: int, learning_rate: float, patience: int, augment, strength,
+                smoothing) -> TrainResult:
+    """The training itself, into the checked --out (see ``train``)."""
     # Labels come from the data; a placeholder pair lets the loader read the spec's
     # colour, sample rate and window length first.
     spec = defaults.spec(("?", "??"), **_spec_overrides(config, defaults.kind))

@@ -267,3 +267,18 @@ def test_classes_left_without_a_validation_sample_are_named():
     assert said == ["note: 1 class(es) with no validation sample (too few): 'scratch ' "
                     "(1 sample(s)); they are trained but not validated: add samples, or "
                     "leave them out"]
+
+
+def test_a_training_that_fails_leaves_no_empty_out_folder(tmp_path):
+    from edgecnn.deploy.errors import DataError
+    from edgecnn.training import TrainConfig, train
+
+    data = tmp_path / "data" / "crazing"
+    data.mkdir(parents=True)
+    for source in sorted((CALIB / "neu" / "crazing").glob("*.jpg"))[:3]:
+        shutil.copy(source, data / source.name)
+    out = tmp_path / "runs" / "m"
+    with pytest.raises(DataError, match="only one class"):
+        train(TrainConfig(task="images", data=str(tmp_path / "data"), out=str(out),
+                          architecture="tiny-test", epochs=1), log=lambda line: None)
+    assert not out.exists()
