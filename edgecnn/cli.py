@@ -151,6 +151,17 @@ def _add_commands() -> None:
 _add_commands()
 
 
+class _LogLine:
+    """``LEVEL: message``, except for messages that say what they are themselves
+    (``note: ...``, ``NOTE: ...``, ``warning: ...``): no "WARNING: NOTE:" doubling."""
+
+    def format(self, record) -> str:
+        message = record.getMessage()
+        if message[:8].lower().startswith(("note:", "warning:")):
+            return message
+        return f"{record.levelname}: {message}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the group, turning our errors into clean exits."""
     import logging
@@ -158,8 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     from edgecnn.tfquiet import quiet_tensorflow
 
     quiet_tensorflow()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogLine())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
         cli.main(args=argv, prog_name="edgecnn", standalone_mode=False)
     except EdgecnnError as exc:

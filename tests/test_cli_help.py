@@ -74,3 +74,17 @@ def test_a_usage_error_is_one_line_with_exit_2_naming_the_help(tmp_path, capsys)
         assert ended.value.code == 2
         assert err.startswith(says) and err.count("\n") == 1, err
         assert "--help)" in err
+
+
+def test_log_lines_that_name_their_kind_are_not_prefixed_twice():
+    import logging
+
+    from edgecnn.cli import _LogLine
+
+    def line(message):
+        return _LogLine().format(logging.LogRecord("edgecnn.data", logging.WARNING, "", 0,
+                                                   message, (), None))
+
+    assert line("NOTE: 2 class(es) left out") == "NOTE: 2 class(es) left out"
+    assert line("note: 3 mask file(s) left out") == "note: 3 mask file(s) left out"
+    assert line("skipping x.jpg: truncated") == "WARNING: skipping x.jpg: truncated"
