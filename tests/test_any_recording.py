@@ -317,3 +317,15 @@ def test_rates_a_thousand_fold_off_are_refused_and_rate_conflicts_skip_the_file(
                      labels=("inner", "normal"))
     assert "resampled up to the model's 24000 Hz: the model's band above 6000 Hz stays " \
            "empty" in caplog.text
+
+
+def test_no_usable_recordings_point_at_the_skip_reasons_not_at_the_task(tmp_path):
+    from edgecnn.data.samples import no_samples_message
+
+    for i in range(2):
+        np.save(tmp_path / f"r{i}.npy", _real(100))
+    (tmp_path / "labels.csv").write_text("file,label\nr0.npy,a\nr1.npy,b\n")
+    said = no_samples_message(tmp_path, 2, "signal")
+    assert "it holds 2 .npy files; the reasons the files were skipped are above" in said
+    assert "--task" not in said and ".csv" not in said
+    assert "is --task right?" in no_samples_message(tmp_path, 2, "image")

@@ -90,7 +90,7 @@ def finish(samples: LabelledSamples, root, files,
     if labels is None:
         samples.require_trainable(root)
     elif len(samples) == 0:
-        raise DataError(no_samples_message(root, len(samples.skipped)))
+        raise DataError(no_samples_message(root, len(samples.skipped), samples.kind))
     samples.fingerprint = fingerprint_files(root_dir, sorted(set(Path(f) for f in files)))
     return samples
 

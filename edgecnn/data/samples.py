@@ -65,7 +65,7 @@ class LabelledSamples:
     def require_trainable(self, root: str | Path) -> None:
         """An empty dataset or a single class cannot train a classifier."""
         if len(self) == 0:
-            raise DataError(no_samples_message(root, len(self.skipped)))
+            raise DataError(no_samples_message(root, len(self.skipped), self.kind))
         present = [name for name, count in self.counts().items() if count > 0]
         if len(present) < 2:
             raise DataError(f"{root} holds only one class ({', '.join(present)}); "
@@ -91,9 +91,10 @@ def fingerprint_files(root: Path, files) -> str:
     return digest.hexdigest()
 
 
-def no_samples_message(root, skipped: int) -> str:
+def no_samples_message(root, skipped: int, kind: str | None = None) -> str:
     """"No usable samples", with what the folder does hold: images given to a recordings
-    task (or the reverse) say so, so the fix (--task) is in the message."""
+    task (or the reverse; ``kind``: what the task reads) say so, so the fix (--task) is in
+    the message; files of the right kind that were all skipped point at the reasons."""
     from collections import Counter
     from itertools import islice
 
@@ -103,14 +104,22 @@ def no_samples_message(root, skipped: int) -> str:
     text = f"no usable samples found in {root} ({skipped} files skipped)"
     base = Path(root)
     files = [base] if base.is_file() else \
-        [p for p in islice(base.rglob("*"), 20000) if p.is_file()] if base.is_dir() else []
+        [p for p in islice(base.rglob("*"), 20000) if p.is_file()
+         and p.name.lower() != "labels.csv"] if base.is_dir() else []
     found = Counter(p.suffix.lower() or "(no suffix)" for p in files)
     if not found:
         return text + ": it holds no files"
     images = sum(n for s, n in found.items() if s in IMAGE_SUFFIXES)
     recordings = sum(n for s, n in found.items() if s in RECORDING_SUFFIXES)
     shown = ", ".join(f"{n} {s}" for s, n in found.most_common(4))
-    hint = ("; image tasks (images, neu, mnist) read pictures, cwru/vibration read recordings: "
-            "is --task right? (the layouts: edgecnn train --help)"
-            if images or recordings else "")
+    wrong_kind = (kind == "signal" and images and not recordings) or \
+        (kind == "image" and recordings and not images) or \
+        (kind is None and (images or recordings))
+    if wrong_kind:
+        hint = ("; image tasks (images, neu, mnist) read pictures, cwru/vibration read "
+                "recordings: is --task right? (the layouts: edgecnn train --help)")
+    elif skipped:
+        hint = "; the reasons the files were skipped are above"
+    else:
+        hint = ""
     return f"{text}; it holds {shown} files{hint}"
