@@ -166,8 +166,9 @@ def run_camera_command(bundle, **params):
 @click.option("--hop", multiple=True, metavar="N",
               help="Samples between windows (default: about half a window). " + PER_SOURCE)
 @click.option("--sample-rate", multiple=True, metavar="HZ",
-              help="Rate of a stdin/TCP stream, or of a file that does not state it. "
-                   + PER_SOURCE)
+              help="Rate of a stdin/TCP stream (default: the model's; a stream at "
+                   "another rate is resampled only when this says so, and is misread "
+                   "otherwise), or of a file that does not state it. " + PER_SOURCE)
 @click.option("--channel", multiple=True,
               help="Recording channel (default: the model's). " + PER_SOURCE)
 @click.option("--min-windows", "min_count", type=int, default=1, show_default=True,
