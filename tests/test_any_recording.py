@@ -329,3 +329,12 @@ def test_no_usable_recordings_point_at_the_skip_reasons_not_at_the_task(tmp_path
     assert "it holds 2 .npy files; the reasons the files were skipped are above" in said
     assert "--task" not in said and ".csv" not in said
     assert "is --task right?" in no_samples_message(tmp_path, 2, "image")
+
+
+def test_a_labels_csv_from_a_semicolon_spreadsheet_is_read(tmp_path):
+    rig = _rig(tmp_path / "rig", 12000.0)
+    (rig / "labels.csv").write_text("\ufefffile;label;sample_rate\nnormal.mat;normal;12000,0\n"
+                                    "inner.mat;inner;12000\n", encoding="utf-8")
+    samples = load_dataset("vibration", rig, SignalSpec(sample_rate=12000.0,
+                                                        window_length=4096))
+    assert samples.class_names == ("inner", "normal") and samples.skipped == []

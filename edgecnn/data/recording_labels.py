@@ -7,6 +7,7 @@ cannot tell (the loader then skips the file with a warning); ``expects`` says wh
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path, PurePosixPath
 
@@ -130,9 +131,13 @@ def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
     if not path.is_file():
         raise DataError(f"label manifest {path} does not exist")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle)
-                    if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
+        text = path.read_text(encoding="utf-8-sig")
+        first = next((line for line in text.splitlines()
+                      if line.strip() and not line.lstrip().startswith("#")), "")
+        # spreadsheets where the comma is the decimal point export ';' (or tabs)
+        delimiter = next((d for d in (";", "\t") if d in first and "," not in first), ",")
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+                if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read label manifest {path}: {exc}") from None
     if not rows:
@@ -155,7 +160,8 @@ def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
         rate = None
         if col_rate is not None and cells[col_rate]:
             try:
-                rate = float(cells[col_rate])
+                rate = float(cells[col_rate].replace(",", ".") if delimiter != ","
+                             else cells[col_rate])
             except ValueError:
                 rate = -1.0
             if not rate > 0:
