@@ -181,18 +181,20 @@ def test_the_suites_cover_the_augmented_families():
 def test_robustness_report_of_a_bundle_float_and_int8_side_by_side(tmp_path):
     out = tmp_path / "report"
     result = run_cli("eval", "cwru", "--data", str(CALIBRATION / "cwru"), "--robustness",
-                     "--perturbations", "gain,noise", "--report", str(out),
+                     "--perturbations", "gain,noise,dc", "--report", str(out),
                      "--json", str(tmp_path / "r.json"))
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["formats"] == ["onnx", "onnx-int8"] and data["reference"] == "onnx"
-    assert [c["family"] for c in data["cells"]] == ["gain"] * 2 + ["noise"] * 4
+    assert [c["family"] for c in data["cells"]] == ["gain"] * 2 + ["dc"] + ["noise"] * 4
     assert data["samples_per_cell"] == 260   # quarter-window steps, as eval and parity cut
     for cell in data["cells"]:
         assert set(cell["accuracy"]) == {"onnx", "onnx-int8"}
         assert 0.0 <= cell["agreement"]["onnx-int8"] <= 1.0
     zero = next(c for c in data["cells"] if c["severity"] == "0 dB")
     assert zero["summary"] is False  # beyond the training range: shown, not counted
+    dc = next(c for c in data["cells"] if c["family"] == "dc")
+    assert dc["summary"] is False    # the spectrogram's detrend removes it: not counted
     counted = [c["accuracy"]["onnx-int8"] for c in data["cells"] if c["summary"]]
     assert data["mean"]["onnx-int8"] == pytest.approx(np.mean(counted))
     assert data["worst"]["onnx-int8"]["accuracy"] == pytest.approx(min(counted))
