@@ -12,6 +12,7 @@ marked ``gap`` so no window mixes samples from both sides.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import select
@@ -322,6 +323,7 @@ class TcpSampleSource(_RawFloatStream):
         self._last_data = time.monotonic()
         self._retry_at = 0.0
         self._delays = None
+        self._connecting: tuple[socket.socket, float] | None = None   # a reconnect under way
 
     def _connect_once(self) -> socket.socket:
         host, port = self._address
@@ -373,22 +375,61 @@ class TcpSampleSource(_RawFloatStream):
         self._retry_at = time.monotonic() + next(self._delays)
 
     def _reconnect(self, timeout: float) -> None:
-        wait = self._retry_at - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, timeout))
+        """One step of getting the connection back, never blocking longer than
+        ``timeout``: the connect runs non-blocking across reads, so a sensor host that
+        does not answer (powered off, its packets dropped) holds up no other source of
+        the run while it is tried for up to SOCKET_TIMEOUT."""
+        if self._connecting is None:
+            wait = self._retry_at - time.monotonic()
+            if wait > 0:
+                time.sleep(min(wait, timeout))
+                return None
+            self._connecting = self._start_connect()
+            if self._connecting is None:
+                self._retry_at = time.monotonic() + next(self._delays)
             return None
-        try:
-            sock = self._connect_once()
-        except SourceError:
-            self._retry_at = time.monotonic() + next(self._delays)
+        sock, began = self._connecting
+        left = began + SOCKET_TIMEOUT - time.monotonic()
+        _, writable, _ = select.select([], [sock], [], max(0.0, min(timeout, left)))
+        if not writable:
+            if left <= 0:
+                self._give_up_connect()
             return None
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):   # refused, unreachable
+            self._give_up_connect()
+            return None
+        self._connecting = None
         self._sock = sock
         self._last_data = time.monotonic()
         self.stats.reconnects += 1
         self._status.end("disconnected", "reconnected")
         return None
 
+    def _start_connect(self):
+        """(socket, started) with a non-blocking connect under way, or None."""
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                *self._address, type=socket.SOCK_STREAM)[0]
+            sock = socket.socket(family, kind, proto)
+        except OSError:
+            return None
+        sock.setblocking(False)
+        error = sock.connect_ex(address)
+        if error not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            sock.close()
+            return None
+        return sock, time.monotonic()
+
+    def _give_up_connect(self) -> None:
+        sock, _ = self._connecting
+        sock.close()
+        self._connecting = None
+        self._retry_at = time.monotonic() + next(self._delays)
+
     def close(self) -> None:
+        if self._connecting is not None:
+            self._connecting[0].close()
+            self._connecting = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None

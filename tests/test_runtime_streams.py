@@ -579,3 +579,43 @@ def test_a_paced_recording_keeps_its_own_timestamps_across_a_gap(tmp_path):
     after = min(t for i, t in arrived.items() if i >= 10)
     assert after - before >= 1.3            # 1.55 s between frames 9 and 10
     assert max(arrived.values()) - min(arrived.values()) >= 2.2   # 0.95 s of frames + gap
+
+
+def test_reconnecting_to_a_sensor_host_that_does_not_answer_blocks_no_read(monkeypatch):
+    """A powered-off sensor host drops the SYNs: the reconnect runs non-blocking across
+    reads, so the stepping thread (every source of the run) is never held for the connect
+    timeout."""
+    import edgecnn.deploy.samples as samples
+
+    monkeypatch.setattr(samples, "SOCKET_TIMEOUT", 1.0)
+    x = sensor_signal(0.5)
+    sensor = TcpSensor([x.tobytes(), "close"])
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)                       # a full accept queue: new SYNs go unanswered
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.settimeout(0.3)
+        try:
+            filler.connect(hole.getsockname())
+        except OSError:
+            pass
+        fillers.append(filler)
+    try:
+        src = TcpSampleSource(sensor.url, RATE, backoff=Backoff(0.05, 0.05))
+        src._address = hole.getsockname()   # the sensor's host goes dark after this stream
+        longest, began = 0.0, time.monotonic()
+        while time.monotonic() - began < 3.0:
+            started = time.monotonic()
+            src.read(0.0)
+            longest = max(longest, time.monotonic() - started)
+        kinds = [change.fault for change in src.poll_status()]
+        src.close()
+    finally:
+        sensor.done.set()
+        hole.close()
+        for filler in fillers:
+            filler.close()
+    assert "disconnected" in kinds and src.stats.reconnects == 0
+    assert longest < 0.5, longest       # before: each attempt held the read for 1 s
