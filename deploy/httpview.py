@@ -202,7 +202,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(hub.status())
             elif path == "/api/events":
                 since = int((query.get("since") or ["0"])[0] or 0)
-                self._json({"events": hub.events(since)})
+                self._json(hub.page(since))
             elif path == "/healthz":
                 self._health(hub)
             elif path == "/metrics":

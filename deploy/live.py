@@ -112,7 +112,10 @@ class LiveHub:
             self._events.append((next(self._seq), event))
             if event.get("type") == "defect":
                 hour = self._hour.setdefault(event.get("source", ""), deque())
-                hour.append((time.monotonic(), event["class"]))
+                now = time.monotonic()
+                hour.append((now, event["class"]))
+                while hour[0][0] < now - HOUR_S:   # bounded whether or not anyone looks
+                    hour.popleft()
 
     def close(self) -> None:
         for pipeline in self.pipelines.values():
@@ -120,10 +123,20 @@ class LiveHub:
 
     # views
     def events(self, since: int = 0, limit: int = 100) -> list[dict]:
-        """Events after sequence number ``since`` (oldest first), each with its ``seq``."""
+        """Events after sequence number ``since``, oldest first, each with its ``seq``: the
+        ``limit`` oldest after it, so a client that polls with the last seq it saw pages
+        through every event still kept; ``since`` 0 (a first look) gives the newest."""
+        return self.page(since, limit)["events"]
+
+    def page(self, since: int = 0, limit: int = 100) -> dict:
+        """``events`` with ``more`` (newer events wait beyond this page) and ``oldest``
+        (the oldest seq still kept: a client whose ``since`` is older lost some)."""
         with self._lock:
             picked = [dict(event, seq=seq) for seq, event in self._events if seq > since]
-        return picked[-limit:]
+            oldest = self._events[0][0] if self._events else None
+        shown = picked[-limit:] if since <= 0 else picked[:limit]
+        return {"events": shown, "more": len(picked) > len(shown) and since > 0,
+                "oldest": oldest}
 
     def event(self, seq: int) -> dict | None:
         with self._lock:

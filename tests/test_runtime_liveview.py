@@ -258,3 +258,20 @@ def test_without_a_token_the_page_answers_only_to_this_machines_names(bundle, tm
         for host in ("evil.example", f"evil.example:{port}", "10.0.0.5"):
             status, _, body = run.get("api/status", headers={"Host": host})
             assert status == 421 and b"only to 127.0.0.1" in body, host
+
+
+def test_events_since_a_seq_page_forward_through_everything_kept():
+    from edgecnn.deploy.live import RECENT_EVENTS, LiveHub
+
+    hub = LiveHub([])
+    for i in range(250):
+        hub.write({"type": "fault", "fault": "black", "frame": i})
+    page = hub.page(since=10, limit=100)
+    assert [e["seq"] for e in page["events"]] == list(range(11, 111)) and page["more"]
+    assert [e["seq"] for e in hub.page(since=200)["events"]] == list(range(201, 251))
+    assert not hub.page(since=200)["more"]
+    first = hub.page(since=0)                     # a first look: the newest
+    assert [e["seq"] for e in first["events"]] == list(range(151, 251))
+    for i in range(RECENT_EVENTS):
+        hub.write({"type": "fault", "fault": "black", "frame": i})
+    assert hub.page(since=10)["oldest"] == 251    # older than that was dropped
