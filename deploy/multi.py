@@ -53,7 +53,7 @@ class WaitingPipeline:
         self.error: str | None = None
         name = plan.source.name or str(plan.source.source)
         camera = plan.kind == "camera"
-        fmt = plan.model.fmt or self.bundle.default_format()
+        fmt = plan.model.fmt or _format_to_run(self.bundle, plan)
         summary = RunSummary(kind=plan.kind, source=name, bundle=str(self.bundle.path),
                              model_format=fmt, model_sha256=self.bundle.entry(fmt)["sha256"],
                              unit="frames" if camera else "windows")
@@ -122,6 +122,15 @@ class WaitingPipeline:
         faults = summary.extra.setdefault("source_faults", {})
         faults["disconnected"] = faults.get("disconnected", 0) + 1
         return summary
+
+
+def _format_to_run(bundle, plan: RunPlan) -> str:
+    """The format the source will run once it is up (``engine.open_for_run`` picks the
+    same): this machine's choice for its batch size, else the bundle's default."""
+    from .hosts import selected_format
+
+    tiles = getattr(plan.source, "tiles", None)
+    return selected_format(bundle, tiles[0] * tiles[1] if tiles else 1)[0]
 
 
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,

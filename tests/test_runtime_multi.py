@@ -120,3 +120,22 @@ def test_a_source_that_fails_to_open_leaves_no_empty_log(bright_bundle, tmp_path
     run_many([(bright_bundle, plan_from_keywords("camera", str(good), min_frames=2))],
              Logging(log=str(fresh)))
     assert fresh.read_text().count("\n") >= 1
+
+
+def test_a_source_not_up_yet_names_the_format_this_machine_will_run(bright_bundle,
+                                                                    monkeypatch):
+    import edgecnn.deploy.hosts as hosts
+    from edgecnn.deploy.multi import WaitingPipeline
+    from edgecnn.deploy.runstats import StopFlag
+
+    asked = []
+
+    def chosen(bundle, batch=1):
+        asked.append(batch)
+        return "onnx", None
+    monkeypatch.setattr(hosts, "selected_format", chosen)
+    plan = plan_from_keywords("camera", "rtsp://127.0.0.1:9/none", tiles=(2, 3))
+    stop = StopFlag()
+    stop.set("stopped before it was tried")
+    waiting = WaitingPipeline(bright_bundle, plan, "refused", stop)
+    assert asked == [6] and waiting.loop.summary.model_format == "onnx"
