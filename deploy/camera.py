@@ -431,6 +431,7 @@ class CameraPipeline(Pipeline):
 
     def finish(self) -> RunSummary:
         stats = self.src.stats
+        self.loop.end_open_faults(stats.read, self.src, self.health)
         taken, cpu = self.taken, self._cpu
         # CPU ms per frame of this thread (inference included) and of the reading thread
         # (decode, fault checks, preprocessing): which of the two limits the rate

@@ -120,6 +120,10 @@ class FrameSource:
         order; the run loop logs each as a fault event. Files have none."""
         return self._status.poll()
 
+    def end_faults(self, detail: str) -> None:
+        """End the faults still active (the run ends); ``poll_status`` then has them."""
+        self._status.end_all(detail)
+
     @property
     def decoding(self) -> str:
         """"packets" (imdecode of JPEG packets) or "capture" (the capture decodes)."""

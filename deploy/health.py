@@ -276,6 +276,19 @@ class HealthMonitor:
                             "expected": _expected(rule)})
         return out
 
+    def stop(self, detail: str) -> list[dict]:
+        """End transitions for the faults still active when the run stops, so every
+        start in the log has its end; the monitor is reset."""
+        out = []
+        for name, state in self.states.items():
+            if state.active:
+                rule = self.limits[name]
+                out.append({"fault": name, "state": "end", "feature": rule["feature"],
+                            "value": round(self.last.get(rule["feature"], float("nan")), 6),
+                            "expected": _expected(rule), "detail": detail})
+        self.reset()
+        return out
+
     def reset(self) -> None:
         self._history.clear()
         for state in self.states.values():
@@ -294,6 +307,9 @@ def monitor_for(bundle, kind: str, **options) -> HealthMonitor | None:
 
 def fault_event(change: dict) -> dict:
     """The event fields of one health transition (next to time, source, frame/window)."""
-    return {"type": "fault", "fault": change["fault"], "state": change["state"],
-            "feature": change["feature"], "value": change["value"],
-            "expected": change["expected"]}
+    event = {"type": "fault", "fault": change["fault"], "state": change["state"],
+             "feature": change["feature"], "value": change["value"],
+             "expected": change["expected"]}
+    if change.get("detail"):
+        event["detail"] = change["detail"]
+    return event

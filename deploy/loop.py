@@ -133,6 +133,23 @@ class RunLoop:
                            **({"detail": detail} if detail else {}))
             self._input_open[kind][2] += 1
 
+    def end_open_faults(self, index: int, source=None, health=None) -> None:
+        """At the end of a run every fault still open gets its end event (detail: why the
+        run ended), so each start in the log is paired and durations add up: the input's
+        own, the health monitor's (``health``) and the source's (``source``, a StatusLog
+        or an object with ``end_faults``)."""
+        detail = f"run ended ({self.stop.reason or 'stopped'})"
+        now = time.monotonic()
+        for kind in sorted(self._input_open):
+            began, wall, items = self._input_open.pop(kind)
+            self.fault(kind, index, state="end", since=wall, duration_s=round(now - began, 3),
+                       detail=detail, **{f"{self.item}s": items})
+        if health is not None:
+            self.health_changes(health.stop(detail), index)
+        if source is not None:
+            source.end_faults(detail)
+            self.source_changes(source.poll_status(), index)
+
     def source_changes(self, changes, index: int) -> None:
         """Log a source's state changes (``reconnect.StatusChange``: stalled or
         disconnected start/end, realigned) as fault events at item ``index``."""

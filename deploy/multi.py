@@ -97,6 +97,15 @@ class WaitingPipeline:
         self.snapshots = getattr(real, "snapshots", None)
         self.real = real
 
+    def _status_source(self):
+        """Its own StatusLog as a source for ``RunLoop.end_open_faults``."""
+        status = self._status
+
+        class _Source:
+            end_faults = staticmethod(status.end_all)
+            poll_status = staticmethod(status.poll)
+        return _Source
+
     def step(self, timeout: float) -> bool:
         real = self.real
         if real is not None:
@@ -114,6 +123,7 @@ class WaitingPipeline:
 
     def finish(self) -> RunSummary:
         if self.real is None:
+            self._own.end_open_faults(0, self._status_source())
             summary = self._own.finish(stop_reason=f"never connected"
                                        f"{': ' + self.error if self.error else ''}")
             summary.extra["source_faults"] = dict(self._own.source_faults)

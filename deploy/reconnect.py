@@ -155,6 +155,11 @@ class StatusLog:
             self._changes.append(StatusChange(now, wall, fault, "end", detail, began[1],
                                               round(now - began[0], 3)))
 
+    def end_all(self, detail: str) -> None:
+        """End every fault still active (the run stops): each gets its end change."""
+        for fault in list(self._active):
+            self.end(fault, detail)
+
     def once(self, fault: str, detail: str = "") -> None:
         from .events import utc_now
 

@@ -101,6 +101,10 @@ class SampleSource:
         realigned), in order; the run loop logs each as a fault event."""
         return self._status.poll()
 
+    def end_faults(self, detail: str) -> None:
+        """End the faults still active (the run ends); ``poll_status`` then has them."""
+        self._status.end_all(detail)
+
     def read(self, timeout: float = 0.5) -> Chunk | None:
         raise NotImplementedError
 

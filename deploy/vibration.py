@@ -240,6 +240,7 @@ class VibrationPipeline(Pipeline):
 
     def finish(self) -> RunSummary:
         stats = self.src.stats
+        self.loop.end_open_faults(self.streamer.windows_emitted, self.src, self.health)
         elapsed = time.monotonic() - self.loop.started
         seconds = stats.samples / self.sig.sample_rate
         extra = {"signal_s": round(seconds, 3), "hop": self.streamer.hop,

@@ -235,9 +235,13 @@ def test_debounce_faults_and_events(workdir, bright_bundle):
     defects = [(e["frame"], e["class"]) for e in lines if e["type"] == "defect"]
     assert defects == [(2, NEU_CLASSES[1]), (9, NEU_CLASSES[3]), (19, NEU_CLASSES[4])]
     faults = [(e["frame"], e["fault"], e["state"]) for e in lines if e["type"] == "fault"]
-    assert faults == [(13, "black", "start"), (17, "black", "end"), (22, "overexposed", "start")]
+    # a fault still open when the file ends gets its end too: every start is paired
+    assert faults == [(13, "black", "start"), (17, "black", "end"),
+                      (22, "overexposed", "start"), (25, "overexposed", "end")]
     ended = next(e for e in lines if e.get("state") == "end")
     assert ended["frames"] == 4 and ended["since"] <= ended["time"] and ended["duration_s"] >= 0
+    last = lines[-1]
+    assert last["frames"] == 3 and last["detail"] == "run ended (end of source)"
     # episodes, as logged; frames in each apart
     assert summary.faults["black"] == 1 and summary.faults["overexposed"] == 1
     assert summary.extra["fault_frames"] == {"black": 4, "overexposed": 3}
@@ -319,7 +323,8 @@ def test_frozen_source_is_a_fault_not_a_class(workdir, bright_bundle):
                          faults=FaultConfig(frozen_frames=10))
     assert summary.faults["frozen"] == 1 and summary.processed == 9
     assert summary.extra["fault_frames"]["frozen"] == 16
-    assert [e.get("fault", e.get("class")) for e in got] == [NEU_CLASSES[2], "frozen"]
+    assert [(e.get("fault", e.get("class")), e.get("state")) for e in got] == [
+        (NEU_CLASSES[2], None), ("frozen", "start"), ("frozen", "end")]   # ended with the file
 
 
 

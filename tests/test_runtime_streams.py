@@ -436,7 +436,7 @@ def test_tiny_frames_are_a_fault_not_a_class(image_bundle):
                          min_frames=1, threshold=0.0, faults=FaultConfig(frozen_frames=0))
     assert summary.processed == 0 and summary.faults["tiny"] >= 1
     assert summary.read == summary.extra["fault_frames"]["tiny"] + summary.dropped == 12
-    assert [e["fault"] for e in events] == ["tiny"]
+    assert [(e["fault"], e["state"]) for e in events] == [("tiny", "start"), ("tiny", "end")]
 
 
 class TinyCapture(RepeatingCapture):
@@ -509,7 +509,8 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
     assert fan.extra["source_faults"] == {"disconnected": 1}
     events = [json.loads(line) for line in log.read_text().splitlines()]
     states = {(e["source"], e["state"]) for e in events if e.get("fault") == "disconnected"}
-    assert states == {("pump", "start"), ("pump", "end"), ("fan", "start")}
+    # the never-connected source's fault is ended with the run: every start is paired
+    assert states == {("pump", "start"), ("pump", "end"), ("fan", "start"), ("fan", "end")}
     assert all(e["id"] for e in events)
     assert fan.stop_reason == "never connected" and fan.elapsed_s < 10
     # one source alone still fails after the timeout, as before (exit 2 from the CLI) ...
@@ -525,7 +526,8 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
     assert served.stop_reason == "never connected"
     served_events = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text()
                      .splitlines()]
-    assert [(e["fault"], e["state"]) for e in served_events] == [("disconnected", "start")]
+    assert [(e["fault"], e["state"]) for e in served_events] == [("disconnected", "start"),
+                                                                 ("disconnected", "end")]
     assert served_events[0]["detail"].endswith("connection refused (1 attempt); still trying")
 
 
