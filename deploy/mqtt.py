@@ -148,6 +148,23 @@ def default_spool_dir() -> Path:
     return Path(base) / "edgecnn" / "mqtt-spool"
 
 
+def spool_path(folder: Path, prefix: str, level: str) -> Path:
+    """One spool per topic prefix and source (``<prefix>--<source>.sqlite``): two lines of
+    one PC under other prefixes never share one. A spool of an earlier version
+    (``<source>.sqlite``) is taken over: its rows keep the topics they were made for."""
+    path = folder / f"{topic_level(prefix)}--{level}.sqlite"
+    legacy = folder / f"{level}.sqlite"
+    if not path.exists() and legacy.is_file():
+        for suffix in ("", "-wal", "-shm"):
+            old = legacy.with_name(legacy.name + suffix)
+            if old.exists():
+                try:
+                    old.rename(path.with_name(path.name + suffix))
+                except OSError:
+                    return legacy
+    return path
+
+
 def require_paho():
     try:
         import paho.mqtt.client as client
@@ -167,7 +184,7 @@ class SourcePublisher:
         self.events_topic = f"{target.prefix}/{level}/events"
         self.status_topic = f"{target.prefix}/{level}/status"
         spool_dir = Path(options.spool) if options.spool else default_spool_dir()
-        self.spool = Spool(spool_dir / f"{level}.sqlite", options.spool_max)
+        self.spool = Spool(spool_path(spool_dir, target.prefix, level), options.spool_max)
         self.published = 0
         self.where = f"{target.host}:{target.port}"
         self._acks: queue.SimpleQueue = queue.SimpleQueue()

@@ -8,14 +8,19 @@ the oldest rows not yet handed to the client are dropped and counted.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
 
 from .errors import InputError
+from .storage import lock_one_writer
 
 
 class Spool:
+    """One run's spool: a second run on the same file is refused (``storage.lock_one_writer``),
+    since two clients of one MQTT session take it from each other at every reconnect."""
+
     def __init__(self, path, max_rows: int = 100_000):
         if max_rows < 1:
             raise InputError(f"the MQTT spool must hold at least 1 event; found {max_rows}")
@@ -23,8 +28,13 @@ class Spool:
         self.max_rows = max_rows
         self.dropped = 0
         self._lock = threading.Lock()
+        self._lock_fd = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = lock_one_writer(
+                self.path, "MQTT spool", "source name or --mqtt topic prefix",
+                why="two runs publishing one source under one prefix are one MQTT client "
+                    "to the broker, which drops each for the other")
             self.db = sqlite3.connect(str(self.path), check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -73,3 +83,6 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self.db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -56,7 +56,8 @@ def disk_trouble(exc: BaseException) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
-def lock_one_writer(path, what: str, option: str) -> int | None:
+def lock_one_writer(path, what: str, option: str,
+                    why: str = "it would rotate under the other") -> int | None:
     """An exclusive ``flock`` on ``<path>.lock`` for as long as the returned fd is open.
 
     A second process is refused (InputError naming the holder's pid): a sink that keeps
@@ -76,7 +77,7 @@ def lock_one_writer(path, what: str, option: str) -> int | None:
         raise InputError(
             f"{what} {path} is in use by another run"
             f"{f' (pid {holder})' if holder.isdigit() else ''}: one file takes one writer "
-            f"(it would rotate under the other); give each run its own {option}") from None
+            f"({why}); give each run its own {option}") from None
     try:   # who holds it, for the message above (a full disk only loses the pid)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

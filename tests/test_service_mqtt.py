@@ -229,9 +229,28 @@ spool = "spool"
     assert {e["id"]: f"plant/line-1/{e['source']}/events" for e in events} == topics
     offline = {t: p for t, p, _ in subscriber.messages if t.endswith("/status")}
     assert {p["state"] for p in offline.values()} == {"offline"} and len(offline) == 3
-    assert (tmp_path / "spool" / "pump.sqlite").exists()
+    assert (tmp_path / "spool" / "plant_line-1--pump.sqlite").exists()   # prefix and source
     subscriber.close()
     broker.stop()
+
+
+def test_one_spool_takes_one_run_and_an_older_spool_is_taken_over(tmp_path):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.mqtt import spool_path
+    from edgecnn.deploy.spool import Spool
+
+    old = Spool(tmp_path / "cam.sqlite")            # an earlier version's file name
+    old.append("plant/cam/events", b"{}")
+    old.close()
+    path = spool_path(tmp_path, "plant", "cam")
+    assert path.name == "plant--cam.sqlite" and not (tmp_path / "cam.sqlite").exists()
+    first = Spool(path)
+    assert first.after(0, 10)[0][1] == "plant/cam/events"   # kept, with its topic
+    with pytest.raises(InputError, match=r"MQTT spool .* is in use by another run .*"
+                                         r"own source name or --mqtt topic prefix"):
+        Spool(path)
+    first.close()
+    Spool(path).close()                                # free again once the run closed it
 
 
 def test_status_is_retained_with_counters_and_current_faults(bundle, tmp_path):
