@@ -34,7 +34,7 @@ from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
 from .preprocess import preprocess_image
 from .runstats import RunSummary, StopFlag, counter_dict
-from .snapshots import SnapshotStore
+from .snapshots import SnapshotStore, shared_store
 from .spec import InputSpec
 from .tilebatch import TileBatch
 from .tiles import Region, plan_regions
@@ -276,8 +276,9 @@ class CameraPipeline(Pipeline):
         self.probabilities = d.probabilities
         self.snapshots = cam.snapshots
         if cam.snapshots is not None and not isinstance(cam.snapshots, SnapshotStore):
-            self.snapshots = SnapshotStore(cam.snapshots, cam.snapshots_max_mb,
-                                           cam.snapshots_keep_days)
+            # cameras of one run sharing a folder share its limits
+            self.snapshots = shared_store(cam.snapshots, cam.snapshots_max_mb,
+                                          cam.snapshots_keep_days)
         self.preview = _Preview() if cam.show else None
         # source health learned from the training data (None for older bundles)
         self.health = monitor_for(self.bundle, "image")
@@ -412,7 +413,8 @@ class CameraPipeline(Pipeline):
             if hit is None:
                 continue
             if self.snapshots is not None and not snapshot_tried:   # one per frame
-                snapshot_path = self.snapshots.save(frame.image, frame.index, hit.label)
+                snapshot_path = self.snapshots.save(frame.image, frame.index, hit.label,
+                                                    loop.summary.source)
                 snapshot_tried = True
             if self.alerts:
                 self.alerts[i] = True

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
 
@@ -22,7 +24,32 @@ from .errors import InputError
 from .events import utc_now
 from .storage import StorageHealth
 
-SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}(\.\d+)?Z_f\d+_[A-Za-z0-9_-]*\.jpg$")
+# <UTC time>_[<source>_]f<frame>_<class>.jpg (files of earlier versions have no source)
+SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}(\.\d+)?Z_([A-Za-z0-9_-]+_)?f\d+_[A-Za-z0-9_-]*\.jpg$")
+_SHARED: "weakref.WeakValueDictionary[str, SnapshotStore]" = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+
+
+def shared_store(directory, max_mb: float | None = None,
+                 keep_days: float | None = None) -> "SnapshotStore":
+    """The one store of ``directory`` in this process: cameras of a run that share a
+    snapshot folder share its limits (one running total), instead of each keeping the
+    folder to the limit on its own. The same folder with other limits is refused."""
+    key = os.path.realpath(directory)
+    with _SHARED_LOCK:
+        store = _SHARED.get(key)
+        if store is None:
+            store = _SHARED[key] = SnapshotStore(directory, max_mb, keep_days)
+        elif (store.max_mb, store.keep_days) != (max_mb, keep_days):
+            raise InputError(f"snapshot folder {directory} is shared by cameras with other "
+                             f"limits ({store.max_mb} MB / {store.keep_days} days against "
+                             f"{max_mb} MB / {keep_days} days): give them one set of "
+                             "limits, or each camera its own folder")
+        return store
 JPEG_QUALITY = 90
 
 
@@ -37,6 +64,8 @@ class SnapshotStore:
             if value is not None and not value > 0:
                 raise InputError(f"{name} must be positive; found {value}")
         self.directory = Path(directory)
+        self.max_mb, self.keep_days = max_mb, keep_days
+        self._save_lock = threading.Lock()
         self.max_bytes = int(max_mb * 1024 * 1024) if max_mb is not None else None
         self.keep_s = keep_days * 86400.0 if keep_days is not None else None
         self.health = StorageHealth("snapshots", str(self.directory))
@@ -70,14 +99,18 @@ class SnapshotStore:
         self._files.extend(found)
         self.total_bytes = sum(size for _, size, _ in found)
 
-    def save(self, image: np.ndarray, frame: int, label: str) -> Path | None:
+    def save(self, image: np.ndarray, frame: int, label: str,
+             source: str | None = None) -> Path | None:
         stamp = utc_now().replace(":", "").replace("-", "")
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
-        name = f"{stamp}_f{frame:08d}_{safe}.jpg"
+        who = f"{_safe(source)}_" if source else ""
+        name = f"{stamp}_{who}f{frame:08d}_{_safe(label)}.jpg"
         ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             return self._failed(OSError(f"cannot encode frame {frame} as JPEG"))
-        size = len(data)
+        with self._save_lock:
+            return self._store(name, data, len(data))
+
+    def _store(self, name: str, data, size: int) -> Path | None:
         if self.max_bytes is not None and size > self.max_bytes:
             return self._failed(OSError(f"a {size}-byte snapshot is larger than "
                                         f"--snapshots-max-mb ({self.max_bytes} bytes)"))
@@ -121,7 +154,8 @@ class SnapshotStore:
     def poll(self, force: bool = False) -> None:
         """Age-based deletion between saves (one comparison when nothing is due)."""
         if self.keep_s is not None:
-            self._expire(time.time())
+            with self._save_lock:
+                self._expire(time.time())
 
     def _expire(self, now: float) -> None:
         if self.keep_s is None:

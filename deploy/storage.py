@@ -275,8 +275,8 @@ class StorageGuard:
 
     def watch(self, item) -> None:
         """Also report on ``item`` (a camera's snapshot store, opened after the guard)."""
-        if item is not None:
-            self.watched.append(item)
+        if item is not None and all(item is not seen for seen in self.watched):
+            self.watched.append(item)   # a store shared by cameras: reported once
             self._ok.append(True)
 
     def write(self, event: dict) -> None:

@@ -340,6 +340,27 @@ def test_snapshot_folder_stays_under_its_limit(media, tmp_path, capsys):
     assert os.path.exists(last["snapshot"])                  # the newest are kept
 
 
+def test_cameras_sharing_a_snapshot_folder_share_its_limit(media, tmp_path, capsys):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.snapshots import shared_store
+
+    bundle, _, video = media
+    snaps = tmp_path / "snaps"
+    limit_mb = 0.05
+    code, _, err = _cli(capsys, "run", "camera", bundle, "--source", f"left={video}",
+                        "--source", f"right={video}", "--log", tmp_path / "events.jsonl",
+                        "--min-frames", "1", "--snapshots", snaps, "--quiet",
+                        "--snapshots-max-mb", limit_mb)
+    assert code == 0, err
+    files = list(snaps.iterdir())
+    assert sum(f.stat().st_size for f in files) <= limit_mb * 1024 * 1024
+    assert {f.name.split("_")[1] for f in files} <= {"left", "right"} and len(files) > 1
+    store = shared_store(tmp_path / "other", 1.0)
+    assert shared_store(tmp_path / "other", 1.0) is store
+    with pytest.raises(InputError, match="shared by cameras with other limits"):
+        shared_store(tmp_path / "other", 2.0)
+
+
 def test_snapshots_older_than_keep_days_are_deleted(media, tmp_path, capsys):
     bundle, video, _ = media
     snaps = tmp_path / "snaps"
