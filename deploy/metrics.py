@@ -41,6 +41,14 @@ def histogram_buckets(histogram: LatencyHistogram, buckets=INFERENCE_BUCKETS):
     return cumulative, total, approx_sum
 
 
+def _source_stats(pipeline):
+    """The source's counters (``FrameSource``/``SampleSource`` stats), also through a
+    source that was not up at the start; None before it connected."""
+    real = getattr(pipeline, "real", pipeline)
+    source = getattr(real, "src", None) if real is not None else None
+    return getattr(source, "stats", None)
+
+
 def prometheus_text(hub) -> str:
     lines = []
 
@@ -63,10 +71,27 @@ def prometheus_text(hub) -> str:
             lines.append(f"edgecnn_events_total{_labels(source=name, **{'class': label})} "
                          f"{p.loop.events.get(label, 0)}")
     family("edgecnn_faults_total", "counter",
-           "Frames or windows with a source fault, by fault.")
+           "Episodes of input and health faults (black, frozen, clipped, defocus ...), "
+           "by fault.")
     for name, p in pipelines.items():
         for fault, count in sorted(p.loop.faults.items()):
             lines.append(f"edgecnn_faults_total{_labels(source=name, fault=fault)} {count}")
+    family("edgecnn_source_faults_total", "counter",
+           "Times the source stalled, disconnected or was realigned, by fault.")
+    for name, p in pipelines.items():
+        for fault in ("stalled", "disconnected", "realigned"):
+            lines.append(f"edgecnn_source_faults_total{_labels(source=name, fault=fault)} "
+                         f"{p.loop.source_faults.get(fault, 0)}")
+    stats = {name: _source_stats(p) for name, p in pipelines.items()}
+    family("edgecnn_reconnects_total", "counter", "Reconnections of the source after a drop.")
+    for name, s in stats.items():
+        lines.append(f"edgecnn_reconnects_total{_labels(source=name)} "
+                     f"{getattr(s, 'reconnects', 0)}")
+    family("edgecnn_dropped_total", "counter",
+           "Frames a live source delivered that were replaced by a newer one before "
+           "they could be classified.")
+    for name, s in stats.items():
+        lines.append(f"edgecnn_dropped_total{_labels(source=name)} {getattr(s, 'dropped', 0)}")
     family("edgecnn_source_up", "gauge",
            "1 while the source delivers without a source fault, else 0.")
     for name in pipelines:

@@ -127,9 +127,11 @@ def test_status_events_metrics_health_and_frames(bundle, tmp_path):
             assert METRIC_LINE.match(line), line
         for family in ("edgecnn_frames_total", "edgecnn_events_total",
                        "edgecnn_faults_total", "edgecnn_inference_seconds_bucket",
-                       "edgecnn_source_up"):
+                       "edgecnn_source_up", "edgecnn_source_faults_total",
+                       "edgecnn_reconnects_total", "edgecnn_dropped_total"):
             assert f'{family}{{source="line-1"' in metrics
         assert 'edgecnn_inference_seconds_bucket{source="line-1",le="+Inf"}' in metrics
+        assert 'edgecnn_source_faults_total{source="line-1",fault="disconnected"} 0' in metrics
 
         # the short source ends: health turns 503 and names it
         code, _, body = _wait_for(lambda: (lambda r: r if r[0] == 503 else None)(
