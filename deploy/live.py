@@ -37,6 +37,7 @@ class SourcePreview:
         self._frame = None           # (image copy, regions, labels, alerts, fault)
         self._spectrogram = None     # (values copy, label)
         self.offered = 0
+        self._encoded: tuple[int, bytes | None] | None = None   # (offered, JPEG) drawn last
 
     # pipeline thread
     def wants(self) -> bool:
@@ -60,10 +61,20 @@ class SourcePreview:
         self._watched_until = time.monotonic() + VIEWER_TIMEOUT_S
 
     def jpeg(self) -> bytes | None:
-        """The latest preview as an annotated JPEG (None before the first one)."""
+        """The latest preview as an annotated JPEG (None before the first one), drawn and
+        encoded once per preview frame however many viewers ask for it."""
         self.watched()
         with self._lock:
-            frame, spectrogram = self._frame, self._spectrogram
+            frame, spectrogram, offered = self._frame, self._spectrogram, self.offered
+            cached = self._encoded
+        if cached is not None and cached[0] == offered:
+            return cached[1]
+        data = self._encode(frame, spectrogram)
+        with self._lock:
+            self._encoded = (offered, data)
+        return data
+
+    def _encode(self, frame, spectrogram) -> bytes | None:
         if frame is not None:
             from .camera import draw_overlay
 

@@ -277,3 +277,21 @@ def test_events_since_a_seq_page_forward_through_everything_kept():
     for i in range(RECENT_EVENTS):
         hub.write({"type": "fault", "fault": "black", "frame": i})
     assert hub.page(since=10)["oldest"] == 251    # older than that was dropped
+
+
+def test_a_preview_frame_is_drawn_once_for_every_viewer(monkeypatch):
+    import numpy as np
+
+    import edgecnn.deploy.live as live
+
+    preview = live.SourcePreview()
+    encoded = []
+    real = live.cv2.imencode
+    monkeypatch.setattr(live.cv2, "imencode", lambda *a, **k: encoded.append(1) or real(*a, **k))
+    assert preview.jpeg() is None
+    preview.offer(np.full((32, 32), 90, np.uint8), [], [], [], None)
+    first = preview.jpeg()
+    assert first[:2] == b"\xff\xd8" and all(preview.jpeg() == first for _ in range(5))
+    assert len(encoded) == 1
+    preview.offer(np.full((32, 32), 30, np.uint8), [], [], [], None)
+    assert preview.jpeg() != first and len(encoded) == 2
