@@ -24,6 +24,7 @@ VIEWER_TIMEOUT_S = 5.0        # a viewer that asked nothing for this long has go
 STALL_S = 10.0                # a source that delivered nothing for this long is not up
 RECENT_EVENTS = 500           # events kept for the page and /api/events
 HOUR_S = 3600.0
+RATE_WINDOW_S = 10.0          # the live rate: items per second over about this long
 
 
 class SourcePreview:
@@ -113,6 +114,7 @@ class LiveHub:
         self._seq = itertools.count(1)
         self._events: deque = deque(maxlen=RECENT_EVENTS)   # (seq, event)
         self._hour: dict[str, deque] = {name: deque() for name in self.pipelines}
+        self._rates: dict[str, deque] = {}   # per source (monotonic, processed) at looks
         self.previews = {}
         for name, pipeline in self.pipelines.items():
             self.previews[name] = pipeline.loop.preview = SourcePreview()
@@ -164,6 +166,21 @@ class LiveHub:
                 counts[label] = counts.get(label, 0) + 1
         return counts
 
+    def _recent_rate(self, name: str, processed: int, now: float) -> float:
+        """Items classified per second over about the last RATE_WINDOW_S (from the
+        counts seen at earlier looks): a source that went quiet shows 0, not its
+        lifetime average."""
+        with self._lock:
+            seen = self._rates.setdefault(name, deque())
+            seen.append((now, processed))
+            while len(seen) > 2 and seen[1][0] <= now - RATE_WINDOW_S:
+                seen.popleft()
+            began, first = seen[0]
+        pipeline = self.pipelines[name]
+        if now - began < 1.0:     # a first look: since the start
+            began, first = pipeline.loop.started, 0
+        return round((processed - first) / max(now - began, 1e-9), 2)
+
     def health(self, name: str) -> tuple[bool, str]:
         """(up, reason): up while running, delivering and free of source faults."""
         pipeline = self.pipelines[name]
@@ -184,10 +201,14 @@ class LiveHub:
         for name, pipeline in self.pipelines.items():
             loop = pipeline.loop
             up, reason = self.health(name)
-            elapsed = max(time.monotonic() - loop.started, 1e-9)
+            now = time.monotonic()
+            elapsed = max(now - loop.started, 1e-9)
             sources.append({**loop.status(), "kind": loop.summary.kind,
                             "unit": loop.summary.unit, "up": up, "health": reason,
-                            "rate_per_s": round(loop.summary.processed / elapsed, 2),
+                            "rate_per_s": self._recent_rate(name, loop.summary.processed,
+                                                            now),
+                            "rate_per_s_since_start": round(loop.summary.processed
+                                                            / elapsed, 2),
                             "latency_p99_ms": loop.latency.percentile(99),
                             "inference_p50_ms": loop.inference.percentile(50),
                             "events_last_hour": self._last_hour(name),

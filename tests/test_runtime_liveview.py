@@ -295,3 +295,15 @@ def test_a_preview_frame_is_drawn_once_for_every_viewer(monkeypatch):
     assert len(encoded) == 1
     preview.offer(np.full((32, 32), 30, np.uint8), [], [], [], None)
     assert preview.jpeg() != first and len(encoded) == 2
+
+
+def test_the_live_rate_is_recent_so_a_source_gone_quiet_shows_zero():
+    from types import SimpleNamespace
+
+    from edgecnn.deploy.live import LiveHub
+
+    loop = SimpleNamespace(summary=SimpleNamespace(source="cam"), preview=None, started=0.0)
+    hub = LiveHub([SimpleNamespace(loop=loop)])
+    assert hub._recent_rate("cam", 300, 3.0) == 100.0     # a first look: since the start
+    assert hub._recent_rate("cam", 800, 8.0) == 100.0
+    assert hub._recent_rate("cam", 800, 30.0) == 0.0      # nothing for 22 s
