@@ -341,6 +341,14 @@ def test_signal_health_hum_and_gain_change(windows, recordings):
         frames = line[:20] + [apply_signal(w, change, RATE, rng) for w in line[20:]]
         got = _transitions(envelope, frames)
         assert got and got[0][1]["fault"] == fault and 20 <= got[0][0] <= 35, got[:2]
+    # far beyond every limit (a gain x1000): the very first such window starts it, so no
+    # window of it is classified, and it stays on without flapping while it lasts
+    frames = line[:20] + [apply_signal(w, SignalChange(gain=1000.0), RATE, rng)
+                          for w in line[20:26]] + line[26:] + line[:10]
+    got = _transitions(envelope, frames)
+    assert [(i, t["fault"], t["state"]) for i, t in got] == [
+        (20, "gain_change", "start"), (got[-1][0], "gain_change", "end")], got
+    assert got[-1][0] >= 26
 
 
 def test_large_frame_features_are_what_its_tiles_show_the_model(images):
