@@ -241,10 +241,12 @@ class VibrationPipeline(Pipeline):
     def finish(self) -> RunSummary:
         stats = self.src.stats
         self.loop.end_open_faults(self.streamer.windows_emitted, self.src, self.health)
-        elapsed = time.monotonic() - self.loop.started
         seconds = stats.samples / self.sig.sample_rate
         extra = {"signal_s": round(seconds, 3), "hop": self.streamer.hop,
-                 "source_faults": counter_dict(self.loop.source_faults),
-                 "x_realtime": round(seconds / elapsed, 1) if elapsed > 0 else None}
-        return self.loop.finish(read=self.loop.items, corrupt=stats.bad_chunks,
-                                reconnects=stats.reconnects, extra=extra)
+                 "source_faults": counter_dict(self.loop.source_faults)}
+        summary = self.loop.finish(read=self.loop.items, corrupt=stats.bad_chunks,
+                                   reconnects=stats.reconnects, extra=extra)
+        # over the same elapsed time as fps
+        summary.extra["x_realtime"] = (round(seconds / summary.elapsed_s, 1)
+                                       if summary.elapsed_s > 0 else None)
+        return summary
