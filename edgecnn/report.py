@@ -47,7 +47,9 @@ def plot_confusion(metrics: dict, path: Path, title: str = "Confusion matrix") -
     for (i, j), value in np.ndenumerate(matrix):
         if value == 0 and i != j:
             continue
-        ax.text(j, i, f"{value}\n{shares[i, j] * 100:.0f}%", ha="center", va="center",
+        # a class without samples here: not measured (a dash, as in the table), not 0 %
+        text = "-" if not support[i, 0] else f"{value}\n{shares[i, j] * 100:.0f}%"
+        ax.text(j, i, text, ha="center", va="center",
                 color="white" if shares[i, j] > 0.5 else "black", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
