@@ -47,7 +47,9 @@ from edgecnn.schedule import MAX_EPOCH_FACTOR, STEP_BUDGET
               help="Initial learning rate (Adam, cosine decay). " + per_task("learning_rate"))
 @click.option("--patience", type=int, default=None,
               help="Early-stopping patience: epochs without a better balanced validation "
-                   "accuracy. Default: the task's, or a fifth of the epoch budget if more. "
+                   "accuracy; it acts in the second half of the epochs only (early "
+                   "validation is noisy). Default: the task's, or a fifth of the epoch "
+                   "budget if more. "
                    + per_task("patience"))
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the validation split and the training.")
