@@ -79,6 +79,7 @@ def check(config: ServiceConfig) -> list[str]:
 
         require_paho()
     _http_options(config)    # a bad address or a missing token: refused before the start
+    _check_shared_snapshots(config)
     lines = []
     for number, (bundle_name, plan) in enumerate(config.sources):
         name = plan.source.name
@@ -98,6 +99,24 @@ def check(config: ServiceConfig) -> list[str]:
         lines.append(f"{name}: {plan.kind} {plan.source.source} -> {bundle.path} "
                      f"[{entry.get('format')}]")
     return lines
+
+
+def _check_shared_snapshots(config: ServiceConfig) -> None:
+    """Cameras that share a snapshot folder share its limits (``snapshots.shared_store``):
+    other limits for the same folder are refused here, before the start."""
+    seen: dict[str, tuple] = {}
+    for number, (_, plan) in enumerate(config.sources):
+        folder = getattr(plan.source, "snapshots", None)
+        if folder is None or not isinstance(folder, (str, os.PathLike)):
+            continue
+        limits = (plan.source.snapshots_max_mb, plan.source.snapshots_keep_days)
+        first = seen.setdefault(os.path.realpath(folder), limits)
+        if first != limits:
+            raise InputError(f"{config.where(number, 'snapshots')} ({plan.source.name}): "
+                             f"snapshot folder {folder} is shared by cameras with other limits "
+                             f"({first[0]} MB / {first[1]} days against {limits[0]} MB / "
+                             f"{limits[1]} days): give them one set of limits, or each "
+                             "camera its own folder")
 
 
 def _http_options(config: ServiceConfig):

@@ -306,3 +306,15 @@ def test_without_paho_one_line_names_the_extra(line, tmp_path):
                               text=True, timeout=60)
         assert proc.returncode == 2
         assert proc.stderr.strip() == "error: MQTT needs paho-mqtt: pip install 'edgecnn[mqtt]'"
+
+
+def test_cameras_sharing_a_snapshot_folder_with_other_limits_fail_the_check(line):
+    from edgecnn.serve import check
+
+    path = line / "snaps.toml"
+    path.write_text(CONFIG.format(recording=RECORDING, camera_extra="snapshots_max_mb = 1\n",
+                                  extra="").replace('min_frames = 2\n',
+                                                    'min_frames = 2\nsnapshots = "snaps"\n'))
+    with pytest.raises(InputError, match=r"\(cam-b\): snapshot folder .*snaps is shared by "
+                                         r"cameras with other limits"):
+        check(load_config(path))
