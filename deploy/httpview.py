@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .errors import InputError
 from .live import LiveHub
@@ -248,5 +248,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def page_url(server: LiveServer) -> str:
-    token = server.token
-    return server.url + (f"?token={quote(token)}" if token else "")
+    """The page's address as it is printed and logged: the token is never written out
+    (a service's log is the journal, which more people read than may see the line)."""
+    return server.url + ("?token=<the --http-token>" if server.token else "")

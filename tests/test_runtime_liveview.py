@@ -307,3 +307,14 @@ def test_the_live_rate_is_recent_so_a_source_gone_quiet_shows_zero():
     assert hub._recent_rate("cam", 300, 3.0) == 100.0     # a first look: since the start
     assert hub._recent_rate("cam", 800, 8.0) == 100.0
     assert hub._recent_rate("cam", 800, 30.0) == 0.0      # nothing for 22 s
+
+
+def test_the_printed_page_address_never_holds_the_token():
+    from types import SimpleNamespace
+
+    from edgecnn.deploy.httpview import page_url
+
+    shown = page_url(SimpleNamespace(url="http://0.0.0.0:8080/", token="TopSecretToken123"))
+    assert "TopSecretToken123" not in shown and shown.endswith("?token=<the --http-token>")
+    assert page_url(SimpleNamespace(url="http://127.0.0.1:8080/", token=None)) == \
+        "http://127.0.0.1:8080/"
