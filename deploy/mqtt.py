@@ -57,7 +57,7 @@ class MqttOptions:
                              f"{self.flush_timeout}, {self.spool_max}")
         if not parse_url(self.url).tls and (self.ca or self.cert or self.key):
             raise InputError("MQTT ca, cert and key are for mqtts:// URLs; found "
-                             f"{self.url!r}")
+                             f"{shown_url(self.url)!r}")
         if (self.cert is None) != (self.key is None):
             raise InputError("MQTT client certificates need both cert and key")
         for name in ("ca", "cert", "key"):
@@ -83,24 +83,30 @@ class Target:
 MAX_PREFIX = 1024   # bytes; MQTT topics end at 65535, and no broker wants them that long
 
 
+def shown_url(url: str) -> str:
+    """``url`` as messages quote it: a password is never written out (``user:***@``)."""
+    return re.sub(r"(://[^/@]*?):[^/@]*@", r"\1:***@", str(url))
+
+
 def parse_url(url: str) -> Target:
     """``mqtt[s]://[user:pass@]host[:port]/PREFIX`` (query parameters ignored here)."""
     text = str(url)
+    shown = shown_url(text)
     try:
         parts = urlsplit(text)
     except ValueError as exc:   # e.g. an unclosed IPv6 bracket
-        raise InputError(f"an MQTT URL must look like {URL_FORM}; found {text!r} "
+        raise InputError(f"an MQTT URL must look like {URL_FORM}; found {shown!r} "
                          f"({exc})") from None
     if parts.scheme not in ("mqtt", "mqtts"):
-        raise InputError(f"an MQTT URL must look like {URL_FORM}; found {text!r}")
+        raise InputError(f"an MQTT URL must look like {URL_FORM}; found {shown!r}")
     try:
         port = parts.port
     except ValueError:
-        raise InputError(f"the port of MQTT URL {text!r} must be a number in 1-65535") from None
+        raise InputError(f"the port of MQTT URL {shown!r} must be a number in 1-65535") from None
     if not parts.hostname:
-        raise InputError(f"MQTT URL {text!r} names no broker host; expected {URL_FORM}")
+        raise InputError(f"MQTT URL {shown!r} names no broker host; expected {URL_FORM}")
     if port == 0:
-        raise InputError(f"the port of MQTT URL {text!r} must be a number in 1-65535")
+        raise InputError(f"the port of MQTT URL {shown!r} must be a number in 1-65535")
     prefix = parts.path.strip("/") or "edgecnn"
     if "#" in text:   # urlsplit takes '#...' for a fragment: name the whole path
         prefix = text.split("://", 1)[-1].partition("/")[2].split("?")[0].strip("/")

@@ -275,3 +275,18 @@ def test_status_is_retained_with_counters_and_current_faults(bundle, tmp_path):
     assert late.payloads("/status")[-1]["state"] == "offline"
     late.close()
     broker.stop()
+
+
+def test_an_mqtt_password_is_never_quoted_in_a_message():
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.mqtt import MqttOptions, parse_url, shown_url
+
+    assert shown_url("mqtt://line3:Secret@host:1883/x") == "mqtt://line3:***@host:1883/x"
+    for url in ("mqtt://u:PW_LEAK@host:99999/x", "http://u:PW_LEAK@host/x",
+                "mqtt://u:PW_LEAK@:1883/x", "mqtt://u:PW_LEAK@[::1/x"):
+        with pytest.raises(InputError) as info:
+            parse_url(url)
+        assert "PW_LEAK" not in str(info.value) and "u:***@" in str(info.value), info.value
+    with pytest.raises(InputError) as info:
+        MqttOptions("mqtt://u:PW_LEAK@host/x", ca="ca.pem")
+    assert "PW_LEAK" not in str(info.value)
