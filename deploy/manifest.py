@@ -115,7 +115,8 @@ def _integer(value: Any, key: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(key, f"expected a whole number, found {_kind(value)}")
     if not low <= value <= high:
-        raise fail(key, f"{value} is out of bounds ({low} to {high})")
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "..."
+        raise fail(key, f"{shown} is out of bounds ({low} to {high})")
     return value
 
 
@@ -286,6 +287,20 @@ def validate_manifest(data: Any) -> Manifest:
     files = _object(data.get("files"), "files")
     if not files:
         raise fail("files", "lists no model files")
+    default = _optional(data, "default_format", "", _string)
+    if default is not None and default not in files:
+        raise fail("default_format", f"{_kind(default)} is not one of the bundle's files "
+                                     f"({', '.join(files)})")
+    for name, check in (data.get("verification") or {}).items():
+        check = _object(check, f"verification.{name}")
+        if "passed" in check and not isinstance(check["passed"], bool):
+            raise fail(f"verification.{name}.passed", f"expected true or false, found "
+                                                      f"{_kind(check['passed'])}")
+        for i, failure in enumerate(_optional(check, "failures", f"verification.{name}",
+                                              _list) or []):
+            _string(failure, f"verification.{name}.failures[{i}]")
+    if data.get("health") is not None:
+        check_health(data["health"], spec)
     for name in files:
         if name not in FORMATS:
             raise fail(f"files.{name}", f"unknown model format; known formats: "
@@ -296,6 +311,44 @@ def validate_manifest(data: Any) -> Manifest:
             raise fail(f"files.{name}.outputs[0].shape", f"the model has {entry.classes} "
                        f"outputs but the manifest lists {spec.num_classes} labels")
     return Manifest(data=data, spec=spec, files=entries)
+
+
+HEALTH_FEATURES = {"image": ("mean", "std", "sharpness", "noise", "saturated"),
+                   "signal": ("rms", "crest", "kurtosis", "hum", "flatness")}
+
+
+def check_health(value: Any, spec: InputSpec) -> dict:
+    """The source-health envelope (``deploy/health.py``): of the spec's kind, its limits
+    rules on known features with finite bounds, a sane model size or sample rate; a bad
+    one would crash the run or silently switch a check off."""
+    health = _object(value, "health")
+    kind = health.get("kind")
+    if kind != spec.kind:
+        raise fail("health.kind", f"expected {spec.kind!r} (the spec's kind), found "
+                                  f"{_kind(kind)}")
+    limits = _object(health.get("limits"), "health.limits")
+    for name, rule in limits.items():
+        key = f"health.limits.{name}"
+        if not isinstance(rule, dict):       # a per-frame threshold (black_level ...)
+            _number(rule, key)
+            continue
+        feature = _string(rule.get("feature"), f"{key}.feature")
+        if feature not in HEALTH_FEATURES[kind]:
+            raise fail(f"{key}.feature", f"{_kind(feature)} is not one of "
+                                         f"{', '.join(HEALTH_FEATURES[kind])}")
+        if "below" not in rule and "above" not in rule:
+            raise fail(key, "expected a 'below' or an 'above' bound")
+        for bound in ("below", "above"):
+            _optional(rule, bound, key, _number)
+    if kind == "image":
+        size = _list(health.get("size"), "health.size", 2)
+        if len(size) != 2:
+            raise fail("health.size", f"expected [width, height], found {len(size)} items")
+        for i, side in enumerate(size):
+            _integer(side, f"health.size[{i}]", 1, MAX_IMAGE_SIDE)
+    else:
+        _number(health.get("sample_rate"), "health.sample_rate", 0, MAX_SAMPLE_RATE)
+    return health
 
 
 _IMAGE = {"height": (_integer, 1, MAX_IMAGE_SIDE), "width": (_integer, 1, MAX_IMAGE_SIDE),

@@ -216,6 +216,11 @@ class InputSpec:
             raise SpecError(f"a classifier needs at least 2 labels; found {list(labels)}")
         if len(set(labels)) != len(labels):
             raise SpecError(f"labels must be unique; found {list(labels)}")
+        odd = [label for label in labels
+               if not label or any(ord(c) < 32 or ord(c) == 127 for c in label)]
+        if odd:   # a newline in a class name would forge lines in logs and summaries
+            raise SpecError(f"labels must be non-empty and free of control characters "
+                            f"(newlines, tabs ...); found {odd[:3]}")
         if self.kind == "image" and (self.image is None or self.signal is not None):
             raise SpecError("an image spec needs an 'image' section and no 'signal' section")
         if self.kind == "signal" and (self.signal is None or self.image is not None):

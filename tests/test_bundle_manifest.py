@@ -132,11 +132,35 @@ def test_file_7_from_the_cli_is_exit_2_without_traceback(cwru):
     (lambda d: d["spec"]["signal"].update(window=["tukey", float("nan")]),
      r"spec.signal.window\[1\]: expected a finite number"),
     (lambda d: d["spec"]["signal"].update(eps=-1), "eps must be a positive number"),
+    # what a run reads besides the files: refused as one line, not a crash in the service
+    (lambda d: d.update(default_format=["onnx"]), "default_format: expected a string"),
+    (lambda d: d.update(default_format="nowhere"), "default_format: 'nowhere' is not one of"),
+    (lambda d: d.update(verification={"onnx-int8": 5}),
+     "verification.onnx-int8: expected an object, found 5"),
+    (lambda d: d.update(verification={"onnx": {"passed": "yes"}}),
+     "verification.onnx.passed: expected true or false"),
+    (lambda d: d["health"].pop("limits"), "health.limits: expected an object, found null"),
+    (lambda d: d["health"].update(limits=[1]), "health.limits: expected an object"),
+    (lambda d: d["health"]["limits"]["gain_change"].update(feature="nope"),
+     "health.limits.gain_change.feature: 'nope' is not one of rms"),
+    (lambda d: d["health"]["limits"]["gain_change"].update(below="x"),
+     "health.limits.gain_change.below: expected a number"),
+    (lambda d: d["health"]["limits"]["hum"].update(above=float("nan")),
+     "health.limits.hum.above: expected a finite number"),
+    (lambda d: d["health"].update(kind="image"), "health.kind: expected 'signal'"),
+    (lambda d: d["spec"]["labels"].__setitem__(0, "cr\nazing"),
+     "labels must be non-empty and free of control characters"),
 ])
 def test_malformed_top_level_keys_name_their_path(cwru, change, says):
     edit(cwru, change)
     with pytest.raises(BundleError, match=says):
         Bundle.open(cwru)
+
+
+def test_a_huge_health_size_is_refused_not_allocated(neu):
+    edit(neu, lambda d: d["health"].update(size=[100000, 100000]))
+    with pytest.raises(BundleError, match=r"health.size\[0\]: 100000 is out of bounds"):
+        Bundle.open(neu)
 
 
 def test_a_huge_image_size_is_refused_not_allocated(neu):
