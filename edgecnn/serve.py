@@ -92,6 +92,8 @@ def check(config: ServiceConfig) -> list[str]:
                       d.class_thresholds, d.ignore_classes)
         except InputError as exc:
             d, text = plan.decisions, str(exc)
+            if "trusted key" in text:    # [run] trusted_key, not this source's bundle
+                raise type(exc)(f"{config.path}: [run] key 'trusted_key': {exc}") from None
             key = "ignore_class" if any(repr(c) in text for c in d.ignore_classes) else \
                 "class_threshold" if d.class_thresholds and "class name" in text else \
                 "format" if plan.model.fmt and "model" in text else "bundle"

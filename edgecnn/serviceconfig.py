@@ -201,6 +201,8 @@ def _values(table: dict, options: dict, where: _Where, base: Path) -> dict:
         value = _typed(param, value, where, key)
         if isinstance(param.type, click.Path) and value is not None:
             value = _relative(base, value)
+        elif param.name == "trusted_keys" and value:   # key files, as every path here
+            value = tuple(_relative(base, str(item)) for item in value)
         values[param.name] = value
     return values
 

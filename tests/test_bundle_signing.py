@@ -168,3 +168,20 @@ def test_a_new_export_over_a_signed_bundle_drops_the_old_signature(signed, tmp_p
     _replace_bundle(stage, signed)
     assert not (signed / SIGNATURE).exists()
     assert Bundle.open(signed, Trust()).labels == Bundle.open("mnist").labels
+
+
+def test_a_service_configs_trusted_key_is_taken_from_the_configs_folder(signed, keys,
+                                                                       tmp_path):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    shutil.copy(keys[1], folder / "line1.pub")
+    config = folder / "line.toml"
+    config.write_text(f'[run]\ntrusted_key = ["line1.pub"]\n\n[[vibration]]\nname = "pump"\n'
+                      f'bundle = "{signed}"\nsource = "{RECORDING}"\n')
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    proc = run_cli("serve", "--check", config, cwd=elsewhere, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    (folder / "line1.pub").unlink()
+    proc = run_cli("serve", "--check", config, cwd=elsewhere, env=_env())
+    assert proc.returncode == 2 and "[run] key 'trusted_key'" in proc.stderr, proc.stderr
