@@ -49,7 +49,27 @@ def render_unit(config, user: str = "edgecnn", executable=None) -> str:
             return text.replace("$", "$$") if line.startswith("Exec") else text
         lines.append(line.replace("@CONFIG@", fill(config)).replace("@USER@", user)
                      .replace("@EDGECNN@", fill(executable)))
+        if line.startswith("Environment=PYTHONUNBUFFERED"):
+            lines.extend(_trust_environment())
     return "".join(lines)
+
+
+def _trust_environment() -> list[str]:
+    """EDGECNN_TRUSTED_KEYS of the installing shell, carried into the unit (absolute
+    paths): the service must require the signatures the install was checked under."""
+    import os
+
+    from .signing import TRUST_ENV
+
+    value = os.environ.get(TRUST_ENV, "").strip()
+    if not value:
+        return []
+    keys = [str(Path(item).absolute()) for item in value.split(os.pathsep) if item.strip()]
+    for key in keys:
+        if re.search(r"[\s\"'\\%$]", key):
+            raise InputError(f"{TRUST_ENV} paths in a systemd unit must not hold blanks, "
+                             f"quotes, backslashes, % or $; found {key!r}")
+    return [f"Environment={TRUST_ENV}={os.pathsep.join(keys)}\n"]
 
 
 def install_unit(config, *, user: str = "edgecnn", unit_dir=None,

@@ -286,6 +286,18 @@ def test_service_install_writes_a_unit(line, tmp_path):
         render_unit(line / 'it"s.toml', "inspect", executable="/opt/e/bin/edgecnn")
 
 
+def test_the_unit_keeps_the_trusted_keys_the_install_was_checked_under(line, monkeypatch):
+    from edgecnn.deploy.service import render_unit
+    from edgecnn.deploy.signing import TRUST_ENV
+
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    assert TRUST_ENV not in render_unit(line / "l.toml", "inspect", executable="/opt/edgecnn")
+    monkeypatch.chdir(line)
+    monkeypatch.setenv(TRUST_ENV, "keys/a.pub:/etc/edgecnn/b.pub")
+    unit = render_unit(line / "l.toml", "inspect", executable="/opt/edgecnn")
+    assert f"Environment={TRUST_ENV}={line.absolute()}/keys/a.pub:/etc/edgecnn/b.pub\n" in unit
+
+
 def test_http_table_opens_the_live_view_and_off_loopback_needs_a_token(line, tmp_path):
     path = _config(line, extra='[http]\nlisten = "127.0.0.1:0"\n', name="http.toml")
     assert load_config(path).http == {"listen": "127.0.0.1:0"}
