@@ -26,6 +26,10 @@ def open_predictor(model: str | Path, fmt: str | None = None, threads: int = 1,
         if fmt not in (None, "keras"):
             raise InputError(f"{model} is a Keras model directory; --format {fmt} needs a "
                              "bundle (make one with 'edgecnn export')")
+        if trust is not None and trust.required:
+            raise InputError(f"{model} is a model directory, which is never signed, and "
+                             "signatures are required (--trusted-key or EDGECNN_TRUSTED_KEYS): "
+                             "evaluate its signed bundle, or run without them")
         model_dir = ModelDir.open(model)
         task = model_dir.manifest.get("training", {}).get("task")
         return (KerasPredictor.from_model_dir(model_dir), model_dir.spec, task,

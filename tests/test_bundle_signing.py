@@ -185,3 +185,14 @@ def test_a_service_configs_trusted_key_is_taken_from_the_configs_folder(signed, 
     (folder / "line1.pub").unlink()
     proc = run_cli("serve", "--check", config, cwd=elsewhere, env=_env())
     assert proc.returncode == 2 and "[run] key 'trusted_key'" in proc.stderr, proc.stderr
+
+
+def test_under_trust_an_unsigned_model_directory_is_refused_by_eval(keys, tmp_path):
+    import json
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "edgecnn.json").write_text(json.dumps({"format": "edgecnn-model"}))
+    proc = run_cli("eval", model, "--data", CALIBRATION / "cwru", "--trusted-key", keys[1],
+                   env=_env())
+    assert_clean_refusal(proc, "is a model directory, which is never signed")
