@@ -120,9 +120,9 @@ def read_selection(bundle: Bundle) -> tuple[dict[str, Any], Path] | None:
     """This machine's host file for ``bundle`` and its path, or None (none, or unreadable:
     then a warning and the bundle's own default)."""
     path = host_file(bundle)
-    if not path.is_file():
-        return None
     try:
+        if not path.is_file():   # EACCES on a folder above it is raised, not False
+            return None
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         _log.warning("ignoring the unreadable host file %s (%s); run 'edgecnn bench "

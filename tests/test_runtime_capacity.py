@@ -391,3 +391,20 @@ def test_large_frames_get_a_shorter_read_ahead_ring_and_every_frame(tmp_path):
     assert [i for i, _ in seen] == list(range(len(levels)))
     assert all(abs(m - v) <= 2 for (_, m), v in zip(seen, levels))
     assert len(slots) <= 3 and src.stats.read == len(levels)
+
+
+def test_a_host_file_that_cannot_be_read_is_a_warning_and_the_default(bundle, monkeypatch,
+                                                                     caplog):
+    import logging
+    from pathlib import Path
+
+    import edgecnn.deploy.hosts as hosts
+    from edgecnn.deploy.bundle import Bundle
+
+    def locked(self):
+        raise PermissionError(13, "Permission denied", str(self))
+    opened = Bundle.open(bundle)
+    monkeypatch.setattr(Path, "is_file", locked)     # as under a folder we may not enter
+    with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+        assert hosts.read_selection(opened) is None
+    assert "ignoring the unreadable host file" in caplog.text
