@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +78,14 @@ def load_private_key(path: Path):
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise InputError(f"signing key {path} is not an unencrypted Ed25519 private key in "
                          "PEM form (made by 'edgecnn keys generate')")
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        mode = 0
+    if mode & 0o077:
+        logging.getLogger(__name__).warning(
+            "warning: signing key %s can be read by others (mode %o): anyone who can read "
+            "it can sign bundles; chmod 600 it", path, mode)
     return key
 
 
@@ -90,6 +100,8 @@ class Trust:
         """``keys`` plus the files listed in EDGECNN_TRUSTED_KEYS."""
         environ = os.environ if environ is None else environ
         listed = [p for p in environ.get(TRUST_ENV, "").split(os.pathsep) if p.strip()]
+        if any(not str(key).strip() for key in keys):
+            raise InputError("--trusted-key needs a public key file; found an empty path")
         return cls(tuple(Path(p) for p in (*keys, *listed)))
 
     @property
@@ -115,8 +127,10 @@ class Trust:
         try:
             trusted[key_id].verify(blob, manifest)
         except InvalidSignature:
-            raise BundleError(f"bundle {where}: the signature does not match edgecnn.json "
-                              "(the manifest changed after signing); refused") from None
+            raise BundleError(f"bundle {where}: the signature does not verify against "
+                              "edgecnn.json (the manifest or the signature changed after "
+                              "signing, or the signature is another bundle's); refused") \
+                from None
         return key_id
 
 
@@ -133,8 +147,8 @@ def _parse_signature(data: bytes, where: Path) -> tuple[str, bytes]:
         blob = base64.b64decode(doc["signature"], validate=True)
     except ValueError:
         raise bad from None
-    if len(blob) != 64:
-        raise bad
+    if len(blob) != 64 or not re.fullmatch(r"[0-9a-f]{16}", doc["key"]):
+        raise bad   # a key id is 16 hex digits: nothing else is ever echoed
     return doc["key"], blob
 
 

@@ -91,7 +91,7 @@ def test_reversed_labels_are_caught_by_the_signature(signed, keys):
         data["labels"] = data["spec"]["labels"] = list(reversed(data["labels"]))
     edit(signed, reverse)
     Bundle.open(signed, Trust())          # valid JSON, right sizes: only the signature knows
-    with pytest.raises(BundleError, match="signature does not match edgecnn.json"):
+    with pytest.raises(BundleError, match="signature does not verify against edgecnn.json"):
         Bundle.open(signed, Trust((keys[1],)))
 
 
@@ -105,7 +105,7 @@ def test_a_swapped_model_with_an_updated_hash_is_caught_only_by_the_signature(si
     open_engine(Bundle.open(signed, Trust()), "onnx-int8")   # the hashes agree
     proc = run_cli("run", "vibration", signed, "--source", RECORDING, "--max-windows", "2",
                    env=_env(**{TRUST_ENV: str(keys[1])}))
-    assert_clean_refusal(proc, "signature does not match")
+    assert_clean_refusal(proc, "signature does not verify")
 
 
 def test_the_environment_variable_is_the_default_trust(signed, tmp_path, keys, monkeypatch):
@@ -196,3 +196,24 @@ def test_under_trust_an_unsigned_model_directory_is_refused_by_eval(keys, tmp_pa
     proc = run_cli("eval", model, "--data", CALIBRATION / "cwru", "--trusted-key", keys[1],
                    env=_env())
     assert_clean_refusal(proc, "is a model directory, which is never signed")
+
+
+def test_a_forged_key_id_is_never_echoed_and_loose_keys_are_warned(signed, keys, tmp_path,
+                                                                  caplog):
+    import json
+    import logging
+
+    sig = json.loads((signed / SIGNATURE).read_text())
+    sig["key"] = "abc\nerror: FAKE LINE" + "Z" * 3000
+    (signed / SIGNATURE).write_text(json.dumps(sig))
+    with pytest.raises(BundleError) as info:
+        Bundle.open(signed, Trust((keys[1],)))
+    assert "FAKE" not in str(info.value) and "not an edgecnn Ed25519 signature" in str(info.value)
+    with pytest.raises(InputError, match="needs a public key file; found an empty path"):
+        Trust.resolve(("",), environ={})
+    loose = tmp_path / "loose.key"
+    shutil.copy(keys[0], loose)
+    loose.chmod(0o666)
+    with caplog.at_level(logging.WARNING):
+        sign_bundle(signed, loose)
+    assert "can be read by others (mode 666)" in caplog.text
