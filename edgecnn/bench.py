@@ -89,6 +89,10 @@ def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=stderr_line):
     source = bundle.manifest.get("source_model") or {}
     if not source.get("path"):
         return None
+    if not source.get("sha256"):   # a path in a manifest is no reason to load whatever
+        log("note: the bundle records no sha256 of its source model, so it is not looked "
+            "for (give it with --keras DIR); Keras rows left out")   # Keras model is there
+        return None
     recorded = Path(source["path"])
     candidates = [recorded] if recorded.is_absolute() else [recorded, bundle.path / recorded]
     for candidate in candidates:
@@ -102,7 +106,7 @@ def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=stderr_line):
         except BundleError as exc:
             log(f"note: the bundle's source model is unusable ({exc}); Keras rows left out")
             return None
-        if source.get("sha256") and model_dir.model_sha256() != source["sha256"]:
+        if model_dir.model_sha256() != source["sha256"]:
             log(f"note: {candidate} no longer holds the model this bundle was exported "
                 "from (sha256 differs); Keras rows left out")
             return None

@@ -447,3 +447,14 @@ def test_ratio_lines_say_slower_and_larger_when_ours_is_behind():
     assert "- 2.5x more MACs than the seed model" in text
     assert "- 4.93x the seed model's training time" in text
     assert "0.6x" not in text and "0.4x" not in text
+
+
+def test_a_source_model_path_without_its_hash_is_not_loaded(tmp_path):
+    from types import SimpleNamespace
+
+    from edgecnn.bench import find_keras_model_dir
+
+    said = []
+    bundle = SimpleNamespace(manifest={"source_model": {"path": str(tmp_path)}}, path=tmp_path)
+    assert find_keras_model_dir(bundle, log=said.append) is None
+    assert said and "records no sha256 of its source model" in said[0]
