@@ -210,7 +210,20 @@ def _values(table: dict, options: dict, where: _Where, base: Path) -> dict:
 def _check_keys(table: dict, allowed, where: _Where) -> None:
     for key in table:
         if key not in allowed:
+            if where.table != "run" and _run_wide(key):
+                raise where.error(key, f"{key!r} is set for the whole service: it belongs "
+                                       "in [run]")
             raise where.error(key, str(unknown_name("key", key, sorted(allowed))))
+
+
+def _run_wide(key: str) -> bool:
+    """A [run]-only key (the sinks, storage and trust of the whole service)."""
+    from edgecnn.cli_runtime import run_camera_command
+
+    names = {p.name: p for p in run_camera_command.params}
+    by_key = {(p.opts[0].lstrip("-").replace("-", "_") if p.opts else p.name): p.name
+              for p in names.values()}
+    return by_key.get(key, key) in LOGGING_FIELDS
 
 
 def load_config(path) -> ServiceConfig:

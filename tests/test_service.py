@@ -330,3 +330,13 @@ def test_cameras_sharing_a_snapshot_folder_with_other_limits_fail_the_check(line
     with pytest.raises(InputError, match=r"\(cam-b\): snapshot folder .*snaps is shared by "
                                          r"cameras with other limits"):
         check(load_config(path))
+
+
+def test_a_run_wide_key_in_a_camera_table_says_it_belongs_in_run(line):
+    path = _config(line, camera_extra='trusted_key = ["a.pub"]\n', name="wide.toml")
+    with pytest.raises(InputError, match=r"key 'trusted_key': 'trusted_key' is set for the "
+                                         r"whole service: it belongs in \[run\]"):
+        load_config(path)
+    path = _config(line, camera_extra='log = "x.jsonl"\n', name="wide2.toml")
+    with pytest.raises(InputError, match=r"it belongs in \[run\]"):
+        load_config(path)
