@@ -182,6 +182,7 @@ def _row(probs, ref_probs, labels, class_names, skipped, thresholds, is_referenc
             "delta_accuracy_pp": round(0.0 - stats["drop_pp"], 6),  # 0.0 - x: no "-0.00"
             "agreement": stats["agreement"],
             "tie_flips": stats["tie_flips"],
+            "undecided": stats["undecided"],    # share the float model's top two are close
             "agreement_beyond_ties": stats["agreement_beyond_ties"],
             "drop_beyond_ties_pp": stats["drop_beyond_ties_pp"],
             "worst_class": worst,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecnn.deploy.errors import InputError
-from edgecnn.export.defaults import MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
+from edgecnn.export.defaults import MAX_DROP_PP, MAX_UNDECIDED, MIN_AGREEMENT, TIE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,11 @@ class Thresholds:
         if judged < self.min_agreement - 1e-12:
             problems.append(f"top-1 agreement {agreement_text(stats)} < "
                             f"{self.min_agreement * 100:g} %")
+        if problems and not stats.get("ties_excused", True):
+            problems.append(f"near-ties not excused: the float model's top two lie within "
+                            f"{stats['tie_margin']:g} on {stats['undecided'] * 100:.0f} % of "
+                            f"the samples (more than {MAX_UNDECIDED:.0%}: it is undecided, "
+                            "not int8)")
         return problems
 
 
@@ -88,9 +93,14 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None 
     ref_top = reference.argmax(axis=1)
     top = probs.argmax(axis=1)
     flips = ref_top != top
+    undecided = 0.0
     if reference.shape[1] > 1 and len(reference):
         ordered = np.sort(reference, axis=1)
-        ties = flips & (ordered[:, -1] - ordered[:, -2] < tie_margin)
+        close = ordered[:, -1] - ordered[:, -2] < tie_margin
+        undecided = float(close.mean())
+        # a coin flip of the float model is excused only where it is rare: a model that
+        # is undecided on many samples (near uniform, collapsed) is judged on every flip
+        ties = flips & close if undecided <= MAX_UNDECIDED else np.zeros(len(top), dtype=bool)
     else:
         ties = np.zeros(len(top), dtype=bool)
     stats = {"samples": int(len(probs)),
@@ -98,6 +108,7 @@ def compare(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None 
              "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
              "agreement": float((ref_top == top).mean()) if len(top) else 1.0,
              "tie_flips": int(ties.sum()), "tie_margin": tie_margin,
+             "undecided": round(undecided, 4), "ties_excused": undecided <= MAX_UNDECIDED,
              "agreement_beyond_ties": float(1.0 - (flips & ~ties).mean()) if len(top) else 1.0,
              "accuracy": None, "reference_accuracy": None, "drop_pp": None}
     if labels is not None and len(labels):

@@ -214,3 +214,23 @@ def test_flips_on_near_ties_of_the_float_model_do_not_fail_agreement_but_are_sho
     assert stats["tie_flips"] == 0 and stats["agreement_beyond_ties"] == pytest.approx(0.98)
     assert Thresholds().failures(stats) == ["accuracy drop 2.00 pp > 0.5 pp",
                                             "top-1 agreement 98.00 % < 99 %"]
+
+
+def test_near_ties_are_not_excused_for_a_float_model_undecided_on_most_samples():
+    from edgecnn.export.verify import Thresholds, compare
+
+    rng = np.random.default_rng(0)
+    flat = np.full((48, 6), 1 / 6) + rng.normal(0, 1e-3, (48, 6))   # a collapsed model
+    flat /= flat.sum(axis=1, keepdims=True)
+    stats = compare(flat, np.roll(flat, 1, axis=1), np.zeros(48, int))
+    assert stats["agreement"] == 0.0 and stats["undecided"] == 1.0
+    assert stats["agreement_beyond_ties"] == 0.0 and not stats["ties_excused"]
+    failures = Thresholds().failures(stats)
+    assert any("near-ties not excused" in f for f in failures)
+    # one coin flip among decided samples is still excused
+    sure = np.eye(6)[np.arange(48) % 6] * 0.9 + 0.1 / 6
+    sure[0] = [0.41, 0.40, 0.05, 0.05, 0.05, 0.04]
+    flipped = sure.copy()
+    flipped[0] = [0.40, 0.41, 0.05, 0.05, 0.05, 0.04]
+    stats = compare(sure, flipped, np.arange(48) % 6)
+    assert stats["tie_flips"] == 1 and stats["ties_excused"] and not Thresholds().failures(stats)
