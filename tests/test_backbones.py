@@ -407,3 +407,22 @@ def test_efficientnet_converts_to_onnx_with_its_normalization_frozen(tmp_path, c
     assert "max |dp|" in capsys.readouterr().out
     graph = onnx.load(str(tmp_path / "bundle" / "model.onnx")).graph
     assert [value.name for value in graph.input] == ["input"]
+
+
+def test_imagenet_weights_are_fetched_under_the_applications_own_name(monkeypatch):
+    """Keras names EfficientNet's weight file after the model ("<name>_notop.h5"): the
+    ImageNet model must be built under its own name, then copied into "backbone"."""
+    import keras
+
+    from edgecnn.models.backbones import build_backbone_model
+
+    real = keras.applications.EfficientNetB0
+    asked = []
+
+    def recording(**kwargs):
+        asked.append((kwargs.get("weights"), kwargs.get("name", "efficientnetb0")))
+        return real(**{**kwargs, "weights": None})       # no download here
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", recording)
+    model = build_backbone_model(spec(color="rgb"), 6, "efficientnet-b0", weights="imagenet")
+    assert asked[0] == ("imagenet", "efficientnetb0") and asked[1] == (None, "backbone")
+    assert model.get_layer("backbone") is not None

@@ -135,12 +135,18 @@ def _application(application, imagenet: bool, kwargs: dict, name: str):
     if not imagenet:
         return application(weights=None, **kwargs)
     try:
-        return application(weights=IMAGENET, **kwargs)
+        # under its own name: Keras names some weight files after the model (EfficientNet:
+        # "<name>_notop.h5"), so "backbone" would ask for a file that does not exist
+        loaded = application(weights=IMAGENET,
+                             **{k: v for k, v in kwargs.items() if k != "name"})
     except Exception as exc:  # keras raises a bare Exception for a failed download
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"--weights imagenet: cannot get the ImageNet weights of {name} "
                          f"(Keras downloads them; needs internet or the file in "
                          f"~/.keras/models): {reason[:200]}") from None
+    base = application(weights=None, **kwargs)
+    base.set_weights(loaded.get_weights())
+    return base
 
 
 def check_weights_argument(weights: str | None, name: str) -> None:
