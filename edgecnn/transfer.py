@@ -61,10 +61,24 @@ def plan_transfer(weights: str | None, epochs: int, learning_rate: float,
                                           ("--fine-tune-lr", fine_tune_lr))
                  if value is not None]
         if given:
-            raise InputError(f"{', '.join(given)} apply to transfer learning; give --weights "
-                             "PATH|imagenet too (without it the backbone trains from scratch)")
+            raise InputError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'}"
+                             " to transfer learning; give --weights PATH|imagenet too "
+                             "(without it the backbone trains from scratch)")
         return None
     unfreeze = check_unfreeze("all" if unfreeze is None else unfreeze)
+    if unfreeze == "none":   # one phase, the head only: these would do nothing
+        given = [name for name, value in (("--frozen-epochs", frozen_epochs),
+                                          ("--fine-tune-lr", fine_tune_lr))
+                 if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no "
+                             "effect with --unfreeze none (the backbone stays frozen and "
+                             "only the head trains, at --lr)")
+        frozen_epochs = 0
+    if frozen_epochs is not None and frozen_epochs >= epochs:
+        raise InputError(f"--frozen-epochs {frozen_epochs} leaves no fine-tuning epoch of "
+                         f"the {epochs} (--epochs); give fewer, or --unfreeze none to train "
+                         "only the head")
     if frozen_epochs is None:
         frozen_epochs = min(MAX_FROZEN, max(1, round(epochs * FROZEN_SHARE)))
     if frozen_epochs < 0:
@@ -80,7 +94,8 @@ def check_transfer_options(config, architecture: str) -> None:
     from edgecnn.models.backbones import check_weights_argument
 
     check_weights_argument(config.weights, architecture)
-    plan_transfer(config.weights, 1, 1.0, config.frozen_epochs, config.unfreeze,
+    plan_transfer(config.weights, config.epochs or 10 ** 9, 1.0, config.frozen_epochs,
+                  config.unfreeze,
                   config.fine_tune_lr)
 
 
@@ -132,6 +147,7 @@ def run_frozen_phase(model, plan: TransferPlan, fit_args: dict, total_steps: int
     from edgecnn.models.backbones import BACKBONE_LAYER
 
     backbone = model.get_layer(BACKBONE_LAYER)
+    warn_constant_features(model, fit_args, log)
     history: dict = {}
     if plan.frozen_epochs and plan.unfreeze != "none":
         backbone.trainable = False
@@ -145,6 +161,36 @@ def run_frozen_phase(model, plan: TransferPlan, fit_args: dict, total_steps: int
     rate = plan.fine_tune_lr if plan.unfreeze != "none" else plan.head_lr
     compile_for(model, keras.optimizers.schedules.CosineDecay(rate, total_steps, alpha=0.02),
                 keras)
-    log(f"fine-tuning: {layers} of {weighted} backbone layers with weights trainable, "
-        f"lr {rate:g} with cosine decay")
+    if plan.unfreeze == "none":
+        log(f"feature extraction: the backbone stays frozen; the head trains at lr {rate:g} "
+            "with cosine decay")
+    else:
+        log(f"fine-tuning: {layers} of {weighted} backbone layers with weights trainable, "
+            f"lr {rate:g} with cosine decay")
     return history
+
+
+def warn_constant_features(model, fit_args: dict, log, samples: int = 32) -> bool:
+    """Say so when the backbone gives (nearly) the same features for every training image:
+    untrained weights under frozen BatchNorm collapse to a constant, and the head then
+    learns nothing (loss ln(classes) every epoch). True when it warned."""
+    import numpy as np
+
+    held = fit_args.get("validation_data")
+    if not held or len(held[0]) < 2:
+        return False
+    try:
+        import keras
+
+        pooled = keras.Model(model.inputs, model.get_layer("pool").output)
+        features = np.asarray(pooled(np.asarray(held[0][:samples]), training=False))
+    except (ValueError, TypeError, KeyError):
+        return False
+    spread = float(features.std(axis=0).max()) if len(features) > 1 else 1.0
+    scale = float(np.abs(features).max()) + 1e-12
+    if spread > 1e-4 * scale and spread > 1e-7:
+        return False
+    log(f"warning: the backbone gives the same features for every image (spread "
+        f"{spread:.2g}): its --weights look untrained (a file saved from weights=None), so "
+        "the head cannot learn; give trained weights, or train without --weights")
+    return True

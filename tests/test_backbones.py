@@ -426,3 +426,25 @@ def test_imagenet_weights_are_fetched_under_the_applications_own_name(monkeypatc
     model = build_backbone_model(spec(color="rgb"), 6, "efficientnet-b0", weights="imagenet")
     assert asked[0] == ("imagenet", "efficientnetb0") and asked[1] == (None, "backbone")
     assert model.get_layer("backbone") is not None
+
+
+def test_untrained_backbone_weights_are_warned_about(tmp_path):
+    """A weights file saved from ``weights=None`` collapses under frozen BatchNorm: every
+    image gets the same features and the head learns nothing, so training says so."""
+    import keras
+
+    from edgecnn.models import create_model
+    from edgecnn.transfer import warn_constant_features
+
+    path = tmp_path / "untrained.weights.h5"
+    _application("mobilenetv3-small", seed=3).save_weights(path)
+    model = create_model("mobilenetv3-small", spec(), weights=str(path))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (8, SIDE, SIDE, 1)).astype(np.float32)
+    said = []
+    assert warn_constant_features(model, {"validation_data": (images, None)}, said.append)
+    assert "look untrained" in said[0]
+    inputs = keras.Input((SIDE, SIDE, 1))
+    pool = keras.layers.GlobalAveragePooling2D(name="pool")(keras.layers.Conv2D(4, 3)(inputs))
+    alive = keras.Model(inputs, keras.layers.Dense(6)(pool))
+    assert not warn_constant_features(alive, {"validation_data": (images, None)}, said.append)

@@ -17,9 +17,9 @@ A backbone model is ``input -> input_adapter -> backbone -> GAP -> dropout -> so
   statistics are still near their initial values (validation at chance level).
 
 Weights (``--weights``): ``imagenet`` (Keras downloads them, or finds them in its cache
-``~/.keras/models``), a ``.weights.h5`` / ``.h5`` file of the backbone without top (as
-``keras.applications.MobileNetV3Small(include_top=False, weights=None).save_weights(...)``
-writes it, or a Keras ImageNet ``*_notop.h5`` download), or an edgecnn model of the same
+``~/.keras/models``), a ``.weights.h5`` / ``.h5`` file of a trained backbone without top
+(in the layout ``keras.applications.MobileNetV3Small(include_top=False).save_weights(...)``
+writes, or a Keras ImageNet ``*_notop.h5`` download), or an edgecnn model of the same
 architecture (its ``model.keras`` or model directory; loaded with safe_mode=True): its
 backbone weights are copied, its head is not.
 """
