@@ -345,6 +345,7 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize,
                         f"model's {len(errors)} compute layers: {'; '.join(failures)}); "
                         "it is not the bundle's default where another format holds parity "
                         "(--auto-fallback keeps as many layers float as it takes)")
+            written.float_nodes = list(excluded)   # what the file written keeps float
             return
         excluded.extend(new)
         requantize(list(excluded))
@@ -358,7 +359,9 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize,
         if not failures:
             written.float_nodes = list(excluded)
             return
-    # Not an error: the file stays in the bundle, marked failing, and is not the default.
+    # Not an error: the file stays in the bundle, marked failing, and is not the default;
+    # the manifest lists what it keeps float
+    written.float_nodes = list(excluded)
     context.log(f"warning: {fmt}: the parity thresholds do not hold on {context.judged_on} "
                 f"even with all {len(excluded)} ranked layers in float "
                 f"({'; '.join(failures)}); it is not the bundle's default where another format "

@@ -234,3 +234,25 @@ def test_near_ties_are_not_excused_for_a_float_model_undecided_on_most_samples()
     flipped[0] = [0.40, 0.41, 0.05, 0.05, 0.05, 0.04]
     stats = compare(sure, flipped, np.arange(48) % 6)
     assert stats["tie_flips"] == 1 and stats["ties_excused"] and not Thresholds().failures(stats)
+
+
+def test_an_int8_file_that_fails_even_with_layers_float_lists_them_in_the_manifest(tmp_path):
+    from types import SimpleNamespace
+
+    from edgecnn.export.blame import LayerError, settle
+    from edgecnn.export.manifest import Written
+
+    errors = [LayerError(f"n{i}", f"layer {i}", "Conv", 20.0, 0.1, 1.0, 1.0 - i / 10)
+              for i in range(3)]
+    said = []
+    context = SimpleNamespace(check=lambda work, fmt: ({"agreement": 0.9, "drop_pp": 3.0},
+                                                       ["agreement 90 % < 99 %"]),
+                              judged_on="the validation split", log=said.append)
+    written = Written(tmp_path / "model.int8.onnx")
+    settle(context, "onnx-int8", tmp_path, True, lambda nodes: tmp_path, lambda: errors,
+           written)
+    assert written.float_nodes == ["n0", "n1", "n2"]       # what the file keeps float
+    limited = Written(tmp_path / "model.int8.onnx")
+    settle(context, "onnx-int8", tmp_path, "limited", lambda nodes: tmp_path, lambda: errors,
+           limited)
+    assert limited.float_nodes == ["n0", "n1"]             # two kept float, then the limit
