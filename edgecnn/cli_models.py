@@ -19,7 +19,7 @@ from edgecnn.cli import (
     examples,
     per_task,
 )
-from edgecnn.deploy.formats import FORMAT_NAMES, PREFERENCE
+from edgecnn.deploy.formats import FORMAT_NAMES
 from edgecnn.export.defaults import CALIBRATION_SAMPLES, MAX_DROP_PP, MIN_AGREEMENT, TIE_MARGIN
 from edgecnn.schedule import MAX_EPOCH_FACTOR, STEP_BUDGET
 
@@ -133,8 +133,9 @@ def train(json_path, augment, **options):
 @click.option("--data", "data", required=True, type=click.Path(exists=True),
               help="Labelled data in any layout the model's task reads.")
 @click.option("--format", "fmt", default=None,
-              help=f"Bundle format to run: {', '.join(FORMAT_NAMES)} (default: the first "
-                   f"the bundle has of {', '.join(PREFERENCE)}); 'keras' for a model "
+              help=f"Bundle format to run: {', '.join(FORMAT_NAMES)} (default: the "
+                   "bundle's default format, the one export chose; unlike 'run' it does "
+                   "not follow a host file of 'bench --select'); 'keras' for a model "
                    "directory.")
 @click.option("--task", default=None, help="Data kind, if the model does not record it.")
 @click.option("--stride", type=int, default=None,
