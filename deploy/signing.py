@@ -199,6 +199,11 @@ def sign_bundle(bundle, key: str | os.PathLike) -> tuple[Path, str]:
 
     private = load_private_key(Path(key))
     opened = Bundle.open(bundle, trust=Trust())
+    from .bundle import SHIPPED_DIR
+
+    if opened.path.resolve().parent == SHIPPED_DIR:
+        raise InputError(f"{opened.path} is a bundle shipped inside the edgecnn package: "
+                         "sign a copy of it (cp -r), not the installed files")
     for fmt in opened.formats:  # sign only what verifies today
         opened.file(fmt)
     import tempfile

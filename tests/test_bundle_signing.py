@@ -217,3 +217,8 @@ def test_a_forged_key_id_is_never_echoed_and_loose_keys_are_warned(signed, keys,
     with caplog.at_level(logging.WARNING):
         sign_bundle(signed, loose)
     assert "can be read by others (mode 666)" in caplog.text
+
+
+def test_a_shipped_bundle_is_signed_as_a_copy_not_in_the_package(keys):
+    proc = run_cli("sign", "cwru", "--key", keys[0])
+    assert_clean_refusal(proc, "shipped inside the edgecnn package: sign a copy of it")
