@@ -182,7 +182,7 @@ def warn_constant_features(model, fit_args: dict, log, samples: int = 32) -> boo
     try:
         import keras
 
-        pooled = keras.Model(model.inputs, model.get_layer("pool").output)
+        pooled = keras.Model(model.input, model.get_layer("pool").output)
         features = np.asarray(pooled(np.asarray(held[0][:samples]), training=False))
     except (ValueError, TypeError, KeyError):
         return False
