@@ -133,12 +133,16 @@ class RunLoop:
                            **({"detail": detail} if detail else {}))
             self._input_open[kind][2] += 1
 
+    def ended_detail(self) -> str:
+        """The ``detail`` of the end events a run's end gives its open faults."""
+        return f"run ended ({self.stop.reason or 'stopped'})"
+
     def end_open_faults(self, index: int, source=None, health=None) -> None:
         """At the end of a run every fault still open gets its end event (detail: why the
         run ended), so each start in the log is paired and durations add up: the input's
         own, the health monitor's (``health``) and the source's (``source``, a StatusLog
         or an object with ``end_faults``)."""
-        detail = f"run ended ({self.stop.reason or 'stopped'})"
+        detail = self.ended_detail()
         now = time.monotonic()
         for kind in sorted(self._input_open):
             began, wall, items = self._input_open.pop(kind)

@@ -97,15 +97,6 @@ class WaitingPipeline:
         self.snapshots = getattr(real, "snapshots", None)
         self.real = real
 
-    def _status_source(self):
-        """Its own StatusLog as a source for ``RunLoop.end_open_faults``."""
-        status = self._status
-
-        class _Source:
-            end_faults = staticmethod(status.end_all)
-            poll_status = staticmethod(status.poll)
-        return _Source
-
     def step(self, timeout: float) -> bool:
         real = self.real
         if real is not None:
@@ -123,7 +114,10 @@ class WaitingPipeline:
 
     def finish(self) -> RunSummary:
         if self.real is None:
-            self._own.end_open_faults(0, self._status_source())
+            own = self._own
+            self._status.end_all(own.ended_detail())   # "disconnected" ends with the run
+            own.source_changes(self._status.poll(), 0)
+            own.end_open_faults(0)
             summary = self._own.finish(stop_reason=f"never connected"
                                        f"{': ' + self.error if self.error else ''}")
             summary.extra["source_faults"] = dict(self._own.source_faults)

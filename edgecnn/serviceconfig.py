@@ -218,12 +218,8 @@ def _check_keys(table: dict, allowed, where: _Where) -> None:
 
 def _run_wide(key: str) -> bool:
     """A [run]-only key (the sinks, storage and trust of the whole service)."""
-    from edgecnn.cli_runtime import run_camera_command
-
-    names = {p.name: p for p in run_camera_command.params}
-    by_key = {(p.opts[0].lstrip("-").replace("-", "_") if p.opts else p.name): p.name
-              for p in names.values()}
-    return by_key.get(key, key) in LOGGING_FIELDS
+    param = _run_options("camera").get(key)
+    return param is not None and param.name in LOGGING_FIELDS
 
 
 def load_config(path) -> ServiceConfig:
