@@ -28,7 +28,7 @@ from .decisions import Debouncer
 from .engine import open_for_run
 from .errors import InputError
 from .faults import FAULTS, FaultConfig, FrameFaultDetector
-from .frames import FrameSource, open_frame_source
+from .frames import Frame, FrameSource, open_frame_source
 from .health import IMAGE_HEALTH_FAULTS, fault_config_kwargs, monitor_for
 from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
@@ -327,13 +327,27 @@ class CameraPipeline(Pipeline):
     def step(self, timeout: float) -> bool:
         """Take the next frame (waiting up to ``timeout``) and classify it; False when
         none came (the loop is stopped at the end of a finite source)."""
+        taken = self.take(timeout)
+        if isinstance(taken, bool):
+            return taken
+        started = time.thread_time()
+        begun = time.monotonic()
+        probs = taken.work.runner.run()
+        done = time.monotonic()
+        return self.complete(taken, probs, done - begun, done, time.thread_time() - started)
+
+    def take(self, timeout: float) -> bool | Frame:
+        """The first half of ``step``: take the next frame, log its source changes and
+        faults, check source health. Returns the frame when it awaits the model (its
+        regions' tensor is the input of ``frame.work.runner``; ``complete`` takes the
+        probabilities), else whether a frame came (a faulty frame is done here)."""
         started = time.thread_time()
         try:
-            return self._step(timeout)
+            return self._take(timeout)
         finally:
             self._cpu += time.thread_time() - started
 
-    def _step(self, timeout: float) -> bool:
+    def _take(self, timeout: float) -> bool | Frame:
         loop = self.loop
         frame = self.src.read(timeout)
         loop.source_changes(self.src.poll_status(), self.src.stats.read)
@@ -373,7 +387,24 @@ class CameraPipeline(Pipeline):
         else:
             self.active_fault = None
             loop.active_faults = ()
-            self._classify(frame, work)
+            self._bind(work)
+            return frame
+        return self._done(frame)
+
+    def _bind(self, work: Prepared) -> None:
+        """Make ``work.tensor`` the input of a runner of this pipeline's engine."""
+        if not work.ready:              # left to this thread: it was idle
+            self.prepare.tensors(work)
+        runner = work.runner
+        if runner is None or runner.inputs is not work.tensor:
+            # this slot's first frame (or new region count): bind its tensor
+            runner = self.engine.runner(self.spec.input_shape, len(self.regions))
+            runner.inputs[...] = work.tensor
+            work.tensor, work.runner = runner.inputs, runner
+
+    def _done(self, frame: Frame) -> bool:
+        """The end of every frame's step: the preview window, then the frame count."""
+        loop = self.loop
         if self.preview is not None:
             canvas = draw_overlay(frame.image, self.regions,
                                   self.labels_now if self.active_fault is None else [],
@@ -384,22 +415,24 @@ class CameraPipeline(Pipeline):
         loop.counted()
         return True
 
-    def _classify(self, frame, work: Prepared) -> None:
+    def complete(self, frame: Frame, probs: np.ndarray, inference_s: float, done: float,
+                 model_cpu_s: float = 0.0) -> bool:
+        """The second half of ``step`` for a frame ``take`` returned: ``probs`` (regions x
+        classes) came from the model at monotonic time ``done`` after ``inference_s`` in
+        the model (in a run batched with other sources' frames, that run's time), which
+        cost this frame ``model_cpu_s`` of the stepping thread's CPU."""
+        started = time.thread_time() - model_cpu_s
+        try:
+            self._classify(frame, probs, inference_s, done)
+            return self._done(frame)
+        finally:
+            self._cpu += time.thread_time() - started
+
+    def _classify(self, frame: Frame, probs: np.ndarray, inference_s: float, done: float) -> None:
         loop, spec, regions = self.loop, self.spec, self.regions
-        if not work.ready:              # left to this thread: it was idle
-            self.prepare.tensors(work)
-        runner = work.runner
-        if runner is None or runner.inputs is not work.tensor:
-            # this slot's first frame (or new region count): bind its tensor
-            runner = self.engine.runner(spec.input_shape, len(regions))
-            runner.inputs[...] = work.tensor
-            work.tensor, work.runner = runner.inputs, runner
-        started = time.monotonic()
-        probs = runner.run()
-        done = time.monotonic()
         latency_ms = (done - frame.time) * 1000.0
         loop.latency.add(done - frame.time)
-        loop.inference.add(done - started)
+        loop.inference.add(inference_s)
         loop.summary.processed += 1
         live = loop.preview is not None and loop.preview.wants()
         if self.preview is not None or live:

@@ -118,6 +118,8 @@ class RunLoop:
         resolution; clipped, nonfinite, flatline): a ``start`` event when one appears, an
         ``end`` event (since, duration_s and how many items it held) when it is gone, as
         source-health faults have. ``faults`` counts episodes, ``fault_items`` items."""
+        if not present and not self._input_open:     # a sound item: nothing to do
+            return
         now = time.monotonic()
         for kind in sorted(set(self._input_open) - set(present)):
             began, wall, items = self._input_open.pop(kind)
@@ -171,6 +173,8 @@ class RunLoop:
     def health_changes(self, changes, index: int, **fields) -> None:
         """Log source-health transitions (``health.HealthMonitor.check``: dark, defocus,
         gain_change ... start/end) as fault events at item ``index``."""
+        if not changes:       # every checked frame comes here: no import on the way
+            return
         from .health import fault_event
 
         for change in changes:

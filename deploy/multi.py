@@ -4,7 +4,9 @@ Sources on the same bundle and format share one engine (one ONNX Runtime session
 Each source keeps its own reading thread (frames are decoded and prepared there), its own
 counters, faults, events and summary; the stepping thread takes whatever is ready, source
 after source, so no source starves another (a source with a frame ready is served at
-least once per round). A finite source that ends leaves the others running; a stop
+least once per round). Camera frames taken in one round that wait for the same engine
+go through it in one batched run (``CrossSourceBatches``), each source getting its row.
+A finite source that ends leaves the others running; a stop
 (SIGINT/SIGTERM, the duration) ends them all. A live source that is not up at the start
 does not hold the others back: after one attempt it is a ``disconnected`` fault and keeps
 being tried (``WaitingPipeline``), as a source that drops later is.
@@ -104,6 +106,18 @@ class WaitingPipeline:
         if timeout > 0:                  # the only source left: wait, do not spin
             self._own.stop.wait(timeout)
         return False
+
+    def take(self, timeout: float):
+        """``step``'s first half, as the real pipeline has it (see CameraPipeline.take);
+        a pipeline without halves steps whole (the result is then a bool)."""
+        real = self.real
+        take = getattr(real, "take", None)
+        if take is None:
+            return self.step(timeout)
+        return take(timeout)
+
+    def complete(self, *args) -> bool:
+        return self.real.complete(*args)
 
     def close(self) -> None:
         self._own.stop.set(self._own.stop.reason or "stopped")
@@ -255,6 +269,7 @@ def _serve(http, pipelines, stack: ExitStack, on_http) -> None:
 def _step_all(pipelines, stop: StopFlag, guard) -> list[RunSummary]:
     live = list(pipelines)
     single = len(live) == 1
+    batches = CrossSourceBatches()
     next_poll = 0.0
     ended: dict[int, RunSummary] = {}    # summed up when it ended: its own time, not the run's
     while live and not stop.is_set():
@@ -263,12 +278,69 @@ def _step_all(pipelines, stop: StopFlag, guard) -> list[RunSummary]:
             guard.poll()
             next_poll = now + POLL_S
         busy = False
+        waiting = []                     # frames taken this round that await the model
         for pipeline in list(live):
             if not pipeline.loop.running():
                 live.remove(pipeline)
                 ended[id(pipeline)] = pipeline.finish()
                 continue
-            busy |= pipeline.step(0.2 if single else 0.0)
+            take = None if single else getattr(pipeline, "take", None)
+            if take is None:
+                busy |= pipeline.step(0.2 if single else 0.0)
+                continue
+            taken = take(0.0)
+            if isinstance(taken, bool):
+                busy |= taken
+            else:
+                waiting.append((pipeline, taken))
+                busy = True
+        if waiting:
+            batches.run(waiting)
         if not busy and not single:
             time.sleep(IDLE_SLEEP_S)
     return [ended.get(id(pipeline)) or pipeline.finish() for pipeline in pipelines]
+
+
+class CrossSourceBatches:
+    """One model run for the frames of several sources that wait for the same engine in a
+    round: each such frame (one region: a whole frame or an ROI) is copied into a batch
+    runner of the engine for that many frames (made once per size), run once, and each
+    source gets its row. A tiled frame is already a batch (its tiles), and copying 45
+    tiles would cost more than a run saves: it runs alone, as does a frame whose engine
+    nobody else waits for. At 200x200 four frames in one run take 0.06-0.07 ms of the
+    model each, one run per frame 0.08-0.09 ms (the shipped NEU model, this 2-core PC)."""
+
+    def __init__(self) -> None:
+        self._runners: dict = {}
+
+    def run(self, waiting) -> None:
+        groups: dict = {}
+        for pipeline, frame in waiting:
+            runner = frame.work.runner
+            key = (id(runner.engine), runner.inputs.shape[1:]) \
+                if runner.batch == 1 else ("alone", id(frame))
+            groups.setdefault(key, []).append((pipeline, frame))
+        for key, members in groups.items():
+            if len(members) == 1:
+                self._complete(members, members[0][1].work.runner, rows=False)
+                continue
+            first = members[0][1].work.runner
+            batch = self._runners.get((key, len(members)))
+            if batch is None:
+                batch = self._runners[(key, len(members))] = first.engine.runner(
+                    first.inputs.shape[1:], len(members))
+            for i, (_, frame) in enumerate(members):
+                batch.inputs[i] = frame.work.runner.inputs[0]
+            self._complete(members, batch, rows=True)
+
+    @staticmethod
+    def _complete(members, runner, rows: bool) -> None:
+        """Run ``runner`` once; each member gets its row (``rows``) or all its output."""
+        started = time.thread_time()
+        begun = time.monotonic()
+        probs = runner.run()
+        done = time.monotonic()
+        cpu = (time.thread_time() - started) / len(members)
+        for i, (pipeline, frame) in enumerate(members):
+            pipeline.complete(frame, probs[i:i + 1] if rows else probs, done - begun, done,
+                              cpu)

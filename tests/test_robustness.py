@@ -365,3 +365,22 @@ def test_large_frame_features_are_what_its_tiles_show_the_model(images):
         for t in tiles])
     assert abs(got["mean"] - seen.mean()) < 0.5
     assert abs(got["std"] - seen.std()) < 0.02 * seen.std(), (got["std"], seen.std())
+
+
+def test_sharpness_and_noise_are_their_definitions_on_real_images(images):
+    """The fast arithmetic (int16 filters, the Laplacian's variance from its sums) gives
+    var(Laplacian) / var(crop) and Immerkaer's sigma exactly as written out in float64."""
+    from scipy.ndimage import convolve
+
+    for image in images[:12]:
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        got = image_features(gray, (64, 64))
+        h, w = gray.shape
+        top, left = max(0, (h - 128) // 2), max(0, (w - 128) // 2)
+        crop = gray[top:top + 128, left:left + 128].astype(np.float64)
+        padded = np.pad(crop, 1, mode="reflect")      # OpenCV's default border (101)
+        laplacian = convolve(padded, np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]]))[1:-1, 1:-1]
+        assert got["sharpness"] == pytest.approx(laplacian.var() / crop.var(), rel=1e-9)
+        response = convolve(crop, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]]))[1:-1, 1:-1]
+        sigma = np.sqrt(np.pi / 2) * np.abs(response).sum() / (6 * response.size)
+        assert got["noise"] == pytest.approx(sigma, rel=1e-9)

@@ -9,6 +9,7 @@ import subprocess
 import cv2
 import pytest
 
+from edgecnn.deploy.engine import OnnxRunner
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.multi import run_many
 from edgecnn.deploy.options import Logging, plan_from_keywords
@@ -20,6 +21,7 @@ from runtime_helpers import (
     level_for_class,
     make_image_bundle,
     make_signal_bundle,
+    neu_images,
     write_video,
 )
 
@@ -139,3 +141,46 @@ def test_a_source_not_up_yet_names_the_format_this_machine_will_run(bright_bundl
     stop.set("stopped before it was tried")
     waiting = WaitingPipeline(bright_bundle, plan, "refused", stop)
     assert asked == [6] and waiting.loop.summary.model_format == "onnx"
+
+
+def _defects(log):
+    out = {}
+    for line in log.read_text().splitlines():
+        event = json.loads(line)
+        if event["type"] == "defect":
+            out.setdefault(event["source"], []).append((event["frame"], event["class"]))
+    return out
+
+
+def test_cameras_in_one_process_share_model_runs_and_keep_their_own_events(tmp_path,
+                                                                          monkeypatch):
+    # three cameras of real NEU products in different orders, through the shipped model
+    images = [image for _, image in neu_images(per_class=2)]
+    videos = [write_video(tmp_path / f"cam{k}.avi",
+                          [image for image in images[k:] + images[:k] for _ in range(3)])
+              for k in range(3)]
+
+    def plans():
+        return [("neu", plan_from_keywords("camera", str(v), name=f"cam{k}", fmt="onnx-int8",
+                                           min_frames=2))
+                for k, v in enumerate(videos)]
+
+    alone = {}
+    for k, source in enumerate(plans()):
+        run_many([source], Logging(log=str(tmp_path / f"alone{k}.jsonl")))
+        alone.update(_defects(tmp_path / f"alone{k}.jsonl"))
+    runs = []
+    original = OnnxRunner.run
+
+    def counted(self):
+        runs.append(self.batch)
+        return original(self)
+
+    monkeypatch.setattr(OnnxRunner, "run", counted)
+    summaries = run_many(plans(), Logging(log=str(tmp_path / "together.jsonl")))
+    assert [s.processed for s in summaries] == [len(images) * 3] * 3
+    # the same events, frame for frame, as each camera alone
+    assert _defects(tmp_path / "together.jsonl") == alone
+    assert len(alone) == 3 and all(len(events) >= 6 for events in alone.values())
+    # frames of several cameras went through the model in one run
+    assert max(runs) > 1 and len(runs) < sum(s.processed for s in summaries)
