@@ -192,6 +192,42 @@ class OnnxEngine(Engine):
         return OnnxRunner(self, tuple(shape), batch)
 
 
+# LiteRT announces its CPU delegate on stderr at the first allocation of a process
+# ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."), from C++, where no Python
+# logging setting reaches: that one line is held back, anything else written meanwhile
+# is passed on.
+_LITERT_BANNER = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+_litert_quiet = [False]
+
+
+def _without_litert_banner(allocate) -> None:
+    """Call ``allocate()`` (the process's first LiteRT allocation) with file descriptor 2
+    taken into a temporary file, then write back what came there but the banner."""
+    if _litert_quiet[0]:
+        allocate()
+        return
+    _litert_quiet[0] = True
+    import tempfile
+
+    try:
+        saved = os.dup(2)
+    except OSError:          # no stderr to hold back
+        allocate()
+        return
+    with tempfile.TemporaryFile() as held:
+        try:
+            os.dup2(held.fileno(), 2)
+            allocate()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            rest = b"".join(line for line in held.read().splitlines(keepends=True)
+                            if not line.startswith(_LITERT_BANNER))
+            if rest:
+                os.write(2, rest)
+
+
 class TFLiteEngine(Engine):
     """Runs .tflite files with ai-edge-litert (no TensorFlow needed)."""
 
@@ -224,7 +260,7 @@ class TFLiteEngine(Engine):
             shape = list(self._input["shape"])
             shape[0] = n
             self.interpreter.resize_tensor_input(self._input["index"], shape)
-            self.interpreter.allocate_tensors()
+            _without_litert_banner(self.interpreter.allocate_tensors)
             self._input = self.interpreter.get_input_details()[0]
             self._output = self.interpreter.get_output_details()[0]
             self._batch = n

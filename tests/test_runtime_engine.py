@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,28 @@ def test_a_format_that_failed_parity_at_export_is_run_with_a_warning(tmp_path, c
         open_for_run(bundle, "image")
     assert "onnx of" in caplog.text and "failed its parity check at export " \
         "(agreement 91.0 % < 99.0 %)" in caplog.text
+
+
+def test_a_litert_run_prints_no_delegate_banner_but_keeps_other_output(tmp_path):
+    """LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate" line is held back
+    from the user's console; the run's own notes, and anything else written to stderr
+    during that first allocation, still come through."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ai_edge_litert")
+    recording = Path(__file__).resolve().parents[1] / "calibration_data" / "cwru" / \
+        "normal_0_97.mat"
+    cli = [sys.executable, "-c", "from edgecnn.cli import main; main()", "run", "vibration",
+           "cwru", "--source", str(recording), "--format", "tflite-int8", "--max-windows", "3"]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "XNNPACK" not in done.stderr + done.stdout
+    assert "resampled to the model's 12000 Hz" in done.stderr
+    script = ("import os; from edgecnn.deploy.engine import _without_litert_banner as q\n"
+              "q(lambda: (os.write(2, b'INFO: Created TensorFlow Lite XNNPACK delegate for "
+              "CPU.\\n'), os.write(2, b'a real warning\\n')))\n"
+              "q(lambda: os.write(2, b'later\\n'))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stderr == "a real warning\nlater\n", done.stderr
