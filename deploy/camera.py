@@ -418,9 +418,9 @@ class CameraPipeline(Pipeline):
     def complete(self, frame: Frame, probs: np.ndarray, inference_s: float, done: float,
                  model_cpu_s: float = 0.0) -> bool:
         """The second half of ``step`` for a frame ``take`` returned: ``probs`` (regions x
-        classes) came from the model at monotonic time ``done`` after ``inference_s`` in
-        the model (in a run batched with other sources' frames, that run's time), which
-        cost this frame ``model_cpu_s`` of the stepping thread's CPU."""
+        classes) came from the model at monotonic time ``done``; ``inference_s`` is this
+        frame's time in the model (in a run batched with other sources' frames, its share
+        of that run), which cost it ``model_cpu_s`` of the stepping thread's CPU."""
         started = time.thread_time() - model_cpu_s
         try:
             self._classify(frame, probs, inference_s, done)

@@ -69,7 +69,8 @@ def image_features(image: np.ndarray, size: tuple[int, int]) -> dict[str, float]
     sharpness = lap_var / max(crop_std * crop_std, 1e-6)
     ch, cw = crop.shape
     response = cv2.filter2D(crop, cv2.CV_16S, _NOISE_KERNEL)[1:-1, 1:-1]
-    noise = float(_NOISE_SCALE * cv2.norm(response, cv2.NORM_L1) / ((cw - 2) * (ch - 2)))
+    interior = (cw - 2) * (ch - 2)   # a frame 2 pixels high or wide has no interior
+    noise = float(_NOISE_SCALE * cv2.norm(response, cv2.NORM_L1) / interior) if interior else 0.0
     return {"mean": mean, "std": std, "sharpness": sharpness, "noise": noise,
             "saturated": saturated}
 

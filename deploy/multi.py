@@ -321,26 +321,23 @@ class CrossSourceBatches:
                 if runner.batch == 1 else ("alone", id(frame))
             groups.setdefault(key, []).append((pipeline, frame))
         for key, members in groups.items():
-            if len(members) == 1:
-                self._complete(members, members[0][1].work.runner, rows=False)
-                continue
-            first = members[0][1].work.runner
-            batch = self._runners.get((key, len(members)))
-            if batch is None:
-                batch = self._runners[(key, len(members))] = first.engine.runner(
-                    first.inputs.shape[1:], len(members))
-            for i, (_, frame) in enumerate(members):
-                batch.inputs[i] = frame.work.runner.inputs[0]
-            self._complete(members, batch, rows=True)
-
-    @staticmethod
-    def _complete(members, runner, rows: bool) -> None:
-        """Run ``runner`` once; each member gets its row (``rows``) or all its output."""
-        started = time.thread_time()
-        begun = time.monotonic()
-        probs = runner.run()
-        done = time.monotonic()
-        cpu = (time.thread_time() - started) / len(members)
-        for i, (pipeline, frame) in enumerate(members):
-            pipeline.complete(frame, probs[i:i + 1] if rows else probs, done - begun, done,
-                              cpu)
+            started = time.thread_time()
+            runner = members[0][1].work.runner
+            if len(members) > 1:
+                batch = self._runners.get((key, len(members)))
+                if batch is None:
+                    batch = self._runners[(key, len(members))] = runner.engine.runner(
+                        runner.inputs.shape[1:], len(members))
+                for i, (_, frame) in enumerate(members):
+                    batch.inputs[i] = frame.work.runner.inputs[0]
+                runner = batch
+            begun = time.monotonic()
+            probs = runner.run()
+            done = time.monotonic()
+            # each frame's share of the run and of this thread's CPU (the copies and a
+            # new batch size's runner included), so per-source sums stay the model's time
+            share = 1.0 / len(members)
+            cpu = (time.thread_time() - started) * share
+            for i, (pipeline, frame) in enumerate(members):
+                pipeline.complete(frame, probs[i:i + 1] if len(members) > 1 else probs,
+                                  (done - begun) * share, done, cpu)

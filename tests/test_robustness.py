@@ -384,3 +384,12 @@ def test_sharpness_and_noise_are_their_definitions_on_real_images(images):
         response = convolve(crop, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]]))[1:-1, 1:-1]
         sigma = np.sqrt(np.pi / 2) * np.abs(response).sum() / (6 * response.size)
         assert got["noise"] == pytest.approx(sigma, rel=1e-9)
+
+
+def test_frames_two_pixels_high_or_wide_have_features():
+    """A crop without an interior (a 2-pixel side) has no noise to measure: 0, not a
+    division by zero that ends the run."""
+    for shape in [(2, 200), (200, 2), (2, 2), (2, 2, 3)]:
+        frame = np.full(shape, 90, np.uint8)
+        got = image_features(frame, (64, 64))
+        assert got["noise"] == 0.0 and all(np.isfinite(v) for v in got.values()), shape

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 
 import cv2
 import pytest
 
+from edgecnn.deploy.camera import CameraPipeline
 from edgecnn.deploy.engine import OnnxRunner
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.multi import run_many
@@ -169,14 +171,26 @@ def test_cameras_in_one_process_share_model_runs_and_keep_their_own_events(tmp_p
     for k, source in enumerate(plans()):
         run_many([source], Logging(log=str(tmp_path / f"alone{k}.jsonl")))
         alone.update(_defects(tmp_path / f"alone{k}.jsonl"))
-    runs = []
+    runs, model_s = [], []
     original = OnnxRunner.run
 
     def counted(self):
         runs.append(self.batch)
-        return original(self)
+        started = time.perf_counter()
+        try:
+            return original(self)
+        finally:
+            model_s.append(time.perf_counter() - started)
+
+    inference = []
+    complete = CameraPipeline.complete
+
+    def completed(self, frame, probs, inference_s, *rest):
+        inference.append(inference_s)
+        return complete(self, frame, probs, inference_s, *rest)
 
     monkeypatch.setattr(OnnxRunner, "run", counted)
+    monkeypatch.setattr(CameraPipeline, "complete", completed)
     summaries = run_many(plans(), Logging(log=str(tmp_path / "together.jsonl")))
     assert [s.processed for s in summaries] == [len(images) * 3] * 3
     # the same events, frame for frame, as each camera alone
@@ -184,3 +198,7 @@ def test_cameras_in_one_process_share_model_runs_and_keep_their_own_events(tmp_p
     assert len(alone) == 3 and all(len(events) >= 6 for events in alone.values())
     # frames of several cameras went through the model in one run
     assert max(runs) > 1 and len(runs) < sum(s.processed for s in summaries)
+    # each frame's inference time is its share of the run: summed over the cameras, the
+    # time the model ran (not once per frame of a batch)
+    assert len(inference) == sum(s.processed for s in summaries)
+    assert sum(inference) == pytest.approx(sum(model_s), rel=0.2)
