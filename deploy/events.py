@@ -107,6 +107,12 @@ class EventLog(BufferedSink):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_fd = lock_one_writer(self.path, "event log", "--log")
+            why = _not_a_log(self.path)
+            if why is not None:
+                self.close()
+                raise InputError(f"--log {self.path} exists and is not an edgecnn event log "
+                                 f"({why}); appending would damage it: give a new file "
+                                 f"name, or the log of an earlier run")
             self._fd = self._open()
         except OSError as exc:
             self.close()
@@ -394,6 +400,32 @@ def _read_events(path: Path):
 
 
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+MAX_LINE = 1 << 20      # an event line is far shorter: a longer first line is not a log
+
+
+def _not_a_log(path: Path) -> str | None:
+    """Why an existing file is not an event log this runtime wrote (None when it is, or
+    is empty or missing): its first line must be an event. A log cut in its very first
+    line (a power loss at the first write) still starts like one."""
+    if not path.is_file():               # missing, or a device such as /dev/null
+        return None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(MAX_LINE)
+    except OSError:                      # opening it for appending says why
+        return None
+    if not head:
+        return None
+    if head.startswith(b"SQLite format 3\0"):
+        return "it is an SQLite database: give it to --sqlite"
+    first, newline, _ = head.partition(b"\n")
+    if _parse(first) is not None:        # (a whole event without its newline too)
+        return None
+    if not newline and len(head) < MAX_LINE and head.startswith((b'{"id":"', b'{"time":"')):
+        return None                      # one cut line: _repair removes it
+    return "its first line is not an event"
 
 
 def _parse(raw) -> dict | None:

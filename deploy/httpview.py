@@ -201,8 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/status":
                 self._json(hub.status())
             elif path == "/api/events":
-                since = int((query.get("since") or ["0"])[0] or 0)
-                self._json(hub.page(since))
+                given = (query.get("since") or [""])[0]
+                self._json(hub.page(int(given) if given else None))
             elif path == "/healthz":
                 self._health(hub)
             elif path == "/metrics":

@@ -135,20 +135,22 @@ class LiveHub:
             pipeline.loop.preview = None
 
     # views
-    def events(self, since: int = 0, limit: int = 100) -> list[dict]:
+    def events(self, since: int | None = None, limit: int = 100) -> list[dict]:
         """Events after sequence number ``since``, oldest first, each with its ``seq``: the
         ``limit`` oldest after it, so a client that polls with the last seq it saw pages
-        through every event still kept; ``since`` 0 (a first look) gives the newest."""
+        through every event still kept (``since`` 0: from the oldest kept); no ``since``
+        (a first look) gives the newest."""
         return self.page(since, limit)["events"]
 
-    def page(self, since: int = 0, limit: int = 100) -> dict:
+    def page(self, since: int | None = None, limit: int = 100) -> dict:
         """``events`` with ``more`` (newer events wait beyond this page) and ``oldest``
         (the oldest seq still kept: a client whose ``since`` is older lost some)."""
+        after = -1 if since is None else since
         with self._lock:
-            picked = [dict(event, seq=seq) for seq, event in self._events if seq > since]
+            picked = [dict(event, seq=seq) for seq, event in self._events if seq > after]
             oldest = self._events[0][0] if self._events else None
-        shown = picked[-limit:] if since <= 0 else picked[:limit]
-        return {"events": shown, "more": len(picked) > len(shown) and since > 0,
+        shown = picked[-limit:] if since is None else picked[:limit]
+        return {"events": shown, "more": since is not None and len(picked) > len(shown),
                 "oldest": oldest}
 
     def event(self, seq: int) -> dict | None:

@@ -26,7 +26,7 @@ img.thumb{height:28px;vertical-align:middle}
 const token = new URLSearchParams(location.search).get("token");
 const q = token ? ("token=" + encodeURIComponent(token)) : "";
 const withToken = (url) => q ? url + (url.includes("?") ? "&" : "?") + q : url;
-let since = 0;
+let since = null;   // the first look asks for the newest, later ones page forward
 const events = [];
 const ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
 function esc(s){ return String(s).replace(/[&<>"]/g, c => ENTITIES[c]); }
@@ -80,8 +80,10 @@ function render(status){
 }
 async function poll(){
   try{
-    const ev = await (await fetch(withToken("/api/events?since=" + since))).json();
-    for(const e of ev.events){ events.push(e); since = Math.max(since, e.seq); }
+    const ev = await (await fetch(withToken("/api/events" +
+                                            (since === null ? "" : "?since=" + since)))).json();
+    for(const e of ev.events){ events.push(e); since = Math.max(since ?? 0, e.seq); }
+    if(since === null) since = 0;
     if(events.length > 500) events.splice(0, events.length - 500);
     render(await (await fetch(withToken("/api/status"))).json());
     document.getElementById("clock").textContent = new Date().toLocaleTimeString();

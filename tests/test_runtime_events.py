@@ -184,3 +184,26 @@ def test_latency_histogram_percentiles_match_numpy_within_its_resolution():
     for q in (50, 99):
         exact = float(np.percentile(seconds * 1000.0, q))
         assert abs(histogram.percentile(q) - exact) / exact < 0.01, q
+
+
+def test_a_log_path_naming_another_file_is_refused_and_the_file_kept(tmp_path):
+    """--log pointed at an SQLite event database, a video or any text that is not an
+    event log is refused: appending (and cutting its "partial last line") destroyed it."""
+    database = tmp_path / "events.db"
+    with SqliteSink(database) as sink:
+        sink.write({"time": "2025-01-01T00:00:00Z", "type": "defect", "class": "a"})
+    video = tmp_path / "line.avi"
+    video.write_bytes(b"RIFF" + os.urandom(5000))
+    text = tmp_path / "notes.txt"
+    text.write_text("A" * 1000)
+    for path, why in ((database, "SQLite database"), (video, "not an event"),
+                      (text, "not an event")):
+        before = path.read_bytes()
+        with pytest.raises(InputError, match=why):
+            EventLog(path)
+        assert path.read_bytes() == before
+    cut = tmp_path / "cut.jsonl"                 # a power loss during the first write
+    cut.write_bytes(b'{"id":"0190","time":"2025-01-01T00:00:00Z","ty')
+    with EventLog(cut) as log:
+        log.write({"time": "2025-01-01T00:00:01Z", "type": "defect", "class": "b"})
+    assert [json.loads(line)["class"] for line in cut.read_text().splitlines()] == ["b"]

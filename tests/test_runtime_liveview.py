@@ -272,8 +272,11 @@ def test_events_since_a_seq_page_forward_through_everything_kept():
     assert [e["seq"] for e in page["events"]] == list(range(11, 111)) and page["more"]
     assert [e["seq"] for e in hub.page(since=200)["events"]] == list(range(201, 251))
     assert not hub.page(since=200)["more"]
-    first = hub.page(since=0)                     # a first look: the newest
+    first = hub.page()                            # a first look: the newest
     assert [e["seq"] for e in first["events"]] == list(range(151, 251))
+    assert not first["more"]
+    start = hub.page(since=0)                     # a poller from the start: the oldest
+    assert [e["seq"] for e in start["events"]] == list(range(1, 101)) and start["more"]
     for i in range(RECENT_EVENTS):
         hub.write({"type": "fault", "fault": "black", "frame": i})
     assert hub.page(since=10)["oldest"] == 251    # older than that was dropped
