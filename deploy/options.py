@@ -10,6 +10,7 @@ flat keywords; ``plan_from_keywords`` is the one place that sorts them into the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
@@ -64,10 +65,14 @@ class Limits:
     max_items: int | None = None               # frames read / windows completed
 
     def __post_init__(self) -> None:
-        if self.duration is not None and self.duration <= 0:
-            raise InputError(f"--duration must be positive; found {self.duration}")
+        if self.duration is not None and not 0 < self.duration < math.inf:
+            raise InputError(f"--duration must be a positive number of seconds; found "
+                             f"{self.duration}")
         if self.max_items is not None and self.max_items < 1:
             raise InputError(f"the frame/window limit must be >= 1; found {self.max_items}")
+
+
+MIN_ROTATE_MB = 0.001      # 1 kB: smaller logs would rotate at every event
 
 
 @dataclass(frozen=True)
@@ -82,8 +87,9 @@ class Logging:
     storage: StorageOptions = StorageOptions()   # full disks: backlog, stop policy, retention
 
     def __post_init__(self) -> None:
-        if self.rotate_mb is not None and self.rotate_mb <= 0:
-            raise InputError(f"--rotate-mb must be positive; found {self.rotate_mb}")
+        if self.rotate_mb is not None and not MIN_ROTATE_MB <= self.rotate_mb < math.inf:
+            raise InputError(f"--rotate-mb must be a number of megabytes from {MIN_ROTATE_MB}; "
+                             f"found {self.rotate_mb}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ exposes as ``poll_status()`` and the run loops turn into fault events.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -33,7 +34,8 @@ class Backoff:
     stall_seconds: float = DEFAULT_STALL_SECONDS
 
     def __post_init__(self) -> None:
-        if self.connect_timeout < 0 or self.stall_seconds <= 0:
+        # NaN fails every comparison: written so that it is refused (inf waits forever)
+        if not (self.connect_timeout >= 0 and 0 < self.stall_seconds < math.inf):
             raise InputError(f"--connect-timeout must be >= 0 and --stall-seconds positive; "
                              f"found {self.connect_timeout} and {self.stall_seconds}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import struct
 import warnings
@@ -35,8 +36,10 @@ _NPZ_RATE_KEYS = ("sample_rate", "fs")
 _CSV_RATE = re.compile(r"^#\s*(?:sample_rate|fs)\s*[=:]\s*([0-9.eE+-]+)\s*$")
 # What parsers of a damaged file raise; anything else is a bug and keeps its traceback.
 _READ_ERRORS = (OSError, ValueError, TypeError, EOFError, KeyError, IndexError,
-                NotImplementedError, struct.error, zlib.error, zipfile.BadZipFile,
-                scipy.io.matlab.MatReadError)
+                NotImplementedError, ZeroDivisionError, MemoryError, struct.error,
+                zlib.error, zipfile.BadZipFile, scipy.io.matlab.MatReadError)
+# A CSV is parsed in memory, at about ten times its size: larger ones belong in .npy
+MAX_CSV_BYTES = 512 << 20
 
 
 @dataclass
@@ -214,9 +217,29 @@ def _read_npy(path: Path, channel):
         if handle.read(6) != b"\x93NUMPY":
             raise SourceError(f"{path} is not a numpy .npy file (no NUMPY header)")
         handle.seek(0)
+        _check_npy_size(path, handle)
         array = np.load(handle, allow_pickle=False)
     samples, used = _pick_column(path, array, channel)
     return samples, None, None, used
+
+
+def _check_npy_size(path: Path, handle) -> None:
+    """Refuse a header whose shape needs more bytes than the file holds, before numpy
+    allocates them (a 1 kB file may declare 10^11 samples)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    if version not in readers:          # a newer format: numpy's own load checks it
+        handle.seek(0)
+        return
+    shape, _, dtype = readers[version](handle)
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    have = os.fstat(handle.fileno()).st_size - handle.tell()
+    if need > have:
+        raise SourceError(f"{path}: its header declares {'x'.join(map(str, shape))} "
+                          f"{dtype} values ({need} bytes) but the file holds {have} bytes "
+                          f"after it: a cut or damaged .npy")
+    handle.seek(0)
 
 
 def _read_npz(path: Path, channel):
@@ -325,6 +348,11 @@ def _unquote(text: str) -> str:
 def _read_csv(path: Path, channel):
     rate = None
     lines, skip = [], 0
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise SourceError(f"{path} is a {size / (1 << 20):.0f} MB CSV; this reader takes up "
+                          f"to {MAX_CSV_BYTES >> 20} MB (it parses in memory): save long "
+                          f"recordings as .npy (numpy.save) or split them")
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which is no sample
     text = path.read_text(encoding="utf-8-sig", errors="strict")
     if '"' in text:

@@ -20,6 +20,8 @@ from .errors import InputError
 from .preprocess import apply_transform
 from .spec import InputSpec, SignalSpec, spec_section
 
+MAX_HOP_WINDOWS = 100   # a hop of more windows than this skips >99 % of the signal
+
 
 def default_hop(spec: SignalSpec | InputSpec) -> int:
     """Half a window, rounded down to a multiple of the segment step (so columns are reused)."""
@@ -56,6 +58,11 @@ class StreamingSpectrogram:
         hop = default_hop(spec) if hop is None else hop
         if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or hop < 1:
             raise InputError(f"hop must be a whole number of samples >= 1; found {hop!r}")
+        if hop > MAX_HOP_WINDOWS * spec.window_length:
+            raise InputError(f"--hop {hop} is more than {MAX_HOP_WINDOWS} windows of "
+                             f"{spec.window_length} samples: the run would skip nearly all "
+                             f"of the signal (and hold the hop in memory); give at most "
+                             f"{MAX_HOP_WINDOWS * spec.window_length}")
         self.hop = int(hop)
         self.length = spec.window_length
         self.nperseg = spec.nperseg

@@ -10,6 +10,7 @@ clipping and stream gaps are reported as source faults.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -48,9 +49,9 @@ class SignalChecks:
     flat_seconds: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.clip_level is not None and self.clip_level <= 0:
-            raise InputError(f"clip level must be positive; found {self.clip_level}")
-        if self.clip_count < 2 or self.flat_seconds <= 0:
+        if self.clip_level is not None and not 0 < self.clip_level < math.inf:
+            raise InputError(f"--clip-level must be a positive number; found {self.clip_level}")
+        if self.clip_count < 2 or not 0 < self.flat_seconds < math.inf:
             raise InputError("clip_count must be >= 2 and flat_seconds positive")
 
 

@@ -234,6 +234,9 @@ def load_config(path) -> ServiceConfig:
         raise InputError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a service config: its values are nested too deep "
+                         "to read") from None
     base = path.resolve().parent
     for key, value in data.items():
         is_list = key in RUN_KINDS

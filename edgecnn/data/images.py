@@ -112,6 +112,8 @@ class _Walk:
                 continue
             if not path.exists():
                 self.broken.append(path)
+            elif not path.is_file():          # a pipe or device: reading it may never end
+                self.others["(not a regular file)"] += 1
             elif path.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(path)
             elif path.suffix.lower() not in DOCUMENT_SUFFIXES:

@@ -1,0 +1,98 @@
+"""Hostile and broken input: refused with one clear message before it costs memory,
+hangs or changes a setting's meaning (NaN options, huge declared sizes, pipes)."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from edgecnn.deploy.errors import InputError, SourceError
+from edgecnn.deploy.options import Limits, Logging
+from edgecnn.deploy.reconnect import Backoff
+from edgecnn.deploy.recordings import read_recording
+from edgecnn.deploy.vibration import SignalChecks
+
+
+@pytest.mark.parametrize("make", [
+    lambda v: Limits(duration=v), lambda v: Logging(rotate_mb=v),
+    lambda v: Backoff(stall_seconds=v), lambda v: SignalChecks(clip_level=v),
+    lambda v: Backoff(connect_timeout=v)])
+def test_nan_is_refused_where_it_would_switch_a_check_off(make):
+    # NaN passes "<= 0": a --duration nan ran forever, --stall-seconds nan never saw a stall
+    with pytest.raises(InputError):
+        make(math.nan)
+
+
+def test_infinite_and_tiny_settings_are_refused_or_kept_as_meant():
+    for make in (lambda: Limits(duration=math.inf), lambda: Logging(rotate_mb=math.inf),
+                 lambda: Logging(rotate_mb=1e-7), lambda: Backoff(stall_seconds=math.inf)):
+        with pytest.raises(InputError):
+            make()
+    assert Backoff(connect_timeout=math.inf).connect_timeout == math.inf   # wait forever
+
+
+def test_a_hop_of_more_than_a_hundred_windows_is_refused():
+    from edgecnn.deploy.stft import StreamingSpectrogram
+    from runtime_helpers import signal_spec
+
+    spec = signal_spec(1024)
+    StreamingSpectrogram(spec, hop=100 * 1024)
+    with pytest.raises(InputError, match="at most 102400"):
+        StreamingSpectrogram(spec, hop=100 * 1024 + 1)
+
+
+def test_a_small_npy_declaring_a_huge_array_is_refused_before_allocating(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 11,)})
+    path = tmp_path / "huge.npy"
+    path.write_bytes(header.getvalue() + bytes(800))
+    with pytest.raises(SourceError, match="declares 100000000000 float64 values"):
+        read_recording(path, sample_rate=12000)
+
+
+def test_a_wav_with_zero_bits_per_sample_is_a_clean_error(tmp_path):
+    path = tmp_path / "bits0.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " +
+                     struct.pack("<IHHIIHH", 16, 1, 1, 12000, 0, 0, 0) + b"data" +
+                     struct.pack("<I", 0))
+    with pytest.raises(SourceError, match="bits0.wav"):
+        read_recording(path, sample_rate=12000)
+
+
+def test_a_csv_beyond_the_reader_size_is_refused_unread(tmp_path, monkeypatch):
+    import edgecnn.deploy.recordings as recordings
+
+    path = tmp_path / "long.csv"
+    path.write_text("0.1\n" * 3000)
+    monkeypatch.setattr(recordings, "MAX_CSV_BYTES", 10_000)
+    with pytest.raises(SourceError, match="save long recordings as .npy"):
+        read_recording(path, sample_rate=12000)
+
+
+def test_a_pipe_among_the_images_is_skipped_not_read(tmp_path):
+    import cv2
+
+    from edgecnn.data.images import load_image_folder
+    from runtime_helpers import neu_images
+
+    for cls, image in neu_images(per_class=2)[:4]:
+        (tmp_path / cls).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / cls / f"{len(os.listdir(tmp_path / cls))}.png"), image)
+    os.mkfifo(tmp_path / cls / "pipe.jpg")     # would block a read forever
+    data = load_image_folder(tmp_path)
+    assert len(data.labels) == 4
+
+
+def test_a_config_nested_past_the_parser_is_an_input_error(tmp_path):
+    from edgecnn.serviceconfig import load_config
+
+    path = tmp_path / "deep.toml"
+    path.write_text("x = " + "[" * 2000 + "]" * 2000 + "\n")
+    with pytest.raises(InputError, match="nested too deep"):
+        load_config(path)
