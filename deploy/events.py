@@ -496,7 +496,7 @@ def format_event_summary(summary: dict[str, Any]) -> str:
             detail = ", ".join(f"{c} {n}" for c, n in counts.items())
             lines.append(f"  {hour.replace('T', ' ')}:00  {sum(counts.values()):>5}  {detail}")
     if summary["faults"]:
-        lines.append("source faults: " + ", ".join(f"{k} {v}" for k, v in
+        lines.append("faults: " + ", ".join(f"{k} {v}" for k, v in
                                                    summary["faults"].items()))
     if summary["bad_lines"]:
         lines.append(f"skipped {summary['bad_lines']} unreadable line(s)")

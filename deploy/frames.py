@@ -401,6 +401,8 @@ class LatestFrameSource(FrameSource):
                         if delay > 0 and self._stop.wait(delay):
                             self._free.put(frame)
                             break
+                        # it arrives when due, as from a camera: the wait is no latency
+                        frame.time = time.monotonic()
                     self._store(frame)
                     continue
                 self._free.put(frame)

@@ -114,9 +114,12 @@ class RunSummary:
         if extra.get("log"):
             lines.append(f"  log        {extra['log']}")
         # the storage report of the run's sinks (storage.StorageGuard.report)
-        for key in ("storage", "unstored", "snapshots_not_saved", "mqtt"):
+        for key in ("storage", "unstored", "mqtt"):
             if key in extra and (key != "unstored" or extra[key]):
                 lines.append(f"  {key:<10} {extra[key]}")
+        if extra.get("snapshots_not_saved"):
+            lines.append(f"  snapshots  {extra['snapshots_not_saved']} not saved (the folder "
+                         f"refused them; see the log)")
         return "\n".join(lines)
 
 

@@ -35,12 +35,15 @@ def classification_metrics(y_true, y_pred, labels, skipped: int = 0) -> dict:
         support = int(matrix[i].sum())
         precision = tp / predicted if predicted else None   # never answered: unmeasured
         recall = tp / support if support else None
-        f1 = (2 * precision * recall / (precision + recall)
-              if precision is not None and recall is not None and precision + recall
-              else 0.0)
+        if not support and not predicted:   # neither in the data nor answered: unmeasured
+            f1 = None
+        elif precision is not None and recall is not None and precision + recall:
+            f1 = 2 * precision * recall / (precision + recall)
+        else:                                 # missed every sample, or only false alarms
+            f1 = 0.0
         per_class[label] = {"precision": None if precision is None else round(precision, 6),
                             "recall": None if recall is None else round(recall, 6),
-                            "f1": round(f1, 6), "support": support}
+                            "f1": None if f1 is None else round(f1, 6), "support": support}
     n = int(len(y_true))
     supports = matrix.sum(axis=1)
     majority = int(np.argmax(supports)) if n else 0
@@ -105,7 +108,8 @@ def format_metrics(metrics: dict) -> str:
         lines.append(baseline)
     absent = [label for label, row in metrics["per_class"].items() if not row["support"]]
     if absent and len(absent) < len(metrics["per_class"]):
-        lines.append(f"{len(absent)} of the model's classes have no samples here: "
+        lines.append(f"{len(absent)} of the model's classes "
+                     f"{'has' if len(absent) == 1 else 'have'} no samples here: "
                      f"{', '.join(absent)} (left out of the macro averages)")
     width = max(len(label) for label in metrics["per_class"])
     lines.append(f"  {'class':<{width}}  precision  recall  support")

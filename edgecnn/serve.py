@@ -92,8 +92,10 @@ def check(config: ServiceConfig) -> list[str]:
                       d.class_thresholds, d.ignore_classes)
         except InputError as exc:
             d, text = plan.decisions, str(exc)
-            if "trusted key" in text:    # [run] trusted_key, not this source's bundle
-                raise type(exc)(f"{config.path}: [run] key 'trusted_key': {exc}") from None
+            if "trusted key" in text:    # the service's keys, not this source's bundle
+                where = "[run] key 'trusted_key'" if config.trusted_keys else \
+                    "the trusted key of EDGECNN_TRUSTED_KEYS"
+                raise type(exc)(f"{config.path}: {where}: {exc}") from None
             key = "ignore_class" if any(repr(c) in text for c in d.ignore_classes) else \
                 "class_threshold" if d.class_thresholds and "class name" in text else \
                 "format" if plan.model.fmt and "model" in text else "bundle"

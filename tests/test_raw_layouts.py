@@ -230,7 +230,8 @@ def test_split_folders_camera_files_and_lookalike_classes_are_named(tmp_path, ca
     for split in ("train", "test"):
         _two_classes(tmp_path / "set" / split)
     with pytest.raises(DataError, match=r"holds the splits test, train, each with class "
-                                        r"folders \(crazing, patches\).*--data .*test"):
+                                        r"folders \(crazing, patches\).*train with --data "
+                                        r"\S*train, and give \S*test to eval"):
         load_image_folder(tmp_path / "set")
     root = _two_classes(tmp_path / "raw")
     image = _neu("crazing", 1)[0]

@@ -66,6 +66,7 @@ def test_a_label_without_samples_counts_in_no_macro_average():
     # never answered and never present: its precision was not measured either
     assert metrics["per_class"]["c"]["precision"] is None and "0.00%" not in row_c[0]
     assert wrong["per_class"]["c"]["precision"] == 0.0           # answered, never right
+    assert metrics["per_class"]["c"]["f1"] is None and wrong["per_class"]["c"]["f1"] == 0.0
     assert "skipped" not in format_metrics(metrics)
     assert "(2 unreadable file(s) of the data skipped)" in format_metrics(
         classification_metrics([0, 1], [0, 1], ["a", "b"], skipped=2))

@@ -547,3 +547,12 @@ def test_a_port_out_of_range_fails_at_once_not_after_the_connect_timeout(url, br
         else:
             run_camera(bright_bundle, url, backoff=Backoff(0.1, 0.2, connect_timeout=30))
     assert time.monotonic() - started < 10
+
+
+def test_a_paced_video_reports_the_pipeline_latency_not_the_wait(workdir, bright_bundle):
+    """--realtime holds a decoded frame until it is due; its latency counts from then,
+    as a camera's frame from its arrival (at 10 frames/s it read ~100 ms: the wait)."""
+    video = _levels_video(workdir / "slow.avi", [1, 2, 3, 4] * 2, fps=10.0)
+    summary = run_camera(bright_bundle, str(video), realtime=True, min_frames=1)
+    assert summary.processed >= 6
+    assert summary.latency_p50_ms < 50, summary.latency_p50_ms

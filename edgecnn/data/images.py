@@ -224,10 +224,13 @@ def _refuse_splits(root: Path, folders: list[Path]) -> None:
     shared = set.intersection(*inner)
     if len(shared) >= 2:
         names = ", ".join(entry.name for entry in splits)
+        # the training split first: train on it, evaluate on the others
+        splits.sort(key=lambda entry: not entry.name.lower().startswith("train"))
+        others = " or ".join(str(entry) for entry in splits[1:])
         raise DataError(f"{root} holds the splits {names}, each with class folders "
                         f"({', '.join(sorted(shared)[:6])}): expected the classes directly "
-                        f"under --data; pass --data {splits[0]} (and the other split to "
-                        "eval or parity)")
+                        f"under --data; train with --data {splits[0]}, and give {others} "
+                        "to eval or parity")
 
 
 def explain_layout(root: Path) -> str:

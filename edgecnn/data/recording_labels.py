@@ -145,8 +145,9 @@ def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
                         "expected a header file,label[,sample_rate]")
     header = [c.strip().lower() for c in rows[0]]
     if "file" not in header or "label" not in header:
-        raise DataError(f"label manifest {path} needs the columns file,label[,sample_rate]; "
-                        f"found {','.join(rows[0])}")
+        raise DataError(f"label manifest {path} needs a header line naming the columns "
+                        f"file,label[,sample_rate]; its first line is {','.join(rows[0])} "
+                        "(add the header above the rows)")
     col_file, col_label = header.index("file"), header.index("label")
     col_rate = header.index("sample_rate") if "sample_rate" in header else None
     entries: dict[str, tuple[str, float | None]] = {}
