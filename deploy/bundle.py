@@ -67,7 +67,10 @@ def resolve_bundle_path(name_or_path: str | Path) -> Path:
     if path.exists():
         return path
     names = ", ".join(shipped) or "none installed"
-    raise BundleError(f"no bundle at {path} and no shipped bundle of that name "
+    if not bare:        # a path (./neu): the folder is meant, not a shipped bundle
+        raise BundleError(f"no bundle at {text}: the folder does not exist (shipped "
+                          f"bundles, by bare name: {names})")
+    raise BundleError(f"no bundle at {text} and no shipped bundle of that name "
                       f"(shipped bundles: {names})")
 
 

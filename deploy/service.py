@@ -54,6 +54,35 @@ def render_unit(config, user: str = "edgecnn", executable=None) -> str:
     return "".join(lines)
 
 
+PRIVATE_TMP = (Path("/tmp"), Path("/var/tmp"))   # the unit's PrivateTmp=yes hides these
+
+
+def private_tmp_paths(config) -> list[str]:
+    """The unit runs with PrivateTmp=yes: the service sees its own empty /tmp and
+    /var/tmp, so a config, bundle, key, video or log there would be missing (or written
+    where nobody looks, and deleted at the stop). Each such path, named."""
+    logging = config.logging
+    named = [("the config", config.path), *(("a trusted key", k) for k in config.trusted_keys),
+             ("--log", logging.log), ("--sqlite", logging.sqlite), ("--json", logging.json_path)]
+    for bundle, plan in config.sources:
+        label = plan.source.name or str(plan.source.source)
+        named.append((f"{label}'s bundle", bundle))
+        if isinstance(plan.source.source, (str, Path)):
+            named.append((f"{label}'s source", plan.source.source))
+        named.append((f"{label}'s snapshots", getattr(plan.source, "snapshots", None)))
+    hidden = []
+    for what, value in named:
+        if not isinstance(value, (str, Path)) or not str(value):
+            continue
+        path = Path(value)
+        if not path.is_absolute() and not path.exists():
+            continue            # a shipped bundle's name, a camera index, a URL
+        path = path.absolute()
+        if any(path == tmp or tmp in path.parents for tmp in PRIVATE_TMP):
+            hidden.append(f"{what} {path}")
+    return hidden
+
+
 def _trust_environment() -> list[str]:
     """EDGECNN_TRUSTED_KEYS of the installing shell, carried into the unit (absolute
     paths): the service must require the signatures the install was checked under."""

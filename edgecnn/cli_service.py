@@ -48,11 +48,17 @@ def service_group() -> None:
               help="Where to write edgecnn.service (default: /etc/systemd/system).")
 @click.option("--dry-run", is_flag=True, help="Print the unit instead of writing it.")
 def service_install(config, user, unit_dir, dry_run):
-    from edgecnn.deploy.service import install_unit
+    from edgecnn.deploy.service import install_unit, private_tmp_paths
     from edgecnn.serve import check
     from edgecnn.serviceconfig import load_config
 
-    check(load_config(config))
+    loaded = load_config(config)
+    check(loaded)
+    hidden = private_tmp_paths(loaded)
+    if hidden:
+        click.echo("warning: the service runs with a private /tmp (PrivateTmp=yes in the "
+                   "unit) and will not see: " + "; ".join(hidden) + "; move them to a "
+                   "lasting folder such as /etc/edgecnn or /var/lib/edgecnn", err=True)
     path, text = install_unit(config, user=user, unit_dir=unit_dir, dry_run=dry_run)
     if dry_run:
         click.echo(text, nl=False)

@@ -273,6 +273,10 @@ def test_service_install_writes_a_unit(line, tmp_path):
     assert "StandardError=journal" in unit and not re.search("@[A-Z]+@", unit)
     dry = _cli("service", "install", config, "--dry-run", "--user", "inspect")
     assert dry.returncode == 0 and dry.stdout == unit
+    # a config in /tmp is hidden from the service by the unit's PrivateTmp=yes: said
+    if str(config.resolve()).startswith("/tmp/"):
+        assert f"will not see: the config {config.resolve()}" in proc.stderr
+        assert f"cam-a's source {(line / 'a.avi').resolve()}" in proc.stderr
     bad = _cli("service", "install", config, "--user", "Bad User", "--unit-dir", tmp_path)
     assert bad.returncode == 2 and "--user must be a system user name" in bad.stderr
     from edgecnn.deploy.service import render_unit
@@ -340,3 +344,23 @@ def test_a_run_wide_key_in_a_camera_table_says_it_belongs_in_run(line):
     path = _config(line, camera_extra='log = "x.jsonl"\n', name="wide2.toml")
     with pytest.raises(InputError, match=r"it belongs in \[run\]"):
         load_config(path)
+
+
+def test_paths_a_private_tmp_hides_from_the_service_are_named(tmp_path):
+    from types import SimpleNamespace
+
+    from edgecnn.deploy.service import private_tmp_paths
+
+    video = tmp_path / "a.avi"
+    video.write_bytes(b"")
+    source = SimpleNamespace(name="cam", source=str(video), snapshots="/var/tmp/shots")
+    config = SimpleNamespace(
+        path=Path("/etc/edgecnn/line.toml"), trusted_keys=("/tmp/k.pub",),
+        logging=SimpleNamespace(log="/var/lib/edgecnn/events.jsonl", sqlite=None,
+                                json_path=None),
+        sources=[("neu", SimpleNamespace(source=source))])
+    hidden = private_tmp_paths(config)
+    assert hidden == ["a trusted key /tmp/k.pub", f"cam's source {video.absolute()}",
+                      "cam's snapshots /var/tmp/shots"] if str(tmp_path).startswith("/tmp") \
+        else hidden[0] == "a trusted key /tmp/k.pub"
+    assert not any("neu" in h or "/etc/" in h or "/var/lib" in h for h in hidden)

@@ -62,6 +62,7 @@ def vibration_rule(path: Path, manifest, label_pattern):
     default = (path if path.is_dir() else path.parent) / MANIFEST_NAME
     if not default.is_file():
         raise DataError(f"cannot tell the classes of the recordings in {path}: expected a "
-                        f"{MANIFEST_NAME} (file,label[,sample_rate]) there, a manifest path, "
-                        "or a label pattern with a (?P<label>...) group")
+                        f"{MANIFEST_NAME} there (a header line file,label[,sample_rate], then "
+                        "a row per recording), --manifest FILE, or --label-pattern with a "
+                        "(?P<label>...) group")
     return ManifestRule(default)
