@@ -269,9 +269,13 @@ class SqliteSink(BufferedSink):
         self.db = None
         self._closed = False
         self._next_prune = 0.0
+        self._opened = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._connect()
+        except InputError:
+            self.close()
+            raise
         except (sqlite3.Error, OSError) as exc:
             if not disk_trouble(exc):
                 raise InputError(f"cannot use {self.path} as an SQLite event store: "
@@ -283,6 +287,8 @@ class SqliteSink(BufferedSink):
     def _connect(self) -> None:
         db = sqlite3.connect(str(self.path))
         try:
+            if self.db is None and not self._opened:
+                self._check_foreign(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(
@@ -296,6 +302,28 @@ class SqliteSink(BufferedSink):
             db.close()
             raise
         self.db = db
+        self._opened = True
+
+    def _check_foreign(self, db) -> None:
+        """At the first open: a damaged database, another program's database or an
+        ``events`` table of another layout is refused, not written into."""
+        problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if problem != "ok":
+            problem = " ".join(line for line in str(problem).splitlines()
+                               if not line.startswith("***"))
+            raise InputError(f"--sqlite {self.path} is a damaged SQLite database ({problem}); "
+                             "give a new file, or repair it (sqlite3 .recover)")
+        tables = {row[0] for row in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "events" not in tables:
+            raise InputError(f"--sqlite {self.path} is another program's database (tables: "
+                             f"{', '.join(sorted(tables)[:5])}); give a new file")
+        if "events" in tables:
+            have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+            missing = [c for c in self.COLUMNS if c not in have]
+            if missing:
+                raise InputError(f"--sqlite {self.path} has an events table without the "
+                                 f"columns {', '.join(missing)}: not an edgecnn event store")
 
     def write(self, event: dict[str, Any]) -> None:
         plain = _plain(event)

@@ -207,3 +207,32 @@ def test_a_log_path_naming_another_file_is_refused_and_the_file_kept(tmp_path):
     with EventLog(cut) as log:
         log.write({"time": "2025-01-01T00:00:01Z", "type": "defect", "class": "b"})
     assert [json.loads(line)["class"] for line in cut.read_text().splitlines()] == ["b"]
+
+
+def test_an_sqlite_file_that_is_no_event_store_is_refused(tmp_path):
+    """--sqlite on a damaged database, another program's database or an events table of
+    another layout: refused at the start, the file left as it was."""
+    good = tmp_path / "events.db"
+    with SqliteSink(good) as sink:
+        for i in range(200):
+            sink.write({"time": "2025-01-01T00:00:00Z", "type": "defect", "class": "a",
+                        "frame": i, "note": "x" * 200})
+    damaged = tmp_path / "damaged.db"
+    data = bytearray(good.read_bytes())
+    assert len(data) >= 3 * 4096
+    data[4096:8192] = os.urandom(4096)          # page 2 overwritten
+    damaged.write_bytes(bytes(data))
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE foo (x)")
+    layout = tmp_path / "layout.db"
+    with sqlite3.connect(layout) as db:
+        db.execute("CREATE TABLE events (a)")
+    for path, why in ((damaged, "damaged SQLite database"), (other, "another program's"),
+                      (layout, "without the columns time")):
+        before = path.read_bytes()
+        with pytest.raises(InputError, match=why):
+            SqliteSink(path)
+        assert path.read_bytes() == before, path
+    with SqliteSink(good) as sink:                 # its own store opens as before
+        sink.write({"time": "2025-01-01T00:00:01Z", "type": "defect", "class": "b"})
