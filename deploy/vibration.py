@@ -33,6 +33,7 @@ SIGNAL_FAULTS = ("nonfinite", "clipped", "flatline", "gap")
 # clipped window is still classified (a hard impact clips too) and its event says so.
 UNCLASSIFIED = frozenset({"nonfinite", "flatline"})
 EDGE_SHARE = 8   # a flat run touching a window's edge counts from flat_seconds / 8
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,12 @@ class WindowChecker:
             # many times over, which is no clipping
             return ["flatline"]
         peak = np.abs(samples, out=self._abs[:len(samples)])
+        top = peak.max()
+        if top > FLOAT32_MAX:        # finite here, infinite in the model's float32 tensor
+            return ["nonfinite"]
         if self.checks.clip_level is not None:
-            clipped = peak.max() >= self.checks.clip_level
+            clipped = top >= self.checks.clip_level
         else:
-            top = peak.max()
             clipped = top > 0 and \
                 np.count_nonzero(peak >= top * 0.999) >= self.checks.clip_count
         return ["clipped"] if clipped else []

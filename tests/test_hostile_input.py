@@ -96,3 +96,15 @@ def test_a_config_nested_past_the_parser_is_an_input_error(tmp_path):
     path.write_text("x = " + "[" * 2000 + "]" * 2000 + "\n")
     with pytest.raises(InputError, match="nested too deep"):
         load_config(path)
+
+
+def test_samples_beyond_float32_are_a_nonfinite_window(tmp_path):
+    """A float64 recording of 1e300s is finite to numpy and infinite to the model's
+    float32 tensor: a nonfinite fault, not a health fault with a null value and numpy
+    overflow warnings."""
+    from edgecnn.deploy.vibration import SignalChecks, window_faults
+
+    rng = np.random.default_rng(0)
+    window = rng.normal(size=2048)
+    assert window_faults(window, SignalChecks(), 600) == []
+    assert window_faults(window * 1e300, SignalChecks(), 600) == ["nonfinite"]
