@@ -115,6 +115,30 @@ def _writable(ctx, param, value):
     return value
 
 
+def _writable_folder(ctx, param, value):
+    """Click callback of an output folder (export --out): one that cannot be made fails
+    before the model is loaded, naming the folder the user gave, not a staging path."""
+    if not value:
+        return value
+    import os
+    import tempfile
+
+    from edgecnn.deploy.errors import InputError
+
+    path = Path(value)
+    ancestor = path if path.exists() else path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"cannot write --out {value}: {ancestor} is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".edgecnn-probe-", dir=ancestor))
+    except OSError as exc:
+        raise InputError(f"cannot write --out {value}: no folder can be made in {ancestor} "
+                         f"({exc.strerror or exc})") from None
+    return value
+
+
 def _write_json(data: dict, path) -> None:
     if path:
         from edgecnn.report import write_json

@@ -14,6 +14,7 @@ from edgecnn.cli import (
     _trust,
     _trust_option,
     _writable,
+    _writable_folder,
     _write_json,
     cli,
     examples,
@@ -204,6 +205,7 @@ def format_result(metrics: dict) -> str:
                              "onnx,onnx-int8,tflite-int8 --float-first 2"))
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
+              callback=_writable_folder,
               help="Bundle directory to write (new, empty, or an earlier bundle).")
 @click.option("--formats", default=None, help="Comma-separated formats (default: all).")
 @click.option("--calib", type=click.Path(exists=True), default=None,

@@ -282,3 +282,12 @@ def test_a_training_that_fails_leaves_no_empty_out_folder(tmp_path):
         train(TrainConfig(task="images", data=str(tmp_path / "data"), out=str(out),
                           architecture="tiny-test", epochs=1), log=lambda line: None)
     assert not out.exists()
+
+
+def test_an_export_folder_that_cannot_be_made_fails_before_the_model_loads(tmp_path):
+    (tmp_path / "line.avi").write_bytes(b"")
+    for out, message in ((tmp_path / "line.avi" / "b", "line.avi is a file, not a folder"),
+                         ("/proc/no-bundle", "no folder can be made in /proc")):
+        result = run_cli("export", str(tmp_path), "--out", str(out))
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert "partial" not in result.stderr and "Traceback" not in result.stderr
