@@ -273,9 +273,16 @@ def validate_manifest(data: Any) -> Manifest:
         raise BundleError(f"not an edgecnn bundle manifest (expected format "
                           f"{BUNDLE_FORMAT!r}, found {found!r}); a training model directory "
                           "is exported with 'edgecnn export'")
-    if data.get("version") != BUNDLE_VERSION or isinstance(data.get("version"), bool):
-        raise BundleError(f"bundle version {data.get('version')!r} is not supported "
-                          f"(this edgecnn reads version {BUNDLE_VERSION})")
+    version = data.get("version")
+    if version != BUNDLE_VERSION or isinstance(version, bool):
+        if isinstance(version, str):
+            shown = f"the text {version[:20]!r}, not a number"
+        elif isinstance(version, int) and abs(version) > 10 ** 12:
+            shown = "a number of more than 12 digits"
+        else:
+            shown = repr(version)[:40]
+        raise BundleError(f"bundle version {shown} is not supported (this edgecnn reads "
+                          f"version {BUNDLE_VERSION})")
     spec = check_spec(data.get("spec"))
     if data.get("labels") is not None and data["labels"] != list(spec.labels):
         raise fail("labels", f"{_kind(data['labels'])} differs from spec.labels")

@@ -126,10 +126,9 @@ class ImageSpec:
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if len(self.mean) not in (1, self.channels) or len(self.std) not in (1, self.channels):
-            raise SpecError(
-                f"image mean/std need 1 or {self.channels} values; "
-                f"found {len(self.mean)} and {len(self.std)}"
-            )
+            need = "1 value each" if self.channels == 1 else f"1 or {self.channels} values"
+            raise SpecError(f"image mean/std need {need} ({self.channels} channel(s)); "
+                            f"found {len(self.mean)} and {len(self.std)}")
         if any(s <= 0 for s in self.std):
             raise SpecError(f"image std values must be positive; found {self.std}")
 

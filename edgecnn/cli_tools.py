@@ -30,7 +30,9 @@ from edgecnn.cli import (
               help="Labelled data for accuracy (any layout the bundle's task reads).")
 @click.option("--task", default=None, help="Data kind, if the bundle does not record it.")
 @click.option("--threads", type=int, default=1, show_default=True,
-              help="Intra-op threads of every engine and of the ceiling GEMMs.")
+              help="Intra-op threads of every ONNX Runtime and LiteRT engine and of the "
+                   "ceiling GEMMs (Keras rows run at TensorFlow's own setting, shown in "
+                   "their 'thr' column).")
 @click.option("--batch", type=int, default=32, show_default=True,
               help="Batch size of the throughput measurement.")
 @click.option("--warmup", type=int, default=10, show_default=True,
