@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -61,8 +62,11 @@ def parse_json(data: bytes, where: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BundleError(f"{where} is not UTF-8 text: {exc}") from None
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers
+    except json.JSONDecodeError as exc:
         raise BundleError(f"{where} is not readable JSON: {exc}") from None
+    except (ValueError, RecursionError):   # an integer of thousands of digits
+        raise BundleError(f"{where} is not readable JSON: it holds a number of more than "
+                          f"{sys.get_int_max_str_digits()} digits") from None
 
 
 def json_depth(data: bytes) -> int:

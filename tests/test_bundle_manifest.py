@@ -127,7 +127,7 @@ def test_file_7_from_the_cli_is_exit_2_without_traceback(cwru):
     (lambda d: d.update(version=True), "bundle version True is not supported"),
     (lambda d: d.update(version=2), "bundle version 2 is not supported"),
     (lambda d: d.update(version="1"), "bundle version the text '1', not a number"),
-    (lambda d: d.update(version=10 ** 5000), "a number of more than 12 digits"),
+    (lambda d: d.update(version=10 ** 20), "a number of more than 12 digits"),
     (lambda d: d["spec"].update(kind=[]), 'spec.kind: expected "image" or "signal", found a list'),
     (lambda d: d["spec"]["signal"].update(std=10 ** 400), "spec.signal.std: expected a finite"),
     (lambda d: d["spec"]["signal"].update(window="x"), "window 'x' is not a SciPy window"),
