@@ -113,14 +113,16 @@ def test_a_source_that_fails_to_open_leaves_no_empty_log(bright_bundle, tmp_path
     good = _video(tmp_path / "a.avi", [1, 2])
     fresh, sqlite = tmp_path / "fresh.jsonl", tmp_path / "fresh.db"
     kept = tmp_path / "kept.jsonl"
-    kept.write_text('{"event": "from an earlier run"}\n')
+    earlier = ('{"id":"0190a000-0000-7000-8000-000000000000","time":"2025-01-01T00:00:00.000Z",'
+               '"type":"defect","source":"cam","frame":3,"class":"crazing"}\n')
+    kept.write_text(earlier)
     for log, db in ((fresh, sqlite), (kept, None)):
         with pytest.raises(SourceError):
             run_many([(bright_bundle, plan_from_keywords("camera", str(good))),
                       (bright_bundle, plan_from_keywords("camera", str(tmp_path / "no.avi")))],
                      Logging(log=str(log), sqlite=db and str(db)))
     assert not fresh.exists() and not sqlite.exists()
-    assert kept.read_text() == '{"event": "from an earlier run"}\n'   # an old log stays whole
+    assert kept.read_text() == earlier                 # an earlier log stays byte for byte
     run_many([(bright_bundle, plan_from_keywords("camera", str(good), min_frames=2))],
              Logging(log=str(fresh)))
     assert fresh.read_text().count("\n") >= 1
