@@ -430,6 +430,15 @@ def _read_events(path: Path):
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 
 
+def _real_time(stamp: str) -> bool:
+    """A date and time that exist (no month 13, no 99:99): its first 16 characters."""
+    try:
+        datetime.strptime(stamp[:16], "%Y-%m-%dT%H:%M")
+    except ValueError:
+        return False
+    return True
+
+
 MAX_LINE = 1 << 20      # an event line is far shorter: a longer first line is not a log
 
 
@@ -466,7 +475,7 @@ def _parse(raw) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, TypeError):
         return None
     if not isinstance(event, dict) or not isinstance(event.get("time"), str) or \
-            not _STAMP.match(event["time"]):
+            not _STAMP.match(event["time"]) or not _real_time(event["time"]):
         return None
     if event.get("type") != "fault" and not isinstance(event.get("class"), str):
         return None

@@ -247,8 +247,10 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opene
     for summary in summaries:
         summary.extra.update(report)
     if guard.failure:
-        raise StorageError(f"{guard.failure}; run stopped (--on-storage-error stop), "
-                           f"{guard.unstored} event(s) not stored")
+        error = StorageError(f"{guard.failure}; run stopped (--on-storage-error stop), "
+                             f"{guard.unstored} event(s) not stored")
+        error.summaries = summaries    # the caller still writes its --json of them
+        raise error
     return summaries
 
 

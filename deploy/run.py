@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import InputError
+from .errors import InputError, StorageError
 from .events import EventLog, SqliteSink
 from .options import Logging, RunPlan
 from .runstats import RunSummary
@@ -63,20 +63,35 @@ def run_logged_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging 
     several = len(sources) > 1
     on_event = (lambda event: echo(format_event(event, several))) if echo else None
     on_http = (lambda url: echo(f"live view: {url}")) if echo else None
-    summaries = run_many(sources, logging, on_event=on_event, http=http, on_http=on_http,
-                         sinks=sinks)
+    try:
+        summaries = run_many(sources, logging, on_event=on_event, http=http,
+                             on_http=on_http, sinks=sinks)
+    except StorageError as exc:      # --on-storage-error stop: the summary still says why
+        stopped = getattr(exc, "summaries", None)
+        if stopped and logging.json_path:
+            try:
+                _write_summaries(stopped, logging)
+            except InputError:
+                pass                 # its disk is full too: the storage error says enough
+        raise
+    _write_summaries(summaries, logging)
+    return summaries
+
+
+def _write_summaries(summaries: list[RunSummary], logging: Logging) -> None:
+    """The log's name into each summary; the summary JSON (``--json``) when asked: the
+    one summary of a single source, or ``{"sources": [...]}`` of several."""
     for summary in summaries:
         if logging.log is not None:
             summary.extra["log"] = str(logging.log)
     if logging.json_path:
-        data = {"sources": [s.to_dict() for s in summaries]} if several \
+        data = {"sources": [s.to_dict() for s in summaries]} if len(summaries) > 1 \
             else summaries[0].to_dict()
         try:
             Path(logging.json_path).write_text(json.dumps(data, indent=2, sort_keys=True)
                                                + "\n", encoding="utf-8")
         except OSError as exc:
             raise InputError(f"cannot write {logging.json_path}: {exc.strerror}") from None
-    return summaries
 
 
 def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None) -> StorageGuard:

@@ -76,12 +76,30 @@ class SnapshotStore:
         self._files: deque[tuple[float, int, str]] = deque()   # (mtime, size, name), oldest first
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            self._probe()
             self._scan()
         except OSError as exc:
             raise InputError(f"cannot use snapshot folder {self.directory}: "
                              f"{exc.strerror}") from None
         self._expire(time.time())
         self._make_room(0)
+
+    def _probe(self) -> None:
+        """An existing folder this run may not write into (read-only, another user's)
+        fails at the start, as a new one it cannot make does; a full disk is a storage
+        fault of the run instead (it may clear)."""
+        import errno
+        import tempfile
+
+        try:
+            fd, name = tempfile.mkstemp(prefix=".probe-", suffix=".jpg.part",
+                                        dir=self.directory)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            return
+        os.close(fd)
+        os.unlink(name)
 
     def _scan(self) -> None:
         """The one directory walk: our snapshots by age; stale ``.part`` files removed."""

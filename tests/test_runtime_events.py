@@ -127,9 +127,10 @@ def test_summary_skips_garbage_and_rejects_missing(tmp_path):
     path.write_text('{"time": "2025-01-01T00:00:00Z", "class": "a"}\nnot json\n[1,2]\n'
                     + "[" * 5000 + "\n"                                  # past the parser
                     + '{"time": "2025-01-01T00:00:00Z", "class": 123}\n'  # not a class name
-                    + '{"time": "notatime", "class": "a"}\n{"time": 12345, "class": "a"}\n')
+                    + '{"time": "notatime", "class": "a"}\n{"time": 12345, "class": "a"}\n'
+                    + '{"time": "2026-13-45T99:99:99Z", "class": "a"}\n')   # no such time
     summary = summarize_events(path)
-    assert summary["events"] == 1 and summary["bad_lines"] == 6
+    assert summary["events"] == 1 and summary["bad_lines"] == 7
     assert summary["last"] == "2025-01-01T00:00:00Z"
     db = tmp_path / "events.db"
     with SqliteSink(db) as sink:

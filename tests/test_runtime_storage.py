@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from edgecnn.cli import main
+from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.events import EventLog, SqliteSink, log_files, summarize_events
 from edgecnn.deploy.options import Logging, plan_from_keywords
 from edgecnn.deploy.run import run_logged
@@ -185,7 +186,7 @@ def test_cut_write_is_taken_back_and_a_full_backlog_drops_oldest(small_disk):
 
 @pytest.mark.parametrize("kind", ["camera", "vibration"])
 def test_stop_on_storage_error_exits_2_with_one_line(kind, media, signal_bundle, small_disk,
-                                                     capsys):
+                                                     capsys, tmp_path):
     bundle, video, _ = media
     disk = small_disk("64k")
     log = disk / "events.jsonl"
@@ -194,15 +195,18 @@ def test_stop_on_storage_error_exits_2_with_one_line(kind, media, signal_bundle,
         args = [bundle, "--source", video, "--min-frames", "1"]
     else:
         args = [signal_bundle, "--source", RECORDING, "--hop", "1024", "--threshold", "0"]
+    summary = tmp_path / "summary.json"            # on another disk, with room
     code, out, err = _cli(capsys, "run", kind, *args, "--log", log,
-                          "--on-storage-error", "stop", "--quiet")
+                          "--on-storage-error", "stop", "--quiet", "--json", summary)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "ENOSPC" in lines[0] and "--on-storage-error stop" in lines[0]
     assert lines[0].startswith("error: cannot store to log")
     whole_lines(log)
-    assert f"{kind} run" not in out       # stopped: no summary
+    assert f"{kind} run" not in out       # stopped: no summary printed
+    written = json.loads(summary.read_text())   # but the --json one is written
+    assert written["source"] and written["extra"]["storage"] != "ok", written
 
 
 # ----------------------------------------------------------------------------- SQLite
@@ -471,3 +475,19 @@ def test_guard_emits_one_fault_per_state_change(tmp_path):
     assert [(f["state"], f["frame"]) for f in faults] == [("start", 2), ("end", 6)]
     assert faults[0]["error"] == "ENOSPC No space left on device"
     assert faults[0]["source"] == "cam" and sink.health.outages == 1
+
+
+def test_an_existing_snapshot_folder_that_cannot_be_written_fails_at_the_start(small_disk):
+    """An existing folder on a read-only file system is refused at the start, as a new
+    one there is; before, the run went on and saved no snapshot."""
+    disk = small_disk("64k")
+    (disk / "shots").mkdir()
+    done = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot remount the tmpfs read-only")
+    for folder in (disk / "shots", disk / "new"):
+        with pytest.raises(InputError, match="Read-only file system"):
+            SnapshotStore(folder)
+    full = small_disk("64k", name="full")           # a full disk is no reason to refuse
+    fill(full)
+    assert SnapshotStore(full).saved == 0
