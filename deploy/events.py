@@ -287,7 +287,7 @@ class SqliteSink(BufferedSink):
     def _connect(self) -> None:
         db = sqlite3.connect(str(self.path))
         try:
-            if self.db is None and not self._opened:
+            if not self._opened:              # the first open only, not a reconnect
                 self._check_foreign(db)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
