@@ -21,7 +21,7 @@ sources; the tiled case also against a plain single-threaded loop (read, slice, 
 ``engine.predict`` on the 45 tiles). Then the CPU % of a paced 30 frames/s stream
 (200x200 and tiled), peak RSS of ``edgecnn run camera`` with one and four sources (own
 processes), and with ``--select`` each shipped bundle's format timings
-(``edgecnn.select``). The machine may be shared: the load average is recorded before and
+(``edgecnn.deploy.selection``). The machine may be shared: the load average is recorded before and
 after each case, and each case also reports the CPU its threads got (cores used) and the
 share of the bound those cores allow (``ratio_to_cores_used``).
 """
@@ -326,7 +326,7 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=1500, help="200x200 video frames")
     parser.add_argument("--tiled-frames", type=int, default=300)
     parser.add_argument("--select", action="store_true",
-                        help="also time every shipped bundle's formats (edgecnn.select)")
+                        help="also time every shipped bundle's formats (edgecnn.deploy.selection)")
     parser.add_argument("--json", dest="json_path", default=None)
     parser.add_argument("--cases", default=",".join(CASES),
                         help=f"comma-separated subset of {','.join(CASES)}")
@@ -404,7 +404,7 @@ def main(argv=None) -> None:
                 "one_tiled_source": peak_rss_mb(args.bundle, [tiled], exe, TILES),
                 "two_tiled_sources": peak_rss_mb(args.bundle, [tiled] * 2, exe, TILES)}
     if args.select:
-        from edgecnn.select import select_formats
+        from edgecnn.deploy.selection import select_formats
 
         result["formats"] = {}
         for name, path in shipped_bundles().items():

@@ -10,6 +10,9 @@ read-only and shared by machines)::
 The machine fingerprint covers the CPU, the core count and the versions of the
 inference packages, so a new CPU or an upgraded runtime does not inherit an old choice.
 The runtime's default format follows the file when present (``--format`` still wins).
+Where there is none, the runtime's first start of the bundle writes it after a short
+measurement of its own (``selection.first_start_selection``; ``EDGECNN_SELECT=off`` skips
+it and runs the bundle's default).
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def choose(times_ms: dict[str, float]) -> str:
 
 
 def write_selection(bundle: Bundle, selection: dict[str, Any]) -> Path:
-    """Write ``selection`` (from ``edgecnn.select``) as this machine's host file."""
+    """Write ``selection`` (from ``selection.py``) as this machine's host file."""
     path = host_file(bundle)
     bundle_dir = bundle.path.resolve()
     if path.resolve().is_relative_to(bundle_dir):
@@ -194,6 +197,11 @@ def selected_format(bundle: Bundle, batch: int = 1) -> tuple[str, Path | None]:
     format that would: ``int8_exact_here``); and the host file it came from (None: the
     bundle's default)."""
     found = read_selection(bundle)
+    if found is None:   # the first start here: measure (selection.first_start_selection)
+        from .selection import first_start_selection
+
+        measured = first_start_selection(bundle, batch)
+        found = None if measured is None else (measured, host_file(bundle))
     if found is not None:
         data, path = found
         batches = {int(k): v for k, v in (data.get("batches") or {}).items()

@@ -12,7 +12,6 @@ integer GEMM, the kernel ONNX Runtime's QDQ convolutions run on) for int8 format
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from edgecnn.console import ProgressBar, stderr_line
 from edgecnn.deploy.bundle import Bundle
 from edgecnn.deploy.errors import BundleError, InputError
 from edgecnn.deploy.formats import FORMATS
+from edgecnn.deploy.selection import check_seconds, choose_formats
 from edgecnn.machine import latency_stats, machine_info, measure_ceilings, time_calls
 from edgecnn.predictors import KerasPredictCall, KerasPredictor, predict_batched
 
@@ -44,6 +44,7 @@ class BenchResult:
     ceilings: dict
     rows: list[dict]
     skipped: dict = field(default_factory=dict)   # format/row -> why it did not run here
+    runtime_format: dict = field(default_factory=dict)   # what a run would run here, why
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,27 +274,30 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
         data=({"source": eval_data.source, "n": int(len(eval_data.labels)),
                "skipped": eval_data.skipped}
               if eval_data is not None else None),
-        macs=macs, ceilings=ceilings, rows=rows, skipped=skipped)
+        macs=macs, ceilings=ceilings, rows=rows, skipped=skipped,
+        runtime_format=runtime_format(bundle))
 
 
-def check_seconds(seconds: float) -> None:
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
-        raise InputError(f"--max-seconds must be a positive number of seconds; found {seconds}")
+def runtime_format(bundle: Bundle) -> dict:
+    """The format a run with no --format runs here, and where that choice comes from: the
+    host file (``bench --select`` or a run's first start), else the bundle's default,
+    which the first run on this machine replaces by its own measurement."""
+    from edgecnn.deploy.hosts import read_selection
+    from edgecnn.deploy.selection import measuring_off
 
-
-def choose_formats(bundle: Bundle, formats) -> list[str]:
-    """The formats named in ``formats`` (a comma list or a sequence; None: all the
-    bundle has), each once; a name the bundle lacks is a BundleError."""
-    if formats is None:
-        return bundle.formats
-    if isinstance(formats, str):
-        formats = formats.split(",")
-    chosen = list(dict.fromkeys(f.strip() for f in formats if f.strip()))
-    missing = [f for f in chosen if f not in bundle.files]
-    if missing or not chosen:
-        raise BundleError(f"bundle {bundle.path} has no {', '.join(missing) or 'formats'} "
-                          f"model; it has: {', '.join(bundle.formats)}")
-    return chosen
+    found = read_selection(bundle)
+    if found is None and measuring_off():
+        return {"format": bundle.default_format(), "host_file": None,
+                "why": "no host file and EDGECNN_SELECT=off: the bundle's default"}
+    if found is None:
+        return {"format": bundle.default_format(), "host_file": None,
+                "why": "no host file yet: the bundle's default until the first run here "
+                       "times the formats (or 'edgecnn bench BUNDLE --select')"}
+    data, path = found
+    chosen = {b: row.get("chosen") for b, row in (data.get("batches") or {}).items()
+              if isinstance(row, dict)}
+    return {"format": chosen, "host_file": str(path),
+            "why": f"this machine's host file, written {data.get('created', '?')}"}
 
 
 def _check_source_model(model_dir, bundle: Bundle) -> None:
@@ -347,6 +351,14 @@ def format_bench(result: dict) -> str:
                      f"{mmac:>8} {gmacs:>7} {frac:>7}")
     for name, why in (result.get("skipped") or {}).items():
         lines.append(f"skipped {name}: {why}")
+    runtime = result.get("runtime_format") or {}
+    if isinstance(runtime.get("format"), dict):
+        lines.append("a run without --format runs here: " + ", ".join(
+            f"{fmt} at batch {b}" for b, fmt in runtime["format"].items())
+            + f" ({runtime['why']}: {runtime['host_file']})")
+    elif runtime:
+        lines.append(f"a run without --format runs here: {runtime['format']} "
+                     f"({runtime['why']})")
     ceilings = result["ceilings"]
     if "error" in ceilings:
         lines.append(f"ceilings: not measured ({ceilings['error']})")

@@ -62,8 +62,7 @@ def bench_command(bundle, json_path, no_keras, select, select_batches, trusted_k
 
     bundle = Bundle.open(bundle, _trust(trusted_keys))
     if select:
-        from edgecnn.bench import check_seconds
-        from edgecnn.select import format_selection, select_formats
+        from edgecnn.deploy.selection import check_seconds, format_selection, select_formats
 
         _refuse_with_select(("data", "task", "batch", "warmup", "iterations",
                              "keras_model_dir"))

@@ -71,5 +71,7 @@ def exported_bundle(trained_image_model_dir, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _own_config_dir(tmp_path_factory, monkeypatch):
     """No test reads the developer's own host files (``edgecnn bench --select``): the
-    runtime's default format is the bundle's unless a test writes one."""
+    runtime's default format is the bundle's unless a test writes one or measures
+    (a first start's measurement is off unless a test turns it on)."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.getbasetemp() / "config"))
+    monkeypatch.setenv("EDGECNN_SELECT", "off")

@@ -187,6 +187,47 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     assert code == 2 and "inside the bundle" in err
 
 
+def test_a_first_start_without_a_host_file_times_the_formats_and_keeps_the_choice(
+        capsys, caplog, bundle, videos, tmp_path, monkeypatch):
+    """No host file on this machine: the run times the formats that passed parity (in a
+    child process), runs the fastest and keeps the choice, so the next start does not
+    measure; a config folder that cannot be written still gets the measured format."""
+    import logging
+
+    monkeypatch.delenv("EDGECNN_SELECT")
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    target = _with_formats(bundle, tmp_path)
+
+    def run():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0],
+                                "--quiet", "--json", tmp_path / "run.json")
+        assert code == 0, err
+        return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
+
+    fmt, log = run()
+    assert "first start of" in log and "(onnx, onnx-int8)" in log   # not the failed one
+    files = list((config / "edgecnn" / "hosts").glob("*/*.json"))
+    assert len(files) == 1 and f"kept in {files[0]}" in log
+    host = json.loads(files[0].read_text())
+    assert set(host["batches"]) == {"1", "32"}
+    assert set(host["batches"]["1"]["ms_per_batch"]) == {"onnx", "onnx-int8"}
+    assert fmt == host["batches"]["1"]["chosen"]
+    assert run() == (fmt, "")                                   # kept: no second timing
+
+    blocked = tmp_path / "not a folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocked))
+    fmt, log = run()
+    assert "first start of" in log and "not kept" in log and fmt in ("onnx", "onnx-int8")
+    monkeypatch.setenv("EDGECNN_SELECT", "off")                   # off: the default, silent
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other config"))
+    assert run() == ("onnx-int8", "")
+    assert not (tmp_path / "other config").exists()
+
+
 def test_bench_select_chooses_among_formats_and_refuses_what_it_would_ignore(
         capsys, bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -217,7 +258,7 @@ def test_full_8_bit_int8_is_not_the_default_on_an_x86_cpu_without_vnni(
     from edgecnn.deploy import hosts
     from edgecnn.deploy.bundle import Bundle
     from edgecnn.deploy.engine import open_for_run
-    from edgecnn.select import parity_passed
+    from edgecnn.deploy.selection import parity_passed
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))   # no host file
     monkeypatch.setattr(hosts.platform, "machine", lambda: "x86_64")
