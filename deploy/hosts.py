@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,17 @@ def write_selection(bundle: Bundle, selection: dict[str, Any]) -> Path:
     data = {"format": HOST_FILE_FORMAT, "version": 1, **selection,
             "manifest_sha256": sha256_file(bundle.path / MANIFEST),
             "fingerprint": fingerprint(), "machine": machine()}
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        # a file of its own: two runs starting at once each measure and write whole files
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
     except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise InputError(f"cannot write the host file {path}: {exc.strerror}") from None
     return path
 

@@ -199,7 +199,7 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
     echo(parity.format())
     counts["parity_passed"] = parity.passed
 
-    step(4, "camera runtime: shipped NEU int8 bundle on a sample line video")
+    step(4, "camera runtime: shipped NEU bundle on a sample line video")
     images = sample_video_images(calib / "neu", VIDEO_PER_CLASS)
     video = make_sample_video(out / "line-video.avi", calib / "neu", per_class=VIDEO_PER_CLASS,
                               hold=VIDEO_HOLD)
@@ -224,7 +224,7 @@ def run_demo(out: str | Path = "demo-output", *, echo: Callable[[str], None] = p
     where["sample video"] = str(video)
     where["camera events"] = str(camera_log)
 
-    step(5, "vibration runtime: shipped CWRU int8 bundle on a calibration recording")
+    step(5, "vibration runtime: shipped CWRU bundle on a calibration recording")
     recording = sorted((calib / "cwru").glob("12k_Drive_End_IR014_*.mat"))[0]
     echo("   one recording of an inner-race fault (IR014): one event when the class first "
          "persists, none while it stays the same")
