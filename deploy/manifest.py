@@ -59,7 +59,11 @@ def parse_json(data: bytes, where: str) -> Any:
         raise BundleError(f"{where} nests {depth} levels deep; at most {MAX_JSON_DEPTH} "
                           "are accepted")
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_repeated_keys)
+    except _RepeatedKey as exc:
+        raise BundleError(f"{where} names the key {exc} twice in one object; a manifest "
+                          "must say each thing once (readers differ in which one wins)") \
+            from None
     except UnicodeDecodeError as exc:
         raise BundleError(f"{where} is not UTF-8 text: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -67,6 +71,21 @@ def parse_json(data: bytes, where: str) -> Any:
     except (ValueError, RecursionError):   # an integer of thousands of digits
         raise BundleError(f"{where} is not readable JSON: it holds a number of more than "
                           f"{sys.get_int_max_str_digits()} digits") from None
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(repr(key))
+            seen.add(key)
+    return result
 
 
 def json_depth(data: bytes) -> int:

@@ -193,6 +193,22 @@ def test_deep_nesting_and_huge_files_are_refused_before_parsing(cwru):
         Bundle.open(cwru)
 
 
+def test_a_key_named_twice_is_refused(cwru):
+    """Readers differ in which of two equal keys wins (Python's json: the last), so a
+    manifest that says one thing twice is refused, naming the key."""
+    text = (cwru / MANIFEST).read_text()
+    data = json.loads(text)
+    write_manifest(cwru, json.dumps(data)[:-1] + ', "labels": ["a", "b"]}')
+    with pytest.raises(BundleError, match="names the key 'labels' twice"):
+        Bundle.open(cwru)
+    assert parse_json(b'{"a": [{"b": 1, "c": 2}], "d": {"b": 3}}', "t") == \
+        {"a": [{"b": 1, "c": 2}], "d": {"b": 3}}             # same name, other objects
+    with pytest.raises(BundleError, match="names the key 'b' twice"):
+        parse_json(b'{"a": [{"b": 1, "b": 2}]}', "t")
+    write_manifest(cwru, text)
+    assert Bundle.open(cwru).labels
+
+
 def test_three_labels_for_a_six_class_model(neu):
     """Stated output widths are checked at load; the model's own width when it opens."""
     three = ["crazing", "inclusion", "patches"]
