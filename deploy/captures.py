@@ -78,11 +78,34 @@ def imdecode_flag(color: str | None) -> int | None:
     return cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
 
 
+# bytes at the end of a packet searched for the end of its JPEG: a frame may be padded
+# with zeros after it (AVI chunks to an even size, some cameras to a fixed size)
+_TAIL = 1024
+
+
+def jpeg_is_whole(packet: np.ndarray) -> bool:
+    """Whether a JPEG packet ends with its end-of-image marker (FF D9), zeros after it
+    allowed. A cut one (a lost network packet, a frame cut short by its sender) would
+    decode partly, libjpeg filling the missing part gray: a frame of no camera, which
+    is counted as corrupt instead of classified."""
+    data = packet.reshape(-1)
+    tail = data[-_TAIL:]
+    filled = np.flatnonzero(tail)
+    if not len(filled) and len(data) > _TAIL:
+        tail = data
+        filled = np.flatnonzero(tail)
+    if not len(filled):
+        return False
+    last = len(data) - len(tail) + int(filled[-1])
+    return last >= 1 and data[last] == 0xD9 and data[last - 1] == 0xFF
+
+
 class PacketCapture:
     """A cv2.VideoCapture of MJPEG in raw mode, read like a decoding one: ``read`` takes
     the next compressed packet (one JPEG) and decodes it with ``cv2.imdecode`` (gray for
     a gray model, BGR otherwise). A packet that does not decode reads as (True, None):
-    a frame arrived but is no image, counted as corrupt by ``CaptureReader``; a failed
+    a frame arrived but is no image, counted as corrupt by ``CaptureReader`` (so does one
+    cut short: ``jpeg_is_whole``, which libjpeg would decode in part); a failed
     packet read is the end / a failed stream, as before. ``get``/``set``/``release`` are
     the capture's (frame positions and stream times count packets, one per frame)."""
 
@@ -111,6 +134,8 @@ class PacketCapture:
         if not ok or packet is None:
             return False, None
         self._packet = packet
+        if not jpeg_is_whole(packet):
+            return True, None
         try:
             image = cv2.imdecode(packet, self.flag)
         except cv2.error:

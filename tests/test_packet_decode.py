@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgecnn.deploy.camera import run_camera
-from edgecnn.deploy.captures import PacketCapture, open_file
+from edgecnn.deploy.captures import PacketCapture, jpeg_is_whole, open_file
 from edgecnn.deploy.faults import FaultConfig
 from edgecnn.deploy.frames import VideoFileSource, open_frame_source
 from edgecnn.deploy.reconnect import Backoff
@@ -116,6 +116,38 @@ def test_a_packet_that_does_not_decode_is_corrupt_and_the_run_goes_on(workdir, v
     assert summary.extra["decoding"] == "packets"
     assert summary.corrupt == 1 and summary.read == summary.processed == len(images) - 1
     assert summary.stop_reason == "end of source"
+
+
+class _Packets:
+    """A raw-mode capture of a camera that sends ``packets`` (JPEGs), then ends."""
+
+    def __init__(self, packets):
+        self.packets = list(packets)
+
+    def read(self, buffer=None):
+        return (True, self.packets.pop(0)) if self.packets else (False, None)
+
+
+def test_a_frame_cut_short_is_corrupt_not_classified_in_part(images):
+    """A JPEG whose end was lost (zeros in its place, as a camera's fixed-size buffer
+    or a lost network packet leaves it) decodes in part -- libjpeg fills the rest gray --
+    so it is counted as corrupt instead of classified."""
+    whole = [cv2.imencode(".jpg", image)[1].reshape(-1) for image in images[:3]]
+    cut = whole[1].copy()
+    cut[len(cut) // 2:] = 0
+    part = cv2.imdecode(cut, cv2.IMREAD_GRAYSCALE)
+    assert part is not None and part.shape == images[1].shape   # what used to be classified
+    assert np.abs(part.astype(int) - images[1]).mean() > 5
+    capture = PacketCapture(_Packets([whole[0], cut, whole[2]]), cv2.IMREAD_GRAYSCALE)
+    got = [capture.read() for _ in range(4)]
+    assert [ok for ok, _ in got] == [True, True, True, False]
+    assert got[1][1] is None                                      # corrupt, not an image
+    np.testing.assert_array_equal(got[2][1], cv2.imdecode(whole[2], cv2.IMREAD_GRAYSCALE))
+    # zeros after the end marker (padding to an even or a fixed size) are no cut
+    for pad in (1, 1023, 1024, 5000):
+        assert jpeg_is_whole(np.concatenate([whole[0], np.zeros(pad, np.uint8)]))
+    assert not jpeg_is_whole(whole[0][:-2]) and not jpeg_is_whole(np.zeros(3000, np.uint8))
+    assert not jpeg_is_whole(np.array([0xD9], np.uint8))
 
 
 def test_mjpg_whose_first_packet_does_not_decode_keeps_the_capture_path(workdir, video):
