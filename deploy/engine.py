@@ -344,13 +344,14 @@ def _check_classes(engine: Engine, bundle: Bundle) -> None:
 
 def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None = None,
                  options: EngineOptions = EngineOptions(), *, batch: int = 1,
-                 shared: dict | None = None):
+                 shared: dict | None = None, measure: bool = True):
     """(bundle, engine, manifest entry) for a runtime command, refusing a model of the
     wrong kind (an image model on a vibration stream and vice versa) before any source
     is opened.
 
     No ``fmt``: this machine's choice from ``edgecnn bench --select`` for about ``batch``
-    items per inference (``hosts.selected_format``), else the bundle's default. With a
+    items per inference (``hosts.selected_format``; its first-start timing unless
+    ``measure`` is False: a check that runs nothing), else the bundle's default. With a
     ``shared`` dict, sources of one process share one ONNX Runtime engine per bundle,
     format and options (one session: its memory once; every run comes from the one
     stepping thread). LiteRT interpreters are not shared: one resized per batch size would
@@ -367,7 +368,7 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
     from .hosts import int8_exact_here, selected_format
 
     if fmt is None:
-        fmt, _ = selected_format(bundle, batch)
+        fmt, _ = selected_format(bundle, batch, measure)
     entry = bundle.entry(fmt)
     why = int8_exact_here(entry)
     if why is not None:   # asked for by name: run it, but say what export cannot vouch for

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -49,13 +50,22 @@ def packages_for(fmt: str) -> tuple[str, ...]:
 
 
 def missing_packages(fmt: str) -> list[str]:
-    from .engine import missing_runtime
-
-    return [model_format(fmt).package] if missing_runtime(fmt) else []
+    """The format's runtime package when it is not installed (looked up, not imported: a
+    camera run that will run ONNX does not load LiteRT to find that out)."""
+    row = model_format(fmt)
+    try:
+        found = importlib.util.find_spec(row.module) is not None
+    except (ImportError, ValueError):   # a finder that refuses it, a broken install
+        found = False
+    return [] if found else [row.package]
 
 
 def config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    """$XDG_CONFIG_HOME/edgecnn/hosts; a relative XDG_CONFIG_HOME is ignored, as the XDG
+    base directory rules say (it would follow the working folder)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    if not os.path.isabs(base):
+        base = str(Path.home() / ".config")
     return Path(base) / "edgecnn" / "hosts"
 
 
@@ -140,7 +150,22 @@ def read_selection(bundle: Bundle) -> tuple[dict[str, Any], Path] | None:
     if not isinstance(data, dict) or data.get("format") != HOST_FILE_FORMAT:
         _log.warning("ignoring %s: not an edgecnn host selection file", path)
         return None
+    choices = choices_by_batch(data)
+    if not choices:
+        _log.warning("ignoring %s: it records no choice of format per batch size", path)
+        return None
     return data, path
+
+
+def choices_by_batch(data: dict) -> dict[int, str]:
+    """{batch size: chosen format} of a host file's data; entries of another shape (an
+    edited file) are left out."""
+    batches = data.get("batches")
+    if not isinstance(batches, dict):
+        return {}
+    return {int(k): row["chosen"] for k, row in batches.items()
+            if isinstance(k, str) and k.isascii() and k.isdigit() and 0 < len(k) < 7
+            and isinstance(row, dict) and isinstance(row.get("chosen"), str)}
 
 
 # x86 CPUs whose int8 dot products do not saturate: ONNX Runtime's U8S8 kernels without
@@ -177,50 +202,77 @@ def int8_exact_here(entry: dict) -> str | None:
             "(x86 without VNNI); export with --reduce-range for such CPUs")
 
 
+def runnable(bundle: Bundle, fmt: str) -> bool:
+    """Whether a run may pick ``fmt`` of ``bundle`` by itself: the bundle has it, it passed
+    parity at export, its runtime is installed and it computes here what export verified."""
+    record = (bundle.manifest.get("verification") or {}).get(fmt)
+    return fmt in bundle.formats and isinstance(record, dict) and \
+        record.get("passed") is True and not missing_packages(fmt) and \
+        int8_exact_here(bundle.manifest["files"][fmt]) is None
+
+
 def _runnable_default(bundle: Bundle) -> str:
-    """The bundle's default format, or, where that one would not compute here what export
-    verified (``int8_exact_here``), the preferred format that passed parity and does."""
+    """The bundle's default format, or, where that one failed parity at export or would
+    not compute here what export verified (``int8_exact_here``), the preferred format
+    that passed parity and does (the default when none does)."""
     fmt = bundle.default_format()
-    why = int8_exact_here(bundle.manifest["files"].get(fmt, {}))
-    if why is None:
+    if runnable(bundle, fmt):
         return fmt
-    verification = bundle.manifest.get("verification") or {}
+    record = (bundle.manifest.get("verification") or {}).get(fmt)
+    why = int8_exact_here(bundle.manifest["files"].get(fmt, {}))
+    if why is None and isinstance(record, dict) and record.get("passed") is False:
+        why = "it failed parity at export"
+    if why is None:    # no parity record (older bundles), or its runtime is missing
+        return fmt
     for other in preferred(bundle.formats):
-        record = verification.get(other)
-        if other != fmt and isinstance(record, dict) and record.get("passed") and \
-                not missing_packages(other) and \
-                int8_exact_here(bundle.manifest["files"][other]) is None:
+        if other != fmt and runnable(bundle, other):
             _log.warning("not running %s of %s by default: %s; running %s (--format %s "
                          "runs it anyway)", fmt, bundle.path, why, other, fmt)
             return other
     return fmt
 
 
-def selected_format(bundle: Bundle, batch: int = 1) -> tuple[str, Path | None]:
+def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True
+                    ) -> tuple[str, Path | None]:
     """The format to run at about ``batch`` items per inference: the host file's choice
-    for the nearest measured batch size when it is usable here, else the bundle's
-    default (or, where that one would not compute here what export verified, the next
-    format that would: ``int8_exact_here``); and the host file it came from (None: the
-    bundle's default)."""
+    for the nearest measured batch size when a run may pick it (``runnable``); without a
+    usable host file and with ``measure``, this machine's own timing
+    (``selection.first_start_selection``, which writes the host file); else the bundle's
+    default (``_runnable_default``). Also the host file it came from (None: the default)."""
     found = read_selection(bundle)
-    if found is None:   # the first start here: measure (selection.first_start_selection)
-        from .selection import first_start_selection
-
-        measured = first_start_selection(bundle, batch)
-        found = None if measured is None else (measured, host_file(bundle))
+    again = False
     if found is not None:
         data, path = found
-        batches = {int(k): v for k, v in (data.get("batches") or {}).items()
-                   if str(k).isdigit() and isinstance(v, dict)}
-        if batches:
-            nearest = min(batches, key=lambda b: (abs(b - batch), b))
-            fmt = batches[nearest].get("chosen")
-            record = (bundle.manifest.get("verification") or {}).get(fmt)
-            # only what export verified (an edited host file must not pick a failed format)
-            if fmt in bundle.formats and isinstance(record, dict) and record.get("passed") \
-                    and not missing_packages(fmt) and \
-                    int8_exact_here(bundle.manifest["files"][fmt]) is None:
-                return fmt, path
-            _log.warning("host file %s chose %r, which cannot run here or did not pass "
-                         "parity at export; using %s", path, fmt, _runnable_default(bundle))
+        choices = choices_by_batch(data)
+        nearest = min(choices, key=lambda b: (abs(b - batch), b))
+        if runnable(bundle, choices[nearest]):
+            return choices[nearest], path
+        again = True
+        from .selection import measuring_off
+
+        _log.warning("host file %s chose %r, which cannot run here or did not pass parity "
+                     "at export; %s", path, choices[nearest],
+                     "timing the formats again" if measure and not measuring_off()
+                     else "not using it")
+    if measure:
+        from .selection import first_start_selection
+
+        measured = first_start_selection(bundle, batch, again=again)
+        if measured is not None:
+            choices = choices_by_batch(measured)
+            nearest = min(choices, key=lambda b: (abs(b - batch), b))
+            if runnable(bundle, choices[nearest]):
+                return choices[nearest], host_file(bundle)
     return _runnable_default(bundle), None
+
+
+def would_time(bundle: Bundle) -> bool:
+    """Whether a run's first start would time the formats (no usable host file, timing
+    on, and more than one format to choose from)."""
+    from .selection import measuring_off, parity_passed
+
+    found = read_selection(bundle)
+    if found is not None and any(runnable(bundle, fmt)
+                                 for fmt in choices_by_batch(found[0]).values()):
+        return False
+    return not measuring_off() and len(parity_passed(bundle)[0]) >= 2

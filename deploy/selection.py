@@ -15,8 +15,10 @@ import json
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -35,6 +37,8 @@ from .hosts import (
 )
 
 DEFAULT_BATCHES = (1, 32)
+# the largest batch timed (a frame of 32x32 tiles); a larger one runs the choice of this
+MAX_BATCH = 1024
 
 
 def check_seconds(seconds: float) -> None:
@@ -100,8 +104,9 @@ def select_formats(bundle, *, batches=DEFAULT_BATCHES, threads: int = 1,
     check_seconds(seconds)
     wanted = None if formats is None else choose_formats(bundle, formats)
     batches = sorted({int(b) for b in batches})
-    if not batches or batches[0] < 1:
-        raise InputError(f"--select batch sizes must be whole numbers >= 1; found {batches}")
+    if not batches or batches[0] < 1 or batches[-1] > MAX_BATCH:
+        raise InputError(f"--select batch sizes must be whole numbers 1-{MAX_BATCH}; found "
+                         f"{batches}")
     formats, skipped = parity_passed(bundle)
     if wanted is not None:
         refused = {f: skipped[f] for f in wanted if f in skipped}
@@ -136,7 +141,7 @@ def select_formats(bundle, *, batches=DEFAULT_BATCHES, threads: int = 1,
             for fmt in formats:
                 t = _time_round(runners[fmt, b], seconds / max(rounds, 1))
                 best[fmt, b] = min(best.get((fmt, b), t), t)
-    result = {"bundle": str(bundle.path), "threads": threads, "tie_share": TIE_SHARE,
+    result = {"bundle": str(bundle.path.resolve()), "threads": threads, "tie_share": TIE_SHARE,
               "load_average": [round(v, 2) for v in (*load_before, *os.getloadavg())],
               "skipped": skipped, "packages": {f: list(packages_for(f)) for f in formats},
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "batches": {}}
@@ -170,36 +175,74 @@ def format_selection(result: dict) -> str:
 # The runtime's own measurement, at the first start of a bundle on a machine without a host
 # file: short, as it delays the first frame (bench --select measures 1 s per format and
 # batch size). It runs in a child process, so the run does not keep the memory of the
-# formats it does not run (LiteRT for an ONNX choice: about 40 MB). EDGECNN_SELECT=off
-# skips it: the bundle's default format then.
+# formats it does not run (LiteRT for an ONNX choice). EDGECNN_SELECT=off skips it: the
+# bundle's default format then (an existing host file is still followed).
 FIRST_START_SECONDS = 0.4
 FIRST_START_ROUNDS = 4
-FIRST_START_TIMEOUT_S = 120.0
 SELECT_ENV = "EDGECNN_SELECT"
+_OFF = ("off", "0", "no", "false")
+_ON = ("", "on", "1", "yes", "true")
 # measured in this process where the host file could not be written (a read-only home):
-# one measurement per process, not one per source
-_MEASURED: dict[tuple[str, tuple[int, ...]], dict] = {}
+# one measurement per process and bundle, not one per source
+_MEASURED: dict[str, dict] = {}
 
 
 def measuring_off() -> bool:
-    return os.environ.get(SELECT_ENV, "").strip().lower() in ("off", "0", "no", "false")
+    value = os.environ.get(SELECT_ENV, "").strip().lower()
+    if value not in _OFF + _ON:
+        raise InputError(f"{SELECT_ENV} must be 'off' (run the bundle's default format "
+                         f"without timing) or 'on'; found {os.environ[SELECT_ENV]!r}")
+    return value in _OFF
 
 
-def _measure_in_child(bundle: Bundle, batches: tuple[int, ...]) -> dict:
-    """``select_formats`` of ``bundle`` in a child process (``python -m`` this module),
-    on the manifest this process verified (its sha256 is checked there)."""
-    command = [sys.executable, "-m", __name__, str(bundle.path),
+def _wait_for(child: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """The child's output; SIGINT/SIGTERM meanwhile end the child at once and then go to
+    the handler before (the run's: its stop), so a stop does not wait for the timing."""
+    interrupted: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        def handler(signum, frame):
+            interrupted.append(signum)
+            child.kill()
+            before = previous[signum]
+            if callable(before):
+                before(signum, frame)
+            elif before == signal.SIG_DFL:   # nobody handles it: what it would have done
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        out, err = child.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise EdgecnnError(f"the timing took more than {timeout:.0f} s") from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    if interrupted:
+        raise EdgecnnError(f"stopped by {signal.Signals(interrupted[0]).name}")
+    return out, err
+
+
+def _measure_in_child(bundle: Bundle, batches: tuple[int, ...], timeout: float) -> dict:
+    """``select_formats`` of ``bundle`` in a child process (``python -P -m`` this module:
+    no import from the working folder), on the manifest this process verified (its
+    sha256 is checked there)."""
+    command = [sys.executable, "-P", "-m", __name__, str(bundle.path.resolve()),
                ",".join(map(str, batches)), sha256_file(bundle.path / MANIFEST)]
     try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=FIRST_START_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EdgecnnError(f"the timing process did not finish: {exc}") from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        raise EdgecnnError(lines[-1] if lines else f"exit code {done.returncode}")
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, text=True)
+    except OSError as exc:
+        raise EdgecnnError(f"cannot start {sys.executable}: {exc.strerror}") from None
+    out, err = _wait_for(child, timeout)
+    if child.returncode != 0:
+        lines = [line for line in err.splitlines() if line.strip()]
+        raise EdgecnnError(lines[-1] if lines else f"exit code {child.returncode}")
     try:
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = json.loads(out.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         raise EdgecnnError("the timing process printed no result") from None
     if not isinstance(result, dict) or not isinstance(result.get("batches"), dict):
@@ -207,28 +250,31 @@ def _measure_in_child(bundle: Bundle, batches: tuple[int, ...]) -> dict:
     return result
 
 
-def first_start_selection(bundle: Bundle, batch: int = 1) -> dict | None:
+def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False) -> dict | None:
     """Time the bundle's formats that passed parity and can run here (at batch 1, 32 and
     ``batch``), keep the choice in this machine's host file and return it as the host file
     holds it; None where there is nothing to choose (one format), EDGECNN_SELECT=off,
-    or the measurement failed (then a warning: the bundle's default runs)."""
+    or the timing failed or was stopped (then a warning: the bundle's default runs).
+    ``again``: the host file there was unusable (said so already)."""
     if measuring_off():
         return None
     candidates, _ = parity_passed(bundle)
     if len(candidates) < 2:
         return None
-    batches = tuple(sorted({*DEFAULT_BATCHES, max(int(batch), 1)}))
-    key = (str(host_file(bundle)), batches)
+    key = str(host_file(bundle))
     if key in _MEASURED:
         return _MEASURED[key]
+    batches = tuple(sorted({*DEFAULT_BATCHES, min(max(int(batch), 1), MAX_BATCH)}))
     logger = logging.getLogger(__name__)
     seconds = FIRST_START_SECONDS * len(candidates) * len(batches)
-    logger.warning("note: first start of %s on this machine: timing its formats that passed "
-                   "parity (%s) for about %.0f s to run the fastest, once ('edgecnn bench "
-                   "BUNDLE --select' measures longer; %s=off skips this)", bundle.path,
-                   ", ".join(candidates), max(seconds, 1), SELECT_ENV)
+    what = "timing again the formats of %s" if again else \
+        "first start of %s on this machine: timing its formats"
+    logger.warning("note: " + what + " that passed parity (%s) for about %.0f s to run the "
+                   "fastest, once ('edgecnn bench BUNDLE --select' measures longer; %s=off "
+                   "skips this)", bundle.path, ", ".join(candidates), max(seconds, 1),
+                   SELECT_ENV)
     try:
-        result = _measure_in_child(bundle, batches)
+        result = _measure_in_child(bundle, batches, timeout=max(30.0, 4 * seconds + 15))
     except EdgecnnError as exc:
         logger.warning("could not time the formats of %s (%s); running its default "
                        "format", bundle.path, exc)
@@ -237,13 +283,16 @@ def first_start_selection(bundle: Bundle, batch: int = 1) -> dict | None:
     row = result["batches"][str(nearest)]
     times = ", ".join(f"{f} {t:.3f} ms" for f, t in
                       sorted(row["ms_per_batch"].items(), key=lambda kv: kv[1]))
+    left_out = {f: why for f, why in (result.get("skipped") or {}).items()
+                if f in candidates}   # passed parity, yet could not be opened
     try:
         where = f"kept in {write_selection(bundle, result)}"
     except InputError as exc:
-        where = f"not kept ({exc}): measured again at the next start"
+        where = f"not kept ({exc}): timed again at the next start"
         _MEASURED[key] = result
-    logger.warning("note: running %s of %s (per batch of %d here: %s); %s",
-                   row["chosen"], bundle.path, nearest, times, where)
+    logger.warning("note: running %s of %s (per batch of %d here: %s%s); %s",
+                   row["chosen"], bundle.path, nearest, times,
+                   "".join(f"; left out {f}: {why}" for f, why in left_out.items()), where)
     return result
 
 

@@ -279,25 +279,26 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
 
 
 def runtime_format(bundle: Bundle) -> dict:
-    """The format a run with no --format runs here, and where that choice comes from: the
-    host file (``bench --select`` or a run's first start), else the bundle's default,
-    which the first run on this machine replaces by its own measurement."""
-    from edgecnn.deploy.hosts import read_selection
-    from edgecnn.deploy.selection import measuring_off
+    """The format a run with no --format runs here at batch 1 and 32, and where that
+    choice comes from: the host file (``bench --select`` or a run's first start), else the
+    bundle's default, which the first run on this machine replaces by its own timing
+    when there is a choice."""
+    from edgecnn.deploy.hosts import selected_format
+    from edgecnn.deploy.selection import measuring_off, parity_passed
 
-    found = read_selection(bundle)
-    if found is None and measuring_off():
-        return {"format": bundle.default_format(), "host_file": None,
-                "why": "no host file and EDGECNN_SELECT=off: the bundle's default"}
-    if found is None:
-        return {"format": bundle.default_format(), "host_file": None,
-                "why": "no host file yet: the bundle's default until the first run here "
-                       "times the formats (or 'edgecnn bench BUNDLE --select')"}
-    data, path = found
-    chosen = {b: row.get("chosen") for b, row in (data.get("batches") or {}).items()
-              if isinstance(row, dict)}
-    return {"format": chosen, "host_file": str(path),
-            "why": f"this machine's host file, written {data.get('created', '?')}"}
+    picks = {b: selected_format(bundle, b, measure=False) for b in (1, 32)}
+    paths = sorted({str(path) for _, path in picks.values() if path is not None})
+    if paths:
+        why = f"this machine's host file {paths[0]}"
+    elif len(parity_passed(bundle)[0]) < 2:
+        why = "the bundle's default: no other format to choose here"
+    elif measuring_off():
+        why = "no host file and EDGECNN_SELECT=off: the bundle's default"
+    else:
+        why = ("no host file yet: the bundle's default until the first run here times "
+               "its formats, or 'edgecnn bench BUNDLE --select'")
+    return {"batches": {str(b): fmt for b, (fmt, _) in picks.items()},
+            "host_file": paths[0] if paths else None, "why": why}
 
 
 def _check_source_model(model_dir, bundle: Bundle) -> None:
@@ -352,13 +353,11 @@ def format_bench(result: dict) -> str:
     for name, why in (result.get("skipped") or {}).items():
         lines.append(f"skipped {name}: {why}")
     runtime = result.get("runtime_format") or {}
-    if isinstance(runtime.get("format"), dict):
-        lines.append("a run without --format runs here: " + ", ".join(
-            f"{fmt} at batch {b}" for b, fmt in runtime["format"].items())
-            + f" ({runtime['why']}: {runtime['host_file']})")
-    elif runtime:
-        lines.append(f"a run without --format runs here: {runtime['format']} "
-                     f"({runtime['why']})")
+    if runtime.get("batches"):
+        chosen = runtime["batches"]
+        text = (next(iter(chosen.values())) if len(set(chosen.values())) == 1 else
+                ", ".join(f"{fmt} at batch {b}" for b, fmt in chosen.items()))
+        lines.append(f"a run without --format runs here: {text} ({runtime['why']})")
     ceilings = result["ceilings"]
     if "error" in ceilings:
         lines.append(f"ceilings: not measured ({ceilings['error']})")

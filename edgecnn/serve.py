@@ -73,6 +73,7 @@ def check(config: ServiceConfig) -> list[str]:
     named in thresholds and ignore lists exist; one line per source."""
     from edgecnn.deploy.decisions import Debouncer
     from edgecnn.deploy.engine import open_for_run
+    from edgecnn.deploy.hosts import would_time
 
     if config.mqtt is not None:
         from edgecnn.deploy.mqtt import require_paho
@@ -86,7 +87,8 @@ def check(config: ServiceConfig) -> list[str]:
         try:
             bundle, _, entry = open_for_run(_open_bundle(config, bundle_name),
                                             "image" if plan.kind == "camera" else "signal",
-                                            plan.model.fmt, plan.model.engine)
+                                            plan.model.fmt, plan.model.engine,
+                                            measure=False)   # a check runs nothing
             d = plan.decisions
             Debouncer(bundle.labels, d.count_for(plan.kind), d.threshold,
                       d.class_thresholds, d.ignore_classes)
@@ -100,8 +102,10 @@ def check(config: ServiceConfig) -> list[str]:
                 "class_threshold" if d.class_thresholds and "class name" in text else \
                 "format" if plan.model.fmt and "model" in text else "bundle"
             raise type(exc)(f"{config.where(number, key)} ({name}): {exc}") from None
+        timed = plan.model.fmt is None and would_time(bundle)
         lines.append(f"{name}: {plan.kind} {plan.source.source} -> {bundle.path} "
-                     f"[{entry.get('format')}]")
+                     f"[{entry.get('format')}"
+                     f"{'; the first start times its formats' if timed else ''}]")
     return lines
 
 

@@ -4,9 +4,11 @@ camera process that does not load the vibration path (SciPy)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,6 +228,114 @@ def test_a_first_start_without_a_host_file_times_the_formats_and_keeps_the_choic
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other config"))
     assert run() == ("onnx-int8", "")
     assert not (tmp_path / "other config").exists()
+
+
+def test_an_unusable_host_file_is_timed_again_and_a_failed_format_never_runs(
+        capsys, caplog, bundle, videos, tmp_path, monkeypatch):
+    """A host file of the wrong shape or choosing a format a run may not pick (failed
+    parity, absent) is timed again and rewritten; with the timing off, a format that
+    passed parity runs instead, never the failed one."""
+    import logging
+
+    monkeypatch.delenv("EDGECNN_SELECT")
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    target = _with_formats(bundle, tmp_path)
+
+    def run():
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0],
+                                "--quiet", "--json", tmp_path / "run.json")
+        assert code == 0, err
+        assert "Traceback" not in err
+        return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
+
+    run()
+    host_path = next((config / "edgecnn" / "hosts").glob("*/*.json"))
+    good = json.loads(host_path.read_text())
+    for batches, said in (([1, 2], "no choice of format"), ("x", "no choice of format"),
+                          ({"\u00b2": {"chosen": "onnx"}}, "no choice of format"),
+                          ({"1": {"chosen": ["onnx"]}}, "no choice of format"),
+                          ({"1": {"chosen": "tflite-fp16"}}, "chose 'tflite-fp16'"),
+                          ({"1": {"chosen": "evil"}}, "chose 'evil'")):
+        host_path.write_text(json.dumps({**good, "batches": batches}))
+        fmt, log = run()
+        assert said in log and fmt in ("onnx", "onnx-int8"), log
+        assert "timing again the formats of" in log or "first start of" in log
+        assert json.loads(host_path.read_text())["batches"].keys() == {"1", "32"}  # rewritten
+
+    monkeypatch.setenv("EDGECNN_SELECT", "off")
+    host_path.write_text(json.dumps({**good, "batches": {"1": {"chosen": "tflite-fp16"}}}))
+    fmt, log = run()
+    assert fmt == "onnx-int8" and "not using it" in log and "timing" not in log
+    manifest = json.loads((target / MANIFEST).read_text())     # the default failed parity
+    manifest["verification"]["onnx-int8"] = {"passed": False, "failures": ["edited"]}
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    fmt, log = run()
+    assert fmt == "onnx" and "not running onnx-int8" in log and "failed parity" in log
+
+    monkeypatch.setenv("EDGECNN_SELECT", "sometimes")
+    code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0], "--quiet")
+    assert code == 2 and "EDGECNN_SELECT must be 'off'" in err and "Traceback" not in err
+
+
+def test_the_timing_process_imports_nothing_from_the_working_folder(
+        bundle, videos, tmp_path, monkeypatch):
+    """The first start's child runs with ``python -P``: a numpy.py in the folder the run
+    starts from (a service's writable working folder) is never imported."""
+    monkeypatch.delenv("EDGECNN_SELECT")
+    config = tmp_path / "config"
+    target = _with_formats(bundle, tmp_path)
+    cwd = tmp_path / "writable working folder"
+    cwd.mkdir()
+    marker = tmp_path / "imported"
+    (cwd / "numpy.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
+                                  "raise ImportError('the working folder was imported')\n")
+    exe = Path(sys.executable).with_name("edgecnn")
+    if not exe.exists():
+        pytest.skip("no edgecnn console script beside this python")
+    proc = subprocess.run([str(exe), "run", "camera", str(target), "--source",
+                           str(videos[0]), "--quiet"], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env={**os.environ,
+                                                     "XDG_CONFIG_HOME": str(config)})
+    assert proc.returncode == 0, proc.stderr
+    assert "first start of" in proc.stderr and "kept in" in proc.stderr, proc.stderr
+    assert not marker.exists()
+
+
+def test_serve_check_and_bench_say_what_a_run_would_pick_without_timing(
+        capsys, bundle, videos, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGECNN_SELECT")
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    target = _with_formats(bundle, tmp_path)
+    toml = tmp_path / "line.toml"
+    toml.write_text(f"[[camera]]\nname = \"a\"\nbundle = {str(target)!r}\n"
+                    f"source = {str(videos[0])!r}\n")
+    code, out, err = _cli(capsys, "serve", "--check", toml)
+    assert code == 0, err
+    assert "[onnx-int8; the first start times its formats]" in out
+    assert not config.exists()                                  # a check times nothing
+    code, out, err = _cli(capsys, "bench", target, "--no-keras", "--max-seconds", "0.05",
+                          "--formats", "onnx")
+    assert code == 0, err
+    assert "a run without --format runs here: onnx-int8 (no host file yet" in out
+    assert not config.exists()
+    code, _, err = _cli(capsys, "bench", target, "--select", "--select-batches", "1,2",
+                        "--max-seconds", "0.05")
+    assert code == 0, err
+    host_path = next((config / "edgecnn" / "hosts").glob("*/*.json"))
+    host = json.loads(host_path.read_text())
+    host["batches"] = {"1": {"chosen": "onnx"}, "2": {"chosen": "evil"}}
+    host_path.write_text(json.dumps(host))
+    code, out, err = _cli(capsys, "bench", target, "--no-keras", "--max-seconds", "0.05",
+                          "--formats", "onnx")
+    assert code == 0, err
+    assert "runs here: onnx at batch 1, onnx-int8 at batch 32 (this machine's host file" \
+        in out                                  # batch 32: nearest 2 chose 'evil': default
+    code, _, err = _cli(capsys, "bench", target, "--select", "--select-batches", "1,5000")
+    assert code == 2 and "batch sizes must be whole numbers 1-1024" in err
 
 
 def test_bench_select_chooses_among_formats_and_refuses_what_it_would_ignore(
