@@ -28,7 +28,7 @@ from .decisions import Debouncer
 from .engine import open_for_run
 from .errors import InputError
 from .faults import FAULTS, FaultConfig, FrameFaultDetector
-from .frames import Frame, FrameSource, open_frame_source
+from .frames import Frame, FrameSource, SharedReading, open_frame_source
 from .health import IMAGE_HEALTH_FAULTS, fault_config_kwargs, monitor_for
 from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
@@ -262,7 +262,7 @@ class CameraPipeline(Pipeline):
     def __init__(self, bundle, plan: RunPlan, *, sinks: Iterable = (),
                  stop: StopFlag | None = None,
                  on_event: Callable[[dict], None] | None = None,
-                 engines: dict | None = None):
+                 engines: dict | None = None, reading: SharedReading | None = None):
         cam: CameraSource = plan.source
         stop = stop or StopFlag()
         batch = cam.tiles[0] * cam.tiles[1] if cam.tiles else 1
@@ -297,7 +297,8 @@ class CameraPipeline(Pipeline):
             # frames for a gray model: snapshots and previews of them are gray too)
             self.src = open_frame_source(cam.source, realtime=cam.realtime,
                                          backoff=cam.backoff, prepare=self.prepare,
-                                         stop=stop, color=spec.image.color)
+                                         stop=stop, color=spec.image.color,
+                                         shared=reading)
         summary = RunSummary(kind="camera", source=cam.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),

@@ -1,8 +1,9 @@
 """Several sources in one process: one thread steps every source's pipeline in turn.
 
 Sources on the same bundle and format share one engine (one ONNX Runtime session).
-Each source keeps its own reading thread (frames are decoded and prepared there), its own
-counters, faults, events and summary; the stepping thread takes whatever is ready, source
+Each source keeps its own reading thread (frames are decoded and prepared there; video
+files of small frames share one, ``frames.SharedReading``), its own counters, faults,
+events and summary; the stepping thread takes whatever is ready, source
 after source, so no source starves another (a source with a frame ready is served at
 least once per round). Camera frames taken in one round that wait for the same engine
 go through it in one batched run (``CrossSourceBatches``), each source getting its row.
@@ -215,14 +216,17 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opene
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
         engines: dict = {}   # one engine per bundle, format and options (engine.open_for_run)
+        # small-frame files of several cameras: one reading thread (frames.SharedReading)
+        reading = _shared_reading() if len(sources) > 1 else None
         try:
             for bundle, plan in sources:
                 # each source stops on its own at its end, all of them on ``stop``
                 own_stop = StopFlag(parent=stop)
                 kwargs = {"sinks": [guard, *extra], "on_event": on_event}
+                shared = {"reading": reading} if plan.kind == "camera" else {}
                 try:
                     pipeline = open_pipeline(bundle, _first_try(plan, waiting), stop=own_stop,
-                                             engines=engines, **kwargs)
+                                             engines=engines, **shared, **kwargs)
                 except (ConnectTimeout, StoppedWaiting) as exc:
                     if not (waiting or stop.is_set()):
                         raise
@@ -252,6 +256,12 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opene
         error.summaries = summaries    # the caller still writes its --json of them
         raise error
     return summaries
+
+
+def _shared_reading():
+    from .frames import SharedReading   # OpenCV: not for a run of recordings alone
+
+    return SharedReading()
 
 
 def _serve(http, pipelines, stack: ExitStack, on_http) -> None:

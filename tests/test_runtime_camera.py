@@ -16,7 +16,12 @@ from edgecnn.deploy.engine import open_engine
 from edgecnn.deploy.errors import InputError, SourceError
 from edgecnn.deploy.events import EventLog
 from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
-from edgecnn.deploy.frames import LatestFrameSource, VideoFileSource, open_frame_source
+from edgecnn.deploy.frames import (
+    LatestFrameSource,
+    SharedReading,
+    VideoFileSource,
+    open_frame_source,
+)
 from edgecnn.deploy.preprocess import preprocess_image
 from edgecnn.deploy.reconnect import Backoff
 from edgecnn.deploy.tiles import Region, parse_grid, parse_roi, parse_tiles, plan_regions
@@ -86,6 +91,81 @@ def test_file_source_decodes_into_a_small_ring_and_prepares_in_its_thread(workdi
     # prefetch + 2 slots, decoded into again and again: no image allocated per frame
     assert len(slots) <= 4 and len(held) <= 4
     assert threads and threading.get_ident() not in threads
+
+
+def _drain(src, limit=None, pause=0.0):
+    seen = []
+    while (frame := src.read(1.0)) is not None or not src.exhausted:
+        if frame is not None:
+            seen.append((frame.index, frame.work, int(round(frame.image.mean()))))
+            if limit is not None and len(seen) == limit:
+                break
+            time.sleep(pause)
+    return seen
+
+
+def test_small_frame_files_share_one_reading_thread_and_lose_nothing(workdir):
+    levels = list(range(20, 240, 10))
+    videos = [write_video(workdir / f"shared{k}.avi", [gray_frame(v) for v in levels[k:]])
+              for k in range(3)]
+    threads = []
+
+    def prepare(image, previous, waiting):
+        threads.append(threading.current_thread().name)
+        return int(round(image.mean()))
+
+    shared = SharedReading()
+    sources = [VideoFileSource(v, prefetch=2, prepare=prepare, shared=shared) for v in videos]
+    big = VideoFileSource(write_video(workdir / "big.avi", [gray_frame(v, (480, 640))
+                                                            for v in levels[:4]]),
+                          prepare=prepare, shared=shared)
+    assert all(src.shares_reading for src in sources) and not big.shares_reading
+    # the slow consumer of one file does not hold up the others: theirs read on meanwhile
+    results = [None] * 3
+
+    def consume(k):
+        results[k] = _drain(sources[k], pause=0.01 if k == 0 else 0.0)
+
+    workers = [threading.Thread(target=consume, args=(k,)) for k in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    assert [len(_drain(big))] == [4]
+    for k, (src, seen) in enumerate(zip(sources, results)):
+        assert [i for i, _, _ in seen] == list(range(len(levels) - k))
+        assert all(work == mean and abs(mean - v) <= 2
+                   for (_, work, mean), v in zip(seen, levels[k:]))
+        assert src.exhausted and src.stats.read == len(levels) - k and src.stats.cpu_s > 0
+        src.close()
+    big.close()
+    assert set(threads) == {"edgecnn-shared-reading", "edgecnn-VideoFileSource"}
+    assert threads.count("edgecnn-VideoFileSource") == 4      # the big file's own thread
+
+
+def test_a_shared_reading_file_closed_early_leaves_the_others_reading(workdir):
+    levels = list(range(20, 240, 10))
+    video = write_video(workdir / "early.avi", [gray_frame(v) for v in levels])
+    shared = SharedReading()
+    first = VideoFileSource(video, prefetch=2, shared=shared)
+    second = VideoFileSource(video, prefetch=2, shared=shared)
+    assert len(_drain(first, limit=3)) == 3
+    started = time.monotonic()
+    first.close()                     # while the shared thread still reads the file
+    assert time.monotonic() - started < 2
+    assert [i for i, _, _ in _drain(second)] == list(range(len(levels)))
+    second.close()
+    # a file that fails to prepare ends alone, its error raised by its read
+    def prepare(image, previous, waiting):
+        raise InputError("cannot prepare this one")
+
+    failing = VideoFileSource(video, prepare=prepare, shared=shared)
+    sound = VideoFileSource(video, shared=shared)
+    with pytest.raises(InputError, match="cannot prepare"):
+        _drain(failing)
+    assert len(_drain(sound)) == len(levels)
+    failing.close()
+    sound.close()
 
 
 def test_an_error_in_the_reading_thread_reaches_the_pipeline(workdir, bright_bundle):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
 
 import cv2
@@ -204,3 +205,25 @@ def test_cameras_in_one_process_share_model_runs_and_keep_their_own_events(tmp_p
     # time the model ran (not once per frame of a batch)
     assert len(inference) == sum(s.processed for s in summaries)
     assert sum(inference) == pytest.approx(sum(model_s), rel=0.2)
+
+
+def test_small_frame_cameras_are_read_by_one_thread(bright_bundle, tmp_path):
+    videos = [_video(tmp_path / f"{k}.avi", [1, 2, 3, 4][k:] + [1, 2, 3, 4][:k])
+              for k in range(3)]
+    seen = set()
+
+    def on_event(event):
+        seen.update(t.name for t in threading.enumerate() if t.name.startswith("edgecnn-"))
+
+    summaries = run_many([(bright_bundle, plan_from_keywords("camera", str(v), min_frames=2,
+                                                             name=f"cam{k}"))
+                          for k, v in enumerate(videos)],
+                         Logging(log=str(tmp_path / "events.jsonl")), on_event=on_event)
+    assert [s.processed for s in summaries] == [16, 16, 16]
+    assert all(s.stop_reason == "end of source" for s in summaries)
+    assert all(s.extra["reader_cpu_ms"] for s in summaries)
+    assert "edgecnn-shared-reading" in seen and "edgecnn-VideoFileSource" not in seen
+    deadline = time.monotonic() + 5    # the thread ends with its last file
+    while [t for t in threading.enumerate() if t.name == "edgecnn-shared-reading"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
