@@ -259,7 +259,7 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opene
 
 
 def _shared_reading():
-    from .frames import SharedReading   # OpenCV: not for a run of recordings alone
+    from .frames import SharedReading  # OpenCV: not for a run of recordings alone
 
     return SharedReading()
 

@@ -189,25 +189,37 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     assert code == 2 and "inside the bundle" in err
 
 
+def _timing_on(monkeypatch, bundle, tmp_path):
+    """First-start timing on (conftest turns it off), an empty config folder, and a copy
+    of ``bundle`` with more formats: (config folder, bundle copy)."""
+    monkeypatch.delenv("EDGECNN_SELECT")
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    return config, _with_formats(bundle, tmp_path)
+
+
+def _camera_run(capsys, caplog, target, video, tmp_path):
+    """``edgecnn run camera`` of one video: the format it ran and what it logged."""
+    import logging
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        code, _, err = _cli(capsys, "run", "camera", target, "--source", video, "--quiet",
+                            "--json", tmp_path / "run.json")
+    assert code == 0, err
+    assert "Traceback" not in err
+    return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
+
+
 def test_a_first_start_without_a_host_file_times_the_formats_and_keeps_the_choice(
         capsys, caplog, bundle, videos, tmp_path, monkeypatch):
     """No host file on this machine: the run times the formats that passed parity (in a
     child process), runs the fastest and keeps the choice, so the next start does not
     measure; a config folder that cannot be written still gets the measured format."""
-    import logging
-
-    monkeypatch.delenv("EDGECNN_SELECT")
-    config = tmp_path / "config"
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
-    target = _with_formats(bundle, tmp_path)
+    config, target = _timing_on(monkeypatch, bundle, tmp_path)
 
     def run():
-        caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0],
-                                "--quiet", "--json", tmp_path / "run.json")
-        assert code == 0, err
-        return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
+        return _camera_run(capsys, caplog, target, videos[0], tmp_path)
 
     fmt, log = run()
     assert "first start of" in log and "(onnx, onnx-int8)" in log   # not the failed one
@@ -235,21 +247,10 @@ def test_an_unusable_host_file_is_timed_again_and_a_failed_format_never_runs(
     """A host file of the wrong shape or choosing a format a run may not pick (failed
     parity, absent) is timed again and rewritten; with the timing off, a format that
     passed parity runs instead, never the failed one."""
-    import logging
-
-    monkeypatch.delenv("EDGECNN_SELECT")
-    config = tmp_path / "config"
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
-    target = _with_formats(bundle, tmp_path)
+    config, target = _timing_on(monkeypatch, bundle, tmp_path)
 
     def run():
-        caplog.clear()
-        with caplog.at_level(logging.WARNING):
-            code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0],
-                                "--quiet", "--json", tmp_path / "run.json")
-        assert code == 0, err
-        assert "Traceback" not in err
-        return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
+        return _camera_run(capsys, caplog, target, videos[0], tmp_path)
 
     run()
     host_path = next((config / "edgecnn" / "hosts").glob("*/*.json"))
