@@ -37,7 +37,8 @@ CAMERA_THRESHOLD = 0.6
 # BatchNorm statistics to settle in a short run (validation sat at 16.67 % for 12 epochs
 # and ended at 75 % at 64x64); 6 steps an epoch reach 87.5-91.7 % (21-22 of the 24
 # held-out images, one image is 4.2 pp) depending on the seed. Training runs with op
-# determinism, so that two demo runs give the same model; seed 1 is one of the 91.7 % ones.
+# determinism, so that two demo runs on one machine give the same model; seed 1 gives
+# 91.7 % on one machine and 87.5 % on another (TensorFlow's CPU kernels differ).
 QUICK_EPOCHS = 40
 QUICK_BATCH = 16
 QUICK_SEED = 1
