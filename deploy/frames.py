@@ -295,9 +295,11 @@ class VideoFileSource(FrameSource):
             self.stats.cpu_s += time.thread_time() - started
 
     def _leave(self) -> None:
-        self._reader.release()
-        self._finish()
-        self._left.set()
+        try:
+            self._reader.release()
+        finally:
+            self._finish()
+            self._left.set()
         return None
 
     def close(self) -> None:
@@ -305,6 +307,7 @@ class VideoFileSource(FrameSource):
             super().close()
             return
         self._stop.set()              # the shared thread releases the capture
+        self._shared.wake()
         self._left.wait(timeout=5)
 
     def _run(self) -> None:
@@ -324,10 +327,15 @@ class VideoFileSource(FrameSource):
         self._ready.put(None)
 
     def _consumer_waiting(self) -> bool:
-        return self._ready.empty()
+        # a shared reading thread never idles (it reads the others): it keeps every
+        # frame's work, so the stepping thread that serves all the sources is not given it
+        return self._shared is None and self._ready.empty()
 
     def read(self, timeout: float = 0.5) -> Frame | None:
+        lent = self._lent is not None
         self._take_back()
+        if lent and self._shared is not None:
+            self._shared.wake()       # a slot is free again
         if self.exhausted:
             return None
         self._start()
@@ -345,15 +353,17 @@ class VideoFileSource(FrameSource):
 
 # The largest frame (pixels) a shared reading thread reads; see SharedReading.
 SHARED_READING_PIXELS = 320 * 320
-SHARED_IDLE_S = 0.0005
+SHARED_IDLE_S = 0.1       # every ring full: wait this long at most for a slot (woken by one)
 
 
 class SharedReading:
     """One reading thread for the small-frame video files of a several-source run
     (frames up to ``SHARED_READING_PIXELS``), round-robin: each file's turn decodes and
     prepares its next frame into a free slot of its own ring; a file whose ring is full
-    waits for its consumer without holding up the others; the thread ends with the last
-    file and starts again for a later one.
+    waits for its consumer without holding up the others, and with every ring full the
+    thread sleeps until a consumer gives a slot back (``wake``); it ends with the last
+    file and starts again for a later one. An error in one file's turn ends that file
+    alone (its ``read`` raises it).
 
     Why not a thread each: a small frame's decode and checks are many short calls that
     each let go of the interpreter lock, and when several threads want it each hand-over
@@ -367,6 +377,7 @@ class SharedReading:
         self._lock = threading.Lock()
         self._members: list[VideoFileSource] = []
         self._thread: threading.Thread | None = None
+        self._slot = threading.Event()    # a consumer gave a slot back (or a file closes)
 
     def add(self, source: VideoFileSource) -> None:
         with self._lock:
@@ -375,23 +386,52 @@ class SharedReading:
                 self._thread = threading.Thread(target=self._main, daemon=True,
                                                 name="edgecnn-shared-reading")
                 self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        self._slot.set()
 
     def _main(self) -> None:
+        try:
+            self._serve()
+        finally:
+            with self._lock:
+                failed = self._thread is threading.current_thread()   # else ended normally
+                orphans = self._members if failed else []
+                if failed:
+                    self._thread, self._members = None, []
+            for source in orphans:   # this thread itself failed: end them, no hang
+                try:
+                    source._leave()
+                except Exception:
+                    pass
+
+    def _serve(self) -> None:
         while True:
             with self._lock:
                 members = list(self._members)
                 if not members:
-                    self._thread = None
+                    self._thread = None   # a later file starts a new thread
                     return
             progressed = False
             for source in members:
-                state = source._advance()
+                try:
+                    state = source._advance()
+                except Exception:   # escaped _advance's own handling: ends this file alone
+                    state = None
+                    if not source._left.is_set():
+                        try:
+                            source._leave()
+                        except Exception:
+                            pass
                 if state is None:
                     with self._lock:
                         self._members.remove(source)
                 progressed |= bool(state)
             if not progressed:
-                time.sleep(SHARED_IDLE_S)   # every ring full: the consumer is behind
+                # every ring full: the consumers are behind; no polling meanwhile
+                self._slot.wait(SHARED_IDLE_S)
+                self._slot.clear()    # the next round sees every slot given back
 
 
 class _PaceClock:

@@ -168,6 +168,46 @@ def test_a_shared_reading_file_closed_early_leaves_the_others_reading(workdir):
     sound.close()
 
 
+def test_the_shared_reading_thread_keeps_the_work_waits_without_polling_and_fails_alone(
+        workdir, monkeypatch):
+    levels = list(range(20, 240, 10))
+    video = write_video(workdir / "polling.avi", [gray_frame(v) for v in levels])
+    told = []
+
+    def prepare(image, previous, waiting):
+        told.append(waiting)
+        return 0
+
+    shared = SharedReading()
+    sources = [VideoFileSource(video, prefetch=2, prepare=prepare, shared=shared)
+               for _ in range(3)]
+    for src in sources:
+        assert src.read(1.0) is not None
+    calls = []
+    advance = VideoFileSource._advance
+    monkeypatch.setattr(VideoFileSource, "_advance",
+                        lambda self: calls.append(1) or advance(self))
+    time.sleep(0.5)                   # every ring full, nobody reads
+    assert len(calls) < 30            # waits for a slot (woken), no polling meanwhile
+    # it never idles, so it never leaves a frame's work to the consumer
+    assert told and not any(told)
+    # an error escaping one file's turn ends that file alone
+    broken = sources[0]
+
+    def boom():
+        raise OSError("the capture cannot be released")
+
+    monkeypatch.setattr(broken._reader, "release", boom)
+    broken._stop.set()
+    shared.wake()
+    assert [i for i, _, _ in _drain(sources[1])] == list(range(1, len(levels)))
+    assert broken._left.wait(2)
+    with pytest.raises(OSError, match="cannot be released"):   # handed to its reader
+        _drain(broken)
+    for src in sources:
+        src.close()
+
+
 def test_an_error_in_the_reading_thread_reaches_the_pipeline(workdir, bright_bundle):
     video = write_video(workdir / "six.avi", [gray_frame(v) for v in range(40, 100, 10)])
     calls = []
