@@ -383,28 +383,13 @@ class SharedReading:
         with self._lock:
             self._members.append(source)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._main, daemon=True,
+                self._thread = threading.Thread(target=self._serve, daemon=True,
                                                 name="edgecnn-shared-reading")
                 self._thread.start()
         self.wake()
 
     def wake(self) -> None:
         self._slot.set()
-
-    def _main(self) -> None:
-        try:
-            self._serve()
-        finally:
-            with self._lock:
-                failed = self._thread is threading.current_thread()   # else ended normally
-                orphans = self._members if failed else []
-                if failed:
-                    self._thread, self._members = None, []
-            for source in orphans:   # this thread itself failed: end them, no hang
-                try:
-                    source._leave()
-                except Exception:
-                    pass
 
     def _serve(self) -> None:
         while True:
