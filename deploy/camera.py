@@ -32,7 +32,7 @@ from .frames import Frame, FrameSource, SharedReading, open_frame_source
 from .health import IMAGE_HEALTH_FAULTS, fault_config_kwargs, monitor_for
 from .loop import Pipeline, RunLoop
 from .options import CameraSource, RunPlan, plan_from_keywords
-from .preprocess import preprocess_image
+from .preprocess import fit_image, plain_resize, preprocess_image, scale_pixels, to_color
 from .runstats import RunSummary, StopFlag, counter_dict
 from .snapshots import SnapshotStore, shared_store
 from .spec import InputSpec
@@ -118,8 +118,8 @@ class Prepared:
     written.
     """
 
-    __slots__ = ("fault", "regions", "image", "pixels", "gray", "features", "analysed",
-                 "tensor", "ready", "runner", "resized")
+    __slots__ = ("fault", "regions", "image", "pixels", "gray", "view", "features",
+                 "analysed", "tensor", "ready", "runner", "resized")
 
     def __init__(self) -> None:
         self.fault: str | None = None
@@ -127,12 +127,13 @@ class Prepared:
         self.image: np.ndarray | None = None    # the decoded frame (the ring slot's buffer)
         self.pixels: np.ndarray | None = None   # the frame as the model's colour takes it
         self.gray: np.ndarray | None = None     # the slot's buffer for a gray conversion
+        self.view: np.ndarray | None = None     # a whole-frame model's view: pixels fitted
         self.features: dict | None = None       # source-health features of ``pixels``
         self.analysed = False                    # pixels and features are this frame's
         self.tensor: np.ndarray | None = None   # float32 regions x H x W x C
         self.ready = False                       # tensor holds this frame's regions
         self.runner = None
-        self.resized: np.ndarray | None = None  # the slot's buffer for a TileBatch resize
+        self.resized: np.ndarray | None = None  # the slot's buffer for a resize
 
 
 class FramePreparer:
@@ -160,6 +161,9 @@ class FramePreparer:
         self._shape: tuple[int, ...] | None = None
         self._regions: list[Region] = []
         self._batch: TileBatch | None = None    # all tiles with one resize, if it equals
+        # for one region that is the whole frame: (those regions, whether the health
+        # features measure the model's very view of it); the view is then made once
+        self._whole: tuple[list[Region], bool] | None = None
         self.misfit: str | None = None           # why the regions do not fit this frame size
         # the reading thread calls this; the pipeline only for a frame read before it
         # installed this step on a caller's source
@@ -191,18 +195,34 @@ class FramePreparer:
             if self._shape is None:
                 raise
             self.misfit = f"{shape[1]}x{shape[0]} frames: {exc}"
-            self._regions, self._batch = [], None
+            self._regions, self._batch, self._whole = [], None, None
         else:
             self.misfit = None
             self._regions = regions
             self._batch = TileBatch.plan(regions, self.spec)
+            image = self.spec.image
+            # the health features resize the gray frame bilinearly to the model's size
+            self._whole = (regions, image.color == "gray" and image.interpolation == "linear"
+                           and plain_resize(shape, image)) \
+                if regions == [Region(0, 0, shape[1], shape[0])] else None
         self._shape = shape
 
     def analyse(self, work: Prepared) -> None:
-        """The frame in the model's colour (``work.pixels``) and its health features
-        (either thread)."""
-        work.pixels = self._pixels(work.image, work)
-        work.features = self.features(work.pixels) if self.features is not None else None
+        """The frame in the model's colour (``work.pixels``), for a whole-frame model its
+        view of it (``work.view``: the frame fitted to the model's size, made once for the
+        tensor and, where they measure the same view, the health features) and its health
+        features (either thread)."""
+        work.pixels = pixels = self._pixels(work.image, work)
+        whole = self._whole           # (the reading thread may plan a new size meanwhile)
+        work.view, same = None, False
+        if whole is not None and whole[0] is work.regions and pixels.dtype == np.uint8:
+            view = fit_image(to_color(pixels, self.spec.image.color), self.spec.image,
+                             dst=work.resized)
+            work.view, same = view, whole[1]
+            if work.view is not pixels:           # a resize: the slot's buffer from now on
+                work.resized = work.view
+        work.features = None if self.features is None else \
+            self.features(pixels, work.view if same else None)
         work.analysed = True
 
     def _pixels(self, image: np.ndarray, work: Prepared) -> np.ndarray:
@@ -227,7 +247,10 @@ class FramePreparer:
             tensor = work.tensor = np.zeros((len(regions), *self.spec.input_shape),
                                             np.float32)
         batch = self._batch
-        if batch is not None and batch.regions is regions:   # planned for this frame size
+        if work.view is not None:       # this frame's whole-frame view (``analyse``)
+            scale_pixels(work.view.reshape(self.spec.input_shape), self.spec.image,
+                         out=tensor[0])
+        elif batch is not None and batch.regions is regions:   # planned for this size
             work.resized = batch.fill(image, regions, tensor, work.resized)
         else:
             for i, region in enumerate(regions):

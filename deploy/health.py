@@ -30,16 +30,21 @@ IMAGE_HEALTH_FAULTS = ("dark", "bright", "defocus", "noisy", "flat")
 SIGNAL_HEALTH_FAULTS = ("gain_change", "hum", "noisy", "flat")
 ENVELOPE_VERSION = 1
 NATIVE_CROP = 128
-_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+# Immerkaer's kernel [[1, -2, 1], [-2, 4, -2], [1, -2, 1]] is the outer product of
+# [1, -2, 1] with itself: two 1-D passes give the same integers at 2/3 of the cost
+_NOISE_TAPS = np.array([1, -2, 1], np.float32)
 _NOISE_SCALE = float(np.sqrt(np.pi / 2)) / 6.0     # Immerkaer's sigma from the mean |response|
 
 
 # --------------------------------------------------------------------------- features
 
-def image_features(image: np.ndarray, size: tuple[int, int]) -> dict[str, float]:
+def image_features(image: np.ndarray, size: tuple[int, int],
+                   resized: np.ndarray | None = None) -> dict[str, float]:
     """Features of one decoded uint8 image (gray or BGR): brightness, contrast and
     saturation at the model's (width, height); sharpness and noise, which are properties
     of the sensor's pixels, on the central ``NATIVE_CROP`` square of native pixels.
+    ``resized``: the gray image already resized bilinearly to ``size``, where a camera's
+    model makes that very view of the frame, so the frame is resized once.
 
     The model-sized view is a bilinear resize, as the model's own preprocessing does:
     ~10 us per frame whatever its size, where area averaging cost 70 us at 200x200 and
@@ -50,7 +55,9 @@ def image_features(image: np.ndarray, size: tuple[int, int]) -> dict[str, float]
         image = image[:, :, 0] if image.shape[2] == 1 else cv2.cvtColor(
             image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     small = image
-    if image.shape[1] != size[0] or image.shape[0] != size[1]:
+    if resized is not None and resized.shape == (size[1], size[0]):
+        small = resized
+    elif image.shape[1] != size[0] or image.shape[0] != size[1]:
         small = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
     mean, std = cv2.meanStdDev(small)
     mean, std = float(mean[0, 0]), float(std[0, 0])
@@ -68,7 +75,7 @@ def image_features(image: np.ndarray, size: tuple[int, int]) -> dict[str, float]
     lap_var = max(cv2.norm(lap, cv2.NORM_L2SQR) / count - lap_mean * lap_mean, 0.0)
     sharpness = lap_var / max(crop_std * crop_std, 1e-6)
     ch, cw = crop.shape
-    response = cv2.filter2D(crop, cv2.CV_16S, _NOISE_KERNEL)[1:-1, 1:-1]
+    response = cv2.sepFilter2D(crop, cv2.CV_16S, _NOISE_TAPS, _NOISE_TAPS)[1:-1, 1:-1]
     interior = (cw - 2) * (ch - 2)   # a frame 2 pixels high or wide has no interior
     noise = float(_NOISE_SCALE * cv2.norm(response, cv2.NORM_L1) / interior) if interior else 0.0
     return {"mean": mean, "std": std, "sharpness": sharpness, "noise": noise,
@@ -243,9 +250,10 @@ class HealthMonitor:
     def active(self) -> list[str]:
         return [name for name, state in self.states.items() if state.active]
 
-    def features(self, sample) -> dict[str, float]:
+    def features(self, sample, resized: np.ndarray | None = None) -> dict[str, float]:
+        """The sample's features; ``resized`` as ``image_features`` takes it."""
         if self.kind == "image":
-            return image_features(sample, tuple(self.envelope["size"]))
+            return image_features(sample, tuple(self.envelope["size"]), resized)
         return signal_features(sample, self.envelope["sample_rate"])
 
     def check(self, sample) -> list[dict]:

@@ -63,12 +63,16 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
         raise InputError("expected a non-empty image; found an empty array")
     if image.dtype != np.uint8:
         raise InputError(f"expected a uint8 image; found dtype {image.dtype}")
-    pixels = to_color(image, spec.color)
-    if pixels.shape[0] != spec.height or pixels.shape[1] != spec.width:
-        pixels = fit_image(pixels, spec)
-    pixels = pixels.reshape(spec.shape)
+    pixels = fit_image(to_color(image, spec.color), spec)
+    return scale_pixels(pixels.reshape(spec.shape), spec, out)
+
+
+def scale_pixels(pixels: np.ndarray, spec: ImageSpec, out: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """uint8 pixels at the model's size (H x W x C, or any view of such, e.g. a grid of
+    tiles) -> float32 ``out`` of the same shape: x * scale, then (x - mean) / std."""
     if out is None:
-        out = np.empty(spec.shape, dtype=np.float32)
+        out = np.empty(pixels.shape, dtype=np.float32)
     np.multiply(pixels, np.float32(spec.scale), out=out, casting="unsafe")
     if spec.mean != (0.0,) or spec.std != (1.0,):
         out -= np.asarray(spec.mean, dtype=np.float32)
@@ -76,12 +80,25 @@ def preprocess_image(image: np.ndarray, spec: ImageSpec | InputSpec,
     return out
 
 
-def fit_image(pixels: np.ndarray, spec: ImageSpec) -> np.ndarray:
-    """Bring a uint8 image to the spec's H x W by its ``fit`` policy (see IMAGE_FITS)."""
+def plain_resize(shape: tuple[int, ...], spec: ImageSpec) -> bool:
+    """Whether ``fit_image`` brings pixels of ``shape`` to the spec's size by one plain
+    resize (or none): the stretch policy, or the frame already has the model's aspect."""
+    height, width = shape[:2]
+    return spec.fit == "stretch" or height * spec.width == width * spec.height
+
+
+def fit_image(pixels: np.ndarray, spec: ImageSpec, dst: np.ndarray | None = None
+              ) -> np.ndarray:
+    """Bring a uint8 image to the spec's H x W by its ``fit`` policy (see IMAGE_FITS); an
+    image of that size is returned as it is. ``dst``: a buffer for a plain resize, reused
+    by a camera from frame to frame (a new array is made where it does not fit)."""
     height, width = pixels.shape[:2]
+    if height == spec.height and width == spec.width:
+        return pixels
     interpolation = _INTERPOLATION[spec.interpolation]
-    if spec.fit == "stretch" or height * spec.width == width * spec.height:
-        return cv2.resize(pixels, (spec.width, spec.height), interpolation=interpolation)
+    if plain_resize(pixels.shape, spec):
+        return cv2.resize(pixels, (spec.width, spec.height), dst=dst,
+                          interpolation=interpolation)
     pick = min if spec.fit == "letterbox" else max
     scale = pick(spec.height / height, spec.width / width)
     new_h = min(spec.height, max(1, round(height * scale))) if spec.fit == "letterbox" \

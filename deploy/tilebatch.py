@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .preprocess import _INTERPOLATION, preprocess_image
+from .preprocess import _INTERPOLATION, preprocess_image, scale_pixels
 from .spec import InputSpec
 from .tiles import Region
 
@@ -55,11 +55,8 @@ class TileBatch:
         c = image.channels
         tiles = resized.reshape(self.rows, image.height, self.cols, image.width, c) \
             .transpose(0, 2, 1, 3, 4)
-        out = tensor.reshape(self.rows, self.cols, image.height, image.width, c)
-        np.multiply(tiles, np.float32(image.scale), out=out, casting="unsafe")
-        if image.mean != (0.0,) or image.std != (1.0,):
-            tensor -= np.asarray(image.mean, dtype=np.float32)
-            tensor /= np.asarray(image.std, dtype=np.float32)
+        scale_pixels(tiles, image,
+                     tensor.reshape(self.rows, self.cols, image.height, image.width, c))
         return resized
 
     def fill(self, pixels: np.ndarray, regions: list[Region], tensor: np.ndarray,

@@ -28,6 +28,7 @@ from edgecnn.deploy.tiles import Region, parse_grid, parse_roi, parse_tiles, pla
 from runtime_helpers import (
     NEU_CLASSES,
     gray_frame,
+    image_spec,
     level_for_class,
     make_image_bundle,
     neu_images,
@@ -249,6 +250,45 @@ def test_preparer_leaves_preprocessing_to_an_idle_pipeline(conv_bundle):
     assert work.fault == "black" and not work.ready
     eager = FramePreparer(spec, FrameFaultDetector(), share=False)
     assert eager(neu_images(1)[0][1], None, waiting=True).ready
+
+def test_a_whole_frame_model_resizes_each_frame_once(monkeypatch):
+    """With one region that is the whole frame, the tensor and the health features share
+    one resize of it into the slot's buffer where the features measure that very view
+    (a gray model, bilinear, the frame stretched or of the model's aspect); otherwise the
+    features make their own. Either way both equal the offline definitions."""
+    from dataclasses import replace
+
+    from edgecnn.deploy.health import image_features
+
+    calls = []
+    resize = cv2.resize
+    monkeypatch.setattr(cv2, "resize", lambda *a, **k: calls.append(1) or resize(*a, **k))
+    features = lambda image, resized=None: image_features(image, (64, 64), resized)  # noqa: E731
+    gray = [img for _, img in neu_images(1)][:4]            # 200 x 200
+    wide = [np.hstack([img, img[:, :100]]) for img in gray]  # 300 x 200
+    area = image_spec(64)
+    base = replace(area, image=replace(area.image, interpolation="linear"))
+    # resizes per frame: the fault checks' thumbnail, then one for the model's view and
+    # the features, or one each
+    cases = [(base, gray, 2), (base, wide, 2), (base, [cv2.resize(g, (64, 64)) for g in gray], 1),
+             (base, [cv2.cvtColor(g, cv2.COLOR_GRAY2BGR) for g in gray], 2),
+             (replace(base, image=replace(base.image, fit="letterbox")), wide, 3),
+             (area, gray, 3)]
+    for spec, frames, per_frame in cases:
+        preparer = FramePreparer(spec, FrameFaultDetector(FaultConfig(frozen_frames=0)),
+                                 features=features, share=False)
+        slots = [preparer(frames[i], None) for i in range(2)]
+        buffers = [w.resized for w in slots]
+        for i, frame in enumerate(frames * 2):
+            del calls[:]
+            work = slots[i % 2] = preparer(frame, slots[i % 2])
+            assert work.ready and len(calls) == per_frame, (spec.image, frame.shape, calls)
+            plain = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            assert work.features == image_features(plain, (64, 64))
+            np.testing.assert_array_equal(work.tensor[0], preprocess_image(frame, spec))
+            if spec.image.fit == "stretch":                 # no new buffer per frame
+                assert work.resized is buffers[i % 2]
+
 
 def test_preparer_converts_a_colour_frame_once_for_a_gray_model(conv_bundle):
     """Fault checks and every tile of a BGR frame use one gray conversion in the slot's

@@ -476,7 +476,7 @@ def test_preparer_leaves_gray_conversion_and_health_features_to_an_idle_pipeline
     tiles = [img for _, img in neu_images(8)][:45]
     frame = np.vstack([np.hstack(tiles[r * 9:(r + 1) * 9]) for r in range(5)])
     bgr = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    features = lambda image: image_features(image, (128, 128))   # noqa: E731
+    features = lambda image, resized=None: image_features(image, (128, 128), resized)  # noqa: E731
     lazy = FramePreparer(spec, FrameFaultDetector(FaultConfig()), tiles=(5, 9),
                          features=features)
     eager = FramePreparer(spec, FrameFaultDetector(FaultConfig()), tiles=(5, 9),
