@@ -368,7 +368,7 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
     from .hosts import int8_exact_here, selected_format
 
     if fmt is None:
-        fmt, _ = selected_format(bundle, batch, measure)
+        fmt, _ = selected_format(bundle, batch, measure, options.threads)
     entry = bundle.entry(fmt)
     why = int8_exact_here(entry)
     if why is not None:   # asked for by name: run it, but say what export cannot vouch for

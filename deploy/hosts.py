@@ -6,10 +6,14 @@ in the user's config directory, never into the bundle (a shipped or installed bu
 read-only and shared by machines)::
 
     $XDG_CONFIG_HOME/edgecnn/hosts/<machine fingerprint>/<manifest sha256>.json
+    (<manifest sha256>.threads-N.json for runs with N > 1 intra-op threads)
 
 The machine fingerprint covers the CPU, the core count and the versions of the
 inference packages, so a new CPU or an upgraded runtime does not inherit an old choice.
 The runtime's default format follows the file when present (``--format`` still wins).
+A choice holds for the thread count it was timed with: formats scale differently with
+threads (LiteRT's XNNPACK and ONNX Runtime's int8 kernels do), so a run with
+``--threads 2`` follows a choice timed with 2 threads, never the 1-thread one.
 Where there is none, the runtime's first start of the bundle writes it after a short
 measurement of its own (``selection.first_start_selection``; ``EDGECNN_SELECT=off`` skips
 it and runs the bundle's default).
@@ -98,8 +102,11 @@ def fingerprint(info: dict[str, Any] | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def host_file(bundle: Bundle) -> Path:
-    return config_dir() / fingerprint() / f"{sha256_file(bundle.path / MANIFEST)}.json"
+def host_file(bundle: Bundle, threads: int = 1) -> Path:
+    """This machine's host file of ``bundle`` for runs with ``threads`` intra-op threads."""
+    name = sha256_file(bundle.path / MANIFEST)
+    return config_dir() / fingerprint() / (f"{name}.json" if threads == 1
+                                          else f"{name}.threads-{threads}.json")
 
 
 def choose(times_ms: dict[str, float]) -> str:
@@ -111,8 +118,9 @@ def choose(times_ms: dict[str, float]) -> str:
 
 
 def write_selection(bundle: Bundle, selection: dict[str, Any]) -> Path:
-    """Write ``selection`` (from ``selection.py``) as this machine's host file."""
-    path = host_file(bundle)
+    """Write ``selection`` (from ``selection.py``) as this machine's host file for the
+    thread count it was timed with."""
+    path = host_file(bundle, _threads(selection) or 1)
     bundle_dir = bundle.path.resolve()
     if path.resolve().is_relative_to(bundle_dir):
         raise InputError(f"the host file {path} would be inside the bundle {bundle_dir}; "
@@ -135,10 +143,17 @@ def write_selection(bundle: Bundle, selection: dict[str, Any]) -> Path:
     return path
 
 
-def read_selection(bundle: Bundle) -> tuple[dict[str, Any], Path] | None:
-    """This machine's host file for ``bundle`` and its path, or None (none, or unreadable:
-    then a warning and the bundle's own default)."""
-    path = host_file(bundle)
+def _threads(data: dict) -> int | None:
+    """The intra-op thread count a selection was timed with (files of older versions
+    say none: they were timed with 1)."""
+    threads = data.get("threads", 1)
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
+
+
+def read_selection(bundle: Bundle, threads: int = 1) -> tuple[dict[str, Any], Path] | None:
+    """This machine's host file for ``bundle`` at ``threads`` and its path, or None (none,
+    or unreadable: then a warning and the bundle's own default)."""
+    path = host_file(bundle, threads)
     try:
         if not path.is_file():   # EACCES on a folder above it is raised, not False
             return None
@@ -149,6 +164,10 @@ def read_selection(bundle: Bundle) -> tuple[dict[str, Any], Path] | None:
         return None
     if not isinstance(data, dict) or data.get("format") != HOST_FILE_FORMAT:
         _log.warning("ignoring %s: not an edgecnn host selection file", path)
+        return None
+    if _threads(data) != threads:
+        _log.warning("ignoring %s: it was timed with %s intra-op threads, not %d", path,
+                     data.get("threads"), threads)
         return None
     choices = choices_by_batch(data)
     if not choices:
@@ -232,14 +251,15 @@ def _runnable_default(bundle: Bundle) -> str:
     return fmt
 
 
-def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True
+def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True, threads: int = 1
                     ) -> tuple[str, Path | None]:
-    """The format to run at about ``batch`` items per inference: the host file's choice
-    for the nearest measured batch size when a run may pick it (``runnable``); without a
-    usable host file and with ``measure``, this machine's own timing
-    (``selection.first_start_selection``, which writes the host file); else the bundle's
-    default (``_runnable_default``). Also the host file it came from (None: the default)."""
-    found = read_selection(bundle)
+    """The format to run at about ``batch`` items per inference with ``threads`` intra-op
+    threads: the host file's choice for the nearest measured batch size when a run may
+    pick it (``runnable``); without a usable host file and with ``measure``, this
+    machine's own timing (``selection.first_start_selection``, which writes the host
+    file); else the bundle's default (``_runnable_default``). Also the host file it came
+    from (None: the default)."""
+    found = read_selection(bundle, threads)
     again = False
     if found is not None:
         data, path = found
@@ -257,21 +277,21 @@ def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True
     if measure:
         from .selection import first_start_selection
 
-        measured = first_start_selection(bundle, batch, again=again)
+        measured = first_start_selection(bundle, batch, again=again, threads=threads)
         if measured is not None:
             choices = choices_by_batch(measured)
             nearest = min(choices, key=lambda b: (abs(b - batch), b))
             if runnable(bundle, choices[nearest]):
-                return choices[nearest], host_file(bundle)
+                return choices[nearest], host_file(bundle, threads)
     return _runnable_default(bundle), None
 
 
-def would_time(bundle: Bundle) -> bool:
-    """Whether a run's first start would time the formats (no usable host file, timing
-    on, and more than one format to choose from)."""
+def would_time(bundle: Bundle, threads: int = 1) -> bool:
+    """Whether a run's first start would time the formats (no usable host file for its
+    thread count, timing on, and more than one format to choose from)."""
     from .selection import measuring_off, parity_passed
 
-    found = read_selection(bundle)
+    found = read_selection(bundle, threads)
     if found is not None and any(runnable(bundle, fmt)
                                  for fmt in choices_by_batch(found[0]).values()):
         return False

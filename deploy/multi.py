@@ -149,7 +149,8 @@ def _format_to_run(bundle, plan: RunPlan) -> str:
     from .hosts import selected_format
 
     tiles = getattr(plan.source, "tiles", None)
-    return selected_format(bundle, tiles[0] * tiles[1] if tiles else 1)[0]
+    return selected_format(bundle, tiles[0] * tiles[1] if tiles else 1,
+                           threads=plan.model.engine.threads)[0]
 
 
 def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Logging(), *,

@@ -226,12 +226,13 @@ def _wait_for(child: subprocess.Popen, timeout: float) -> tuple[str, str]:
     return out, err
 
 
-def _measure_in_child(bundle: Bundle, batches: tuple[int, ...], timeout: float) -> dict:
-    """``select_formats`` of ``bundle`` in a child process (``python -P -m`` this module:
-    no import from the working folder), on the manifest this process verified (its
-    sha256 is checked there)."""
+def _measure_in_child(bundle: Bundle, batches: tuple[int, ...], timeout: float,
+                      threads: int = 1) -> dict:
+    """``select_formats`` of ``bundle`` with ``threads`` intra-op threads in a child
+    process (``python -P -m`` this module: no import from the working folder), on the
+    manifest this process verified (its sha256 is checked there)."""
     command = [sys.executable, "-P", "-m", __name__, str(bundle.path.resolve()),
-               ",".join(map(str, batches)), sha256_file(bundle.path / MANIFEST)]
+               ",".join(map(str, batches)), sha256_file(bundle.path / MANIFEST), str(threads)]
     try:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  stdin=subprocess.DEVNULL, text=True)
@@ -250,18 +251,20 @@ def _measure_in_child(bundle: Bundle, batches: tuple[int, ...], timeout: float) 
     return result
 
 
-def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False) -> dict | None:
+def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False,
+                          threads: int = 1) -> dict | None:
     """Time the bundle's formats that passed parity and can run here (at batch 1, 32 and
-    ``batch``), keep the choice in this machine's host file and return it as the host file
-    holds it; None where there is nothing to choose (one format), EDGECNN_SELECT=off,
-    or the timing failed or was stopped (then a warning: the bundle's default runs).
-    ``again``: the host file there was unusable (said so already)."""
+    ``batch``, with the run's ``threads``), keep the choice in this machine's host file
+    and return it as the host file holds it; None where there is nothing to choose (one
+    format), EDGECNN_SELECT=off, or the timing failed or was stopped (then a warning: the
+    bundle's default runs). ``again``: the host file there was unusable (said so
+    already)."""
     if measuring_off():
         return None
     candidates, _ = parity_passed(bundle)
     if len(candidates) < 2:
         return None
-    key = str(host_file(bundle))
+    key = str(host_file(bundle, threads))
     if key in _MEASURED:
         return _MEASURED[key]
     batches = tuple(sorted({*DEFAULT_BATCHES, min(max(int(batch), 1), MAX_BATCH)}))
@@ -270,11 +273,12 @@ def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False) -
     what = "timing again the formats of %s" if again else \
         "first start of %s on this machine: timing its formats"
     logger.warning("note: " + what + " that passed parity (%s) for about %.0f s to run the "
-                   "fastest, once ('edgecnn bench BUNDLE --select' measures longer; %s=off "
+                   "fastest, once%s ('edgecnn bench BUNDLE --select' measures longer; %s=off "
                    "skips this)", bundle.path, ", ".join(candidates), max(seconds, 1),
-                   SELECT_ENV)
+                   f" for {threads} threads" if threads != 1 else "", SELECT_ENV)
     try:
-        result = _measure_in_child(bundle, batches, timeout=max(30.0, 4 * seconds + 15))
+        result = _measure_in_child(bundle, batches, timeout=max(30.0, 4 * seconds + 15),
+                                   threads=threads)
     except EdgecnnError as exc:
         logger.warning("could not time the formats of %s (%s); running its default "
                        "format", bundle.path, exc)
@@ -297,17 +301,18 @@ def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False) -
 
 
 def _main(argv: list[str]) -> int:
-    """The child of ``_measure_in_child``: BUNDLE BATCHES MANIFEST_SHA256 -> one JSON line."""
+    """The child of ``_measure_in_child``: BUNDLE BATCHES MANIFEST_SHA256 THREADS -> one
+    JSON line."""
     from .signing import Trust
 
     try:
-        path, batches, sha = argv
+        path, batches, sha, threads = argv
         bundle = Bundle.open(path, Trust())   # the parent checked its signature
         if sha256_file(bundle.path / MANIFEST) != sha:
             raise BundleError(f"the manifest of {bundle.path} changed since the run opened it")
         result = select_formats(bundle, batches=[int(b) for b in batches.split(",")],
                                 seconds=FIRST_START_SECONDS, rounds=FIRST_START_ROUNDS,
-                                write=False)
+                                threads=int(threads), write=False)
     except (EdgecnnError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -275,18 +275,18 @@ def bench(bundle_or_name, data=None, *, threads: int = 1, batch: int = 32, warmu
                "skipped": eval_data.skipped}
               if eval_data is not None else None),
         macs=macs, ceilings=ceilings, rows=rows, skipped=skipped,
-        runtime_format=runtime_format(bundle))
+        runtime_format=runtime_format(bundle, threads))
 
 
-def runtime_format(bundle: Bundle) -> dict:
-    """The format a run with no --format runs here at batch 1 and 32, and where that
-    choice comes from: the host file (``bench --select`` or a run's first start), else the
-    bundle's default, which the first run on this machine replaces by its own timing
-    when there is a choice."""
+def runtime_format(bundle: Bundle, threads: int = 1) -> dict:
+    """The format a run with no --format and ``threads`` runs here at batch 1 and 32, and
+    where that choice comes from: the host file (``bench --select`` or a run's first
+    start), else the bundle's default, which the first run on this machine replaces by
+    its own timing when there is a choice."""
     from edgecnn.deploy.hosts import selected_format
     from edgecnn.deploy.selection import measuring_off, parity_passed
 
-    picks = {b: selected_format(bundle, b, measure=False) for b in (1, 32)}
+    picks = {b: selected_format(bundle, b, measure=False, threads=threads) for b in (1, 32)}
     paths = sorted({str(path) for _, path in picks.values() if path is not None})
     if paths:
         why = f"this machine's host file {paths[0]}"

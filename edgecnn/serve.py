@@ -102,7 +102,7 @@ def check(config: ServiceConfig) -> list[str]:
                 "class_threshold" if d.class_thresholds and "class name" in text else \
                 "format" if plan.model.fmt and "model" in text else "bundle"
             raise type(exc)(f"{config.where(number, key)} ({name}): {exc}") from None
-        timed = plan.model.fmt is None and would_time(bundle)
+        timed = plan.model.fmt is None and would_time(bundle, plan.model.engine.threads)
         lines.append(f"{name}: {plan.kind} {plan.source.source} -> {bundle.path} "
                      f"[{entry.get('format')}"
                      f"{'; the first start times its formats' if timed else ''}]")

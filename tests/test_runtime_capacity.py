@@ -189,6 +189,54 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     assert code == 2 and "inside the bundle" in err
 
 
+def test_a_choice_holds_for_the_thread_count_it_was_timed_with(
+        capsys, caplog, bundle, videos, tmp_path, monkeypatch):
+    """Formats scale differently with threads: a run with --threads 2 does not follow the
+    choice timed with one thread; ``bench --select --threads 2`` keeps its own file,
+    which only runs with 2 threads follow; a file that says another count is ignored."""
+    import logging
+
+    config = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    target = _with_formats(bundle, tmp_path)
+    hosts_dir = config / "edgecnn" / "hosts"
+    for threads in ("1", "2"):
+        code, _, err = _cli(capsys, "bench", target, "--select", "--select-batches", "1",
+                            "--max-seconds", "0.05", "--threads", threads)
+        assert code == 0, err
+    one = [f for f in hosts_dir.glob("*/*.json") if ".threads-" not in f.name]
+    two = list(hosts_dir.glob("*/*.threads-2.json"))
+    assert len(one) == len(two) == 1
+    assert json.loads(one[0].read_text())["threads"] == 1
+    assert json.loads(two[0].read_text())["threads"] == 2
+
+    def choose(path, fmt, **extra):
+        host = json.loads(path.read_text())
+        host["batches"]["1"]["chosen"] = fmt
+        path.write_text(json.dumps({**host, **extra}))
+
+    def run(*extra):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0],
+                                "--quiet", "--json", tmp_path / "run.json", *extra)
+        assert code == 0, err
+        return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
+
+    choose(one[0], "onnx")
+    choose(two[0], "onnx-int8")
+    assert run()[0] == "onnx" and run("--threads", "2")[0] == "onnx-int8"
+    choose(one[0], "onnx-int8")
+    choose(two[0], "onnx")
+    assert run()[0] == "onnx-int8" and run("--threads", "2")[0] == "onnx"
+    two[0].unlink()                  # no 2-thread choice: the 1-thread one is not taken
+    choose(one[0], "onnx")
+    assert run()[0] == "onnx" and run("--threads", "2")[0] == "onnx-int8"
+    choose(one[0], "onnx", threads=2)     # a file saying another count is not followed
+    fmt, log = run()
+    assert fmt == "onnx-int8" and "timed with 2 intra-op threads, not 1" in log
+
+
 def _timing_on(monkeypatch, bundle, tmp_path):
     """First-start timing on (conftest turns it off), an empty config folder, and a copy
     of ``bundle`` with more formats: (config folder, bundle copy)."""

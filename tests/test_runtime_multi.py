@@ -132,20 +132,22 @@ def test_a_source_that_fails_to_open_leaves_no_empty_log(bright_bundle, tmp_path
 def test_a_source_not_up_yet_names_the_format_this_machine_will_run(bright_bundle,
                                                                     monkeypatch):
     import edgecnn.deploy.hosts as hosts
+    from edgecnn.deploy.engine import EngineOptions
     from edgecnn.deploy.multi import WaitingPipeline
     from edgecnn.deploy.runstats import StopFlag
 
     asked = []
 
-    def chosen(bundle, batch=1):
-        asked.append(batch)
+    def chosen(bundle, batch=1, threads=1):
+        asked.append((batch, threads))
         return "onnx", None
     monkeypatch.setattr(hosts, "selected_format", chosen)
-    plan = plan_from_keywords("camera", "rtsp://127.0.0.1:9/none", tiles=(2, 3))
+    plan = plan_from_keywords("camera", "rtsp://127.0.0.1:9/none", tiles=(2, 3),
+                              options=EngineOptions(threads=2))
     stop = StopFlag()
     stop.set("stopped before it was tried")
     waiting = WaitingPipeline(bright_bundle, plan, "refused", stop)
-    assert asked == [6] and waiting.loop.summary.model_format == "onnx"
+    assert asked == [(6, 2)] and waiting.loop.summary.model_format == "onnx"
 
 
 def _defects(log):
