@@ -13,6 +13,7 @@ colour planes and the BGR conversion, and is how training decoded its JPEG image
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -181,10 +182,22 @@ def _valid(image) -> bool:
             and image.ndim in (2, 3))
 
 
-class CaptureReader:
-    """Wraps a cv2.VideoCapture-like object; tells a corrupt frame from the end of a file."""
+def indexed_file(path: str) -> bool:
+    """Whether a video file's container lists every frame it holds: AVI, whose index (or
+    header) gives FFmpeg the exact count. Other containers may only estimate it from the
+    duration and the frame rate."""
+    return Path(path).suffix.lower() == ".avi"
 
-    def __init__(self, capture, is_file: bool, max_bad: int = 25):
+
+class CaptureReader:
+    """Wraps a cv2.VideoCapture-like object; tells a corrupt frame from the end of a file.
+
+    ``indexed``: the name of a file that lists every frame (``indexed_file``). FFmpeg's
+    demuxer skips a damaged chunk without a word (its frame never reaches ``read``); at
+    the end of such a file the frames its index lists that never arrived are counted as
+    corrupt too, and a warning says how many."""
+
+    def __init__(self, capture, is_file: bool, max_bad: int = 25, indexed: str | None = None):
         self.capture = capture
         self.is_file = is_file
         self.max_bad = max_bad
@@ -195,6 +208,8 @@ class CaptureReader:
         if is_file:
             total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
             self.total = int(total) if total and total > 0 else 0
+        self.indexed = indexed if is_file and self.total > 0 else None
+        self.seen = 0        # frames delivered or counted corrupt
 
     def _grab(self, buffer):
         if buffer is not None and self.into:
@@ -221,9 +236,11 @@ class CaptureReader:
                 ok, image = False, None
             if ok and _valid(image) and (self.is_file or self._advanced()):
                 stats.corrupt += pending
+                self.seen += pending + 1
                 return image
             if ok:   # not an image, or no new picture (a broken stream's partial decode)
                 stats.corrupt += 1
+                self.seen += 1
                 junk += 1
                 if junk >= self.max_bad:
                     return None
@@ -233,6 +250,13 @@ class CaptureReader:
             pending += 1
             position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
             if pending >= self.max_bad or (self.total and position >= self.total):
+                if self.indexed is not None and self.seen < self.total:
+                    logging.getLogger("edgecnn.deploy").warning(
+                        "%s: %d of the %d frames its index lists never arrived (a damaged "
+                        "or cut-short file): counted as corrupt", self.indexed,
+                        self.total - self.seen, self.total)
+                    stats.corrupt += self.total - self.seen
+                    self.seen = self.total     # once: a later read is at the end again
                 return None
 
     def _advanced(self) -> bool:

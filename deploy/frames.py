@@ -30,7 +30,15 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from .captures import CaptureReader, capture_fps, open_device, open_file, open_gstreamer, open_url
+from .captures import (
+    CaptureReader,
+    capture_fps,
+    indexed_file,
+    open_device,
+    open_file,
+    open_gstreamer,
+    open_url,
+)
 from .errors import SourceError
 from .reconnect import Backoff, StatusChange, StatusLog, check_port, connect_with_backoff
 
@@ -237,7 +245,8 @@ class VideoFileSource(FrameSource):
         self.name = str(path)
         capture = opener(self.name) if opener is not None else open_file(self.name, color)
         self.fps = capture_fps(capture)
-        self._reader = CaptureReader(capture, is_file=True)
+        self._reader = CaptureReader(capture, is_file=True,
+                                     indexed=self.name if indexed_file(self.name) else None)
         self._first = self._free.get()
         if not self._decode(self._first, self._reader):
             self._reader.release()
@@ -486,7 +495,8 @@ class LatestFrameSource(FrameSource):
     def _open_first(self) -> "CaptureReader":
         """Open and decode the first frame (one connection attempt)."""
         capture = self._opener()
-        reader = CaptureReader(capture, is_file=self._is_file)
+        reader = CaptureReader(capture, is_file=self._is_file, indexed=self.name
+                               if self._is_file and indexed_file(self.name) else None)
         if not self._decode(self._first, reader):
             reader.release()
             raise SourceError(f"source {self.name} opened but delivered no frame")

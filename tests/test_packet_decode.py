@@ -118,6 +118,68 @@ def test_a_packet_that_does_not_decode_is_corrupt_and_the_run_goes_on(workdir, v
     assert summary.stop_reason == "end of source"
 
 
+def _chunk_damage(path, out, damage):
+    """``damage(data, starts, k)`` on the AVI's frame chunks ('00dc' headers at
+    ``starts``): the file as a damaged disk or transfer leaves it."""
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 4) if data[i:i + 4] == b"00dc"]
+    damage(data, starts)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_frames_the_demuxer_skips_are_counted_as_corrupt(workdir, video, images, gray_bundle,
+                                                         caplog):
+    """A damaged AVI chunk header never reaches ``read``: FFmpeg's demuxer skips the frame
+    without a word. The frames the file's index lists that never arrived are counted as
+    corrupt at its end, with a warning; whatever the reading path (packets, the capture's
+    own decoding, paced, several sources), read + corrupt is every frame of the file."""
+    import logging
+
+    from edgecnn.deploy.multi import run_many
+    from edgecnn.deploy.options import plan_from_keywords
+
+    def header(data, starts):
+        data[starts[4]:starts[4] + 4] = b"zzzz"
+
+    def zeroed(data, starts):        # two whole chunks, headers and JPEGs
+        data[starts[6]:starts[8]] = bytes(starts[8] - starts[6])
+
+    n = len(images)
+    cases = [(_chunk_damage(video, workdir / "bad header.avi", header), 1),
+             (_chunk_damage(video, workdir / "zeroed chunks.avi", zeroed), 2),
+             (video, 0)]
+    faults = FaultConfig(frozen_frames=0)
+    for path, lost in cases:
+        for color in ("gray", None):                 # packets, the capture's decoding
+            with VideoFileSource(path, color=color) as src:
+                seen = _frames(src)
+            assert len(seen) == src.stats.read == n - lost, (path, color)
+            assert src.stats.corrupt == lost, (path, color)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            for realtime in (False, True):
+                summary = run_camera(gray_bundle, str(path), min_frames=1000, faults=faults,
+                                     realtime=realtime)
+                assert (summary.read, summary.corrupt) == (n - lost, lost), (path, realtime)
+        said = f"{lost} of the {n} frames its index lists never arrived"
+        assert (said in caplog.text) is (lost > 0), caplog.text
+    plans = [(gray_bundle, plan_from_keywords("camera", str(path), name=f"cam{i}",
+                                              min_frames=1000, faults=faults))
+             for i, (path, _) in enumerate(cases)]
+    summaries = run_many(plans)
+    assert [(s.read, s.corrupt) for s in summaries] == [(n - lost, lost) for _, lost in cases]
+
+    ffv1 = workdir / "neu ffv1.mkv"                  # no index: nothing is inferred
+    writer = cv2.VideoWriter(str(ffv1), cv2.VideoWriter_fourcc(*"FFV1"), 25.0, (200, 200),
+                             isColor=False)
+    for image in images:
+        writer.write(image)
+    writer.release()
+    with VideoFileSource(ffv1, color="gray") as src:
+        assert len(_frames(src)) == n and src.stats.corrupt == 0
+
+
 class _Packets:
     """A raw-mode capture of a camera that sends ``packets`` (JPEGs), then ends."""
 
