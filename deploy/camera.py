@@ -141,6 +141,8 @@ class FramePreparer:
     on every decoded frame (in order, so frozen streams are seen), then, for a frame
     without a fault (a faulty frame is not classified), its gray conversion and
     source-health ``features`` (``analyse``) and the regions' model tensors (``tensors``).
+    ``features(pixels, resized)`` is ``HealthMonitor.features``: ``resized`` is the model's
+    view of the frame where the features measure that very view, else None.
 
     Analysis and tensors are left to the pipeline thread when it is waiting for this
     frame anyway: where decoding takes longer than inference (large tiled frames), the
@@ -152,7 +154,7 @@ class FramePreparer:
     def __init__(self, spec: InputSpec, detector: FrameFaultDetector,
                  roi: Region | None = None, tiles: tuple[int, int] | None = None,
                  grid: tuple[int, int, int] | None = None, share: bool = True,
-                 features: Callable[[np.ndarray], dict] | None = None):
+                 features: Callable[[np.ndarray, np.ndarray | None], dict] | None = None):
         self.spec = spec
         self.detector = detector
         self.share = share
@@ -219,8 +221,10 @@ class FramePreparer:
             view = fit_image(to_color(pixels, self.spec.image.color), self.spec.image,
                              dst=work.resized)
             work.view, same = view, whole[1]
-            if work.view is not pixels:           # a resize: the slot's buffer from now on
-                work.resized = work.view
+            # a resize: the slot's buffer from now on (never the frame itself or a view
+            # of it, as an H x W x 1 frame at the model's size gives)
+            if not (np.may_share_memory(view, pixels) or np.may_share_memory(view, work.image)):
+                work.resized = view
         work.features = None if self.features is None else \
             self.features(pixels, work.view if same else None)
         work.analysed = True

@@ -150,30 +150,79 @@ def _threads(data: dict) -> int | None:
     return threads if isinstance(threads, int) and not isinstance(threads, bool) else None
 
 
+def select_command(threads: int = 1) -> str:
+    """The command that times the formats for runs with ``threads``."""
+    return "edgecnn bench BUNDLE --select" + (f" --threads {threads}" if threads != 1 else "")
+
+
+# what was said of which host file (as it was then: its time and size): once, not once
+# per source and batch size of a run; said again once the file changed
+_WARNED: set[tuple] = set()
+
+
+def _said(path: Path, what: str) -> bool:
+    """Whether ``what`` was said of the file at ``path`` as it is now (and note it)."""
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size, what)
+    except OSError:
+        key = (str(path), None, None, what)
+    if key in _WARNED:
+        return True
+    _WARNED.add(key)
+    return False
+
+
+def _ignore(path: Path, reason: str, *args) -> None:
+    text = reason % args
+    if not _said(path, text):
+        _log.warning("ignoring %s: %s", path, text)
+
+
 def read_selection(bundle: Bundle, threads: int = 1) -> tuple[dict[str, Any], Path] | None:
     """This machine's host file for ``bundle`` at ``threads`` and its path, or None (none,
-    or unreadable: then a warning and the bundle's own default)."""
+    or unreadable: then a warning, once per process, and the bundle's own default)."""
     path = host_file(bundle, threads)
     try:
         if not path.is_file():   # EACCES on a folder above it is raised, not False
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        _log.warning("ignoring the unreadable host file %s (%s); run 'edgecnn bench "
-                     "BUNDLE --select' again", path, exc)
+        _ignore(path, "it cannot be read (%s); run '%s' again", exc, select_command(threads))
         return None
     if not isinstance(data, dict) or data.get("format") != HOST_FILE_FORMAT:
-        _log.warning("ignoring %s: not an edgecnn host selection file", path)
+        _ignore(path, "not an edgecnn host selection file")
         return None
     if _threads(data) != threads:
-        _log.warning("ignoring %s: it was timed with %s intra-op threads, not %d", path,
-                     data.get("threads"), threads)
+        said = data.get("threads", 1)
+        _ignore(path, "it holds a choice timed with %s, not %d intra-op thread%s; run '%s' "
+                "again", f"{said!r} intra-op threads" if _threads(data) is None else
+                f"{said} intra-op thread{'s' if said != 1 else ''}", threads,
+                "s" if threads != 1 else "", select_command(threads))
         return None
     choices = choices_by_batch(data)
     if not choices:
-        _log.warning("ignoring %s: it records no choice of format per batch size", path)
+        _ignore(path, "it records no choice of format per batch size")
         return None
     return data, path
+
+
+def other_choices(bundle: Bundle, threads: int) -> list[int]:
+    """The thread counts other than ``threads`` with a host file for ``bundle`` here: a
+    run that finds none for its own can say a choice exists for another."""
+    folder = host_file(bundle).parent
+    name = sha256_file(bundle.path / MANIFEST)
+    counts = []
+    try:
+        for path in folder.glob(f"{name}*.json"):
+            rest = path.name[len(name):-len(".json")]
+            count = 1 if rest == "" else int(rest[len(".threads-"):]) \
+                if rest.startswith(".threads-") and rest[len(".threads-"):].isdigit() else None
+            if count is not None and count != threads:
+                counts.append(count)
+    except OSError:
+        return []
+    return sorted(counts)
 
 
 def choices_by_batch(data: dict) -> dict[int, str]:
@@ -260,7 +309,7 @@ def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True, thread
     file); else the bundle's default (``_runnable_default``). Also the host file it came
     from (None: the default)."""
     found = read_selection(bundle, threads)
-    again = False
+    again = found is None and present(host_file(bundle, threads))   # there, but ignored
     if found is not None:
         data, path = found
         choices = choices_by_batch(data)
@@ -275,7 +324,7 @@ def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True, thread
                      "timing the formats again" if measure and not measuring_off()
                      else "not using it")
     if measure:
-        from .selection import first_start_selection
+        from .selection import first_start_selection, measuring_off
 
         measured = first_start_selection(bundle, batch, again=again, threads=threads)
         if measured is not None:
@@ -283,7 +332,21 @@ def selected_format(bundle: Bundle, batch: int = 1, measure: bool = True, thread
             nearest = min(choices, key=lambda b: (abs(b - batch), b))
             if runnable(bundle, choices[nearest]):
                 return choices[nearest], host_file(bundle, threads)
+        others = other_choices(bundle, threads) if found is None and measuring_off() else []
+        if others and not _said(host_file(bundle, threads), f"choices for {others}"):
+            _log.warning("note: this machine's format choice for %s is for %s intra-op "
+                         "thread%s, not %d: running its default ('%s' makes one for this "
+                         "thread count)", bundle.path, " and ".join(map(str, others)),
+                         "s" if others != [1] else "", threads, select_command(threads))
     return _runnable_default(bundle), None
+
+
+def present(path: Path) -> bool:
+    """Whether a file is at ``path`` (False where it cannot be looked at)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def would_time(bundle: Bundle, threads: int = 1) -> bool:

@@ -33,6 +33,7 @@ from .hosts import (
     int8_exact_here,
     missing_packages,
     packages_for,
+    select_command,
     write_selection,
 )
 
@@ -156,7 +157,9 @@ def select_formats(bundle, *, batches=DEFAULT_BATCHES, threads: int = 1,
 
 
 def format_selection(result: dict) -> str:
-    lines = [f"format selection for {result['bundle']} "
+    threads = result.get("threads", 1)
+    lines = [f"format selection for {result['bundle']} with {threads} intra-op "
+             f"thread{'s' if threads != 1 else ''} "
              f"(load average {' '.join(map(str, result['load_average'][:3]))})"]
     for b, row in result["batches"].items():
         ms = row["ms_per_batch"]
@@ -273,9 +276,10 @@ def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False,
     what = "timing again the formats of %s" if again else \
         "first start of %s on this machine: timing its formats"
     logger.warning("note: " + what + " that passed parity (%s) for about %.0f s to run the "
-                   "fastest, once%s ('edgecnn bench BUNDLE --select' measures longer; %s=off "
-                   "skips this)", bundle.path, ", ".join(candidates), max(seconds, 1),
-                   f" for {threads} threads" if threads != 1 else "", SELECT_ENV)
+                   "fastest, once%s ('%s' measures longer; %s=off skips this)", bundle.path,
+                   ", ".join(candidates), max(seconds, 1),
+                   f" for {threads} intra-op threads" if threads != 1 else "",
+                   select_command(threads), SELECT_ENV)
     try:
         result = _measure_in_child(bundle, batches, timeout=max(30.0, 4 * seconds + 15),
                                    threads=threads)
@@ -294,8 +298,9 @@ def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False,
     except InputError as exc:
         where = f"not kept ({exc}): timed again at the next start"
         _MEASURED[key] = result
-    logger.warning("note: running %s of %s (per batch of %d here: %s%s); %s",
-                   row["chosen"], bundle.path, nearest, times,
+    logger.warning("note: running %s of %s%s (per batch of %d here: %s%s); %s",
+                   row["chosen"], bundle.path,
+                   f" with {threads} intra-op threads" if threads != 1 else "", nearest, times,
                    "".join(f"; left out {f}: {why}" for f, why in left_out.items()), where)
     return result
 

@@ -283,21 +283,32 @@ def runtime_format(bundle: Bundle, threads: int = 1) -> dict:
     where that choice comes from: the host file (``bench --select`` or a run's first
     start), else the bundle's default, which the first run on this machine replaces by
     its own timing when there is a choice."""
-    from edgecnn.deploy.hosts import selected_format
+    from edgecnn.deploy.hosts import (
+        host_file,
+        other_choices,
+        present,
+        select_command,
+        selected_format,
+    )
     from edgecnn.deploy.selection import measuring_off, parity_passed
 
     picks = {b: selected_format(bundle, b, measure=False, threads=threads) for b in (1, 32)}
     paths = sorted({str(path) for _, path in picks.values() if path is not None})
+    count = f"{threads} intra-op thread{'s' if threads != 1 else ''}"
     if paths:
-        why = f"this machine's host file {paths[0]}"
+        why = f"this machine's host file {paths[0]} (for {count})"
     elif len(parity_passed(bundle)[0]) < 2:
         why = "the bundle's default: no other format to choose here"
-    elif measuring_off():
-        why = "no host file and EDGECNN_SELECT=off: the bundle's default"
     else:
-        why = ("no host file yet: the bundle's default until the first run here times "
-               "its formats, or 'edgecnn bench BUNDLE --select'")
-    return {"batches": {str(b): fmt for b, (fmt, _) in picks.items()},
+        there = host_file(bundle, threads)
+        others = other_choices(bundle, threads)
+        why = (f"the host file {there} cannot be used (see the warning)" if present(there)
+               else f"no host file for {count}" + (
+                   f" (there is one for {' and '.join(map(str, others))})" if others else ""))
+        why += (": the bundle's default (EDGECNN_SELECT=off)" if measuring_off() else
+                ": the bundle's default until the first run here times its formats, or "
+                f"'{select_command(threads)}'")
+    return {"batches": {str(b): fmt for b, (fmt, _) in picks.items()}, "threads": threads,
             "host_file": paths[0] if paths else None, "why": why}
 
 

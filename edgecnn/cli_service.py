@@ -25,7 +25,7 @@ def serve_command(config, check_only):
     if check_only:
         for line in result:
             click.echo(line)
-        click.echo(f"{config}: OK ({len(result)} sources)")
+        click.echo(f"{config}: OK ({len(result)} source{'' if len(result) == 1 else 's'})")
 
 
 @click.group("service", help="Install `edgecnn serve CONFIG` as a systemd service.",

@@ -132,7 +132,8 @@ def _typed(param, value, where: _Where, key: str):
             raise wrong("true or false")
         return value
     if isinstance(value, bool):
-        raise wrong(f"a {param.type.name}")
+        name = param.type.name
+        raise wrong(f"{'an' if name[:1] in 'aeiou' else 'a'} {name}")
     if isinstance(param.type, click.types.IntParamType):
         if not isinstance(value, int):
             raise wrong("an integer")

@@ -288,6 +288,17 @@ def test_a_whole_frame_model_resizes_each_frame_once(monkeypatch):
             np.testing.assert_array_equal(work.tensor[0], preprocess_image(frame, spec))
             if spec.image.fit == "stretch":                 # no new buffer per frame
                 assert work.resized is buffers[i % 2]
+    # the slot's buffer is never a caller's frame: an H x W x 1 frame at the model's size
+    # (its view is a view of the frame), then one to resize, in the same slot
+    at_size = cv2.resize(gray[0], (64, 64))[:, :, None]
+    kept = at_size.copy()
+    preparer = FramePreparer(base, FrameFaultDetector(FaultConfig(frozen_frames=0)),
+                             features=features, share=False)
+    work = None
+    for frame in (at_size, wide[1], at_size):
+        work = preparer(frame, work)
+        np.testing.assert_array_equal(work.tensor[0], preprocess_image(frame, base))
+    np.testing.assert_array_equal(at_size, kept)
 
 
 def test_preparer_converts_a_colour_frame_once_for_a_gray_model(conv_bundle):

@@ -231,10 +231,18 @@ def test_a_choice_holds_for_the_thread_count_it_was_timed_with(
     assert run()[0] == "onnx-int8" and run("--threads", "2")[0] == "onnx"
     two[0].unlink()                  # no 2-thread choice: the 1-thread one is not taken
     choose(one[0], "onnx")
-    assert run()[0] == "onnx" and run("--threads", "2")[0] == "onnx-int8"
+    assert run()[0] == "onnx"
+    fmt, log = run("--threads", "2")
+    assert fmt == "onnx-int8" and "is for 1 intra-op thread, not 2" in log
+    assert "'edgecnn bench BUNDLE --select --threads 2' makes one" in log
+    assert "is for 1" not in run("--threads", "2")[1]           # said once
     choose(one[0], "onnx", threads=2)     # a file saying another count is not followed
     fmt, log = run()
-    assert fmt == "onnx-int8" and "timed with 2 intra-op threads, not 1" in log
+    assert fmt == "onnx-int8" and "timed with 2 intra-op threads, not 1 intra-op thread; " \
+        "run 'edgecnn bench BUNDLE --select' again" in log
+    two[0].write_bytes(b"\xff")          # unreadable: the advice names its thread count
+    fmt, log = run("--threads", "2")
+    assert fmt == "onnx-int8" and "--select --threads 2' again" in log
 
 
 def _timing_on(monkeypatch, bundle, tmp_path):
@@ -369,7 +377,8 @@ def test_serve_check_and_bench_say_what_a_run_would_pick_without_timing(
     code, out, err = _cli(capsys, "bench", target, "--no-keras", "--max-seconds", "0.05",
                           "--formats", "onnx")
     assert code == 0, err
-    assert "a run without --format runs here: onnx-int8 (no host file yet" in out
+    assert "a run without --format runs here: onnx-int8 (no host file for 1 intra-op " \
+        "thread: the bundle's default until the first run here times its formats" in out
     assert not config.exists()
     code, _, err = _cli(capsys, "bench", target, "--select", "--select-batches", "1,2",
                         "--max-seconds", "0.05")
@@ -607,4 +616,4 @@ def test_a_host_file_that_cannot_be_read_is_a_warning_and_the_default(bundle, mo
     monkeypatch.setattr(Path, "is_file", locked)     # as under a folder we may not enter
     with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
         assert hosts.read_selection(opened) is None
-    assert "ignoring the unreadable host file" in caplog.text
+    assert "ignoring " in caplog.text and ": it cannot be read" in caplog.text
