@@ -330,6 +330,7 @@ class CameraPipeline(Pipeline):
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
                              model_sha256=entry["sha256"], unit="frames")
+        self.format_choice = entry["chosen"]
         self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
                             on_event=on_event, item="frame", fault_names=FAULTS + (
                                 IMAGE_HEALTH_FAULTS if self.health is not None else ()))
@@ -499,6 +500,7 @@ class CameraPipeline(Pipeline):
         # CPU ms per frame of this thread (inference included) and of the reading thread
         # (decode, fault checks, preprocessing): which of the two limits the rate
         extra = {"decoded": stats.read, "decoding": self.src.decoding,
+                 "format_choice": self.format_choice,
                  "regions": len(self.regions),
                  "source_faults": counter_dict(self.loop.source_faults),
                  "preprocessed_here": self.shared,

@@ -347,7 +347,8 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
                  shared: dict | None = None, measure: bool = True):
     """(bundle, engine, manifest entry) for a runtime command, refusing a model of the
     wrong kind (an image model on a vibration stream and vice versa) before any source
-    is opened.
+    is opened. The entry is a copy with ``chosen``: how its format was picked (``by``
+    "--format", "host file" with ``host_file``, or "bundle default") and ``threads``.
 
     No ``fmt``: this machine's choice from ``edgecnn bench --select`` for about ``batch``
     items per inference (``hosts.selected_format``; its first-start timing unless
@@ -368,8 +369,13 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
     from .hosts import int8_exact_here, selected_format
 
     if fmt is None:
-        fmt, _ = selected_format(bundle, batch, measure, options.threads)
-    entry = bundle.entry(fmt)
+        fmt, path = selected_format(bundle, batch, measure, options.threads)
+        chosen = {"by": "host file", "host_file": str(path)} if path is not None else \
+            {"by": "bundle default"}
+    else:
+        chosen = {"by": "--format"}
+    # how the format was chosen, for the run's summary: a copy, the manifest is left alone
+    entry = {**bundle.entry(fmt), "chosen": {**chosen, "threads": options.threads}}
     why = int8_exact_here(entry)
     if why is not None:   # asked for by name: run it, but say what export cannot vouch for
         logging.getLogger(__name__).warning(

@@ -46,6 +46,18 @@ class LatencyHistogram:
         return float(np.sqrt(lo * hi))
 
 
+def _chosen(extra: dict) -> str:
+    """How the run's format was picked, as the summary's model line says it."""
+    choice = extra.get("format_choice") or {}
+    threads = choice.get("threads", 1)
+    count = f"{threads} thread{'s' if threads != 1 else ''}"
+    if choice.get("by") == "host file":
+        return f": this machine's choice for {count}"
+    if choice.get("by") == "bundle default":
+        return f": the bundle's default, {count}"
+    return f", {count}" if threads != 1 else ""
+
+
 @dataclass
 class RunSummary:
     """The end-of-run report of a camera or vibration run (also written with --json)."""
@@ -92,7 +104,8 @@ class RunSummary:
                            for k, v in sorted(counts.items())) or "none"
         lines = [
             f"{self.kind} run on {self.source} ({self.stop_reason})",
-            f"  model      {self.bundle} [{self.model_format}] sha256 {self.model_sha256[:12]}",
+            f"  model      {self.bundle} [{self.model_format}{_chosen(self.extra)}] sha256 "
+            f"{self.model_sha256[:12]}",
             f"  {self.unit:<10} {self.read} read, {self.processed} classified, "
             f"{self.dropped} dropped, {self.corrupt} corrupt",
             f"  faults     {faults}" + (f"; reconnects {self.reconnects}"

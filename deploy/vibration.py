@@ -169,6 +169,7 @@ class VibrationPipeline(Pipeline):
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
                              model_sha256=entry["sha256"], unit="windows")
+        self.format_choice = entry["chosen"]
         # source health learned from the training data (None for older bundles)
         self.health = monitor_for(self.bundle, "signal")
         self.loop = RunLoop(summary, limits=plan.limits, sinks=sinks, stop=stop,
@@ -247,6 +248,7 @@ class VibrationPipeline(Pipeline):
         self.loop.end_open_faults(self.streamer.windows_emitted, self.src, self.health)
         seconds = stats.samples / self.sig.sample_rate
         extra = {"signal_s": round(seconds, 3), "hop": self.streamer.hop,
+                 "format_choice": self.format_choice,
                  "source_faults": counter_dict(self.loop.source_faults)}
         summary = self.loop.finish(read=self.loop.items, corrupt=stats.bad_chunks,
                                    reconnects=stats.reconnects, extra=extra)

@@ -226,6 +226,8 @@ def test_a_choice_holds_for_the_thread_count_it_was_timed_with(
     choose(one[0], "onnx")
     choose(two[0], "onnx-int8")
     assert run()[0] == "onnx" and run("--threads", "2")[0] == "onnx-int8"
+    said = json.loads((tmp_path / "run.json").read_text())["extra"]["format_choice"]
+    assert said == {"by": "host file", "host_file": str(two[0]), "threads": 2}
     choose(one[0], "onnx-int8")
     choose(two[0], "onnx")
     assert run()[0] == "onnx-int8" and run("--threads", "2")[0] == "onnx"
@@ -234,6 +236,8 @@ def test_a_choice_holds_for_the_thread_count_it_was_timed_with(
     assert run()[0] == "onnx"
     fmt, log = run("--threads", "2")
     assert fmt == "onnx-int8" and "is for 1 intra-op thread, not 2" in log
+    said = json.loads((tmp_path / "run.json").read_text())["extra"]["format_choice"]
+    assert said == {"by": "bundle default", "threads": 2}
     assert "'edgecnn bench BUNDLE --select --threads 2' makes one" in log
     assert "is for 1" not in run("--threads", "2")[1]           # said once
     choose(one[0], "onnx", threads=2)     # a file saying another count is not followed
