@@ -90,6 +90,8 @@ def jpeg_is_whole(packet: np.ndarray) -> bool:
     decode partly, libjpeg filling the missing part gray: a frame of no camera, which
     is counted as corrupt instead of classified."""
     data = packet.reshape(-1)
+    if len(data) >= 2 and data[-1] == 0xD9 and data[-2] == 0xFF:   # the usual end
+        return True
     tail = data[-_TAIL:]
     filled = np.flatnonzero(tail)
     if not len(filled) and len(data) > _TAIL:
