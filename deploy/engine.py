@@ -40,6 +40,16 @@ class EngineOptions:
                 not 1 <= self.threads <= MAX_THREADS:
             raise InputError(f"--threads must be a whole number 1-{MAX_THREADS}; found "
                              f"{self.threads!r}")
+        cores = os.cpu_count() or 1
+        if self.threads > cores and self.threads not in _SAID_THREADS:
+            _SAID_THREADS.add(self.threads)    # once per process, not per engine
+            logging.getLogger(__name__).warning(
+                "note: --threads %d on a machine with %d cores: threads beyond the cores "
+                "take turns on them: inference is no faster, often slower", self.threads,
+                cores)
+
+
+_SAID_THREADS: set[int] = set()
 
 
 class Runner:

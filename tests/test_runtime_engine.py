@@ -56,6 +56,21 @@ def test_session_options_are_applied(tmp_path):
         EngineOptions(threads=0)
 
 
+def test_more_threads_than_cores_is_said_once(caplog, monkeypatch):
+    """Threads beyond the cores slow inference: the option is kept (the user asked for
+    it), with a note, once per count and process."""
+    import logging
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with caplog.at_level(logging.WARNING):
+        assert EngineOptions(threads=2).threads == 2
+        assert "cores" not in caplog.text
+        for _ in range(3):
+            assert EngineOptions(threads=250).threads == 250
+    assert caplog.text.count("--threads 250 on a machine with 2 cores") == 1
+
+
 def test_model_that_does_not_fit_its_spec_is_a_bundle_error(tmp_path):
     model_spec = image_spec(16)
     bundle = write_bundle(tmp_path / "mismatch", model_spec, brightness_model(model_spec))
