@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -210,19 +211,13 @@ def read_selection(bundle: Bundle, threads: int = 1) -> tuple[dict[str, Any], Pa
 def other_choices(bundle: Bundle, threads: int) -> list[int]:
     """The thread counts other than ``threads`` with a host file for ``bundle`` here: a
     run that finds none for its own can say a choice exists for another."""
-    folder = host_file(bundle).parent
     name = sha256_file(bundle.path / MANIFEST)
-    counts = []
+    named = re.compile(re.escape(name) + r"(?:\.threads-(\d+))?\.json")   # as host_file
     try:
-        for path in folder.glob(f"{name}*.json"):
-            rest = path.name[len(name):-len(".json")]
-            count = 1 if rest == "" else int(rest[len(".threads-"):]) \
-                if rest.startswith(".threads-") and rest[len(".threads-"):].isdigit() else None
-            if count is not None and count != threads:
-                counts.append(count)
+        matches = [named.fullmatch(path.name) for path in host_file(bundle).parent.iterdir()]
     except OSError:
         return []
-    return sorted(counts)
+    return sorted(count for m in matches if m and (count := int(m.group(1) or 1)) != threads)
 
 
 def choices_by_batch(data: dict) -> dict[int, str]:
