@@ -57,10 +57,26 @@ class MjpegServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [FFMPEG, "-hide_banner", "-loglevel", "quiet", "-re", "-f", "lavfi",
-             "-i", "testsrc=size=160x120:rate=25", "-f", "mpjpeg", "-listen", "1", self.url],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """Start ffmpeg; one that ends at once (it could not listen on the port) is started
+        again, and after three tries its own error fails the test rather than a 20 s wait
+        for a server that is not there."""
+        import tempfile
+
+        for _ in range(3):
+            with tempfile.TemporaryFile() as err:   # a file: a pipe nobody reads can fill
+                self.proc = subprocess.Popen(
+                    [FFMPEG, "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+                     "-i", "testsrc=size=160x120:rate=25", "-f", "mpjpeg", "-listen", "1",
+                     self.url], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=err)
+                try:
+                    self.proc.wait(0.3)
+                except subprocess.TimeoutExpired:
+                    return                   # listening (it waits for its client)
+                err.seek(0)
+                said = err.read().decode(errors="replace").strip()[-300:]
+            time.sleep(0.2)
+        raise RuntimeError(f"ffmpeg's MJPEG server on port {self.port} ended at once: {said}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
