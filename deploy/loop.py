@@ -74,6 +74,12 @@ class RunLoop:
         self.preview = None
 
     # -- control
+    def begin(self) -> None:
+        """Start the clock of frames/s, uptime and ``--duration`` now: a run of several
+        sources calls this once every source is open, so one source's time is not
+        another's opening (a first start that times the formats takes seconds)."""
+        self.started = time.monotonic()
+
     def running(self) -> bool:
         """False once stopped or past the duration (then the stop reason is set)."""
         if self.stop.is_set():

@@ -235,6 +235,8 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opene
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
             on_opened()   # from here on the logs are the run's, whatever happens
+            for pipeline in pipelines:
+                pipeline.loop.begin()
             for sink in extra:
                 if hasattr(sink, "watch"):
                     for pipeline in pipelines:

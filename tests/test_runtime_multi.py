@@ -229,3 +229,27 @@ def test_small_frame_cameras_are_read_by_one_thread(bright_bundle, tmp_path):
     while [t for t in threading.enumerate() if t.name == "edgecnn-shared-reading"]:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+
+
+def test_a_sources_clock_starts_when_every_source_is_open(bright_bundle, tmp_path,
+                                                          monkeypatch):
+    # a slow opening (a first start timing the formats takes seconds) is nobody's run time:
+    # not in the frames/s of the sources opened before it, nor in their --duration
+    import edgecnn.deploy.multi as multi
+
+    videos = [_video(tmp_path / f"{k}.avi", [1, 2]) for k in range(2)]
+    opened = multi.open_pipeline
+
+    def slow_second(bundle, plan, **kwargs):
+        if plan.source.name == "cam1":
+            time.sleep(2.0)
+        return opened(bundle, plan, **kwargs)
+
+    monkeypatch.setattr(multi, "open_pipeline", slow_second)
+    first, second = run_many(
+        [(bright_bundle, plan_from_keywords("camera", str(v), min_frames=2, name=f"cam{k}",
+                                            duration=1.5)) for k, v in enumerate(videos)],
+        Logging(log=str(tmp_path / "events.jsonl")))
+    assert first.processed == second.processed == 8
+    assert first.stop_reason == "end of source"       # not "duration reached"
+    assert first.elapsed_s < 1.5 and first.fps > 8 / 1.5
