@@ -166,7 +166,9 @@ def pipeline(bundle, fmt, videos, tiles=None, realtime: bool = False,
             "main_cpu_ms": _mean(s.extra.get("main_cpu_ms") for s in summaries),
             "reader_cpu_ms": _mean(s.extra.get("reader_cpu_ms") for s in summaries),
             "prepared_by_main": sum(s.extra.get("preprocessed_here") or 0
-                                    for s in summaries)}
+                                    for s in summaries),
+            "inferred_by_reader": sum(s.extra.get("inferred_by_reader") or 0
+                                      for s in summaries)}
 
 
 def _mean(values) -> float | None:

@@ -83,6 +83,9 @@ class Engine:
 
     format: str = ""
     path: Path
+    # Whether runs may come from several threads at once (each on its own Runner): ONNX
+    # Runtime's sessions take them; a LiteRT interpreter does not.
+    concurrent: bool = False
     # What the backend raises for an input it cannot take (checked once, at warm-up).
     errors: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
 
@@ -170,6 +173,8 @@ def session_options(options: EngineOptions = EngineOptions()):
 
 
 class OnnxEngine(Engine):
+    concurrent = True
+
     def __init__(self, path: Path, fmt: str, options: EngineOptions = EngineOptions(),
                  content: bytes | None = None):
         import onnxruntime as ort

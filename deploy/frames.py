@@ -50,7 +50,9 @@ Prepare = Callable[[np.ndarray, Any, bool], Any]
 decoded frame; ``previous`` is what it returned for the last frame held by the same ring
 slot (so it can reuse that slot's buffers); ``waiting`` tells that the consumer has no
 other frame ready (it may leave work it can share to the consumer, then idle anyway);
-the result becomes ``Frame.work``."""
+the result becomes ``Frame.work``. A ``prepare`` with an ``ahead(work)`` method is also
+asked, on a video file read in order, to do more of the consumer's work on a frame when the
+consumer is behind (no slot is free for the next frame: the reading thread would wait)."""
 
 
 class Frame:
@@ -151,11 +153,15 @@ class FrameSource:
         self.stats.read += 1
         return True
 
-    def _prepare(self, frame: Frame) -> None:
+    def _prepare(self, frame: Frame, ahead: bool = False) -> None:
         prepare = self.prepare
         if prepare is not None:
             frame.work = prepare(frame.image, frame.work, self._consumer_waiting())
             frame.prepared = prepare
+            if ahead and self._free.empty():   # the consumer is behind (see ``Prepare``)
+                more = getattr(prepare, "ahead", None)
+                if more is not None:
+                    more(frame.work)
 
     def _consumer_waiting(self) -> bool:
         raise NotImplementedError
@@ -323,7 +329,7 @@ class VideoFileSource(FrameSource):
         frame, self._first = self._first, None
         try:
             while frame is not None:
-                self._prepare(frame)
+                self._prepare(frame, ahead=True)
                 self._ready.put(frame)
                 frame = self._free_slot()
                 if frame is not None and not self._decode(frame, self._reader):

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-INTERNALS = ("decoded", "preprocessed_here", "main_cpu_ms", "reader_cpu_ms", "x_realtime")
+INTERNALS = ("decoded", "preprocessed_here", "inferred_by_reader", "main_cpu_ms",
+             "reader_cpu_ms", "x_realtime")
 
 
 def _demo(out):

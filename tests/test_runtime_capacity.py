@@ -621,3 +621,48 @@ def test_a_host_file_that_cannot_be_read_is_a_warning_and_the_default(bundle, mo
     with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
         assert hosts.read_selection(opened) is None
     assert "ignoring " in caplog.text and ": it cannot be read" in caplog.text
+
+
+def test_the_reading_thread_runs_the_model_while_the_pipeline_is_behind(tmp_path, monkeypatch):
+    """A tiled video file whose pipeline is slower than its reading thread: once the ring
+    is full, the reading thread runs the model on the frames it prepares (on the slot's
+    own runner), and the pipeline classifies exactly the probabilities, events and frames
+    it would have made itself; an engine that cannot take runs from two threads (set
+    here as LiteRT's is) never gets one from the reading thread."""
+    from edgecnn.deploy import camera
+    from edgecnn.deploy.engine import OnnxEngine
+    from runtime_helpers import neu_images
+
+    images = [img for _, img in neu_images(2)]
+    frames = [np.vstack([np.hstack([images[(k + 3 * r + c) % len(images)] for c in range(3)])
+                         for r in range(2)]) for k in range(24)]
+    video = write_video(tmp_path / "tiled line.avi", frames)
+    bundle = make_image_bundle(tmp_path / "bundle", size=64, kind="conv")
+    classify = camera.CameraPipeline._classify
+    seen: list = []
+
+    def slow(self, frame, probs, inference_s, done):
+        seen.append((frame.index, probs.copy()))
+        time.sleep(0.02)                  # the pipeline is behind its reading thread
+        classify(self, frame, probs, inference_s, done)
+
+    monkeypatch.setattr(camera.CameraPipeline, "_classify", slow)
+    runs = {}
+    for concurrent in (True, False):
+        monkeypatch.setattr(OnnxEngine, "concurrent", concurrent)
+        seen.clear()
+        events: list = []
+        summary = camera.run_camera(bundle, str(video), tiles=(2, 3), min_frames=1,
+                                    probabilities=True, on_event=events.append)
+        runs[concurrent] = (summary, list(seen), [
+            {k: v for k, v in e.items() if k not in ("id", "time", "latency_ms")}
+            for e in events])
+    (ahead, by_reader, events), (alone, by_pipeline, alone_events) = runs[True], runs[False]
+    assert ahead.processed == alone.processed == len(frames)
+    assert alone.extra["inferred_by_reader"] == 0
+    # every slot's first frame binds its runner in the pipeline; most later ones come run
+    assert ahead.extra["inferred_by_reader"] >= len(frames) // 2
+    assert [i for i, _ in by_reader] == [i for i, _ in by_pipeline] == list(range(len(frames)))
+    for (_, a), (_, b) in zip(by_reader, by_pipeline):
+        np.testing.assert_array_equal(a, b)
+    assert events == alone_events and len(events) >= 6
