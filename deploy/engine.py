@@ -30,10 +30,17 @@ MAX_THREADS = 256
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Threading for a small line PC: a fixed number of intra-op threads, no spinning."""
+    """Threading for a small line PC: a fixed number of intra-op threads, no spinning.
+
+    ``reference_kernels``: run an int8 QDQ ONNX model as written (dequantize, float
+    operator, quantize) instead of ONNX Runtime's fused int8 kernels: what a CPU whose
+    int8 kernels do not saturate computes. Export judges full 8-bit files this way on an
+    x86 CPU without VNNI, whose fused kernels saturate them (``hosts.int8_exact_here``).
+    """
 
     threads: int = 1
     spinning: bool = False
+    reference_kernels: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.threads, int) or isinstance(self.threads, bool) or \
@@ -157,15 +164,18 @@ class OnnxRunner(Runner):
 
 def session_options(options: EngineOptions = EngineOptions()):
     """ONNX Runtime session options for a small line PC: ``options.threads`` intra-op
-    threads, one inter-op thread, sequential execution, all graph optimisations, spinning
-    only when asked for (idle spinning threads burn the core the next frame needs)."""
+    threads, one inter-op thread, sequential execution, all graph optimisations (none for
+    ``reference_kernels``), spinning only when asked for (idle spinning threads burn the
+    core the next frame needs)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = options.threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+                                   if options.reference_kernels else
+                                   ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     spin = "1" if options.spinning else "0"
     so.add_session_config_entry("session.intra_op.allow_spinning", spin)
     so.add_session_config_entry("session.inter_op.allow_spinning", spin)

@@ -97,7 +97,8 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
     ``min_agreement``. Failing int8 rows get a per-layer blame table. ``loader_options``
     go to ``load_dataset`` (e.g. ``label_pattern``/``manifest`` for generic recordings);
     ``trust`` goes to ``Bundle.open``."""
-    from edgecnn.deploy.engine import missing_runtime, open_engine
+    from edgecnn.deploy.engine import EngineOptions, missing_runtime, open_engine
+    from edgecnn.deploy.hosts import int8_exact_here
     from edgecnn.evaluation import load_for_model
     from edgecnn.tensors import to_tensors
 
@@ -133,16 +134,25 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
     log(f"parity: {len(samples)} samples from {data} ({task}) ready in "
         f"{time.perf_counter() - started:.1f} s")
 
-    probs = {}
+    # full 8-bit int8 files that this CPU's fused kernels saturate are judged as written
+    saturating = {name: why for name in names
+                  if (why := int8_exact_here(opened.manifest["files"][name])) is not None}
+    probs, notes = {}, []
     for name in names:
         started = time.perf_counter()
+        options = EngineOptions(reference_kernels=name in saturating)
         with silenced():  # LiteRT announces its XNNPACK delegate on stderr at first use
-            probs[name] = predict_batched(open_engine(opened, name), tensors)
+            probs[name] = predict_batched(open_engine(opened, name, options), tensors)
         log(f"parity: {name:<12} {len(tensors)} samples in {time.perf_counter() - started:.1f} s")
+        if name in saturating:
+            notes.append(_saturation_note(opened, name, saturating[name], tensors,
+                                          probs[reference], labels, thresholds))
     rows = {name: _row(probs[name], probs[reference], labels, spec.labels,
                        len(samples.skipped), thresholds, name == reference)
             for name in names}
-    result = ParityResult(opened.path, reference, str(data), thresholds, rows)
+    for name in saturating:
+        rows[name]["kernels"] = "reference"
+    result = ParityResult(opened.path, reference, str(data), thresholds, rows, notes=notes)
     result.notes.extend(f"skipped {f}: {why}" for f, why in skipped.items())
     note = thresholds.single_flip(len(samples))
     if note:
@@ -150,6 +160,21 @@ def run_parity(bundle, data, max_drop: float = MAX_DROP_PP,
     if blame:
         _blame(result, opened, tensors, log)
     return result
+
+
+def _saturation_note(opened: Bundle, name: str, why: str, tensors: np.ndarray,
+                     reference: np.ndarray, labels, thresholds: Thresholds) -> str:
+    """A full 8-bit int8 file on a CPU whose fused int8 kernels saturate it is judged as
+    written (reference kernels: what CPUs with VNNI and ARM CPUs compute); the note says
+    so and what ``--format`` would give on this CPU."""
+    from edgecnn.deploy.engine import open_engine
+
+    here = compare(reference, predict_batched(open_engine(opened, name), tensors), labels,
+                   thresholds.tie_margin)
+    return (f"{name}: judged with ONNX Runtime's reference int8 kernels, as CPUs with VNNI "
+            f"and ARM CPUs run it: {why}. On this CPU --format {name} gives top-1 agreement "
+            f"{agreement_text(here)} and an accuracy drop of {here['drop_pp']:.2f} pp; the "
+            "runtime here runs another verified format by default")
 
 
 def _formats(opened: Bundle, reference: str, formats) -> list[str]:

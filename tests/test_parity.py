@@ -256,3 +256,36 @@ def test_an_int8_file_that_fails_even_with_layers_float_lists_them_in_the_manife
     settle(context, "onnx-int8", tmp_path, "limited", lambda nodes: tmp_path, lambda: errors,
            limited)
     assert limited.float_nodes == ["n0", "n1"]             # two kept float, then the limit
+
+
+@pytest.mark.parametrize("flags", [{"avx2", "fma"}, {"avx2", "avx512_vnni"}])
+def test_full_8_bit_int8_is_judged_as_written_where_the_cpu_saturates_it(
+        exported_bundle, flags, monkeypatch):
+    """On x86 without VNNI ONNX Runtime's fused int8 kernels saturate 8-bit weights: export
+    and parity judge such a file with the reference kernels (what VNNI and ARM compute) and
+    parity notes what --format would give here; with VNNI the fused kernels are judged."""
+    from edgecnn.deploy import hosts
+    from edgecnn.export.exporter import _reference_kernels
+    from edgecnn.export.parity import run_parity
+
+    monkeypatch.setattr(hosts.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(hosts, "cpu_flags", lambda: frozenset(flags))
+    out, _, _ = exported_bundle
+    saturates = "avx512_vnni" not in flags
+    lines: list[str] = []
+    chosen = _reference_kernels({"onnx-int8": {"reduce_range": False}}, lines.append)
+    assert chosen == (("onnx-int8",) if saturates else ()) and bool(lines) == saturates
+    assert _reference_kernels({"onnx-int8": {"reduce_range": True}}, lines.append) == ()
+    assert _reference_kernels({"tflite-int8": {}}, lines.append) == ()
+
+    result = run_parity(out, CALIB / "neu", formats="onnx-int8", blame=False,
+                        log=lambda line: None)
+    row = result.rows["onnx-int8"]
+    notes = [n for n in result.notes if "reference int8 kernels" in n]
+    if saturates:
+        assert row["kernels"] == "reference" and len(notes) == 1
+        assert "--format onnx-int8 gives top-1 agreement" in notes[0]
+        assert "--reduce-range" in notes[0]
+        assert row["agreement"] >= 0.99    # the test model's file holds parity as written
+    else:
+        assert "kernels" not in row and not notes
