@@ -146,6 +146,44 @@ def test_signal_families_change_real_recordings_the_intended_way(windows):
     assert faster == pytest.approx(peak * 1.04, rel=0.01)
 
 
+def _reference_signal_features(x: np.ndarray, rate: float) -> dict[str, float]:
+    """The features as README's health section defines them, written out plainly."""
+    x = x.astype(np.float64)
+    x = x - x.mean()
+    rms = np.sqrt(np.mean(x ** 2))
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    power[0] = 0.0
+    hz = np.fft.rfftfreq(len(x), 1.0 / rate)
+    resolution = rate / len(x)
+    near = np.zeros(len(power), bool)
+    for mains in (50.0, 60.0):
+        for k in (1, 2, 3):
+            centre = round(k * mains / resolution)
+            near |= (np.abs(np.arange(len(power)) - centre) <= 2) & (hz > 0)
+    positive = power[1:] + power.sum() * 1e-12
+    return {"rms": rms, "crest": np.abs(x).max() / rms, "kurtosis": np.mean(x ** 4) / rms ** 4,
+            "hum": power[near].sum() / power.sum(),
+            "flatness": np.exp(np.mean(np.log(positive))) / np.mean(positive)}
+
+
+def test_signal_features_match_their_definition_at_any_length_and_rate(windows):
+    # the taper and the hum bins are planned once per (length, rate): calls alternating
+    # between recordings of other lengths and rates must each get their own
+    rng = np.random.default_rng(3)
+    cases = [(windows[0], RATE), (windows[1][:1000], 48000.0), (windows[2][:777], 51200.0),
+             (rng.standard_normal(4096) + np.sin(np.arange(4096) * 2 * np.pi * 50 / RATE),
+              RATE)]
+    for _ in range(2):
+        for x, rate in cases:
+            got, want = signal_features(x, rate), _reference_signal_features(x, rate)
+            assert got.keys() == want.keys()
+            for name in want:
+                assert got[name] == pytest.approx(want[name], rel=1e-9), (name, len(x), rate)
+    original = windows[0].copy()
+    signal_features(windows[0], RATE)
+    np.testing.assert_array_equal(windows[0], original)   # the caller's window is untouched
+
+
 def test_unknown_augmentation_and_perturbation_names_are_refused(tmp_path):
     with pytest.raises(InputError, match="unknown image augmentation 'blur'.*defocus"):
         parse_families("gain,blur", "image", ())
