@@ -18,7 +18,6 @@ import os
 import socket
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError
+from .preprocess import quiet_opencv
 
 OPEN_TIMEOUT_MS = 10000
 READ_TIMEOUT_MS = 10000
@@ -280,31 +280,13 @@ class CaptureReader:
             pass
 
 
-@contextmanager
-def _quiet_capture():
-    """Around opening a capture: OpenCV's own warnings, such as "backend is generally
-    available but can't be
-    used to capture by name" after every failed open of a stream, are held back (unless
-    OPENCV_LOG_LEVEL is set). The reason of a failure is in our own error message."""
-    if "OPENCV_LOG_LEVEL" in os.environ:
-        yield
-        return
-    logging = cv2.utils.logging
-    previous = logging.getLogLevel()
-    logging.setLogLevel(logging.LOG_LEVEL_ERROR)
-    try:
-        yield
-    finally:
-        logging.setLogLevel(previous)
-
-
 def open_file(path: str, color: str | None = None):
     """The video file at ``path``; for a consumer of ``color`` an MJPEG file whose first
     JPEG imdecode can decode is read as packets (PacketCapture)."""
     if not Path(path).is_file():
         raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
                           "(rtsp://, http://...) or a GStreamer pipeline")
-    with _quiet_capture():
+    with quiet_opencv("ERROR"):
         capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         capture.release()
@@ -316,7 +298,7 @@ def open_file(path: str, color: str | None = None):
 def open_device(index: int):
     if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
         raise SourceError(f"cannot open camera {index}: there is no /dev/video{index}")
-    with _quiet_capture():
+    with quiet_opencv("ERROR"):
         capture = cv2.VideoCapture(index)
     if not capture.isOpened():
         capture.release()
@@ -362,7 +344,7 @@ def open_url(url: str, color: str | None = None):
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
     started = time.monotonic()
-    with _quiet_capture():
+    with quiet_opencv("ERROR"):
         capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
     if not capture.isOpened():
         capture.release()
@@ -377,7 +359,7 @@ def open_url(url: str, color: str | None = None):
 
 
 def open_gstreamer(pipeline: str):
-    with _quiet_capture():
+    with quiet_opencv("ERROR"):
         capture = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
     if not capture.isOpened():
         capture.release()

@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import BundleError, SpecError
 from .formats import FORMATS
-from .spec import InputSpec
+from .spec import MAX_SAMPLE_RATE, InputSpec
 
 BUNDLE_FORMAT = "edgecnn-bundle"
 BUNDLE_VERSION = 1
@@ -41,7 +41,6 @@ MAX_JSON_DEPTH = 32           # a manifest nests 6 deep
 MAX_IMAGE_SIDE = 4096         # model input side in pixels
 MAX_WINDOW = 1 << 22          # signal window in samples
 MAX_NPERSEG = 1 << 15
-MAX_SAMPLE_RATE = 1e7
 MAX_LABELS = 10_000
 MAX_FILE_BYTES = 1 << 31
 _SHA256 = re.compile(r"[0-9a-f]{64}")

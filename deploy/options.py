@@ -18,6 +18,7 @@ from .engine import EngineOptions
 from .errors import InputError
 from .faults import FaultConfig
 from .reconnect import Backoff
+from .spec import sample_rate_problem
 from .storage import StorageOptions
 from .tiles import Region
 
@@ -132,10 +133,9 @@ class VibrationSource:
     def __post_init__(self) -> None:
         if self.hop is not None and (not isinstance(self.hop, int) or self.hop < 1):
             raise InputError(f"--hop must be a whole number of samples >= 1; found {self.hop!r}")
-        rate = self.sample_rate
-        if rate is not None and (not isinstance(rate, (int, float)) or not 0 < rate < 1e8):
-            raise InputError(f"--sample-rate must be a positive number of Hz below 1e8; found "
-                             f"{rate!r}")
+        if self.sample_rate is not None and (
+                why := sample_rate_problem(self.sample_rate)) is not None:
+            raise InputError(f"--sample-rate: {why}")
         if isinstance(self.source, str) and not self.source.strip():
             raise InputError("--source is empty: expected a recording, '-' or tcp://host:port")
 

@@ -10,6 +10,8 @@ functions only, so a camera process does not load it.
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from fractions import Fraction
 
 import cv2
@@ -125,6 +127,24 @@ def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:
     return batch
 
 
+@contextmanager
+def quiet_opencv(level: str):
+    """OpenCV's own log lines below ``level`` ("ERROR", "FATAL") held back while a file or
+    capture is opened: "backend is generally available but can't be used" after a failed
+    open, "imdecode_ ... can't read" for a corrupt image. Our own error message gives the
+    reason. Unless OPENCV_LOG_LEVEL is set (the user asked for OpenCV's words)."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(getattr(logging, f"LOG_LEVEL_{level}"))
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
 def decode_image(path, color: str = "bgr") -> np.ndarray:
     """Decode an image file (any path, spaces and non-ASCII included) in ``color`` at its
     stored depth: uint8, or uint16 for 16-bit PNG/TIFF (``to_8bit`` brings those down).
@@ -139,7 +159,8 @@ def decode_image(path, color: str = "bgr") -> np.ndarray:
         raise InputError(f"image file {path} is empty")
     flag = cv2.IMREAD_GRAYSCALE if color == "gray" else cv2.IMREAD_COLOR
     try:
-        image = cv2.imdecode(raw, flag | cv2.IMREAD_ANYDEPTH)
+        with quiet_opencv("FATAL"):
+            image = cv2.imdecode(raw, flag | cv2.IMREAD_ANYDEPTH)
     except cv2.error as exc:   # e.g. a 50000x50000 header: beyond OpenCV's pixel limit
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
         raise InputError(f"{path} cannot be decoded: {detail[:160]}") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import re
 import struct
@@ -25,7 +26,7 @@ import scipy.io
 from scipy.io import wavfile
 
 from .errors import InputError, SourceError
-from .spec import DEFAULT_CHANNEL
+from .spec import DEFAULT_CHANNEL, sample_rate_problem
 
 RECORDING_SUFFIXES = (".mat", ".npy", ".npz", ".csv", ".wav")
 
@@ -33,7 +34,7 @@ RECORDING_SUFFIXES = (".mat", ".npy", ".npz", ".csv", ".wav")
 _CWRU_NAME_RATES = (("12k_", 12000.0), ("48k_", 48000.0), ("normal", 48000.0))
 _NPZ_SIGNAL_KEYS = ("signal", "samples", "x")
 _NPZ_RATE_KEYS = ("sample_rate", "fs")
-_CSV_RATE = re.compile(r"^#\s*(?:sample_rate|fs)\s*[=:]\s*([0-9.eE+-]+)\s*$")
+_CSV_RATE = re.compile(r"^#\s*(?:sample_rate|fs)\s*[=:]\s*(.+?)\s*$")
 # What parsers of a damaged file raise; anything else is a bug and keeps its traceback.
 _READ_ERRORS = (OSError, ValueError, TypeError, EOFError, KeyError, IndexError,
                 NotImplementedError, ZeroDivisionError, MemoryError, struct.error,
@@ -77,6 +78,10 @@ def read_recording(path, channel: str | int = DEFAULT_CHANNEL,
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    if path.is_dir():
+        raise SourceError(f"{path} is a folder: expected one recording file "
+                          f"({', '.join(RECORDING_SUFFIXES)}); a folder of them is for train, "
+                          "eval and parity")
     if suffix not in RECORDING_SUFFIXES:
         raise SourceError(f"{path}: unsupported recording type {path.suffix or '(none)'!r}; "
                           f"expected one of {', '.join(RECORDING_SUFFIXES)}")
@@ -205,10 +210,7 @@ def _mat_column(path: Path, key: str, column: str):
     data = scipy.io.loadmat(str(path), variable_names=[key])
     if key not in data:
         raise SourceError(f"{path}: variable {key!r} is listed but cannot be read")
-    array = np.asarray(data[key])
-    if array.shape[0] < array.shape[1]:   # channels x samples: channels are the short side
-        array = array.T
-    samples, used = _pick_column(path, array, column)
+    samples, used = _pick_column(path, data[key], column)
     return samples, None, None, f"{key}:{used}"
 
 
@@ -345,6 +347,30 @@ def _unquote(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_NOTED_CP1252: set[str] = set()
+
+
+def read_text_file(path: Path) -> str:
+    """A CSV as Excel and DAQ software write it: UTF-8 (with or without the byte-order mark
+    of Excel's "CSV UTF-8"), UTF-16 with its byte-order mark, else Windows-1252 (what
+    Excel's plain "CSV" writes on a Western Windows PC; a note says so)."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{path} starts as UTF-16 but is not: {exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    if str(path) not in _NOTED_CP1252:     # once per file: the loaders read a file twice
+        _NOTED_CP1252.add(str(path))
+        logging.getLogger("edgecnn.deploy").warning(
+            "note: %s is not UTF-8; read as Windows-1252 (Excel's plain CSV)", path)
+    return raw.decode("cp1252", errors="replace")
+
+
 def _read_csv(path: Path, channel):
     rate = None
     lines, skip = [], 0
@@ -353,8 +379,7 @@ def _read_csv(path: Path, channel):
         raise SourceError(f"{path} is a {size / (1 << 20):.0f} MB CSV; this reader takes up "
                           f"to {MAX_CSV_BYTES >> 20} MB (it parses in memory): save long "
                           f"recordings as .npy (numpy.save) or split them")
-    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which is no sample
-    text = path.read_text(encoding="utf-8-sig", errors="strict")
+    text = read_text_file(path)
     if '"' in text:
         text = _unquote(text)
     for line in text.splitlines():
@@ -362,7 +387,11 @@ def _read_csv(path: Path, channel):
         if not stripped or stripped.startswith("#"):
             match = _CSV_RATE.match(stripped)
             if match and not lines:
-                rate = float(match.group(1))
+                try:
+                    rate = float(match.group(1))
+                except ValueError:
+                    raise SourceError(f"{path}: {stripped!r} states no sample rate: expected "
+                                      "a number of Hz, e.g. '# sample_rate=12000'") from None
             if not lines:
                 skip += 1
             continue
@@ -383,6 +412,8 @@ def _read_csv(path: Path, channel):
         warnings.simplefilter("ignore", UserWarning)  # "no data": reported below as empty
         values = np.loadtxt(source, delimiter=delimiter, comments="#", skiprows=skip,
                             dtype=np.float64, ndmin=2)
+    if header is not None and delimiter is None and values.shape[1] == 1:
+        header = [" ".join(header)]     # one column whose name holds spaces ("a m/s²")
     if header is not None and values.size and len(header) != values.shape[1]:
         raise SourceError(f"{path}: header has {len(header)} columns but the data has "
                           f"{values.shape[1]}")
@@ -431,10 +462,14 @@ _READERS = {".mat": _read_mat, ".npy": _read_npy, ".npz": _read_npz, ".csv": _re
 # ------------------------------------------------------------------------------ helpers
 
 def _pick_column(path: Path, array: np.ndarray, channel) -> tuple[np.ndarray, str]:
-    """1-D array as is; a 2-D array (samples x channels) needs an integer channel index."""
+    """1-D array as is; a 2-D array (samples x channels) needs an integer channel index.
+    Channels are the short side: a channels x samples array (MATLAB's and many DAQ
+    exports' row per channel) is read the same way."""
     array = np.asarray(array)
     if array.ndim == 2 and 1 in array.shape:
         array = array.ravel()
+    if array.ndim == 2 and array.shape[0] < array.shape[1]:
+        array = array.T
     if array.ndim == 1:
         if _is_index(channel) and int(channel) != 0:
             raise SourceError(f"{path} holds one channel; it has no channel index {channel}")
@@ -470,10 +505,10 @@ def _as_signal(path: Path, samples) -> np.ndarray:
 
 def _resolve_rate(path: Path, file_rate: float | None, given: float | None,
                   rate_from: str = "--sample-rate") -> float:
-    if given is not None and (isinstance(given, bool) or not given > 0):
-        raise InputError(f"sample rate must be a positive number; found {given!r}")
-    if file_rate is not None and not file_rate > 0:
-        raise SourceError(f"{path} states an invalid sample rate {file_rate!r}")
+    if given is not None and (why := sample_rate_problem(given)) is not None:
+        raise InputError(f"sample rate: {why}")
+    if file_rate is not None and (why := sample_rate_problem(file_rate)) is not None:
+        raise SourceError(f"{path} states an invalid sample rate ({why})")
     if file_rate is None and given is None:
         where = ("--sample-rate HZ" if rate_from == "--sample-rate" else
                  f"{rate_from}, or --sample-rate HZ")

@@ -141,6 +141,19 @@ class ImageSpec:
         return (self.height, self.width, self.channels)
 
 
+MAX_SAMPLE_RATE = 1e7   # Hz: 10 MHz, far above any vibration or acoustic DAQ
+
+
+def sample_rate_problem(value) -> str | None:
+    """Why ``value`` is no sample rate (None: it is one): a number of Hz in
+    (0, MAX_SAMPLE_RATE]; infinity, NaN, zero and negatives are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number of Hz; found {value!r}"
+    if not 0 < value <= MAX_SAMPLE_RATE:
+        return f"expected a positive number of Hz up to {MAX_SAMPLE_RATE:g}; found {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class SignalSpec:
     """How a 1-D vibration signal becomes a (freq x time x 1) spectrogram tensor.

@@ -20,7 +20,7 @@ from edgecnn.console import stderr_line
 from edgecnn.data import load_dataset
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.preprocess import apply_transform, magnitude_spectrogram
-from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec
+from edgecnn.deploy.spec import DEFAULT_CHANNEL, InputSpec, sample_rate_problem
 from edgecnn.heldout import save_heldout
 from edgecnn.metrics import baseline_line, classification_metrics
 from edgecnn.modeldir import ModelDir, write_model_dir
@@ -91,6 +91,9 @@ class TrainConfig:
         for flag, value in (("--lr", self.learning_rate), ("--fine-tune-lr", self.fine_tune_lr)):
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise InputError(f"{flag} must be a positive number; found {value}")
+        if self.sample_rate is not None and (
+                why := sample_rate_problem(self.sample_rate)) is not None:
+            raise InputError(f"--sample-rate: {why}")
 
 
 @dataclass

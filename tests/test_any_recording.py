@@ -17,7 +17,7 @@ from edgecnn.data.windows import (
     probe_sample_rates,
     spec_for_rate,
 )
-from edgecnn.deploy.errors import SourceError
+from edgecnn.deploy.errors import DataError, InputError, SourceError
 from edgecnn.deploy.recordings import read_recording
 from edgecnn.deploy.spec import SignalSpec
 from edgecnn.tasks import get_task
@@ -338,3 +338,51 @@ def test_a_labels_csv_from_a_semicolon_spreadsheet_is_read(tmp_path):
     samples = load_dataset("vibration", rig, SignalSpec(sample_rate=12000.0,
                                                         window_length=4096))
     assert samples.class_names == ("inner", "normal") and samples.skipped == []
+
+
+def test_labels_csv_from_excel_on_windows_with_full_paths_is_read(tmp_path, caplog):
+    rig = _rig(tmp_path / "rig", 12000.0)
+    # Excel's plain "CSV" on a German PC: Windows-1252; a script that wrote full paths
+    (rig / "labels.csv").write_bytes(
+        f"file,label,sample_rate\n{rig / 'normal.mat'},Außenring,12000\n"
+        f"inner.mat,Innenring,12000\n".encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+        samples = load_dataset("vibration", rig, SignalSpec(sample_rate=12000.0,
+                                                            window_length=4096))
+    assert samples.class_names == ("Außenring", "Innenring") and samples.skipped == []
+    assert caplog.text.count("is not UTF-8; read as Windows-1252") == 1
+    (rig / "labels.csv").write_text(f"file,label\n{tmp_path / 'elsewhere.mat'},x\n")
+    with pytest.raises(DataError, match="elsewhere.mat is outside the data folder"):
+        load_dataset("vibration", rig, SignalSpec(sample_rate=12000.0, window_length=4096))
+
+
+@pytest.mark.parametrize("rate", ["inf", "1e999", "nan", "2e7", "0"])
+def test_a_sample_rate_beyond_any_sensor_is_refused_in_one_line(tmp_path, rate):
+    rig = _rig(tmp_path / "rig", 12000.0)
+    (rig / "labels.csv").write_text(f"file,label,sample_rate\nnormal.mat,normal,{rate}\n"
+                                    "inner.mat,inner,12000\n")
+    with pytest.raises(DataError, match=f"line 2: sample_rate: expected a positive number "
+                                        f"of Hz up to 1e\\+07; found '{rate}'"):
+        load_dataset("vibration", rig, SignalSpec(sample_rate=12000.0, window_length=4096))
+    stated = tmp_path / "stated.csv"
+    stated.write_text(f"# sample_rate={rate}\n" + "\n".join(f"{v:.6f}" for v in _real(5000)))
+    with pytest.raises(SourceError, match="states an invalid sample rate"):
+        read_recording(stated)
+    with pytest.raises(InputError, match="sample rate: expected a positive number of Hz"):
+        read_recording(CALIB / "cwru" / IR007, sample_rate=float(rate))
+
+
+def test_a_channels_by_samples_array_and_non_utf8_csvs_read_the_same_samples(tmp_path):
+    x = _real(6000)
+    np.save(tmp_path / "rows.npy", np.stack([x, -x]))          # a row per channel
+    for channel, sign in (("0", 1), ("1", -1)):
+        recording = read_recording(tmp_path / "rows.npy", channel=channel, sample_rate=12000)
+        np.testing.assert_array_equal(recording.samples, sign * x)
+    text = "# sample_rate=12000\nBeschleunigung m/s²\n" + \
+        "\n".join(f"{v:.6f}".replace(".", ",") for v in x) + "\n"
+    for encoding in ("cp1252", "utf-16", "utf-8"):
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(text.encode(encoding))   # Python's utf-16 starts with a BOM
+        recording = read_recording(path)
+        assert recording.sample_rate == 12000 and recording.channel == "Beschleunigung m/s²"
+        np.testing.assert_allclose(recording.samples, x, atol=5e-7)

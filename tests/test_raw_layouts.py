@@ -49,6 +49,47 @@ def test_mask_rule():
     assert is_mask(Path("a/x.png"), {"x.jpg", "x.png"})
     assert not is_mask(Path("a/x.png"), {"x.png", "y.jpg"})
     assert not is_mask(Path("a/x.jpg"), {"x.jpg", "x.png"})
+    for name in ("c_1-mask.png", "c_1.mask.png", "c_1 mask.png", "c_1-GT.png", "c_1.seg.png"):
+        assert is_mask(Path("a") / name, set()), name
+    assert is_mask(Path("a/mask_c_1.png"), {"c_1.jpg", "mask_c_1.png"})
+    assert not is_mask(Path("a/mask_3.png"), {"mask_3.png"})        # no image it masks
+    for name in ("masked_7.jpg", "gtx.png", "pitted_surface_3.jpg", "unmasked.png"):
+        assert not is_mask(Path("a") / name, set()), name
+
+
+def _classes(root: Path, names=("crazing", "patches"), n=3) -> Path:
+    for cls in names:
+        (root / cls).mkdir(parents=True)
+        for i, image in enumerate(_neu(cls, n)):
+            cv2.imwrite(str(root / cls / f"{cls}_{i}.jpg"), image)
+    return root
+
+
+def test_mask_folders_beside_the_classes_are_left_out_but_a_class_named_mask_stays(
+        tmp_path, caplog):
+    root = _classes(tmp_path / "d")
+    binary = (_neu("crazing", 1)[0] > 128).astype(np.uint8) * 255
+    for folder in ("GT/crazing", "masks"):
+        (root / folder).mkdir(parents=True)
+        cv2.imwrite(str(root / folder / "crazing_0.png"), binary)
+    with caplog.at_level(logging.INFO, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert samples.class_names == ("crazing", "patches") and len(samples) == 6
+    assert "GT/, masks/ beside the class folders" in caplog.text
+    # photographs in a folder called "mask" (a PPE set: mask / no_mask): a class
+    photos = _classes(tmp_path / "ppe", names=("crazing", "patches"))
+    (photos / "patches").rename(photos / "mask")
+    assert load_image_folder(photos).class_names == ("crazing", "mask")
+
+
+def test_an_anomaly_detection_layout_is_refused_naming_the_split_with_classes(tmp_path):
+    root = tmp_path / "bottle"
+    _classes(root / "train", names=("crazing",))
+    _classes(root / "test", names=("crazing", "patches"))
+    (root / "ground_truth" / "patches").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"holds the splits test/ \(crazing, patches\), "
+                                        r"train/ \(crazing\), not classes.*--data .*test"):
+        load_image_folder(root)
 
 
 def test_one_wrapping_folder_is_explained(tmp_path):

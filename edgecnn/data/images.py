@@ -48,9 +48,12 @@ from edgecnn.deploy.spec import COLOR_MODES
 _FLAT_NAME = re.compile(r"^(?P<label>.+?)_(?P<number>\d+)$")
 _JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
 _PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
-# Mask rule: a file whose stem ends in one of these (case-insensitive), or a .png/.bmp with
-# the same stem as a .jpg/.jpeg beside it (the magnetic-tile layout), is a mask.
-MASK_SUFFIXES = ("_mask", "_masks", "_gt", "_label", "_labels", "_seg", "_annotation")
+# Mask rule: a file whose stem ends in one of these words after "_", "-", "." or a space
+# (case-insensitive: x_mask, x-GT, x.mask, "x mask"), one that starts with mask/gt/seg and
+# a separator followed by the stem of an image beside it (mask_x.png beside x.jpg), or a
+# .png/.bmp/.tif with the same stem as a .jpg/.jpeg beside it (the magnetic-tile layout).
+_MASK_END = re.compile(r"[_\-. ](masks?|gt|labels?|seg|annotation)$")
+_MASK_START = re.compile(r"^(masks?|gt|seg)[_\-. ](?P<rest>.+)$")
 # ... and every image in a sub-folder of a class folder with one of these names
 MASK_FOLDERS = frozenset({"mask", "masks", "gt", "ground_truth", "groundtruth",
                           "ground-truth", "label", "labels", "annotation", "annotations",
@@ -79,7 +82,10 @@ def is_mask(path: Path, siblings: set[str]) -> bool:
     """Is ``path`` a segmentation mask rather than a sample? ``siblings``: lower-case file
     names in its folder."""
     stem = path.stem.lower()
-    if stem.endswith(MASK_SUFFIXES):
+    if _MASK_END.search(stem):
+        return True
+    start = _MASK_START.match(stem)
+    if start and any(f"{start.group('rest')}{ext}" in siblings for ext in IMAGE_SUFFIXES):
         return True
     return path.suffix.lower() in (".png", ".bmp", ".tif", ".tiff") and any(
         f"{stem}{ext}" in siblings for ext in (".jpg", ".jpeg"))
@@ -152,10 +158,10 @@ class _Walk:
         root = self.root
         if self.masks:
             examples = ", ".join(relative_name(root, p) for p in self.masks[:3])
-            log.warning("note: %d mask file(s) left out (names ending %s, a PNG or TIFF "
-                        "beside a JPEG of the same name, or in a masks/ or ground_truth/ "
-                        "folder), e.g. %s", len(self.masks), "/".join(MASK_SUFFIXES[:4]),
-                        examples)
+            log.warning("note: %d mask file(s) left out (names ending mask/gt/label after _, "
+                        "-, . or a space, mask_<image>, a PNG or TIFF beside a JPEG of the "
+                        "same name, or in a masks/ or ground_truth/ folder), e.g. %s",
+                        len(self.masks), examples)
         if self.others:
             kinds = ", ".join(f"{suffix} {n}" for suffix, n in self.others.most_common())
             log.warning("note: %d file(s) of formats not read left out (%s); images are %s",
@@ -181,7 +187,14 @@ def find_labelled_images(root: Path, skips: SkipLog,
     folders = [entry for entry in sorted(root.iterdir(), key=lambda p: natural_key(p.name))
                if entry.is_dir() and not _ignored_folder(entry.name)]
     _refuse_splits(root, folders)
+    mask_folders = [entry for entry in folders if _holds_masks(entry, len(folders))]
+    if mask_folders:
+        log.warning("note: %s beside the class folders of %s hold(s) masks (black-and-white "
+                    "images), not a class: left out; rename the folder if it is a class",
+                    ", ".join(f"{entry.name}/" for entry in mask_folders), root)
     for entry in folders:
+        if entry in mask_folders:
+            continue
         masks_before = len(walk.masks)
         images = walk.images_in(entry)
         if not images and held is not None:
@@ -213,6 +226,31 @@ def find_labelled_images(root: Path, skips: SkipLog,
     return found
 
 
+def _holds_masks(folder: Path, folders: int) -> bool:
+    """A folder named like a mask folder (GT/, masks/ ...) beside other class folders whose
+    first images are black-and-white (two grey values at most): segmentation masks. A class
+    that happens to be called "mask" holds photographs, and stays a class."""
+    if folders < 2 or folder.name.lower() not in MASK_FOLDERS:
+        return False
+    sample = []
+    for directory, subfolders, files in os.walk(folder):
+        subfolders[:] = sorted(d for d in subfolders if not _ignored_folder(d))
+        sample += [Path(directory) / f for f in sorted(files)
+                   if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]
+        if len(sample) >= 3:
+            break
+    if not sample:
+        return False
+    for path in sample[:3]:
+        try:
+            image = decode_image(path, "gray")
+        except InputError:
+            return False
+        if len(np.unique(image)) > 2:
+            return False
+    return True
+
+
 def _refuse_splits(root: Path, folders: list[Path]) -> None:
     """A root whose folders are a dataset's splits (train/, test/ ...), each with the same
     class folders in it, is one level too high: the model would learn train from test."""
@@ -222,6 +260,17 @@ def _refuse_splits(root: Path, folders: list[Path]) -> None:
     inner = [{p.name for p in entry.iterdir() if p.is_dir() and not _ignored_folder(p.name)}
              for entry in splits]
     shared = set.intersection(*inner)
+    if len(shared) < 2 and all(entry.name.lower() in SPLIT_FOLDERS | MASK_FOLDERS
+                               for entry in folders):
+        # only splits (and masks) at the top, a class in one split missing from the other:
+        # an anomaly-detection layout (MVTec AD: train/good; test/good, test/<defect>)
+        held = ", ".join(f"{entry.name}/ ({', '.join(sorted(classes)[:4]) or 'no folders'})"
+                         for entry, classes in zip(splits, inner))
+        richest = max(zip(splits, inner), key=lambda pair: len(pair[1]))[0]
+        raise DataError(f"{root} holds the splits {held}, not classes: expected the class "
+                        f"folders directly under --data (an anomaly-detection layout, whose "
+                        f"training split holds good images only, does not train a "
+                        f"classifier); e.g. --data {richest} to train on its classes")
     if len(shared) >= 2:
         names = ", ".join(entry.name for entry in splits)
         # the training split first: train on it, evaluate on the others

@@ -58,7 +58,7 @@ def vibration_rule(path: Path, manifest, label_pattern):
     if label_pattern is not None:
         return PatternRule(label_pattern)
     if manifest is not None:
-        return ManifestRule(manifest)
+        return ManifestRule(manifest, root=path if path.is_dir() else path.parent)
     default = (path if path.is_dir() else path.parent) / MANIFEST_NAME
     if not default.is_file():
         raise DataError(f"cannot tell the classes of the recordings in {path}: expected a "

@@ -11,7 +11,9 @@ import io
 import re
 from pathlib import Path, PurePosixPath
 
-from edgecnn.deploy.errors import DataError, InputError
+from edgecnn.deploy.errors import DataError, InputError, SourceError
+from edgecnn.deploy.recordings import read_text_file
+from edgecnn.deploy.spec import sample_rate_problem
 
 CWRU_CLASSES = ("normal", "IR007", "IR014", "IR021", "B007", "B014", "B021",
                 "OR007@6", "OR014@6", "OR021@6")
@@ -81,9 +83,11 @@ class ManifestRule:
 
     name = "manifest"
 
-    def __init__(self, path) -> None:
+    def __init__(self, path, root=None) -> None:
         self.path = Path(path)
-        self.entries = _read_manifest(self.path)
+        self.entries = _anchored(_read_manifest(self.path),
+                                 Path(root) if root is not None else self.path.parent,
+                                 self.path)
         self.expects = f"an entry in the manifest {self.path}"
         by_name: dict[str, list[str]] = {}
         for key in self.entries:
@@ -127,18 +131,39 @@ class ManifestRule:
         return sorted(set(self.entries) - self.matched)
 
 
+def _anchored(entries: dict, root: Path, path: Path) -> dict:
+    """Entries given as absolute paths inside the dataset folder, as relative ones (an
+    export that wrote full paths); an absolute path outside it is refused."""
+    if not any(PurePosixPath(key).is_absolute() for key in entries):
+        return entries
+    base = root.resolve()
+    out = {}
+    for key, value in entries.items():
+        if PurePosixPath(key).is_absolute():
+            try:
+                key = Path(key).resolve().relative_to(base).as_posix()
+            except ValueError:
+                raise DataError(f"{path.name}: {key} is outside the data folder {root}: list "
+                                "the recordings by their path under it") from None
+        if key in out and out[key] != value:
+            raise DataError(f"{path.name}: {key} is listed twice with different labels or "
+                            f"rates ({out[key][0]} / {value[0]})")
+        out[key] = value
+    return out
+
+
 def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
     if not path.is_file():
         raise DataError(f"label manifest {path} does not exist")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text_file(path)
         first = next((line for line in text.splitlines()
                       if line.strip() and not line.lstrip().startswith("#")), "")
         # spreadsheets where the comma is the decimal point export ';' (or tabs)
         delimiter = next((d for d in (";", "\t") if d in first and "," not in first), ",")
         rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
                 if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, SourceError, csv.Error) as exc:
         raise DataError(f"cannot read label manifest {path}: {exc}") from None
     if not rows:
         raise DataError(f"label manifest {path} is empty; "
@@ -164,9 +189,9 @@ def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
                 rate = float(cells[col_rate].replace(",", ".") if delimiter != ","
                              else cells[col_rate])
             except ValueError:
-                rate = -1.0
-            if not rate > 0:
-                raise DataError(f"{path} line {line}: sample_rate must be a positive number; "
+                rate = cells[col_rate]
+            if (why := sample_rate_problem(rate)) is not None:
+                raise DataError(f"{path} line {line}: sample_rate: {why.split('; found')[0]}; "
                                 f"found {cells[col_rate]!r}")
         if file_name in entries and entries[file_name] != (label, rate):
             raise DataError(f"{path} line {line}: {file_name} is listed twice with different "
