@@ -140,16 +140,19 @@ def _ranges(rows: list[dict[str, float]], labels=None) -> dict[str, dict[str, fl
     return out
 
 
-def fit_envelope(items, spec, labels=None) -> dict:
+def fit_envelope(items, spec, labels=None, features=None) -> dict:
     """The envelope of raw training samples (images or windows) for ``spec`` (InputSpec).
 
     The run-time checks compare a rolling median over the last few inputs with limits set
     well outside the class medians seen in training, so real products never trip them: a
-    fault means the source changed, not that one product is unusual.
+    fault means the source changed, not that one product is unusual. ``features``: per
+    image, its features measured before it was made smaller (None: from the item).
     """
     if spec.kind == "image":
         size = (spec.image.width, spec.image.height)
-        ranges = _ranges([image_features(item, size) for item in items], labels)
+        given = features if features is not None else [None] * len(items)
+        ranges = _ranges([known if known is not None else image_features(item, size)
+                          for item, known in zip(items, given)], labels)
         return {"version": ENVELOPE_VERSION, "kind": "image", "size": list(size),
                 "samples": len(items), "features": ranges, "limits": image_limits(ranges)}
     rate = spec.signal.sample_rate

@@ -290,8 +290,9 @@ def _health_envelope(samples, train_index, spec) -> dict:
     """What the training inputs look like, for the run-time source-health checks."""
     from edgecnn.deploy.health import fit_envelope
 
-    items = samples.items
-    return fit_envelope([items[i] for i in train_index], spec, samples.labels[train_index])
+    items, native = samples.items, samples.native_features
+    return fit_envelope([items[i] for i in train_index], spec, samples.labels[train_index],
+                        None if native is None else [native[i] for i in train_index])
 
 
 def _robustness_report(model, samples, val_index, y_val, spec, report_dir, log) -> dict:

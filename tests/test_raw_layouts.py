@@ -1,6 +1,7 @@
 """Image folders as they come: nested class folders, masks beside images, degenerate files,
 mixed sizes and aspect ratios (one fit policy in the spec, applied by the runtime)."""
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -311,3 +312,46 @@ def test_a_class_whose_files_all_fail_is_named_when_one_class_is_left(tmp_path):
     with pytest.raises(DataError, match=r"only one class with usable images \(crazing\).*"
                                         r"no usable image: patches \(2 file\(s\), none usable\)"):
         load_image_folder(root)
+
+
+def test_images_many_times_the_input_are_kept_as_working_copies_with_native_health(
+        tmp_path, caplog):
+    from edgecnn.data import load_dataset
+    from edgecnn.deploy.health import fit_envelope, image_features
+    from edgecnn.tasks import get_task
+
+    spec = get_task("images").spec(("crazing", "patches"))
+    spec = spec.replace(image=dataclasses.replace(spec.image, interpolation="area"))
+    size = (spec.image.width, spec.image.height)
+    root, natives = tmp_path / "big", []
+    for cls in ("crazing", "patches"):
+        (root / cls).mkdir(parents=True)
+        for i, image in enumerate(_neu(cls, 2)):
+            big = cv2.resize(image, (12 * size[0], 9 * size[1]), interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(root / cls / f"{cls}_{i}.png"), big)
+            natives.append(big)
+    small = _neu("crazing", 1)[0]
+    cv2.imwrite(str(root / "crazing" / "crazing_9.png"), small)    # native: 200x200
+    with caplog.at_level(logging.INFO, logger="edgecnn.data"):
+        samples = load_dataset("images", root, spec)
+    assert "4 image(s) more than 8x the 128x128 input kept at 4x" in caplog.text
+    shapes = [item.shape for item in samples.items]
+    # the tighter side (height: 9x) at 4x the input, the aspect ratio kept
+    assert shapes.count((4 * size[1], round(12 * size[0] * 4 / 9))) == 4
+    assert (200, 200) in shapes
+    by_source = dict(zip(samples.sources, range(len(samples))))
+    for n, name in enumerate(["crazing/crazing_0.png", "crazing/crazing_1.png",
+                              "patches/patches_0.png", "patches/patches_1.png"]):
+        i = by_source[name]
+        assert samples.native_features[i] == image_features(natives[n], size)
+        # what the model sees differs from the native image's tensor by a grey level at most
+        gap = np.abs(preprocess_image(samples.items[i], spec) - preprocess_image(natives[n], spec))
+        assert gap.max() <= 1.0 / 255 + 1e-6
+    assert samples.native_features[by_source["crazing/crazing_9.png"]] is None
+    # the envelope measures sensor pixels at native size, not the copy's sharper ones
+    envelope = fit_envelope(samples.items, spec, samples.labels, samples.native_features)
+    copies = fit_envelope(samples.items, spec, samples.labels)
+    assert envelope["features"]["sharpness"] != copies["features"]["sharpness"]
+    assert envelope["features"]["sharpness"]["min"] == pytest.approx(min(
+        image_features(img, size)["sharpness"] for img in [*natives, small]))
+    assert len(samples.subset([0, 1]).native_features) == 2

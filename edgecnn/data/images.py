@@ -351,13 +351,15 @@ def images_to_8bit(items: list, bit_depth: int | None, training: bool,
 def load_image_folder(root, color: str = "gray",
                       labels: tuple[str, ...] | None = None,
                       bit_depth: int | None = None,
-                      depth_given: bool = False) -> LabelledSamples:
+                      depth_given: bool = False,
+                      size: tuple[int, int] | None = None) -> LabelledSamples:
     """Load a folder of labelled images as uint8 arrays in ``color`` (gray, bgr or rgb).
 
     Unreadable, truncated or non-image files are warned about, skipped and counted in
     ``.skipped``. ``labels`` (evaluating a model) fixes the class order. ``bit_depth``: the
     bits of data in 16-bit files (the model's, or ``depth_given`` by --bit-depth); None
-    finds it from the files.
+    finds it from the files. ``size``: the model's input (width, height); an image many
+    times larger is kept as a smaller working copy (``working_copy``).
     """
     root = Path(root)
     if color not in COLOR_MODES:
@@ -371,6 +373,8 @@ def load_image_folder(root, color: str = "gray",
         resolve_classes({label for _, label in candidates}, labels, root)
 
     items, label_names, sources, used = [], [], [], []
+    features: list[dict | None] = []
+    shrunk = _Shrunk()
     for path, label in candidates:
         try:
             _require_complete(path)
@@ -379,7 +383,11 @@ def load_image_folder(root, color: str = "gray",
         except InputError as exc:
             skips.skip(path, str(exc))
             continue
+        native = None
+        if image.dtype == np.uint8:   # 16-bit files: once they are 8-bit, below
+            image, native = working_copy(image, size, shrunk)
         items.append(image)
+        features.append(native)
         label_names.append(label)
         sources.append(relative_name(root, path))
         used.append(path)
@@ -395,7 +403,11 @@ def load_image_folder(root, color: str = "gray",
                else explain_layout(root))
         raise DataError(f"{root} holds only one class with usable images "
                         f"({label_names[0]}); a classifier needs at least two{why}")
+    wide = [i for i, image in enumerate(items) if image.dtype == np.uint16]
     depth = images_to_8bit(items, bit_depth, training=labels is None, given=depth_given)
+    for i in wide:
+        items[i], features[i] = working_copy(items[i], size, shrunk)
+    shrunk.note(size)
     note_lost_classes(named, set(label_names))
     if labels is None:
         _note_lookalike_classes(set(label_names))
@@ -405,8 +417,58 @@ def load_image_folder(root, color: str = "gray",
     class_names, index = resolve_classes(set(label_names), labels, root)
     samples = LabelledSamples("image", items, [index[name] for name in label_names],
                               class_names, sources,
-                              empty_positions(len(items)), skips.skipped, bit_depth=depth)
+                              empty_positions(len(items)), skips.skipped, bit_depth=depth,
+                              native_features=features if shrunk.count else None)
     return finish(samples, root, used, labels)
+
+
+# An image more than SHRINK_ABOVE times the model input along its tighter side is kept at
+# WORKING_SCALE times the input instead (area averaging): a folder of 20-MP camera images
+# at native size would take 20 MB or more each, for a model that sees 128 x 128.
+SHRINK_ABOVE = 8
+WORKING_SCALE = 4
+
+
+class _Shrunk:
+    """The images a load kept as working copies, for one note."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.example: tuple[tuple[int, int], tuple[int, int]] | None = None
+
+    def note(self, size) -> None:
+        if self.count:
+            (w, h), (sw, sh) = self.example
+            log.warning("images: %d image(s) more than %dx the %dx%d input kept at %dx it for "
+                        "training and measuring (area averaging; e.g. %dx%d -> %dx%d), to "
+                        "save memory; source health is measured at native size, and the "
+                        "runtime resizes frames from native size", self.count, SHRINK_ABOVE,
+                        size[0], size[1], WORKING_SCALE, w, h, sw, sh)
+
+
+def working_copy(image: np.ndarray, size: tuple[int, int] | None,
+                 shrunk: _Shrunk | None = None) -> tuple[np.ndarray, dict | None]:
+    """(image, None), or for an image more than SHRINK_ABOVE times the model input
+    ``size`` (width, height) along its tighter side: (a copy WORKING_SCALE times the input
+    along that side, area averaged, same aspect ratio; the source-health features of the
+    native image, which measure sensor pixels and must not come from the copy)."""
+    if size is None:
+        return image, None
+    h, w = image.shape[:2]
+    factor = min(w / (WORKING_SCALE * size[0]), h / (WORKING_SCALE * size[1]))
+    if factor <= SHRINK_ABOVE / WORKING_SCALE:
+        return image, None
+    import cv2
+
+    from edgecnn.deploy.health import image_features
+
+    native = image_features(image, size)
+    target = (max(1, round(w / factor)), max(1, round(h / factor)))
+    copy = cv2.resize(image, target, interpolation=cv2.INTER_AREA)
+    if shrunk is not None:
+        shrunk.count += 1
+        shrunk.example = shrunk.example or ((w, h), target)
+    return copy, native
 
 
 # Mean HSV saturation (0-255) above which images count as colour: JPEG chroma noise of a

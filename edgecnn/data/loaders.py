@@ -25,7 +25,8 @@ def load_images(path: Path, section, labels, stride, bit_depth=None, **_) -> Lab
     if not given and labels is not None and section is not None:
         bit_depth = section.bit_depth
     return load_image_folder(path, color=section.color if section else "gray", labels=labels,
-                             bit_depth=bit_depth, depth_given=given)
+                             bit_depth=bit_depth, depth_given=given,
+                             size=(section.width, section.height) if section else None)
 
 
 def load_digits(path: Path, section, labels, stride, **_) -> LabelledSamples:

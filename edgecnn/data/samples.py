@@ -36,6 +36,8 @@ class LabelledSamples:
     skipped   -- unreadable files, each with the reason (already warned about)
     fingerprint -- sha256 over the files used (path, size, content hash)
     bit_depth -- for images, the bits of data 16-bit files were read as (None: all 8-bit)
+    native_features -- for images kept as working copies (``images.working_copy``), their
+                 source-health features at native size (None where an item is native)
     """
 
     kind: str
@@ -48,6 +50,7 @@ class LabelledSamples:
     fingerprint: str = ""
     sample_rate: float | None = None
     bit_depth: int | None = None
+    native_features: list | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
@@ -78,7 +81,8 @@ class LabelledSamples:
         return LabelledSamples(self.kind, items, self.labels[index], self.class_names,
                                [self.sources[i] for i in index], self.positions[index],
                                list(self.skipped), self.fingerprint, self.sample_rate,
-                               self.bit_depth)
+                               self.bit_depth, None if self.native_features is None else
+                               [self.native_features[i] for i in index])
 
 
 def fingerprint_files(root: Path, files) -> str:
