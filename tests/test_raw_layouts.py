@@ -355,3 +355,24 @@ def test_images_many_times_the_input_are_kept_as_working_copies_with_native_heal
     assert envelope["features"]["sharpness"]["min"] == pytest.approx(min(
         image_features(img, size)["sharpness"] for img in [*natives, small]))
     assert len(samples.subset([0, 1]).native_features) == 2
+
+
+def test_jpegs_corrupted_inside_the_picture_are_skipped_and_counted(tmp_path):
+    # bytes zeroed or flipped inside the entropy-coded data, or a file cut and closed with
+    # an end marker: OpenCV returns a picture (garbled from there on); libjpeg only says so
+    root = _classes(tmp_path / "d", n=5)
+    files = sorted((root / "crazing").glob("*.jpg"))[:3]
+    raw = [bytearray(p.read_bytes()) for p in files]
+    n = [len(r) for r in raw]
+    raw[0][n[0] // 3:n[0] // 3 + 1024] = bytes(1024)
+    for i in np.random.default_rng(0).integers(n[1] // 4, n[1] - 10, 20):
+        raw[1][i] ^= 0xFF
+    raw[2] = raw[2][:n[2] // 2] + b"\xff\xd9"
+    for path, data in zip(files, raw):
+        path.write_bytes(bytes(data))
+        assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), 0) is not None
+    samples = load_image_folder(root)
+    assert samples.counts() == {"crazing": 2, "patches": 5}
+    assert sorted(Path(s.path).name for s in samples.skipped) == sorted(p.name for p in files)
+    assert all("is a corrupt JPEG (the decoder says: Corrupt JPEG data" in s.reason
+               for s in samples.skipped)

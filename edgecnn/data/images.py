@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -375,22 +377,23 @@ def load_image_folder(root, color: str = "gray",
     items, label_names, sources, used = [], [], [], []
     features: list[dict | None] = []
     shrunk = _Shrunk()
-    for path, label in candidates:
-        try:
-            _require_complete(path)
-            image = decode_image(path, color)
-            check_image(image, path, training=labels is None)
-        except InputError as exc:
-            skips.skip(path, str(exc))
-            continue
-        native = None
-        if image.dtype == np.uint8:   # 16-bit files: once they are 8-bit, below
-            image, native = working_copy(image, size, shrunk)
-        items.append(image)
-        features.append(native)
-        label_names.append(label)
-        sources.append(relative_name(root, path))
-        used.append(path)
+    with _JpegCheck() as jpeg:
+        for path, label in candidates:
+            try:
+                _require_complete(path)
+                image = jpeg.decode(path, color)
+                check_image(image, path, training=labels is None)
+            except InputError as exc:
+                skips.skip(path, str(exc))
+                continue
+            native = None
+            if image.dtype == np.uint8:   # 16-bit files: once they are 8-bit, below
+                image, native = working_copy(image, size, shrunk)
+            items.append(image)
+            features.append(native)
+            label_names.append(label)
+            sources.append(relative_name(root, path))
+            used.append(path)
     if not items and not skips.skipped:
         raise DataError(f"no usable samples found in {root}: no images{explain_layout(root)}")
     files_per_class = Counter(label for _, label in candidates)
@@ -427,6 +430,50 @@ def load_image_folder(root, color: str = "gray",
 # at native size would take 20 MB or more each, for a model that sees 128 x 128.
 SHRINK_ABOVE = 8
 WORKING_SCALE = 4
+
+
+class _JpegCheck:
+    """libjpeg tells of a corrupt JPEG (bytes zeroed or flipped inside the picture) only by
+    a line on stderr ("Corrupt JPEG data: premature end of data segment"), and OpenCV still
+    returns the picture, garbled from there on. While a loader decodes a JPEG it listens on
+    stderr: such a file is refused (skipped and counted), anything else said is passed on."""
+
+    SIGNS = ("Corrupt JPEG data", "Premature end of JPEG", "Bogus", "Invalid JPEG")
+
+    def __enter__(self) -> "_JpegCheck":
+        self._file = tempfile.TemporaryFile()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def decode(self, path: Path, color: str) -> np.ndarray:
+        if path.suffix.lower() not in (".jpg", ".jpeg", ".jpe", ".jfif"):
+            return decode_image(path, color)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):     # no stderr to listen on (a detached process)
+            return decode_image(path, color)
+        self._file.seek(0)
+        self._file.truncate()
+        try:
+            os.dup2(self._file.fileno(), 2)
+            try:
+                image = decode_image(path, color)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        self._file.seek(0)
+        said = self._file.read().decode("utf-8", "replace")
+        lines = [line.strip() for line in said.splitlines() if line.strip()]
+        bad = next((line for line in lines if line.startswith(self.SIGNS)), None)
+        if bad is not None:
+            raise InputError(f"{path} is a corrupt JPEG (the decoder says: {bad[:120]})")
+        if said:
+            sys.stderr.write(said)
+        return image
 
 
 class _Shrunk:
