@@ -142,12 +142,36 @@ class EventLog(BufferedSink):
         if size - keep <= 1 << 20 and _parse(os.pread(fd, size - keep, keep)) is not None:
             os.write(fd, b"\n")                 # O_APPEND: after the whole event
             return size + 1
+        kept = self._keep_tail(fd, keep, size)
         os.ftruncate(fd, keep)
         self.trimmed_bytes = size - keep
         logging.getLogger("edgecnn.deploy").warning(
-            "note: %s ended in a cut line (%d bytes, a power loss?): removed before appending",
-            self.path, self.trimmed_bytes)
+            "note: %s ended in a cut line (%d bytes, a power loss?): moved to %s before "
+            "appending", self.path, self.trimmed_bytes, kept or "nowhere (it could not be "
+            "written)")
         return keep
+
+    def _keep_tail(self, fd: int, keep: int, size: int) -> str | None:
+        """The bytes a repair cuts off, appended to ``<log>.torn`` (whatever they are, they
+        were in the user's file); None when that file cannot be written (a full disk)."""
+        torn = f"{self.path}.torn"
+        try:
+            out = os.open(torn, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                position = keep
+                while position < size:
+                    chunk = os.pread(fd, min(1 << 20, size - position), position)
+                    if not chunk:
+                        break
+                    os.write(out, chunk)
+                    position += len(chunk)
+                os.write(out, b"\n")
+                os.fsync(out)
+            finally:
+                os.close(out)
+        except OSError:
+            return None
+        return torn
 
     def write(self, event: dict[str, Any]) -> None:
         self.push(encode_event(event))

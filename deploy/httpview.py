@@ -17,6 +17,7 @@ import ipaddress
 import json
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,9 +67,12 @@ def _loopback(host: str) -> bool:
 
 
 REQUEST_TIMEOUT_S = 10.0   # a client silent this long mid-request is cut off
+HEADERS_DEADLINE_S = 5.0   # ... and one whose request line and headers take longer in all
+                           # (a header line every few seconds would hold a slot forever)
 MAX_CONNECTIONS = 32       # open at once; more are closed at once (the page polls, so a
                            # few browsers need a handful; a flood must not take the run's
                            # threads and file descriptors)
+MAX_PER_CLIENT = 8         # of them from one address, so one host cannot take them all
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -78,25 +82,46 @@ class _QuietServer(ThreadingHTTPServer):
 
     def __init__(self, *args, **kwargs):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._per_client: dict[str, int] = {}
+        self._count_lock = threading.Lock()
         self.refused = 0
         super().__init__(*args, **kwargs)
 
+    def _take(self, client: str) -> bool:
+        with self._count_lock:
+            if self._per_client.get(client, 0) >= MAX_PER_CLIENT:
+                return False
+            if not self._slots.acquire(blocking=False):
+                return False
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+            return True
+
+    def _give(self, client: str) -> None:
+        with self._count_lock:
+            left = self._per_client.get(client, 1) - 1
+            if left > 0:
+                self._per_client[client] = left
+            else:
+                self._per_client.pop(client, None)
+            self._slots.release()
+
     def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
+        client = str(client_address[0])
+        if not self._take(client):
             self.refused += 1
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            self._give(client)
             raise
 
     def process_request_thread(self, request, client_address) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._give(str(client_address[0]))
 
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -127,6 +152,26 @@ class LiveServer:
         self._thread.join(timeout=5)
 
 
+class _DeadlineReader:
+    """A request's input whose line reads share one deadline: each read may wait only for
+    what is left of it (a slow client sending a header line every few seconds is cut off)."""
+
+    def __init__(self, raw, connection, deadline: float | None, timeout: float):
+        self.raw, self.connection, self.deadline = raw, connection, deadline
+        self.timeout = timeout
+
+    def readline(self, *args):
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request headers too slow")
+            self.connection.settimeout(min(left, self.timeout))
+        return self.raw.readline(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_state: LiveServer
     server_version = "edgecnn"
@@ -135,6 +180,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args) -> None:   # the run's stderr is for the run
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # the request line and headers must all arrive within HEADERS_DEADLINE_S
+        # (REQUEST_TIMEOUT_S alone bounds each read, not their sum)
+        self.rfile = _DeadlineReader(self.rfile, self.connection,
+                                     time.monotonic() + HEADERS_DEADLINE_S, self.timeout)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self.rfile.deadline = None     # headers in: the answer may take its time
+        return parsed
 
     # -- plumbing
     def _send(self, status: int, body: bytes, content_type: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import re
@@ -51,13 +52,16 @@ class MqttOptions:
 
     def __post_init__(self) -> None:
         parse_url(self.url)
-        if self.status_interval <= 0 or self.flush_timeout < 0 or self.spool_max < 1:
+        if not (0 < self.status_interval < math.inf and 0 <= self.flush_timeout < math.inf) \
+                or self.spool_max < 1:
             raise InputError("MQTT status_interval must be > 0, flush_timeout >= 0 and "
                              f"spool_max >= 1; found {self.status_interval}, "
                              f"{self.flush_timeout}, {self.spool_max}")
         if not parse_url(self.url).tls and (self.ca or self.cert or self.key):
             raise InputError("MQTT ca, cert and key are for mqtts:// URLs; found "
                              f"{shown_url(self.url)!r}")
+        if parse_url(self.url).tls:
+            _check_tls_files(self.ca, self.cert, self.key)
         if (self.cert is None) != (self.key is None):
             raise InputError("MQTT client certificates need both cert and key")
         for name in ("ca", "cert", "key"):
@@ -113,6 +117,9 @@ def parse_url(url: str) -> Target:
     if re.search(r"[#+\s]", prefix) or "//" in prefix or "#" in text:
         raise InputError(f"MQTT topic prefix {prefix!r} must not hold '#', '+', blanks "
                          "or empty levels")
+    if prefix.startswith("$"):
+        raise InputError(f"MQTT topic prefix {prefix!r} starts with '$': such topics belong "
+                         "to the broker ($SYS), which drops what clients publish there")
     if len(prefix.encode()) > MAX_PREFIX:
         raise InputError(f"MQTT topic prefix is {len(prefix.encode())} bytes; at most "
                          f"{MAX_PREFIX} leave room for the topic levels after it")
@@ -120,6 +127,23 @@ def parse_url(url: str) -> Target:
     return Target(tls, parts.hostname, port or (8883 if tls else 1883),
                   unquote(parts.username) if parts.username else None,
                   unquote(parts.password) if parts.password else None, prefix)
+
+
+def _check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
+    """Load the CA, certificate and key as the TLS connection will, so a wrong file is one
+    line at the start (and in ``serve --check``), not a traceback at the first connect."""
+    context = ssl.create_default_context()
+    for name, load in (("ca", lambda: ca and context.load_verify_locations(cafile=ca)),
+                       ("cert/key", lambda: cert and context.load_cert_chain(cert, key))):
+        try:
+            load()
+        except (ssl.SSLError, OSError) as exc:
+            given = ca if name == "ca" else f"{cert}, {key or '(key in the cert file)'}"
+            raise InputError(f"MQTT {name} {given}: expected PEM file(s) the TLS connection "
+                             f"can load; {getattr(exc, 'strerror', None) or exc}") from None
+    if key and not cert:
+        raise InputError("MQTT key is given without cert: give both (or cert alone when it "
+                         "holds the key)")
 
 
 def options_from_url(url: str) -> MqttOptions:

@@ -91,6 +91,60 @@ class Logging:
         if self.rotate_mb is not None and not MIN_ROTATE_MB <= self.rotate_mb < math.inf:
             raise InputError(f"--rotate-mb must be a number of megabytes from {MIN_ROTATE_MB}; "
                              f"found {self.rotate_mb}")
+        named = [(flag, value) for flag, value in (("--log", self.log),
+                                                   ("--sqlite", self.sqlite),
+                                                   ("--json", self.json_path)) if value]
+        for i, (flag, value) in enumerate(named):   # one file for two jobs: one would win
+            for other, second in named[i + 1:]:
+                if _same_file(value, second):
+                    raise InputError(f"{flag} and {other} name the same file {value}: give "
+                                     "each its own")
+        if self.json_path:
+            refuse_replacing_events(self.json_path, "--json")
+
+
+def _same_file(a: str, b: str) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError):
+        return a == b
+
+
+def _is_event_line(line: bytes) -> bool:
+    """One line of an event log: a JSON object with a time and a type (a summary file is
+    indented over many lines, so its first line is no whole object)."""
+    import json
+
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and "time" in value and "type" in value
+
+
+def refuse_replacing_events(path, flag: str) -> None:
+    """A summary written over an event log or an SQLite store would lose its events:
+    refused before anything runs (a --json that names a run's log by mistake)."""
+    from pathlib import Path
+
+    target = Path(path)
+    try:
+        if not target.is_file() or target.stat().st_size == 0:
+            return
+        with open(target, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return                           # unreadable: the write itself will say why
+    if head.startswith(b"SQLite format 3\0"):
+        kind = "an SQLite database"
+    elif _is_event_line(head.lstrip().split(b"\n", 1)[0]):
+        kind = "an event log (JSON Lines)"
+    else:
+        return
+    raise InputError(f"{flag} {path} is {kind}: it would be replaced by the summary; give "
+                     "the summary a file of its own")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ def _positions(length: int, size: int, stride: int) -> list[int]:
 # A region narrower than this cannot show a defect (the image loaders' and the frame
 # faults' limit too); it would only be stretched to the model's input.
 MIN_REGION_SIDE = 8
+# Regions per frame: 45 tiles of 200x200 cover an 1800x1000 frame; a thousand is a 40-MP
+# frame in such tiles. A grid of stride 1 would make tens of thousands (gigabytes of
+# tensors, seconds per frame, an event each).
+MAX_REGIONS = 1024
 
 
 def plan_regions(frame_shape: tuple[int, ...], roi: Region | None = None,
@@ -81,12 +85,18 @@ def plan_regions(frame_shape: tuple[int, ...], roi: Region | None = None,
     if area.x + area.w > width or area.y + area.h > height:
         raise InputError(f"--roi {','.join(map(str, area.as_list()))} does not fit in the "
                          f"{width}x{height} frame")
+    if min(area.w, area.h) < MIN_REGION_SIDE:
+        raise InputError(f"--roi {','.join(map(str, area.as_list()))} is {area.w}x{area.h} "
+                         f"pixels: expected at least {MIN_REGION_SIDE}x{MIN_REGION_SIDE}")
     if tiles:
         rows, cols = tiles
         if area.h // rows < MIN_REGION_SIDE or area.w // cols < MIN_REGION_SIDE:
             raise InputError(f"--tiles {rows}x{cols} makes tiles of {area.w // cols}x"
                              f"{area.h // rows} pixels in the {area.w}x{area.h} area: expected "
                              f"tiles of at least {MIN_REGION_SIDE}x{MIN_REGION_SIDE}")
+        if rows * cols > MAX_REGIONS:
+            raise InputError(f"--tiles {rows}x{cols} makes {rows * cols} tiles per frame: "
+                             f"expected at most {MAX_REGIONS}")
         ys = np.linspace(area.y, area.y + area.h, rows + 1).round().astype(int)
         xs = np.linspace(area.x, area.x + area.w, cols + 1).round().astype(int)
         return [Region(int(xs[c]), int(ys[r]), int(xs[c + 1] - xs[c]), int(ys[r + 1] - ys[r]))
@@ -98,6 +108,10 @@ def plan_regions(frame_shape: tuple[int, ...], roi: Region | None = None,
         if min(w, h) < MIN_REGION_SIDE:
             raise InputError(f"--grid window {w}x{h} is too small: expected at least "
                              f"{MIN_REGION_SIDE}x{MIN_REGION_SIDE} pixels")
-        return [Region(area.x + x, area.y + y, w, h)
-                for y in _positions(area.h, h, stride) for x in _positions(area.w, w, stride)]
+        ys, xs = _positions(area.h, h, stride), _positions(area.w, w, stride)
+        if len(ys) * len(xs) > MAX_REGIONS:
+            raise InputError(f"--grid {w}x{h}:{stride} makes {len(ys) * len(xs)} windows per "
+                             f"{area.w}x{area.h} frame: expected at most {MAX_REGIONS} (a "
+                             f"larger stride, e.g. {w}x{h}:{max(w, h) // 2})")
+        return [Region(area.x + x, area.y + y, w, h) for y in ys for x in xs]
     return [area]

@@ -77,7 +77,10 @@ def plot_curves(history: dict, path: Path) -> Path:
 
 
 def write_json(data: dict, path: str | Path) -> Path:
+    from edgecnn.deploy.options import refuse_replacing_events
+
     path = Path(path)
+    refuse_replacing_events(path, "--json")
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"

@@ -70,6 +70,15 @@ def test_partial_tail_is_trimmed_on_open(tmp_path):
         log.write({"time": "2025-01-01T00:00:02Z", "class": "b", "frame": 1})
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [e["class"] for e in lines] == ["a", "b"]
+    # the cut bytes were the user's: kept beside the log, however many (here 100 kB of
+    # junk appended by another program), never only deleted
+    junk = bytes(range(1, 256)).replace(b"\n", b"") * 400
+    path.write_bytes(path.read_bytes() + junk)
+    with EventLog(path) as log:
+        assert log.trimmed_bytes == len(junk)
+    assert len(path.read_text().splitlines()) == 2
+    assert (tmp_path / "events.jsonl.torn").read_bytes() == \
+        b'{"time": "2025-01-01T00:00:01Z", "cla\n' + junk + b"\n"
 
 
 def test_a_whole_last_event_without_its_newline_is_kept(tmp_path):
