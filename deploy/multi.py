@@ -182,12 +182,13 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         return _run_opened(sources, logging, stop, on_event, http, on_http, sinks,
                            fresh.clear, keep_waiting or len(sources) > 1)
     finally:
-        _remove_unused(fresh)   # empty once every source opened
+        remove_unused(fresh)   # empty once every source opened
 
 
-def _remove_unused(paths) -> None:
-    """Logs this run created before a source failed to open hold no event: removed, so
-    a failed start leaves no empty log behind (its ``.lock`` stays, see storage)."""
+def remove_unused(paths) -> None:
+    """Logs this run (or ``serve --check``) created before a source failed to open hold no
+    event: removed, so a failed start leaves no empty log behind (its ``.lock`` stays, see
+    storage)."""
     for path in paths:
         for item in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm",
                                                                       "-journal"))):

@@ -68,6 +68,34 @@ def event_line(event: dict) -> str:
             f"{where}{tile} (id {event.get('id')})")
 
 
+def _check_storage(config: ServiceConfig) -> None:
+    """The event log and the SQLite store opened as the service's start opens them (another
+    program's file, a read-only or missing mount: refused here, in ExecStartPre, rather
+    than in a restart loop), then closed; files the check made are removed again. The
+    summary JSON is probed the same way (``--json``'s rule)."""
+    from edgecnn.deploy.multi import remove_unused
+    from edgecnn.deploy.run import open_sinks
+
+    logging = config.logging
+    fresh = [Path(p) for p in (logging.log, logging.sqlite, logging.json_path)
+             if p is not None and not Path(p).exists()]
+    try:
+        with ExitStack() as stack:
+            open_sinks(logging, stack, StopFlag())
+        if logging.json_path is not None:
+            target = Path(logging.json_path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "a", encoding="utf-8"):
+                pass
+    except InputError as exc:
+        raise type(exc)(f"{config.path}: [run]: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"{config.path}: [run] json: cannot write {logging.json_path}: "
+                         f"{exc.strerror or exc}") from None
+    finally:
+        remove_unused(fresh)
+
+
 def check(config: ServiceConfig) -> list[str]:
     """Open every bundle and model, check it fits its source kind and that the classes
     named in thresholds and ignore lists exist; one line per source."""
@@ -81,6 +109,7 @@ def check(config: ServiceConfig) -> list[str]:
         require_paho()
     _http_options(config)    # a bad address or a missing token: refused before the start
     _check_shared_snapshots(config)
+    _check_storage(config)
     lines = []
     for number, (bundle_name, plan) in enumerate(config.sources):
         name = plan.source.name

@@ -108,3 +108,59 @@ def test_samples_beyond_float32_are_a_nonfinite_window(tmp_path):
     window = rng.normal(size=2048)
     assert window_faults(window, SignalChecks(), 600) == []
     assert window_faults(window * 1e300, SignalChecks(), 600) == ["nonfinite"]
+
+
+def test_a_summary_never_replaces_an_event_log_or_store(tmp_path):
+    import sqlite3
+
+    from edgecnn.report import write_json
+
+    log = tmp_path / "events.jsonl"
+    log.write_text('{"id": "1", "time": "2026-12-04T10:00:00Z", "type": "defect"}\n')
+    store = tmp_path / "events.db"
+    sqlite3.connect(store).close()
+    with sqlite3.connect(store) as db:
+        db.execute("create table t (x)")
+    before = log.read_bytes(), store.read_bytes()
+    for json_path, message in ((log, "is an event log"), (store, "is an SQLite database")):
+        with pytest.raises(InputError, match=message):
+            Logging(log=str(tmp_path / "new.jsonl"), json_path=str(json_path))
+        with pytest.raises(InputError, match=message):
+            write_json({"a": 1}, json_path)
+    assert (log.read_bytes(), store.read_bytes()) == before
+    for a, b in (("log", "json_path"), ("log", "sqlite"), ("sqlite", "json_path")):
+        with pytest.raises(InputError, match="name the same file"):
+            Logging(**{a: str(tmp_path / "x"), b: str(tmp_path / "." / "x")})
+    summary = tmp_path / "summary.json"
+    write_json({"a": 1}, summary)
+    write_json({"a": 2}, summary)                    # an earlier summary: replaced
+    Logging(log=str(log), json_path=str(summary))
+
+
+def test_regions_per_frame_are_bounded_and_an_roi_must_show_something():
+    from edgecnn.deploy.tiles import MAX_REGIONS, Region, plan_regions
+
+    assert len(plan_regions((1000, 1800), tiles=(5, 9))) == 45
+    assert len(plan_regions((200, 200), grid=(64, 64, 32))) == 36   # 6 x 6, the edge too
+    with pytest.raises(InputError, match=f"makes 18769 windows .* at most {MAX_REGIONS}"):
+        plan_regions((200, 200), grid=(64, 64, 1))
+    with pytest.raises(InputError, match="makes 1600 tiles per frame"):
+        plan_regions((4000, 4000), tiles=(40, 40))
+    with pytest.raises(InputError, match="is 1x1 pixels: expected at least 8x8"):
+        plan_regions((200, 200), roi=Region(5, 5, 1, 1))
+
+
+def test_mqtt_tls_files_and_broker_topics_are_checked_at_the_start(tmp_path):
+    from edgecnn.deploy.mqtt import MqttOptions, options_from_url
+
+    picture = tmp_path / "ca.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    with pytest.raises(InputError, match=r"MQTT ca .*ca.png: expected PEM file"):
+        options_from_url(f"mqtts://127.0.0.1:8883/line?ca={picture}")
+    with pytest.raises(InputError, match="MQTT cert/key"):
+        MqttOptions("mqtts://127.0.0.1:8883/line", cert=str(picture), key=str(picture))
+    with pytest.raises(InputError, match=r"starts with '\$'"):
+        options_from_url("mqtt://127.0.0.1:1883/$SYS/line")
+    for value in ("nan", "inf"):
+        with pytest.raises(InputError, match="flush_timeout >= 0"):
+            options_from_url(f"mqtt://127.0.0.1:1883/line?flush_timeout={value}")

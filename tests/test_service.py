@@ -108,6 +108,23 @@ def test_check_validates_without_running(line):
     assert not (line / "events.jsonl").exists()
 
 
+def test_check_opens_the_storage_the_start_would_refuse(line):
+    # ExecStartPre must fail where ExecStart would, or the unit loops on Restart=on-failure
+    picture = line / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    for log, message in (('"/proc/nope/events.jsonl"', "cannot open event log"),
+                         (f'"{picture}"', "is not an edgecnn event log")):
+        path = _config(line, name="storage.toml")
+        path.write_text(path.read_text().replace('log = "events.jsonl"', f"log = {log}"))
+        proc = _cli("serve", "--check", path)
+        assert proc.returncode == 2 and "storage.toml: [run]: " in proc.stderr, proc.stderr
+        assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    (line / "events.jsonl").unlink(missing_ok=True)
+    assert _cli("serve", "--check", _config(line)).returncode == 0
+    assert not (line / "events.jsonl").exists()       # the check made it, and removed it
+
+
 @pytest.mark.parametrize("camera_extra, extra, line_no, message", [
     ('min_framse = 3\n', "", 16, "[[camera]] #2 key 'min_framse': unknown key 'min_framse'; "
                                  "did you mean min_frames"),
@@ -125,7 +142,8 @@ def test_check_validates_without_running(line):
     ('min_frames = -3\n', "", 16, "key 'min_frames': --min-frames / --min-windows must be"),
     ('threads = 100000\n', "", 16, "key 'threads': --threads must be a whole number 1-256"),
     ("", 'hop = 0\n', 23, "key 'hop': --hop must be a whole number of samples >= 1"),
-    ("", 'sample_rate = -12000\n', 23, "key 'sample_rate': --sample-rate must be a positive"),
+    ("", 'sample_rate = -12000\n', 23,
+     "key 'sample_rate': --sample-rate: expected a positive number of Hz"),
     ('snapshots = "snaps"\nsnapshots_max_mb = -1\n', "", 17,
      "key 'snapshots_max_mb': --snapshots-max-mb must be positive; found -1"),
     (f'threshold = {"9" * 400}\n', "", 16, "key 'threshold': must be a number a float can hold"),
