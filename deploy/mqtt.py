@@ -60,14 +60,14 @@ class MqttOptions:
         if not parse_url(self.url).tls and (self.ca or self.cert or self.key):
             raise InputError("MQTT ca, cert and key are for mqtts:// URLs; found "
                              f"{shown_url(self.url)!r}")
-        if parse_url(self.url).tls:
-            _check_tls_files(self.ca, self.cert, self.key)
         if (self.cert is None) != (self.key is None):
             raise InputError("MQTT client certificates need both cert and key")
         for name in ("ca", "cert", "key"):
             value = getattr(self, name)
             if value is not None and not Path(value).is_file():
                 raise InputError(f"MQTT {name} file {value} not found")
+        if parse_url(self.url).tls:
+            _check_tls_files(self.ca, self.cert, self.key)
 
     @property
     def target(self) -> "Target":
@@ -138,12 +138,9 @@ def _check_tls_files(ca: str | None, cert: str | None, key: str | None) -> None:
         try:
             load()
         except (ssl.SSLError, OSError) as exc:
-            given = ca if name == "ca" else f"{cert}, {key or '(key in the cert file)'}"
+            given = ca if name == "ca" else f"{cert}, {key}"
             raise InputError(f"MQTT {name} {given}: expected PEM file(s) the TLS connection "
                              f"can load; {getattr(exc, 'strerror', None) or exc}") from None
-    if key and not cert:
-        raise InputError("MQTT key is given without cert: give both (or cert alone when it "
-                         "holds the key)")
 
 
 def options_from_url(url: str) -> MqttOptions:

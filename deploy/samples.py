@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import select
 import socket
 import time
@@ -449,5 +450,10 @@ def open_sample_source(src, sample_rate: float, channel: str = DEFAULT_CHANNEL,
         return StdinSource(sample_rate, stream_rate, stall_seconds=backoff.stall_seconds)
     if text.lower().startswith("tcp://"):
         return TcpSampleSource(text, sample_rate, stream_rate, backoff, stop=stop)
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:
+        raise InputError(f"--source {text}: {scheme.group(1)}:// streams are not read; "
+                         "expected a recording file, '-' (float32 on stdin) or "
+                         "tcp://host:port")
     return RecordingSource(text, sample_rate, channel=channel, file_rate=stream_rate,
                            realtime=realtime)

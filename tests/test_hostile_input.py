@@ -144,8 +144,8 @@ def test_regions_per_frame_are_bounded_and_an_roi_must_show_something():
     assert len(plan_regions((200, 200), grid=(64, 64, 32))) == 36   # 6 x 6, the edge too
     with pytest.raises(InputError, match=f"makes 18769 windows .* at most {MAX_REGIONS}"):
         plan_regions((200, 200), grid=(64, 64, 1))
-    with pytest.raises(InputError, match="makes 1600 tiles per frame"):
-        plan_regions((4000, 4000), tiles=(40, 40))
+    with pytest.raises(InputError, match="makes 4900 tiles per frame"):
+        plan_regions((4000, 4000), tiles=(70, 70))
     with pytest.raises(InputError, match="is 1x1 pixels: expected at least 8x8"):
         plan_regions((200, 200), roi=Region(5, 5, 1, 1))
 
@@ -164,3 +164,15 @@ def test_mqtt_tls_files_and_broker_topics_are_checked_at_the_start(tmp_path):
     for value in ("nan", "inf"):
         with pytest.raises(InputError, match="flush_timeout >= 0"):
             options_from_url(f"mqtt://127.0.0.1:1883/line?flush_timeout={value}")
+
+
+def test_a_stream_scheme_the_vibration_runtime_does_not_read_is_named(tmp_path):
+    from edgecnn.deploy.samples import open_sample_source
+
+    for url in ("udp://127.0.0.1:9000", "mqtt://127.0.0.1/x", "http://127.0.0.1/x"):
+        with pytest.raises(InputError, match=url.split(":")[0] + r":// streams are not read"):
+            open_sample_source(url, 12000.0)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="is a folder: expected one recording file"):
+        open_sample_source(str(folder), 12000.0)
