@@ -128,7 +128,11 @@ _log = logging.getLogger("edgecnn.deploy")
 
 
 def note_rate(name: str, source_rate: float, model_rate: float) -> None:
-    """Say what resampling a source to the model's rate costs, as training and eval do."""
+    """Say what resampling a source to the model's rate costs, as training and eval do
+    (a rate too far off to resample is refused first, without a note about it)."""
+    from .preprocess import resample_ratio
+
+    resample_ratio(source_rate, model_rate)
     if source_rate > model_rate * (1 + 1e-6):
         _log.warning("NOTE: %s at %g Hz is resampled to the model's %g Hz: everything above "
                      "%g Hz is dropped", name, source_rate, model_rate, model_rate / 2)
