@@ -139,7 +139,7 @@ class EventLog(BufferedSink):
                 keep = start + cut + 1
                 break
             keep = start
-        if size - keep <= 1 << 20 and _parse(os.pread(fd, size - keep, keep)) is not None:
+        if size - keep <= 1 << 20 and parse_event_line(os.pread(fd, size - keep, keep)) is not None:
             os.write(fd, b"\n")                 # O_APPEND: after the whole event
             return size + 1
         kept = self._keep_tail(fd, keep, size)
@@ -443,12 +443,12 @@ def _read_events(path: Path):
             raise InputError(f"{path} is an SQLite file without a readable events table: "
                              f"{exc}") from None
         for (data,) in rows:
-            yield _parse(data)
+            yield parse_event_line(data)
         return
     with open(path, "rb") as handle:
         for raw in handle:
             if raw.strip():
-                yield _parse(raw)
+                yield parse_event_line(raw)
 
 
 _STAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
@@ -482,14 +482,14 @@ def _not_a_log(path: Path) -> str | None:
     if head.startswith(b"SQLite format 3\0"):
         return "it is an SQLite database: give it to --sqlite"
     first, newline, _ = head.partition(b"\n")
-    if _parse(first) is not None:        # (a whole event without its newline too)
+    if parse_event_line(first) is not None:        # (a whole event without its newline too)
         return None
     if not newline and len(head) < MAX_LINE and head.startswith((b'{"id":"', b'{"time":"')):
         return None                      # one cut line: _repair removes it
     return "its first line is not an event"
 
 
-def _parse(raw) -> dict | None:
+def parse_event_line(raw) -> dict | None:
     """An event as the runtime writes it, else None: not JSON (or nested past the parser's
     depth, or an SQLite NULL), not an object, no ISO time, a class that is not text."""
     if raw is None:

@@ -112,22 +112,12 @@ def _same_file(a: str, b: str) -> bool:
         return a == b
 
 
-def _is_event_line(line: bytes) -> bool:
-    """One line of an event log: a JSON object with a time and a type (a summary file is
-    indented over many lines, so its first line is no whole object)."""
-    import json
-
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return False
-    return isinstance(value, dict) and "time" in value and "type" in value
-
-
 def refuse_replacing_events(path, flag: str) -> None:
     """A summary written over an event log or an SQLite store would lose its events:
     refused before anything runs (a --json that names a run's log by mistake)."""
     from pathlib import Path
+
+    from .events import parse_event_line
 
     target = Path(path)
     try:
@@ -139,7 +129,8 @@ def refuse_replacing_events(path, flag: str) -> None:
         return                           # unreadable: the write itself will say why
     if head.startswith(b"SQLite format 3\0"):
         kind = "an SQLite database"
-    elif _is_event_line(head.lstrip().split(b"\n", 1)[0]):
+    elif parse_event_line(head.lstrip().split(b"\n", 1)[0]) is not None:
+        # (a summary is indented over many lines: its first line is no whole event)
         kind = "an event log (JSON Lines)"
     else:
         return

@@ -116,7 +116,8 @@ def test_a_summary_never_replaces_an_event_log_or_store(tmp_path):
     from edgecnn.report import write_json
 
     log = tmp_path / "events.jsonl"
-    log.write_text('{"id": "1", "time": "2026-12-04T10:00:00Z", "type": "defect"}\n')
+    log.write_text('{"id": "1", "time": "2026-12-04T10:00:00Z", "type": "defect", '
+                   '"class": "crazing"}\n')
     store = tmp_path / "events.db"
     sqlite3.connect(store).close()
     with sqlite3.connect(store) as db:
