@@ -247,21 +247,19 @@ class HealthMonitor:
 
     Each feature is the median of the last ``window`` checks (one odd product does not
     count); a fault starts after ``start_after`` consecutive checks with that median outside
-    its limit and ends after ``end_after`` consecutive checks inside it; ``every`` checks
-    only every n-th sample (large camera frames). For images, ``dark`` / ``bright`` /
-    ``flat`` take precedence over ``defocus`` and ``noisy`` (a dark frame is also unsharp
-    and noisy-looking).
+    its limit and ends after ``end_after`` consecutive checks inside it. For images,
+    ``dark`` / ``bright`` / ``flat`` take precedence over ``defocus`` and ``noisy`` (a dark
+    frame is also unsharp and noisy-looking).
     """
 
     def __init__(self, envelope: dict, window: int = 9, start_after: int = 3,
-                 end_after: int = 3, every: int = 1):
+                 end_after: int = 3):
         self.envelope = envelope
         self.kind = envelope["kind"]
         self.limits = {name: rule for name, rule in envelope["limits"].items()
                        if isinstance(rule, dict)}
-        self.start_after, self.end_after, self.every = start_after, end_after, max(1, every)
+        self.start_after, self.end_after = start_after, end_after
         self.states = {name: _State() for name in self.limits}
-        self._seen = 0
         self.window = max(1, window)
         self._history: dict[str, deque] = {}
         self.last: dict[str, float] = {}
@@ -277,16 +275,10 @@ class HealthMonitor:
         return signal_features(sample, self.envelope["sample_rate"])
 
     def check(self, sample) -> list[dict]:
-        return self.check_features(lambda: self.features(sample))
+        return self.check_features(self.features(sample))
 
-    def check_features(self, features) -> list[dict]:
-        """``check`` for features computed elsewhere (the camera's reading thread):
-        ``features`` is their dict, or a callable returning it (called only for the
-        samples ``every`` checks)."""
-        self._seen += 1
-        if (self._seen - 1) % self.every:
-            return []
-        sample = features() if callable(features) else features
+    def check_features(self, sample: dict[str, float]) -> list[dict]:
+        """``check`` for features computed elsewhere (the camera's reading thread)."""
         history = self._history      # per feature, its last ``window`` values
         if not history:
             history.update((name, deque(maxlen=self.window)) for name in sample)
