@@ -110,9 +110,7 @@ class EventLog(BufferedSink):
             why = _not_a_log(self.path)
             if why is not None:
                 self.close()
-                raise InputError(f"--log {self.path} exists and is not an edgecnn event log "
-                                 f"({why}); appending would damage it: give a new file "
-                                 f"name, or the log of an earlier run")
+                raise InputError(_foreign_log(self.path, why))
             self._fd = self._open()
         except OSError as exc:
             self.close()
@@ -312,7 +310,7 @@ class SqliteSink(BufferedSink):
         db = sqlite3.connect(str(self.path))
         try:
             if not self._opened:              # the first open only, not a reconnect
-                self._check_foreign(db)
+                check_event_store(db, self.path)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(
@@ -327,27 +325,6 @@ class SqliteSink(BufferedSink):
             raise
         self.db = db
         self._opened = True
-
-    def _check_foreign(self, db) -> None:
-        """At the first open: a damaged database, another program's database or an
-        ``events`` table of another layout is refused, not written into."""
-        problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-        if problem != "ok":
-            problem = " ".join(line for line in str(problem).splitlines()
-                               if not line.startswith("***"))
-            raise InputError(f"--sqlite {self.path} is a damaged SQLite database ({problem}); "
-                             "give a new file, or repair it (sqlite3 .recover)")
-        tables = {row[0] for row in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables and "events" not in tables:
-            raise InputError(f"--sqlite {self.path} is another program's database (tables: "
-                             f"{', '.join(sorted(tables)[:5])}); give a new file")
-        if "events" in tables:
-            have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-            missing = [c for c in self.COLUMNS if c not in have]
-            if missing:
-                raise InputError(f"--sqlite {self.path} has an events table without the "
-                                 f"columns {', '.join(missing)}: not an edgecnn event store")
 
     def write(self, event: dict[str, Any]) -> None:
         plain = _plain(event)
@@ -464,6 +441,81 @@ def _real_time(stamp: str) -> bool:
 
 
 MAX_LINE = 1 << 20      # an event line is far shorter: a longer first line is not a log
+
+
+
+def _foreign_log(path: Path, why: str) -> str:
+    return (f"--log {path} exists and is not an edgecnn event log ({why}); appending would "
+            f"damage it: give a new file name, or the log of an earlier run")
+
+
+def check_event_store(db, path) -> None:
+    """At the first open: a damaged database, another program's database or an ``events``
+    table of another layout is refused, not written into."""
+    problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if problem != "ok":
+        problem = " ".join(line for line in str(problem).splitlines()
+                           if not line.startswith("***"))
+        raise InputError(f"--sqlite {path} is a damaged SQLite database ({problem}); "
+                         "give a new file, or repair it (sqlite3 .recover)")
+    tables = {row[0] for row in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and "events" not in tables:
+        raise InputError(f"--sqlite {path} is another program's database (tables: "
+                         f"{', '.join(sorted(tables)[:5])}); give a new file")
+    if "events" in tables:
+        have = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        missing = [c for c in SqliteSink.COLUMNS if c not in have]
+        if missing:
+            raise InputError(f"--sqlite {path} has an events table without the "
+                             f"columns {', '.join(missing)}: not an edgecnn event store")
+
+
+# -- probes: what opening a sink would refuse, found without writing (``serve --check``
+# beside a running service: no lock taken, no cut line repaired, nothing created)
+
+def probe_log(path) -> None:
+    path = Path(path)
+    why = _not_a_log(path)
+    if why is not None:
+        raise InputError(_foreign_log(path, why))
+    probe_writable(path, "event log")
+
+
+def probe_sqlite(path) -> None:
+    path = Path(path)
+    probe_writable(path, "SQLite event store")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot use {path} as an SQLite event store: {exc}") from None
+    try:
+        check_event_store(db, path)
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot use {path} as an SQLite event store: {exc}") from None
+    finally:
+        db.close()
+
+
+def probe_writable(path: Path, what: str) -> None:
+    """An existing file opened for appending (nothing written); for a new one, a file of
+    this process's own made and removed in the nearest folder that exists."""
+    import tempfile
+
+    try:
+        if path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            return
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".edgecnn-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
 
 
 def _not_a_log(path: Path) -> str | None:

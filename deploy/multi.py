@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import ConnectTimeout, EdgecnnError, StoppedWaiting, StorageError
+from .events import SQLITE_MAGIC
 from .loop import RunLoop
 from .options import Logging, RunPlan
 from .reconnect import StatusLog
@@ -178,18 +179,32 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         http.address()   # a bad address or a missing token fails before any source opens
     fresh = [Path(p) for p in (logging.log, logging.sqlite)
              if p is not None and not Path(p).exists()]
+    made: list[Path] = []   # the fresh files, once this run's sinks hold them
     try:
         return _run_opened(sources, logging, stop, on_event, http, on_http, sinks,
-                           fresh.clear, keep_waiting or len(sources) > 1)
+                           lambda: made.extend(fresh), made.clear,
+                           keep_waiting or len(sources) > 1)
     finally:
-        remove_unused(fresh)   # empty once every source opened
+        _remove_unused(made)   # empty once every source opened
 
 
-def remove_unused(paths) -> None:
-    """Logs this run (or ``serve --check``) created before a source failed to open hold no
-    event: removed, so a failed start leaves no empty log behind (its ``.lock`` stays, see
-    storage)."""
+def _remove_unused(paths) -> None:
+    """Logs this run created before a source failed to open: removed while they hold no
+    event, so a failed start leaves no empty log behind (its ``.lock`` stays, see storage).
+    Only files this run's own sinks opened come here (a log another run created meanwhile
+    was refused, not taken), and one with an event in it stays whatever made it."""
+    import sqlite3
+
     for path in paths:
+        try:
+            if path.stat().st_size and path.read_bytes()[:16] == SQLITE_MAGIC:
+                with closing(sqlite3.connect(path)) as db:
+                    if db.execute("SELECT EXISTS (SELECT 1 FROM events)").fetchone()[0]:
+                        continue
+            elif path.stat().st_size:
+                continue
+        except (OSError, sqlite3.Error):
+            continue
         for item in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm",
                                                                       "-journal"))):
             try:
@@ -208,12 +223,13 @@ def _first_try(plan: RunPlan, waiting: bool) -> RunPlan:
     return dataclasses.replace(plan, source=dataclasses.replace(plan.source, backoff=once))
 
 
-def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_opened,
-                waiting: bool):
+def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_sinks,
+                on_opened, waiting: bool):
     from .run import open_sinks
 
     with ExitStack() as stack:
         guard = open_sinks(logging, stack, stop, on_event)
+        on_sinks()
         extra = list(sinks)
         stack.enter_context(stop_on_signals(stop))
         pipelines = []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .errors import InputError, StorageError
-from .events import EventLog, SqliteSink
+from .events import EventLog, SqliteSink, probe_log, probe_sqlite
 from .options import Logging, RunPlan
 from .runstats import RunSummary
 from .storage import StorageGuard
@@ -112,6 +112,16 @@ def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None) -> 
     stack.callback(guard.close)
     return guard
 
+
+
+def probe_sinks(logging: Logging) -> None:
+    """What ``open_sinks`` would refuse (another program's file, a read-only or missing
+    mount), found without opening anything for writing: a service running on these files
+    keeps them to itself, and nothing is created, locked or repaired."""
+    if logging.log is not None:
+        probe_log(logging.log)
+    if logging.sqlite is not None:
+        probe_sqlite(logging.sqlite)
 
 def summary_json(summary: dict) -> str:
     return json.dumps(summary, indent=2, sort_keys=True)

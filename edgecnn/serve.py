@@ -69,31 +69,20 @@ def event_line(event: dict) -> str:
 
 
 def _check_storage(config: ServiceConfig) -> None:
-    """The event log and the SQLite store opened as the service's start opens them (another
-    program's file, a read-only or missing mount: refused here, in ExecStartPre, rather
-    than in a restart loop), then closed; files the check made are removed again. The
-    summary JSON is probed the same way (``--json``'s rule)."""
-    from edgecnn.deploy.multi import remove_unused
-    from edgecnn.deploy.run import open_sinks
+    """The event log, the SQLite store and the summary JSON probed as the service's start
+    would open them (another program's file, a read-only or missing mount: refused here,
+    in ExecStartPre, rather than in a restart loop), without writing to them: a check run
+    beside the running service leaves its files alone."""
+    from edgecnn.deploy.events import probe_writable
+    from edgecnn.deploy.run import probe_sinks
 
     logging = config.logging
-    fresh = [Path(p) for p in (logging.log, logging.sqlite, logging.json_path)
-             if p is not None and not Path(p).exists()]
     try:
-        with ExitStack() as stack:
-            open_sinks(logging, stack, StopFlag())
+        probe_sinks(logging)
         if logging.json_path is not None:
-            target = Path(logging.json_path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "a", encoding="utf-8"):
-                pass
+            probe_writable(Path(logging.json_path), "--json")
     except InputError as exc:
         raise type(exc)(f"{config.path}: [run]: {exc}") from None
-    except OSError as exc:
-        raise InputError(f"{config.path}: [run] json: cannot write {logging.json_path}: "
-                         f"{exc.strerror or exc}") from None
-    finally:
-        remove_unused(fresh)
 
 
 def check(config: ServiceConfig) -> list[str]:

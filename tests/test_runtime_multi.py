@@ -129,6 +129,34 @@ def test_a_source_that_fails_to_open_leaves_no_empty_log(bright_bundle, tmp_path
     assert fresh.read_text().count("\n") >= 1
 
 
+
+def test_a_log_another_run_holds_is_never_removed_by_a_failed_start(bright_bundle, tmp_path):
+    # the other run created the log after this one looked: refused ("in use"), and the
+    # failed start must not then remove it as if it were its own fresh, empty file
+    from edgecnn.deploy import multi
+    from edgecnn.deploy.events import EventLog
+
+    log = tmp_path / "events.jsonl"
+    real_open = multi._run_opened
+
+    def other_run_first(*args, **kwargs):
+        other = EventLog(log)
+        other.write({"id": "1", "time": "2026-12-04T10:00:00Z", "type": "defect", "class": "a"})
+        try:
+            return real_open(*args, **kwargs)
+        finally:
+            other.close()
+
+    multi._run_opened = other_run_first
+    try:
+        with pytest.raises(InputError, match="in use by another run"):
+            run_many([(bright_bundle, plan_from_keywords("camera", str(tmp_path / "no.avi")))],
+                     Logging(log=str(log)))
+    finally:
+        multi._run_opened = real_open
+    assert log.read_text().count("\n") == 1
+
+
 def test_a_source_not_up_yet_names_the_format_this_machine_will_run(bright_bundle,
                                                                     monkeypatch):
     import edgecnn.deploy.hosts as hosts

@@ -125,6 +125,37 @@ def test_check_opens_the_storage_the_start_would_refuse(line):
     assert not (line / "events.jsonl").exists()       # the check made it, and removed it
 
 
+
+def test_check_beside_the_running_service_leaves_its_files_alone(line):
+    # the usual "check my edited config" while the service runs: it holds the log (and
+    # its lock); the check neither fails on the lock nor repairs or removes anything
+    from edgecnn.deploy.events import EventLog
+
+    log = line / "held" / "events.jsonl"
+    log.parent.mkdir(exist_ok=True)
+    log.write_bytes(b'{"id":"1","time":"2026-12-04T10:00:00Z","type":"defect","class":"a"}\n'
+                    b'{"id":"2","time":"2026-')             # a cut last line
+    before = log.read_bytes()
+    path = _config(line, name="held.toml")
+    path.write_text(path.read_text().replace('log = "events.jsonl"',
+                                             f'log = "{log}"\nsqlite = "{line}/held/e.db"'))
+    proc = _cli("serve", "--check", path)          # nobody runs: still read-only
+    assert proc.returncode == 0, proc.stderr
+    assert log.read_bytes() == before and not (line / "held" / "events.jsonl.torn").exists()
+    assert not (line / "held" / "e.db").exists()
+    with EventLog(log) as running:                  # the service's writer, lock held
+        running.write({"id": "3", "time": "2026-12-04T10:00:01Z", "type": "defect",
+                       "class": "a"})
+        held = log.read_bytes()
+        proc = _cli("serve", "--check", path)
+        assert proc.returncode == 0 and "in use" not in proc.stderr, proc.stderr
+        assert log.read_bytes() == held
+    # a folder where no file can be made is still refused, for the SQLite store too
+    path.write_text(path.read_text().replace(f"{line}/held/e.db", "/proc/e.db"))
+    proc = _cli("serve", "--check", path)
+    assert proc.returncode == 2 and "cannot open SQLite event store /proc/e.db" in proc.stderr
+
+
 @pytest.mark.parametrize("camera_extra, extra, line_no, message", [
     ('min_framse = 3\n', "", 16, "[[camera]] #2 key 'min_framse': unknown key 'min_framse'; "
                                  "did you mean min_frames"),
