@@ -376,3 +376,16 @@ def test_jpegs_corrupted_inside_the_picture_are_skipped_and_counted(tmp_path):
     assert sorted(Path(s.path).name for s in samples.skipped) == sorted(p.name for p in files)
     assert all("is a corrupt JPEG (the decoder says: Corrupt JPEG data" in s.reason
                for s in samples.skipped)
+
+
+def test_a_jpeg_with_stray_bytes_between_its_header_segments_is_kept(tmp_path, capfd):
+    # libjpeg warns "Corrupt JPEG data: 2 extraneous bytes before marker 0xdb", yet the
+    # picture decodes whole: many cameras and exporters write such files
+    root = _classes(tmp_path / "d", n=5)
+    path = sorted((root / "crazing").glob("*.jpg"))[0]
+    raw = path.read_bytes()
+    at = raw.index(b"\xff\xdb")
+    path.write_bytes(raw[:at] + b"\x00\x00" + raw[at:])
+    samples = load_image_folder(root)
+    assert samples.counts() == {"crazing": 5, "patches": 5} and not samples.skipped
+    assert "extraneous bytes before marker 0xdb" in capfd.readouterr().err

@@ -468,13 +468,21 @@ class _JpegCheck:
         self._file.seek(0)
         said = self._file.read().decode("utf-8", "replace")
         lines = [line.strip() for line in said.splitlines() if line.strip()]
-        bad = next((line for line in lines if line.startswith(self.SIGNS)), None)
+        bad = next((line for line in lines if line.startswith(self.SIGNS)
+                    and not _BENIGN_JPEG.search(line)), None)
         if bad is not None:
             raise InputError(f"{path} is a corrupt JPEG (the decoder says: {bad[:120]})")
         if said:
             sys.stderr.write(said)
         return image
 
+
+# libjpeg's warning about stray bytes between the header's segments (before a table, a
+# frame header, an APPn/COM segment or the scan): the picture decodes whole, as many
+# cameras and exporters write it. Before an RSTn or the end marker they are left over
+# from entropy-coded data that did not decode as written: a corrupt picture.
+_BENIGN_JPEG = re.compile(r"extraneous bytes before marker 0x(c[0-9a-f]|d[abcdef]|e[0-9a-f]|fe)\b",
+                          re.IGNORECASE)
 
 class _Shrunk:
     """The images a load kept as working copies, for one note."""
