@@ -419,7 +419,10 @@ def _train_into(config: TrainConfig, log, defaults, architecture: str, epochs: i
     samples = load_dataset(config.task, config.data, spec, stride=stride,
                            allow_pickle=config.allow_pickle, label_pattern=config.label_pattern,
                            manifest=config.manifest, channel=config.channel,
-                           sample_rate=config.sample_rate, bit_depth=config.bit_depth)
+                           sample_rate=config.sample_rate, bit_depth=config.bit_depth,
+                           # the default rule picks area for images this large (below)
+                           working_copies=config.interpolation in (None, "area")
+                           if spec.kind == "image" else None)
     samples.require_trainable(config.data)
     spec = spec.replace(labels=tuple(samples.class_names))
     if samples.bit_depth is not None and samples.bit_depth != spec.image.bit_depth:

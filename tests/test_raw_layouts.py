@@ -355,6 +355,13 @@ def test_images_many_times_the_input_are_kept_as_working_copies_with_native_heal
     assert envelope["features"]["sharpness"]["min"] == pytest.approx(min(
         image_features(img, size)["sharpness"] for img in [*natives, small]))
     assert len(samples.subset([0, 1]).native_features) == 2
+    # a model that resizes bilinearly (or nearest) is measured on native images: its resize
+    # of a copy would not be the runtime's resize of the native frame
+    linear = spec.replace(image=dataclasses.replace(spec.image, interpolation="linear"))
+    native = load_dataset("images", root, linear, labels=linear.labels)
+    assert native.native_features is None
+    assert sorted(i.shape for i in native.items) == sorted(n.shape for n in [*natives, small])
+    assert load_dataset("images", root, linear, working_copies=True).native_features
 
 
 def test_jpegs_corrupted_inside_the_picture_are_skipped_and_counted(tmp_path):

@@ -31,7 +31,8 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
                  allow_pickle: bool = False, label_pattern: str | None = None,
                  manifest=None, channel: str | int = DEFAULT_CHANNEL,
                  sample_rate: float | None = None,
-                 bit_depth: int | None = None) -> LabelledSamples:
+                 bit_depth: int | None = None,
+                 working_copies: bool | None = None) -> LabelledSamples:
     """Load ``path`` as ``task`` (see ``edgecnn.tasks.TASKS``).
 
     spec   -- image tasks take their colour from it (gray if None); signal tasks their
@@ -40,6 +41,8 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
     labels -- the model's classes when evaluating: fixes the class order
     bit_depth -- images: the bits of data in 16-bit files (default: the spec's when
               evaluating, found from the files when training)
+    working_copies -- images: whether images many times the input may be kept as smaller
+              copies (``images.working_copy``); None: where the spec resizes by area
     Options a task does not use are refused rather than ignored.
     """
     from edgecnn.tasks import get_task
@@ -63,6 +66,8 @@ def load_dataset(task: str, path, spec: InputSpec | ImageSpec | SignalSpec | Non
         section = section or SignalSpec()
         stride = section.window_length // 4 if stride is None else stride
     given.pop("stride", None)
+    if chosen.kind == "image" and working_copies is not None:
+        given["working_copies"] = working_copies
     return chosen.load(path, section, labels, stride, **given)
 
 
