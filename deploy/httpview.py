@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import socket
 import sys
 import threading
 import time
@@ -75,6 +76,48 @@ MAX_CONNECTIONS = 32       # open at once; more are closed at once (the page pol
 MAX_PER_CLIENT = 8         # of them from one address, so one host cannot take them all
 
 
+class _HeadDeadlines:
+    """The request line and headers of every connection must arrive within
+    HEADERS_DEADLINE_S: REQUEST_TIMEOUT_S bounds each wait for a byte, not their sum, and
+    a client sending one byte every few seconds would hold its slot without end. One
+    watchdog thread shuts the socket of a connection past its deadline, so the read
+    waiting in its handler returns at once."""
+
+    TICK_S = 0.25
+
+    def __init__(self) -> None:
+        self._due: dict = {}
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True,
+                                        name="edgecnn-http-deadlines")
+        self._thread.start()
+
+    def begin(self, connection) -> None:
+        with self._lock:
+            self._due[connection] = time.monotonic() + HEADERS_DEADLINE_S
+
+    def end(self, connection) -> None:
+        with self._lock:
+            self._due.pop(connection, None)
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(self.TICK_S):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, due in self._due.items() if due <= now]
+                for connection in late:
+                    del self._due[connection]
+            for connection in late:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
 class _QuietServer(ThreadingHTTPServer):
     """A client that hangs up mid-request is the client's business: no traceback in the
     run's journal (socketserver prints one per dropped connection). At most
@@ -85,7 +128,12 @@ class _QuietServer(ThreadingHTTPServer):
         self._per_client: dict[str, int] = {}
         self._count_lock = threading.Lock()
         self.refused = 0
+        self.heads = _HeadDeadlines()   # closed by server_close, also when binding fails
         super().__init__(*args, **kwargs)
+
+    def server_close(self) -> None:
+        self.heads.close()
+        super().server_close()
 
     def _take(self, client: str) -> bool:
         with self._count_lock:
@@ -152,26 +200,6 @@ class LiveServer:
         self._thread.join(timeout=5)
 
 
-class _DeadlineReader:
-    """A request's input whose line reads share one deadline: each read may wait only for
-    what is left of it (a slow client sending a header line every few seconds is cut off)."""
-
-    def __init__(self, raw, connection, deadline: float | None, timeout: float):
-        self.raw, self.connection, self.deadline = raw, connection, deadline
-        self.timeout = timeout
-
-    def readline(self, *args):
-        if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("request headers too slow")
-            self.connection.settimeout(min(left, self.timeout))
-        return self.raw.readline(*args)
-
-    def __getattr__(self, name):
-        return getattr(self.raw, name)
-
-
 class _Handler(BaseHTTPRequestHandler):
     server_state: LiveServer
     server_version = "edgecnn"
@@ -183,15 +211,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # the request line and headers must all arrive within HEADERS_DEADLINE_S
-        # (REQUEST_TIMEOUT_S alone bounds each read, not their sum)
-        self.rfile = _DeadlineReader(self.rfile, self.connection,
-                                     time.monotonic() + HEADERS_DEADLINE_S, self.timeout)
+        self.server.heads.begin(self.connection)
 
     def parse_request(self) -> bool:
         parsed = super().parse_request()
-        self.rfile.deadline = None     # headers in: the answer may take its time
+        self.server.heads.end(self.connection)   # headers in: the answer may take its time
         return parsed
+
+    def finish(self) -> None:
+        self.server.heads.end(self.connection)
+        super().finish()
 
     # -- plumbing
     def _send(self, status: int, body: bytes, content_type: str,

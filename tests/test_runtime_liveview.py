@@ -250,6 +250,40 @@ def test_idle_clients_are_cut_off_and_a_flood_cannot_take_the_run(bundle, tmp_pa
             client.close()
 
 
+
+def test_a_client_trickling_its_headers_is_cut_off_at_the_deadline(bundle, tmp_path,
+                                                                   monkeypatch):
+    # a byte every 0.3 s never lets one read wait for its whole timeout: the request line
+    # and headers together get HEADERS_DEADLINE_S, then the server closes its end
+    import socket
+
+    from edgecnn.deploy import httpview
+
+    monkeypatch.setattr(httpview, "HEADERS_DEADLINE_S", 1.0)
+    video = _video(tmp_path / "v.avi", [1, 2], hold=200)
+    sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True, name="cam"))]
+    with LiveRun(sources, HttpOptions("127.0.0.1:0")) as run:
+        host, port = run.url.split("//")[1].strip("/").split(":")
+        client = socket.create_connection((host, int(port)), timeout=5)
+        started, cut = time.monotonic(), None
+        for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
+            try:
+                client.sendall(bytes([byte]))
+            except OSError:
+                cut = time.monotonic() - started
+                break
+            client.settimeout(0.3)
+            try:
+                if client.recv(100) == b"":
+                    cut = time.monotonic() - started
+                    break
+            except TimeoutError:
+                pass
+        client.close()
+        assert cut is not None and cut < 3.0, cut
+        assert run.get("api/status")[0] == 200
+
+
 def test_without_a_token_the_page_answers_only_to_this_machines_names(bundle, tmp_path):
     video = _video(tmp_path / "v.avi", [1], hold=200)
     sources = [(bundle, plan_from_keywords("camera", str(video), realtime=True, name="cam"))]
