@@ -34,7 +34,7 @@ RECORDING_SUFFIXES = (".mat", ".npy", ".npz", ".csv", ".wav")
 _CWRU_NAME_RATES = (("12k_", 12000.0), ("48k_", 48000.0), ("normal", 48000.0))
 _NPZ_SIGNAL_KEYS = ("signal", "samples", "x")
 _NPZ_RATE_KEYS = ("sample_rate", "fs")
-_CSV_RATE = re.compile(r"^#\s*(?:sample_rate|fs)\s*[=:]\s*(.+?)\s*$")
+_CSV_RATE = re.compile(r"^#\s*(?:sample_rate|fs)\s*[=:]\s*(.+?)\s*$", re.IGNORECASE)
 # What parsers of a damaged file raise; anything else is a bug and keeps its traceback.
 _READ_ERRORS = (OSError, ValueError, TypeError, EOFError, KeyError, IndexError,
                 NotImplementedError, ZeroDivisionError, MemoryError, struct.error,
@@ -347,6 +347,25 @@ def _unquote(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_RATE_VALUE = re.compile(r"^([0-9]+(?:[.,][0-9]*)?(?:e[+-]?[0-9]+)?)\s*(hz|khz|mhz)?$",
+                         re.IGNORECASE)
+_RATE_UNITS = {None: 1.0, "hz": 1.0, "khz": 1e3, "mhz": 1e6}
+
+
+def _stated_rate(text: str) -> float | None:
+    """The rate a CSV's ``# sample_rate=`` line states: a number of Hz, with a decimal
+    comma or a unit (Hz, kHz, MHz) as DAQ software writes it; None when it is none."""
+    try:
+        return float(text)          # any number, so one out of range is refused, not ignored
+    except ValueError:
+        pass
+    match = _RATE_VALUE.match(text.strip())
+    if match is None:
+        return None
+    unit = match.group(2).lower() if match.group(2) else None
+    return float(match.group(1).replace(",", ".")) * _RATE_UNITS[unit]
+
+
 _NOTED_CP1252: set[str] = set()
 
 
@@ -364,6 +383,11 @@ def read_text_file(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    if raw.startswith(b"PK\x03\x04") or b"\x00" in raw[:4096]:
+        kind = "a zip archive such as an Excel workbook" if raw.startswith(b"PK") \
+            else "binary data"
+        raise SourceError(f"{path} is not a text CSV (it holds {kind}); save the recording "
+                          f"as CSV text, or as .npy")
     if str(path) not in _NOTED_CP1252:     # once per file: the loaders read a file twice
         _NOTED_CP1252.add(str(path))
         logging.getLogger("edgecnn.deploy").warning(
@@ -387,11 +411,12 @@ def _read_csv(path: Path, channel):
         if not stripped or stripped.startswith("#"):
             match = _CSV_RATE.match(stripped)
             if match and not lines:
-                try:
-                    rate = float(match.group(1))
-                except ValueError:
-                    raise SourceError(f"{path}: {stripped!r} states no sample rate: expected "
-                                      "a number of Hz, e.g. '# sample_rate=12000'") from None
+                rate = _stated_rate(match.group(1))
+                if rate is None:
+                    logging.getLogger("edgecnn.deploy").warning(
+                        "note: %s: %r is not a number of Hz (e.g. '# sample_rate=12000' or "
+                        "'12 kHz'); ignored, the rate must come from elsewhere", path,
+                        stripped)
             if not lines:
                 skip += 1
             continue

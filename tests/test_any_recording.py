@@ -372,6 +372,24 @@ def test_a_sample_rate_beyond_any_sensor_is_refused_in_one_line(tmp_path, rate):
         read_recording(CALIB / "cwru" / IR007, sample_rate=float(rate))
 
 
+
+def test_a_csv_rate_line_with_a_unit_or_decimal_comma_is_read_and_one_without_a_number_ignored(
+        tmp_path, caplog):
+    body = "\n".join(f"{v:.6f}" for v in _real(5000))
+    for line, rate in (("# sample_rate: 12000 Hz", 12000.0), ("# fs=25,6 kHz", 25600.0),
+                       ("# sample_rate=25600,0", 25600.0), ("# Fs: 51.2kHz", 51200.0)):
+        (tmp_path / "r.csv").write_text(f"{line}\n{body}\n")
+        assert read_recording(tmp_path / "r.csv").sample_rate == rate, line
+    (tmp_path / "r.csv").write_text(f"# sample_rate=see manual\n{body}\n")
+    with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+        assert read_recording(tmp_path / "r.csv", sample_rate=12000.0).sample_rate == 12000.0
+    assert "'# sample_rate=see manual' is not a number of Hz" in caplog.text
+    # a workbook saved under .csv is named as such, not read as Windows-1252 text
+    (tmp_path / "book.csv").write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)) * 4)
+    with pytest.raises(SourceError, match="is not a text CSV .*an Excel workbook"):
+        read_recording(tmp_path / "book.csv", sample_rate=12000.0)
+
+
 def test_a_channels_by_samples_array_and_non_utf8_csvs_read_the_same_samples(tmp_path):
     x = _real(6000)
     np.save(tmp_path / "rows.npy", np.stack([x, -x]))          # a row per channel
