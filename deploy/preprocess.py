@@ -11,6 +11,7 @@ functions only, so a camera process does not load it.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from fractions import Fraction
 
@@ -127,22 +128,36 @@ def preprocess_images(images, spec: ImageSpec | InputSpec) -> np.ndarray:
     return batch
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet_levels: list[int] = []          # the levels of the threads inside quiet_opencv
+_loud_level: list[int] = []            # OpenCV's level before the first of them
+
+
 @contextmanager
 def quiet_opencv(level: str):
     """OpenCV's own log lines below ``level`` ("ERROR", "FATAL") held back while a file or
     capture is opened: "backend is generally available but can't be used" after a failed
     open, "imdecode_ ... can't read" for a corrupt image. Our own error message gives the
-    reason. Unless OPENCV_LOG_LEVEL is set (the user asked for OpenCV's words)."""
+    reason. Unless OPENCV_LOG_LEVEL is set (the user asked for OpenCV's words).
+
+    The level is process-wide: threads inside at once share the quietest of their levels,
+    and the last one out restores the level from before the first came in."""
     if "OPENCV_LOG_LEVEL" in os.environ:
         yield
         return
     logging = cv2.utils.logging
-    previous = logging.getLogLevel()
-    logging.setLogLevel(getattr(logging, f"LOG_LEVEL_{level}"))
+    wanted = getattr(logging, f"LOG_LEVEL_{level}")
+    with _QUIET_LOCK:
+        if not _quiet_levels:
+            _loud_level[:] = [logging.getLogLevel()]
+        _quiet_levels.append(wanted)
+        logging.setLogLevel(min(_quiet_levels))
     try:
         yield
     finally:
-        logging.setLogLevel(previous)
+        with _QUIET_LOCK:
+            _quiet_levels.remove(wanted)
+            logging.setLogLevel(min(_quiet_levels) if _quiet_levels else _loud_level[0])
 
 
 def decode_image(path, color: str = "bgr") -> np.ndarray:

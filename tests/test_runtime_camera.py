@@ -731,3 +731,39 @@ def test_a_paced_video_reports_the_pipeline_latency_not_the_wait(workdir, bright
     summary = run_camera(bright_bundle, str(video), realtime=True, min_frames=1)
     assert summary.processed >= 6
     assert summary.latency_p50_ms < 50, summary.latency_p50_ms
+
+
+def test_opencv_log_level_is_restored_after_threads_quieten_it_at_once(tmp_path, monkeypatch):
+    # the level is process-wide: a camera opening while a loader decodes must not leave
+    # OpenCV's warnings hidden for the rest of the process
+    import sys
+
+    from edgecnn.deploy.preprocess import decode_image, quiet_opencv
+
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    log = cv2.utils.logging
+    before = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_INFO)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), np.zeros((16, 16), np.uint8))
+    try:
+        def opens():
+            for _ in range(5000):
+                with quiet_opencv("ERROR"):
+                    pass
+
+        def decodes():
+            for _ in range(2000):
+                decode_image(path, "gray")
+
+        threads = [threading.Thread(target=opens), threading.Thread(target=decodes)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert log.getLogLevel() == log.LOG_LEVEL_INFO
+    finally:
+        sys.setswitchinterval(interval)
+        log.setLogLevel(before)
