@@ -141,20 +141,36 @@ class EventLog(BufferedSink):
             os.write(fd, b"\n")                 # O_APPEND: after the whole event
             return size + 1
         kept = self._keep_tail(fd, keep, size)
+        note = logging.getLogger("edgecnn.deploy").warning
+        if kept is None:
+            # nowhere to move it (a full disk): it stays, closed by a newline, one bad line
+            # that readers skip and count, rather than bytes of the user's file lost
+            try:
+                os.write(fd, b"\n")
+            except OSError:     # not even one byte: the cut line goes, or nothing starts
+                pass
+            else:
+                note("note: %s ended in a cut line (%d bytes, a power loss?); %s.torn could "
+                     "not be written, so it stays in the log as one unreadable line",
+                     self.path, size - keep, self.path)
+                return size + 1
         os.ftruncate(fd, keep)
         self.trimmed_bytes = size - keep
-        logging.getLogger("edgecnn.deploy").warning(
-            "note: %s ended in a cut line (%d bytes, a power loss?): moved to %s before "
-            "appending", self.path, self.trimmed_bytes, kept or "nowhere (it could not be "
-            "written)")
+        note("note: %s ended in a cut line (%d bytes, a power loss?): moved to %s before "
+             "appending", self.path, self.trimmed_bytes, kept or "nowhere (the disk is full)")
         return keep
 
     def _keep_tail(self, fd: int, keep: int, size: int) -> str | None:
         """The bytes a repair cuts off, appended to ``<log>.torn`` (whatever they are, they
-        were in the user's file); None when that file cannot be written (a full disk)."""
+        were in the user's file); None when that file cannot be written (a full disk: what
+        this attempt appended is taken back)."""
         torn = f"{self.path}.torn"
         try:
             out = os.open(torn, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError:
+            return None
+        start = os.fstat(out).st_size
+        try:
             try:
                 position = keep
                 while position < size:
@@ -165,10 +181,14 @@ class EventLog(BufferedSink):
                     position += len(chunk)
                 os.write(out, b"\n")
                 os.fsync(out)
-            finally:
-                os.close(out)
-        except OSError:
-            return None
+            except OSError:
+                try:
+                    os.ftruncate(out, start)
+                except OSError:
+                    pass
+                return None
+        finally:
+            os.close(out)
         return torn
 
     def write(self, event: dict[str, Any]) -> None:

@@ -81,6 +81,24 @@ def test_partial_tail_is_trimmed_on_open(tmp_path):
         b'{"time": "2025-01-01T00:00:01Z", "cla\n' + junk + b"\n"
 
 
+
+def test_a_cut_tail_that_cannot_be_moved_stays_in_the_log_as_one_bad_line(tmp_path):
+    from edgecnn.deploy.events import summarize_events
+
+    path = tmp_path / "events.jsonl"
+    with EventLog(path) as log:
+        log.write({"time": "2025-01-01T00:00:00Z", "class": "a", "frame": 0})
+    cut = b'{"time": "2025-01-01T00:00:01Z", "cla'
+    path.write_bytes(path.read_bytes() + cut)
+    (tmp_path / "events.jsonl.torn").mkdir()         # cannot be written, as on a full disk
+    with EventLog(path) as log:
+        assert log.trimmed_bytes == 0
+        log.write({"time": "2025-01-01T00:00:02Z", "class": "b", "frame": 1})
+    assert path.read_bytes().splitlines()[1] == cut
+    summary = summarize_events(path)
+    assert summary["by_class"] == {"a": 1, "b": 1} and summary["bad_lines"] == 1
+
+
 def test_a_whole_last_event_without_its_newline_is_kept(tmp_path):
     path = tmp_path / "events.jsonl"
     path.write_text('{"time": "2025-01-01T00:00:00Z", "class": "a", "frame": 0}')
