@@ -66,6 +66,20 @@ def _classes(root: Path, names=("crazing", "patches"), n=3) -> Path:
     return root
 
 
+def test_a_photo_named_like_a_label_stays_a_sample_and_a_label_mask_is_left_out(tmp_path):
+    # "-label" names a mask as often as a photograph of a product's label: the pixels say
+    root = _classes(tmp_path / "d", n=4)
+    photo = cv2.imread(str(sorted((root / "crazing").glob("*.jpg"))[0]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "crazing" / "bottle-label.jpg"), photo)
+    mask = (photo > 128).astype(np.uint8) * 255
+    cv2.imwrite(str(root / "crazing" / "bottle_label.png"), mask)
+    cv2.imwrite(str(root / "patches" / "scan annotation.jpg"), mask)     # a JPEG mask
+    samples = load_image_folder(root)
+    assert "crazing/bottle-label.jpg" in samples.sources
+    assert "crazing/bottle_label.png" not in samples.sources
+    assert samples.counts() == {"crazing": 5, "patches": 4}
+
+
 def test_mask_folders_beside_the_classes_are_left_out_but_a_class_named_mask_stays(
         tmp_path, caplog):
     root = _classes(tmp_path / "d")

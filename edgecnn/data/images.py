@@ -54,7 +54,10 @@ _PNG_START, _PNG_END = b"\x89PNG", b"IEND\xaeB`\x82"
 # (case-insensitive: x_mask, x-GT, x.mask, "x mask"), one that starts with mask/gt/seg and
 # a separator followed by the stem of an image beside it (mask_x.png beside x.jpg), or a
 # .png/.bmp/.tif with the same stem as a .jpg/.jpeg beside it (the magnetic-tile layout).
-_MASK_END = re.compile(r"[_\-. ](masks?|gt|labels?|seg|annotation)$")
+_MASK_END = re.compile(r"[_\-. ](masks?|gt|seg)$")
+# names that mark a mask only as often as a photograph (of a product's label, say): a
+# mask only when its pixels are one too (``_mask_pixels``)
+_MAYBE_MASK_END = re.compile(r"[_\-. ](labels?|annotations?)$")
 _MASK_START = re.compile(r"^(masks?|gt|seg)[_\-. ](?P<rest>.+)$")
 # ... and every image in a sub-folder of a class folder with one of these names
 MASK_FOLDERS = frozenset({"mask", "masks", "gt", "ground_truth", "groundtruth",
@@ -86,11 +89,28 @@ def is_mask(path: Path, siblings: set[str]) -> bool:
     stem = path.stem.lower()
     if _MASK_END.search(stem):
         return True
+    if _MAYBE_MASK_END.search(stem):
+        return _mask_pixels(path)
     start = _MASK_START.match(stem)
     if start and any(f"{start.group('rest')}{ext}" in siblings for ext in IMAGE_SUFFIXES):
         return True
     return path.suffix.lower() in (".png", ".bmp", ".tif", ".tiff") and any(
         f"{stem}{ext}" in siblings for ext in (".jpg", ".jpeg"))
+
+
+def _mask_pixels(path: Path) -> bool:
+    """Whether an image's pixels are a mask's: a few label values (0/255, or class
+    numbers 0..7), or, saved as JPEG, nearly all pixels at black or white."""
+    try:
+        image = decode_image(path, "gray")
+    except InputError:
+        return False
+    if image.dtype != np.uint8:
+        return len(np.unique(image)) <= 8
+    counts = np.bincount(image.ravel(), minlength=256)
+    if np.count_nonzero(counts) <= 8:
+        return True
+    return (counts[:9].sum() + counts[247:].sum()) >= 0.98 * image.size
 
 
 def _ignored_folder(name: str) -> bool:
