@@ -483,18 +483,28 @@ class _JpegCheck:
                 image = decode_image(path, color)
             finally:
                 os.dup2(saved, 2)
+                said = self._said()      # also when the decode failed
         finally:
             os.close(saved)
-        self._file.seek(0)
-        said = self._file.read().decode("utf-8", "replace")
         lines = [line.strip() for line in said.splitlines() if line.strip()]
         bad = next((line for line in lines if line.startswith(self.SIGNS)
                     and not _BENIGN_JPEG.search(line)), None)
         if bad is not None:
             raise InputError(f"{path} is a corrupt JPEG (the decoder says: {bad[:120]})")
-        if said:
-            sys.stderr.write(said)
         return image
+
+    def _said(self) -> str:
+        """What was written to stderr during the decode; passed on but for the decoder's
+        corrupt-data lines, which the skip note then gives (another thread may have said
+        something meanwhile: the descriptor is the process's)."""
+        self._file.seek(0)
+        said = self._file.read().decode("utf-8", "replace")
+        rest = "".join(line for line in said.splitlines(keepends=True)
+                       if not (line.strip().startswith(self.SIGNS)
+                               and not _BENIGN_JPEG.search(line)))
+        if rest:
+            sys.stderr.write(rest)
+        return said
 
 
 # libjpeg's warning about stray bytes between the header's segments (before a table, a
