@@ -231,6 +231,10 @@ class CaptureReader:
         good frame follows them (a run of failures at the end is the end of the file).
         """
         pending = junk = 0
+        # a file ends where its reads fail, not at a run of undecodable frames (a second of
+        # cut JPEGs in a recording): those are counted, up to every frame its index lists
+        junk_limit = self.total + self.max_bad if self.is_file and self.total else self.max_bad
+        last_position = -1
         while True:
             try:
                 ok, image = self._grab(buffer)
@@ -244,14 +248,18 @@ class CaptureReader:
                 stats.corrupt += 1
                 self.seen += 1
                 junk += 1
-                if junk >= self.max_bad:
+                if junk >= junk_limit:
                     return None
                 continue
             if not self.is_file:
                 return None
             pending += 1
             position = int(self.capture.get(cv2.CAP_PROP_POS_FRAMES) or 0)
-            if pending >= self.max_bad or (self.total and position >= self.total):
+            # failed reads end a file at its last frame, or after max_bad of them where it
+            # lists no frame count or its position stands still (no more frames come)
+            stuck, last_position = position == last_position, position
+            if (self.total and position >= self.total) or (
+                    pending >= self.max_bad and (not self.total or stuck)):
                 if self.indexed is not None and self.seen < self.total:
                     logging.getLogger("edgecnn.deploy").warning(
                         "%s: %d of the %d frames its index lists never arrived (a damaged "

@@ -180,6 +180,26 @@ def test_frames_the_demuxer_skips_are_counted_as_corrupt(workdir, video, images,
         assert len(_frames(src)) == n and src.stats.corrupt == 0
 
 
+
+def test_a_second_of_cut_frames_in_a_recording_does_not_end_it(workdir, images):
+    """30 frames in a row whose JPEGs lost their end (a cut transfer): each is counted as
+    corrupt and the frames after them are still read, whichever way the file is decoded."""
+    frames = [images[i % len(images)] for i in range(60)]
+    path = write_video(workdir / "long cut.avi", frames)
+
+    def cut(data, starts):
+        for start in starts[10:40]:
+            size = int.from_bytes(data[start + 4:start + 8], "little")
+            end = start + 8 + size
+            data[end - 200:end] = bytes(200)
+
+    damaged = _chunk_damage(path, workdir / "long cut damaged.avi", cut)
+    with VideoFileSource(damaged, color="gray") as src:
+        seen = _frames(src)
+        assert src.decoding == "packets"
+    assert len(seen) == src.stats.read == 30 and src.stats.corrupt == 30
+
+
 class _Packets:
     """A raw-mode capture of a camera that sends ``packets`` (JPEGs), then ends."""
 

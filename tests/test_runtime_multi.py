@@ -130,6 +130,21 @@ def test_a_source_that_fails_to_open_leaves_no_empty_log(bright_bundle, tmp_path
 
 
 
+
+def test_a_stopped_run_still_tells_its_reading_threads_cpu(bright_bundle, tmp_path):
+    # the reading thread tells its CPU time when it ends: each source is closed before
+    # its summary is made (max frames, a duration or SIGTERM stop a source mid-file)
+    video = _video(tmp_path / "a.avi", [1, 2, 3, 4] * 10)
+    big = write_video(tmp_path / "big.avi", [cv2.resize(gray_frame(level_for_class(c)),
+                                                         (400, 400)) for c in [1, 2] * 20])
+    alone = [(bright_bundle, plan_from_keywords("camera", str(video), max_frames=20))]
+    own_threads = [(bright_bundle, plan_from_keywords("camera", str(big), name=f"cam{i}",
+                                                      max_frames=20)) for i in range(2)]
+    for summary in run_many(alone) + run_many(own_threads):
+        assert summary.stop_reason == "max frames reached"
+        assert summary.extra["reader_cpu_ms"] is not None and summary.extra["reader_cpu_ms"] > 0
+
+
 def test_a_log_another_run_holds_is_never_removed_by_a_failed_start(bright_bundle, tmp_path):
     # the other run created the log after this one looked: refused ("in use"), and the
     # failed start must not then remove it as if it were its own fresh, empty file
