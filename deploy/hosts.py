@@ -188,7 +188,8 @@ def read_selection(bundle: Bundle, threads: int = 1) -> tuple[dict[str, Any], Pa
         if not path.is_file():   # EACCES on a folder above it is raised, not False
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # (JSONDecodeError is a ValueError; nesting past the parser's depth a RecursionError)
         _ignore(path, "it cannot be read (%s); run '%s' again", exc, select_command(threads))
         return None
     if not isinstance(data, dict) or data.get("format") != HOST_FILE_FORMAT:

@@ -186,7 +186,8 @@ class StopFlag:
 
 @contextmanager
 def stop_on_signals(flag: StopFlag, signals=(signal.SIGINT, signal.SIGTERM)):
-    """While inside, SIGINT/SIGTERM set ``flag`` instead of killing the process."""
+    """While inside, SIGINT/SIGTERM set ``flag`` instead of killing the process
+    (``stopping`` tells work deep inside the run, such as a first-start timing)."""
     if threading.current_thread() is not threading.main_thread():
         yield flag
         return
@@ -195,11 +196,22 @@ def stop_on_signals(flag: StopFlag, signals=(signal.SIGINT, signal.SIGTERM)):
         flag.set(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, handler) for s in signals}
+    _RUNS.append(flag)
     try:
         yield flag
     finally:
+        _RUNS.remove(flag)
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+_RUNS: list[StopFlag] = []     # the stops of the runs inside stop_on_signals now
+
+
+def stopping() -> bool:
+    """Whether a run of this process that listens for SIGINT/SIGTERM was stopped: work it
+    has not begun (timing the next source's formats) is then not worth beginning."""
+    return any(flag.is_set() for flag in _RUNS)
 
 
 def counter_dict(counter: Counter) -> dict[str, int]:

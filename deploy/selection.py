@@ -262,7 +262,9 @@ def first_start_selection(bundle: Bundle, batch: int = 1, again: bool = False,
     format), EDGECNN_SELECT=off, or the timing failed or was stopped (then a warning: the
     bundle's default runs). ``again``: the host file there was unusable (said so
     already)."""
-    if measuring_off():
+    from .runstats import stopping
+
+    if measuring_off() or stopping():    # a stopped run does not begin a timing
         return None
     candidates, _ = parity_passed(bundle)
     if len(candidates) < 2:

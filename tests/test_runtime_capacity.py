@@ -271,6 +271,25 @@ def _camera_run(capsys, caplog, target, video, tmp_path):
     return json.loads((tmp_path / "run.json").read_text())["model_format"], caplog.text
 
 
+
+def test_a_run_stopped_while_its_sources_open_begins_no_timing(bundle, tmp_path, monkeypatch):
+    # SIGTERM while the first source's formats were timed: the next source would time its
+    # own for seconds more before the stop is seen
+    from edgecnn.deploy import selection
+    from edgecnn.deploy.bundle import Bundle
+    from edgecnn.deploy.runstats import StopFlag, stop_on_signals
+
+    _, target = _timing_on(monkeypatch, bundle, tmp_path)
+    started = []
+    monkeypatch.setattr(selection, "_measure_in_child",
+                        lambda *args, **kwargs: started.append(1) or {"batches": {}})
+    flag = StopFlag()
+    with stop_on_signals(flag):
+        flag.set("SIGTERM")
+        assert selection.first_start_selection(Bundle.open(target)) is None
+    assert not started
+
+
 def test_a_first_start_without_a_host_file_times_the_formats_and_keeps_the_choice(
         capsys, caplog, bundle, videos, tmp_path, monkeypatch):
     """No host file on this machine: the run times the formats that passed parity (in a
@@ -617,10 +636,20 @@ def test_a_host_file_that_cannot_be_read_is_a_warning_and_the_default(bundle, mo
     def locked(self):
         raise PermissionError(13, "Permission denied", str(self))
     opened = Bundle.open(bundle)
-    monkeypatch.setattr(Path, "is_file", locked)     # as under a folder we may not enter
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "is_file", locked)     # as under a folder we may not enter
+        with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+            assert hosts.read_selection(opened) is None
+    assert "ignoring " in caplog.text and ": it cannot be read" in caplog.text
+    monkeypatch.setattr(hosts, "_WARNED", set())
+    path = hosts.host_file(opened, 1)
+    assert str(path).startswith(os.environ["XDG_CONFIG_HOME"])   # the test's own folder
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[" * 100_000)                   # nested past the parser's depth
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
         assert hosts.read_selection(opened) is None
-    assert "ignoring " in caplog.text and ": it cannot be read" in caplog.text
+    assert "it cannot be read" in caplog.text
 
 
 def test_the_reading_thread_runs_the_model_while_the_pipeline_is_behind(tmp_path, monkeypatch):
