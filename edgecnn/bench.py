@@ -112,6 +112,9 @@ def find_keras_model_dir(bundle: Bundle, keras_model_dir=None, log=stderr_line):
                 "from (sha256 differs); Keras rows left out")
             return None
         return model_dir
+    log(f"note: the bundle's source model {recorded} is not here (a bundle copied to "
+        "another machine, or the model moved); Keras rows left out (give it with --keras "
+        "DIR)")
     return None
 
 

@@ -229,7 +229,8 @@ def format_result(metrics: dict) -> str:
                    "where ONNX Runtime's int8 kernels saturate 8-bit weights).")
 @click.option("--auto-fallback/--no-auto-fallback", default=None,
               help="int8 layers that break parity on the validation split stay float: by "
-                   "default at most 15 % of the compute layers (beyond that the bundle "
+                   "default at most 15 % of the compute layers, rounded up, at least 2 "
+                   "(beyond that the bundle "
                    "defaults to float); --auto-fallback: as many as it takes; "
                    "--no-auto-fallback: none.")
 @click.option("--max-drop", type=float, default=MAX_DROP_PP, show_default=True,

@@ -87,7 +87,7 @@ def baseline_line(metrics: dict) -> str | None:
         return None
     line = (f"majority baseline {baseline * 100:.2f} % (always '{majority}'; balanced "
             f"{100 / present:.2f} %)")
-    if metrics["accuracy"] <= baseline:
+    if round(metrics["accuracy"], 6) <= baseline:     # the baseline is stored rounded
         line += ("; the accuracy does not beat it"
                  + (" (the balanced accuracy does: the model trades plain accuracy for "
                     "the small classes)" if metrics.get("balanced_accuracy", 0)

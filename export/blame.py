@@ -341,8 +341,9 @@ def settle(context, fmt: str, work: Path, auto_fallback: bool | str, requantize,
         if limit is not None and len(excluded) + len(new) > limit:
             context.log(f"warning: {fmt}: the parity thresholds do not hold on "
                         f"{context.judged_on} with the {len(excluded)} layer(s) the default "
-                        f"fallback may keep float ({DEFAULT_FALLBACK_SHARE:.0%} of the "
-                        f"model's {len(errors)} compute layers: {'; '.join(failures)}); "
+                        f"fallback may keep float ({limit} of the model's {len(errors)} "
+                        f"compute layers: {DEFAULT_FALLBACK_SHARE:.0%}, rounded up, at least "
+                        f"{DEFAULT_FALLBACK_MIN}: {'; '.join(failures)}); "
                         "it is not the bundle's default where another format holds parity "
                         "(--auto-fallback keeps as many layers float as it takes)")
             written.float_nodes = list(excluded)   # what the file written keeps float

@@ -458,3 +458,18 @@ def test_a_source_model_path_without_its_hash_is_not_loaded(tmp_path):
     bundle = SimpleNamespace(manifest={"source_model": {"path": str(tmp_path)}}, path=tmp_path)
     assert find_keras_model_dir(bundle, log=said.append) is None
     assert said and "records no sha256 of its source model" in said[0]
+
+
+def test_a_source_model_that_is_not_there_leaves_the_keras_rows_out_with_a_note(tmp_path):
+    # a shipped bundle names runs/neu, which a line PC or a fresh checkout does not have
+    from types import SimpleNamespace
+
+    from edgecnn.bench import find_keras_model_dir
+
+    said = []
+    bundle = SimpleNamespace(manifest={"source_model": {"path": "runs/nowhere",
+                                                        "sha256": "0" * 64}},
+                             path=tmp_path / "bundle")
+    assert find_keras_model_dir(bundle, log=said.append) is None
+    assert said and "source model runs/nowhere is not here" in said[0]
+    assert "--keras DIR" in said[0]

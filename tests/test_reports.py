@@ -44,6 +44,9 @@ def test_the_majority_baseline_is_stated_and_a_model_that_does_not_beat_it_is_to
     beaten = classification_metrics(y_true, [0] * 90 + [1] * 9 + [0], ["free", "crack"])
     assert baseline_line(beaten) == "majority baseline 90.00 % (always 'free'; balanced 50.00 %)"
     assert baseline_line(classification_metrics([0, 0], [0, 0], ["a", "b"])) is None
+    # a third each, always answering one class: the baseline is stored rounded (0.333333)
+    thirds = classification_metrics([0, 1, 2] * 5, [0] * 15, ["a", "b", "c"])
+    assert "does not beat it" in baseline_line(thirds)
 
 
 def test_a_label_without_samples_counts_in_no_macro_average():
