@@ -55,6 +55,9 @@ class WaitingPipeline:
         self.real = None
         self.snapshots = None
         self.error: str | None = None
+        self._closing = threading.Lock()   # close() against an opening that ends late
+        self._closed = False
+        self._opened = None
         name = plan.source.name or str(plan.source.source)
         camera = plan.kind == "camera"
         fmt = plan.model.fmt or _format_to_run(self.bundle, plan)
@@ -92,6 +95,11 @@ class WaitingPipeline:
                 stop.set(f"cannot open: {exc}")
             return
         own = self._own
+        with self._closing:
+            if self._closed:     # the run ended while this opened: let go of it at once
+                real.close()
+                return
+            self._opened = real
         self._status.end("disconnected", "connected")
         own.source_changes(self._status.poll(), 0)
         for sink in own.sinks:          # the live page joined after the start
@@ -125,8 +133,11 @@ class WaitingPipeline:
         self._own.stop.set(self._own.stop.reason or "stopped")
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        if self.real is not None:
-            self.real.close()
+        with self._closing:
+            self._closed = True
+            opened = self._opened   # opened, maybe not yet taken over (``real``)
+        if opened is not None:
+            opened.close()
 
     def finish(self) -> RunSummary:
         if self.real is None:

@@ -193,6 +193,37 @@ def test_a_source_not_up_yet_names_the_format_this_machine_will_run(bright_bundl
     assert asked == [(6, 2)] and waiting.loop.summary.model_format == "onnx"
 
 
+
+def test_a_source_that_opens_after_the_run_closed_is_let_go_at_once(bright_bundle,
+                                                                     monkeypatch):
+    # its opening outlived close()'s wait: the pipeline it made is closed, not leaked
+    import edgecnn.deploy.multi as multi
+    from edgecnn.deploy.runstats import StopFlag
+
+    release, closed = threading.Event(), []
+
+    class Opened:
+        loop = None
+
+        def close(self):
+            closed.append(True)
+
+    def slow_open(*args, **kwargs):
+        release.wait(10)
+        return Opened()
+
+    monkeypatch.setattr(multi, "open_pipeline", slow_open)
+    monkeypatch.setattr(multi.threading.Thread, "join", lambda self, timeout=None: None)
+    plan = plan_from_keywords("camera", "rtsp://127.0.0.1:9/none")
+    waiting = multi.WaitingPipeline(bright_bundle, plan, "refused", StopFlag())
+    waiting.close()                       # the run ends while the source is still opening
+    release.set()
+    _wait = time.monotonic() + 5
+    while not closed and time.monotonic() < _wait:
+        time.sleep(0.01)
+    assert closed == [True] and waiting.real is None
+
+
 def _defects(log):
     out = {}
     for line in log.read_text().splitlines():
