@@ -626,7 +626,7 @@ def test_large_frames_get_a_shorter_read_ahead_ring_and_every_frame(tmp_path):
 
 
 def test_a_host_file_that_cannot_be_read_is_a_warning_and_the_default(bundle, monkeypatch,
-                                                                     caplog):
+                                                                     caplog, tmp_path):
     import logging
     from pathlib import Path
 
@@ -642,8 +642,9 @@ def test_a_host_file_that_cannot_be_read_is_a_warning_and_the_default(bundle, mo
             assert hosts.read_selection(opened) is None
     assert "ignoring " in caplog.text and ": it cannot be read" in caplog.text
     monkeypatch.setattr(hosts, "_WARNED", set())
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))   # this test's own
     path = hosts.host_file(opened, 1)
-    assert str(path).startswith(os.environ["XDG_CONFIG_HOME"])   # the test's own folder
+    assert str(path).startswith(str(tmp_path))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("[" * 100_000)                   # nested past the parser's depth
     caplog.clear()
