@@ -240,14 +240,21 @@ _EXACT_INT8_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str] | None:
-    """The CPU's feature flags (/proc/cpuinfo), None where they cannot be read."""
+    """The CPU's feature flags (/proc/cpuinfo; elsewhere, as on Windows or macOS, the x86
+    features numpy detects, in cpuinfo's names), None where neither tells."""
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.lower().startswith("flags"):
                 return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return None
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        return None
+    names = {"AVX512VNNI": "avx512_vnni", "AVX2": "avx2", "AVX512F": "avx512f", "FMA3": "fma",
+             "AVX": "avx", "SSE42": "sse4_2"}
+    return frozenset(names[k] for k, on in features.items() if on and k in names)
 
 
 def int8_exact_here(entry: dict) -> str | None:
@@ -260,8 +267,12 @@ def int8_exact_here(entry: dict) -> str | None:
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return None
     flags = cpu_flags()
-    if flags is None or flags & _EXACT_INT8_FLAGS:
+    if flags is not None and flags & _EXACT_INT8_FLAGS:
         return None
+    if flags is None:      # cannot tell: what export verified is not assumed
+        return ("this CPU's features cannot be read, and an onnx-int8 file with 8-bit "
+                "weights computes exactly only with VNNI; export with --reduce-range for "
+                "such CPUs")
     return ("its 8-bit weights can saturate ONNX Runtime's int8 kernels on this CPU "
             "(x86 without VNNI); export with --reduce-range for such CPUs")
 

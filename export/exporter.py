@@ -303,7 +303,8 @@ def _reference_kernels(options: dict, log: Callable[[str], None]) -> tuple[str, 
     if int8 is None or int8_exact_here({"format": "onnx-int8", "quantization":
                                         {"reduce_range": int8["reduce_range"]}}) is None:
         return ()
-    log("onnx-int8: this CPU (x86 without VNNI) saturates full 8-bit weights in ONNX "
+    log("onnx-int8: this CPU (x86 without VNNI, as far as its features can be read) "
+        "saturates full 8-bit weights in ONNX "
         "Runtime's int8 kernels; parity is judged with its reference kernels, which compute "
         "what CPUs with VNNI and ARM CPUs run. The runtime here runs another verified "
         "format unless told (--reduce-range: 7-bit weights, exact here too)")

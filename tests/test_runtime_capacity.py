@@ -472,9 +472,34 @@ def test_full_8_bit_int8_is_not_the_default_on_an_x86_cpu_without_vnni(
 
     monkeypatch.setattr(hosts, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
     assert hosts.selected_format(full) == ("onnx-int8", None)
+    monkeypatch.setattr(hosts, "cpu_flags", lambda: None)       # cannot tell: not assumed
+    assert hosts.selected_format(full) == ("onnx", None)
     monkeypatch.setattr(hosts, "cpu_flags", lambda: frozenset({"avx2"}))
     seven_bit = Bundle.open(_with_formats(bundle, tmp_path / "seven"))
     assert hosts.selected_format(seven_bit) == ("onnx-int8", None)   # 7-bit: exact anywhere
+
+
+
+def test_cpu_flags_come_from_numpy_where_there_is_no_proc_cpuinfo(monkeypatch):
+    # Windows or macOS line PCs: numpy's own x86 feature detection, in cpuinfo's names
+    from pathlib import Path
+
+    import numpy as np
+
+    import edgecnn.deploy.hosts as hosts
+
+    real = Path.read_text
+
+    def no_cpuinfo(self, *args, **kwargs):
+        if str(self) == "/proc/cpuinfo":
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", no_cpuinfo)
+    flags = hosts.cpu_flags.__wrapped__()
+    features = np._core._multiarray_umath.__cpu_features__
+    assert ("avx2" in flags) is bool(features.get("AVX2"))
+    assert ("avx512_vnni" in flags) is bool(features.get("AVX512VNNI"))
 
 
 PROBE = r"""
