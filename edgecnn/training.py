@@ -416,13 +416,17 @@ def _train_into(config: TrainConfig, log, defaults, architecture: str, epochs: i
         stride = spec.signal.window_length // 4
     log(f"loading {config.task} data from {config.data}")
     started = time.perf_counter()
-    samples = load_dataset(config.task, config.data, spec, stride=stride,
-                           allow_pickle=config.allow_pickle, label_pattern=config.label_pattern,
-                           manifest=config.manifest, channel=config.channel,
-                           sample_rate=config.sample_rate, bit_depth=config.bit_depth,
-                           # the default rule picks area for images this large (below)
-                           working_copies=config.interpolation in (None, "area")
-                           if spec.kind == "image" else None)
+    def load(copies: bool):
+        return load_dataset(config.task, config.data, spec, stride=stride,
+                            allow_pickle=config.allow_pickle,
+                            label_pattern=config.label_pattern, manifest=config.manifest,
+                            channel=config.channel, sample_rate=config.sample_rate,
+                            bit_depth=config.bit_depth,
+                            working_copies=copies if spec.kind == "image" else None)
+
+    # working copies of very large images only where the model resizes by area, as the
+    # default rule mostly picks for them (below: where it does not, they are read again)
+    samples = load(config.interpolation in (None, "area"))
     samples.require_trainable(config.data)
     spec = spec.replace(labels=tuple(samples.class_names))
     if samples.bit_depth is not None and samples.bit_depth != spec.image.bit_depth:
@@ -439,6 +443,13 @@ def _train_into(config: TrainConfig, log, defaults, architecture: str, epochs: i
         if reason:
             spec = spec.replace(image=replace(spec.image, interpolation=interpolation))
             log(f"images: {interpolation} resize ({reason}; --interpolation overrides)")
+    if spec.kind == "image" and spec.image.interpolation != "area" and \
+            samples.native_features is not None:
+        large = sum(f is not None for f in samples.native_features)
+        log(f"images: {large} large image(s) read again at native size: the model resizes "
+            f"{spec.image.interpolation}, which from a working copy would not be the "
+            "runtime's resize of the native frame")
+        samples = load(False)
     window = spec.signal.window_length if spec.kind == "signal" else None
     train_index, val_index = validation_split(samples, config.val_fraction, config.seed, window)
     if spec.kind == "signal":

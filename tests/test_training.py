@@ -291,3 +291,30 @@ def test_an_export_folder_that_cannot_be_made_fails_before_the_model_loads(tmp_p
         result = run_cli("export", str(tmp_path), "--out", str(out))
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert "partial" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_large_images_among_small_ones_train_on_native_pixels_when_the_resize_is_bilinear(
+        tmp_path):
+    # a few images many times the input (kept at first as area-averaged copies) where most
+    # are small: the model resizes bilinearly, so those few are read again natively, as
+    # eval, parity and the runtime resize them
+    import cv2
+
+    from edgecnn.training import TrainConfig, train
+
+    data = tmp_path / "data"
+    for cls in ("crazing", "patches"):
+        (data / cls).mkdir(parents=True)
+        files = sorted((CALIB / "neu" / cls).glob("*.jpg"))
+        for source in files[:5]:          # 64 px: 1.3x the input, bilinear by the rule
+            small = cv2.resize(cv2.imread(str(source), cv2.IMREAD_GRAYSCALE), (64, 64))
+            cv2.imwrite(str(data / cls / f"{source.stem}.png"), small)
+        big = cv2.resize(cv2.imread(str(files[5]), cv2.IMREAD_GRAYSCALE), (480, 480))
+        cv2.imwrite(str(data / cls / "big.png"), big)
+    said = []
+    result = train(TrainConfig(task="images", data=str(data), out=str(tmp_path / "m"),
+                               architecture="tiny-test", image_size=48, epochs=1),
+                   log=said.append)
+    text = "\n".join(said)
+    assert "2 large image(s) read again at native size" in text, text
+    assert result.model_dir.spec.image.interpolation == "linear"
