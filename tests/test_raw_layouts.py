@@ -410,3 +410,17 @@ def test_a_jpeg_with_stray_bytes_between_its_header_segments_is_kept(tmp_path, c
     samples = load_image_folder(root)
     assert samples.counts() == {"crazing": 5, "patches": 5} and not samples.skipped
     assert "extraneous bytes before marker 0xdb" in capfd.readouterr().err
+
+
+def test_names_that_are_not_utf8_load_and_a_class_so_named_is_refused_in_one_line(tmp_path):
+    # a folder copied from a Windows share or a CP1252 zip: b"Bild \xe4.jpg"
+    import os
+
+    root = _classes(tmp_path / "d", n=3)
+    first = sorted((root / "patches").glob("*.jpg"))[0]
+    os.rename(first, os.fsencode(root / "patches") + b"/Bild \xe4.jpg")
+    samples = load_image_folder(root)
+    assert samples.counts() == {"crazing": 3, "patches": 3} and samples.fingerprint
+    os.rename(root / "crazing", os.fsencode(root) + b"/Kratzer\xfc")
+    with pytest.raises(DataError, match=r"class name\(s\) 'Kratzer\\xfc' are not UTF-8"):
+        load_image_folder(root)

@@ -35,6 +35,13 @@ def resolve_classes(found, labels: tuple[str, ...] | None, root,
     """
     found = {str(name) for name in found}
     if labels is None:
+        undecodable = sorted(name for name in found if not _utf8(name))
+        if undecodable:       # it would go into the model's JSON, ONNX metadata and plots
+            shown = ", ".join(repr(n.encode("utf-8", "surrogateescape"))[1:]
+                              for n in undecodable[:3])
+            raise DataError(f"{root}: class name(s) {shown} are not UTF-8 text (folder or "
+                            "file names from a Windows share or a zip, in another encoding)"
+                            "; rename them, e.g. with 'convmv -f cp1252 -t utf8 -r --notest'")
         rest = sorted(found - set(preferred), key=natural_key)
         names = tuple([name for name in preferred if name in found] + rest)
     else:
@@ -45,6 +52,14 @@ def resolve_classes(found, labels: tuple[str, ...] | None, root,
                             f"{', '.join(map(repr, unknown))}; the model's classes are: "
                             f"{', '.join(map(repr, names))}")
     return names, {name: i for i, name in enumerate(names)}
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SkipLog:

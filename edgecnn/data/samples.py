@@ -91,7 +91,9 @@ def fingerprint_files(root: Path, files) -> str:
     for path in sorted(Path(f) for f in files):
         rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
         content = hashlib.sha256(path.read_bytes()).hexdigest()
-        digest.update(f"{rel}\0{path.stat().st_size}\0{content}\n".encode())
+        # a name that is not UTF-8 (from a Windows share or a zip) hashes as its bytes
+        digest.update(f"{rel}\0{path.stat().st_size}\0{content}\n".encode(
+            "utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
