@@ -131,7 +131,21 @@ def _check_out(out: Path, data: Path) -> bool:
     return created
 
 
+_IMAGE_OPTIONS = (("--image-size", "image_size"), ("--color", "color"),
+                  ("--interpolation", "interpolation"), ("--fit", "fit"))
+_SIGNAL_OPTIONS = (("--window-length", "window_length"), ("--transform", "transform"))
+
+
 def _spec_overrides(config: TrainConfig, kind: str) -> dict:
+    """The task's input options the user gave; one of the other kind of input is refused
+    (it would be ignored, yet recorded in edgecnn.json as if used)."""
+    other = _SIGNAL_OPTIONS if kind == "image" else _IMAGE_OPTIONS
+    given = [flag for flag, field in other if getattr(config, field) is not None]
+    if given:
+        reads = "images" if kind == "image" else "recordings"
+        raise InputError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to "
+                         f"{'signal' if kind == 'image' else 'image'} tasks; task "
+                         f"{config.task} reads {reads}")
     if kind == "image":
         side = config.image_size
         return {"height": side, "width": side, "color": config.color,
@@ -376,6 +390,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = stderr_line) -> Trai
         raise InputError(f"model {architecture!r} takes {' or '.join(entry.kinds)} input; "
                          f"task {config.task!r} is {defaults.kind}")
     augment, strength = _augmentation(config, defaults)  # unknown names fail early too
+    _spec_overrides(config, defaults.kind)                # options of the other input too
     smoothing = _label_smoothing(config, defaults.kind)
     from edgecnn.transfer import check_transfer_options
 

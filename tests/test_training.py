@@ -150,6 +150,8 @@ def test_usage_errors_are_clean_with_exit_code_2(args, message, tmp_path):
     (["--json", "/proc/no/such.json"], "cannot write --json /proc/no/such.json"),
     (["--out-is", "busy"], "is not empty and not an edgecnn model directory"),
     (["--out-is", "inside"], "is inside the training data"),
+    (["--window-length", "2048", "--transform", "db"],
+     "--window-length, --transform apply to signal tasks; task neu reads images"),
 ])
 def test_bad_training_numbers_and_targets_fail_before_the_training(extra, message, tmp_path):
     data = tmp_path / "data"
