@@ -453,6 +453,9 @@ def _read_csv(path: Path, channel):
         column = header.index(str(channel))
         return values[:, column], rate, None, str(channel)
     if header is not None and not _is_index(channel):
+        if str(channel) == DEFAULT_CHANNEL:       # nothing asked for: say how to ask
+            raise SourceError(f"{path} holds {len(header)} columns ({', '.join(header)}); "
+                              "choose one with --channel NAME or --channel INDEX")
         raise SourceError(f"{path} has no column {channel!r}; columns: {', '.join(header)}")
     samples, used = _pick_column(path, values, channel)
     return samples, rate, None, used
@@ -503,9 +506,9 @@ def _pick_column(path: Path, array: np.ndarray, channel) -> tuple[np.ndarray, st
         raise SourceError(f"{path}: expected a 1-D signal or a 2-D (samples x channels) "
                           f"array; found shape {array.shape}")
     if not _is_index(channel):
+        asked = "" if str(channel) == DEFAULT_CHANNEL else f", not {channel!r}"
         raise SourceError(f"{path} holds {array.shape[1]} channels (shape {array.shape}); "
-                          f"give the channel as a column index 0..{array.shape[1] - 1}, "
-                          f"not {channel!r}")
+                          f"choose one with --channel INDEX, 0..{array.shape[1] - 1}{asked}")
     column = int(channel)
     if not 0 <= column < array.shape[1]:
         raise SourceError(f"{path}: channel index {column} is out of range; the file has "

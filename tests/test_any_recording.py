@@ -404,3 +404,18 @@ def test_a_channels_by_samples_array_and_non_utf8_csvs_read_the_same_samples(tmp
         recording = read_recording(path)
         assert recording.sample_rate == 12000 and recording.channel == "Beschleunigung m/s²"
         np.testing.assert_allclose(recording.samples, x, atol=5e-7)
+
+
+def test_a_recording_of_several_columns_says_how_to_choose_one(tmp_path):
+    # no --channel given: the message says how to give one, not which default was missed
+    x = _real(5000)
+    (tmp_path / "h.csv").write_text("# sample_rate=12000\nacc_de,acc_fe\n" + "\n".join(
+        f"{a:.6f},{-a:.6f}" for a in x))
+    np.save(tmp_path / "two.npy", np.stack([x, -x], axis=1))
+    with pytest.raises(SourceError, match=r"holds 2 columns \(acc_de, acc_fe\); choose one "
+                                          r"with --channel NAME or --channel INDEX"):
+        read_recording(tmp_path / "h.csv")
+    with pytest.raises(SourceError, match=r"choose one with --channel INDEX, 0..1$"):
+        read_recording(tmp_path / "two.npy", sample_rate=12000.0)
+    assert read_recording(tmp_path / "h.csv", channel="acc_fe").samples[0] == \
+        pytest.approx(-x[0], abs=1e-6)

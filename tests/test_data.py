@@ -314,7 +314,7 @@ def test_read_recording_refuses_conflicts_and_corrupt_files(data_dir):
         read_recording(CWRU / NORMAL, sample_rate=12000)
     assert read_recording(CWRU / NORMAL, sample_rate=48000).sample_rate == 48000.0
     np.save(data_dir / "two.npy", np.stack([np.arange(50.0), -np.arange(50.0)], axis=1))
-    with pytest.raises(SourceError, match="column index 0..1"):
+    with pytest.raises(SourceError, match="--channel INDEX, 0..1"):
         read_recording(data_dir / "two.npy", sample_rate=100)
     assert read_recording(data_dir / "two.npy", 1, sample_rate=100).samples[3] == -3.0
     (data_dir / "cut.wav").write_bytes(b"RIFF\x00\x01")
