@@ -419,3 +419,13 @@ def test_a_recording_of_several_columns_says_how_to_choose_one(tmp_path):
         read_recording(tmp_path / "two.npy", sample_rate=12000.0)
     assert read_recording(tmp_path / "h.csv", channel="acc_fe").samples[0] == \
         pytest.approx(-x[0], abs=1e-6)
+
+
+def test_a_label_manifest_error_names_the_files_own_line(tmp_path):
+    # a DAQ's comment and a blank line above the header: line 6 is line 6
+    from edgecnn.data.recording_labels import ManifestRule
+
+    (tmp_path / "labels.csv").write_text("# exported by DAQ\n\nfile,label\na.csv,IR\n\n"
+                                         "b.csv,\n")
+    with pytest.raises(DataError, match=r"labels.csv line 6: expected a file and a label"):
+        ManifestRule(tmp_path / "labels.csv")

@@ -161,8 +161,13 @@ def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
                       if line.strip() and not line.lstrip().startswith("#")), "")
         # spreadsheets where the comma is the decimal point export ';' (or tabs)
         delimiter = next((d for d in (";", "\t") if d in first and "," not in first), ",")
-        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-                if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#")]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        # each row with the file's line it ends on (comments and blank lines skipped)
+        rows, lines = [], []
+        for row in reader:
+            if row and any(c.strip() for c in row) and not row[0].lstrip().startswith("#"):
+                rows.append(row)
+                lines.append(reader.line_num)
     except (OSError, SourceError, csv.Error) as exc:
         raise DataError(f"cannot read label manifest {path}: {exc}") from None
     if not rows:
@@ -176,7 +181,7 @@ def _read_manifest(path: Path) -> dict[str, tuple[str, float | None]]:
     col_file, col_label = header.index("file"), header.index("label")
     col_rate = header.index("sample_rate") if "sample_rate" in header else None
     entries: dict[str, tuple[str, float | None]] = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in zip(lines[1:], rows[1:]):
         cells = [c.strip() for c in row] + [""] * len(header)
         file_name = PurePosixPath(cells[col_file].replace("\\", "/")).as_posix()
         file_name = file_name[2:] if file_name.startswith("./") else file_name
