@@ -99,7 +99,8 @@ def format_metrics(metrics: dict) -> str:
     """A short human-readable table of accuracy and per-class precision/recall."""
     skipped = metrics["skipped"]
     lines = [f"accuracy {metrics['accuracy'] * 100:.2f} % on {metrics['n']} samples"
-             + (f" ({skipped} unreadable file(s) of the data skipped)" if skipped else "")]
+             + (f" ({skipped} file(s) of the data skipped: unreadable, too short ...; "
+                "each named above)" if skipped else "")]
     if "balanced_accuracy" in metrics:
         lines.append(f"balanced accuracy {metrics['balanced_accuracy'] * 100:.2f} %, "
                      f"macro recall {metrics['macro_recall']:.3f}")

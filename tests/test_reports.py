@@ -71,8 +71,8 @@ def test_a_label_without_samples_counts_in_no_macro_average():
     assert wrong["per_class"]["c"]["precision"] == 0.0           # answered, never right
     assert metrics["per_class"]["c"]["f1"] is None and wrong["per_class"]["c"]["f1"] == 0.0
     assert "skipped" not in format_metrics(metrics)
-    assert "(2 unreadable file(s) of the data skipped)" in format_metrics(
-        classification_metrics([0, 1], [0, 1], ["a", "b"], skipped=2))
+    assert "(2 file(s) of the data skipped: unreadable, too short ...; each named above)" \
+        in format_metrics(classification_metrics([0, 1], [0, 1], ["a", "b"], skipped=2))
 
 
 def test_confusion_png_is_written_with_counts(tmp_path):
