@@ -172,11 +172,12 @@ def _read_mat_variable(path: Path, listing, channel):
                 if kind in _MAT_NUMERIC and len(shape) == 2 and min(shape) > 1}
     names = [name for name, _, _ in listing]
     cwru = sorted(name for name in names if name.endswith("_time"))
+    rate = _mat_rate(path, listing)
     name, _, column = str(channel).rpartition(":")
     if name in matrices and _is_index(column):
-        return _mat_column(path, name, column)
+        return _mat_column(path, name, column, rate)
     if _is_index(channel) and not signals and len(matrices) == 1:
-        return _mat_column(path, next(iter(matrices)), str(channel))
+        return _mat_column(path, next(iter(matrices)), str(channel), rate)
     if str(channel) in matrices or (str(channel) == "DE" and not signals and matrices):
         key = str(channel) if str(channel) in matrices else next(iter(matrices))
         rows, cols = matrices[key]
@@ -202,16 +203,36 @@ def _read_mat_variable(path: Path, listing, channel):
     if key not in data:
         raise SourceError(f"{path}: variable {key!r} is listed but cannot be read")
     # Not a CWRU file: its name says nothing about its rate (a generic "normal.mat" is not
-    # the 48 kHz CWRU baseline).
-    return data[key], None, None, key
+    # the 48 kHz CWRU baseline); a scalar fs / sample_rate variable beside it does.
+    return data[key], rate, None, key
 
 
-def _mat_column(path: Path, key: str, column: str):
+def _mat_column(path: Path, key: str, column: str, rate: float | None = None):
     data = scipy.io.loadmat(str(path), variable_names=[key])
     if key not in data:
         raise SourceError(f"{path}: variable {key!r} is listed but cannot be read")
     samples, used = _pick_column(path, data[key], column)
-    return samples, None, None, f"{key}:{used}"
+    return samples, rate, None, f"{key}:{used}"
+
+
+# Scalar variables in which DAQ software and MATLAB scripts store a recording's rate
+_MAT_RATE_NAMES = ("fs", "sample_rate", "samplerate", "sampling_rate", "samplingrate",
+                   "sr", "rate")
+
+
+def _mat_rate(path: Path, listing) -> float | None:
+    """The rate a generic .mat file states in a scalar variable (``fs``, ``Fs``,
+    ``sample_rate`` ...), else None."""
+    scalars = {name.lower(): name for name, shape, kind in listing
+               if kind in _MAT_NUMERIC and tuple(shape) == (1, 1)}
+    key = next((scalars[n] for n in _MAT_RATE_NAMES if n in scalars), None)
+    if key is None:
+        return None
+    value = scipy.io.loadmat(str(path), variable_names=[key]).get(key)
+    try:
+        return float(np.asarray(value).ravel()[0])
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _read_npy(path: Path, channel):

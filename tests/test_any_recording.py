@@ -429,3 +429,15 @@ def test_a_label_manifest_error_names_the_files_own_line(tmp_path):
                                          "b.csv,\n")
     with pytest.raises(DataError, match=r"labels.csv line 6: expected a file and a label"):
         ManifestRule(tmp_path / "labels.csv")
+
+
+def test_a_generic_mat_files_fs_variable_gives_its_rate(tmp_path):
+    x = _real(6000)
+    scipy.io.savemat(tmp_path / "run.mat", {"vib": x, "Fs": 25600.0})
+    recording = read_recording(tmp_path / "run.mat")
+    assert recording.sample_rate == 25600.0 and recording.samples.size == x.size
+    scipy.io.savemat(tmp_path / "tri.mat", {"acc": np.stack([x, -x, x], axis=1),
+                                            "sample_rate": 51200})
+    assert read_recording(tmp_path / "tri.mat", channel="acc:1").sample_rate == 51200.0
+    with pytest.raises(InputError, match="sampled at 25600 Hz but --sample-rate says 12000"):
+        read_recording(tmp_path / "run.mat", sample_rate=12000.0)
