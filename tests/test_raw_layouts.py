@@ -424,3 +424,30 @@ def test_names_that_are_not_utf8_load_and_a_class_so_named_is_refused_in_one_lin
     os.rename(root / "crazing", os.fsencode(root) + b"/Kratzer\xfc")
     with pytest.raises(DataError, match=r"class name\(s\) 'Kratzer\\xfc' are not UTF-8"):
         load_image_folder(root)
+
+
+def test_a_flat_folder_labelled_by_labels_csv_takes_its_classes(tmp_path, caplog):
+    # a labelling tool's export: camera-style names whose prefix is a date, not a class
+    import logging
+
+    root = tmp_path / "flat"
+    root.mkdir()
+    rows = ["file,label"]
+    for i, image in enumerate(_neu("crazing", 3) + _neu("patches", 3)):
+        name = f"cam1_2024010{1 + i % 2}_{i:04d}.jpg"
+        cv2.imwrite(str(root / name), image)
+        rows.append(f"{name},{'scratch' if i < 3 else 'ok'}")
+    cv2.imwrite(str(root / "cam1_20240103_0099.jpg"), _neu("crazing", 1)[0])
+    (root / "labels.csv").write_text("\n".join(rows + ["gone.jpg,ok"]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert samples.counts() == {"ok": 3, "scratch": 3}
+    assert [s.path for s in samples.skipped] == ["cam1_20240103_0099.jpg"]
+    assert "1 row(s) of labels.csv name no image" in caplog.text
+    # without it the names' prefixes are the classes, and a note says so
+    (root / "labels.csv").write_text("time,temperature\n1,20\n")     # another CSV: ignored
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgecnn.data"):
+        samples = load_image_folder(root)
+    assert "classes taken from the file names" in caplog.text
+    assert set(samples.class_names) == {"cam1_20240101", "cam1_20240102", "cam1_20240103"}

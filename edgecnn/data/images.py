@@ -35,6 +35,7 @@ from edgecnn.data.assemble import (
     relative_name,
     resolve_classes,
 )
+from edgecnn.data.recording_labels import MANIFEST_NAME
 from edgecnn.data.samples import LabelledSamples
 from edgecnn.deploy.errors import DataError, InputError
 from edgecnn.deploy.preprocess import (
@@ -202,6 +203,8 @@ def find_labelled_images(root: Path, skips: SkipLog,
     files directly in ``root`` take the class from their flat name. Unlabelled files are
     skipped; masks, other files and repeats are left out with one note each. ``held``
     receives what each class folder without a single image holds."""
+    if _labels_manifest(root / MANIFEST_NAME):
+        return _manifest_images(root, skips)
     found: list[tuple[Path, str]] = []
     nested: list[str] = []
     walk = _Walk(root)
@@ -244,6 +247,59 @@ def find_labelled_images(root: Path, skips: SkipLog,
                     "class(es) of their own by their names: %s; if they are no class, move "
                     "them out of the data", sum(strays.values()), root,
                     ", ".join(f"{name!r} {n}" for name, n in sorted(strays.items())))
+    elif not folders and len(found) > 0:
+        by_name = Counter(label for _, label in found)
+        log.warning("note: no class folders in %s: classes taken from the file names "
+                    "(<class>_<number>): %s; sort the files into class folders, or label "
+                    "them in a %s (file,label) if that is not their class", root,
+                    ", ".join(f"{name!r} {n}" for name, n in sorted(by_name.items())[:8])
+                    + (" ..." if len(by_name) > 8 else ""), MANIFEST_NAME)
+    walk.notes()
+    return found
+
+
+def _labels_manifest(path: Path) -> bool:
+    """Whether ``path`` is a label manifest: a CSV whose header names the columns file and
+    label (another CSV of that name, say a measurement table, is no reason to stop
+    reading the class folders)."""
+    if not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as handle:
+            for line in handle:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    cells = {c.strip().strip('"').lower() for c in re.split(r"[,;\t]", line)}
+                    return {"file", "label"} <= cells
+    except OSError:
+        return False
+    return False
+
+
+def _manifest_images(root: Path, skips: SkipLog) -> list[tuple[Path, str]]:
+    """(file, class) pairs from the ``labels.csv`` (``file,label``) in ``root``, as a
+    labelling tool exports it: every image under ``root`` it names, by its path there (or
+    its bare name where that is unique); an image it does not name is skipped."""
+    from edgecnn.data.recording_labels import ManifestRule
+
+    rule = ManifestRule(root / MANIFEST_NAME, root)
+    if any(rate is not None for _, rate in rule.entries.values()):
+        raise DataError(f"{root / MANIFEST_NAME} gives sample rates: that is a recordings "
+                        "manifest; images take file,label")
+    walk = _Walk(root)
+    found = []
+    for path in walk.images_in(root):
+        label = rule.label(relative_name(root, path))
+        if label is None:
+            skips.skip(path, f"not labelled: {MANIFEST_NAME} has no row for it")
+        else:
+            found.append((path, label))
+    rule.check_unambiguous()
+    missing = rule.unmatched()
+    if missing:
+        log.warning("note: %d row(s) of %s name no image under %s, e.g. %s", len(missing),
+                    MANIFEST_NAME, root, ", ".join(missing[:3]))
+    log.warning("note: classes from %s: %d image(s) in %d class(es)", root / MANIFEST_NAME,
+                len(found), len({label for _, label in found}))
     walk.notes()
     return found
 
