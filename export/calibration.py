@@ -168,6 +168,10 @@ def _kept_sample(kept, spec: InputSpec, model_dir, task, max_samples: int,
         raise DataError(f"{model_dir.path}: the kept calibration tensors are "
                         f"{tensors.shape[1:]}, the model takes {spec.input_shape}")
     index = _balanced(labels, spec.num_classes, max_samples, log)
+    if max_samples > len(tensors) and max_samples > CALIBRATION_SAMPLES:
+        log(f"note: --max-calib-samples {max_samples}: the model directory keeps "
+            f"{len(tensors)} calibration samples of its training split; give --calib DIR "
+            "(images or recordings of the training data) for more")
     calib_set = CalibrationSet(tensors[index], labels[index], tuple(spec.labels),
                                f"{model_dir.path} (training split sample)", task,
                                available=len(tensors))

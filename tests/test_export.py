@@ -491,3 +491,21 @@ def test_a_bundle_whose_every_format_fails_parity_is_a_failed_check(tmp_path):
     said.clear()
     assert default_format(held, said.append) == "onnx"
     assert ExportResult(tmp_path / "b", {"verification": held}).unverified() is None
+
+
+def test_more_calibration_samples_than_training_kept_says_where_more_come_from():
+    from types import SimpleNamespace
+
+    from edgecnn.export.calibration import _kept_sample
+    from runtime_helpers import image_spec
+
+    spec = image_spec(size=16, labels=("a", "b"))
+    kept = (np.zeros((40, 16, 16, 1), np.float32), np.array([0, 1] * 20))
+    said = []
+    calib = _kept_sample(kept, spec, SimpleNamespace(path="m"), "images", 1000, said.append)
+    assert len(calib.tensors) == 40
+    assert any("--max-calib-samples 1000: the model directory keeps 40" in line and
+               "--calib DIR" in line for line in said), said
+    said.clear()
+    _kept_sample(kept, spec, SimpleNamespace(path="m"), "images", 300, said.append)
+    assert not any("--max-calib-samples" in line for line in said)    # the default: quiet
