@@ -94,6 +94,9 @@ class TrainConfig:
         if self.sample_rate is not None and (
                 why := sample_rate_problem(self.sample_rate)) is not None:
             raise InputError(f"--sample-rate: {why}")
+        if not 0.0 < self.val_fraction < 1.0:      # (NaN too) before any data is read
+            raise InputError(f"--val-fraction must be between 0 and 1; found "
+                             f"{self.val_fraction}")
 
 
 @dataclass

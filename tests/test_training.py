@@ -150,6 +150,7 @@ def test_usage_errors_are_clean_with_exit_code_2(args, message, tmp_path):
     (["--json", "/proc/no/such.json"], "cannot write --json /proc/no/such.json"),
     (["--out-is", "busy"], "is not empty and not an edgecnn model directory"),
     (["--out-is", "inside"], "is inside the training data"),
+    (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1; found 1.5"),
     (["--window-length", "2048", "--transform", "db"],
      "--window-length, --transform apply to signal tasks; task neu reads images"),
 ])
