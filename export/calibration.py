@@ -48,6 +48,7 @@ class CalibrationSet:
     files_fingerprint: str = ""
     available: int = 0
     warnings: list[str] = field(default_factory=list)
+    training_sample: bool = False    # the model directory's own sample of its training split
 
     def __len__(self) -> int:
         return len(self.tensors)
@@ -174,7 +175,7 @@ def _kept_sample(kept, spec: InputSpec, model_dir, task, max_samples: int,
             "(images or recordings of the training data) for more")
     calib_set = CalibrationSet(tensors[index], labels[index], tuple(spec.labels),
                                f"{model_dir.path} (training split sample)", task,
-                               available=len(tensors))
+                               available=len(tensors), training_sample=True)
     _check_size(calib_set, spec, log)
     return calib_set
 

@@ -208,7 +208,11 @@ def export_model(model_dir, out, formats=None, calib=None, calib_method: str | N
     if calib_set.labels is not None:
         accuracy = float((reference.argmax(axis=1) == calib_set.labels).mean())
         log(f"keras accuracy on the calibration samples: {accuracy * 100:.2f} %")
-        if accuracy < 0.5:
+        if accuracy < 0.5 and calib_set.training_sample:
+            log("warning: the model gets most of its own training samples wrong: it learned "
+                "little (too few epochs, or classes the images do not tell apart); see its "
+                "training report")
+        elif accuracy < 0.5:
             log("warning: the model gets most calibration samples wrong; are they the same "
                 "kind of data, preprocessed the same way, as the training data?")
 
