@@ -353,8 +353,11 @@ class SourcePublisher:
         return json.dumps(_plain(status), separators=(",", ":")).encode("utf-8")
 
     def counts(self) -> dict:
-        return {"published": self.published, "pending": self.spool.pending,
-                "dropped": self.spool.dropped}
+        counts = {"published": self.published, "pending": self.spool.pending,
+                  "dropped": self.spool.dropped}
+        if self.spool.failing is not None:      # waiting in memory: the disk refuses it
+            counts["spool_failing"] = self.spool.failing
+        return counts
 
     def close(self) -> dict:
         """Wait up to ``flush_timeout`` for the backlog (unless the broker is out of
@@ -407,8 +410,10 @@ class MqttSinks:
         for summary in summaries:
             counts = self.counts.get(summary.source)
             if counts is not None:
+                failing = counts.get("spool_failing")
                 summary.extra["mqtt"] = (f"published {counts['published']}, pending "
-                                         f"{counts['pending']}, dropped {counts['dropped']}")
+                                         f"{counts['pending']}, dropped {counts['dropped']}"
+                                         + (f"; spool failing: {failing}" if failing else ""))
 
     def close(self) -> None:
         for source, publisher in list(self.publishers.items()):

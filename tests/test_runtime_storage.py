@@ -491,3 +491,35 @@ def test_an_existing_snapshot_folder_that_cannot_be_written_fails_at_the_start(s
     full = small_disk("64k", name="full")           # a full disk is no reason to refuse
     fill(full)
     assert SnapshotStore(full).saved == 0
+
+
+# ----------------------------------------------------------------------------- MQTT spool
+
+def test_an_mqtt_spool_on_a_full_disk_holds_events_in_memory_and_stores_them_later(
+        small_disk, monkeypatch):
+    # the spool was the one sink a full disk could end the run with (a traceback)
+    from edgecnn.deploy import spool as spooling
+    from edgecnn.deploy.spool import Spool
+
+    monkeypatch.setattr(spooling, "RETRY_S", 0.0)
+    disk = small_disk("256k")
+    spool = Spool(disk / "cam.sqlite")
+    spool.append("p/cam/events", b"first")
+    filler = fill(disk)
+    payload = bytes(range(256)) * 4                   # 1 kB each: the disk is full at once
+    for i in range(20):
+        spool.append("p/cam/events", payload + str(i).encode())
+    assert spool.failing is not None and spool.pending == 21 and spool.dropped == 0
+    filler.unlink()                                   # room again: stored in order
+    rows = spool.after(0, 100)
+    assert spool.failing is None
+    assert [r[2] for r in rows] == [b"first"] + [payload + str(i).encode() for i in range(20)]
+    spool.close()
+
+    fill(disk)                                        # full at the start: the run still runs
+    late = Spool(disk / "late.sqlite")
+    late.append("p/cam/events", b"x")
+    assert late.pending == 1 and late.after(0, 10) == []
+    (disk / "filler").unlink()
+    assert [r[2] for r in late.after(0, 10)] == [b"x"]
+    late.close()
