@@ -400,7 +400,9 @@ class MqttSinks:
         return publisher
 
     def watch(self, loop) -> None:
-        self._publisher(loop.summary.source, loop.status)
+        """Publish ``loop.status()`` as the source's status, also where its publisher was
+        made already (a source down at the start logs ``disconnected`` first)."""
+        self._publisher(loop.summary.source, loop.status).status_fn = loop.status
 
     def write(self, event: dict) -> None:
         self._publisher(str(event.get("source"))).write(event)

@@ -155,6 +155,21 @@ class WaitingPipeline:
         return summary
 
 
+class _CurrentLoop:
+    """A pipeline's RunLoop as it is when asked: a source not up at the start reports
+    through a stand-in loop until it opens, then through its real one."""
+
+    def __init__(self, pipeline) -> None:
+        self._pipeline = pipeline
+
+    @property
+    def summary(self) -> RunSummary:
+        return self._pipeline.loop.summary
+
+    def status(self) -> dict:
+        return self._pipeline.loop.status()
+
+
 def _format_to_run(bundle, plan: RunPlan) -> str:
     """The format the source will run once it is up (``engine.open_for_run`` picks the
     same): this machine's choice for its batch size, else the bundle's default."""
@@ -269,7 +284,7 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_sinks
             for sink in extra:
                 if hasattr(sink, "watch"):
                     for pipeline in pipelines:
-                        sink.watch(pipeline.loop)
+                        sink.watch(_CurrentLoop(pipeline))
             if http is not None:
                 _serve(http, pipelines, stack, on_http)
             summaries = _step_all(pipelines, stop, guard, closed)

@@ -290,3 +290,35 @@ def test_an_mqtt_password_is_never_quoted_in_a_message():
     with pytest.raises(InputError) as info:
         MqttOptions("mqtt://u:PW_LEAK@host/x", ca="ca.pem")
     assert "PW_LEAK" not in str(info.value)
+
+
+def test_a_source_down_at_the_start_still_publishes_its_real_status(monkeypatch):
+    # its "disconnected" event made its publisher before the run watched its loop, and
+    # the loop it had then was a stand-in for the pipeline that opened later
+    from types import SimpleNamespace
+
+    import edgecnn.deploy.mqtt as mqtt
+    from edgecnn.deploy.multi import _CurrentLoop
+
+    class Publisher:
+        def __init__(self, options, source, status=None):
+            self.status_fn, self.written = status, []
+
+        def write(self, event):
+            self.written.append(event)
+
+    monkeypatch.setattr(mqtt, "SourcePublisher", Publisher)
+    monkeypatch.setattr(mqtt, "require_paho", lambda: None)
+    sinks = mqtt.MqttSinks(options=None)
+    sinks.write({"source": "pump", "type": "fault", "fault": "disconnected"})
+
+    def loop(items):
+        return SimpleNamespace(summary=SimpleNamespace(source="pump"),
+                               status=lambda: {"items": items})
+
+    pipeline = SimpleNamespace(loop=loop(0))          # the stand-in while it waits
+    sinks.watch(_CurrentLoop(pipeline))
+    publisher = sinks.publishers["pump"]
+    assert publisher.status_fn() == {"items": 0}
+    pipeline.loop = loop(46)                           # it opened: its real loop counts
+    assert publisher.status_fn() == {"items": 46}
