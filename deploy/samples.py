@@ -241,10 +241,14 @@ class _RawFloatStream(SampleSource):
             data = tail[shift:]
 
     def _queue(self, raw: np.ndarray) -> None:
+        """Resampled here, by the filter of the stretch it belongs to: a slip found later
+        in the same data starts a new one (``_mark_gap``) only for what follows it."""
         if len(raw):
             with np.errstate(invalid="ignore"):  # garbage bytes hold signalling NaNs
-                self._ready.append((raw.astype(np.float64), self._gap))
-            self._gap = False
+                samples = self._resampler(raw.astype(np.float64))
+            if len(samples):
+                self._ready.append((samples, self._gap))
+                self._gap = False
 
     def _mark_gap(self) -> None:
         """Samples are missing here: no filter state or window spans the break."""
@@ -254,12 +258,9 @@ class _RawFloatStream(SampleSource):
     def _next_chunk(self) -> Chunk | None:
         """The next decoded piece, resampled, as a Chunk (None: nothing ready)."""
         while self._ready:
-            raw, gap = self._ready.popleft()
-            samples = self._resampler(raw)
+            samples, gap = self._ready.popleft()
             if len(samples):
                 return self._deliver(samples, gap)
-            if gap:
-                self._gap = True     # keep the mark for the next piece
         return None
 
     def _received(self, data: bytes) -> Chunk | None:

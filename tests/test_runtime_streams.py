@@ -637,3 +637,25 @@ def test_reconnecting_to_a_sensor_host_that_does_not_answer_blocks_no_read(monke
             filler.close()
     assert "disconnected" in kinds and src.stats.reconnects == 0
     assert longest < 0.5, longest       # before: each attempt held the read for 1 s
+
+
+def test_a_byte_slip_in_a_resampled_stream_leaves_the_samples_before_it_intact():
+    # 48 kHz in, 12 kHz out: what came before the slip is resampled by the filter that
+    # read it, exactly as a stream without the slip; the gap starts a new filter after it
+    from edgecnn.deploy.preprocess import StreamResampler
+    from edgecnn.deploy.samples import _RawFloatStream
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((2, 20000)) * 0.5).astype("<f4")
+    data = a.tobytes() + b.tobytes()[1:]              # one byte lost at the join
+    stream = _RawFloatStream(12000.0, 48000.0)
+    pieces = []
+    for start in range(0, len(data), 8192):
+        stream._decode(data[start:start + 8192])
+        while (chunk := stream._next_chunk()) is not None:
+            pieces.append(chunk)
+    first_gap = next(i for i, c in enumerate(pieces) if c.gap)
+    before = np.concatenate([c.samples for c in pieces[:first_gap]])
+    alone = StreamResampler(48000.0, 12000.0)(a.astype(np.float64))
+    assert stream.stats.realigned == 1 and len(before) >= len(alone) - 2
+    np.testing.assert_allclose(before, alone[:len(before)], atol=1e-12)
