@@ -392,6 +392,7 @@ class MqttSinks:
         self.options = options
         self.publishers: dict[str, SourcePublisher] = {}
         self.counts: dict[str, dict] = {}
+        self._levels: dict[str, str] = {}    # topic level -> the source publishing there
 
     def _publisher(self, source: str, status=None) -> SourcePublisher:
         publisher = self.publishers.get(source)
@@ -401,8 +402,16 @@ class MqttSinks:
 
     def watch(self, loop) -> None:
         """Publish ``loop.status()`` as the source's status, also where its publisher was
-        made already (a source down at the start logs ``disconnected`` first)."""
-        self._publisher(loop.summary.source, loop.status).status_fn = loop.status
+        made already (a source down at the start logs ``disconnected`` first). Two sources
+        whose names make one topic level would be one MQTT client: refused."""
+        source = loop.summary.source
+        level = topic_level(source)
+        other = self._levels.setdefault(level, source)
+        if other != source:
+            raise InputError(f"sources {other!r} and {source!r} would publish under the same "
+                             f"MQTT topic level {level!r} (one client, one spool): give them "
+                             "other names (--source NAME=... or the config's name)")
+        self._publisher(source, loop.status).status_fn = loop.status
 
     def write(self, event: dict) -> None:
         self._publisher(str(event.get("source"))).write(event)

@@ -322,3 +322,25 @@ def test_a_source_down_at_the_start_still_publishes_its_real_status(monkeypatch)
     assert publisher.status_fn() == {"items": 0}
     pipeline.loop = loop(46)                           # it opened: its real loop counts
     assert publisher.status_fn() == {"items": 46}
+
+
+def test_two_sources_that_make_one_topic_level_are_refused_by_name(monkeypatch):
+    # "a b.npz" and "a_b.npz" would be one client and one spool: the second was refused as
+    # "in use by another run" naming this very run's pid
+    from types import SimpleNamespace
+
+    import edgecnn.deploy.mqtt as mqtt
+    from edgecnn.deploy.errors import InputError
+
+    monkeypatch.setattr(mqtt, "SourcePublisher", lambda options, source, status=None:
+                        SimpleNamespace(status_fn=status))
+    monkeypatch.setattr(mqtt, "require_paho", lambda: None)
+    sinks = mqtt.MqttSinks(options=None)
+
+    def loop(name):
+        return SimpleNamespace(summary=SimpleNamespace(source=name), status=dict)
+
+    sinks.watch(loop("a b.npz"))
+    with pytest.raises(InputError, match=r"sources 'a b.npz' and 'a_b.npz' would publish "
+                                         r"under the same MQTT topic level 'a_b.npz'"):
+        sinks.watch(loop("a_b.npz"))
