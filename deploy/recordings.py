@@ -453,11 +453,26 @@ def _read_csv(path: Path, channel):
             header = cells
             skip += 1
     _check_no_gaps(path, text)
-    source = io.StringIO(text.replace(",", ".") if decimal_comma else text)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "no data": reported below as empty
-        values = np.loadtxt(source, delimiter=delimiter, comments="#", skiprows=skip,
-                            dtype=np.float64, ndmin=2)
+
+    def parse(text: str) -> np.ndarray:
+        source = io.StringIO(text.replace(",", ".") if decimal_comma else text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "no data": reported as empty
+            return np.loadtxt(source, delimiter=delimiter, comments="#", skiprows=skip,
+                              dtype=np.float64, ndmin=2)
+
+    try:
+        values = parse(text)
+    except ValueError:
+        # a DAQ or logger stopped mid-line (power loss, a file copied while written): the
+        # unterminated last line is dropped, with a note; any other bad line still fails
+        stripped = text.rstrip("\r\n ")
+        if text.endswith(("\n", "\r")) or "\n" not in stripped:
+            raise
+        values = parse(stripped.rsplit("\n", 1)[0] + "\n")
+        logging.getLogger("edgecnn.deploy").warning(
+            "note: %s ends in a cut line (%r: a recording stopped mid-write?); read without "
+            "it", path, stripped.rsplit("\n", 1)[1][:40])
     if header is not None and delimiter is None and values.shape[1] == 1:
         header = [" ".join(header)]     # one column whose name holds spaces ("a m/s²")
     if header is not None and values.size and len(header) != values.shape[1]:

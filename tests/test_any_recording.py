@@ -441,3 +441,16 @@ def test_a_generic_mat_files_fs_variable_gives_its_rate(tmp_path):
     assert read_recording(tmp_path / "tri.mat", channel="acc:1").sample_rate == 51200.0
     with pytest.raises(InputError, match="sampled at 25600 Hz but --sample-rate says 12000"):
         read_recording(tmp_path / "run.mat", sample_rate=12000.0)
+
+
+def test_a_csv_cut_mid_line_is_read_without_its_last_line_and_a_bad_row_inside_still_fails(
+        tmp_path, caplog):
+    x = _real(5000)
+    rows = "\n".join(f"{a:.6f},{-a:.6f}" for a in x)
+    (tmp_path / "cut.csv").write_text(f"# sample_rate=12000\nde,fe\n{rows}\n0.123,")
+    with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
+        recording = read_recording(tmp_path / "cut.csv", channel="fe")
+    assert recording.samples.size == 5000 and "ends in a cut line ('0.123,'" in caplog.text
+    (tmp_path / "bad.csv").write_text(f"# sample_rate=12000\nde,fe\n0.1,oops\n{rows}\n")
+    with pytest.raises(SourceError, match="cannot read recording"):
+        read_recording(tmp_path / "bad.csv", channel="fe")
