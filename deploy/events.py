@@ -142,7 +142,7 @@ class EventLog(BufferedSink):
             return size + 1
         kept = self._keep_tail(fd, keep, size)
         note = logging.getLogger("edgecnn.deploy").warning
-        if kept is None:
+        if kept is None and keep > 0:   # (a log of one cut line kept would not be a log)
             # nowhere to move it (a full disk): it stays, closed by a newline, one bad line
             # that readers skip and count, rather than bytes of the user's file lost
             try:

@@ -251,7 +251,10 @@ def cpu_flags() -> frozenset[str] | None:
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:
-        return None
+        try:            # numpy 1.x
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return None
     names = {"AVX512VNNI": "avx512_vnni", "AVX2": "avx2", "AVX512F": "avx512f", "FMA3": "fma",
              "AVX": "avx", "SSE42": "sse4_2"}
     return frozenset(names[k] for k, on in features.items() if on and k in names)

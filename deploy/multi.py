@@ -205,13 +205,12 @@ def run_many(sources: Sequence[tuple[object, RunPlan]], logging: Logging = Loggi
         http.address()   # a bad address or a missing token fails before any source opens
     fresh = [Path(p) for p in (logging.log, logging.sqlite)
              if p is not None and not Path(p).exists()]
-    made: list[Path] = []   # the fresh files, once this run's sinks hold them
+    opened: list[Path] = []   # each sink's file, once this run's sink holds it
     try:
         return _run_opened(sources, logging, stop, on_event, http, on_http, sinks,
-                           lambda: made.extend(fresh), made.clear,
-                           keep_waiting or len(sources) > 1)
-    finally:
-        _remove_unused(made)   # empty once every source opened
+                           opened, keep_waiting or len(sources) > 1)
+    finally:   # the fresh files this run opened (none once every source opened)
+        _remove_unused([path for path in fresh if path in opened])
 
 
 def _remove_unused(paths) -> None:
@@ -249,13 +248,12 @@ def _first_try(plan: RunPlan, waiting: bool) -> RunPlan:
     return dataclasses.replace(plan, source=dataclasses.replace(plan.source, backoff=once))
 
 
-def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_sinks,
-                on_opened, waiting: bool):
+def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, opened: list,
+                waiting: bool):
     from .run import open_sinks
 
     with ExitStack() as stack:
-        guard = open_sinks(logging, stack, stop, on_event)
-        on_sinks()
+        guard = open_sinks(logging, stack, stop, on_event, opened)
         extra = list(sinks)
         stack.enter_context(stop_on_signals(stop))
         pipelines = []
@@ -278,7 +276,7 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, on_sinks
                     pipeline = WaitingPipeline(bundle, plan, str(exc), own_stop, **kwargs)
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
-            on_opened()   # from here on the logs are the run's, whatever happens
+            opened.clear()   # from here on the logs are the run's, whatever happens
             for pipeline in pipelines:
                 pipeline.loop.begin()
             for sink in extra:

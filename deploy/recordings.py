@@ -381,8 +381,8 @@ def _stated_rate(text: str) -> float | None:
     except ValueError:
         pass
     match = _RATE_VALUE.match(text.strip())
-    if match is None:
-        return None
+    if match is None or re.fullmatch(r"[0-9]{1,3},[0-9]{3}", match.group(1)):
+        return None     # none, or 12,000: a thousands separator or a decimal comma?
     unit = match.group(2).lower() if match.group(2) else None
     return float(match.group(1).replace(",", ".")) * _RATE_UNITS[unit]
 

@@ -94,10 +94,12 @@ def _write_summaries(summaries: list[RunSummary], logging: Logging) -> None:
             raise InputError(f"cannot write {logging.json_path}: {exc.strerror}") from None
 
 
-def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None) -> StorageGuard:
+def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None,
+               opened: list | None = None) -> StorageGuard:
     """The event sinks ``logging`` asks for behind one ``StorageGuard`` (storage faults,
     backlog, stop policy), all closed when ``stack`` closes -- the guard first, for a last
-    retry."""
+    retry. ``opened`` gets the path of each sink as soon as it is open (also when a later
+    one then fails)."""
     storage = logging.storage
     sinks = []
     if logging.log is not None:
@@ -105,9 +107,13 @@ def open_sinks(logging: Logging, stack: ExitStack, stop=None, on_fault=None) -> 
         sinks.append(stack.enter_context(EventLog(logging.log, fsync=logging.fsync,
                                                   rotate_bytes=rotate,
                                                   **storage.sink_args())))
+        if opened is not None:
+            opened.append(Path(logging.log))
     if logging.sqlite is not None:
         sinks.append(stack.enter_context(SqliteSink(
             logging.sqlite, keep_days=storage.sqlite_keep_days, **storage.sink_args())))
+        if opened is not None:
+            opened.append(Path(logging.sqlite))
     guard = StorageGuard(sinks, [], storage.on_error, stop, on_fault)
     stack.callback(guard.close)
     return guard

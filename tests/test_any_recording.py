@@ -380,6 +380,9 @@ def test_a_csv_rate_line_with_a_unit_or_decimal_comma_is_read_and_one_without_a_
                        ("# sample_rate=25600,0", 25600.0), ("# Fs: 51.2kHz", 51200.0)):
         (tmp_path / "r.csv").write_text(f"{line}\n{body}\n")
         assert read_recording(tmp_path / "r.csv").sample_rate == rate, line
+    for ambiguous in ("# fs: 12,000 Hz", "# sample_rate=1,024"):   # 12 Hz or 12 kHz?
+        (tmp_path / "r.csv").write_text(f"{ambiguous}\n{body}\n")
+        assert read_recording(tmp_path / "r.csv", sample_rate=12000.0).sample_rate == 12000.0
     (tmp_path / "r.csv").write_text(f"# sample_rate=see manual\n{body}\n")
     with caplog.at_level(logging.WARNING, logger="edgecnn.deploy"):
         assert read_recording(tmp_path / "r.csv", sample_rate=12000.0).sample_rate == 12000.0

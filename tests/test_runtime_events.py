@@ -97,6 +97,14 @@ def test_a_cut_tail_that_cannot_be_moved_stays_in_the_log_as_one_bad_line(tmp_pa
     assert path.read_bytes().splitlines()[1] == cut
     summary = summarize_events(path)
     assert summary["by_class"] == {"a": 1, "b": 1} and summary["bad_lines"] == 1
+    # a log of one cut line and nothing else: cut as before (kept, it would be no log)
+    only = tmp_path / "only.jsonl"
+    only.write_bytes(b'{"id":"1","time":"2025-01-01T00:00:01Z","cla')   # as written
+    (tmp_path / "only.jsonl.torn").mkdir()
+    for _ in range(2):                                # and it opens again next time
+        with EventLog(only) as log:
+            log.write({"time": "2025-01-01T00:00:03Z", "class": "c", "frame": 2})
+    assert summarize_events(only)["by_class"] == {"c": 2}
 
 
 def test_a_whole_last_event_without_its_newline_is_kept(tmp_path):

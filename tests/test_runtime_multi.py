@@ -170,6 +170,13 @@ def test_a_log_another_run_holds_is_never_removed_by_a_failed_start(bright_bundl
     finally:
         multi._run_opened = real_open
     assert log.read_text().count("\n") == 1
+    # the new log opened, then the SQLite store was refused: the empty log goes again
+    fresh, foreign = tmp_path / "fresh.jsonl", tmp_path / "notes.db"
+    foreign.write_text("not a database")
+    with pytest.raises(InputError, match="SQLite"):
+        run_many([(bright_bundle, plan_from_keywords("camera", str(tmp_path / "no.avi")))],
+                 Logging(log=str(fresh), sqlite=str(foreign)))
+    assert not fresh.exists() and foreign.read_text() == "not a database"
 
 
 def test_a_source_not_up_yet_names_the_format_this_machine_will_run(bright_bundle,

@@ -90,8 +90,8 @@ def is_mask(path: Path, siblings: set[str]) -> bool:
     stem = path.stem.lower()
     if _MASK_END.search(stem):
         return True
-    if _MAYBE_MASK_END.search(stem):
-        return _mask_pixels(path)
+    if _MAYBE_MASK_END.search(stem) and _mask_pixels(path):
+        return True
     start = _MASK_START.match(stem)
     if start and any(f"{start.group('rest')}{ext}" in siblings for ext in IMAGE_SUFFIXES):
         return True
