@@ -397,20 +397,26 @@ class MqttSinks:
     def _publisher(self, source: str, status=None) -> SourcePublisher:
         publisher = self.publishers.get(source)
         if publisher is None:
+            self._claim(source)
             publisher = self.publishers[source] = SourcePublisher(self.options, source, status)
         return publisher
 
-    def watch(self, loop) -> None:
-        """Publish ``loop.status()`` as the source's status, also where its publisher was
-        made already (a source down at the start logs ``disconnected`` first). Two sources
-        whose names make one topic level would be one MQTT client: refused."""
-        source = loop.summary.source
+    def _claim(self, source: str) -> None:
+        """Two sources whose names make one topic level would be one MQTT client and one
+        spool: refused by name."""
         level = topic_level(source)
         other = self._levels.setdefault(level, source)
         if other != source:
             raise InputError(f"sources {other!r} and {source!r} would publish under the same "
                              f"MQTT topic level {level!r} (one client, one spool): give them "
                              "other names (--source NAME=... or the config's name)")
+
+    def watch(self, loop) -> None:
+        """Publish ``loop.status()`` as the source's status, also where its publisher was
+        made already (a source down at the start logs ``disconnected`` first). Two sources
+        whose names make one topic level are refused (``_claim``)."""
+        source = loop.summary.source
+        self._claim(source)
         self._publisher(source, loop.status).status_fn = loop.status
 
     def write(self, event: dict) -> None:

@@ -344,3 +344,5 @@ def test_two_sources_that_make_one_topic_level_are_refused_by_name(monkeypatch):
     with pytest.raises(InputError, match=r"sources 'a b.npz' and 'a_b.npz' would publish "
                                          r"under the same MQTT topic level 'a_b.npz'"):
         sinks.watch(loop("a_b.npz"))
+    with pytest.raises(InputError, match="the same MQTT topic level"):   # its first event
+        sinks.write({"source": "a_b.npz", "type": "fault", "fault": "disconnected"})
