@@ -216,8 +216,8 @@ def _mat_column(path: Path, key: str, column: str, rate: float | None = None):
 
 
 # Scalar variables in which DAQ software and MATLAB scripts store a recording's rate
-_MAT_RATE_NAMES = ("fs", "sample_rate", "samplerate", "sampling_rate", "samplingrate",
-                   "sr", "rate")
+# (not "rate" or "sr": a scalar of that name may be a shaft's rate or anything else)
+_MAT_RATE_NAMES = ("fs", "sample_rate", "samplerate", "sampling_rate", "samplingrate")
 
 
 def _mat_rate(path: Path, listing) -> float | None:
