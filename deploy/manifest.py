@@ -44,7 +44,7 @@ MAX_NPERSEG = 1 << 15
 MAX_LABELS = 10_000
 MAX_FILE_BYTES = 1 << 31
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"', re.DOTALL)   # possessive: no backtracking
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -88,8 +88,22 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 
 def json_depth(data: bytes) -> int:
-    """Deepest bracket nesting, strings ignored (no recursion, linear time)."""
-    bare = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
+    """Deepest bracket nesting, strings ignored (no recursion, linear time: each string is
+    matched once from its opening quote, and an unterminated one ends the scan, where the
+    parser then refuses the file; a regex search for strings tried every quote again and
+    took minutes on 100 kB of backslashed quotes)."""
+    parts, position = [], 0
+    while True:
+        quote = data.find(b'"', position)
+        if quote < 0:
+            parts.append(data[position:])
+            break
+        parts.append(data[position:quote])
+        string = _STRING.match(data, quote)
+        if string is None:
+            break
+        position = string.end()
+    bare = np.frombuffer(b"".join(parts), dtype=np.uint8)
     steps = (np.isin(bare, (ord("["), ord("{"))).astype(np.int32)
              - np.isin(bare, (ord("]"), ord("}"))))
     return int(np.cumsum(steps).max(initial=0))
