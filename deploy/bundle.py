@@ -202,13 +202,19 @@ class Bundle:
         path = inside(self.path, entry.file, f"files.{entry.format}.file")
         if (why := not_a_file(path)) is not None:
             raise BundleError(f"bundle file {self.path / entry.file} {why}")
+        size = path.stat().st_size
+        if entry.size is not None and size != entry.size:   # before reading gigabytes
+            raise BundleError(f"bundle file {self.path / entry.file} does not match its "
+                              f"manifest ({size} bytes, the manifest says {entry.size}); "
+                              "refusing a modified or corrupted model")
         return path, entry
 
     def _check_digest(self, entry: FileEntry, digest: str) -> None:
         if digest != entry.sha256:
+            # (not the sha256 found: the file may be a hard link to one outside the bundle)
             raise BundleError(f"bundle file {self.path / entry.file} does not match its "
-                              f"manifest (sha256 expected {entry.sha256}, found {digest}); "
-                              "refusing a modified or corrupted model")
+                              f"manifest (sha256 expected {entry.sha256}); refusing a "
+                              "modified or corrupted model")
 
 
 def read_json(path: Path, what: str) -> Any:

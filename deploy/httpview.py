@@ -15,7 +15,9 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -327,10 +329,34 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError(seq)
         event = hub.event(int(seq))
         path = Path(event["snapshot"]) if event and event.get("snapshot") else None
-        if path is None or not path.is_file():
+        data = _read_snapshot(path) if path is not None else None
+        if data is None:
             self._send(404, b"no snapshot for this event\n", "text/plain")
             return
-        self._send(200, path.read_bytes(), "image/jpeg")
+        self._send(200, data, "image/jpeg")
+
+
+MAX_SNAPSHOT_BYTES = 64 << 20
+
+
+def _read_snapshot(path: Path) -> bytes | None:
+    """The snapshot file the run wrote, never what a link put in its place (anyone who
+    can write to the snapshot folder could point one at another file); None when it is
+    gone, not a regular file or larger than any snapshot."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SNAPSHOT_BYTES:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            return handle.read(MAX_SNAPSHOT_BYTES + 1)
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 def page_url(server: LiveServer) -> str:

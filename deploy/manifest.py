@@ -144,6 +144,10 @@ def _list(value: Any, key: str, most: int = MAX_LABELS) -> list:
 def _string(value: Any, key: str) -> str:
     if not isinstance(value, str):
         raise fail(key, f"expected a string, found {_kind(value)}")
+    try:                  # JSON's \ud800 escapes: text that no log or topic can hold
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise fail(key, f"{value!r} is not valid Unicode text (a lone surrogate)") from None
     return value
 
 

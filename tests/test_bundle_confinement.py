@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,26 @@ def test_what_runs_is_what_was_hashed_even_if_the_file_is_swapped_after(cwru, mo
         monkeypatch.setattr(Bundle, "model_bytes", read)
         with pytest.raises(BundleError, match="does not match its manifest"):
             open_engine(bundle, fmt)             # the swap itself is caught next time
+
+
+def test_a_model_file_of_another_size_is_refused_before_it_is_read(cwru, monkeypatch):
+    # a sparse 2 GB file in place of the model took 2 GB of memory to hash
+    bundle = Bundle.open(cwru)
+    path = bundle.path / bundle.file_entry("onnx-int8").file
+    with open(path, "r+b") as handle:
+        handle.truncate(1 << 31)
+    read = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or b"")
+    with pytest.raises(BundleError, match=r"does not match its manifest \(2147483648 bytes"):
+        Bundle.open(cwru).model_bytes("onnx-int8")
+    assert not read
+
+
+def test_a_label_that_is_no_unicode_text_is_refused_when_the_bundle_opens(cwru):
+    import json
+
+    data = json.loads((cwru / MANIFEST).read_text())
+    data["spec"]["labels"][0] = "\ud800"
+    (cwru / MANIFEST).write_text(json.dumps(data))               # escaped: \ud800
+    with pytest.raises(BundleError, match=r"spec.labels\[0\]: .* lone surrogate"):
+        Bundle.open(cwru)

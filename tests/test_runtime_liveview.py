@@ -355,3 +355,18 @@ def test_the_printed_page_address_never_holds_the_token():
     assert "TopSecretToken123" not in shown and shown.endswith("?token=<the --http-token>")
     assert page_url(SimpleNamespace(url="http://127.0.0.1:8080/", token=None)) == \
         "http://127.0.0.1:8080/"
+
+
+def test_a_snapshot_replaced_by_a_link_is_not_served(tmp_path):
+    # anyone who can write to the snapshot folder could point a snapshot at another file
+    from edgecnn.deploy.httpview import _read_snapshot
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the page")
+    shot = tmp_path / "snapshots" / "cam_000001.jpg"
+    shot.parent.mkdir()
+    shot.write_bytes(b"\xff\xd8jpeg")
+    assert _read_snapshot(shot) == b"\xff\xd8jpeg"
+    shot.unlink()
+    shot.symlink_to(secret)
+    assert _read_snapshot(shot) is None and _read_snapshot(tmp_path / "snapshots") is None
