@@ -182,6 +182,80 @@ def session_options(options: EngineOptions = EngineOptions()):
     return so
 
 
+def _proto_fields(buf):
+    """(field number, wire type, value) of a protobuf message: an int for varints, a
+    memoryview for length-delimited fields; fixed-width fields skipped."""
+    view, i, end = memoryview(buf), 0, len(buf)
+    while i < end:
+        key, i = _varint(view, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(view, i)
+        elif wire == 2:
+            size, i = _varint(view, i)
+            if i + size > end:
+                raise ValueError("a field runs past its message")
+            value, i = view[i:i + size], i + size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+            continue
+        else:
+            raise ValueError(f"wire type {wire}")
+        yield number, wire, value
+
+
+def _varint(view, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(view) or shift > 63:
+            raise ValueError("a cut varint")
+        byte = view[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, i
+        shift += 7
+
+
+def _tensor_external(tensor) -> bool:
+    # TensorProto: external_data = 13, data_location = 14 (EXTERNAL = 1)
+    return any((n == 13 and w == 2) or (n == 14 and w == 0 and v == 1)
+               for n, w, v in _proto_fields(tensor))
+
+
+def _graph_external(graph, depth: int = 0) -> bool:
+    if depth > 64:
+        raise ValueError("graphs nested too deep")
+    for number, wire, value in _proto_fields(graph):
+        if wire != 2:
+            continue
+        if number == 5 and _tensor_external(value):          # initializer
+            return True
+        if number == 15 and any(n in (1, 2) and w == 2 and _tensor_external(v)
+                                for n, w, v in _proto_fields(value)):  # sparse_initializer
+            return True
+        if number == 1:                                       # node: its attributes
+            for n, w, attribute in _proto_fields(value):
+                if n != 5 or w != 2:
+                    continue
+                for an, aw, av in _proto_fields(attribute):
+                    if aw == 2 and an in (5, 10) and _tensor_external(av):   # t, tensors
+                        return True
+                    if aw == 2 and an in (6, 11) and _graph_external(av, depth + 1):
+                        return True
+    return False
+
+
+def onnx_external_data(model: bytes) -> bool:
+    """Whether an ONNX model keeps tensors in external files (ModelProto.graph and its
+    subgraphs). A file that does not parse as a model is left to ONNX Runtime to refuse."""
+    try:
+        return any(number == 7 and wire == 2 and _graph_external(value)
+                   for number, wire, value in _proto_fields(model))
+    except ValueError:
+        return False
+
+
 class OnnxEngine(Engine):
     concurrent = True
 
@@ -189,9 +263,14 @@ class OnnxEngine(Engine):
                  content: bytes | None = None):
         import onnxruntime as ort
 
+        data = Path(path).read_bytes() if content is None else content
+        if onnx_external_data(data):
+            raise BundleError(f"{path} keeps tensors in external data files, which ONNX "
+                              "Runtime would read from the working folder, outside the "
+                              "bundle and its hashes: refused (export writes self-contained "
+                              "models)")
         try:
-            model = str(path) if content is None else content
-            self.session = ort.InferenceSession(model, sess_options=session_options(options),
+            self.session = ort.InferenceSession(data, sess_options=session_options(options),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from None

@@ -122,7 +122,8 @@ def select_formats(bundle, *, batches=DEFAULT_BATCHES, threads: int = 1,
     runners = {}
     for fmt in formats:
         try:
-            engine = engine_for_file(bundle.file(fmt), fmt, options)
+            engine = engine_for_file(bundle.path / bundle.file_entry(fmt).file, fmt, options,
+                                     content=bundle.model_bytes(fmt))   # what was hashed
             rng = np.random.default_rng(0)
             for b in batches:
                 runner = engine.runner(bundle.spec.input_shape, b)

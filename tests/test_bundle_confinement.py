@@ -179,3 +179,19 @@ def test_a_label_that_is_no_unicode_text_is_refused_when_the_bundle_opens(cwru):
     (cwru / MANIFEST).write_text(json.dumps(data))               # escaped: \ud800
     with pytest.raises(BundleError, match=r"spec.labels\[0\]: .* lone surrogate"):
         Bundle.open(cwru)
+
+
+def test_an_onnx_model_with_external_weights_is_refused(cwru, tmp_path):
+    # ONNX Runtime reads such weights from the working folder: outside the bundle, its
+    # hashes and its signature (a signed bundle ran with swapped weights)
+    onnx = pytest.importorskip("onnx")
+    from edgecnn.deploy.engine import OnnxEngine, onnx_external_data
+
+    model = onnx.load(str(cwru / "model.onnx"))
+    external = tmp_path / "ext.onnx"
+    onnx.save_model(model, str(external), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    assert onnx_external_data(external.read_bytes())
+    assert not onnx_external_data((cwru / "model.onnx").read_bytes())
+    with pytest.raises(BundleError, match="keeps tensors in external data files"):
+        OnnxEngine(external, "onnx")
