@@ -107,23 +107,9 @@ class Spool:
             log.warning("MQTT spool %s: the disk takes it again", self.path)
         self.failing = None
 
-    def _insert(self, topic: str, payload: bytes, keep_after: int) -> int:
-        with self.db:
-            seq = self.db.execute("INSERT INTO spool (topic, payload) VALUES (?, ?)",
-                                  (topic, payload)).lastrowid
-            excess = self._rows + 1 - self.max_rows
-            gone = 0
-            if excess > 0:
-                gone = self.db.execute(
-                    "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool WHERE seq > ? "
-                    "AND seq < ? ORDER BY seq LIMIT ?)", (keep_after, seq, excess)).rowcount
-        self._rows += 1 - gone          # counted once the transaction is in
-        self.dropped += gone
-        return seq
-
     def _insert_many(self, rows: list[tuple[str, bytes]]) -> None:
-        """Waiting messages in one transaction; over ``max_rows``, the oldest stored ones
-        the client does not have yet make room."""
+        """Messages in one transaction; over ``max_rows``, the oldest stored ones the
+        client does not have yet make room."""
         with self.db:
             self.db.executemany("INSERT INTO spool (topic, payload) VALUES (?, ?)", rows)
             excess = self._rows + len(rows) - self.max_rows
@@ -143,7 +129,7 @@ class Spool:
             self._retry()
             if self.failing is None and not self._waiting:
                 try:
-                    self._insert(topic, payload, keep_after)
+                    self._insert_many([(topic, payload)])
                     return
                 except (OSError, sqlite3.Error) as exc:
                     self._failed(exc)
