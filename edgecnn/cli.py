@@ -139,6 +139,42 @@ def _writable_folder(ctx, param, value):
     return value
 
 
+def _json_apart(json_path, reads=(), writes=()) -> None:
+    """A --json file must not replace what the command reads (a bundle's or model
+    directory's files, a data image) nor land in the folder it writes (export's bundle,
+    train's model directory): refused before any work, naming the clash. ``reads``,
+    ``writes``: (what, path) pairs; a bundle given by its shipped name is looked up."""
+    if not json_path:
+        return
+    from edgecnn.deploy.bundle import resolve_bundle_path
+    from edgecnn.deploy.errors import EdgecnnError, InputError
+
+    target = Path(json_path).resolve()
+
+    def where(what, value):
+        if value is None:
+            return None
+        path = Path(value)
+        if not path.exists() and what == "bundle":
+            try:
+                path = resolve_bundle_path(str(value))
+            except EdgecnnError:
+                return None
+        return path.resolve()
+
+    for what, value in reads:
+        folder = where(what, value)
+        if folder is not None and target.exists() and (
+                target == folder or (folder.is_dir() and target.is_relative_to(folder))):
+            raise InputError(f"--json {json_path} would replace {target.name} of the {what} "
+                             f"{value}: give the results a file outside it")
+    for what, value in writes:
+        folder = where(what, value)
+        if folder is not None and (target == folder or target.is_relative_to(folder)):
+            raise InputError(f"--json {json_path} lies in the {what} {value} that this command "
+                             "writes: give the results a file outside it")
+
+
 def _write_json(data: dict, path) -> None:
     if path:
         from edgecnn.report import write_json

@@ -10,6 +10,7 @@ import click
 from edgecnn.cli import (
     _bit_depth_option,
     _given_loader_options,
+    _json_apart,
     _loader_options,
     _trust,
     _trust_option,
@@ -118,6 +119,8 @@ def train(json_path, augment, **options):
     from edgecnn.training import TrainConfig
     from edgecnn.training import train as run_training
 
+    _json_apart(json_path, reads=[("data", options["data"])],
+                writes=[("model directory", options["out"])])
     result = run_training(TrainConfig(augment=True if augment is None else augment, **options))
     click.echo(format_result(result.metrics))
     click.echo(f"model directory: {result.model_dir.path}")
@@ -162,6 +165,7 @@ def eval_command(model, data, fmt, json_path, report_dir, robustness, perturbati
                  trusted_keys, **options):
     from edgecnn.evaluation import evaluate
 
+    _json_apart(json_path, reads=[("bundle", model), ("data", data)])
     if perturbations:
         from edgecnn.robustness import check_families
 
@@ -253,6 +257,8 @@ def export(model_dir, out, formats, calib, calib_method, activations, per_channe
            max_calib_samples, json_path, **loader_options):
     from edgecnn.export import export_model
 
+    _json_apart(json_path, reads=[("model directory", model_dir), ("calibration data", calib)],
+                writes=[("bundle", out)])
     result = export_model(model_dir, out, formats=formats, calib=calib,
                           calib_method=calib_method, auto_fallback=auto_fallback,
                           per_channel=per_channel, activations=activations,
@@ -300,6 +306,7 @@ def parity(bundle, data, max_drop, min_agreement, tie_margin, formats, task, jso
     from edgecnn.deploy.errors import CheckFailed
     from edgecnn.export import run_parity
 
+    _json_apart(json_path, reads=[("bundle", bundle), ("data", data)])
     result = run_parity(bundle, data, max_drop=max_drop, min_agreement=min_agreement,
                         tie_margin=tie_margin, task=task, formats=formats,
                         trust=_trust(trusted_keys), **_given_loader_options(loader_options))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from edgecnn.cli import (
+    _json_apart,
     _trust,
     _trust_option,
     _writable,
@@ -59,7 +60,13 @@ from edgecnn.cli import (
 def bench_command(bundle, json_path, no_keras, select, select_batches, trusted_keys,
                   **options):
     from edgecnn.deploy.bundle import Bundle
+    from edgecnn.deploy.errors import InputError
 
+    _json_apart(json_path, reads=[("bundle", bundle), ("data", options["data"]),
+                                  ("model directory", options["keras_model_dir"])])
+    if no_keras and options["keras_model_dir"]:
+        raise InputError("--keras names a model to bench and --no-keras leaves it out: "
+                         "give one of them")
     bundle = Bundle.open(bundle, _trust(trusted_keys))
     if select:
         from edgecnn.deploy.selection import check_seconds, format_selection, select_formats
@@ -146,12 +153,18 @@ def _batch_sizes(text: str) -> list[int]:
 @click.option("--archs", is_flag=True, help="List the model architectures of the registry.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               callback=_writable,
-              help="Also write the list of shipped bundles as JSON.")
+              help="Also write the list of shipped bundles (with --archs: of the "
+                   "architectures) as JSON.")
 def models_command(archs, json_path):
     from edgecnn.catalog import describe_shipped, format_architectures, format_shipped
 
     if archs:
+        from edgecnn.models import list_models
+
         click.echo(format_architectures())
+        _write_json({"architectures": [{"name": e.name, "kinds": list(e.kinds),
+                                        "description": e.description}
+                                       for e in list_models()]}, json_path)
         return
     shipped = describe_shipped()
     click.echo(format_shipped(shipped))

@@ -61,6 +61,13 @@ def load_for_model(spec, task: str | None, data: str | Path, *, stride: int | No
     stride is given, so eval and parity count the same windows of the same folder."""
     if task is None:
         raise InputError("the model does not record its task; pass --task")
+    from edgecnn.tasks import get_task
+
+    kind = get_task(task).kind
+    if kind != spec.kind:
+        raise InputError(f"the model takes {spec.kind} input and --task {task} reads "
+                         f"{kind} data: give a task of the model's kind (or leave --task "
+                         "out to use the model's own)")
     if spec.kind == "signal" and stride is None:
         from edgecnn.data.windows import measurement_stride
 

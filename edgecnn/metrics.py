@@ -112,7 +112,7 @@ def format_metrics(metrics: dict) -> str:
         lines.append(f"{len(absent)} of the model's classes "
                      f"{'has' if len(absent) == 1 else 'have'} no samples here: "
                      f"{', '.join(absent)} (left out of the macro averages)")
-    width = max(len(label) for label in metrics["per_class"])
+    width = max(len("class"), *(len(label) for label in metrics["per_class"]))
     lines.append(f"  {'class':<{width}}  precision  recall  support")
     for label, row in metrics["per_class"].items():
         recall = "    -" if row["recall"] is None else f"{row['recall'] * 100:5.1f}%"

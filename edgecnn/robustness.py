@@ -163,13 +163,18 @@ def run_suite(predictors: dict, items, labels, spec, *, families=None, reference
               "samples_per_cell": int(len(labels)), "clean": rows[0]["accuracy"],
               "cells": rows[1:], "mean": {}, "worst": {}}
     for n in names:
+        # a selection of report-only cells (--perturbations dc on a spectrogram model)
+        # has no mean or worst: None, shown as "-"
         values = [r["accuracy"][n] for r in counted]
-        worst = int(np.argmin(values))
-        result["mean"][n] = float(np.mean(values))
-        result["worst"][n] = {"accuracy": values[worst],
-                              "cell": f"{counted[worst]['family']} {counted[worst]['severity']}"}
+        worst = int(np.argmin(values)) if values else None
+        result["mean"][n] = float(np.mean(values)) if values else None
+        result["worst"][n] = None if worst is None else {
+            "accuracy": values[worst],
+            "cell": f"{counted[worst]['family']} {counted[worst]['severity']}"}
     if reference is not None:
-        agreements = [a for r in rows[1:] for a in r["agreement"].values()]
+        result["clean_agreement"] = rows[0]["agreement"]
+        # over the counted cells, as mean and worst are
+        agreements = [a for r in counted for a in r["agreement"].values()]
         result["min_agreement"] = float(min(agreements)) if agreements else None
     if len(labels) < SMALL_CELL:
         result["note"] = (f"each cell rests on only {len(labels)} samples: one sample is "
@@ -206,8 +211,9 @@ def evaluate_robustness(model, data, *, fmt: str | None = None, families=None,
         f"({len(suite(spec.kind, families))} cells, {len(samples)} samples each)")
     result = run_suite(predictors, samples.items, samples.labels, spec, families=families,
                        reference=reference, seed=seed, log=log)
+    # (the files skipped are the clean evaluation's ``skipped_files``: the same data)
     result.update({"model": str(model), "data": str(data), "format": predictor.format,
-                   "task": task or model_task, "skipped_files": len(samples.skipped)})
+                   "task": task or model_task})
     return result
 
 
@@ -219,19 +225,25 @@ def format_robustness(result: dict) -> str:
     lines = [f"robustness suite, {result['samples_per_cell']} samples per cell", head]
 
     def line(label, values, agreement=None, mark=""):
-        text = f"{label:<24}" + "".join(f"{values[n] * 100:11.2f}%" for n in names)
-        if agreement is not None:
+        text = f"{label:<24}" + "".join(f"{values[n] * 100:11.2f}%" if values[n] is not None
+                                        else f"{'-':>12}" for n in names)
+        if agreement:
             text += f"{min(agreement.values()) * 100:10.2f}%"
         return text + mark
 
-    lines.append(line("clean", result["clean"]))
+    lines.append(line("clean", result["clean"], result.get("clean_agreement")))
     for row in result["cells"]:
         lines.append(line(f"{row['family']} {row['severity']}", row["accuracy"],
                           row.get("agreement"), "" if row["summary"] else "  (report only)"))
     lines.append(line("mean", result["mean"]))
-    lines.append(f"{'worst':<24}" + "".join(
-        f"{result['worst'][n]['accuracy'] * 100:11.2f}%" for n in names) +
-        "  (" + ", ".join(f"{n}: {result['worst'][n]['cell']}" for n in names) + ")")
+    worst = result["worst"]
+    if any(worst[n] is None for n in names):
+        lines.append(f"{'worst':<24}" + f"{'-':>12}" * len(names) +
+                     "  (no counted cell in this selection)")
+    else:
+        lines.append(f"{'worst':<24}" + "".join(
+            f"{worst[n]['accuracy'] * 100:11.2f}%" for n in names) +
+            "  (" + ", ".join(f"{n}: {worst[n]['cell']}" for n in names) + ")")
     if result.get("note"):
         lines.append(f"note: {result['note']}")
     return "\n".join(lines)
@@ -243,21 +255,25 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
 
     plt = _pyplot()
     names = result["formats"]
-    rows = [("clean", result["clean"], None)] + [
+    rows = [("clean", result["clean"], result.get("clean_agreement"))] + [
         (f"{r['family']} {r['severity']}" + ("" if r["summary"] else " *"), r["accuracy"],
          r.get("agreement")) for r in result["cells"]]
     columns = list(names) + (["agreement"] if result.get("reference") else [])
+    # a value not measured (an older result without the clean agreement) is blank, not 100
     matrix = np.array([[acc[n] for n in names] +
-                       ([min(agree.values()) if agree else 1.0] if result.get("reference")
-                        else []) for _, acc, agree in rows]) * 100
+                       ([min(agree.values()) if agree else np.nan] if result.get("reference")
+                        else []) for _, acc, agree in rows], dtype=float) * 100
     fig, ax = plt.subplots(figsize=(2.2 + 1.4 * len(columns), 1.2 + 0.32 * len(rows)))
     ax.imshow(matrix, cmap="RdYlGn", vmin=50, vmax=100, aspect="auto")
     ax.set_xticks(range(len(columns)), columns)
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8)
+        ax.text(j, i, "-" if np.isnan(value) else f"{value:.1f}", ha="center", va="center",
+                fontsize=8)
     means = ", ".join(f"{n} mean {result['mean'][n] * 100:.1f} % worst "
-                      f"{result['worst'][n]['accuracy'] * 100:.1f} %" for n in names)
+                      f"{result['worst'][n]['accuracy'] * 100:.1f} %"
+                      if result["worst"][n] is not None else f"{n}: no counted cell"
+                      for n in names)
     ax.set_title(f"Robustness (n={result['samples_per_cell']} per cell)\n{means}", fontsize=9)
     fig.tight_layout()
     path = Path(path)

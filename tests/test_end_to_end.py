@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecnn.deploy.samplevideo import make_sample_video
+from edgecnn.deploy.samplevideo import make_sample_video, sample_video_images
 
 CALIB = Path(__file__).resolve().parents[1] / "calibration_data"
 NEU_CLASSES = {"crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale",
@@ -66,6 +66,11 @@ def test_camera_runtime_logs_defects_from_a_video_with_the_exported_bundle(expor
     defects = [e for e in events if "class" in e]
     assert defects, "a video of six defect classes produced no event"
     assert {e["class"] for e in defects} <= NEU_CLASSES
+    # each event names the class of the image on screen at its frame (image k fills
+    # frames 4k..4k+3): the session model knows most of its own training images
+    shown = [path.parent.name for path in sample_video_images(CALIB / "neu", 2)]
+    right = [e for e in defects if e["class"] == shown[e["frame"] // 4]]
+    assert len(right) >= 10, [(e["frame"], e["class"]) for e in defects]
     from edgecnn.deploy.hosts import int8_exact_here
 
     manifest = json.loads((bundle / "edgecnn.json").read_text())

@@ -236,8 +236,23 @@ def test_robustness_report_of_a_bundle_float_and_int8_side_by_side(tmp_path):
     counted = [c["accuracy"]["onnx-int8"] for c in data["cells"] if c["summary"]]
     assert data["mean"]["onnx-int8"] == pytest.approx(np.mean(counted))
     assert data["worst"]["onnx-int8"]["accuracy"] == pytest.approx(min(counted))
+    # agreement: the clean row's own, and the smallest over the counted cells only (the
+    # 0 dB cell is shown, not counted)
+    assert set(data["clean_agreement"]) == {"onnx-int8"}
+    assert data["min_agreement"] == pytest.approx(min(
+        c["agreement"]["onnx-int8"] for c in data["cells"] if c["summary"]))
     assert data["cells"][-1]["accuracy"]["onnx-int8"] < data["clean"]["onnx-int8"]
     assert (out / "robustness.png").stat().st_size > 5000
+    assert isinstance(data["skipped_files"], list)   # the clean evaluation's list
+    # a selection of report-only cells has no mean or worst: shown as "-", exit 0
+    only = run_cli("eval", "cwru", "--data", str(CALIBRATION / "cwru"), "--perturbations",
+                   "dc", "--report", str(tmp_path / "dc"), "--json", str(tmp_path / "dc.json"))
+    assert only.returncode == 0 and "Traceback" not in only.stderr, only.stderr
+    assert "(no counted cell in this selection)" in only.stdout
+    dc_only = json.loads((tmp_path / "dc.json").read_text())
+    assert dc_only["mean"] == {"onnx": None, "onnx-int8": None}
+    assert dc_only["min_agreement"] is None
+    assert (tmp_path / "dc" / "robustness.png").stat().st_size > 5000
     assert (out / "confusion.png").is_file()                 # the clean evaluation too
     assert data["accuracy"] > 0.5 and "per_class" in data and data["n"] == 260
     assert "agreement" in result.stdout and "noise 0 dB" in result.stdout
@@ -306,8 +321,7 @@ def test_real_products_never_trip_a_health_or_frame_fault(images, envelope):
 
 def test_shipped_bundle_envelopes_accept_the_calibration_products(images, windows):
     neu = Bundle.open("neu").manifest.get("health")
-    if neu is None:
-        pytest.skip("the shipped neu bundle carries no health envelope")
+    assert neu is not None and neu["kind"] == "image", "the neu bundle lost its envelope"
     assert _transitions(neu, images) == [] and _transitions(neu, images[::-1]) == []
     # on a line each product stays in view for several frames: the brightest and the
     # darkest real products, held, are not a source fault either
@@ -316,8 +330,8 @@ def test_shipped_bundle_envelopes_accept_the_calibration_products(images, window
     detector = FrameFaultDetector(FaultConfig(**fault_config_kwargs(neu)))
     assert all(detector.check(img) is None for img in images)
     cwru = Bundle.open("cwru").manifest.get("health")
-    if cwru is not None:
-        assert _transitions(cwru, windows) == []
+    assert cwru is not None and cwru["kind"] == "signal", "the cwru bundle lost its envelope"
+    assert _transitions(cwru, windows) == []
 
 
 @pytest.mark.parametrize("change, fault", [

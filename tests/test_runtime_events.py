@@ -193,6 +193,25 @@ def test_summary_skips_garbage_and_rejects_missing(tmp_path):
         EventLog(tmp_path / "x.jsonl", fsync="sometimes")
 
 
+def test_fsync_policy_syncs_as_named(tmp_path, monkeypatch):
+    """every: one fsync per line; interval: at most one per interval; never: none while
+    writing (a SIGKILL keeps the page cache, so only counting tells them apart)."""
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    # (policy, interval, fsyncs during 5 writes, fsyncs when the log closes)
+    for policy, interval, during, closing in (("every", 3600, 5, 0), ("never", 0, 0, 0),
+                                              ("interval", 3600, 0, 1),
+                                              ("interval", 0, 5, 0)):
+        calls.clear()
+        with EventLog(tmp_path / f"{policy}{interval}.jsonl", fsync=policy,
+                      fsync_interval=interval) as log:
+            for i in range(5):
+                log.write({"time": "2025-01-01T00:00:00Z", "class": "a", "i": i})
+            assert len(calls) == during, (policy, interval, calls)
+        assert len(calls) - during == closing, (policy, interval, calls)
+
+
 def test_log_is_append_only_between_runs(tmp_path):
     path = tmp_path / "events.jsonl"
     for run in range(3):

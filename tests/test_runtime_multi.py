@@ -333,4 +333,4 @@ def test_a_sources_clock_starts_when_every_source_is_open(bright_bundle, tmp_pat
         Logging(log=str(tmp_path / "events.jsonl")))
     assert first.processed == second.processed == 8
     assert first.stop_reason == "end of source"       # not "duration reached"
-    assert first.elapsed_s < 1.5 and first.fps > 8 / 1.5
+    assert first.elapsed_s < 2.0 and first.fps > 8 / 2.0   # the 2 s opening is not in it

@@ -149,9 +149,18 @@ def test_spool_is_bounded_oldest_dropped_with_a_count(bundle, tmp_path):
                           spool_max=3, flush_timeout=0)
     video = _video(tmp_path / "v.avi", cycles=2)
     plan = plan_from_keywords("camera", str(video), min_frames=2, name="cam")
+    log = tmp_path / "events.jsonl"
     with MqttSinks(options) as sinks:
-        summary = run_logged(bundle, plan, sinks=[sinks])
+        summary = run_logged(bundle, plan, Logging(log=str(log)), sinks=[sinks])
     assert summary.extra["mqtt"] == "published 0, pending 3, dropped 5"
+    # what stays is the newest three events, in order: the oldest ones were dropped
+    import sqlite3
+
+    (spool,) = (tmp_path / "s").glob("*.sqlite")
+    with sqlite3.connect(spool) as db:
+        kept = [json.loads(payload)["id"] for (payload,) in
+                db.execute("SELECT payload FROM spool ORDER BY seq")]
+    assert kept == _log_ids(log)[-3:]
 
 
 def test_tls_with_a_test_ca(bundle, tmp_path, caplog):

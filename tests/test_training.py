@@ -60,6 +60,42 @@ def test_image_training_uses_label_smoothing_and_says_so(tiny_neu):
     assert "loss: cross-entropy with label smoothing 0.1 (targets 0.917 for the true class, " \
         "0.017 for the others)" in result.stderr
     assert ModelDir.open(out).manifest["training"]["label_smoothing"] == 0.1
+    # and the model was compiled with it (the saved compile config, not our own record)
+    import zipfile
+
+    with zipfile.ZipFile(out / "model.keras") as archive:
+        loss = json.loads(archive.read("config.json"))["compile_config"]["loss"]
+    assert loss["class_name"] == "SmoothedSparseCrossentropy"
+    assert loss["config"]["smoothing"] == 0.1
+
+
+def test_training_fits_with_the_class_weights_of_its_balance(tmp_path, monkeypatch):
+    """What ``fit`` gets, on imbalanced data: sqrt weights by default, none for 'none'."""
+    import keras
+
+    from edgecnn.schedule import class_weights
+    from edgecnn.training import TrainConfig, train
+
+    data = tmp_path / "data"
+    for i, folder in enumerate(sorted((CALIB / "neu").iterdir())[:3]):
+        (data / folder.name).mkdir(parents=True)
+        for image in sorted(folder.glob("*.jpg"))[:(20, 10, 5)[i]]:
+            shutil.copy(image, data / folder.name / image.name)
+    seen = []
+    real_fit = keras.Model.fit
+
+    def spy(self, *args, class_weight=None, **kwargs):
+        seen.append(class_weight)
+        return real_fit(self, *args, class_weight=class_weight, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy)
+    for balance in ("sqrt", "none"):
+        train(TrainConfig("images", str(data), str(tmp_path / balance), architecture="tiny-test",
+                          image_size=32, epochs=1, balance=balance), log=lambda line: None)
+    y_train = np.repeat([0, 1, 2], (16, 8, 4))   # the 80 % per class that train keeps
+    assert seen[0] == pytest.approx(class_weights(y_train, 3, 0.5))
+    assert seen[0][2] > seen[0][1] > seen[0][0]
+    assert seen[1] is None
 
 
 def test_balance_none_trains_and_keeps_for_plain_accuracy_and_says_so(tiny_neu, tmp_path):
