@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .storage import BufferedSink, disk_trouble, is_storage_error, lock_one_writer
+from .storage import (
+    BufferedSink,
+    check_retention,
+    disk_trouble,
+    is_storage_error,
+    lock_one_writer,
+)
 
 FSYNC_POLICIES = ("every", "interval", "never")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -300,8 +306,7 @@ class SqliteSink(BufferedSink):
                  prune_every_s: float = 3600.0, backlog: int = 10_000, retry_s: float = 1.0):
         self.path = Path(path)
         super().__init__("sqlite", self.path, backlog, retry_s)
-        if keep_days is not None and not keep_days > 0:
-            raise InputError(f"--sqlite-keep-days must be positive; found {keep_days}")
+        check_retention("--sqlite-keep-days", keep_days, "days")
         self.keep_days = keep_days
         self.prune_every_s = prune_every_s
         self.pruned = 0

@@ -178,6 +178,10 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _QuietServer6(_QuietServer):
+    address_family = socket.AF_INET6
+
+
 class LiveServer:
     """The HTTP server of a run, in a daemon thread; ``close()`` stops it."""
 
@@ -186,12 +190,14 @@ class LiveServer:
         self.hub = hub
         self.token = options.token
         handler = type("Handler", (_Handler,), {"server_state": self})
+        server = _QuietServer6 if ":" in host else _QuietServer   # [::1]:8080
         try:
-            self.httpd = _QuietServer((host, port), handler)
+            self.httpd = server((host, port), handler)
         except OSError as exc:
             raise InputError(f"cannot listen on {options.listen}: {exc.strerror}") from None
         self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}/"
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
                                         name="edgecnn-http")
         self._thread.start()

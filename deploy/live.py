@@ -12,6 +12,7 @@ pipeline.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import deque
@@ -112,6 +113,9 @@ class LiveHub:
         self.stall_s = stall_s
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
+        # seqs start at 1 again with every run: ``run`` tells a poller (the page, a
+        # script with ?since=) that the service restarted and its since is another run's
+        self.run = os.urandom(6).hex()
         self._events: deque = deque(maxlen=RECENT_EVENTS)   # (seq, event)
         self._hour: dict[str, deque] = {name: deque() for name in self.pipelines}
         self._rates: dict[str, deque] = {}   # per source (monotonic, processed) at looks
@@ -151,7 +155,7 @@ class LiveHub:
             oldest = self._events[0][0] if self._events else None
         shown = picked[-limit:] if since is None else picked[:limit]
         return {"events": shown, "more": since is not None and len(picked) > len(shown),
-                "oldest": oldest}
+                "oldest": oldest, "run": self.run}
 
     def event(self, seq: int) -> dict | None:
         with self._lock:

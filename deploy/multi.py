@@ -94,22 +94,32 @@ class WaitingPipeline:
                 self.error = str(exc)
                 stop.set(f"cannot open: {exc}")
             return
-        own = self._own
         with self._closing:
             if self._closed:     # the run ended while this opened: let go of it at once
                 real.close()
                 return
             self._opened = real
+        # the stepping thread takes it over (``_adopt``): the sinks are its own (an SQLite
+        # store can only be written from the thread that opened it)
+
+    def _adopt(self) -> None:
+        """In the stepping thread, once the pipeline is open: ``disconnected`` ends, and
+        the real loop takes the sinks, the preview and the counts so far (a counter of
+        the metrics never goes back)."""
+        real, own = self._opened, self._own
         self._status.end("disconnected", "connected")
         own.source_changes(self._status.poll(), 0)
         for sink in own.sinks:          # the live page joined after the start
             if sink not in real.loop.sinks:
                 real.loop.sinks.append(sink)
         real.loop.preview = own.preview
+        real.loop.source_faults.update(own.source_faults)
         self.snapshots = getattr(real, "snapshots", None)
         self.real = real
 
     def step(self, timeout: float) -> bool:
+        if self.real is None and self._opened is not None:
+            self._adopt()
         real = self.real
         if real is not None:
             return real.step(timeout)
@@ -120,6 +130,8 @@ class WaitingPipeline:
     def take(self, timeout: float):
         """``step``'s first half, as the real pipeline has it (see CameraPipeline.take);
         a pipeline without halves steps whole (the result is then a bool)."""
+        if self.real is None and self._opened is not None:
+            self._adopt()
         real = self.real
         take = getattr(real, "take", None)
         if take is None:
@@ -149,10 +161,7 @@ class WaitingPipeline:
                                        f"{': ' + self.error if self.error else ''}")
             summary.extra["source_faults"] = dict(self._own.source_faults)
             return summary
-        summary = self.real.finish()
-        faults = summary.extra.setdefault("source_faults", {})
-        faults["disconnected"] = faults.get("disconnected", 0) + 1
-        return summary
+        return self.real.finish()     # its counts hold the waiting one's (``_adopt``)
 
 
 class _CurrentLoop:
@@ -276,6 +285,8 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, opened: 
                     pipeline = WaitingPipeline(bundle, plan, str(exc), own_stop, **kwargs)
                 pipelines.append(pipeline)
                 guard.watch(getattr(pipeline, "snapshots", None))
+            if http is not None:   # a port in use fails the start: no fresh log is left
+                _serve(http, pipelines, stack, on_http)
             opened.clear()   # from here on the logs are the run's, whatever happens
             for pipeline in pipelines:
                 pipeline.loop.begin()
@@ -283,8 +294,6 @@ def _run_opened(sources, logging, stop, on_event, http, on_http, sinks, opened: 
                 if hasattr(sink, "watch"):
                     for pipeline in pipelines:
                         sink.watch(_CurrentLoop(pipeline))
-            if http is not None:
-                _serve(http, pipelines, stack, on_http)
             summaries = _step_all(pipelines, stop, guard, closed)
             for sink in extra:
                 if hasattr(sink, "finish"):

@@ -70,7 +70,8 @@ class Limits:
             raise InputError(f"--duration must be a positive number of seconds; found "
                              f"{self.duration}")
         if self.max_items is not None and self.max_items < 1:
-            raise InputError(f"the frame/window limit must be >= 1; found {self.max_items}")
+            raise InputError(f"--max-frames / --max-windows must be >= 1; found "
+                             f"{self.max_items}")
 
 
 MIN_ROTATE_MB = 0.001      # 1 kB: smaller logs would rotate at every event
@@ -156,10 +157,10 @@ class CameraSource:
     def __post_init__(self) -> None:
         if self.tiles and self.grid:
             raise InputError("give either --tiles or --grid, not both")
-        for flag, value in (("--snapshots-max-mb", self.snapshots_max_mb),
-                            ("--snapshots-keep-days", self.snapshots_keep_days)):
-            if value is not None and not value > 0:
-                raise InputError(f"{flag} must be positive; found {value}")
+        from .storage import check_retention
+
+        check_retention("--snapshots-max-mb", self.snapshots_max_mb, "MB")
+        check_retention("--snapshots-keep-days", self.snapshots_keep_days, "days")
         if self.snapshots is None and (self.snapshots_max_mb or self.snapshots_keep_days):
             raise InputError("--snapshots-max-mb and --snapshots-keep-days need --snapshots")
 

@@ -27,6 +27,7 @@ const token = new URLSearchParams(location.search).get("token");
 const q = token ? ("token=" + encodeURIComponent(token)) : "";
 const withToken = (url) => q ? url + (url.includes("?") ? "&" : "?") + q : url;
 let since = null;   // the first look asks for the newest, later ones page forward
+let run = null;     // the run those seqs belong to (a restart begins them again)
 const events = [];
 const ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
 function esc(s){ return String(s).replace(/[&<>"]/g, c => ENTITIES[c]); }
@@ -82,6 +83,10 @@ async function poll(){
   try{
     const ev = await (await fetch(withToken("/api/events" +
                                             (since === null ? "" : "?since=" + since)))).json();
+    if(run !== null && ev.run !== run){   // the service restarted: its seqs begin again
+      run = ev.run; since = null; events.length = 0; poll(); return;
+    }
+    run = ev.run;
     for(const e of ev.events){ events.push(e); since = Math.max(since ?? 0, e.seq); }
     if(since === null) since = 0;
     if(events.length > 500) events.splice(0, events.length - 500);

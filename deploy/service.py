@@ -64,6 +64,10 @@ def private_tmp_paths(config) -> list[str]:
     logging = config.logging
     named = [("the config", config.path), *(("a trusted key", k) for k in config.trusted_keys),
              ("--log", logging.log), ("--sqlite", logging.sqlite), ("--json", logging.json_path)]
+    mqtt = getattr(config, "mqtt", None)
+    if mqtt is not None:   # a spool there loses the events it keeps at every stop
+        named += [("the MQTT spool", mqtt.spool), ("the MQTT CA", mqtt.ca),
+                  ("the MQTT client certificate", mqtt.cert), ("the MQTT key", mqtt.key)]
     for bundle, plan in config.sources:
         label = plan.source.name or str(plan.source.source)
         named.append((f"{label}'s bundle", bundle))

@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputError
 from .events import utc_now
-from .storage import StorageHealth
+from .storage import StorageHealth, check_retention
 
 # <UTC time>_[<source>_]f<frame>_<class>.jpg (files of earlier versions have no source)
 SNAPSHOT_NAME = re.compile(r"^\d{8}T\d{6}(\.\d+)?Z_([A-Za-z0-9_-]+_)?f\d+_[A-Za-z0-9_-]*\.jpg$")
@@ -59,10 +59,8 @@ class SnapshotStore:
 
     def __init__(self, directory, max_mb: float | None = None,
                  keep_days: float | None = None):
-        for name, value in (("--snapshots-max-mb", max_mb),
-                            ("--snapshots-keep-days", keep_days)):
-            if value is not None and not value > 0:
-                raise InputError(f"{name} must be positive; found {value}")
+        check_retention("--snapshots-max-mb", max_mb, "MB")
+        check_retention("--snapshots-keep-days", keep_days, "days")
         self.directory = Path(directory)
         self.max_mb, self.keep_days = max_mb, keep_days
         self._save_lock = threading.Lock()

@@ -126,6 +126,22 @@ class StorageHealth:
         return text
 
 
+# Retention limits: positive, finite and within what the clock and the disk can mean (a
+# century, an exabyte); beyond that date arithmetic overflows when the run starts
+RETENTION_MOST = {"days": 36_500.0, "MB": 1e12}
+
+
+def check_retention(flag: str, value, unit: str) -> None:
+    """Refuse a retention limit (``--sqlite-keep-days``, ``--snapshots-max-mb`` ...) that is
+    not a positive finite number of ``unit`` ("days" or "MB") up to RETENTION_MOST."""
+    if value is None:
+        return
+    most = RETENTION_MOST[unit]
+    if not 0 < value <= most:     # NaN and inf fail too
+        raise InputError(f"{flag} must be a positive number of {unit} up to {most:g}; "
+                         f"found {value}")
+
+
 @dataclass(frozen=True)
 class StorageOptions:
     """What a run does about storage: errors, backlog, retention (CLI option names in
@@ -147,14 +163,12 @@ class StorageOptions:
         if self.on_error not in ON_STORAGE_ERROR:
             raise InputError(f"--on-storage-error must be stop or continue; found "
                              f"{self.on_error!r}")
-        if self.backlog < 1 or self.retry_s < 0:
-            raise InputError(f"storage backlog must be >= 1 and retry interval >= 0; "
-                             f"found {self.backlog} and {self.retry_s}")
+        if self.backlog < 1 or not 0 <= self.retry_s < float("inf"):
+            raise InputError(f"storage backlog must be >= 1 and retry interval a finite "
+                             f"number >= 0; found {self.backlog} and {self.retry_s}")
         for name in ("sqlite_keep_days", "snapshots_max_mb", "snapshots_keep_days"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise InputError(f"--{name.replace('_', '-')} must be positive; "
-                                 f"found {value}")
+            check_retention(f"--{name.replace('_', '-')}", getattr(self, name),
+                            "MB" if name.endswith("_mb") else "days")
 
     @classmethod
     def from_options(cls, options: dict) -> "StorageOptions":

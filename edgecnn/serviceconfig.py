@@ -29,7 +29,7 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 SECTIONS = ("camera", "vibration", "run", "mqtt", "http")
 HTTP_KEYS = ("listen", "token")
 # CLI-only ([mqtt] and [http] are tables of their own here)
-NOT_CONFIG = {"quiet", "mqtt", "http_listen", "http_token"}
+NOT_CONFIG = {"quiet", "mqtt", "http_listen", "http_token", "show"}
 # [run]-wide only: the sinks and storage policy of the whole service, the trusted keys
 LOGGING_FIELDS = set(LOGGING_PARAMS) | {"trusted_keys"}
 
@@ -156,6 +156,9 @@ def _typed(param, value, where: _Where, key: str):
 
 
 def _relative(base: Path, value: str, must_exist: bool = False) -> str:
+    if not str(value).strip():   # "" would be the config's own folder
+        raise InputError("is empty: expected a path (a relative one is taken from the "
+                         "config's folder)")
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)
@@ -200,10 +203,13 @@ def _values(table: dict, options: dict, where: _Where, base: Path) -> dict:
             continue
         param = options[key]
         value = _typed(param, value, where, key)
-        if isinstance(param.type, click.Path) and value is not None:
-            value = _relative(base, value)
-        elif param.name == "trusted_keys" and value:   # key files, as every path here
-            value = tuple(_relative(base, str(item)) for item in value)
+        try:
+            if isinstance(param.type, click.Path) and value is not None:
+                value = _relative(base, value)
+            elif param.name == "trusted_keys" and value:   # key files, as every path here
+                value = tuple(_relative(base, str(item)) for item in value)
+        except InputError as exc:
+            raise where.error(key, str(exc)) from None
         values[param.name] = value
     return values
 
@@ -211,6 +217,10 @@ def _values(table: dict, options: dict, where: _Where, base: Path) -> dict:
 def _check_keys(table: dict, allowed, where: _Where) -> None:
     for key in table:
         if key not in allowed:
+            if key == "show" and where.table in ("run", *RUN_KINDS):
+                raise where.error(key, "a service has no screen: the preview window is for "
+                                       "a desk run (edgecnn run camera --show); [http] "
+                                       "serves a live page")
             if where.table != "run" and _run_wide(key):
                 raise where.error(key, f"{key!r} is set for the whole service: it belongs "
                                        "in [run]")
@@ -273,16 +283,31 @@ def load_config(path) -> ServiceConfig:
             names[name] = where.label
             defaults = {k: v for k, v in run.items() if k in source_keys[kind]}
             sources.append(_source(kind, table, defaults, logging_params, options[kind],
-                                   where, run_where, base))
+                                   where, run, run_where, base))
     if not sources:
         raise InputError(f"{path}: no [[camera]] or [[vibration]] table: nothing to run")
+    present = [kind for kind in RUN_KINDS if data.get(kind)]
+    for key in run:   # a default that no source takes would be silently ignored
+        if key not in logging_keys and not any(key in source_keys[k] for k in present):
+            takers = [k for k in RUN_KINDS if key in source_keys[k]]
+            raise run_where.error(key, f"is a default for [[{takers[0]}]] sources only, and "
+                                       f"this config has none (a [[{present[0]}]] takes "
+                                       f"{_counterpart(key)})")
     logging_all = {**_defaults("camera"), **logging_params}
     return ServiceConfig(path, sources, logging_options(logging_all),
                          _mqtt(data, path, text, base), _http(data, path, text), text,
                          tuple(logging_all.get("trusted_keys") or ()))
 
 
-def _source(kind, table, defaults, logging_params, options, where, run_where, base):
+def _counterpart(key: str) -> str:
+    """The other kind's name of a per-kind key (min_frames <-> min_windows) or 'other keys'."""
+    for a, b in (("frames", "windows"), ("windows", "frames")):
+        if key.endswith(f"_{a}"):
+            return f"'{key[:-len(a)]}{b}'"
+    return "other keys"
+
+
+def _source(kind, table, defaults, logging_params, options, where, run, run_where, base):
     """(bundle, RunPlan) of one [[camera]] / [[vibration]] table."""
     name = table.get("name")
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
@@ -306,14 +331,21 @@ def _source(kind, table, defaults, logging_params, options, where, run_where, ba
     try:
         plan, = runtime_settings(kind, params, names=[name]).plans
     except InputError as exc:   # the parsers name the option: --roi, --tiles ...
-        option = re.search(r"--([a-z-]+)", str(exc))
-        key = option.group(1).replace("-", "_") if option else None
-        raise where.error(key if key in table else None, str(exc)) from None
+        # the first option named that this table sets, else one [run] sets (a default or
+        # the service's log), else the table
+        keys = [m.replace("-", "_") for m in re.findall(r"--([a-z][a-z-]*)", str(exc))]
+        key = next((k for k in keys if k in table), None)
+        if key is None and (key := next((k for k in keys if k in run), None)) is not None:
+            raise run_where.error(key, str(exc)) from None
+        raise where.error(key, str(exc)) from None
     from edgecnn.deploy.bundle import shipped_bundles
 
     if bundle in shipped_bundles():   # a bare shipped name means it here too (./neu: a folder)
         return bundle, plan
-    return _relative(base, bundle, must_exist=True), plan
+    try:
+        return _relative(base, bundle, must_exist=True), plan
+    except InputError as exc:
+        raise where.error("bundle" if "bundle" in table else None, str(exc)) from None
 
 
 def _mqtt(data, path, text, base):
@@ -336,8 +368,11 @@ def _mqtt(data, path, text, base):
             expected = "an integer" if "int" in kind else "a number" if number else "a string"
             raise where.error(key, f"must be {expected}; found {type(value).__name__} "
                                    f"{value!r}")
-        values[key] = _relative(base, value) if key in ("ca", "cert", "key", "spool") \
-            else value
+        try:
+            values[key] = _relative(base, value) if key in ("ca", "cert", "key", "spool") \
+                else value
+        except InputError as exc:
+            raise where.error(key, str(exc)) from None
     try:
         return MqttOptions(**values)
     except InputError as exc:

@@ -314,6 +314,11 @@ def test_events_since_a_seq_page_forward_through_everything_kept():
     for i in range(RECENT_EVENTS):
         hub.write({"type": "fault", "fault": "black", "frame": i})
     assert hub.page(since=10)["oldest"] == 251    # older than that was dropped
+    # a restarted service numbers from 1 again: its pages say they are another run's
+    again = LiveHub([])
+    again.write({"type": "fault", "fault": "black", "frame": 0})
+    assert again.page(since=250)["events"] == [] and again.page()["events"][0]["seq"] == 1
+    assert again.page()["run"] != hub.page()["run"] == hub.page(since=3)["run"]
 
 
 def test_a_preview_frame_is_drawn_once_for_every_viewer(monkeypatch):
@@ -370,3 +375,21 @@ def test_a_snapshot_replaced_by_a_link_is_not_served(tmp_path):
     shot.unlink()
     shot.symlink_to(secret)
     assert _read_snapshot(shot) is None and _read_snapshot(tmp_path / "snapshots") is None
+
+
+def test_a_port_in_use_fails_the_start_and_leaves_no_fresh_log(bundle, tmp_path):
+    import socket
+
+    video = _video(tmp_path / "v.avi", [1], hold=3)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        log, store = tmp_path / "events.jsonl", tmp_path / "events.db"
+        with pytest.raises(InputError, match="cannot listen on"):
+            run_many([(bundle, plan_from_keywords("camera", str(video), name="cam"))],
+                     Logging(log=str(log), sqlite=str(store)),
+                     http=HttpOptions(f"127.0.0.1:{taken.getsockname()[1]}"))
+    finally:
+        taken.close()
+    assert not log.exists() and not store.exists()

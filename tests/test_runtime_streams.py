@@ -513,10 +513,19 @@ def test_a_sensor_not_up_at_the_start_does_not_hold_the_other_sources(image_bund
     timer = threading.Timer(6.0, stop.set, args=("test over",))
     timer.start()
     try:
-        fan, cam, pump = run_many(sources, Logging(log=str(log)), stop=stop)
+        # with an SQLite copy too: it belongs to the stepping thread, so the late source
+        # is taken over there (its "disconnected" end was once written from the thread
+        # that opened it: SQLite refused, and the source was never watched)
+        fan, cam, pump = run_many(sources, Logging(log=str(log), sqlite=str(tmp_path / "e.db")),
+                                  stop=stop)
     finally:
         timer.cancel()
         late.done.set()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "e.db") as db:
+        stored = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    assert stored == len(log.read_text().splitlines())
     assert cam.processed == 20 and cam.stop_reason == "end of source"
     assert cam.elapsed_s < fan.elapsed_s - 2   # its own time, not the whole run's
     assert pump.processed == windows and pump.stop_reason == "max windows reached"

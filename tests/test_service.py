@@ -176,7 +176,15 @@ def test_check_beside_the_running_service_leaves_its_files_alone(line):
     ("", 'sample_rate = -12000\n', 23,
      "key 'sample_rate': --sample-rate: expected a positive number of Hz"),
     ('snapshots = "snaps"\nsnapshots_max_mb = -1\n', "", 17,
-     "key 'snapshots_max_mb': --snapshots-max-mb must be positive; found -1"),
+     "key 'snapshots_max_mb': --snapshots-max-mb must be a positive number of MB up to"),
+    # retention the clock cannot reach passed the check, then the start overflowed
+    ('snapshots = "snaps"\nsnapshots_max_mb = inf\n', "", 17,
+     "key 'snapshots_max_mb': --snapshots-max-mb must be a positive number of MB"),
+    ('snapshots = "snaps"\nsnapshots_keep_days = 1e9\n', "", 17,
+     "key 'snapshots_keep_days': --snapshots-keep-days must be a positive number of days"),
+    ('snapshots = ""\n', "", 16, "key 'snapshots': is empty: expected a path"),
+    ('show = true\n', "", 16, "key 'show': a service has no screen"),
+    ('max_frames = 0\n', "", 16, "key 'max_frames': --max-frames / --max-windows must be"),
     (f'threshold = {"9" * 400}\n', "", 16, "key 'threshold': must be a number a float can hold"),
     ('snapshots = "a\\u0000b"\n', "", 16, "key 'snapshots': must be a string without NUL"),
 ])
@@ -262,6 +270,26 @@ def test_every_run_option_is_a_config_key():
         longs = {o[2:].replace("-", "_") for p in command.params for o in p.opts
                  if o.startswith("--")}
         assert keys == longs
+
+
+@pytest.mark.parametrize("run_lines, message", [
+    ("threshold = 7\n", "[run] key 'threshold': --threshold must be a confidence"),
+    ("sqlite_keep_days = inf\nsqlite = \"e.db\"\n",
+     "[run] key 'sqlite_keep_days': --sqlite-keep-days must be a positive number of days"),
+    ("rotate_mb = -1\n", "[run] key 'rotate_mb': --rotate-mb must be"),
+    # a default no source of this config takes was silently ignored
+    ("min_windows = 2\n", "[run] key 'min_windows': is a default for [[vibration]] "
+                          "sources only, and this config has none (a [[camera]] takes "
+                          "'min_frames')"),
+])
+def test_bad_run_keys_are_named_in_run(line, run_lines, message):
+    path = line / "run.toml"
+    path.write_text(f'[run]\nlog = "events.jsonl"\n{run_lines}\n[[camera]]\nname = "c"\n'
+                    f'bundle = "img"\nsource = "a.avi"\n')
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert str(info.value).startswith(f"{path} line 3: ")
 
 
 def test_key_line_finds_keys_in_their_table():
@@ -413,3 +441,9 @@ def test_paths_a_private_tmp_hides_from_the_service_are_named(tmp_path):
                       "cam's snapshots /var/tmp/shots"] if str(tmp_path).startswith("/tmp") \
         else hidden[0] == "a trusted key /tmp/k.pub"
     assert not any("neu" in h or "/etc/" in h or "/var/lib" in h for h in hidden)
+    # the MQTT spool (events waiting for the broker) and TLS files too
+    config.mqtt = SimpleNamespace(spool="/tmp/edgecnn-spool", ca="/var/tmp/ca.pem",
+                                  cert=None, key="/var/lib/edgecnn/k.pem")
+    hidden = private_tmp_paths(config)
+    assert "the MQTT spool /tmp/edgecnn-spool" in hidden and "the MQTT CA /var/tmp/ca.pem" in hidden
+    assert not any("k.pem" in h for h in hidden)
