@@ -290,8 +290,7 @@ class SourcePublisher:
     # -- the sending thread
     def write(self, event: dict) -> None:
         payload = json.dumps(_plain(event), ensure_ascii=False, separators=(",", ":"))
-        self.spool.append(self.events_topic, payload.encode("utf-8"),
-                          keep_after=self._cursor)
+        self.spool.append(self.events_topic, payload.encode("utf-8"))
         self._wake.set()
 
     def _take_acks(self) -> None:

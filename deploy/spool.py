@@ -48,7 +48,7 @@ class Spool:
         self._lock_fd = None
         self._waiting: deque[tuple[str, bytes]] = deque()
         self._next_try = 0.0
-        self._keep_after = 0        # the client's cursor, as the last append told it
+        self._keep_after = 0        # the last row handed to the client (``after``)
         self._rows = 0
         self.db = None
         try:
@@ -121,11 +121,10 @@ class Spool:
         self._rows += len(rows) - gone
         self.dropped += gone
 
-    def append(self, topic: str, payload: bytes, keep_after: int = 0) -> None:
-        """Store one message. Rows up to ``keep_after`` are with the client already and are
-        not dropped."""
+    def append(self, topic: str, payload: bytes) -> None:
+        """Store one message. Rows already handed to the client (up to the last ``after``
+        gave) are not dropped to make room."""
         with self._lock:
-            self._keep_after = keep_after
             self._retry()
             if self.failing is None and not self._waiting:
                 try:
@@ -139,18 +138,26 @@ class Spool:
             self._waiting.append((topic, payload))
 
     def after(self, seq: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Up to ``limit`` stored messages after ``seq``, oldest first (the sending thread
-        asks often: waiting ones are stored meanwhile, when the disk lets them)."""
+        """Up to ``limit`` stored messages after ``seq``, oldest first, for the client to
+        send: they and everything before them are its own from now on (never dropped to
+        make room; learned here, under the lock, so a message stored meanwhile does not
+        see an older cursor and drop one in flight, counted dropped and published). The
+        sending thread asks often: waiting ones are stored meanwhile, when the disk lets
+        them."""
         with self._lock:
             self._retry()
+            self._keep_after = seq
             if self.db is None:
                 return []
             try:
-                return self.db.execute("SELECT seq, topic, payload FROM spool WHERE seq > ? "
+                rows = self.db.execute("SELECT seq, topic, payload FROM spool WHERE seq > ? "
                                        "ORDER BY seq LIMIT ?", (seq, limit)).fetchall()
             except sqlite3.Error as exc:
                 self._failed(exc)
                 return []
+            if rows:
+                self._keep_after = rows[-1][0]
+            return rows
 
     def remove(self, seqs) -> None:
         """Acknowledged messages out of the file; where the disk refuses even that they

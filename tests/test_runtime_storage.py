@@ -495,6 +495,27 @@ def test_an_existing_snapshot_folder_that_cannot_be_written_fails_at_the_start(s
 
 # ----------------------------------------------------------------------------- MQTT spool
 
+def test_a_full_spool_never_drops_what_the_client_already_sends(tmp_path):
+    """Rows handed to the client (``after``) stay; room is made from the ones not sent yet
+    (the cursor used to come from the event's thread, a step behind the sending one: a
+    message in flight was dropped and then acknowledged, counted twice)."""
+    from edgecnn.deploy.spool import Spool
+
+    spool = Spool(tmp_path / "cam.sqlite", max_rows=3)
+    for name in (b"a", b"b", b"c"):
+        spool.append("p/cam/events", name)
+    handed = spool.after(0, 2)                    # a and b are in flight
+    assert [r[2] for r in handed] == [b"a", b"b"]
+    spool.append("p/cam/events", b"d")            # full: c (not sent yet) makes room
+    assert spool.dropped == 1
+    assert [r[2] for r in spool.after(0, 10)] == [b"a", b"b", b"d"]
+    spool.append("p/cam/events", b"e")            # all three in flight: e itself goes
+    assert spool.dropped == 2
+    spool.remove([r[0] for r in handed])
+    assert spool.pending == 1 and [r[2] for r in spool.after(0, 10)] == [b"d"]
+    spool.close()
+
+
 def test_an_mqtt_spool_on_a_full_disk_holds_events_in_memory_and_stores_them_later(
         small_disk, monkeypatch):
     # the spool was the one sink a full disk could end the run with (a traceback)
