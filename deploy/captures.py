@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import SourceError
 from .preprocess import quiet_opencv
+from .shown import shown_url
 
 OPEN_TIMEOUT_MS = 10000
 READ_TIMEOUT_MS = 10000
@@ -294,6 +295,11 @@ def open_file(path: str, color: str | None = None):
     if not Path(path).is_file():
         raise SourceError(f"video source {path!r} is not a file, a camera index, a URL "
                           "(rtsp://, http://...) or a GStreamer pipeline")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:   # OpenCV crashes the process on such a name (SIGSEGV)
+        raise SourceError(f"video file name {str(path)!r} is not UTF-8 (bytes of another "
+                          "encoding): OpenCV cannot open it; rename the file") from None
     with quiet_opencv("ERROR"):
         capture = cv2.VideoCapture(path)
     if not capture.isOpened():
@@ -361,7 +367,7 @@ def open_url(url: str, color: str | None = None):
             why = f"no answer (timed out after {took:.1f} s)"
         else:
             why = _why_unreachable(url, timeout=min(5.0, OPEN_TIMEOUT_MS / 1000.0))
-        raise SourceError(f"cannot open stream {url}: {why}")
+        raise SourceError(f"cannot open stream {shown_url(url)}: {shown_url(why)}")
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return _raw_mjpeg(capture, color, lambda: open_url(url))
 

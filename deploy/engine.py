@@ -452,7 +452,9 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
     """(bundle, engine, manifest entry) for a runtime command, refusing a model of the
     wrong kind (an image model on a vibration stream and vice versa) before any source
     is opened. The entry is a copy with ``chosen``: how its format was picked (``by``
-    "--format", "host file" with ``host_file``, or "bundle default") and ``threads``.
+    "--format", "host file" with ``host_file``, "fallback" with ``instead_of`` (the
+    bundle's default, which does not run here as export verified it) or "bundle default")
+    and ``threads``.
 
     No ``fmt``: this machine's choice from ``edgecnn bench --select`` for about ``batch``
     items per inference (``hosts.selected_format``; its first-start timing unless
@@ -474,8 +476,12 @@ def open_for_run(bundle: Bundle | str | os.PathLike, kind: str, fmt: str | None 
 
     if fmt is None:
         fmt, path = selected_format(bundle, batch, measure, options.threads)
-        chosen = {"by": "host file", "host_file": str(path)} if path is not None else \
-            {"by": "bundle default"}
+        if path is not None:
+            chosen = {"by": "host file", "host_file": str(path)}
+        elif fmt != bundle.default_format():   # the default cannot run as verified here
+            chosen = {"by": "fallback", "instead_of": bundle.default_format()}
+        else:
+            chosen = {"by": "bundle default"}
     else:
         chosen = {"by": "--format"}
     # how the format was chosen, for the run's summary: a copy, the manifest is left alone

@@ -41,6 +41,7 @@ from .captures import (
 )
 from .errors import SourceError
 from .reconnect import Backoff, StatusChange, StatusLog, check_port, connect_with_backoff
+from .shown import shown_url
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://",
                "srt://")
@@ -501,7 +502,7 @@ class LatestFrameSource(FrameSource):
                  prepare: Prepare | None = None, stop=None):
         # three slots: one being decoded, the newest, the one lent to the consumer
         super().__init__(prepare, slots=3)
-        self.name = name
+        self.name = shown_url(name)   # a URL's password stays out of events and logs
         self._opener = opener
         self._backoff = backoff
         self._pace = pace

@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .errors import InputError
 from .events import _plain, utc_now
+from .shown import shown_url
 from .spool import Spool
 
 log = logging.getLogger("edgecnn.mqtt")
@@ -87,11 +88,6 @@ class Target:
 MAX_PREFIX = 1024   # bytes; MQTT topics end at 65535, and no broker wants them that long
 
 
-def shown_url(url: str) -> str:
-    """``url`` as messages quote it: a password is never written out (``user:***@``)."""
-    return re.sub(r"(://[^/@]*?):[^/@]*@", r"\1:***@", str(url))
-
-
 def parse_url(url: str) -> Target:
     """``mqtt[s]://[user:pass@]host[:port]/PREFIX`` (query parameters ignored here)."""
     text = str(url)
@@ -117,6 +113,8 @@ def parse_url(url: str) -> Target:
     if re.search(r"[#+\s]", prefix) or "//" in prefix or "#" in text:
         raise InputError(f"MQTT topic prefix {prefix!r} must not hold '#', '+', blanks "
                          "or empty levels")
+    if not prefix.isprintable():   # a NUL: the broker drops every connect as a protocol error
+        raise InputError(f"MQTT topic prefix {prefix!r} must not hold control characters")
     if prefix.startswith("$"):
         raise InputError(f"MQTT topic prefix {prefix!r} starts with '$': such topics belong "
                          "to the broker ($SYS), which drops what clients publish there")

@@ -28,6 +28,7 @@ from .loop import RunLoop
 from .options import Logging, RunPlan
 from .reconnect import StatusLog
 from .runstats import RunSummary, StopFlag, stop_on_signals
+from .shown import shown_url
 
 IDLE_SLEEP_S = 0.002   # a round in which no source had anything ready
 POLL_S = 0.5           # storage retries and fault checks between events
@@ -58,7 +59,7 @@ class WaitingPipeline:
         self._closing = threading.Lock()   # close() against an opening that ends late
         self._closed = False
         self._opened = None
-        name = plan.source.name or str(plan.source.source)
+        name = plan.source.name or shown_url(plan.source.source)
         camera = plan.kind == "camera"
         fmt = plan.model.fmt or _format_to_run(self.bundle, plan)
         summary = RunSummary(kind=plan.kind, source=name, bundle=str(self.bundle.path),

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import InputError
+from .shown import shown
 
 DEFAULT_CONNECT_TIMEOUT = 60.0   # seconds a live source may take to come up (files: none)
 DEFAULT_STALL_SECONDS = 5.0      # connected but silent this long -> a "stalled" fault
@@ -76,7 +77,7 @@ def connect_with_backoff(connect, backoff: Backoff, stop=None):
                 import sys
                 until = ("until it comes up" if backoff.connect_timeout >= 1e8 else
                          f"for up to {backoff.connect_timeout:g} s")
-                print(f"edgecnn: waiting for the source: {exc}; retrying {until}",
+                print(f"edgecnn: waiting for the source: {shown(exc)}; retrying {until}",
                       file=sys.stderr, flush=True)
             pause = min(delay, left)
             if stop is not None:

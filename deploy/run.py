@@ -17,21 +17,22 @@ from .errors import InputError, StorageError
 from .events import EventLog, SqliteSink, probe_log, probe_sqlite
 from .options import Logging, RunPlan
 from .runstats import RunSummary
+from .shown import shown
 from .storage import StorageGuard
 
 
 def format_event(event: dict, source: bool = False) -> str:
     """One short human line per event (the log itself holds the full JSON); ``source``
     starts it with the source's name (a run of several sources)."""
-    if source:
-        return f"[{event.get('source')}] {format_event(event)}"
+    if source:   # names and details on one line, whatever they hold (a file name's \n)
+        return f"[{shown(event.get('source'))}] {format_event(event)}"
     where = event.get("frame", event.get("window"))
     unit = "frame" if "frame" in event else "window"
     if event.get("type") == "fault" and event.get("fault") == "storage":
-        return f"{event['time']}  FAULT storage      {event.get('message', '')}"
+        return f"{event['time']}  FAULT storage      {shown(event.get('message', ''))}"
     if event.get("type") == "fault":
         state = f" {event['state']}" if "state" in event else ""   # stalled start/end...
-        detail = f" ({event['detail']})" if "detail" in event else ""
+        detail = f" ({shown(event['detail'])})" if "detail" in event else ""
         return f"{event['time']}  FAULT {event['fault']:<12} {unit} {where}{state}{detail}"
     tile = f" tile {event['tile']}" if "tile" in event else ""
     region = event.get("region")

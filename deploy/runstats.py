@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .shown import shown
+
 
 class LatencyHistogram:
     EDGES_MS = np.geomspace(1e-3, 1e5, 2001)
@@ -55,6 +57,8 @@ def _chosen(extra: dict) -> str:
         return f": this machine's choice for {count}"
     if choice.get("by") == "bundle default":
         return f": the bundle's default, {count}"
+    if choice.get("by") == "fallback":
+        return f": instead of the bundle's default {choice.get('instead_of')}, {count}"
     return f", {count}" if threads != 1 else ""
 
 
@@ -103,7 +107,7 @@ class RunSummary:
         faults = ", ".join(f"{k} {v}" + (f" ({items[k]} {self.unit})" if k in items else "")
                            for k, v in sorted(counts.items())) or "none"
         lines = [
-            f"{self.kind} run on {self.source} ({self.stop_reason})",
+            f"{self.kind} run on {shown(self.source)} ({shown(self.stop_reason)})",
             f"  model      {self.bundle} [{self.model_format}{_chosen(self.extra)}] sha256 "
             f"{self.model_sha256[:12]}",
             f"  {self.unit:<10} {self.read} read, {self.processed} classified, "

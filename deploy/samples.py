@@ -27,6 +27,7 @@ import numpy as np
 from .errors import InputError, SourceError
 from .preprocess import StreamResampler
 from .reconnect import Backoff, StatusChange, StatusLog, check_port, connect_with_backoff
+from .shown import shown_url
 from .spec import DEFAULT_CHANNEL
 
 # What a raw float32 vibration sample can plausibly be: finite, |x| at most PLAUSIBLE_MAX
@@ -321,7 +322,7 @@ class TcpSampleSource(_RawFloatStream):
     def __init__(self, url: str, sample_rate: float, stream_rate: float | None = None,
                  backoff: Backoff = Backoff(), stop=None):
         super().__init__(sample_rate, stream_rate, backoff.stall_seconds)
-        self.name = url
+        self.name = shown_url(url)
         rest = url[len("tcp://"):]
         host, _, port = rest.rpartition(":")
         if not host or not port.isdigit():

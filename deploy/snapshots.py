@@ -9,6 +9,7 @@ listing. Only files named like our snapshots are ever counted or deleted.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -30,8 +31,21 @@ _SHARED: "weakref.WeakValueDictionary[str, SnapshotStore]" = weakref.WeakValueDi
 _SHARED_LOCK = threading.Lock()
 
 
+SAFE_PART = 48   # characters of a source or class in a name (a 256-character label and a
+                 # long URL made names past the file system's 255 bytes: nothing was saved)
+
+
 def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+    """``text`` as a part of a snapshot name: ASCII letters, digits, - and _ (what
+    SNAPSHOT_NAME finds again after a restart, for retention: a ``défaut`` snapshot was
+    never deleted), at most SAFE_PART characters; a longer one ends in a short hash of
+    the whole, so two long class names still tell apart."""
+    text = str(text)
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in text)
+    if len(safe) <= SAFE_PART:
+        return safe
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe[:SAFE_PART - 9]}-{digest}"
 
 
 def shared_store(directory, max_mb: float | None = None,

@@ -229,8 +229,9 @@ class InputSpec:
         if len(set(labels)) != len(labels):
             raise SpecError(f"labels must be unique; found {list(labels)}")
         odd = [label for label in labels
-               if not label or any(ord(c) < 32 or ord(c) == 127 for c in label)]
-        if odd:   # a newline in a class name would forge lines in logs and summaries
+               if not label or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in label)]
+        if odd:   # a newline or a C1 escape (U+009B) in a class name would forge lines
+                  # in logs and summaries, or drive the terminal
             raise SpecError(f"labels must be non-empty and free of control characters "
                             f"(newlines, tabs ...); found {odd[:3]}")
         if self.kind == "image" and (self.image is None or self.signal is not None):

@@ -19,6 +19,7 @@ from typing import Callable
 
 from edgecnn.deploy.errors import InputError
 from edgecnn.deploy.runstats import RunSummary, StopFlag
+from edgecnn.deploy.shown import shown
 from edgecnn.serviceconfig import ServiceConfig, load_config
 
 log = logging.getLogger("edgecnn.serve")
@@ -35,7 +36,9 @@ class JournalFormatter(logging.Formatter):
         self.journal = journal
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage().replace("\n", " ")
+        # one line each, credentials of URLs masked, control characters escaped (a
+        # source named "...\n<2>forged" would forge a journal line and its priority)
+        message = shown(record.getMessage().replace("\n", " "))
         if self.journal:
             return f"<{_PRIORITY.get(record.levelno, 6)}>{record.name}: {message}"
         from edgecnn.deploy.events import utc_now
@@ -121,7 +124,7 @@ def check(config: ServiceConfig) -> list[str]:
                 "format" if plan.model.fmt and "model" in text else "bundle"
             raise type(exc)(f"{config.where(number, key)} ({name}): {exc}") from None
         timed = plan.model.fmt is None and would_time(bundle, plan.model.engine.threads)
-        lines.append(f"{name}: {plan.kind} {plan.source.source} -> {bundle.path} "
+        lines.append(f"{name}: {plan.kind} {shown(plan.source.source)} -> {bundle.path} "
                      f"[{entry.get('format')}"
                      f"{'; the first start times its formats' if timed else ''}]")
     return lines

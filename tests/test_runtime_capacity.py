@@ -354,6 +354,9 @@ def test_an_unusable_host_file_is_timed_again_and_a_failed_format_never_runs(
     (target / MANIFEST).write_text(json.dumps(manifest))
     fmt, log = run()
     assert fmt == "onnx" and "not running onnx-int8" in log and "failed parity" in log
+    # and the summary says it is a fallback, not the bundle's default
+    said = json.loads((tmp_path / "run.json").read_text())["extra"]["format_choice"]
+    assert said == {"by": "fallback", "instead_of": "onnx-int8", "threads": 1}
 
     monkeypatch.setenv("EDGECNN_SELECT", "sometimes")
     code, _, err = _cli(capsys, "run", "camera", target, "--source", videos[0], "--quiet")

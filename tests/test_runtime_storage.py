@@ -387,6 +387,25 @@ def test_snapshots_older_than_keep_days_are_deleted(media, tmp_path, capsys):
     assert len(list(snaps.glob("*_f*.jpg"))) == 4
 
 
+def test_snapshot_names_are_found_again_whatever_the_class_or_source(tmp_path):
+    """A non-ASCII or 240-character class, a long URL as the source: each name is one
+    retention finds after a restart (a 'défaut' snapshot was never deleted) and fits the
+    file system (a long label made every save fail)."""
+    import numpy as np
+
+    from edgecnn.deploy.snapshots import SNAPSHOT_NAME
+
+    store = SnapshotStore(tmp_path)
+    image = np.zeros((8, 8), np.uint8)
+    saved = [store.save(image, 1, "défaut"), store.save(image, 2, "x" * 240),
+             store.save(image, 3, "x" * 239 + "y", source="rtsp://***@h/" + "s" * 300)]
+    assert all(path is not None and SNAPSHOT_NAME.match(path.name) for path in saved)
+    assert all(len(path.name.encode()) < 255 for path in saved)
+    assert saved[1].name.split("_")[-1] != saved[2].name.split("_")[-1]   # still told apart
+    again = SnapshotStore(tmp_path, keep_days=1e-9)        # a restart: all are found, old
+    assert again.deleted == 3 and not any(path.exists() for path in saved)
+
+
 def test_snapshot_retention_needs_snapshots(media, capsys):
     bundle, video, _ = media
     code, _, err = _cli(capsys, "run", "camera", bundle, "--source", video,

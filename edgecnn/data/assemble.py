@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecnn.data.samples import LabelledSamples, Skipped, fingerprint_files, no_samples_message
 from edgecnn.deploy.errors import DataError
+from edgecnn.deploy.shown import one_line
 
 log = logging.getLogger("edgecnn.data")
 
@@ -72,15 +73,8 @@ class SkipLog:
     def skip(self, path, reason: str) -> None:
         rel = relative_name(self.root, path)
         # one line per file, whatever its name holds (a newline, a terminal escape)
-        log.warning("skipping %s: %s", _one_line(str(path)), _one_line(reason))
+        log.warning("skipping %s: %s", one_line(path), one_line(reason))
         self.skipped.append(Skipped(rel, reason))
-
-
-def _one_line(text: str) -> str:
-    """``text`` with control characters (newlines, escapes) shown as escapes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def note_lost_classes(named: dict[str, str], loaded: set[str]) -> None:
