@@ -16,6 +16,7 @@ reading thread spreads over both cores and preempts the model.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -170,6 +171,7 @@ class FramePreparer:
         # features measure the model's very view of it); the view is then made once
         self._whole: tuple[list[Region], bool] | None = None
         self.misfit: str | None = None           # why the regions do not fit this frame size
+        self._frames = 0                         # frames seen (a tiny one counts)
         # the reading thread calls this; the pipeline only for a frame read before it
         # installed this step on a caller's source
         self._lock = threading.Lock()
@@ -181,9 +183,10 @@ class FramePreparer:
         work.probs = None
         with self._lock:
             work.fault = self.detector.check(image)
+            self._frames += 1
             # a tiny frame is a fault, not a frame to plan regions in (they may not fit)
             if image.shape != self._shape and work.fault != "tiny":
-                self._replan(image.shape)
+                self._replan(image.shape, first=self._frames == 1)
             if self.misfit is not None and work.fault != "tiny":
                 work.fault = "resolution"
             work.regions = self._regions
@@ -191,14 +194,15 @@ class FramePreparer:
             self.tensors(work)
         return work
 
-    def _replan(self, shape: tuple[int, ...]) -> None:
+    def _replan(self, shape: tuple[int, ...], first: bool = False) -> None:
         """Regions for a new frame size. On the first frame regions that do not fit are the
         user's mistake (InputError); later, the camera changed: a ``resolution`` fault on
-        every frame of that size, so one source's change does not end the others."""
+        every frame of that size, so one source's change does not end the others (also
+        after tiny frames at the start: the run is under way, faults are logged)."""
         try:
             regions = plan_regions(shape, *self._plan)
         except InputError as exc:
-            if self._shape is None:
+            if first:
                 raise
             self.misfit = f"{shape[1]}x{shape[0]} frames: {exc}"
             self._regions, self._batch, self._whole = [], None, None
@@ -206,6 +210,7 @@ class FramePreparer:
             self.misfit = None
             self._regions = regions
             self._batch = TileBatch.plan(regions, self.spec)
+            _note_large_regions(regions, self.spec)
             image = self.spec.image
             # the health features resize the gray frame bilinearly to the model's size
             self._whole = (regions, image.color == "gray" and image.interpolation == "linear"
@@ -293,6 +298,30 @@ def run_camera(bundle, source, *, sinks: Iterable = (), stop: StopFlag | None = 
     """
     plan = plan_from_keywords("camera", source, **keywords)
     return CameraPipeline(bundle, plan, sinks=sinks, stop=stop, on_event=on_event).run()
+
+
+LARGE_REGION = 4.0    # a region this many times the model's input (either side): say so
+_noted_sizes: set = set()
+
+
+def _note_large_regions(regions: list[Region], spec: InputSpec) -> None:
+    """One note per region size far beyond the model's input: the model resizes as its
+    training did (the InputSpec), and a bilinear resize of a 1600x1600 frame to 128x128
+    reads one pixel in 12; products that small in the frame are better cut out with
+    --tiles / --grid (the model then sees them at the size it learned them)."""
+    image = spec.image
+    region = max(regions, key=lambda r: r.w * r.h)
+    factor = max(region.w / image.width, region.h / image.height)
+    key = (region.w, region.h, image.width, image.height, image.interpolation)
+    if factor < LARGE_REGION or key in _noted_sizes:
+        return
+    _noted_sizes.add(key)
+    how = "by area (every pixel counts)" if image.interpolation == "area" else \
+        f"{image.interpolation}, as in training (at {factor:.0f}x that skips most pixels)"
+    logging.getLogger(__name__).warning(
+        "note: each region is %dx%d, %.1fx the model's %dx%d input; it is resized %s. If "
+        "the training images showed one product each, --tiles or --grid cut the frame into "
+        "regions of that size", region.w, region.h, factor, image.width, image.height, how)
 
 
 class CameraPipeline(Pipeline):

@@ -66,6 +66,7 @@ class RunLoop:
         # frames/windows in ``fault_items``; the open ones: kind -> [monotonic, UTC, items]
         self.fault_items: Counter = Counter()
         self._input_open: dict[str, list] = {}
+        self._health_open: dict[str, list] = {}   # health faults: [monotonic, UTC, index]
         self.items = 0
         self.active_faults: tuple[str, ...] = ()   # present now (the pipeline sets it)
         self.started = time.monotonic()
@@ -184,10 +185,19 @@ class RunLoop:
         from .health import fault_event
 
         for change in changes:
-            self.faults[change["fault"]] += change["state"] == "start"
+            name = change["fault"]
             event = self._base("fault", index)
             event.update(fields)
             event.update(fault_event(change))
+            if change["state"] == "start":
+                self.faults[name] += 1
+                self._health_open[name] = [time.monotonic(), event["time"], index]
+            elif name in self._health_open:   # its end says since when and for how many
+                began, wall, first = self._health_open.pop(name)
+                held = max(0, index - first)
+                self.fault_items[name] += held
+                event.update({"since": wall, "duration_s": round(time.monotonic() - began, 3),
+                              f"{self.item}s": held})
             event["model_sha256"] = self.summary.model_sha256
             self.emit(event)
 

@@ -143,9 +143,10 @@ class WaitingPipeline:
         return self.real.complete(*args)
 
     def close(self) -> None:
+        # no waiting for the opening thread (it may sit in a 10 s open): what it opens
+        # after this, it closes itself (``_closed``); the others' sources are not held
+        # reading past the stop meanwhile
         self._own.stop.set(self._own.stop.reason or "stopped")
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
         with self._closing:
             self._closed = True
             opened = self._opened   # opened, maybe not yet taken over (``real``)

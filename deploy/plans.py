@@ -52,3 +52,21 @@ def check_unique_names(names: Sequence[str]) -> None:
             raise InputError(f"two sources are named {name!r}: their events could not be "
                              "told apart; name them with --source NAME=SOURCE")
         seen.add(name)
+
+
+def check_live_sources_once(texts: Sequence[str]) -> None:
+    """Refuse one camera, stream or sensor given as two sources: the second cannot open a
+    device or UDP port the first holds (it reported a wrong reason, "connection refused",
+    and never connected), and a network camera would send everything twice. A file may be
+    read twice (two bundles on one recording)."""
+    seen: set[str] = set()
+    for text in texts:
+        key = str(text).strip()
+        if key == "-" or os.path.isfile(key):
+            continue
+        if key in seen:
+            raise InputError(f"{key!r} is given as two sources: one camera, stream or sensor "
+                             "is read once (several regions of it: --tiles, --grid or one "
+                             "--roi per source of a file)")
+        seen.add(key)
+

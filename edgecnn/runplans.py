@@ -54,13 +54,19 @@ def runtime_settings(kind: str, params: dict, names=None) -> RunSettings:
     and the per-source options are tuples as the repeatable options give them).
     ``names``: the sources' names when they come from elsewhere (a config table)."""
     from edgecnn.deploy.errors import InputError
-    from edgecnn.deploy.plans import check_unique_names, named_source, per_source
+    from edgecnn.deploy.plans import (
+        check_live_sources_once,
+        check_unique_names,
+        named_source,
+        per_source,
+    )
 
     p = dict(params)
     named = [named_source(v) for v in p.pop("sources")]
     if names is not None:
         named = [(name, text) for name, (_, text) in zip(names, named)]
     check_unique_names([name or text for name, text in named])
+    check_live_sources_once([text for _, text in named])
     n = len(named)
     if p.get("show") and n > 1:
         raise InputError(f"--show previews one source; found {n} --source options")

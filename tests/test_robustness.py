@@ -376,6 +376,12 @@ def test_camera_run_reports_focus_loss_as_a_fault_not_a_class(tmp_path, images, 
                      faults[0]["frame"]]
     assert defects_after == []                          # blurred frames are not classified
     assert summary.faults["defocus"] == 1
+    # it lasts to the end of the video: its end (at the run's end) says since when and
+    # for how many frames, and the summary counts them
+    (end,) = [e for e in faults if e["fault"] == "defocus" and e["state"] == "end"]
+    assert end["since"] == faults[0]["time"] and end["duration_s"] >= 0
+    assert end["frames"] == end["frame"] - faults[0]["frame"] > 0
+    assert summary.extra["fault_frames"]["defocus"] == end["frames"]
     spec = Bundle.open(bundle).spec
     assert preprocess_image(frames[0], spec).shape == spec.input_shape
 

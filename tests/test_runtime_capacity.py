@@ -77,6 +77,13 @@ def test_per_source_options_are_checked(capsys, bundle, videos):
     code, _, err = _cli(capsys, "run", "camera", bundle, "--source", f"x={a}",
                         "--source", f"x={b}")
     assert code == 2 and "'x'" in err
+    # one stream (or camera) under two names: the second could never open it
+    code, _, err = _cli(capsys, "run", "camera", bundle, "--source", "x=udp://127.0.0.1:9",
+                        "--source", "y=udp://127.0.0.1:9 ")
+    assert code == 2 and "is given as two sources" in err and "Traceback" not in err
+    code, _, err = _cli(capsys, "run", "camera", bundle, "--source", f"x={a}",
+                        "--source", f"y={a}", "--max-frames", "2", "--quiet")
+    assert code == 0, err                     # a file may be read twice
 
 
 def test_source_names_and_values():
@@ -724,3 +731,44 @@ def test_the_reading_thread_runs_the_model_while_the_pipeline_is_behind(tmp_path
     for (_, a), (_, b) in zip(by_reader, by_pipeline):
         np.testing.assert_array_equal(a, b)
     assert events == alone_events and len(events) >= 6
+
+
+def test_regions_that_misfit_after_tiny_frames_are_a_fault_not_an_exit():
+    """The first frame decides whether --roi is the user's mistake (exit 2); a camera
+    that starts with tiny frames (a fault, logged) is under way when its first real frame
+    misfits: a ``resolution`` fault, as later size changes are (an exit then left the
+    logged faults without their ends)."""
+    from edgecnn.deploy.camera import FramePreparer
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+    from edgecnn.deploy.tiles import Region
+    from runtime_helpers import image_spec
+
+    roi = Region(0, 0, 300, 300)
+    frame = np.full((200, 200), 120, np.uint8)
+    frame[::7] = 60                                    # texture: not flat or frozen
+    with pytest.raises(InputError, match="does not fit"):
+        FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()), roi=roi)(frame)
+    after_tiny = FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()), roi=roi)
+    assert after_tiny(np.full((4, 4), 120, np.uint8)).fault == "tiny"
+    assert after_tiny(frame).fault == "resolution" and "does not fit" in after_tiny.misfit
+
+
+def test_a_region_far_beyond_the_model_input_gets_one_note(caplog):
+    import logging
+
+    from edgecnn.deploy import camera
+    from edgecnn.deploy.camera import FramePreparer
+    from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
+    from runtime_helpers import image_spec
+
+    camera._noted_sizes.clear()
+    frame = np.full((800, 800), 120, np.uint8)
+    frame[::7] = 60
+    with caplog.at_level(logging.WARNING):
+        whole = FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()))
+        whole(frame)
+        whole(frame[:400])                   # another size: planned again, one note more
+        FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()), tiles=(8, 8))(frame)
+    notes = [r.getMessage() for r in caplog.records if "the model's 32x32 input" in r.getMessage()]
+    assert len(notes) == 2 and "800x800, 25.0x" in notes[0] and "--tiles" in notes[0]
