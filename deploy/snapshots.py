@@ -38,12 +38,14 @@ SAFE_PART = 48   # characters of a source or class in a name (a 256-character la
 def _safe(text: str) -> str:
     """``text`` as a part of a snapshot name: ASCII letters, digits, - and _ (what
     SNAPSHOT_NAME finds again after a restart, for retention: a ``défaut`` snapshot was
-    never deleted), at most SAFE_PART characters; a longer one ends in a short hash of
-    the whole, so two long class names still tell apart."""
+    never deleted), at most SAFE_PART characters; one that had to change ends in a short
+    hash of the whole, so two such names still tell apart."""
     text = str(text)
     safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in text)
-    if len(safe) <= SAFE_PART:
+    if len(safe) <= SAFE_PART and safe == text:
         return safe
+    # changed or cut: the hash keeps two names apart that differ only there (左.avi and
+    # 右.avi saving at the same frame and millisecond would share a file)
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe[:SAFE_PART - 9]}-{digest}"
 

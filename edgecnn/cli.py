@@ -162,10 +162,19 @@ def _json_apart(json_path, reads=(), writes=()) -> None:
                 return None
         return path.resolve()
 
+    from edgecnn.deploy.preprocess import IMAGE_SUFFIXES
+    from edgecnn.deploy.recordings import RECORDING_SUFFIXES
+
     for what, value in reads:
         folder = where(what, value)
-        if folder is not None and target.exists() and (
+        if folder is None or not target.exists() or not (
                 target == folder or (folder.is_dir() and target.is_relative_to(folder))):
+            continue
+        # in a data folder only what the loaders read counts (an earlier --json there is
+        # not data); every file of a bundle or model directory does
+        read = target == folder or "data" not in what or \
+            target.suffix.lower() in IMAGE_SUFFIXES + RECORDING_SUFFIXES
+        if read:
             raise InputError(f"--json {json_path} would replace {target.name} of the {what} "
                              f"{value}: give the results a file outside it")
     for what, value in writes:

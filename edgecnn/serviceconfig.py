@@ -199,7 +199,7 @@ def _values(table: dict, options: dict, where: _Where, base: Path) -> dict:
 
     values = {}
     for key, value in table.items():
-        if key in ("name", "bundle"):
+        if key in ("name", "bundle", "show"):   # show: false only (``_check_keys``)
             continue
         param = options[key]
         value = _typed(param, value, where, key)
@@ -218,6 +218,8 @@ def _check_keys(table: dict, allowed, where: _Where) -> None:
     for key in table:
         if key not in allowed:
             if key == "show" and where.table in ("run", *RUN_KINDS):
+                if table[key] is False:   # off, as a service always is
+                    continue
                 raise where.error(key, "a service has no screen: the preview window is for "
                                        "a desk run (edgecnn run camera --show); [http] "
                                        "serves a live page")
@@ -292,18 +294,20 @@ def load_config(path) -> ServiceConfig:
             takers = [k for k in RUN_KINDS if key in source_keys[k]]
             raise run_where.error(key, f"is a default for [[{takers[0]}]] sources only, and "
                                        f"this config has none (a [[{present[0]}]] takes "
-                                       f"{_counterpart(key)})")
+                                       f"{_counterpart(key, source_keys[present[0]])})")
     logging_all = {**_defaults("camera"), **logging_params}
     return ServiceConfig(path, sources, logging_options(logging_all),
                          _mqtt(data, path, text, base), _http(data, path, text), text,
                          tuple(logging_all.get("trusted_keys") or ()))
 
 
-def _counterpart(key: str) -> str:
-    """The other kind's name of a per-kind key (min_frames <-> min_windows) or 'other keys'."""
+def _counterpart(key: str, keys) -> str:
+    """The other kind's name of a per-kind key (min_frames <-> min_windows) where ``keys``
+    (that kind's) has one, else 'other keys'."""
     for a, b in (("frames", "windows"), ("windows", "frames")):
-        if key.endswith(f"_{a}"):
-            return f"'{key[:-len(a)]}{b}'"
+        other = f"{key[:-len(a)]}{b}"
+        if key.endswith(f"_{a}") and other in keys:
+            return f"'{other}'"
     return "other keys"
 
 

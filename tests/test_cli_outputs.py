@@ -39,11 +39,16 @@ def test_json_never_replaces_a_file_the_command_reads(tmp_path):
         assert clash in result.stderr and "Traceback" not in result.stderr
     assert (bundle / "edgecnn.json").read_bytes() == manifest
     assert image.read_bytes() == pixels
-    # beside the inputs is fine; a new file inside the data folder too
+    # beside the inputs is fine; a results file inside the data folder too, also the
+    # second time (it is no data: the loaders do not read it)
     result = run_cli("eval", str(bundle), "--data", str(data), "--json",
                      str(tmp_path / "eval.json"))
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "eval.json").read_text())["n"] == 40
+    for _ in range(2):
+        result = run_cli("eval", str(bundle), "--data", str(data), "--json",
+                         str(data / "eval.json"))
+        assert result.returncode == 0, result.stderr
 
 
 def test_options_that_contradict_each_other_are_refused(tmp_path):

@@ -402,8 +402,15 @@ def test_snapshot_names_are_found_again_whatever_the_class_or_source(tmp_path):
     assert all(path is not None and SNAPSHOT_NAME.match(path.name) for path in saved)
     assert all(len(path.name.encode()) < 255 for path in saved)
     assert saved[1].name.split("_")[-1] != saved[2].name.split("_")[-1]   # still told apart
+    # sources whose names differ only in what ASCII cannot hold keep names of their own
+    from edgecnn.deploy.snapshots import _safe
+
+    assert _safe("/rec/左.avi") != _safe("/rec/右.avi") and _safe("scratches") == "scratches"
+    left, right = (store.save(image, 4, "ok", source=f"/rec/{c}.avi") for c in "左右")
+    assert left.name != right.name and left.exists() and right.exists()
+    saved += [left, right]
     again = SnapshotStore(tmp_path, keep_days=1e-9)        # a restart: all are found, old
-    assert again.deleted == 3 and not any(path.exists() for path in saved)
+    assert again.deleted == 5 and not any(path.exists() for path in saved)
 
 
 def test_snapshot_retention_needs_snapshots(media, capsys):

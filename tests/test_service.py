@@ -272,6 +272,15 @@ def test_every_run_option_is_a_config_key():
         assert keys == longs
 
 
+def test_a_service_may_say_show_false_and_hints_name_real_keys(line):
+    path = _config(line, 'show = false\n', name="noshow.toml")
+    assert len(load_config(path).sources) == 3
+    from edgecnn.serviceconfig import _counterpart
+
+    assert _counterpart("min_frames", {"min_windows"}) == "'min_windows'"
+    assert _counterpart("frozen_frames", {"min_windows"}) == "other keys"
+
+
 @pytest.mark.parametrize("run_lines, message", [
     ("threshold = 7\n", "[run] key 'threshold': --threshold must be a confidence"),
     ("sqlite_keep_days = inf\nsqlite = \"e.db\"\n",
