@@ -376,7 +376,7 @@ class CameraPipeline(Pipeline):
             self.src = open_frame_source(cam.source, realtime=cam.realtime,
                                          backoff=cam.backoff, prepare=self.prepare,
                                          stop=stop, color=spec.image.color,
-                                         shared=reading)
+                                         shared=reading, bit_depth=spec.image.bit_depth)
         summary = RunSummary(kind="camera", source=cam.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),

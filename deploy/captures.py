@@ -159,6 +159,45 @@ class PacketCapture:
         self.capture.release()
 
 
+class StillCapture:
+    """A still image file (PNG, TIFF, JPEG ...) as a one-frame video, decoded as training
+    reads images (``preprocess.read_image``): a 16-bit file scaled by the model's bit
+    depth, where OpenCV's capture scaled a 12-bit PNG by 16 bits (a frame 16 times too
+    dark: a 'black' fault instead of a class)."""
+
+    def __init__(self, path: str, color: str | None, bit_depth: int | None):
+        from .errors import InputError
+        from .preprocess import read_image
+
+        try:
+            self.image = read_image(path, "gray" if color == "gray" else "bgr", bit_depth)
+        except InputError as exc:
+            raise SourceError(str(exc)) from None
+        self._read = False
+
+    def read(self, buffer=None):
+        if self._read:
+            return False, None
+        self._read = True
+        return True, self.image
+
+    def get(self, prop):
+        if prop == cv2.CAP_PROP_FRAME_COUNT:
+            return 1.0
+        if prop == cv2.CAP_PROP_POS_FRAMES:
+            return float(self._read)
+        return 0.0
+
+    def set(self, prop, value) -> bool:
+        return False
+
+    def isOpened(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
 def _raw_mjpeg(capture, color: str | None, reopen: Callable):
     """``capture`` as compressed packets when that pays (see PacketCapture): an FFmpeg
     capture of MJPEG that accepts raw mode, for a consumer of ``color``, whose first

@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import cv2
@@ -32,6 +33,7 @@ import numpy as np
 
 from .captures import (
     CaptureReader,
+    StillCapture,
     capture_fps,
     indexed_file,
     open_device,
@@ -40,6 +42,7 @@ from .captures import (
     open_url,
 )
 from .errors import SourceError
+from .preprocess import IMAGE_SUFFIXES
 from .reconnect import Backoff, StatusChange, StatusLog, check_port, connect_with_backoff
 from .shown import shown_url
 
@@ -636,7 +639,8 @@ class LatestFrameSource(FrameSource):
 def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
                       prefetch: int = 4, prepare: Prepare | None = None,
                       stop=None, color: str | None = None,
-                      shared: SharedReading | None = None) -> FrameSource:
+                      shared: SharedReading | None = None,
+                      bit_depth: int | None = None) -> FrameSource:
     """A FrameSource for what the user typed: device index, file, URL or GStreamer pipeline.
 
     ``prepare`` runs on every decoded frame in the reading thread (see FrameSource). A
@@ -644,7 +648,8 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
     the run's StopFlag, ends the wait); a file that cannot be opened fails at once.
     ``color`` ("gray", "bgr", "rgb") decodes MJPEG files and streams from their packets
     (devices and GStreamer pipelines as before). ``shared`` reads a small-frame file
-    (not paced) by the run's shared reading thread.
+    (not paced) by the run's shared reading thread. A still image file is one frame,
+    read as training reads images (16-bit files by the model's ``bit_depth``).
     """
     text = str(src).strip()
     kind = source_kind(text)
@@ -659,6 +664,9 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
     if kind == "gstreamer":
         return LatestFrameSource(lambda: open_gstreamer(text), "gstreamer pipeline",
                                  backoff, prepare=prepare, stop=stop)
+    if Path(text).suffix.lower() in IMAGE_SUFFIXES and Path(text).is_file():
+        return VideoFileSource(text, prefetch=prefetch, prepare=prepare, shared=shared,
+                               opener=lambda name: StillCapture(name, color, bit_depth))
     if realtime:
         probe = open_file(text)
         fps = capture_fps(probe) or 25.0

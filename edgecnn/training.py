@@ -185,9 +185,12 @@ def _follow_data_rate(config: TrainConfig, spec: InputSpec, log) -> InputSpec:
     rate = data_sample_rate(rates)
     signal = spec_for_rate(spec.signal, rate, config.window_length)
     if rate != spec.signal.sample_rate:
+        default = spec.signal.window_length / spec.signal.sample_rate
         log(f"recordings at {rate:g} Hz: training at that rate with {signal.window_length}-"
             f"sample windows ({signal.window_length / rate:.3f} s) and {signal.nperseg}-sample "
-            f"spectrogram segments (the 12 kHz defaults scaled to keep durations)")
+            f"spectrogram segments (the {spec.signal.sample_rate / 1000:g} kHz defaults, "
+            f"{default:.3f} s, scaled to the nearest power of two; --window-length sets "
+            "another)")
     return spec.replace(signal=signal)
 
 

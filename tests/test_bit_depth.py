@@ -151,3 +151,34 @@ def test_training_records_the_depth_and_eval_reads_16_bit_files_as_the_originals
     bad = run_cli("train", "--task", "images", "--data", root, "--out", tmp_path / "m2",
                   "--bit-depth", "11")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_the_camera_reads_a_16_bit_still_image_by_the_models_depth(tmp_path):
+    """A still image as a camera source is read as training reads it (OpenCV's capture
+    scaled a 12-bit PNG by 16 bits: a 'black' fault instead of a class)."""
+    import shutil
+
+    from edgecnn.deploy.bundle import shipped_bundles
+    from edgecnn.deploy.camera import run_camera
+
+    bundle = tmp_path / "neu12"
+    shutil.copytree(shipped_bundles()["neu"], bundle)
+    manifest = json.loads((bundle / "edgecnn.json").read_text())
+    manifest["spec"]["image"]["bit_depth"] = 12
+    (bundle / "edgecnn.json").write_text(json.dumps(manifest))
+    image = _originals("patches", 1)[0]
+    wide = ((image.astype(np.uint32) * 4095 + 127) // 255).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "frame12.png"), wide)
+    cv2.imwrite(str(tmp_path / "frame8.png"), image)
+
+    def first_event(bundle_path, source):
+        got = []
+        summary = run_camera(str(bundle_path), str(source), min_frames=1, threshold=0.0,
+                             on_event=got.append)
+        assert summary.read == 1 and summary.processed == 1, summary
+        return next(e for e in got if e["type"] == "defect")
+
+    deep = first_event(bundle, tmp_path / "frame12.png")
+    plain = first_event(shipped_bundles()["neu"], tmp_path / "frame8.png")
+    assert deep["class"] == plain["class"] == "patches"
+    assert deep["confidence"] == pytest.approx(plain["confidence"], abs=1e-6)
