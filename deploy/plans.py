@@ -59,14 +59,37 @@ def check_live_sources_once(texts: Sequence[str]) -> None:
     device or UDP port the first holds (it reported a wrong reason, "connection refused",
     and never connected), and a network camera would send everything twice. A file may be
     read twice (two bundles on one recording)."""
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for text in texts:
-        key = str(text).strip()
-        if key == "-" or os.path.isfile(key):
+        text = str(text).strip()
+        if text == "-" or os.path.isfile(text):
             continue
+        key = _live_key(text)
         if key in seen:
-            raise InputError(f"{key!r} is given as two sources: one camera, stream or sensor "
-                             "is read once (several regions of it: --tiles, --grid or one "
-                             "--roi per source of a file)")
-        seen.add(key)
+            also = "" if seen[key] == text else f" (also as {seen[key]!r})"
+            raise InputError(f"{text!r} is given as two sources{also}: one camera, stream or "
+                             "sensor is read once (several regions of it: --tiles, --grid "
+                             "or one --roi per source of a file)")
+        seen[key] = text
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+
+def _live_key(text: str) -> str:
+    """One key per device or endpoint however it is written: camera 01 is camera 1;
+    TCP://LocalHost:019030 is tcp://127.0.0.1:19030."""
+    from urllib.parse import urlsplit
+
+    if text.isdigit():
+        return f"device {int(text)}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text
+    if not parts.scheme or not parts.hostname:
+        return text
+    host = "127.0.0.1" if parts.hostname in _LOOPBACK else parts.hostname
+    return f"{parts.scheme.lower()}://{host}:{port}{parts.path}?{parts.query}"
 

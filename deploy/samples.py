@@ -448,10 +448,16 @@ class TcpSampleSource(_RawFloatStream):
 
 def open_sample_source(src, sample_rate: float, channel: str = DEFAULT_CHANNEL,
                        stream_rate: float | None = None, realtime: bool = False,
-                       backoff: Backoff = Backoff(), stop=None) -> SampleSource:
+                       backoff: Backoff = Backoff(), stop=None,
+                       given_channel: str | None = None) -> SampleSource:
     """A SampleSource for a recording path, ``-`` (stdin) or ``tcp://host:port`` (waited
-    for up to ``backoff.connect_timeout`` s; ``stop``, Event-like, ends the wait)."""
+    for up to ``backoff.connect_timeout`` s; ``stop``, Event-like, ends the wait).
+    ``given_channel``: a --channel the user gave (refused for streams: they carry one)."""
     text = str(src).strip()
+    if (text == "-" or text.lower().startswith("tcp://")) and given_channel is not None:
+        raise InputError(f"--channel {given_channel} for --source {text}: a stream is one "
+                         "channel of float32 samples (interleaved channels are not "
+                         "split); send the one channel, or record to a file")
     if text == "-":
         return StdinSource(sample_rate, stream_rate, stall_seconds=backoff.stall_seconds)
     if text.lower().startswith("tcp://"):

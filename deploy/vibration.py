@@ -159,7 +159,7 @@ class VibrationPipeline(Pipeline):
         self.src = vib.source if isinstance(vib.source, SampleSource) else open_sample_source(
             vib.source, sig.sample_rate, channel=vib.channel or sig.channel,
             stream_rate=vib.sample_rate, realtime=vib.realtime, backoff=vib.backoff,
-            stop=stop)
+            stop=stop, given_channel=vib.channel)
         if isinstance(self.src, RecordingSource) and len(self.src.samples) < sig.window_length:
             logging.getLogger("edgecnn.deploy").warning(
                 "NOTE: %s holds %d samples at %g Hz, less than one window of %d: nothing to "

@@ -772,3 +772,18 @@ def test_a_region_far_beyond_the_model_input_gets_one_note(caplog):
         FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()), tiles=(8, 8))(frame)
     notes = [r.getMessage() for r in caplog.records if "the model's 32x32 input" in r.getMessage()]
     assert len(notes) == 2 and "800x800, 25.0x" in notes[0] and "--tiles" in notes[0]
+
+
+def test_one_device_or_endpoint_written_two_ways_is_one_source(tmp_path):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.plans import check_live_sources_once
+
+    for pair in (["tcp://127.0.0.1:19030", "TCP://localhost:019030"], ["0", "00"],
+                 ["rtsp://Cam/s", "rtsp://cam/s"]):
+        with pytest.raises(InputError, match="is given as two sources"):
+            check_live_sources_once(pair)
+    check_live_sources_once(["tcp://127.0.0.1:19030", "tcp://127.0.0.1:19031", "0", "1",
+                             "rtsp://cam/a", "rtsp://cam/b"])
+    video = tmp_path / "v.avi"
+    video.write_bytes(b"x")
+    check_live_sources_once([str(video), str(video)])       # a file may be read twice

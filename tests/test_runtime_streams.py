@@ -668,3 +668,13 @@ def test_a_byte_slip_in_a_resampled_stream_leaves_the_samples_before_it_intact()
     alone = StreamResampler(48000.0, 12000.0)(a.astype(np.float64))
     assert stream.stats.realigned == 1 and len(before) >= len(alone) - 2
     np.testing.assert_allclose(before, alone[:len(before)], atol=1e-12)
+
+
+def test_a_channel_for_a_stream_is_refused(tmp_path):
+    from edgecnn.deploy.errors import InputError
+    from edgecnn.deploy.samples import open_sample_source
+
+    # interleaved channels on stdin or TCP were read as one signal, and classified
+    for source in ("-", "tcp://127.0.0.1:9"):
+        with pytest.raises(InputError, match="a stream is one channel"):
+            open_sample_source(source, 12000.0, given_channel="0")
