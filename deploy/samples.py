@@ -126,6 +126,8 @@ class SampleSource:
 
 
 _log = logging.getLogger("edgecnn.deploy")
+RATE_CHECK_S = 20.0     # seconds of arrival before the rate is judged
+RATE_TOLERANCE = 1.3    # arrival within this factor of the stated rate passes
 
 
 def note_rate(name: str, source_rate: float, model_rate: float) -> None:
@@ -197,6 +199,36 @@ class _RawFloatStream(SampleSource):
         self._gap = False              # the next piece follows lost / delayed samples
         self._stall_seconds = stall_seconds
         self._last_data = time.monotonic()
+        self._rate_since: float | None = None   # arrival-rate watch (``_watch_rate``)
+        self._rate_samples = 0
+        self._rate_noted = False
+
+    def _deliver(self, samples: np.ndarray, gap: bool = False) -> Chunk:
+        self._watch_rate(len(samples), gap)
+        return super()._deliver(samples, gap)
+
+    def _watch_rate(self, count: int, gap: bool, now: float | None = None) -> None:
+        """Say once when samples arrive at a rate far from the one the stream is taken to
+        run at (``--sample-rate``, else the model's): a 25.6 kHz sensor read as 12 kHz is
+        classified as garbage without any fault. Measured over RATE_CHECK_S of arrival
+        without a gap (a stall or a reconnect starts it again)."""
+        now = time.monotonic() if now is None else now
+        if gap or self._rate_since is None:
+            self._rate_since, self._rate_samples = now, 0   # counted from this piece on
+            return
+        self._rate_samples += count
+        span = now - self._rate_since
+        if self._rate_noted or span < RATE_CHECK_S:
+            return
+        ratio = self._rate_samples / span / self.sample_rate
+        if 1 / RATE_TOLERANCE <= ratio <= RATE_TOLERANCE:
+            return
+        self._rate_noted = True
+        _log.warning("note: %s: samples arrive at about %.0f per second, but the stream is "
+                     "read as %g Hz (--sample-rate, else the model's): a sensor at another "
+                     "rate is misread (give its --sample-rate); a replay faster or slower "
+                     "than real time is fine", self.name, ratio * self.stream_rate,
+                     self.stream_rate)
 
     def _decode(self, data: bytes) -> None:
         """Queue the samples in ``data`` (after what was pending) as pieces for ``read``."""

@@ -678,3 +678,23 @@ def test_a_channel_for_a_stream_is_refused(tmp_path):
     for source in ("-", "tcp://127.0.0.1:9"):
         with pytest.raises(InputError, match="a stream is one channel"):
             open_sample_source(source, 12000.0, given_channel="0")
+
+
+def test_samples_arriving_far_from_the_stated_rate_get_one_note(caplog):
+    import logging
+
+    from edgecnn.deploy.samples import RATE_CHECK_S, StdinSource
+
+    def watch(rate_in, seconds, gap_at=None):
+        source = StdinSource(12000.0)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            for t in range(int(seconds) + 1):   # one piece a second, as a sensor sends
+                source._watch_rate(int(rate_in), gap=t == gap_at, now=100.0 + t)
+        return [r.getMessage() for r in caplog.records if "samples arrive" in r.getMessage()]
+
+    notes = watch(25600, RATE_CHECK_S + 5)               # a 25.6 kHz sensor read as 12 kHz
+    assert len(notes) == 1 and "about 25600 per second" in notes[0] and "12000 Hz" in notes[0]
+    assert watch(12000, RATE_CHECK_S + 5) == []           # as stated
+    assert watch(8000, RATE_CHECK_S + 5)                   # an 8 kHz one: too few
+    assert watch(25600, RATE_CHECK_S + 5, gap_at=10) == []  # a gap starts the count again
