@@ -59,12 +59,12 @@ def _own_non_finite(probe: np.ndarray, bad: np.ndarray) -> bool:
         return float((~np.isfinite(probe[bad])).mean()) >= 0.9 if bad.any() else False
 
 
-def _bad_share(data: bytes) -> float:
+def _bad_share(data: bytes, dtype: str = "<f4") -> float:
     """Share of implausible samples among the first PHASE_SAMPLES floats of ``data``."""
     count = min(len(data) // 4, PHASE_SAMPLES)
     if count == 0:
         return 1.0
-    return float(implausible(np.frombuffer(data, dtype="<f4", count=count)).mean())
+    return float(implausible(np.frombuffer(data, dtype=dtype, count=count)).mean())
 
 
 @dataclass
@@ -200,6 +200,7 @@ class _RawFloatStream(SampleSource):
         self._stall_seconds = stall_seconds
         self._last_data = time.monotonic()
         self._rate_since: float | None = None   # arrival-rate watch (``_watch_rate``)
+        self._order: str | None = None   # "<f4" / ">f4", from the first samples (_decode)
         self._rate_samples = 0
         self._rate_noted = False
 
@@ -230,12 +231,29 @@ class _RawFloatStream(SampleSource):
                      "than real time is fine", self.name, ratio * self.stream_rate,
                      self.stream_rate)
 
+    def _decide_order(self, data: bytes) -> None:
+        """Little-endian float32, as documented, unless the first samples are no readings
+        that way and are read big-endian (network byte order, as many DAQs and PLCs send):
+        then big-endian, said once. A byte slip search would otherwise take a big-endian
+        stream for a slip and classify what a 1-byte shift happens to read."""
+        self._order = "<f4"
+        if _bad_share(data) >= SLIP_BAD and _bad_share(data, ">f4") <= PHASE_OK:
+            self._order = ">f4"
+            _log.warning("note: %s sends big-endian float32 (network byte order): read so; "
+                         "the documented stream is little-endian float32", self.name)
+
     def _decode(self, data: bytes) -> None:
         """Queue the samples in ``data`` (after what was pending) as pieces for ``read``."""
         data = self._pending + data
+        if self._order is None:
+            if len(data) < PHASE_SAMPLES * 4:   # the byte order needs a few samples
+                self._pending = data
+                return
+            self._decide_order(data)
+        order = self._order
         while True:
             usable = len(data) - len(data) % 4
-            raw = np.frombuffer(data, dtype="<f4", count=usable // 4)
+            raw = np.frombuffer(data, dtype=order, count=usable // 4)
             bad = implausible(raw)
             if not bad.any():
                 self._queue(raw)
@@ -259,7 +277,7 @@ class _RawFloatStream(SampleSource):
             # phase start from there on; the few old-phase samples just before it may be
             # misread already and are dropped with the slip
             tail = data[first * 4:]
-            shift, share = min(((k, _bad_share(tail[k:])) for k in (1, 2, 3)),
+            shift, share = min(((k, _bad_share(tail[k:], order)) for k in (1, 2, 3)),
                                key=lambda item: item[1])
             if share > PHASE_OK:     # no phase gives readings: passed on as it is
                 self._queue(raw)
@@ -311,10 +329,16 @@ class _RawFloatStream(SampleSource):
             if silent >= self._stall_seconds:
                 self._status.start("stalled", f"connected, no samples for {silent:.1f} s")
 
-    def _finish(self) -> None:
-        if self._pending:
+    def _finish(self, deliver: bool = True) -> None:
+        """The stream ended: whole samples still held back (for the byte order or a slip
+        check) are delivered as read (``deliver``), and only a partial float is counted
+        as an unreadable piece."""
+        pending, self._pending = self._pending, b""
+        whole = len(pending) - len(pending) % 4
+        if whole and deliver:
+            self._queue(np.frombuffer(pending, dtype=self._order or "<f4", count=whole // 4))
+        if len(pending) % 4:
             self.stats.bad_chunks += 1   # a partial float at the very end
-            self._pending = b""
 
 
 class StdinSource(_RawFloatStream):
@@ -342,8 +366,10 @@ class StdinSource(_RawFloatStream):
             raise SourceError(f"cannot read samples from stdin: {exc.strerror}") from None
         if not data:
             self._finish()
-            self.exhausted = True
-            return None
+            chunk = self._next_chunk()   # what was held back, then the end
+            if chunk is None:
+                self.exhausted = True
+            return chunk
         return self._received(data)
 
 
@@ -408,7 +434,7 @@ class TcpSampleSource(_RawFloatStream):
     def _drop(self) -> None:
         self._sock.close()
         self._sock = None
-        self._finish()
+        self._finish(deliver=False)
         self._ready.clear()
         self._mark_gap()
         self.stats.disconnects += 1

@@ -698,3 +698,35 @@ def test_samples_arriving_far_from_the_stated_rate_get_one_note(caplog):
     assert watch(12000, RATE_CHECK_S + 5) == []           # as stated
     assert watch(8000, RATE_CHECK_S + 5)                   # an 8 kHz one: too few
     assert watch(25600, RATE_CHECK_S + 5, gap_at=10) == []  # a gap starts the count again
+
+
+def _read_all(source) -> tuple[np.ndarray, list]:
+    chunks = []
+    while not source.exhausted:
+        chunk = source.read(timeout=1.0)
+        if chunk is not None:
+            chunks.append(chunk.samples)
+    return (np.concatenate(chunks) if chunks else np.zeros(0)), source.poll_status()
+
+
+def test_a_big_endian_stream_is_read_as_such_not_realigned(tmp_path, caplog):
+    """Network byte order, as many DAQs send: the slip search took it for a byte slip and
+    a 1-byte shift read plausible garbage, which was classified."""
+    import logging
+    import os
+
+    from edgecnn.deploy.samples import StdinSource
+
+    x = sensor_signal(0.5).astype(np.float32)
+    for dtype, noted in ((">f4", True), ("<f4", False)):
+        read, write = os.pipe()
+        os.write(write, x.astype(dtype).tobytes()[:-2])    # cut mid-sample at the end
+        os.close(write)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            samples, changes = _read_all(StdinSource(12000.0, fd=read))
+        os.close(read)
+        assert ("big-endian" in caplog.text) is noted
+        assert not [c for c in changes if c.fault == "realigned"]
+        # every whole sample arrives as sent (the held-back ones too); the cut one is not
+        np.testing.assert_allclose(samples, x[:-1], rtol=1e-6)
