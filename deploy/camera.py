@@ -377,6 +377,8 @@ class CameraPipeline(Pipeline):
                                          backoff=cam.backoff, prepare=self.prepare,
                                          stop=stop, color=spec.image.color,
                                          shared=reading, bit_depth=spec.image.bit_depth)
+        if cam.grid and plan.model.fmt is None:
+            entry = self._follow_grid(cam, plan, engines, entry)
         summary = RunSummary(kind="camera", source=cam.name or self.src.name,
                              bundle=str(self.bundle.path),
                              model_format=entry.get("format", plan.model.fmt or ""),
@@ -432,6 +434,33 @@ class CameraPipeline(Pipeline):
         self.ahead += 1
         return self.complete(taken, taken.work.probs, taken.work.inference_s,
                              time.monotonic())
+
+    def _follow_grid(self, cam: CameraSource, plan: RunPlan, engines, entry: dict) -> dict:
+        """--grid: how many windows a frame has is known once its size is (a file's first
+        frame, decoded at the open); the format is then this machine's choice for that
+        batch, as for --tiles' count, not batch 1's. A live source's size comes later:
+        batch 1's choice stays (one note)."""
+        from .hosts import selected_format
+
+        shape = getattr(self.src, "frame_shape", None)
+        if shape is None:
+            logging.getLogger(__name__).warning(
+                "note: --grid on %s: the windows per frame are not known before its first "
+                "frame, so the format is this machine's choice for batch 1 (--format "
+                "chooses another)", self.src.name)
+            return entry
+        try:
+            count = len(plan_regions(shape, cam.roi, cam.tiles, cam.grid))
+        except InputError:
+            return entry                # the first frame says so, exit 2
+        threads = plan.model.engine.threads
+        if count <= 1 or selected_format(self.bundle, count, False, threads)[0] == \
+                entry.get("format"):
+            return entry
+        _, self.engine, entry = open_for_run(self.bundle, "image", None, plan.model.engine,
+                                             batch=count, shared=engines)
+        self.prepare.concurrent = self.engine.concurrent
+        return entry
 
     def _take(self, timeout: float) -> bool | Frame:
         loop = self.loop

@@ -262,6 +262,7 @@ class VideoFileSource(FrameSource):
             self._reader.release()
             raise SourceError(f"video {path} opened but no frame could be decoded from it")
         image = self._first.image
+        self.frame_shape = image.shape        # the first frame's (before any read)
         per_slot = 2 * 3 * max(1, image.shape[0] * image.shape[1])
         self.slots = max(min(slots, MIN_SLOTS), min(slots, ring_bytes // per_slot))
         for _ in range(slots - self.slots):   # never filled: no buffers of their own

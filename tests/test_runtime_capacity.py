@@ -184,6 +184,12 @@ def test_bench_select_writes_the_host_file_and_the_runtime_follows_it(
     files[0].write_text(json.dumps(host))
     assert run() == "onnx"
     assert run("--format", "onnx-int8") == "onnx-int8"    # --format wins
+    # the choice for about as many regions as a frame has: --tiles' count, and --grid's
+    # windows (known from the file's first frame; they once followed batch 1's choice)
+    host["batches"]["1"]["chosen"], host["batches"]["4"]["chosen"] = "onnx-int8", "onnx"
+    files[0].write_text(json.dumps(host))
+    assert run() == "onnx-int8" and run("--tiles", "2x2") == "onnx"
+    assert run("--grid", "64x48:32") == "onnx"             # 6 windows of a 128x96 frame
     for row in host["batches"].values():                   # edited to one that failed parity
         row["chosen"] = "tflite-fp16"
     files[0].write_text(json.dumps(host))
