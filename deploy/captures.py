@@ -389,12 +389,12 @@ def _why_unreachable(url: str, timeout: float) -> str:
             "stream there (wrong path or credentials, not a video, or it was not up yet)")
 
 
-def open_url(url: str, color: str | None = None):
+def open_url(url: str, color: str | None = None, open_timeout_ms: int = OPEN_TIMEOUT_MS):
     """A network stream; for a consumer of ``color`` an MJPEG stream (e.g. HTTP multipart
     JPEG) is read as packets (PacketCapture; a later JPEG that does not decode is a
     corrupt frame). A stream whose first JPEG imdecode cannot decode is opened again,
     decoded by FFmpeg as before (a second connection)."""
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, open_timeout_ms,
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, READ_TIMEOUT_MS]
     started = time.monotonic()
     with quiet_opencv("ERROR"):
@@ -402,10 +402,10 @@ def open_url(url: str, color: str | None = None):
     if not capture.isOpened():
         capture.release()
         took = time.monotonic() - started
-        if took >= 0.9 * OPEN_TIMEOUT_MS / 1000.0:
+        if took >= 0.9 * open_timeout_ms / 1000.0:
             why = f"no answer (timed out after {took:.1f} s)"
         else:
-            why = _why_unreachable(url, timeout=min(5.0, OPEN_TIMEOUT_MS / 1000.0))
+            why = _why_unreachable(url, timeout=min(5.0, open_timeout_ms / 1000.0))
         raise SourceError(f"cannot open stream {shown_url(url)}: {shown_url(why)}")
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     return _raw_mjpeg(capture, color, lambda: open_url(url))

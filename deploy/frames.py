@@ -660,8 +660,13 @@ def open_frame_source(src, realtime: bool = False, backoff: Backoff = Backoff(),
                                  prepare=prepare, stop=stop)
     if kind == "url":
         check_port(text)
-        return LatestFrameSource(lambda: open_url(text, color), text, backoff,
-                                 prepare=prepare, stop=stop)
+        first = [backoff.first_open]
+
+        def opener():   # the very first attempt within ``backoff.first_open`` s, if given
+            limit, first[0] = first[0], None
+            return open_url(text, color, int(limit * 1000)) if limit else open_url(text, color)
+
+        return LatestFrameSource(opener, text, backoff, prepare=prepare, stop=stop)
     if kind == "gstreamer":
         return LatestFrameSource(lambda: open_gstreamer(text), "gstreamer pipeline",
                                  backoff, prepare=prepare, stop=stop)

@@ -32,6 +32,10 @@ from .shown import shown_url
 
 IDLE_SLEEP_S = 0.002   # a round in which no source had anything ready
 POLL_S = 0.5           # storage retries and fault checks between events
+# the first attempt of a stream in a run of several sources: a UDP port nobody sends to
+# held the start of every other source for OpenCV's 10 s open timeout; a source that
+# takes longer is waited for in the background (``WaitingPipeline``)
+FIRST_OPEN_S = 3.0
 
 
 def open_pipeline(bundle, plan: RunPlan, **kwargs):
@@ -255,7 +259,7 @@ def _first_try(plan: RunPlan, waiting: bool) -> RunPlan:
     backoff = getattr(plan.source, "backoff", None)
     if not waiting or backoff is None:
         return plan
-    once = dataclasses.replace(backoff, connect_timeout=0.0)
+    once = dataclasses.replace(backoff, connect_timeout=0.0, first_open=FIRST_OPEN_S)
     return dataclasses.replace(plan, source=dataclasses.replace(plan.source, backoff=once))
 
 

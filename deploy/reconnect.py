@@ -33,6 +33,9 @@ class Backoff:
     maximum: float = 30.0
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     stall_seconds: float = DEFAULT_STALL_SECONDS
+    # seconds the very first attempt to open a stream may take (None: OpenCV's open
+    # timeout); a run of several sources keeps it short, the source is then waited for
+    first_open: float | None = None
 
     def __post_init__(self) -> None:
         # NaN fails every comparison: written so that it is refused (inf waits forever)

@@ -730,3 +730,39 @@ def test_a_big_endian_stream_is_read_as_such_not_realigned(tmp_path, caplog):
         assert not [c for c in changes if c.fault == "realigned"]
         # every whole sample arrives as sent (the held-back ones too); the cut one is not
         np.testing.assert_allclose(samples, x[:-1], rtol=1e-6)
+
+
+def test_the_first_try_of_a_stream_in_a_several_source_run_is_short(image_bundle, tmp_path,
+                                                                   monkeypatch):
+    """A stream that does not answer (a UDP port nobody sends to) held the start of every
+    other source for OpenCV's 10 s open timeout; its first try is now short, and the
+    tries that follow, in the background, take the full timeout."""
+    import edgecnn.deploy.frames as frames
+    from edgecnn.deploy.captures import OPEN_TIMEOUT_MS
+    from edgecnn.deploy.multi import FIRST_OPEN_S, run_many
+    from edgecnn.deploy.options import Logging, plan_from_keywords
+    from runtime_helpers import gray_frame, write_video
+
+    tries = []
+
+    def no_answer(url, color=None, open_timeout_ms=OPEN_TIMEOUT_MS):
+        tries.append(open_timeout_ms)
+        raise SourceError(f"cannot open stream {url}: no answer")
+
+    monkeypatch.setattr(frames, "open_url", no_answer)
+    video = write_video(tmp_path / "cam.avi", [gray_frame(80)] * 5)
+    backoff = Backoff(0.05, 0.1, connect_timeout=60)
+    stop = StopFlag()
+    timer = threading.Timer(1.0, stop.set, args=("test over",))
+    timer.start()
+    try:
+        dead, cam = run_many([
+            (image_bundle, plan_from_keywords("camera", "udp://127.0.0.1:9", name="dead",
+                                              backoff=backoff)),
+            (image_bundle, plan_from_keywords("camera", str(video), name="cam"))],
+            Logging(), stop=stop)
+    finally:
+        timer.cancel()
+    assert cam.processed == 5 and dead.stop_reason.startswith("never connected")
+    assert tries[0] == int(FIRST_OPEN_S * 1000) < OPEN_TIMEOUT_MS
+    assert len(tries) > 1 and set(tries[1:]) == {OPEN_TIMEOUT_MS}
