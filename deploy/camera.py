@@ -172,6 +172,7 @@ class FramePreparer:
         self._whole: tuple[list[Region], bool] | None = None
         self.misfit: str | None = None           # why the regions do not fit this frame size
         self._frames = 0                         # frames seen (a tiny one counts)
+        self._noted: set = set()                 # region sizes said to be large
         # the reading thread calls this; the pipeline only for a frame read before it
         # installed this step on a caller's source
         self._lock = threading.Lock()
@@ -210,7 +211,7 @@ class FramePreparer:
             self.misfit = None
             self._regions = regions
             self._batch = TileBatch.plan(regions, self.spec)
-            _note_large_regions(regions, self.spec)
+            _note_large_regions(regions, self.spec, self._noted)
             image = self.spec.image
             # the health features resize the gray frame bilinearly to the model's size
             self._whole = (regions, image.color == "gray" and image.interpolation == "linear"
@@ -301,27 +302,26 @@ def run_camera(bundle, source, *, sinks: Iterable = (), stop: StopFlag | None = 
 
 
 LARGE_REGION = 4.0    # a region this many times the model's input (either side): say so
-_noted_sizes: set = set()
 
 
-def _note_large_regions(regions: list[Region], spec: InputSpec) -> None:
-    """One note per region size far beyond the model's input: the model resizes as its
-    training did (the InputSpec), and a bilinear resize of a 1600x1600 frame to 128x128
-    reads one pixel in 12; products that small in the frame are better cut out with
-    --tiles / --grid (the model then sees them at the size it learned them)."""
+def _note_large_regions(regions: list[Region], spec: InputSpec, noted: set) -> None:
+    """One note per region size (of this source, ``noted``) far beyond the model's input
+    where it is not resized by area: the model resizes as its training did (the
+    InputSpec), and a bilinear resize of a 1600x1600 frame to 128x128 reads one pixel in
+    12; products that small in the frame are better cut out with --tiles / --grid (the
+    model then sees them at the size it learned them)."""
     image = spec.image
     region = max(regions, key=lambda r: r.w * r.h)
     factor = max(region.w / image.width, region.h / image.height)
-    key = (region.w, region.h, image.width, image.height, image.interpolation)
-    if factor < LARGE_REGION or key in _noted_sizes:
-        return
-    _noted_sizes.add(key)
-    how = "by area (every pixel counts)" if image.interpolation == "area" else \
-        f"{image.interpolation}, as in training (at {factor:.0f}x that skips most pixels)"
+    key = (region.w, region.h)
+    if factor < LARGE_REGION or image.interpolation == "area" or key in noted:
+        return     # (an area resize averages every pixel, as the model's training did)
+    noted.add(key)
     logging.getLogger(__name__).warning(
-        "note: each region is %dx%d, %.1fx the model's %dx%d input; it is resized %s. If "
-        "the training images showed one product each, --tiles or --grid cut the frame into "
-        "regions of that size", region.w, region.h, factor, image.width, image.height, how)
+        "note: each region is %dx%d, %.1fx the model's %dx%d input; it is resized %s, as "
+        "in training, which at %.0fx skips most pixels. If the training images showed one "
+        "product each, --tiles or --grid cut the frame into regions of that size",
+        region.w, region.h, factor, image.width, image.height, image.interpolation, factor)
 
 
 class CameraPipeline(Pipeline):

@@ -24,8 +24,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .errors import SourceError
-from .preprocess import quiet_opencv
+from .errors import InputError, SourceError
+from .preprocess import quiet_opencv, read_image
 from .shown import shown_url
 
 OPEN_TIMEOUT_MS = 10000
@@ -166,9 +166,6 @@ class StillCapture:
     dark: a 'black' fault instead of a class)."""
 
     def __init__(self, path: str, color: str | None, bit_depth: int | None):
-        from .errors import InputError
-        from .preprocess import read_image
-
         try:
             self.image = read_image(path, "gray" if color == "gray" else "bgr", bit_depth)
         except InputError as exc:

@@ -762,20 +762,24 @@ def test_regions_that_misfit_after_tiny_frames_are_a_fault_not_an_exit():
 
 def test_a_region_far_beyond_the_model_input_gets_one_note(caplog):
     import logging
+    from dataclasses import replace
 
-    from edgecnn.deploy import camera
     from edgecnn.deploy.camera import FramePreparer
     from edgecnn.deploy.faults import FaultConfig, FrameFaultDetector
     from runtime_helpers import image_spec
 
-    camera._noted_sizes.clear()
     frame = np.full((800, 800), 120, np.uint8)
     frame[::7] = 60
+    area = image_spec(32)
+    linear = area.replace(image=replace(area.image, interpolation="linear"))
     with caplog.at_level(logging.WARNING):
-        whole = FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()))
+        whole = FramePreparer(linear, FrameFaultDetector(FaultConfig()))
+        whole(frame)
         whole(frame)
         whole(frame[:400])                   # another size: planned again, one note more
-        FramePreparer(image_spec(32), FrameFaultDetector(FaultConfig()), tiles=(8, 8))(frame)
+        FramePreparer(linear, FrameFaultDetector(FaultConfig()), tiles=(8, 8))(frame)
+        FramePreparer(area.replace(image=replace(area.image, interpolation="area")),
+                      FrameFaultDetector(FaultConfig()))(frame)   # averaged: no note
     notes = [r.getMessage() for r in caplog.records if "the model's 32x32 input" in r.getMessage()]
     assert len(notes) == 2 and "800x800, 25.0x" in notes[0] and "--tiles" in notes[0]
 
