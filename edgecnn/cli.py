@@ -148,6 +148,8 @@ def _json_apart(json_path, reads=(), writes=()) -> None:
         return
     from edgecnn.deploy.bundle import resolve_bundle_path
     from edgecnn.deploy.errors import EdgecnnError, InputError
+    from edgecnn.deploy.preprocess import IMAGE_SUFFIXES
+    from edgecnn.deploy.recordings import RECORDING_SUFFIXES
 
     target = Path(json_path).resolve()
 
@@ -161,9 +163,6 @@ def _json_apart(json_path, reads=(), writes=()) -> None:
             except EdgecnnError:
                 return None
         return path.resolve()
-
-    from edgecnn.deploy.preprocess import IMAGE_SUFFIXES
-    from edgecnn.deploy.recordings import RECORDING_SUFFIXES
 
     for what, value in reads:
         folder = where(what, value)
